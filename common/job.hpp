@@ -1,0 +1,82 @@
+// The job descriptor: one product, as the coordinator describes it to its workers. It lives in
+// a shared segment that workers map; spawned workers find everything else through it.
+#pragma once
+
+#include <boost/interprocess/sync/interprocess_semaphore.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/dtype.hpp"
+#include "common/matrix.hpp"
+#include "common/partition.hpp"
+
+namespace shmgemm {
+
+inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
+inline constexpr std::uint32_t kJobVersion = 1;
+inline constexpr std::size_t kMaxWorkers = 256;
+inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
+inline constexpr std::size_t kWorkerMessageBytes = 512;
+
+// Where an operand's bytes are: a shared segment or a file, by name.
+enum class Storage : std::uint32_t { shm = 1, file = 2 };
+
+struct OperandRef {
+  Storage storage = Storage::shm;
+  Layout layout = Layout::row_major;
+  std::uint64_t rows = 0;
+  std::uint64_t cols = 0;
+  std::uint64_t ld = 0;
+  std::uint64_t offset = 0;         // bytes from the start of the segment or file
+  char name[kMaxOperandName] = {};  // segment name or file path, NUL-terminated
+};
+
+enum class SlotState : std::uint32_t { pending = 0, attached = 1, done = 2, failed = 3 };
+
+// One worker's part of the job. The coordinator writes the range; the worker writes the rest.
+struct WorkerSlot {
+  std::uint64_t row_begin = 0;
+  std::uint64_t row_end = 0;
+  std::atomic<std::uint32_t> state{0};
+  std::atomic<std::uint64_t> rows_done{0};
+  char message[kWorkerMessageBytes] = {};  // why it failed, NUL-terminated
+};
+
+struct JobDescriptor {
+  std::uint64_t magic = kJobMagic;
+  std::uint32_t version = kJobVersion;
+  std::uint32_t descriptor_bytes = sizeof(JobDescriptor);
+  DType dtype = DType::float64;
+  std::uint32_t workers = 0;
+  std::uint32_t threads_per_worker = 1;
+  std::int32_t coordinator_pid = 0;
+  std::uint64_t m = 0, k = 0, n = 0;
+  OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major)
+  // Each worker posts once when it has mapped every operand: the coordinator may then remove
+  // the names.
+  boost::interprocess::interprocess_semaphore attached{0};
+  WorkerSlot slots[kMaxWorkers];
+};
+
+// Checks every field a worker relies on before it touches a matrix: magic, version, size,
+// dtype, worker count, shapes against m/k/n, leading dimensions, extents that do not overflow,
+// NUL-terminated names and row ranges inside [0, m]. `bytes` is the mapped descriptor.
+// Returns nullptr and sets `problem` when it is invalid.
+const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string& problem);
+
+// The bytes that `ref` spans from its offset, given the job's dtype; checked by validate_job.
+std::uint64_t operand_extent(const OperandRef& ref, DType dtype);
+
+// Copies `text` into a fixed field, truncating, always NUL-terminated.
+template <std::size_t N>
+void copy_name(char (&field)[N], std::string_view text) {
+  const std::size_t len = text.size() < N - 1 ? text.size() : N - 1;
+  for (std::size_t i = 0; i < len; ++i) field[i] = text[i];
+  field[len] = '\0';
+}
+
+}  // namespace shmgemm

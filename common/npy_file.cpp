@@ -1,0 +1,169 @@
+#include "common/npy_file.hpp"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fmt/format.h>
+#include <utility>
+
+#include "common/mapped_file.hpp"
+#include "shmgemm/error.hpp"
+
+namespace bip = boost::interprocess;
+namespace fs = std::filesystem;
+
+namespace shmgemm {
+namespace {
+
+[[noreturn]] void throw_errno(ErrorCode code, std::string_view what, std::string_view action,
+                              int err) {
+  throw Error(code, fmt::format("{}: {}: {}", what, action, std::strerror(err)));
+}
+
+ConstMatrixRef matrix_of(const std::byte* data, const NpyHeader& h, std::string_view what) {
+  if (h.shape.size() != 2)
+    throw Error(ErrorCode::internal, fmt::format("{}: not a 2-D array", what));
+  ConstMatrixRef ref;
+  ref.data = data;
+  ref.rows = h.shape[0];
+  ref.cols = h.shape[1];
+  ref.layout = h.fortran_order ? Layout::col_major : Layout::row_major;
+  ref.ld = std::max<std::uint64_t>(1, h.fortran_order ? ref.rows : ref.cols);
+  return ref;
+}
+
+std::string temp_name_beside(const fs::path& target) {
+  std::uint64_t r = 0;
+  if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = ::getpid();
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  return (dir / fmt::format(".{}.shmgemm-{}-{:08x}.tmp", target.filename().string(), ::getpid(),
+                            static_cast<std::uint32_t>(r)))
+      .string();
+}
+
+}  // namespace
+
+NpyMapping NpyMapping::open(const fs::path& path) {
+  NpyMapping m;
+  m.path_ = path.string();
+  struct stat st {};
+  if (::stat(m.path_.c_str(), &st) != 0)
+    throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
+  if (S_ISDIR(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": is a directory");
+  if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": not a regular file");
+  if (::access(m.path_.c_str(), R_OK) != 0)
+    throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
+  if (st.st_size == 0)
+    throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
+
+  m.region_ = map_whole_file(m.path_, false);
+  const auto* base = static_cast<const char*>(m.region_.get_address());
+  const std::size_t size = m.region_.get_size();
+  m.header_ = parse_npy_header(std::string_view(base, std::min(size, kNpyPrefixBytes)), m.path_);
+
+  // The file must hold exactly the data the header announces.
+  const std::uint64_t expected = m.header_.data_offset + m.header_.data_bytes;
+  if (size != expected)
+    throw Error(ErrorCode::bad_file,
+                fmt::format("{}: {} data: shape {} of {} needs {} bytes after the {}-byte "
+                            "header, the file has {}",
+                            m.path_, size < expected ? "truncated" : "unexpected trailing",
+                            shape_string(m.header_.shape), dtype_name(m.header_.dtype),
+                            m.header_.data_bytes, m.header_.data_offset,
+                            size - std::min<std::uint64_t>(size, m.header_.data_offset)));
+  return m;
+}
+
+ConstMatrixRef NpyMapping::matrix() const { return matrix_of(data(), header_, path_); }
+
+void check_output_path(const fs::path& target) {
+  const std::string what = target.string();
+  if (target.empty() || !target.has_filename())
+    throw Error(ErrorCode::invalid_argument, fmt::format("output '{}': not a file name", what));
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  std::error_code ec;
+  if (!fs::exists(dir, ec))
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: folder '{}' does not exist", what, dir.string()));
+  if (!fs::is_directory(dir, ec))
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: '{}' is not a folder", what, dir.string()));
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: folder '{}' is not writable: {}", what, dir.string(),
+                            std::strerror(errno)));
+  if (fs::is_directory(target, ec))
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: is a directory", what));
+}
+
+NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
+                            std::span<const std::uint64_t> shape) {
+  check_output_path(target);
+  NpyOutput out;
+  out.target_ = target.string();
+  const std::string header = format_npy_header(dtype, shape);
+  out.header_ = parse_npy_header(header, out.target_);
+  const std::uint64_t total = out.header_.data_offset + out.header_.data_bytes;
+
+  out.temp_path_ = temp_name_beside(target);
+  // 0666 as numpy.save does; the umask applies.
+  const int fd = ::open(out.temp_path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
+  if (fd < 0) throw_errno(ErrorCode::resource, out.target_, "cannot create output", errno);
+  auto fail_with = [&](std::string_view action, int err) {
+    ::close(fd);
+    ::unlink(out.temp_path_.c_str());
+    out.temp_path_.clear();
+    throw_errno(ErrorCode::resource, out.target_, action, err);
+  };
+  if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()))
+    fail_with("cannot write output header", errno);
+  // Reserve the blocks up front so a full disk is an error now, not a SIGBUS mid-run.
+  int err = ::posix_fallocate(fd, 0, static_cast<off_t>(total));
+  if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd, static_cast<off_t>(total)) ? errno : 0;
+  if (err == ENOSPC) {
+    struct statvfs st {};
+    const std::uint64_t avail =
+        ::fstatvfs(fd, &st) == 0 ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize : 0;
+    ::close(fd);
+    ::unlink(out.temp_path_.c_str());
+    out.temp_path_.clear();
+    throw Error(ErrorCode::resource,
+                fmt::format("{}: not enough space for the output: {} bytes needed, {} free",
+                            out.target_, total, avail));
+  }
+  if (err != 0) fail_with("cannot reserve space for output", err);
+  ::close(fd);
+  out.region_ = map_whole_file(out.temp_path_, true);
+  return out;
+}
+
+NpyOutput::NpyOutput(NpyOutput&& other) noexcept
+    : target_(std::move(other.target_)),
+      temp_path_(std::exchange(other.temp_path_, {})),
+      header_(std::move(other.header_)),
+      region_(std::move(other.region_)),
+      committed_(other.committed_) {}
+
+NpyOutput::~NpyOutput() {
+  if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+}
+
+MatrixRef NpyOutput::matrix() const {
+  const ConstMatrixRef ref = matrix_of(data(), header_, target_);
+  return {data(), ref.rows, ref.cols, ref.ld, ref.layout};
+}
+
+void NpyOutput::commit() {
+  if (::rename(temp_path_.c_str(), target_.c_str()) != 0)
+    throw_errno(ErrorCode::resource, target_, "cannot rename the finished output into place",
+                errno);
+  committed_ = true;
+}
+
+}  // namespace shmgemm

@@ -1,0 +1,80 @@
+// .npy files on disk: mapped whole (Boost.Interprocess file_mapping) and never read into a
+// buffer; outputs written under a temporary name and renamed into place when complete.
+#pragma once
+
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <string>
+
+#include "common/dtype.hpp"
+#include "common/matrix.hpp"
+#include "common/npy.hpp"
+
+namespace shmgemm {
+
+// A validated, read-only mapping of an existing .npy file. Thread-safety: const methods may be
+// called from any thread.
+class NpyMapping {
+ public:
+  // Maps `path` and checks its header and that the file holds exactly the bytes the header
+  // announces. Throws Error naming the file: missing, unreadable, not .npy, truncated, ...
+  static NpyMapping open(const std::filesystem::path& path);
+
+  const NpyHeader& header() const { return header_; }
+  const std::string& path() const { return path_; }
+  const std::byte* data() const {
+    return static_cast<const std::byte*>(region_.get_address()) + header_.data_offset;
+  }
+  // The array as a matrix; requires a 2-D header.
+  ConstMatrixRef matrix() const;
+
+ private:
+  std::string path_;
+  NpyHeader header_;
+  boost::interprocess::mapped_region region_;
+};
+
+// Checks that an output can be written at `target`: its folder exists and is writable, and
+// `target` is not a folder. Throws Error(invalid_argument) naming the path.
+void check_output_path(const std::filesystem::path& target);
+
+// A new .npy file being written: a temporary file beside the target, created at its final size
+// with its pages reserved, mapped read-write. commit() renames it over the target; until
+// then the target is untouched, and destroying an uncommitted output removes the temporary.
+// Thread-safety: none.
+class NpyOutput {
+ public:
+  static NpyOutput create(const std::filesystem::path& target, DType dtype,
+                          std::span<const std::uint64_t> shape);
+
+  NpyOutput(NpyOutput&& other) noexcept;
+  NpyOutput& operator=(NpyOutput&&) = delete;
+  NpyOutput(const NpyOutput&) = delete;
+  NpyOutput& operator=(const NpyOutput&) = delete;
+  ~NpyOutput();
+
+  std::byte* data() const {
+    return static_cast<std::byte*>(region_.get_address()) + header_.data_offset;
+  }
+  const NpyHeader& header() const { return header_; }
+  // The temporary file, which other processes may map until commit().
+  const std::string& temp_path() const { return temp_path_; }
+  const std::string& target() const { return target_; }
+  MatrixRef matrix() const;
+
+  // Renames the temporary file over the target. Throws Error naming the target on failure.
+  void commit();
+
+ private:
+  NpyOutput() = default;
+  std::string target_;
+  std::string temp_path_;
+  NpyHeader header_;
+  boost::interprocess::mapped_region region_;
+  bool committed_ = false;
+};
+
+}  // namespace shmgemm

@@ -1,0 +1,51 @@
+// Named POSIX shared-memory segments (Boost.Interprocess), as move-only RAII handles.
+#pragma once
+
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace shmgemm {
+
+// Every segment name starts with this, then the coordinator's pid: "shmgemm-<pid>-...".
+inline constexpr std::string_view kSegmentPrefix = "shmgemm-";
+
+// A unique, traceable name: "shmgemm-<pid>-<counter>-<role>-<16 random hex digits>".
+std::string make_segment_name(std::string_view role);
+
+// A mapped segment. Thread-safety: none; one handle belongs to one thread at a time.
+class SharedSegment {
+ public:
+  SharedSegment() = default;  // empty: maps nothing, names nothing
+
+  // Creates a new segment of `bytes` (> 0) with O_EXCL and mode 0600, reserves its pages
+  // (so a full /dev/shm fails here, not with SIGBUS later) and maps it read-write.
+  // Throws Error(resource) naming the segment, the bytes needed and the bytes free.
+  static SharedSegment create(std::string_view role, std::size_t bytes);
+
+  // Maps an existing segment by name. The handle does not own the name.
+  static SharedSegment attach(const std::string& name, bool writable);
+
+  SharedSegment(SharedSegment&& other) noexcept;
+  SharedSegment& operator=(SharedSegment&& other) noexcept;
+  SharedSegment(const SharedSegment&) = delete;
+  SharedSegment& operator=(const SharedSegment&) = delete;
+  // Unmaps, and removes the name if this handle created it and has not removed it yet.
+  ~SharedSegment();
+
+  // Removes the name now: later attaches fail, the mappings stay valid. Idempotent.
+  void unlink() noexcept;
+
+  std::byte* data() const { return static_cast<std::byte*>(region_.get_address()); }
+  std::size_t size() const { return region_.get_size(); }
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+  boost::interprocess::mapped_region region_;
+  bool owns_name_ = false;
+};
+
+}  // namespace shmgemm

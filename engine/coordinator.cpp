@@ -1,0 +1,129 @@
+// The front end: check the operands, plan, place, run, write. Degenerate shapes leave early.
+#include <sched.h>
+
+#include <chrono>
+#include <climits>
+#include <fmt/format.h>
+
+#include "common/job.hpp"
+#include "common/npy_file.hpp"
+#include "engine/job_runner.hpp"
+#include "engine/placement.hpp"
+#include "engine/plan.hpp"
+#include "shmgemm/shmgemm.hpp"
+#include "worker/slice_kernel.hpp"
+
+namespace shmgemm {
+namespace {
+
+void check_matrix(const NpyMapping& f) {
+  const auto& shape = f.header().shape;
+  if (shape.size() != 2)
+    throw Error(ErrorCode::unsupported,
+                fmt::format("{}: a {}-D array of shape {}; shmgemm multiplies 2-D arrays only "
+                            "(1-D and stacked operands are not supported yet)",
+                            f.path(), shape.size(), shape_string(shape)));
+  for (std::uint64_t d : shape)
+    if (d > static_cast<std::uint64_t>(INT_MAX))
+      throw Error(ErrorCode::unsupported,
+                  fmt::format("{}: dimension {} of shape {} exceeds {}, the largest that "
+                              "OpenBLAS's 32-bit interface takes",
+                              f.path(), d, shape_string(shape), INT_MAX));
+}
+
+void check_operands(const NpyMapping& a, const NpyMapping& b) {
+  check_matrix(a);
+  check_matrix(b);
+  if (a.header().dtype != b.header().dtype)
+    throw Error(ErrorCode::unsupported,
+                fmt::format("{} is {} but {} is {}: both operands must have the same dtype "
+                            "(type promotion is not supported yet)",
+                            a.path(), dtype_name(a.header().dtype), b.path(),
+                            dtype_name(b.header().dtype)));
+  const auto& sa = a.header().shape;
+  const auto& sb = b.header().shape;
+  if (sa[1] != sb[0])
+    throw Error(ErrorCode::shape_mismatch,
+                fmt::format("shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
+                            shape_string(sa), shape_string(sb), sa[1], sb[0]));
+}
+
+void check_options(const Options& o) {
+  if (o.workers > kMaxWorkers)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("--workers {}: at most {} workers", o.workers, kMaxWorkers));
+  if (o.threads_per_worker > 1024)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("--threads {}: at most 1024 threads", o.threads_per_worker));
+}
+
+}  // namespace
+
+double Report::gflops() const {
+  return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
+}
+
+unsigned available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  const int count = CPU_COUNT(&set);
+  return count > 0 ? static_cast<unsigned>(count) : 1;
+}
+
+std::string_view to_string(Launch launch) { return launch == Launch::fork ? "fork" : "spawn"; }
+std::string_view to_string(Backing backing) { return backing == Backing::shm ? "shm" : "file"; }
+
+Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
+                    const std::filesystem::path& out_path, const Options& options) {
+  const auto start = std::chrono::steady_clock::now();
+  check_options(options);
+  const NpyMapping a = NpyMapping::open(a_path);
+  const NpyMapping b = NpyMapping::open(b_path);
+  check_operands(a, b);
+
+  Report report;
+  report.m = a.header().shape[0];
+  report.k = a.header().shape[1];
+  report.n = b.header().shape[1];
+  const DType dtype = a.header().dtype;
+  report.dtype = dtype_name(dtype);
+  report.launch = options.launch;
+  report.backing = options.backing;
+  report.in_process = options.in_process;
+  auto finish = [&](NpyOutput& out) {
+    out.commit();
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  };
+
+  const std::uint64_t shape[] = {report.m, report.n};
+  NpyOutput out = NpyOutput::create(out_path, dtype, shape);
+  const unsigned cores = available_cores();
+
+  // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
+  if (report.m == 0 || report.n == 0 || report.k == 0) return finish(out);
+
+  if (options.in_process) {
+    report.threads_per_worker = options.threads_per_worker ? options.threads_per_worker : cores;
+    const auto t = std::chrono::steady_clock::now();
+    set_blas_threads(static_cast<int>(report.threads_per_worker));
+    compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {0, report.m});
+    report.compute_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    return finish(out);
+  }
+
+  const detail::Plan plan = detail::make_plan(report.m, report.n, item_size(dtype),
+                                              options.workers, options.threads_per_worker, cores);
+  report.workers = static_cast<unsigned>(plan.workers);
+  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
+  detail::Placement placement(a, b, out, options.backing);
+  report.compute_seconds = detail::run_workers(dtype, report.m, report.k, report.n, plan,
+                                               placement, options.launch);
+  placement.finish(out);
+  return finish(out);
+}
+
+}  // namespace shmgemm

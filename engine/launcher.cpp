@@ -1,0 +1,165 @@
+#include "engine/launcher.hpp"
+
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/date_time/posix_time/posix_time_types.hpp>
+#include <boost/process.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fmt/format.h>
+
+#include "shmgemm/error.hpp"
+
+namespace bp = boost::process;
+
+namespace shmgemm::detail {
+namespace {
+
+// glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage for C++: call it directly.
+int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+}  // namespace
+
+bool WorkerExit::ok() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+std::string WorkerExit::describe() const {
+  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {}", WTERMSIG(status));
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  return fmt::format("ended with wait status {}", status);
+}
+
+Launcher::~Launcher() { kill_all(); }
+
+void Launcher::watch(std::size_t id, pid_t pid) {
+  const int fd = pidfd_open(pid);
+  if (fd < 0) {
+    const int err = errno;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw Error(ErrorCode::resource,
+                fmt::format("worker {}: cannot watch process {}: {}", id, pid, std::strerror(err)));
+  }
+  workers_.push_back({id, pid, fd, false});
+}
+
+void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
+  // Unflushed output would be written twice, once by the child.
+  std::fflush(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("worker {}: cannot fork: {}", id, std::strerror(errno)));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(3);
+    int code = 1;
+    try {
+      code = body();
+    } catch (...) {
+    }
+    // _exit: no destructors or atexit handlers of the parent's objects run in the child.
+    ::_exit(code);
+  }
+  watch(id, pid);
+}
+
+void Launcher::spawn_worker(std::size_t id, const std::string& exe,
+                            const std::vector<std::string>& args,
+                            const std::vector<std::pair<std::string, std::string>>& env) {
+  bp::environment child_env = boost::this_process::environment();
+  for (const auto& [key, value] : env) child_env[key] = value;
+  std::error_code ec;
+  bp::child child(bp::exe = exe, bp::args = args, child_env, ec);
+  if (ec)
+    throw Error(ErrorCode::resource,
+                fmt::format("worker {}: cannot start {}: {}", id, exe, ec.message()));
+  const pid_t pid = child.id();
+  child.detach();  // reaped through its pidfd, below
+  watch(id, pid);
+}
+
+std::vector<WorkerExit> Launcher::reap_exited(int timeout_ms) {
+  std::vector<pollfd> fds;
+  std::vector<Child*> live;
+  for (Child& c : workers_) {
+    if (c.reaped) continue;
+    fds.push_back({c.pidfd, POLLIN, 0});
+    live.push_back(&c);
+  }
+  std::vector<WorkerExit> exits;
+  if (fds.empty()) return exits;
+  const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
+  if (ready <= 0) return exits;  // timeout, or EINTR: the caller polls again
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    Child& c = *live[i];
+    int status = 0;
+    if (::waitpid(c.pid, &status, 0) < 0) status = 0xff00;  // not ours to reap: call it failed
+    c.reaped = true;
+    ::close(c.pidfd);
+    c.pidfd = -1;
+    exits.push_back({c.id, c.pid, status});
+  }
+  return exits;
+}
+
+bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attached,
+                             std::size_t count) {
+  std::size_t seen = 0;
+  while (seen < count) {
+    const auto deadline = boost::posix_time::microsec_clock::universal_time() +
+                          boost::posix_time::milliseconds(5);
+    if (attached.timed_wait(deadline)) {
+      ++seen;
+      continue;
+    }
+    // Nobody attached for a while: has a worker ended without attaching?
+    for (const Child& c : workers_) {
+      if (c.reaped) return false;
+      pollfd p{c.pidfd, POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) return false;
+    }
+  }
+  return true;
+}
+
+std::vector<WorkerExit> Launcher::join() {
+  std::vector<WorkerExit> all;
+  bool killing = false;
+  std::size_t live = 0;
+  for (const Child& c : workers_) live += c.reaped ? 0 : 1;
+  while (live > 0) {
+    for (const WorkerExit& e : reap_exited(-1)) {
+      --live;
+      if (!e.ok() && !killing) {
+        // The first failure decides the run: stop the others now, report it first.
+        killing = true;
+        for (const Child& c : workers_)
+          if (!c.reaped) ::kill(c.pid, SIGKILL);
+        all.insert(all.begin(), e);
+      } else {
+        all.push_back(e);
+      }
+    }
+  }
+  return all;
+}
+
+void Launcher::kill_all() noexcept {
+  for (Child& c : workers_) {
+    if (c.reaped) continue;
+    ::kill(c.pid, SIGKILL);
+    ::waitpid(c.pid, nullptr, 0);
+    ::close(c.pidfd);
+    c.reaped = true;
+  }
+}
+
+}  // namespace shmgemm::detail

@@ -1,0 +1,31 @@
+// The subcommands of the shmgemm program.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <vector>
+
+#include "common/dtype.hpp"
+#include "shmgemm/shmgemm.hpp"
+
+namespace shmgemm::cli {
+
+// A subcommand's action, run after parsing. Returns the exit status.
+using Action = std::function<int()>;
+
+// Adds --workers, --threads, --launch and --backing, stored into `options`.
+void add_engine_options(CLI::App& cmd, Options& options);
+
+void add_multiply(CLI::App& app, Action& action);
+void add_gen(CLI::App& app, Action& action);
+void add_demo(CLI::App& app, Action& action);
+
+// Writes a .npy of uniform random values in [0, 1) from a fixed seed (splitmix64), straight
+// into the mapped output.
+void write_random_npy(const std::filesystem::path& path, DType dtype,
+                      const std::vector<std::uint64_t>& shape, std::uint64_t seed);
+
+}  // namespace shmgemm::cli

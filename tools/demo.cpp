@@ -1,0 +1,126 @@
+// `shmgemm demo`: the main job on an embedded default, start to finish.
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fmt/format.h>
+#include <vector>
+
+#include "common/npy_file.hpp"
+#include "shmgemm/error.hpp"
+#include "tools/commands.hpp"
+
+namespace fs = std::filesystem;
+
+namespace shmgemm::cli {
+namespace {
+
+// A temporary folder, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string templ = fmt::format("{}/shmgemm-demo-XXXXXX", base && *base ? base : "/tmp");
+    if (::mkdtemp(templ.data()) == nullptr)
+      throw Error(ErrorCode::resource,
+                  fmt::format("cannot create a temporary folder {}: {}", templ,
+                              std::strerror(errno)));
+    path_ = templ;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Largest |x - y| over both results, and the largest |y|.
+std::pair<double, double> compare(const NpyMapping& x, const NpyMapping& y) {
+  const auto* px = reinterpret_cast<const double*>(x.data());
+  const auto* py = reinterpret_cast<const double*>(y.data());
+  double diff = 0, scale = 0;
+  for (std::uint64_t i = 0; i < x.header().element_count; ++i) {
+    diff = std::max(diff, std::abs(px[i] - py[i]));
+    scale = std::max(scale, std::abs(py[i]));
+  }
+  return {diff, scale};
+}
+
+int run_demo(std::uint64_t size, int rounds, const Options& engine) {
+  const TempDir tmp;
+  const fs::path a = tmp.path() / "A.npy", b = tmp.path() / "B.npy";
+  const fs::path c_engine = tmp.path() / "C_engine.npy", c_blas = tmp.path() / "C_openblas.npy";
+  fmt::print("shmgemm demo: C = A·B for random {0}x{0} float64 matrices in {1}\n", size,
+             tmp.path().string());
+  write_random_npy(a, DType::float64, {size, size}, 1);
+  write_random_npy(b, DType::float64, {size, size}, 2);
+
+  Options reference;
+  reference.in_process = true;
+  // Alternate the two, so that both see the same machine; report medians.
+  std::vector<double> t_engine, t_blas;
+  Report r_engine, r_blas;
+  for (int i = 0; i < rounds; ++i) {
+    r_engine = multiply_npy(a, b, c_engine, engine);
+    t_engine.push_back(r_engine.seconds);
+    r_blas = multiply_npy(a, b, c_blas, reference);
+    t_blas.push_back(r_blas.seconds);
+  }
+  const double te = median(t_engine), tb = median(t_blas);
+  const double flops = 2.0 * double(size) * double(size) * double(size);
+  fmt::print("  shmgemm engine ({} workers x {} threads, {}, {}): {:.3f} s, {:.1f} GFLOP/s\n",
+             r_engine.workers, r_engine.threads_per_worker, to_string(r_engine.launch),
+             to_string(r_engine.backing), te, flops / te / 1e9);
+  fmt::print("  OpenBLAS in one process ({} threads):               {:.3f} s, {:.1f} GFLOP/s\n",
+             r_blas.threads_per_worker, tb, flops / tb / 1e9);
+  fmt::print("  time ratio engine / OpenBLAS: {:.2f} (median of {} alternating runs each)\n",
+             te / tb, rounds);
+
+  const auto [diff, scale] = compare(NpyMapping::open(c_engine), NpyMapping::open(c_blas));
+  // Both sum the same k products per element; allow for a different order of summation.
+  const double tolerance = 1e-13 * double(size) * std::max(scale, 1.0);
+  if (!(diff <= tolerance)) {
+    fmt::print(stderr, "shmgemm demo: results DISAGREE: max |difference| {:.3g} > {:.3g}\n", diff,
+               tolerance);
+    return 1;
+  }
+  fmt::print("  results agree: max |difference| {:.3g} (tolerance {:.3g})\n", diff, tolerance);
+  return 0;
+}
+
+}  // namespace
+
+void add_demo(CLI::App& app, Action& action) {
+  struct Args {
+    std::uint64_t size = 2000;
+    int rounds = 3;
+    Options options;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(
+      "demo",
+      "Generate two random float64 matrices in a temporary folder, multiply them with the "
+      "engine and with single-process OpenBLAS, check that the results agree, print both "
+      "times and their ratio, and remove the folder.");
+  cmd->add_option("--size", args->size, "rows and columns of A and B")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{50000}))
+      ->capture_default_str();
+  cmd->add_option("--rounds", args->rounds, "alternating runs of each (median reported)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  add_engine_options(*cmd, args->options);
+  cmd->callback([args, &action] {
+    action = [args] { return run_demo(args->size, args->rounds, args->options); };
+  });
+}
+
+}  // namespace shmgemm::cli

@@ -1,0 +1,47 @@
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "common/job.hpp"
+#include "tools/commands.hpp"
+
+namespace shmgemm::cli {
+namespace {
+
+// A whole number from 1 to `max`, or a message saying what was expected.
+CLI::Validator count_from_one(unsigned max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        unsigned value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > max)
+          return fmt::format("'{}' is not a whole number from 1 to {}", text, max);
+        return {};
+      },
+      fmt::format("1..{}", max));
+}
+
+}  // namespace
+
+void add_engine_options(CLI::App& cmd, Options& options) {
+  cmd.add_option("-w,--workers", options.workers,
+                 "worker processes (default: one per available core, capped at the rows of C)")
+      ->check(count_from_one(kMaxWorkers));
+  cmd.add_option("-t,--threads", options.threads_per_worker,
+                 "OpenBLAS threads per worker (default: cores / workers, at least 1)")
+      ->check(count_from_one(1024));
+  cmd.add_option_function<std::string>(
+         "--launch",
+         [&options](const std::string& v) { options.launch = v == "spawn" ? Launch::spawn : Launch::fork; },
+         "fork: children of this process; spawn: shmgemm-worker executables")
+      ->check(CLI::IsMember({"fork", "spawn"}))
+      ->default_str("fork");
+  cmd.add_option_function<std::string>(
+         "--backing",
+         [&options](const std::string& v) { options.backing = v == "shm" ? Backing::shm : Backing::file; },
+         "file: map the .npy files themselves; shm: named shared-memory segments")
+      ->check(CLI::IsMember({"file", "shm"}))
+      ->default_str("file");
+}
+
+}  // namespace shmgemm::cli

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages shmgemm needs, only those that are missing.
+# Usage: tools/install-deps.sh [extra-package ...]
+# Runs apt-get as root, or through sudo when not root. Safe to run repeatedly.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libboost-dev libboost-filesystem-dev   # Interprocess, Process (and what Process links)
+  libopenblas-dev                        # cblas_dgemm / cblas_sgemm, openblas_set_num_threads
+  doctest-dev                            # tests
+  libcli11-dev nlohmann-json3-dev libfmt-dev
+  python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
+)
+packages+=("$@")
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

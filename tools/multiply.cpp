@@ -1,0 +1,63 @@
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/commands.hpp"
+
+namespace shmgemm::cli {
+namespace {
+
+struct MultiplyArgs {
+  std::string a, b, out;
+  Options options;
+  bool json = false;
+};
+
+int run_multiply(const MultiplyArgs& args) {
+  const Report r = multiply_npy(args.a, args.b, args.out, args.options);
+  if (args.json) {
+    nlohmann::json j = {{"output", args.out},
+                        {"m", r.m},
+                        {"k", r.k},
+                        {"n", r.n},
+                        {"dtype", r.dtype},
+                        {"workers", r.workers},
+                        {"threads_per_worker", r.threads_per_worker},
+                        {"launch", r.in_process ? "none" : to_string(r.launch)},
+                        {"backing", to_string(r.backing)},
+                        {"in_process", r.in_process},
+                        {"seconds", r.seconds},
+                        {"compute_seconds", r.compute_seconds},
+                        {"gflops", r.gflops()}};
+    fmt::print("{}\n", j.dump());
+    return 0;
+  }
+  const std::string how =
+      r.in_process ? fmt::format("in process, {} OpenBLAS threads", r.threads_per_worker)
+                   : fmt::format("{} workers x {} threads, {}, {}", r.workers,
+                                 r.threads_per_worker, to_string(r.launch), to_string(r.backing));
+  fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
+             r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
+  return 0;
+}
+
+}  // namespace
+
+void add_multiply(CLI::App& app, Action& action) {
+  auto args = std::make_shared<MultiplyArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "multiply",
+      "Compute C = A·B for two 2-D .npy files (float32 or float64, C or Fortran order) and "
+      "write C as .npy. The output is written under a temporary name and renamed when "
+      "complete, so a failed run never leaves a partial file.");
+  cmd->add_option("A", args->a, "left operand, an m x k .npy file")->required();
+  cmd->add_option("B", args->b, "right operand, a k x n .npy file")->required();
+  cmd->add_option("-o,--output", args->out, "where to write C (m x n .npy)")->required();
+  add_engine_options(*cmd, args->options);
+  cmd->add_flag("--in-process", args->options.in_process,
+                "no workers: one OpenBLAS call in this process (the single-process reference)");
+  cmd->add_flag("--json", args->json, "print one JSON object with the run's figures on stdout");
+  cmd->callback([args, &action] { action = [args] { return run_multiply(*args); }; });
+}
+
+}  // namespace shmgemm::cli

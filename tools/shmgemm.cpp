@@ -1,0 +1,40 @@
+// shmgemm: the command-line program. Subcommands in the files beside this one.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "tools/commands.hpp"
+
+int main(int argc, char** argv) {
+  using namespace shmgemm;
+  CLI::App app{
+      "shmgemm: large matrix products C = A·B on worker processes that share memory.\n"
+      "Each worker computes a contiguous block of rows of C with OpenBLAS, straight into a\n"
+      "shared result; A and B are mapped, never copied. Operands are numpy .npy files.",
+      "shmgemm"};
+  app.require_subcommand(1);
+  cli::Action action;
+  cli::add_multiply(app, action);
+  cli::add_gen(app, action);
+  cli::add_demo(app, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, naming the option.
+    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    return 2;
+  }
+  try {
+    return action();
+  } catch (const Error& e) {
+    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    return 1;
+  }
+}

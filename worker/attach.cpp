@@ -1,0 +1,42 @@
+#include "worker/attach.hpp"
+
+#include <fmt/format.h>
+
+#include "common/mapped_file.hpp"
+#include "shmgemm/error.hpp"
+
+namespace shmgemm {
+
+std::byte* AttachedOperands::map(const OperandRef& ref, char which, DType dtype, bool writable) {
+  std::byte* base = nullptr;
+  std::size_t size = 0;
+  if (ref.storage == Storage::shm) {
+    segments_.push_back(SharedSegment::attach(ref.name, writable));
+    base = segments_.back().data();
+    size = segments_.back().size();
+  } else {
+    files_.push_back(map_whole_file(ref.name, writable));
+    base = static_cast<std::byte*>(files_.back().get_address());
+    size = files_.back().get_size();
+  }
+  const std::uint64_t end = ref.offset + operand_extent(ref, dtype);  // no overflow: validated
+  if (end > size)
+    throw Error(ErrorCode::bad_file,
+                fmt::format("operand {} ({}): needs {} bytes, the mapping has {}", which, ref.name,
+                            end, size));
+  return base + ref.offset;
+}
+
+AttachedOperands::AttachedOperands(const JobDescriptor& job) {
+  auto bind = [&](const OperandRef& ref, char which, bool writable) {
+    MatrixRef m{map(ref, which, job.dtype, writable), ref.rows, ref.cols, ref.ld, ref.layout};
+    return m;
+  };
+  const MatrixRef a = bind(job.a, 'A', false);
+  const MatrixRef b = bind(job.b, 'B', false);
+  bound_.a = {a.data, a.rows, a.cols, a.ld, a.layout};
+  bound_.b = {b.data, b.rows, b.cols, b.ld, b.layout};
+  bound_.c = bind(job.c, 'C', true);
+}
+
+}  // namespace shmgemm

@@ -1,0 +1,30 @@
+// How a spawned worker reaches a job: by the names in its descriptor.
+#pragma once
+
+#include <boost/interprocess/mapped_region.hpp>
+
+#include <vector>
+
+#include "common/job.hpp"
+#include "common/segment.hpp"
+#include "worker/worker_run.hpp"
+
+namespace shmgemm {
+
+// The operands of a validated job, mapped in this process: A and B read-only, C read-write.
+// Each mapping is checked to hold the operand's extent at its offset.
+class AttachedOperands {
+ public:
+  // Throws Error naming the operand whose segment or file cannot be mapped or is too small.
+  explicit AttachedOperands(const JobDescriptor& job);
+  const BoundOperands& bound() const { return bound_; }
+
+ private:
+  std::byte* map(const OperandRef& ref, char which, DType dtype, bool writable);
+
+  std::vector<SharedSegment> segments_;
+  std::vector<boost::interprocess::mapped_region> files_;
+  BoundOperands bound_;
+};
+
+}  // namespace shmgemm

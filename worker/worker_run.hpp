@@ -1,0 +1,25 @@
+// One worker's whole part of a job, shared by forked children and shmgemm-worker.
+#pragma once
+
+#include <cstddef>
+
+#include "common/job.hpp"
+#include "common/matrix.hpp"
+
+namespace shmgemm {
+
+// The job's operands as mapped in this process.
+struct BoundOperands {
+  ConstMatrixRef a;
+  ConstMatrixRef b;
+  MatrixRef c;
+};
+
+// Sets the BLAS thread count, computes worker `id`'s rows and records the outcome in its slot
+// (rows done, state, message). Returns the process exit status: 0 on success. Never throws.
+int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept;
+
+// Records a failure in worker `id`'s slot. Never throws.
+void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept;
+
+}  // namespace shmgemm

@@ -120,11 +120,14 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
       ++seen;
       continue;
     }
-    // Nobody attached for a while: has a worker ended without attaching?
+    // Nobody attached for a while. A worker that ended well had attached; one that failed
+    // never will, and join() reports it.
     for (const Child& c : workers_) {
       if (c.reaped) return false;
-      pollfd p{c.pidfd, POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) return false;
+      siginfo_t info{};
+      if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == c.pid && !(info.si_code == CLD_EXITED && info.si_status == 0))
+        return false;
     }
   }
   return true;

@@ -1,0 +1,205 @@
+// The shmgemm executable, end to end: success, --json, --help, gen, and every bad input.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "tests/test_support.hpp"
+
+using namespace shmgemm;
+using test::TempDir;
+
+namespace {
+
+std::size_t count_lines(const std::string& s) {
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A folder with good operands A (4x3) and B (3x5), and an existing C.npy that must survive.
+struct Fixture {
+  TempDir tmp;
+  Fixture() {
+    std::mt19937_64 rng(11);
+    test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(4, 3, rng), DType::float64));
+    test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(3, 5, rng), DType::float64));
+    test::write_file(tmp / "C.npy", "the previous result");
+  }
+  std::string p(const std::string& name) const { return (tmp / name).string(); }
+
+  // Runs `shmgemm multiply ...` and checks the bad-input contract: non-zero exit, one line on
+  // stderr containing `expect`, C.npy unchanged, no file added, no segment left.
+  test::RunResult expect_failure(const std::vector<std::string>& args,
+                                 const std::string& expect) const {
+    const auto before = names_in(tmp.path());
+    std::vector<std::string> argv = {test::cli_path(), "multiply"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const test::RunResult r = test::run(argv);
+    CAPTURE(expect);
+    CAPTURE(r.err);
+    CHECK(r.status != 0);
+    CHECK(r.status < 128);  // an error, not a crash
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err, expect));
+    CHECK(r.out.empty());
+    CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+    CHECK(names_in(tmp.path()) == before);
+    CHECK(test::segments_of(r.pid).empty());
+    return r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("multiply succeeds, prints a summary or JSON, leaves nothing behind") {
+  Fixture f;
+  for (const char* launch : {"fork", "spawn"}) {
+    for (const char* backing : {"file", "shm"}) {
+      const test::RunResult r =
+          test::run({test::cli_path(), "multiply", f.p("A.npy"), f.p("B.npy"), "-o", f.p("C.npy"),
+                     "--launch", launch, "--backing", backing, "--workers", "2", "--json"});
+      CAPTURE(r.err);
+      REQUIRE(r.status == 0);
+      const auto j = nlohmann::json::parse(r.out);
+      CHECK(j["m"] == 4);
+      CHECK(j["k"] == 3);
+      CHECK(j["n"] == 5);
+      CHECK(j["dtype"] == "float64");
+      CHECK(j["workers"] == 2);
+      CHECK(j["launch"] == launch);
+      CHECK(j["backing"] == backing);
+      CHECK(j["seconds"].get<double>() > 0);
+      CHECK(j["compute_seconds"].get<double>() > 0);
+      CHECK(j["compute_seconds"].get<double>() <= j["seconds"].get<double>());
+      CHECK(test::segments_of(r.pid).empty());
+      const test::Dense want =
+          test::reference_product(test::read_npy(f.tmp / "A.npy"), test::read_npy(f.tmp / "B.npy"));
+      CHECK(test::max_rel_diff(test::read_npy(f.tmp / "C.npy"), want) <=
+            test::tolerance(DType::float64, 3));
+      CHECK(names_in(f.tmp.path()) == std::vector<std::string>{"A.npy", "B.npy", "C.npy"});
+    }
+  }
+  const test::RunResult human =
+      test::run({test::cli_path(), "multiply", f.p("A.npy"), f.p("B.npy"), "-o", f.p("D.npy")});
+  CHECK(human.status == 0);
+  CHECK(count_lines(human.out) == 1);
+  CHECK(contains(human.out, "(4,5) float64 = (4,3) @ (3,5)"));
+}
+
+TEST_CASE("--help answers for the program and every subcommand") {
+  for (std::vector<std::string> args : {std::vector<std::string>{"--help"},
+                                        {"multiply", "--help"},
+                                        {"gen", "--help"},
+                                        {"demo", "--help"}}) {
+    args.insert(args.begin(), test::cli_path());
+    const test::RunResult r = test::run(args);
+    CAPTURE(args[1]);
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "Usage"));
+  }
+  const test::RunResult none = test::run({test::cli_path()});
+  CHECK(none.status != 0);
+  CHECK(count_lines(none.err) == 1);
+}
+
+TEST_CASE("gen writes reproducible random matrices") {
+  TempDir tmp;
+  auto gen = [&](const std::string& name, const std::string& seed, const std::string& dtype) {
+    return test::run({test::cli_path(), "gen", "--shape", "30x20", "--dtype", dtype, "--seed",
+                      seed, "-o", (tmp / name).string()});
+  };
+  CHECK(gen("a.npy", "1", "float64").status == 0);
+  CHECK(gen("b.npy", "1", "float64").status == 0);
+  CHECK(gen("c.npy", "2", "float64").status == 0);
+  CHECK(gen("d.npy", "2", "float32").status == 0);
+  CHECK(test::read_file(tmp / "a.npy") == test::read_file(tmp / "b.npy"));
+  CHECK(test::read_file(tmp / "a.npy") != test::read_file(tmp / "c.npy"));
+  const test::Dense a = test::read_npy(tmp / "a.npy");
+  CHECK(a.rows == 30);
+  CHECK(a.cols == 20);
+  for (double x : a.v) CHECK((x >= 0.0 && x < 1.0));
+  CHECK(test::read_npy(tmp / "d.npy").rows == 30);
+  const test::RunResult bad = test::run({test::cli_path(), "gen", "--shape", "30by20", "-o",
+                                         (tmp / "e.npy").string()});
+  CHECK(bad.status != 0);
+  CHECK(contains(bad.err, "--shape '30by20'"));
+  CHECK(!std::filesystem::exists(tmp / "e.npy"));
+}
+
+TEST_CASE("bad operand files: one line naming the file, nothing changed") {
+  Fixture f;
+  std::mt19937_64 rng(4);
+  const std::string good = test::npy_bytes(test::random_dense(3, 5, rng), DType::float64);
+  auto bad_b = [&](const std::string& bytes, const std::string& expect) {
+    test::write_file(f.tmp / "bad.npy", bytes);
+    const test::RunResult r =
+        f.expect_failure({f.p("A.npy"), f.p("bad.npy"), "-o", f.p("C.npy")}, expect);
+    CHECK(contains(r.err, "bad.npy: "));
+  };
+  f.expect_failure({f.p("missing.npy"), f.p("B.npy"), "-o", f.p("C.npy")},
+                   "missing.npy: cannot open: No such file or directory");
+  bad_b("just some text\n", "not a .npy file");
+  bad_b(good.substr(0, 20), "truncated .npy header");
+  bad_b(good.substr(0, good.size() - 1), "truncated data");
+  bad_b(good + "more", "unexpected trailing data");
+  auto with_dict = [](const std::string& dict) {
+    std::string h = dict;
+    h.append(118 - h.size() - 1, ' ');
+    h += '\n';
+    return std::string("\x93NUMPY\x01\x00\x76\x00", 10) + h;
+  };
+  bad_b(with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296)}"),
+        "more elements than 64 bits");
+  bad_b(with_dict("{'descr': '<i8', 'fortran_order': False, 'shape': (0, 0)}"),
+        "unsupported dtype int64 ('<i8'); supported: float32, float64");
+  bad_b(with_dict("{'descr': '>f8', 'fortran_order': False, 'shape': (0, 0)}"),
+        "big-endian float64");
+  bad_b(with_dict("{'descr': '|O', 'fortran_order': False, 'shape': (0, 0)}"), "object arrays");
+  bad_b(with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (0,)}"), "1-D array");
+  bad_b(with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (0, 0, 0)}"), "3-D array");
+  f.expect_failure({f.p("A.npy"), f.p(""), "-o", f.p("C.npy")}, "is a directory");
+}
+
+TEST_CASE("shapes and dtypes that do not multiply") {
+  Fixture f;
+  std::mt19937_64 rng(4);
+  test::write_file(f.tmp / "X.npy", test::npy_bytes(test::random_dense(5, 6, rng), DType::float64));
+  f.expect_failure({f.p("A.npy"), f.p("X.npy"), "-o", f.p("C.npy")},
+                   "shapes (4,3) and (5,6) not aligned: 3 (dim 1) != 5 (dim 0)");
+  test::write_file(f.tmp / "F.npy", test::npy_bytes(test::random_dense(3, 5, rng), DType::float32));
+  f.expect_failure({f.p("A.npy"), f.p("F.npy"), "-o", f.p("C.npy")},
+                   "A.npy is float64 but " + f.p("F.npy") + " is float32");
+}
+
+TEST_CASE("bad outputs and options") {
+  Fixture f;
+  const std::string a = f.p("A.npy"), b = f.p("B.npy"), c = f.p("C.npy");
+  f.expect_failure({a, b, "-o", f.p("nowhere/C.npy")}, "does not exist");
+  f.expect_failure({a, b, "-o", f.p("A.npy/C.npy")}, "is not a folder");
+  if (::geteuid() != 0) {
+    std::filesystem::create_directory(f.tmp / "ro");
+    std::filesystem::permissions(f.tmp / "ro", std::filesystem::perms::owner_read |
+                                                   std::filesystem::perms::owner_exec);
+    f.expect_failure({a, b, "-o", f.p("ro/C.npy")}, "is not writable");
+    std::filesystem::remove(f.tmp / "ro");
+  }
+  for (const char* bad : {"0", "-1", "abc", "2.5", "257", ""})
+    f.expect_failure({a, b, "-o", c, "--workers", bad}, "--workers");
+  f.expect_failure({a, b, "-o", c, "--threads", "0"}, "--threads");
+  f.expect_failure({a, b, "-o", c, "--launch", "thread"}, "--launch");
+  f.expect_failure({a, b, "-o", c, "--backing", "disk"}, "--backing");
+  f.expect_failure({a, b, "-o", c, "--frobnicate"}, "--frobnicate");
+  f.expect_failure({a, b}, "--output");
+}

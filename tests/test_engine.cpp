@@ -1,0 +1,120 @@
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "common/npy_file.hpp"
+#include "shmgemm/shmgemm.hpp"
+#include "tests/test_support.hpp"
+
+using namespace shmgemm;
+using test::TempDir;
+
+namespace {
+
+struct Shape {
+  std::uint64_t m, k, n;
+};
+
+// Small and awkward shapes: m below the worker count, unit dimensions, primes.
+const Shape kShapes[] = {{1, 1, 1},   {1, 5, 7},   {7, 5, 1},     {5, 1, 7},  {2, 3, 4},
+                         {3, 100, 2}, {13, 29, 8}, {33, 17, 65},  {128, 1, 3}, {64, 64, 64},
+                         {97, 89, 101}};
+
+std::string describe(const Shape& s, DType dtype, const Options& o) {
+  return fmt::format("{}x{}x{} {} workers={} launch={} backing={}", s.m, s.k, s.n,
+                     dtype_name(dtype), o.workers, to_string(o.launch), to_string(o.backing));
+}
+
+}  // namespace
+
+TEST_CASE("the engine matches a naive product: every launch, backing, dtype, worker count") {
+  TempDir tmp;
+  std::mt19937_64 rng(2024);
+  int variant = 0;
+  for (DType dtype : {DType::float64, DType::float32}) {
+    for (const Shape& s : kShapes) {
+      const test::Dense a = test::random_dense(s.m, s.k, rng);
+      const test::Dense b = test::random_dense(s.k, s.n, rng);
+      const test::Dense want = test::reference_product(a, b);
+      // Operands in every header version and both orders, in turn.
+      ++variant;
+      test::write_file(tmp / "A.npy", test::npy_bytes(a, dtype, variant % 2 == 0, 1 + variant % 3));
+      test::write_file(tmp / "B.npy", test::npy_bytes(b, dtype, variant % 3 == 0, 1 + variant % 2));
+      for (Launch launch : {Launch::fork, Launch::spawn}) {
+        for (Backing backing : {Backing::file, Backing::shm}) {
+          for (unsigned workers : {1u, 2u, 3u, 5u}) {
+            Options o;
+            o.workers = workers;
+            o.launch = launch;
+            o.backing = backing;
+            CAPTURE(describe(s, dtype, o));
+            const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy", o);
+            CHECK(r.workers == std::min<std::uint64_t>(workers, s.m));
+            CHECK(r.m == s.m);
+            CHECK(r.k == s.k);
+            CHECK(r.n == s.n);
+            CHECK(r.dtype == dtype_name(dtype));
+            const NpyMapping out = NpyMapping::open(tmp / "C.npy");
+            CHECK(out.header().dtype == dtype);
+            CHECK(!out.header().fortran_order);
+            CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), want) <=
+                  test::tolerance(dtype, s.k));
+            CHECK(test::segments_of(::getpid()).empty());
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("degenerate shapes: empty results, and zeros when k = 0") {
+  TempDir tmp;
+  std::mt19937_64 rng(5);
+  for (const Shape& s : {Shape{0, 3, 4}, Shape{3, 0, 4}, Shape{3, 4, 0}}) {
+    CAPTURE(fmt::format("{}x{}x{}", s.m, s.k, s.n));
+    test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(s.m, s.k, rng), DType::float64));
+    test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(s.k, s.n, rng), DType::float64));
+    const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy");
+    CHECK(r.workers == 0);
+    const test::Dense c = test::read_npy(tmp / "C.npy");
+    CHECK(c.rows == s.m);
+    CHECK(c.cols == s.n);
+    for (double x : c.v) CHECK(x == 0.0);
+  }
+}
+
+TEST_CASE("the plan: workers capped at m, workers x threads within the cores") {
+  TempDir tmp;
+  std::mt19937_64 rng(9);
+  test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(40, 8, rng), DType::float64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(8, 8, rng), DType::float64));
+  const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy");
+  CHECK(r.workers == std::min(40u, available_cores()));
+  CHECK(r.workers * r.threads_per_worker <= available_cores());
+  Options in_process;
+  in_process.in_process = true;
+  const Report p = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "D.npy", in_process);
+  CHECK(p.workers == 0);
+  CHECK(p.threads_per_worker == available_cores());
+  CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::read_npy(tmp / "D.npy")) <=
+        test::tolerance(DType::float64, 8));
+}
+
+TEST_CASE("a spawn run with a worker executable that is not there fails cleanly") {
+  TempDir tmp;
+  std::mt19937_64 rng(3);
+  test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(4, 4, rng), DType::float64));
+  Options o;
+  o.launch = Launch::spawn;
+  ::setenv("SHMGEMM_WORKER", (tmp / "no-such-worker").c_str(), 1);
+  try {
+    multiply_npy(tmp / "A.npy", tmp / "A.npy", tmp / "C.npy", o);
+    FAIL("ran without a worker executable");
+  } catch (const Error& e) {
+    CHECK(std::string(e.what()).find("SHMGEMM_WORKER=") == 0);
+  }
+  ::unsetenv("SHMGEMM_WORKER");
+  CHECK(!std::filesystem::exists(tmp / "C.npy"));
+  CHECK(test::segments_of(::getpid()).empty());
+}

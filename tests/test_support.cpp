@@ -1,0 +1,159 @@
+#include "tests/test_support.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <fmt/format.h>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/npy_file.hpp"
+
+extern char** environ;
+
+namespace shmgemm::test {
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = fmt::format("{}/shmgemm-test-XXXXXX", base && *base ? base : "/tmp");
+  if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = templ;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+Dense random_dense(std::uint64_t rows, std::uint64_t cols, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  Dense d{rows, cols, std::vector<double>(rows * cols)};
+  for (double& x : d.v) x = dist(rng);
+  return d;
+}
+
+std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order, int major) {
+  const std::string shape = fmt::format("({}, {})", m.rows, m.cols);
+  std::string dict = fmt::format("{{'descr': '{}', 'fortran_order': {}, 'shape': {}, }}",
+                                 npy_descr(dtype), fortran_order ? "True" : "False", shape);
+  const std::size_t preamble = major == 1 ? 10 : 12;
+  const std::size_t unpadded = preamble + dict.size() + 1;
+  dict.append((64 - unpadded % 64) % 64, ' ');
+  dict += '\n';
+  std::string out("\x93NUMPY", 6);
+  out += static_cast<char>(major);
+  out += '\0';
+  for (std::size_t i = 0; i < preamble - 8; ++i)
+    out += static_cast<char>((dict.size() >> (8 * i)) & 0xFF);
+  out += dict;
+  for (std::uint64_t o = 0; o < m.rows * m.cols; ++o) {
+    // Element o in storage order.
+    const std::uint64_t i = fortran_order ? o % m.rows : o / m.cols;
+    const std::uint64_t j = fortran_order ? o / m.rows : o % m.cols;
+    if (dtype == DType::float64) {
+      const double x = m.at(i, j);
+      out.append(reinterpret_cast<const char*>(&x), 8);
+    } else {
+      const float x = static_cast<float>(m.at(i, j));
+      out.append(reinterpret_cast<const char*>(&x), 4);
+    }
+  }
+  return out;
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!f) throw std::runtime_error("cannot write " + path.string());
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+Dense read_npy(const fs::path& path) {
+  const NpyMapping f = NpyMapping::open(path);
+  const auto& h = f.header();
+  if (h.shape.size() != 2 || h.fortran_order) throw std::runtime_error("not a 2-D C-order array");
+  Dense d{h.shape[0], h.shape[1], std::vector<double>(h.element_count)};
+  for (std::uint64_t i = 0; i < h.element_count; ++i)
+    d.v[i] = h.dtype == DType::float64 ? reinterpret_cast<const double*>(f.data())[i]
+                                       : reinterpret_cast<const float*>(f.data())[i];
+  return d;
+}
+
+Dense reference_product(const Dense& a, const Dense& b) {
+  Dense c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
+  for (std::uint64_t i = 0; i < a.rows; ++i)
+    for (std::uint64_t p = 0; p < a.cols; ++p)
+      for (std::uint64_t j = 0; j < b.cols; ++j) c.v[i * c.cols + j] += a.at(i, p) * b.at(p, j);
+  return c;
+}
+
+double max_rel_diff(const Dense& x, const Dense& y) {
+  if (x.rows != y.rows || x.cols != y.cols) return std::numeric_limits<double>::infinity();
+  double worst = 0;
+  for (std::size_t i = 0; i < x.v.size(); ++i) {
+    const double d = std::abs(x.v[i] - y.v[i]) / (1.0 + std::abs(y.v[i]));
+    if (!(d <= worst)) worst = d;  // NaN sticks
+  }
+  return worst;
+}
+
+double tolerance(DType dtype, std::uint64_t k) {
+  const double eps = dtype == DType::float64 ? 0x1.0p-52 : 0x1.0p-23;
+  return 4.0 * eps * static_cast<double>(k + 1);
+}
+
+std::vector<std::string> segments_of(pid_t pid) {
+  std::vector<std::string> found;
+  const std::string prefix = fmt::format("shmgemm-{}-", pid);
+  for (const auto& entry : fs::directory_iterator("/dev/shm")) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(prefix, 0) == 0) found.push_back(name);
+  }
+  return found;
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  TempDir tmp;
+  const std::string out_path = (tmp / "out").string(), err_path = (tmp / "err").string();
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT, 0600);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  env_strings.insert(env_strings.end(), env.begin(), env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  RunResult r;
+  if (posix_spawn(&r.pid, args[0], &actions, nullptr, args.data(), envp.data()) != 0)
+    throw std::runtime_error("cannot start " + argv[0]);
+  posix_spawn_file_actions_destroy(&actions);
+  int status = 0;
+  ::waitpid(r.pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+std::string cli_path() { return SHMGEMM_CLI; }
+std::string worker_path() { return SHMGEMM_WORKER_EXE; }
+
+}  // namespace shmgemm::test

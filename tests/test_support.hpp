@@ -1,0 +1,77 @@
+// Helpers shared by the tests: temporary folders, .npy files of any version and order, naive
+// reference products, running executables, and a look at /dev/shm.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/dtype.hpp"
+
+namespace shmgemm::test {
+
+namespace fs = std::filesystem;
+
+// A fresh folder under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// A dense matrix held as doubles, row-major, whatever dtype it is written as.
+struct Dense {
+  std::uint64_t rows = 0, cols = 0;
+  std::vector<double> v;
+  double at(std::uint64_t i, std::uint64_t j) const { return v[i * cols + j]; }
+};
+
+Dense random_dense(std::uint64_t rows, std::uint64_t cols, std::mt19937_64& rng);
+
+// The bytes of a .npy file holding `m` as `dtype`, in C or Fortran order, with format version
+// `major`.0 (1, 2 or 3), written the way numpy writes them.
+std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order = false, int major = 1);
+void write_file(const fs::path& path, const std::string& bytes);
+std::string read_file(const fs::path& path);
+
+// Reads a 2-D C-order .npy of either float dtype into doubles (through shmgemm's reader).
+Dense read_npy(const fs::path& path);
+
+// The naive triple loop, in double.
+Dense reference_product(const Dense& a, const Dense& b);
+
+// Largest |x - y| / (1 + |y|) over all elements; infinity when the shapes differ.
+double max_rel_diff(const Dense& x, const Dense& y);
+
+// A tolerance for a product of depth k in dtype: a few ulps per term.
+double tolerance(DType dtype, std::uint64_t k);
+
+// Names in /dev/shm made by coordinator `pid` ("shmgemm-<pid>-...").
+std::vector<std::string> segments_of(pid_t pid);
+
+struct RunResult {
+  int status = -1;  // exit status, or 128 + signal
+  pid_t pid = 0;
+  std::string out, err;
+};
+
+// Runs `argv` (argv[0] a path) with stdout and stderr captured; extra environment `env`.
+RunResult run(const std::vector<std::string>& argv,
+              const std::vector<std::string>& env = {});
+
+// Paths of the built executables.
+std::string cli_path();
+std::string worker_path();
+
+}  // namespace shmgemm::test

@@ -24,10 +24,12 @@ test: build
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.hpp')
 format:
+	@bash tools/install-deps.sh clang-format
 	clang-format -i $(FORMAT_FILES)
 
 format-check:
-	clang-format --dry-run --Werror $(FORMAT_FILES)
+	@bash tools/install-deps.sh clang-format
+	@clang-format --dry-run --Werror $(FORMAT_FILES) && echo "clang-format: clean"
 
 clean:
 	rm -rf $(BUILD_DIR)

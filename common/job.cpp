@@ -15,7 +15,8 @@ bool check_operand(const OperandRef& ref, std::string_view which, std::uint64_t 
     return false;
   }
   if (ref.layout != Layout::row_major && ref.layout != Layout::col_major) {
-    problem = fmt::format("operand {}: bad layout {}", which, static_cast<std::uint32_t>(ref.layout));
+    problem =
+        fmt::format("operand {}: bad layout {}", which, static_cast<std::uint32_t>(ref.layout));
     return false;
   }
   if (ref.rows != rows || ref.cols != cols) {
@@ -55,8 +56,9 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
     return nullptr;
   }
   if (job->version != kJobVersion || job->descriptor_bytes != sizeof(JobDescriptor)) {
-    problem = fmt::format("descriptor version {} ({} bytes); this worker reads version {} ({} bytes)",
-                          job->version, job->descriptor_bytes, kJobVersion, sizeof(JobDescriptor));
+    problem =
+        fmt::format("descriptor version {} ({} bytes); this worker reads version {} ({} bytes)",
+                    job->version, job->descriptor_bytes, kJobVersion, sizeof(JobDescriptor));
     return nullptr;
   }
   if (job->dtype != DType::float32 && job->dtype != DType::float64) {
@@ -80,8 +82,8 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
   for (std::uint32_t i = 0; i < job->workers; ++i) {
     const WorkerSlot& s = job->slots[i];
     if (s.row_begin > s.row_end || s.row_end > job->m) {
-      problem = fmt::format("worker {}: rows [{}, {}) outside [0, {})", i, s.row_begin,
-                            s.row_end, job->m);
+      problem = fmt::format("worker {}: rows [{}, {}) outside [0, {})", i, s.row_begin, s.row_end,
+                            job->m);
       return nullptr;
     }
   }

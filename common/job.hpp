@@ -75,7 +75,8 @@ std::uint64_t operand_extent(const OperandRef& ref, DType dtype);
 template <std::size_t N>
 void copy_name(char (&field)[N], std::string_view text) {
   const std::size_t len = text.size() < N - 1 ? text.size() : N - 1;
-  for (std::size_t i = 0; i < len; ++i) field[i] = text[i];
+  for (std::size_t i = 0; i < len; ++i)
+    field[i] = text[i];
   field[len] = '\0';
 }
 

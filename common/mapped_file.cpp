@@ -1,8 +1,8 @@
 #include "common/mapped_file.hpp"
 
+#include <fmt/format.h>
 #include <boost/interprocess/file_mapping.hpp>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "shmgemm/error.hpp"
 

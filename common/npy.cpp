@@ -26,17 +26,28 @@ constexpr std::string_view kMagic{"\x93NUMPY", 6};
 std::string numpy_type_name(char kind, std::string_view size) {
   const int bits = 8 * std::stoi(std::string(size));
   switch (kind) {
-    case 'b': return "bool";
-    case 'i': return fmt::format("int{}", bits);
-    case 'u': return fmt::format("uint{}", bits);
-    case 'f': return fmt::format("float{}", bits);
-    case 'c': return fmt::format("complex{}", bits);
-    case 'U': return "str";
-    case 'S': return "bytes";
-    case 'V': return "void";
-    case 'M': return "datetime64";
-    case 'm': return "timedelta64";
-    default: return fmt::format("kind '{}'", kind);
+    case 'b':
+      return "bool";
+    case 'i':
+      return fmt::format("int{}", bits);
+    case 'u':
+      return fmt::format("uint{}", bits);
+    case 'f':
+      return fmt::format("float{}", bits);
+    case 'c':
+      return fmt::format("complex{}", bits);
+    case 'U':
+      return "str";
+    case 'S':
+      return "bytes";
+    case 'V':
+      return "void";
+    case 'M':
+      return "datetime64";
+    case 'm':
+      return "timedelta64";
+    default:
+      return fmt::format("kind '{}'", kind);
   }
 }
 
@@ -112,8 +123,8 @@ class HeaderDictParser {
   }
   char peek() const { return pos_ < s_.size() ? s_[pos_] : '\0'; }
   void skip_ws() {
-    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' ||
-                                s_[pos_] == '\r'))
+    while (pos_ < s_.size() &&
+           (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\t' || s_[pos_] == '\r'))
       ++pos_;
   }
   bool consume(char c) {
@@ -219,8 +230,8 @@ NpyHeader parse_npy_header(std::string_view bytes, std::string_view what) {
   h.element_count = 1;
   for (std::uint64_t d : h.shape)
     if (__builtin_mul_overflow(h.element_count, d, &h.element_count))
-      fail(what, fmt::format("shape {} has more elements than 64 bits can count",
-                             shape_string(h.shape)));
+      fail(what,
+           fmt::format("shape {} has more elements than 64 bits can count", shape_string(h.shape)));
   if (__builtin_mul_overflow(h.element_count, item_size(h.dtype), &h.data_bytes) ||
       h.data_bytes > UINT64_MAX - h.data_offset)
     fail(what, fmt::format("shape {} of {} takes more bytes than 64 bits can count",
@@ -263,7 +274,8 @@ std::string format_npy_header(DType dtype, std::span<const std::uint64_t> shape,
 
 std::string shape_string(std::span<const std::uint64_t> shape) {
   std::string out = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) out += fmt::format("{}{}", i ? "," : "", shape[i]);
+  for (std::size_t i = 0; i < shape.size(); ++i)
+    out += fmt::format("{}{}", i ? "," : "", shape[i]);
   return out + (shape.size() == 1 ? ",)" : ")");
 }
 

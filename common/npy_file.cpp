@@ -6,10 +6,10 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <utility>
 
 #include "common/mapped_file.hpp"
@@ -59,8 +59,7 @@ NpyMapping NpyMapping::open(const fs::path& path) {
   if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": not a regular file");
   if (::access(m.path_.c_str(), R_OK) != 0)
     throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
-  if (st.st_size == 0)
-    throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
+  if (st.st_size == 0) throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
 
   m.region_ = map_whole_file(m.path_, false);
   const auto* base = static_cast<const char*>(m.region_.get_address());
@@ -80,7 +79,9 @@ NpyMapping NpyMapping::open(const fs::path& path) {
   return m;
 }
 
-ConstMatrixRef NpyMapping::matrix() const { return matrix_of(data(), header_, path_); }
+ConstMatrixRef NpyMapping::matrix() const {
+  return matrix_of(data(), header_, path_);
+}
 
 void check_output_path(const fs::path& target) {
   const std::string what = target.string();
@@ -95,9 +96,8 @@ void check_output_path(const fs::path& target) {
     throw Error(ErrorCode::invalid_argument,
                 fmt::format("{}: '{}' is not a folder", what, dir.string()));
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("{}: folder '{}' is not writable: {}", what, dir.string(),
-                            std::strerror(errno)));
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: folder '{}' is not writable: {}",
+                                                         what, dir.string(), std::strerror(errno)));
   if (fs::is_directory(target, ec))
     throw Error(ErrorCode::invalid_argument, fmt::format("{}: is a directory", what));
 }
@@ -125,7 +125,8 @@ NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
     fail_with("cannot write output header", errno);
   // Reserve the blocks up front so a full disk is an error now, not a SIGBUS mid-run.
   int err = ::posix_fallocate(fd, 0, static_cast<off_t>(total));
-  if (err == EOPNOTSUPP || err == EINVAL) err = ::ftruncate(fd, static_cast<off_t>(total)) ? errno : 0;
+  if (err == EOPNOTSUPP || err == EINVAL)
+    err = ::ftruncate(fd, static_cast<off_t>(total)) ? errno : 0;
   if (err == ENOSPC) {
     struct statvfs st {};
     const std::uint64_t avail =

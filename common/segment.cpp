@@ -5,11 +5,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <atomic>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
 #include <utility>
 
 #include "shmgemm/error.hpp"
@@ -53,13 +53,12 @@ SharedSegment SharedSegment::create(std::string_view role, std::size_t bytes) {
   seg.name_ = make_segment_name(role);
   bip::permissions owner_only(0600);
   try {
-    bip::shared_memory_object shm(bip::create_only, seg.name_.c_str(), bip::read_write,
-                                  owner_only);
+    bip::shared_memory_object shm(bip::create_only, seg.name_.c_str(), bip::read_write, owner_only);
     seg.owns_name_ = true;  // from here on the destructor removes the name
     shm.truncate(static_cast<bip::offset_t>(bytes));
     // Reserve the pages now: a full tmpfs is an error here, not a SIGBUS at first touch.
-    const int err = ::posix_fallocate(shm.get_mapping_handle().handle, 0,
-                                      static_cast<off_t>(bytes));
+    const int err =
+        ::posix_fallocate(shm.get_mapping_handle().handle, 0, static_cast<off_t>(bytes));
     if (err != 0)
       throw Error(ErrorCode::resource,
                   fmt::format("cannot reserve {} bytes for shared segment /dev/shm/{}: {} ({} "
@@ -100,7 +99,9 @@ SharedSegment& SharedSegment::operator=(SharedSegment&& other) noexcept {
   return *this;
 }
 
-SharedSegment::~SharedSegment() { unlink(); }
+SharedSegment::~SharedSegment() {
+  unlink();
+}
 
 void SharedSegment::unlink() noexcept {
   if (!owns_name_) return;

@@ -1,9 +1,9 @@
 // The front end: check the operands, plan, place, run, write. Degenerate shapes leave early.
 #include <sched.h>
 
+#include <fmt/format.h>
 #include <chrono>
 #include <climits>
-#include <fmt/format.h>
 
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
@@ -71,8 +71,12 @@ unsigned available_cores() {
   return count > 0 ? static_cast<unsigned>(count) : 1;
 }
 
-std::string_view to_string(Launch launch) { return launch == Launch::fork ? "fork" : "spawn"; }
-std::string_view to_string(Backing backing) { return backing == Backing::shm ? "shm" : "file"; }
+std::string_view to_string(Launch launch) {
+  return launch == Launch::fork ? "fork" : "spawn";
+}
+std::string_view to_string(Backing backing) {
+  return backing == Backing::shm ? "shm" : "file";
+}
 
 Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                     const std::filesystem::path& out_path, const Options& options) {
@@ -115,13 +119,13 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
     return finish(out);
   }
 
-  const detail::Plan plan = detail::make_plan(report.m, report.n, item_size(dtype),
-                                              options.workers, options.threads_per_worker, cores);
+  const detail::Plan plan = detail::make_plan(report.m, report.n, item_size(dtype), options.workers,
+                                              options.threads_per_worker, cores);
   report.workers = static_cast<unsigned>(plan.workers);
   report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
   detail::Placement placement(a, b, out, options.backing);
-  report.compute_seconds = detail::run_workers(dtype, report.m, report.k, report.n, plan,
-                                               placement, options.launch);
+  report.compute_seconds =
+      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options.launch);
   placement.finish(out);
   return finish(out);
 }

@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <fmt/format.h>
+#include <chrono>
 #include <memory>
 #include <new>
 #include <string>
@@ -34,8 +34,8 @@ Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
 
 }  // namespace
 
-double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
-                   const Plan& plan, Placement& placement, Launch launch) {
+double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n, const Plan& plan,
+                   Placement& placement, Launch launch) {
   // Describe the job in a segment the workers share: operands, shapes, each worker's rows.
   SharedSegment job_segment = SharedSegment::create("job", sizeof(JobDescriptor));
   std::unique_ptr<JobDescriptor, DestroyJob> job(new (job_segment.data()) JobDescriptor{});

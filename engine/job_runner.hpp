@@ -12,7 +12,7 @@ namespace shmgemm::detail {
 // as soon as every worker has them mapped. Returns the seconds from the first launch to the
 // last join. Throws Error(worker_failed) naming the first worker to fail and its rows; the
 // other workers are killed by then.
-double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
-                   const Plan& plan, Placement& placement, Launch launch);
+double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n, const Plan& plan,
+                   Placement& placement, Launch launch);
 
 }  // namespace shmgemm::detail

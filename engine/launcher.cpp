@@ -1,18 +1,18 @@
 #include "engine/launcher.hpp"
 
 #include <poll.h>
-#include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <boost/process.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "shmgemm/error.hpp"
 
@@ -22,11 +22,15 @@ namespace shmgemm::detail {
 namespace {
 
 // glibc 2.36's <sys/pidfd.h> declares pidfd_open without C linkage for C++: call it directly.
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 }  // namespace
 
-bool WorkerExit::ok() const { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+bool WorkerExit::ok() const {
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 std::string WorkerExit::describe() const {
   if (WIFSIGNALED(status)) return fmt::format("was killed by signal {}", WTERMSIG(status));
@@ -34,7 +38,9 @@ std::string WorkerExit::describe() const {
   return fmt::format("ended with wait status {}", status);
 }
 
-Launcher::~Launcher() { kill_all(); }
+Launcher::~Launcher() {
+  kill_all();
+}
 
 void Launcher::watch(std::size_t id, pid_t pid) {
   const int fd = pidfd_open(pid);
@@ -74,7 +80,8 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
                             const std::vector<std::string>& args,
                             const std::vector<std::pair<std::string, std::string>>& env) {
   bp::environment child_env = boost::this_process::environment();
-  for (const auto& [key, value] : env) child_env[key] = value;
+  for (const auto& [key, value] : env)
+    child_env[key] = value;
   std::error_code ec;
   bp::child child(bp::exe = exe, bp::args = args, child_env, ec);
   if (ec)
@@ -114,8 +121,8 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
                              std::size_t count) {
   std::size_t seen = 0;
   while (seen < count) {
-    const auto deadline = boost::posix_time::microsec_clock::universal_time() +
-                          boost::posix_time::milliseconds(5);
+    const auto deadline =
+        boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(5);
     if (attached.timed_wait(deadline)) {
       ++seen;
       continue;
@@ -137,7 +144,8 @@ std::vector<WorkerExit> Launcher::join() {
   std::vector<WorkerExit> all;
   bool killing = false;
   std::size_t live = 0;
-  for (const Child& c : workers_) live += c.reaped ? 0 : 1;
+  for (const Child& c : workers_)
+    live += c.reaped ? 0 : 1;
   while (live > 0) {
     for (const WorkerExit& e : reap_exited(-1)) {
       --live;

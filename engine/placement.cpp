@@ -29,15 +29,19 @@ Placed<ConstMatrixRef> load_into_segment(const NpyMapping& file, std::string_vie
   return {local, ref_of(local, Storage::shm, seg->name(), 0)};
 }
 
-std::string absolute(const std::string& path) { return std::filesystem::absolute(path).string(); }
+std::string absolute(const std::string& path) {
+  return std::filesystem::absolute(path).string();
+}
 
 }  // namespace
 
 Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
                      Backing backing) {
   if (backing == Backing::file) {
-    a_ = {a.matrix(), ref_of(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
-    b_ = {b.matrix(), ref_of(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
+    a_ = {a.matrix(),
+          ref_of(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
+    b_ = {b.matrix(),
+          ref_of(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
     c_ = {out.matrix(),
           ref_of(out.matrix(), Storage::file, absolute(out.temp_path()), out.header().data_offset)};
     return;

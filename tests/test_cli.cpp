@@ -117,8 +117,8 @@ TEST_CASE("--help answers for the program and every subcommand") {
 TEST_CASE("gen writes reproducible random matrices") {
   TempDir tmp;
   auto gen = [&](const std::string& name, const std::string& seed, const std::string& dtype) {
-    return test::run({test::cli_path(), "gen", "--shape", "30x20", "--dtype", dtype, "--seed",
-                      seed, "-o", (tmp / name).string()});
+    return test::run({test::cli_path(), "gen", "--shape", "30x20", "--dtype", dtype, "--seed", seed,
+                      "-o", (tmp / name).string()});
   };
   CHECK(gen("a.npy", "1", "float64").status == 0);
   CHECK(gen("b.npy", "1", "float64").status == 0);
@@ -129,10 +129,11 @@ TEST_CASE("gen writes reproducible random matrices") {
   const test::Dense a = test::read_npy(tmp / "a.npy");
   CHECK(a.rows == 30);
   CHECK(a.cols == 20);
-  for (double x : a.v) CHECK((x >= 0.0 && x < 1.0));
+  for (double x : a.v)
+    CHECK((x >= 0.0 && x < 1.0));
   CHECK(test::read_npy(tmp / "d.npy").rows == 30);
-  const test::RunResult bad = test::run({test::cli_path(), "gen", "--shape", "30by20", "-o",
-                                         (tmp / "e.npy").string()});
+  const test::RunResult bad =
+      test::run({test::cli_path(), "gen", "--shape", "30by20", "-o", (tmp / "e.npy").string()});
   CHECK(bad.status != 0);
   CHECK(contains(bad.err, "--shape '30by20'"));
   CHECK(!std::filesystem::exists(tmp / "e.npy"));
@@ -190,8 +191,8 @@ TEST_CASE("bad outputs and options") {
   f.expect_failure({a, b, "-o", f.p("A.npy/C.npy")}, "is not a folder");
   if (::geteuid() != 0) {
     std::filesystem::create_directory(f.tmp / "ro");
-    std::filesystem::permissions(f.tmp / "ro", std::filesystem::perms::owner_read |
-                                                   std::filesystem::perms::owner_exec);
+    std::filesystem::permissions(
+        f.tmp / "ro", std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
     f.expect_failure({a, b, "-o", f.p("ro/C.npy")}, "is not writable");
     std::filesystem::remove(f.tmp / "ro");
   }

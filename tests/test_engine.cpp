@@ -17,9 +17,9 @@ struct Shape {
 };
 
 // Small and awkward shapes: m below the worker count, unit dimensions, primes.
-const Shape kShapes[] = {{1, 1, 1},   {1, 5, 7},   {7, 5, 1},     {5, 1, 7},  {2, 3, 4},
-                         {3, 100, 2}, {13, 29, 8}, {33, 17, 65},  {128, 1, 3}, {64, 64, 64},
-                         {97, 89, 101}};
+const Shape kShapes[] = {{1, 1, 1},   {1, 5, 7},    {7, 5, 1},    {5, 1, 7},
+                         {2, 3, 4},   {3, 100, 2},  {13, 29, 8},  {33, 17, 65},
+                         {128, 1, 3}, {64, 64, 64}, {97, 89, 101}};
 
 std::string describe(const Shape& s, DType dtype, const Options& o) {
   return fmt::format("{}x{}x{} {} workers={} launch={} backing={}", s.m, s.k, s.n,
@@ -73,14 +73,17 @@ TEST_CASE("degenerate shapes: empty results, and zeros when k = 0") {
   std::mt19937_64 rng(5);
   for (const Shape& s : {Shape{0, 3, 4}, Shape{3, 0, 4}, Shape{3, 4, 0}}) {
     CAPTURE(fmt::format("{}x{}x{}", s.m, s.k, s.n));
-    test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(s.m, s.k, rng), DType::float64));
-    test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(s.k, s.n, rng), DType::float64));
+    test::write_file(tmp / "A.npy",
+                     test::npy_bytes(test::random_dense(s.m, s.k, rng), DType::float64));
+    test::write_file(tmp / "B.npy",
+                     test::npy_bytes(test::random_dense(s.k, s.n, rng), DType::float64));
     const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy");
     CHECK(r.workers == 0);
     const test::Dense c = test::read_npy(tmp / "C.npy");
     CHECK(c.rows == s.m);
     CHECK(c.cols == s.n);
-    for (double x : c.v) CHECK(x == 0.0);
+    for (double x : c.v)
+      CHECK(x == 0.0);
   }
 }
 

@@ -39,9 +39,8 @@ std::string problem_with(const std::function<void(JobDescriptor&)>& corrupt,
   auto job = valid_job();
   corrupt(*job);
   std::string problem;
-  const auto* ok =
-      validate_job(std::span<const std::byte>(reinterpret_cast<const std::byte*>(job.get()), bytes),
-                   problem);
+  const auto* ok = validate_job(
+      std::span<const std::byte>(reinterpret_cast<const std::byte*>(job.get()), bytes), problem);
   CHECK((ok == nullptr) == !problem.empty());
   return problem;
 }
@@ -54,8 +53,7 @@ bool contains(const std::string& s, const std::string& part) {
 
 TEST_CASE("validate_job accepts a valid descriptor") {
   CHECK(problem_with([](JobDescriptor&) {}) == "");
-  CHECK(problem_with([](JobDescriptor& j) { j.a.layout = Layout::col_major, j.a.ld = 10; }) ==
-        "");
+  CHECK(problem_with([](JobDescriptor& j) { j.a.layout = Layout::col_major, j.a.ld = 10; }) == "");
 }
 
 TEST_CASE("validate_job refuses each kind of corruption") {
@@ -68,8 +66,7 @@ TEST_CASE("validate_job refuses each kind of corruption") {
   CHECK(contains(problem_with([](JobDescriptor& j) { j.workers = 0; }), "worker count"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.workers = kMaxWorkers + 1; }),
                  "worker count"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.threads_per_worker = 0; }),
-                 "thread count"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.threads_per_worker = 0; }), "thread count"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.b.storage = static_cast<Storage>(0); }),
                  "operand B: bad storage"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.a.layout = static_cast<Layout>(5); }),
@@ -78,13 +75,14 @@ TEST_CASE("validate_job refuses each kind of corruption") {
   CHECK(contains(problem_with([](JobDescriptor& j) { j.c.ld = 3; }), "operand C: leading"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.a.offset = UINT64_MAX - 8; }),
                  "operand A: leading dimension"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.a.ld = UINT64_MAX / 2; }),
-                 "out of range"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { std::memset(j.b.name, 'x', sizeof j.b.name); }),
-                 "not NUL-terminated"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.a.ld = UINT64_MAX / 2; }), "out of range"));
+  CHECK(
+      contains(problem_with([](JobDescriptor& j) { std::memset(j.b.name, 'x', sizeof j.b.name); }),
+               "not NUL-terminated"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.c.name[0] = '\0'; }), "empty"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.c.layout = Layout::col_major, j.c.ld = 10; }),
-                 "must be row-major"));
+  CHECK(
+      contains(problem_with([](JobDescriptor& j) { j.c.layout = Layout::col_major, j.c.ld = 10; }),
+               "must be row-major"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.slots[1].row_end = 11; }),
                  "worker 1: rows [5, 11) outside [0, 10)"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.slots[0].row_begin = 6; }),

@@ -50,7 +50,8 @@ TEST_CASE("format_npy_header round-trips through parse_npy_header") {
         CHECK(h.shape == shape);
         CHECK(h.data_offset == header.size());
         std::uint64_t count = 1;
-        for (auto d : shape) count *= d;
+        for (auto d : shape)
+          count *= d;
         CHECK(h.element_count == count);
         CHECK(h.data_bytes == count * item_size(dtype));
       }
@@ -100,8 +101,7 @@ TEST_CASE("parse_npy_header refuses broken and unsupported headers, naming the f
       {huge, "exceeds the 10000-byte limit"},
       {v1("{'descr': '<f8', 'shape': (3, 4), }"), "lacks"},
       {v1("{'descr': '<f8', 'fortran_order': False, 'shape': (3,4), 'x': 1}"), "unexpected"},
-      {v1("{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,4)}"),
-       "repeated"},
+      {v1("{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,4)}"), "repeated"},
       {v1("{'descr': '>f8', 'fortran_order': False, 'shape': (3, 4), }"), "big-endian float64"},
       {v1("{'descr': '|O', 'fortran_order': False, 'shape': (3, 4), }"), "object arrays"},
       {v1("{'descr': '<i8', 'fortran_order': False, 'shape': (3, 4), }"),

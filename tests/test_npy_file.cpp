@@ -28,7 +28,8 @@ bool contains(const std::string& s, const std::string& part) {
 
 std::size_t entries_in(const std::filesystem::path& dir) {
   std::size_t n = 0;
-  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir))
+    ++n;
   return n;
 }
 
@@ -98,7 +99,8 @@ TEST_CASE("NpyOutput leaves the target untouched until commit") {
   {
     NpyOutput out = NpyOutput::create(target, DType::float32, shape);
     const MatrixRef c = out.matrix();
-    for (int i = 0; i < 6; ++i) reinterpret_cast<float*>(c.data)[i] = static_cast<float>(i);
+    for (int i = 0; i < 6; ++i)
+      reinterpret_cast<float*>(c.data)[i] = static_cast<float>(i);
     out.commit();
   }
   CHECK(entries_in(tmp.path()) == 1);

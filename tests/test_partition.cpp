@@ -10,7 +10,8 @@ namespace {
 
 std::vector<RowRange> all_ranges(std::size_t m, std::size_t n_way, std::size_t bf) {
   std::vector<RowRange> r;
-  for (std::size_t i = 0; i < n_way; ++i) r.push_back(partition_rows(m, n_way, i, bf));
+  for (std::size_t i = 0; i < n_way; ++i)
+    r.push_back(partition_rows(m, n_way, i, bf));
   return r;
 }
 
@@ -34,7 +35,8 @@ TEST_CASE("partition_rows: every m <= 100, n_way <= 16, block factor 1..16") {
         }
         // Boundaries between workers are multiples of the block factor (or m, past which
         // the remaining workers are empty).
-        for (std::size_t i = 0; i + 1 < n_way; ++i) REQUIRE((r[i].end % bf == 0 || r[i].end == m));
+        for (std::size_t i = 0; i + 1 < n_way; ++i)
+          REQUIRE((r[i].end % bf == 0 || r[i].end == m));
         if (units < n_way) continue;
         // Whole units differ by at most one, larger first; only the last may be partial.
         for (std::size_t i = 0; i + 1 < n_way; ++i) {
@@ -44,7 +46,8 @@ TEST_CASE("partition_rows: every m <= 100, n_way <= 16, block factor 1..16") {
         }
         REQUIRE(r.front().size() <= r.back().size() + bf + (m % bf ? bf : 0));
         // With at least as many units as workers, nobody is idle.
-        for (const RowRange& x : r) REQUIRE(x.size() > 0);
+        for (const RowRange& x : r)
+          REQUIRE(x.size() > 0);
       }
     }
   }
@@ -88,7 +91,8 @@ TEST_CASE("plan_row_split: no idle worker, aligned where the shape allows") {
         if (s.workers == 0) continue;
         const std::size_t aligned_units = (m + aligned - 1) / aligned;
         REQUIRE(s.block_factor == (aligned_units >= s.workers ? aligned : 1));
-        for (const RowRange& x : all_ranges(m, s.workers, s.block_factor)) REQUIRE(x.size() > 0);
+        for (const RowRange& x : all_ranges(m, s.workers, s.block_factor))
+          REQUIRE(x.size() > 0);
       }
     }
   }

@@ -2,9 +2,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cstring>
 #include <filesystem>
-#include <fmt/format.h>
 
 #include "common/segment.hpp"
 #include "shmgemm/error.hpp"
@@ -13,7 +13,9 @@ using namespace shmgemm;
 
 namespace {
 
-std::filesystem::path dev_shm(const std::string& name) { return "/dev/shm/" + name; }
+std::filesystem::path dev_shm(const std::string& name) {
+  return "/dev/shm/" + name;
+}
 
 }  // namespace
 

@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <cmath>
 #include <cstring>
-#include <fmt/format.h>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -35,7 +35,8 @@ TempDir::~TempDir() {
 Dense random_dense(std::uint64_t rows, std::uint64_t cols, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> dist(-1.0, 1.0);
   Dense d{rows, cols, std::vector<double>(rows * cols)};
-  for (double& x : d.v) x = dist(rng);
+  for (double& x : d.v)
+    x = dist(rng);
   return d;
 }
 
@@ -96,7 +97,8 @@ Dense reference_product(const Dense& a, const Dense& b) {
   Dense c{a.rows, b.cols, std::vector<double>(a.rows * b.cols, 0.0)};
   for (std::uint64_t i = 0; i < a.rows; ++i)
     for (std::uint64_t p = 0; p < a.cols; ++p)
-      for (std::uint64_t j = 0; j < b.cols; ++j) c.v[i * c.cols + j] += a.at(i, p) * b.at(p, j);
+      for (std::uint64_t j = 0; j < b.cols; ++j)
+        c.v[i * c.cols + j] += a.at(i, p) * b.at(p, j);
   return c;
 }
 
@@ -133,13 +135,16 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT, 0600);
   std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  for (char** e = environ; *e; ++e)
+    env_strings.emplace_back(*e);
   env_strings.insert(env_strings.end(), env.begin(), env.end());
   std::vector<char*> envp;
-  for (auto& e : env_strings) envp.push_back(e.data());
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
   envp.push_back(nullptr);
   RunResult r;
   if (posix_spawn(&r.pid, args[0], &actions, nullptr, args.data(), envp.data()) != 0)
@@ -153,7 +158,11 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   return r;
 }
 
-std::string cli_path() { return SHMGEMM_CLI; }
-std::string worker_path() { return SHMGEMM_WORKER_EXE; }
+std::string cli_path() {
+  return SHMGEMM_CLI;
+}
+std::string worker_path() {
+  return SHMGEMM_WORKER_EXE;
+}
 
 }  // namespace shmgemm::test

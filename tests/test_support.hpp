@@ -67,8 +67,7 @@ struct RunResult {
 };
 
 // Runs `argv` (argv[0] a path) with stdout and stderr captured; extra environment `env`.
-RunResult run(const std::vector<std::string>& argv,
-              const std::vector<std::string>& env = {});
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
 // Paths of the built executables.
 std::string cli_path();

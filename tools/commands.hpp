@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/dtype.hpp"
@@ -22,6 +24,9 @@ void add_engine_options(CLI::App& cmd, Options& options);
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);
 void add_demo(CLI::App& app, Action& action);
+
+// "1 worker", "2 workers".
+std::string plural(unsigned count, std::string_view noun);
 
 // Writes a .npy of uniform random values in [0, 1) from a fixed seed (splitmix64), straight
 // into the mapped output.

@@ -23,6 +23,10 @@ CLI::Validator count_from_one(unsigned max) {
 
 }  // namespace
 
+std::string plural(unsigned count, std::string_view noun) {
+  return fmt::format("{} {}{}", count, noun, count == 1 ? "" : "s");
+}
+
 void add_engine_options(CLI::App& cmd, Options& options) {
   cmd.add_option("-w,--workers", options.workers,
                  "worker processes (default: one per available core, capped at the rows of C)")
@@ -32,13 +36,17 @@ void add_engine_options(CLI::App& cmd, Options& options) {
       ->check(count_from_one(1024));
   cmd.add_option_function<std::string>(
          "--launch",
-         [&options](const std::string& v) { options.launch = v == "spawn" ? Launch::spawn : Launch::fork; },
+         [&options](const std::string& v) {
+           options.launch = v == "spawn" ? Launch::spawn : Launch::fork;
+         },
          "fork: children of this process; spawn: shmgemm-worker executables")
       ->check(CLI::IsMember({"fork", "spawn"}))
       ->default_str("fork");
   cmd.add_option_function<std::string>(
          "--backing",
-         [&options](const std::string& v) { options.backing = v == "shm" ? Backing::shm : Backing::file; },
+         [&options](const std::string& v) {
+           options.backing = v == "shm" ? Backing::shm : Backing::file;
+         },
          "file: map the .npy files themselves; shm: named shared-memory segments")
       ->check(CLI::IsMember({"file", "shm"}))
       ->default_str("file");

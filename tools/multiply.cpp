@@ -33,11 +33,12 @@ int run_multiply(const MultiplyArgs& args) {
     return 0;
   }
   const std::string how =
-      r.in_process ? fmt::format("in process, {} OpenBLAS threads", r.threads_per_worker)
-                   : fmt::format("{} workers x {} threads, {}, {}", r.workers,
-                                 r.threads_per_worker, to_string(r.launch), to_string(r.backing));
-  fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
-             r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
+      r.in_process ? fmt::format("in process, {}", plural(r.threads_per_worker, "OpenBLAS thread"))
+                   : fmt::format("{} x {}, {}, {}", plural(r.workers, "worker"),
+                                 plural(r.threads_per_worker, "thread"), to_string(r.launch),
+                                 to_string(r.backing));
+  fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out, r.m,
+             r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
   return 0;
 }
 

@@ -1,6 +1,6 @@
 // shmgemm: the command-line program. Subcommands in the files beside this one.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "tools/commands.hpp"
 

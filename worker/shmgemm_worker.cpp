@@ -3,9 +3,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <fmt/format.h>
 
 #include "common/job.hpp"
 #include "common/segment.hpp"

@@ -16,7 +16,8 @@ void gemm_rows(Gemm gemm, const ConstMatrixRef& a, const ConstMatrixRef& b, cons
   if (m == 0 || n == 0) return;
   T* c_rows = reinterpret_cast<T*>(c.data) + rows.begin * c.ld;
   if (k == 0) {
-    for (blasint i = 0; i < m; ++i) std::memset(c_rows + i * c.ld, 0, sizeof(T) * c.cols);
+    for (blasint i = 0; i < m; ++i)
+      std::memset(c_rows + i * c.ld, 0, sizeof(T) * c.cols);
     return;
   }
   // Row-major A: its rows start at row `begin`. Column-major A is a row-major A^T whose
@@ -33,14 +34,16 @@ void gemm_rows(Gemm gemm, const ConstMatrixRef& a, const ConstMatrixRef& b, cons
 
 }  // namespace
 
-void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
-                  const MatrixRef& c, RowRange rows) {
+void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
+                  RowRange rows) {
   if (dtype == DType::float64)
     gemm_rows<double>(cblas_dgemm, a, b, c, rows);
   else
     gemm_rows<float>(cblas_sgemm, a, b, c, rows);
 }
 
-void set_blas_threads(int threads) { openblas_set_num_threads(threads); }
+void set_blas_threads(int threads) {
+  openblas_set_num_threads(threads);
+}
 
 }  // namespace shmgemm

@@ -12,8 +12,8 @@ namespace shmgemm {
 // column-major (a column-major operand goes through BLAS's transpose flag, uncopied); C is
 // row-major. With k = 0 the rows are set to zero. Every dimension and leading dimension must
 // fit BLAS's 32-bit int (the coordinator checks). Thread-safety: reentrant.
-void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
-                  const MatrixRef& c, RowRange rows);
+void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
+                  RowRange rows);
 
 // Sets the number of threads OpenBLAS uses in this process.
 void set_blas_threads(int threads);

@@ -41,6 +41,7 @@ enum class SlotState : std::uint32_t { pending = 0, attached = 1, done = 2, fail
 struct WorkerSlot {
   std::uint64_t row_begin = 0;
   std::uint64_t row_end = 0;
+  std::uint32_t attempt = 0;  // 0 for the first worker on these rows, 1 for its first retry, ...
   std::atomic<std::uint32_t> state{0};
   std::atomic<std::uint64_t> rows_done{0};
   char message[kWorkerMessageBytes] = {};  // why it failed, NUL-terminated

@@ -111,48 +111,52 @@ NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
   out.header_ = parse_npy_header(header, out.target_);
   const std::uint64_t total = out.header_.data_offset + out.header_.data_bytes;
 
-  out.temp_path_ = temp_name_beside(target);
-  // 0666 as numpy.save does; the umask applies.
-  const int fd = ::open(out.temp_path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
-  if (fd < 0) throw_errno(ErrorCode::resource, out.target_, "cannot create output", errno);
-  auto fail_with = [&](std::string_view action, int err) {
-    ::close(fd);
-    ::unlink(out.temp_path_.c_str());
-    out.temp_path_.clear();
-    throw_errno(ErrorCode::resource, out.target_, action, err);
-  };
-  if (::pwrite(fd, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()))
-    fail_with("cannot write output header", errno);
+  // An unnamed file in the target's folder: nothing to clean up if this process dies. Where
+  // the filesystem has no O_TMPFILE, a named temporary beside the target. 0666 as numpy.save
+  // uses; the umask applies.
+  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  out.fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+  if (out.fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    out.temp_path_ = temp_name_beside(target);
+    out.fd_ = ::open(out.temp_path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
+    if (out.fd_ < 0) out.temp_path_.clear();
+  }
+  if (out.fd_ < 0) throw_errno(ErrorCode::resource, out.target_, "cannot create output", errno);
+  // From here on the destructor removes what was created.
+  if (::pwrite(out.fd_, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()))
+    throw_errno(ErrorCode::resource, out.target_, "cannot write output header", errno);
   // Reserve the blocks up front so a full disk is an error now, not a SIGBUS mid-run.
-  int err = ::posix_fallocate(fd, 0, static_cast<off_t>(total));
+  int err = ::posix_fallocate(out.fd_, 0, static_cast<off_t>(total));
   if (err == EOPNOTSUPP || err == EINVAL)
-    err = ::ftruncate(fd, static_cast<off_t>(total)) ? errno : 0;
-  if (err == ENOSPC) {
+    err = ::ftruncate(out.fd_, static_cast<off_t>(total)) ? errno : 0;
+  if (err == ENOSPC || err == EFBIG) {
     struct statvfs st {};
     const std::uint64_t avail =
-        ::fstatvfs(fd, &st) == 0 ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize : 0;
-    ::close(fd);
-    ::unlink(out.temp_path_.c_str());
-    out.temp_path_.clear();
+        ::fstatvfs(out.fd_, &st) == 0 ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize : 0;
     throw Error(ErrorCode::resource,
                 fmt::format("{}: not enough space for the output: {} bytes needed, {} free",
                             out.target_, total, avail));
   }
-  if (err != 0) fail_with("cannot reserve space for output", err);
-  ::close(fd);
-  out.region_ = map_whole_file(out.temp_path_, true);
+  if (err != 0) throw_errno(ErrorCode::resource, out.target_, "cannot reserve space", err);
+  out.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", out.fd_), true);
   return out;
 }
 
 NpyOutput::NpyOutput(NpyOutput&& other) noexcept
     : target_(std::move(other.target_)),
       temp_path_(std::exchange(other.temp_path_, {})),
+      fd_(std::exchange(other.fd_, -1)),
       header_(std::move(other.header_)),
       region_(std::move(other.region_)),
       committed_(other.committed_) {}
 
 NpyOutput::~NpyOutput() {
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string NpyOutput::path_for_workers() const {
+  return temp_path_.empty() ? fmt::format("/proc/{}/fd/{}", ::getpid(), fd_) : temp_path_;
 }
 
 MatrixRef NpyOutput::matrix() const {
@@ -161,6 +165,15 @@ MatrixRef NpyOutput::matrix() const {
 }
 
 void NpyOutput::commit() {
+  if (temp_path_.empty()) {
+    // Give the unnamed file a temporary name (linkat cannot replace), then rename it over the
+    // target in one step.
+    const std::string named = temp_name_beside(target_);
+    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_).c_str(), AT_FDCWD,
+                 named.c_str(), AT_SYMLINK_FOLLOW) != 0)
+      throw_errno(ErrorCode::resource, target_, "cannot link the finished output", errno);
+    temp_path_ = named;
+  }
   if (::rename(temp_path_.c_str(), target_.c_str()) != 0)
     throw_errno(ErrorCode::resource, target_, "cannot rename the finished output into place",
                 errno);

@@ -41,10 +41,11 @@ class NpyMapping {
 // `target` is not a folder. Throws Error(invalid_argument) naming the path.
 void check_output_path(const std::filesystem::path& target);
 
-// A new .npy file being written: a temporary file beside the target, created at its final size
-// with its pages reserved, mapped read-write. commit() renames it over the target; until
-// then the target is untouched, and destroying an uncommitted output removes the temporary.
-// Thread-safety: none.
+// A new .npy file being written: an unnamed file (O_TMPFILE) in the target's folder, or a
+// named temporary beside the target where the filesystem has no O_TMPFILE, created at its final
+// size with its blocks reserved and mapped read-write. commit() puts it in place of the target
+// in one rename; until then the target is untouched, and destroying an uncommitted output (or
+// the death of this process, for an unnamed file) leaves nothing behind. Thread-safety: none.
 class NpyOutput {
  public:
   static NpyOutput create(const std::filesystem::path& target, DType dtype,
@@ -60,8 +61,9 @@ class NpyOutput {
     return static_cast<std::byte*>(region_.get_address()) + header_.data_offset;
   }
   const NpyHeader& header() const { return header_; }
-  // The temporary file, which other processes may map until commit().
-  const std::string& temp_path() const { return temp_path_; }
+  // A path by which other processes (spawned workers) can map the file until commit():
+  // /proc/<pid>/fd/<fd> for an unnamed file.
+  std::string path_for_workers() const;
   const std::string& target() const { return target_; }
   MatrixRef matrix() const;
 
@@ -71,7 +73,8 @@ class NpyOutput {
  private:
   NpyOutput() = default;
   std::string target_;
-  std::string temp_path_;
+  std::string temp_path_;  // empty while the file is unnamed
+  int fd_ = -1;
   NpyHeader header_;
   boost::interprocess::mapped_region region_;
   bool committed_ = false;

@@ -7,6 +7,7 @@
 
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
+#include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
@@ -96,6 +97,8 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   report.backing = options.backing;
   report.in_process = options.in_process;
   auto finish = [&](NpyOutput& out) {
+    // An interrupt that came during a step that cannot be stopped still leaves C.npy alone.
+    detail::throw_if_interrupted();
     out.commit();
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -124,8 +127,10 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   report.workers = static_cast<unsigned>(plan.workers);
   report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
   detail::Placement placement(a, b, out, options.backing);
-  report.compute_seconds =
-      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options.launch);
+  const detail::RunStats stats =
+      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
+  report.compute_seconds = stats.compute_seconds;
+  report.retries = stats.retries;
   placement.finish(out);
   return finish(out);
 }

@@ -34,8 +34,8 @@ Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
 
 }  // namespace
 
-double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n, const Plan& plan,
-                   Placement& placement, Launch launch) {
+RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
+                     const Plan& plan, Placement& placement, const Options& options) {
   // Describe the job in a segment the workers share: operands, shapes, each worker's rows.
   SharedSegment job_segment = SharedSegment::create("job", sizeof(JobDescriptor));
   std::unique_ptr<JobDescriptor, DestroyJob> job(new (job_segment.data()) JobDescriptor{});
@@ -53,33 +53,61 @@ double run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t 
     job->slots[i].row_begin = plan.rows[i].begin;
     job->slots[i].row_end = plan.rows[i].end;
   }
+  auto unlink_names = [&] {
+    job_segment.unlink();
+    placement.unlink_names();
+  };
 
+  const bool fork = options.launch == Launch::fork;
+  const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local};
+  const std::string exe = fork ? std::string() : worker_executable();
+  const std::string threads = std::to_string(plan.threads_per_worker);
   const auto start = std::chrono::steady_clock::now();
   Launcher launcher;
-  if (launch == Launch::fork) {
-    // Children inherit the mappings: no name is needed from here on.
-    job_segment.unlink();
-    placement.unlink_names();
-    const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local};
-    for (std::size_t i = 0; i < plan.workers; ++i)
+  auto start_worker = [&](std::size_t i) {
+    if (fork)
       launcher.fork_worker(i, [&job, &ops, i] { return run_worker(*job, i, ops); });
-  } else {
-    const std::string exe = worker_executable();
-    const std::string threads = std::to_string(plan.threads_per_worker);
-    for (std::size_t i = 0; i < plan.workers; ++i)
+    else
       launcher.spawn_worker(i, exe, {"--job", job_segment.name(), "--id", std::to_string(i)},
                             {{"OPENBLAS_NUM_THREADS", threads}});
-    // Once every worker has mapped everything, the names can go: a crash from here on leaves
-    // nothing in /dev/shm. A worker that ends before attaching is reported by join().
+  };
+
+  // Forked children inherit the mappings: no name is needed once they exist.
+  if (fork) unlink_names();
+  for (std::size_t i = 0; i < plan.workers; ++i) start_worker(i);
+  if (!fork) {
+    // Once every worker has mapped everything the names can go, and a crash from here on
+    // leaves nothing in /dev/shm. A fresh worker for a retry attaches by name, so with
+    // retries the names stay until the end. A worker that fails to attach is reported below.
     launcher.wait_attached(job->attached, plan.workers);
-    job_segment.unlink();
-    placement.unlink_names();
+    if (options.retries == 0) unlink_names();
   }
-  const std::vector<WorkerExit> exits = launcher.join();
-  const double seconds =
+
+  RunStats stats;
+  std::vector<unsigned> attempts(plan.workers, 0);
+  while (launcher.live() > 0) {
+    for (const WorkerExit& exit : launcher.wait_exits()) {
+      if (exit.ok()) continue;
+      const Error failure = worker_failure(*job, exit);
+      if (attempts[exit.id] >= options.retries) {
+        launcher.kill_all();
+        throw failure;
+      }
+      ++attempts[exit.id];
+      ++stats.retries;
+      if (options.on_retry)
+        options.on_retry(fmt::format("{}; retrying ({} of {})", failure.what(), attempts[exit.id],
+                                     options.retries));
+      WorkerSlot& slot = job->slots[exit.id];
+      slot.attempt = attempts[exit.id];
+      slot.message[0] = '\0';
+      slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
+      start_worker(exit.id);
+    }
+  }
+  stats.compute_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (!exits.empty() && !exits.front().ok()) throw worker_failure(*job, exits.front());
-  return seconds;
+  return stats;
 }
 
 }  // namespace shmgemm::detail

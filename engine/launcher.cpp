@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 
 namespace bp = boost::process;
@@ -63,6 +64,7 @@ void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
     throw Error(ErrorCode::resource,
                 fmt::format("worker {}: cannot fork: {}", id, std::strerror(errno)));
   if (pid == 0) {
+    reset_interrupt_handlers_in_child();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(3);
     int code = 1;
@@ -92,27 +94,38 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
   watch(id, pid);
 }
 
-std::vector<WorkerExit> Launcher::reap_exited(int timeout_ms) {
-  std::vector<pollfd> fds;
-  std::vector<Child*> live;
-  for (Child& c : workers_) {
-    if (c.reaped) continue;
-    fds.push_back({c.pidfd, POLLIN, 0});
-    live.push_back(&c);
-  }
+std::size_t Launcher::live() const {
+  std::size_t n = 0;
+  for (const Child& c : workers_) n += c.reaped ? 0 : 1;
+  return n;
+}
+
+std::vector<WorkerExit> Launcher::wait_exits() {
   std::vector<WorkerExit> exits;
-  if (fds.empty()) return exits;
-  const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
-  if (ready <= 0) return exits;  // timeout, or EINTR: the caller polls again
-  for (std::size_t i = 0; i < fds.size(); ++i) {
-    if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-    Child& c = *live[i];
-    int status = 0;
-    if (::waitpid(c.pid, &status, 0) < 0) status = 0xff00;  // not ours to reap: call it failed
-    c.reaped = true;
-    ::close(c.pidfd);
-    c.pidfd = -1;
-    exits.push_back({c.id, c.pid, status});
+  while (exits.empty() && live() > 0) {
+    std::vector<pollfd> fds;
+    std::vector<Child*> polled;
+    for (Child& c : workers_) {
+      if (c.reaped) continue;
+      fds.push_back({c.pidfd, POLLIN, 0});
+      polled.push_back(&c);
+    }
+    if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    const int ready = ::poll(fds.data(), fds.size(), -1);
+    if (ready < 0 && errno != EINTR)
+      throw Error(ErrorCode::internal, fmt::format("poll on workers: {}", std::strerror(errno)));
+    stop_if_interrupted();
+    if (ready <= 0) continue;
+    for (std::size_t i = 0; i < polled.size(); ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Child& c = *polled[i];
+      int status = 0;
+      if (::waitpid(c.pid, &status, 0) < 0) status = 0xff00;  // not ours to reap: call it failed
+      c.reaped = true;
+      ::close(c.pidfd);
+      c.pidfd = -1;
+      exits.push_back({c.id, c.pid, status});
+    }
   }
   return exits;
 }
@@ -121,16 +134,17 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
                              std::size_t count) {
   std::size_t seen = 0;
   while (seen < count) {
-    const auto deadline =
-        boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(5);
+    stop_if_interrupted();
+    const auto deadline = boost::posix_time::microsec_clock::universal_time() +
+                          boost::posix_time::milliseconds(5);
     if (attached.timed_wait(deadline)) {
       ++seen;
       continue;
     }
     // Nobody attached for a while. A worker that ended well had attached; one that failed
-    // never will, and join() reports it.
+    // never will, and wait_exits() reports it.
     for (const Child& c : workers_) {
-      if (c.reaped) return false;
+      if (c.reaped) continue;
       siginfo_t info{};
       if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
           info.si_pid == c.pid && !(info.si_code == CLD_EXITED && info.si_status == 0))
@@ -140,27 +154,13 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
   return true;
 }
 
-std::vector<WorkerExit> Launcher::join() {
-  std::vector<WorkerExit> all;
-  bool killing = false;
-  std::size_t live = 0;
-  for (const Child& c : workers_)
-    live += c.reaped ? 0 : 1;
-  while (live > 0) {
-    for (const WorkerExit& e : reap_exited(-1)) {
-      --live;
-      if (!e.ok() && !killing) {
-        // The first failure decides the run: stop the others now, report it first.
-        killing = true;
-        for (const Child& c : workers_)
-          if (!c.reaped) ::kill(c.pid, SIGKILL);
-        all.insert(all.begin(), e);
-      } else {
-        all.push_back(e);
-      }
-    }
+void Launcher::stop_if_interrupted() {
+  try {
+    throw_if_interrupted();
+  } catch (...) {
+    kill_all();
+    throw;
   }
-  return all;
 }
 
 void Launcher::kill_all() noexcept {

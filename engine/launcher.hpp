@@ -42,17 +42,19 @@ class Launcher {
   void spawn_worker(std::size_t id, const std::string& exe, const std::vector<std::string>& args,
                     const std::vector<std::pair<std::string, std::string>>& env);
 
-  // Waits for `count` posts on `attached`, or until a worker exits first (then false).
+  // Waits for `count` posts on `attached`, or until a worker fails first (then false).
+  // Throws Error(interrupted), with every worker killed, when an interrupt arrives.
   bool wait_attached(boost::interprocess::interprocess_semaphore& attached, std::size_t count);
 
-  // Waits for every worker. When one fails, the others are killed at once. Returns each exit,
-  // the first failure (if any) first.
-  std::vector<WorkerExit> join();
+  // Blocks until at least one worker has exited, and reaps and returns those that have.
+  // Throws Error(interrupted), with every worker killed, when an interrupt arrives first.
+  std::vector<WorkerExit> wait_exits();
 
   // SIGKILLs and reaps every worker still running. Never throws.
   void kill_all() noexcept;
 
-  std::size_t size() const { return workers_.size(); }
+  // Workers started and not yet reaped.
+  std::size_t live() const;
 
  private:
   struct Child {
@@ -62,8 +64,8 @@ class Launcher {
     bool reaped = false;
   };
   void watch(std::size_t id, pid_t pid);
-  // Polls the live workers for up to timeout_ms; reaps and returns those that exited.
-  std::vector<WorkerExit> reap_exited(int timeout_ms);
+  // Kills every worker and throws Error(interrupted) if an interrupt has arrived.
+  void stop_if_interrupted();
 
   std::vector<Child> workers_;
 };

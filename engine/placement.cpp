@@ -43,7 +43,7 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
     b_ = {b.matrix(),
           ref_of(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
     c_ = {out.matrix(),
-          ref_of(out.matrix(), Storage::file, absolute(out.temp_path()), out.header().data_offset)};
+          ref_of(out.matrix(), Storage::file, out.path_for_workers(), out.header().data_offset)};
     return;
   }
   a_ = load_into_segment(a, "a", a_seg_);

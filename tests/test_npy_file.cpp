@@ -88,8 +88,9 @@ TEST_CASE("NpyOutput leaves the target untouched until commit") {
   const std::uint64_t shape[] = {3, 2};
   {
     NpyOutput out = NpyOutput::create(target, DType::float32, shape);
-    CHECK(std::filesystem::exists(out.temp_path()));
-    CHECK(std::filesystem::path(out.temp_path()).parent_path() == tmp.path());
+    // Unnamed until commit: nothing new in the folder, yet other processes can open it.
+    CHECK(entries_in(tmp.path()) == 1);
+    CHECK(std::filesystem::exists(out.path_for_workers()));
     reinterpret_cast<float*>(out.data())[0] = 42.0f;
     CHECK(test::read_file(target) == "previous contents");
   }  // dropped uncommitted: the temporary goes, the target stays

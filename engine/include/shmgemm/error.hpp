@@ -14,6 +14,7 @@ enum class ErrorCode {
   unsupported,       // a dtype, byte order or rank shmgemm does not handle
   resource,          // the OS refused: no memory, no space, cannot map, cannot start a process
   worker_failed,     // a worker process failed or died
+  interrupted,       // SIGINT, SIGTERM or SIGHUP arrived while handle_interrupts() was in force
   internal,          // a broken invariant: a bug in shmgemm
 };
 

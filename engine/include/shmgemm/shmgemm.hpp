@@ -1,7 +1,9 @@
 // shmgemm's public API: C = A·B on worker processes that share A, B and C without copying.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -27,6 +29,12 @@ struct Options {
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
   bool in_process = false;  // no workers: one OpenBLAS call in this process (a reference)
+  // A failed block is recomputed in a fresh worker up to this many times. With spawn and
+  // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
+  unsigned retries = 0;
+  // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
+  // signal 9; retrying (1 of 2)"). May be empty.
+  std::function<void(const std::string&)> on_retry;
 };
 
 // What a run did.
@@ -40,6 +48,7 @@ struct Report {
   bool in_process = false;
   double seconds = 0;          // the whole call: open, place, compute, write
   double compute_seconds = 0;  // first worker started to last worker joined
+  unsigned retries = 0;        // blocks recomputed after a worker failed
   double gflops() const;       // 2mnk / seconds
 };
 
@@ -49,6 +58,14 @@ struct Report {
 // or option at fault. Thread-safety: may be called from several threads at once.
 Report multiply_npy(const std::filesystem::path& a, const std::filesystem::path& b,
                     const std::filesystem::path& out, const Options& options = {});
+
+// Makes SIGINT, SIGTERM and SIGHUP stop a run in progress instead of killing the process: the
+// workers are killed and reaped, segments and temporary files removed, the output left as it
+// was, and the call throws Error(ErrorCode::interrupted); interrupted_signal() tells which
+// signal. Installs process-wide handlers; call it once, from the main thread, in programs that
+// own their signal handling (the shmgemm program does).
+void handle_interrupts();
+int interrupted_signal();
 
 // CPUs this process may run on (its affinity mask).
 unsigned available_cores();

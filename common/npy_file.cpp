@@ -169,8 +169,8 @@ void NpyOutput::commit() {
     // Give the unnamed file a temporary name (linkat cannot replace), then rename it over the
     // target in one step.
     const std::string named = temp_name_beside(target_);
-    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_).c_str(), AT_FDCWD,
-                 named.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_).c_str(), AT_FDCWD, named.c_str(),
+                 AT_SYMLINK_FOLLOW) != 0)
       throw_errno(ErrorCode::resource, target_, "cannot link the finished output", errno);
     temp_path_ = named;
   }

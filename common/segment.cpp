@@ -6,10 +6,17 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <sys/stat.h>
+
 #include <atomic>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <utility>
 
 #include "shmgemm/error.hpp"
@@ -40,7 +47,60 @@ std::uint64_t shm_free_bytes() {
                                                name, err ? std::strerror(err) : e.what()));
 }
 
+// When process `pid` started, in seconds since the epoch, or nothing if it does not run.
+std::optional<double> process_start_time(pid_t pid) {
+  std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(stat_file, line)) return std::nullopt;
+  // Field 22 (starttime, clock ticks since boot) counts from after the ")" ending field 2.
+  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  std::string field;
+  unsigned long long ticks = 0;
+  for (int i = 3; i <= 22 && rest >> field; ++i)
+    if (i == 22) ticks = std::stoull(field);
+  std::ifstream proc_stat("/proc/stat");
+  double boot = 0;
+  for (std::string key; proc_stat >> key;)
+    if (key == "btime") {
+      proc_stat >> boot;
+      break;
+    }
+  return boot + static_cast<double>(ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
 }  // namespace
+
+void check_shm_room(std::uint64_t bytes, std::string_view purpose) {
+  const std::uint64_t free = shm_free_bytes();
+  if (bytes > free)
+    throw Error(ErrorCode::resource,
+                fmt::format("not enough room in /dev/shm for {}: {} bytes needed, {} free", purpose,
+                            bytes, free));
+}
+
+std::vector<SegmentEntry> list_segments() {
+  std::vector<SegmentEntry> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kSegmentPrefix, 0) != 0) continue;
+    const char* digits = name.c_str() + kSegmentPrefix.size();
+    SegmentEntry e;
+    e.name = name;
+    const auto [end, err] = std::from_chars(digits, name.c_str() + name.size(), e.coordinator);
+    if (err != std::errc() || *end != '-') continue;
+    struct stat st {};
+    if (::stat(entry.path().c_str(), &st) != 0) continue;
+    e.bytes = static_cast<std::uint64_t>(st.st_size);
+    e.owner = st.st_uid;
+    // A pid that runs but started after the segment was made is a reused pid, not its maker.
+    const auto started = process_start_time(e.coordinator);
+    const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
+    e.coordinator_alive = started && *started <= made + 1.0;
+    found.push_back(e);
+  }
+  return found;
+}
 
 std::string make_segment_name(std::string_view role) {
   static std::atomic<std::uint64_t> counter{0};

@@ -3,9 +3,13 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 
+#include <sys/types.h>
+
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace shmgemm {
 
@@ -14,6 +18,22 @@ inline constexpr std::string_view kSegmentPrefix = "shmgemm-";
 
 // A unique, traceable name: "shmgemm-<pid>-<counter>-<role>-<16 random hex digits>".
 std::string make_segment_name(std::string_view role);
+
+// Checks that /dev/shm has `bytes` free. Throws Error(resource) giving the bytes needed and
+// free, and what they are for (`purpose`).
+void check_shm_room(std::uint64_t bytes, std::string_view purpose);
+
+// A segment of ours found in /dev/shm.
+struct SegmentEntry {
+  std::string name;
+  pid_t coordinator = 0;  // from the name
+  std::uint64_t bytes = 0;
+  uid_t owner = 0;
+  bool coordinator_alive = false;  // that pid runs, and started before the segment was made
+};
+
+// Every "shmgemm-<pid>-..." name in /dev/shm, with whether its coordinator still runs.
+std::vector<SegmentEntry> list_segments();
 
 // A mapped segment. Thread-safety: none; one handle belongs to one thread at a time.
 class SharedSegment {

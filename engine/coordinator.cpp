@@ -7,6 +7,7 @@
 
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
+#include "common/segment.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
@@ -126,6 +127,12 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
                                               options.threads_per_worker, cores);
   report.workers = static_cast<unsigned>(plan.workers);
   report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
+  // Fail before computing when /dev/shm cannot hold what this run puts there.
+  std::uint64_t shm_bytes = sizeof(JobDescriptor);
+  if (options.backing == Backing::shm)
+    shm_bytes += a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
+  check_shm_room(shm_bytes, options.backing == Backing::shm ? "A, B, C and the job descriptor"
+                                                            : "the job descriptor");
   detail::Placement placement(a, b, out, options.backing);
   const detail::RunStats stats =
       detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);

@@ -3,10 +3,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
-#include <fmt/format.h>
 
 #include "shmgemm/shmgemm.hpp"
 
@@ -36,24 +36,32 @@ void handle_interrupts() {
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
   sigemptyset(&sa.sa_mask);
-  for (int sig : kSignals) ::sigaction(sig, &sa, nullptr);
+  for (int sig : kSignals)
+    ::sigaction(sig, &sa, nullptr);
 }
 
-int interrupted_signal() { return g_signal; }
+int interrupted_signal() {
+  return g_signal;
+}
 
 namespace detail {
 
-int interrupt_fd() { return g_event_fd; }
+int interrupt_fd() {
+  return g_event_fd;
+}
 
 void throw_if_interrupted() {
   if (const int sig = g_signal)
     throw Error(ErrorCode::interrupted,
                 fmt::format("interrupted by {}: workers stopped, output left unchanged",
-                            sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"));
+                            sig == SIGINT    ? "SIGINT"
+                            : sig == SIGTERM ? "SIGTERM"
+                                             : "SIGHUP"));
 }
 
 void reset_interrupt_handlers_in_child() {
-  for (int sig : kSignals) ::signal(sig, SIG_DFL);
+  for (int sig : kSignals)
+    ::signal(sig, SIG_DFL);
 }
 
 }  // namespace detail

@@ -74,7 +74,8 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
 
   // Forked children inherit the mappings: no name is needed once they exist.
   if (fork) unlink_names();
-  for (std::size_t i = 0; i < plan.workers; ++i) start_worker(i);
+  for (std::size_t i = 0; i < plan.workers; ++i)
+    start_worker(i);
   if (!fork) {
     // Once every worker has mapped everything the names can go, and a crash from here on
     // leaves nothing in /dev/shm. A fresh worker for a retry attaches by name, so with

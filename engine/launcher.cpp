@@ -96,7 +96,8 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
 
 std::size_t Launcher::live() const {
   std::size_t n = 0;
-  for (const Child& c : workers_) n += c.reaped ? 0 : 1;
+  for (const Child& c : workers_)
+    n += c.reaped ? 0 : 1;
   return n;
 }
 
@@ -135,8 +136,8 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
   std::size_t seen = 0;
   while (seen < count) {
     stop_if_interrupted();
-    const auto deadline = boost::posix_time::microsec_clock::universal_time() +
-                          boost::posix_time::milliseconds(5);
+    const auto deadline =
+        boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(5);
     if (attached.timed_wait(deadline)) {
       ++seen;
       continue;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -127,9 +128,8 @@ std::vector<std::string> segments_of(pid_t pid) {
   return found;
 }
 
-RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-  TempDir tmp;
-  const std::string out_path = (tmp / "out").string(), err_path = (tmp / "err").string();
+Process::Process(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  const std::string out_path = (tmp_ / "out").string(), err_path = (tmp_ / "err").string();
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
@@ -146,16 +146,53 @@ RunResult run(const std::vector<std::string>& argv, const std::vector<std::strin
   for (auto& e : env_strings)
     envp.push_back(e.data());
   envp.push_back(nullptr);
-  RunResult r;
-  if (posix_spawn(&r.pid, args[0], &actions, nullptr, args.data(), envp.data()) != 0)
-    throw std::runtime_error("cannot start " + argv[0]);
+  const int err = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+RunResult Process::wait() {
   int status = 0;
-  ::waitpid(r.pid, &status, 0);
+  ::waitpid(pid_, &status, 0);
+  RunResult r;
+  r.pid = pid_;
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
+  r.out = read_file(tmp_ / "out");
+  r.err = read_file(tmp_ / "err");
   return r;
+}
+
+RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  return Process(argv, env).wait();
+}
+
+std::vector<pid_t> children_of(pid_t pid) {
+  std::vector<pid_t> kids;
+  std::error_code ec;
+  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::ifstream f(task.path() / "children");
+    for (pid_t k; f >> k;)
+      kids.push_back(k);
+  }
+  return kids;
+}
+
+bool has_exited(pid_t pid) {
+  std::ifstream f(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!std::getline(f, line)) return true;
+  const std::size_t close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() || line[close + 2] == 'Z' ||
+         line[close + 2] == 'X';
+}
+
+bool eventually(const std::function<bool()>& done, double seconds) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    ::usleep(1000);
+  }
+  return done();
 }
 
 std::string cli_path() {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -66,8 +67,29 @@ struct RunResult {
   std::string out, err;
 };
 
-// Runs `argv` (argv[0] a path) with stdout and stderr captured; extra environment `env`.
+// A process started with stdout and stderr captured; extra environment `env` ("K=V").
+class Process {
+ public:
+  explicit Process(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+  pid_t pid() const { return pid_; }
+  RunResult wait();
+
+ private:
+  TempDir tmp_;
+  pid_t pid_ = 0;
+};
+
+// Runs `argv` (argv[0] a path) to its end.
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
+
+// The children of `pid` (from /proc/PID/task/*/children).
+std::vector<pid_t> children_of(pid_t pid);
+
+// True when `pid` has exited (gone, or a zombie).
+bool has_exited(pid_t pid);
+
+// Polls `done` every millisecond for up to `seconds`; returns whether it became true.
+bool eventually(const std::function<bool()>& done, double seconds);
 
 // Paths of the built executables.
 std::string cli_path();

@@ -18,12 +18,14 @@ namespace shmgemm::cli {
 // A subcommand's action, run after parsing. Returns the exit status.
 using Action = std::function<int()>;
 
-// Adds --workers, --threads, --launch and --backing, stored into `options`.
+// Adds --workers, --threads, --launch, --backing and --retries, stored into `options`; retries
+// are announced on stderr.
 void add_engine_options(CLI::App& cmd, Options& options);
 
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);
 void add_demo(CLI::App& app, Action& action);
+void add_gc(CLI::App& app, Action& action);
 
 // "1 worker", "2 workers".
 std::string plural(unsigned count, std::string_view noun);

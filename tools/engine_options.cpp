@@ -50,6 +50,11 @@ void add_engine_options(CLI::App& cmd, Options& options) {
          "file: map the .npy files themselves; shm: named shared-memory segments")
       ->check(CLI::IsMember({"file", "shm"}))
       ->default_str("file");
+  cmd.add_option("--retries", options.retries,
+                 "recompute a failed worker's block in a fresh worker up to this many times")
+      ->check(CLI::Range(0u, 100u))
+      ->capture_default_str();
+  options.on_retry = [](const std::string& what) { fmt::print(stderr, "shmgemm: {}\n", what); };
 }
 
 }  // namespace shmgemm::cli

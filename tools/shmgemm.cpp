@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   cli::add_multiply(app, action);
   cli::add_gen(app, action);
   cli::add_demo(app, action);
+  cli::add_gc(app, action);
 
   try {
     app.parse(argc, argv);
@@ -28,11 +29,13 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "shmgemm: {}\n", e.what());
     return 2;
   }
+  // SIGINT, SIGTERM and SIGHUP stop a run cleanly: workers killed, nothing left behind.
+  handle_interrupts();
   try {
     return action();
   } catch (const Error& e) {
     fmt::print(stderr, "shmgemm: {}\n", e.what());
-    return 1;
+    return e.code() == ErrorCode::interrupted ? 128 + interrupted_signal() : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "shmgemm: {}\n", e.what());
     return 1;

@@ -13,10 +13,11 @@
 namespace shmgemm {
 namespace {
 
-// For tests only: SHMGEMM_TEST_FAULT="W:ACTION[:N]" makes worker W fail on its first N attempts
-// (on every attempt without N), just before it computes. ACTION is kill (SIGKILL itself),
-// segv (SIGSEGV), abort (SIGABRT), exit (status 7 with a message in its slot) or stall (sleep
-// until killed). Lets tests cause each fault for real without racing a running product.
+// For tests only: SHMGEMM_TEST_FAULT="W:ACTION[:N]" makes worker W (a number, or "all") fail on
+// its first N attempts (on every attempt without N), just before it computes. ACTION is kill
+// (SIGKILL itself), segv (SIGSEGV), abort (SIGABRT), exit (status 7 with a message in its slot) or
+// stall (sleep until killed). Lets tests cause each fault for real without racing a running
+// product.
 void maybe_inject_fault(JobDescriptor& job, std::size_t id) {
   const char* spec = std::getenv("SHMGEMM_TEST_FAULT");
   if (spec == nullptr) return;
@@ -24,7 +25,9 @@ void maybe_inject_fault(JobDescriptor& job, std::size_t id) {
   const std::size_t c1 = s.find(':');
   if (c1 == std::string_view::npos) return;
   std::size_t worker = 0;
-  if (std::from_chars(s.data(), s.data() + c1, worker).ec != std::errc() || worker != id) return;
+  const bool all = s.substr(0, c1) == "all";
+  if (!all && (std::from_chars(s.data(), s.data() + c1, worker).ec != std::errc() || worker != id))
+    return;
   const std::string_view rest = s.substr(c1 + 1);
   const std::size_t c2 = rest.find(':');
   const std::string_view action = rest.substr(0, c2);
@@ -41,7 +44,8 @@ void maybe_inject_fault(JobDescriptor& job, std::size_t id) {
     ::_exit(7);
   }
   if (action == "stall")
-    for (;;) ::pause();
+    for (;;)
+      ::pause();
 }
 
 }  // namespace

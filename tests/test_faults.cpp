@@ -1,0 +1,317 @@
+// Faults caused for real: workers that crash or are killed, a coordinator killed mid-run,
+// interrupts, retries, a corrupted job descriptor, leftovers for `shmgemm gc`, and (as root)
+// a /dev/shm and an output disk that are too small.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <csignal>
+#include <cstring>
+#include <regex>
+
+#include "common/job.hpp"
+#include "common/segment.hpp"
+#include "tests/test_support.hpp"
+
+using namespace shmgemm;
+using test::TempDir;
+
+namespace {
+
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
+
+std::size_t count_lines(const std::string& s) {
+  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A folder with A (300x200) and B (200x100), and a C.npy that a failed run must not touch.
+struct Operands {
+  TempDir tmp;
+  test::Dense a, b;
+  Operands() {
+    std::mt19937_64 rng(21);
+    a = test::random_dense(300, 200, rng);
+    b = test::random_dense(200, 100, rng);
+    test::write_file(tmp / "A.npy", test::npy_bytes(a, DType::float64));
+    test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::float64));
+    test::write_file(tmp / "C.npy", "the previous result");
+  }
+  std::vector<std::string> multiply(const std::string& launch,
+                                    std::vector<std::string> extra = {}) const {
+    std::vector<std::string> argv = {test::cli_path(),
+                                     "multiply",
+                                     (tmp / "A.npy").string(),
+                                     (tmp / "B.npy").string(),
+                                     "-o",
+                                     (tmp / "C.npy").string(),
+                                     "--workers",
+                                     "2",
+                                     "--launch",
+                                     launch};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  }
+  // What every failed run must leave: C.npy as it was, no new file, no segment.
+  void check_untouched(pid_t coordinator) const {
+    CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+    CHECK(names_in(tmp.path()) == std::vector<std::string>{"A.npy", "B.npy", "C.npy"});
+    CHECK(test::segments_of(coordinator).empty());
+  }
+  void check_result() const {
+    CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::reference_product(a, b)) <=
+          test::tolerance(DType::float64, 200));
+  }
+};
+
+// Starts a run whose workers all stall before computing, and waits until they have started
+// (and, for spawn, attached: the names are gone). Returns the worker pids.
+std::vector<pid_t> start_stalled(const test::Process& p, std::size_t workers) {
+  std::vector<pid_t> kids;
+  const bool ready = test::eventually(
+      [&] {
+        kids = test::children_of(p.pid());
+        return kids.size() == workers && test::segments_of(p.pid()).empty();
+      },
+      10.0);
+  REQUIRE(ready);
+  ::usleep(50 * 1000);  // let them reach the stall
+  return kids;
+}
+
+}  // namespace
+
+TEST_CASE("a worker that crashes fails the run at once, cleanly, naming it and its rows") {
+  Operands ops;
+  const std::vector<std::pair<std::string, std::string>> faults = {
+      {"kill", "was killed by signal 9"},
+      {"segv", "was killed by signal 11"},
+      {"abort", "was killed by signal 6"},
+      {"exit", "failed: injected fault (SHMGEMM_TEST_FAULT)"}};
+  for (const char* launch : {"fork", "spawn"}) {
+    for (const auto& [action, expect] : faults) {
+      CAPTURE(launch);
+      CAPTURE(action);
+      const test::RunResult r = test::run(ops.multiply(launch), {"SHMGEMM_TEST_FAULT=1:" + action});
+      CAPTURE(r.err);
+      CHECK(r.status == 1);
+      CHECK(count_lines(r.err) == 1);
+      CHECK(contains(r.err, "shmgemm: worker 1 (rows 150-299) " + expect));
+      ops.check_untouched(r.pid);
+    }
+  }
+}
+
+TEST_CASE("a worker killed from outside mid-run: noticed at once, the others stopped") {
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    test::Process p(ops.multiply(launch), {"SHMGEMM_TEST_FAULT=all:stall"});
+    const std::vector<pid_t> workers = start_stalled(p, 2);
+    const auto t0 = std::chrono::steady_clock::now();
+    ::kill(workers[0], SIGKILL);
+    const test::RunResult r = p.wait();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CAPTURE(r.err);
+    CHECK(seconds < 1.0);  // through the worker's exit, not a timeout
+    CHECK(r.status == 1);
+    CHECK(std::regex_search(r.err,
+                            std::regex(R"(worker [01] \(rows \d+-\d+\) was killed by signal 9)")));
+    for (pid_t w : workers)
+      CHECK(test::has_exited(w));
+    ops.check_untouched(r.pid);
+  }
+}
+
+TEST_CASE("the coordinator killed mid-run: every worker exits within a second, nothing left") {
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    for (const char* backing : {"file", "shm"}) {
+      CAPTURE(launch);
+      CAPTURE(backing);
+      test::Process p(ops.multiply(launch, {"--backing", backing}),
+                      {"SHMGEMM_TEST_FAULT=all:stall"});
+      const std::vector<pid_t> workers = start_stalled(p, 2);
+      ::kill(p.pid(), SIGKILL);
+      const test::RunResult r = p.wait();
+      CHECK(r.status == 128 + SIGKILL);
+      CHECK(test::eventually(
+          [&] { return std::all_of(workers.begin(), workers.end(), test::has_exited); }, 1.0));
+      ops.check_untouched(r.pid);
+    }
+  }
+}
+
+TEST_CASE("SIGINT and SIGTERM stop the run: workers killed, exit 130 or 143, nothing left") {
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    for (int sig : {SIGINT, SIGTERM}) {
+      CAPTURE(launch);
+      CAPTURE(sig);
+      test::Process p(ops.multiply(launch), {"SHMGEMM_TEST_FAULT=all:stall"});
+      const std::vector<pid_t> workers = start_stalled(p, 2);
+      ::kill(p.pid(), sig);
+      const test::RunResult r = p.wait();
+      CAPTURE(r.err);
+      CHECK(r.status == 128 + sig);
+      CHECK(count_lines(r.err) == 1);
+      CHECK(contains(r.err, sig == SIGINT ? "interrupted by SIGINT" : "interrupted by SIGTERM"));
+      for (pid_t w : workers)
+        CHECK(test::has_exited(w));
+      ops.check_untouched(r.pid);
+    }
+  }
+}
+
+TEST_CASE("--retries recomputes a failed block in a fresh worker, and says so") {
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    // Worker 1 dies on its first attempt only: one retry saves the run.
+    test::RunResult r =
+        test::run(ops.multiply(launch, {"--retries", "1"}), {"SHMGEMM_TEST_FAULT=1:kill:1"});
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.err == "shmgemm: worker 1 (rows 150-299) was killed by signal 9; retrying (1 of 1)\n");
+    ops.check_result();
+    CHECK(test::segments_of(r.pid).empty());
+    test::write_file(ops.tmp / "C.npy", "the previous result");
+
+    // It dies every time: two retries, then the run fails.
+    r = test::run(ops.multiply(launch, {"--retries", "2"}), {"SHMGEMM_TEST_FAULT=1:segv"});
+    CHECK(r.status == 1);
+    CHECK(count_lines(r.err) == 3);
+    CHECK(contains(r.err, "retrying (1 of 2)"));
+    CHECK(contains(r.err, "retrying (2 of 2)"));
+    CHECK(contains(r.err, "shmgemm: worker 1 (rows 150-299) was killed by signal 11\n"));
+    ops.check_untouched(r.pid);
+  }
+}
+
+TEST_CASE("shmgemm-worker refuses a corrupted job descriptor without reading out of bounds") {
+  auto run_worker_on = [](const std::function<void(JobDescriptor&)>& corrupt,
+                          std::size_t bytes = sizeof(JobDescriptor)) {
+    SharedSegment seg = SharedSegment::create("job", bytes);
+    if (bytes >= sizeof(JobDescriptor)) {
+      auto* job = new (seg.data()) JobDescriptor{};
+      job->workers = 1;
+      job->coordinator_pid = ::getpid();  // this test is the worker's parent
+      job->m = job->k = job->n = 4;
+      for (OperandRef* r : {&job->a, &job->b, &job->c}) {
+        r->rows = r->cols = r->ld = 4;
+        copy_name(r->name, "shmgemm-0-0-x-none");
+      }
+      job->slots[0].row_end = 4;
+      corrupt(*job);
+    } else {
+      std::memset(seg.data(), 0xAB, bytes);
+    }
+    return test::run({test::worker_path(), "--job", seg.name(), "--id", "0"});
+  };
+  struct Case {
+    std::function<void(JobDescriptor&)> corrupt;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {[](JobDescriptor& j) { j.magic ^= 1; }, "bad magic"},
+      {[](JobDescriptor& j) { j.version = 2; }, "version 2"},
+      {[](JobDescriptor& j) { j.slots[0].row_end = 5; }, "rows [0, 5) outside [0, 4)"},
+      {[](JobDescriptor& j) { j.b.ld = 2; }, "operand B: leading dimension 2"},
+      {[](JobDescriptor& j) { j.a.offset = UINT64_MAX; }, "operand A"},
+      {[](JobDescriptor& j) { std::memset(j.c.name, 'x', sizeof j.c.name); }, "NUL-terminated"},
+      {[](JobDescriptor& j) { j.workers = 100000; }, "bad worker count"},
+  };
+  for (const Case& c : cases) {
+    const test::RunResult r = run_worker_on(c.corrupt);
+    CAPTURE(c.expect);
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err, "invalid descriptor: "));
+    CHECK(contains(r.err, c.expect));
+  }
+  const test::RunResult small = run_worker_on({}, 100);
+  CHECK(small.status == 2);
+  CHECK(contains(small.err, "smaller than"));
+  // A valid descriptor whose operands do not exist: an error naming the segment.
+  const test::RunResult missing = run_worker_on([](JobDescriptor&) {});
+  CHECK(missing.status != 0);
+  CHECK(contains(missing.err, "shmgemm-0-0-x-none"));
+  // A descriptor from a coordinator that is not this worker's parent (a dead one, say).
+  const test::RunResult orphan = run_worker_on([](JobDescriptor& j) { j.coordinator_pid = 1; });
+  CHECK(orphan.status == 3);
+  CHECK(contains(orphan.err, "coordinator 1 is gone"));
+}
+
+TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
+  // A pid that surely ran and is gone: a child we waited for.
+  const test::RunResult done = test::run({"/bin/true"});
+  const pid_t dead = done.pid;
+  const std::string orphan = fmt::format("shmgemm-{}-0-a-00000000deadbeef", dead);
+  const std::string live = fmt::format("shmgemm-{}-0-a-00000000feedface", ::getpid());
+  for (const std::string& name : {orphan, live}) {
+    const int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::ftruncate(fd, 4096) == 0);
+    ::close(fd);
+  }
+  const test::RunResult dry = test::run({test::cli_path(), "gc", "--dry-run"});
+  CHECK(dry.status == 0);
+  CHECK(contains(dry.out, "would remove /dev/shm/" + orphan));
+  CHECK(std::filesystem::exists("/dev/shm/" + orphan));
+
+  const test::RunResult gc = test::run({test::cli_path(), "gc"});
+  CAPTURE(gc.out);
+  CHECK(gc.status == 0);
+  CHECK(contains(gc.out, "removed /dev/shm/" + orphan));
+  CHECK(contains(gc.out, "kept    /dev/shm/" + live));
+  CHECK(!std::filesystem::exists("/dev/shm/" + orphan));
+  CHECK(std::filesystem::exists("/dev/shm/" + live));
+  ::shm_unlink(("/" + live).c_str());
+}
+
+TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to mount a small tmpfs in a private mount namespace");
+    return;
+  }
+  if (test::run({"/usr/bin/unshare", "-m", "/bin/true"}).status != 0) {
+    MESSAGE("skipped: unshare -m is not permitted here");
+    return;
+  }
+  Operands ops;
+  TempDir small;
+  const std::string cli = test::cli_path(), dir = ops.tmp.path().string();
+  // Inside a private mount namespace: /dev/shm of 512 KiB, and a 64 KiB folder for the output.
+  // A, B and C take 480 + 160 + 240 KB.
+  const std::string script = fmt::format(
+      "mount -t tmpfs -o size=512k tmpfs /dev/shm && mount -t tmpfs -o size=64k tmpfs {2} && "
+      "{1} multiply {0}/A.npy {0}/B.npy -o {0}/C.npy --backing shm --launch spawn; echo rc=$?; "
+      "{1} multiply {0}/A.npy {0}/B.npy -o {2}/C.npy; echo rc=$?; "
+      "echo shm: $(ls /dev/shm); echo small: $(ls -A {2})",
+      dir, cli, small.path().string());
+  const test::RunResult r = test::run({"/usr/bin/unshare", "-m", "/bin/sh", "-c", script});
+  CAPTURE(r.out);
+  CAPTURE(r.err);
+  CHECK(std::regex_search(
+      r.err,
+      std::regex(
+          R"(shmgemm: not enough room in /dev/shm for A, B, C and the job descriptor: \d+ bytes needed, \d+ free)")));
+  CHECK(std::regex_search(
+      r.err,
+      std::regex(R"(/C.npy: not enough space for the output: 240128 bytes needed, \d+ free)")));
+  CHECK(r.out == "rc=1\nrc=1\nshm:\nsmall:\n");
+  ops.check_untouched(r.pid);
+}

@@ -82,8 +82,10 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
                             const std::vector<std::string>& args,
                             const std::vector<std::pair<std::string, std::string>>& env) {
   bp::environment child_env = boost::this_process::environment();
+  // set(), not operator[]: Boost 1.74's environment::find reads past entries shorter than the
+  // key (AddressSanitizer shows it); set() compares lengths first.
   for (const auto& [key, value] : env)
-    child_env[key] = value;
+    child_env.set(key, value);
   std::error_code ec;
   bp::child child(bp::exe = exe, bp::args = args, child_env, ec);
   if (ec)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -138,10 +139,15 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   for (const auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e)
-    env_strings.emplace_back(*e);
-  env_strings.insert(env_strings.end(), env.begin(), env.end());
+  // This process's environment, with `env` replacing variables of the same name.
+  std::vector<std::string> env_strings(env.begin(), env.end());
+  for (char** e = environ; *e; ++e) {
+    const std::string_view entry(*e);
+    const std::string_view key = entry.substr(0, entry.find('=') + 1);
+    if (std::none_of(env.begin(), env.end(),
+                     [&](const std::string& x) { return x.rfind(key, 0) == 0; }))
+      env_strings.emplace_back(entry);
+  }
   std::vector<char*> envp;
   for (auto& e : env_strings)
     envp.push_back(e.data());

@@ -1,0 +1,81 @@
+// libFuzzer target: validate_job on descriptors corrupted anywhere. The input is a list of
+// patches applied to a valid descriptor, so that every field, however deep, can be reached:
+// each 12-byte record is (u32 offset, u64 value); a first byte of 0xFF also truncates the
+// mapping. Whatever validate_job accepts must be safe for a worker to use.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+#include <string>
+
+#include "common/job.hpp"
+
+namespace {
+
+using namespace shmgemm;
+
+std::unique_ptr<std::byte[]> valid_descriptor() {
+  auto mem = std::make_unique<std::byte[]>(sizeof(JobDescriptor));
+  auto* job = new (mem.get()) JobDescriptor{};
+  job->workers = 2;
+  job->m = 10;
+  job->k = 6;
+  job->n = 4;
+  const std::uint64_t shapes[3][2] = {{10, 6}, {6, 4}, {10, 4}};
+  OperandRef* refs[3] = {&job->a, &job->b, &job->c};
+  for (int i = 0; i < 3; ++i) {
+    refs[i]->rows = shapes[i][0];
+    refs[i]->cols = shapes[i][1];
+    refs[i]->ld = shapes[i][1];
+    copy_name(refs[i]->name, "shmgemm-1-0-x-0");
+  }
+  job->slots[0].row_end = 5;
+  job->slots[1].row_begin = 5;
+  job->slots[1].row_end = 10;
+  return mem;
+}
+
+void check_safe(const JobDescriptor& job) {
+  if (job.magic != kJobMagic || job.version != kJobVersion) __builtin_trap();
+  if (job.workers == 0 || job.workers > kMaxWorkers) __builtin_trap();
+  const OperandRef* refs[3] = {&job.a, &job.b, &job.c};
+  for (const OperandRef* r : refs) {
+    if (std::memchr(r->name, 0, sizeof r->name) == nullptr) __builtin_trap();
+    const auto extent =
+        matrix_extent_bytes(r->rows, r->cols, r->ld, r->layout, item_size(job.dtype));
+    std::uint64_t end = 0;
+    if (!extent || __builtin_add_overflow(r->offset, *extent, &end)) __builtin_trap();
+  }
+  if (job.a.rows != job.m || job.a.cols != job.k || job.b.cols != job.n || job.c.rows != job.m)
+    __builtin_trap();
+  for (std::uint32_t i = 0; i < job.workers; ++i)
+    if (job.slots[i].row_begin > job.slots[i].row_end || job.slots[i].row_end > job.m)
+      __builtin_trap();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  static const std::unique_ptr<std::byte[]> pristine = valid_descriptor();
+  alignas(JobDescriptor) static std::byte mem[sizeof(JobDescriptor)];
+  std::memcpy(mem, pristine.get(), sizeof mem);
+  std::size_t mapped = sizeof mem;
+  if (size > 0 && data[0] == 0xFF) {
+    mapped = size > 4 ? (data[1] | data[2] << 8 | data[3] << 16) % (sizeof mem + 1) : 0;
+    data += 4 < size ? 4 : size;
+    size -= 4 < size ? 4 : size;
+  }
+  for (std::size_t at = 0; at + 12 <= size; at += 12) {
+    std::uint32_t offset = 0;
+    std::memcpy(&offset, data + at, 4);
+    offset %= static_cast<std::uint32_t>(sizeof mem - 7);
+    std::memcpy(mem + offset, data + at + 4, 8);
+  }
+  std::string problem;
+  const JobDescriptor* job = validate_job(std::span<const std::byte>(mem, mapped), problem);
+  if (job != nullptr) check_safe(*job);
+  if ((job == nullptr) == problem.empty()) __builtin_trap();
+  return 0;
+}

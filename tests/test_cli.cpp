@@ -8,25 +8,12 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::contains;
+using test::count_lines;
+using test::names_in;
 using test::TempDir;
 
 namespace {
-
-std::size_t count_lines(const std::string& s) {
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
-std::vector<std::string> names_in(const std::filesystem::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
 
 // A folder with good operands A (4x3) and B (3x5), and an existing C.npy that must survive.
 struct Fixture {

@@ -16,6 +16,9 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::contains;
+using test::count_lines;
+using test::names_in;
 using test::TempDir;
 
 namespace {
@@ -24,22 +27,6 @@ namespace {
 // must stay a SIGSEGV rather than become ASan's report; elsewhere this setting does nothing.
 std::vector<std::string> fault_env(const std::string& spec) {
   return {"SHMGEMM_TEST_FAULT=" + spec, "ASAN_OPTIONS=handle_segv=0:detect_leaks=0"};
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
-std::size_t count_lines(const std::string& s) {
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-std::vector<std::string> names_in(const std::filesystem::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir))
-    names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
 }
 
 // A folder with A (300x200) and B (200x100), and a C.npy that a failed run must not touch.

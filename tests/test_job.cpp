@@ -5,8 +5,10 @@
 #include <string>
 
 #include "common/job.hpp"
+#include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::contains;
 
 namespace {
 
@@ -43,10 +45,6 @@ std::string problem_with(const std::function<void(JobDescriptor&)>& corrupt,
       std::span<const std::byte>(reinterpret_cast<const std::byte*>(job.get()), bytes), problem);
   CHECK((ok == nullptr) == !problem.empty());
   return problem;
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 }  // namespace

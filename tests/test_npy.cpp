@@ -7,6 +7,7 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::contains;
 
 namespace {
 
@@ -27,10 +28,6 @@ std::string error_of(const std::string& bytes) {
     return e.what();
   }
   return "";
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::contains;
 using test::TempDir;
 
 namespace {
@@ -20,10 +21,6 @@ std::string open_error(const std::filesystem::path& p) {
     return e.what();
   }
   return "";
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
 }
 
 std::size_t entries_in(const std::filesystem::path& dir) {

@@ -91,6 +91,15 @@ bool has_exited(pid_t pid);
 // Polls `done` every millisecond for up to `seconds`; returns whether it became true.
 bool eventually(const std::function<bool()>& done, double seconds);
 
+// Whether `s` contains `part`.
+bool contains(const std::string& s, const std::string& part);
+
+// Newlines in `s`.
+std::size_t count_lines(const std::string& s);
+
+// The names in a folder, sorted.
+std::vector<std::string> names_in(const fs::path& dir);
+
 // Paths of the built executables.
 std::string cli_path();
 std::string worker_path();

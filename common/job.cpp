@@ -71,6 +71,10 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
                           job->threads_per_worker);
     return nullptr;
   }
+  if (job->chunk_rows == 0) {
+    problem = "chunk of 0 rows";
+    return nullptr;
+  }
   if (!check_operand(job->a, "A", job->m, job->k, job->dtype, problem) ||
       !check_operand(job->b, "B", job->k, job->n, job->dtype, problem) ||
       !check_operand(job->c, "C", job->m, job->n, job->dtype, problem))

@@ -21,6 +21,10 @@ inline constexpr std::uint32_t kJobVersion = 1;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
+// Rows of C per BLAS call. Each call packs B again, so fewer rows cost more: on 4000^2 float64,
+// 2 workers, chunks of 1000 rows took 1.105 s against 1.106 s unchunked, 500 rows 1.114 s,
+// 250 rows 1.156 s and 128 rows 1.214 s. Chunks are rounded up to the row block factor.
+inline constexpr std::uint64_t kChunkRows = 512;
 
 // Where an operand's bytes are: a shared segment or a file, by name.
 enum class Storage : std::uint32_t { shm = 1, file = 2 };
@@ -56,6 +60,8 @@ struct JobDescriptor {
   std::uint32_t threads_per_worker = 1;
   std::int32_t coordinator_pid = 0;
   std::uint64_t m = 0, k = 0, n = 0;
+  std::uint64_t chunk_rows =
+      1;               // rows per BLAS call; each worker publishes its progress after each
   OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major)
   // Each worker posts once when it has mapped every operand: the coordinator may then remove
   // the names.

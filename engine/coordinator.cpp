@@ -12,6 +12,7 @@
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
+#include "engine/progress.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/slice_kernel.hpp"
 
@@ -113,20 +114,39 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
   if (report.m == 0 || report.n == 0 || report.k == 0) return finish(out);
 
-  if (options.in_process) {
-    report.threads_per_worker = options.threads_per_worker ? options.threads_per_worker : cores;
+  // The plan: as asked, or chosen by the cost model from this machine's calibration.
+  const bool automatic = !options.in_process && options.workers == 0;
+  const Calibration calibration = automatic ? load_calibration() : Calibration{};
+  const detail::Plan plan =
+      detail::make_plan({report.m, report.k, report.n, dtype}, options, cores, calibration);
+  report.automatic = plan.automatic;
+  report.candidates = plan.candidates;
+  report.plan_reason = plan.reason;
+  if (automatic) report.calibration = calibration.source;
+  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
+
+  if (plan.in_process) {
+    report.in_process = true;
     const auto t = std::chrono::steady_clock::now();
-    set_blas_threads(static_cast<int>(report.threads_per_worker));
-    compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {0, report.m});
+    set_blas_threads(static_cast<int>(plan.threads_per_worker));
+    if (!options.progress) {
+      compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {0, report.m});
+    } else {
+      // In chunks, so that the bar can move between them.
+      detail::ProgressBar bar(true, report.m, 2.0 * double(report.n) * double(report.k));
+      for (std::uint64_t r = 0; r < report.m; r += kChunkRows) {
+        const std::uint64_t end = std::min(report.m, r + kChunkRows);
+        compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {r, end});
+        bar.update(end);
+        detail::throw_if_interrupted();
+      }
+    }
     report.compute_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     return finish(out);
   }
 
-  const detail::Plan plan = detail::make_plan(report.m, report.n, item_size(dtype), options.workers,
-                                              options.threads_per_worker, cores);
   report.workers = static_cast<unsigned>(plan.workers);
-  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
   // Fail before computing when /dev/shm cannot hold what this run puts there.
   std::uint64_t shm_bytes = sizeof(JobDescriptor);
   if (options.backing == Backing::shm)

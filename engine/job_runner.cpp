@@ -10,6 +10,7 @@
 
 #include "common/segment.hpp"
 #include "engine/launcher.hpp"
+#include "engine/progress.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/error.hpp"
 #include "worker/worker_run.hpp"
@@ -46,6 +47,8 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   job->m = m;
   job->k = k;
   job->n = n;
+  // Chunks of rows a whole number of row blocks long, so chunk edges stay cache-line aligned.
+  job->chunk_rows = (kChunkRows + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
   job->a = placement.a().ref;
   job->b = placement.b().ref;
   job->c = placement.c().ref;
@@ -86,8 +89,13 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
 
   RunStats stats;
   std::vector<unsigned> attempts(plan.workers, 0);
+  ProgressBar progress(options.progress, m, 2.0 * double(n) * double(k));
   while (launcher.live() > 0) {
-    for (const WorkerExit& exit : launcher.wait_exits()) {
+    std::uint64_t rows_done = 0;
+    for (std::size_t i = 0; i < plan.workers; ++i)
+      rows_done += job->slots[i].rows_done.load();
+    progress.update(rows_done);
+    for (const WorkerExit& exit : launcher.wait_exits(options.progress ? 100 : -1)) {
       if (exit.ok()) continue;
       const Error failure = worker_failure(*job, exit);
       if (attempts[exit.id] >= options.retries) {
@@ -102,6 +110,7 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
       WorkerSlot& slot = job->slots[exit.id];
       slot.attempt = attempts[exit.id];
       slot.message[0] = '\0';
+      slot.rows_done.store(0);
       slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
       start_worker(exit.id);
     }

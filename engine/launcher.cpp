@@ -10,6 +10,7 @@
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <boost/process.hpp>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -103,9 +104,17 @@ std::size_t Launcher::live() const {
   return n;
 }
 
-std::vector<WorkerExit> Launcher::wait_exits() {
+std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
   std::vector<WorkerExit> exits;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (exits.empty() && live() > 0) {
+    int wait_ms = -1;
+    if (timeout_ms >= 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) break;
+      wait_ms = static_cast<int>(left.count());
+    }
     std::vector<pollfd> fds;
     std::vector<Child*> polled;
     for (Child& c : workers_) {
@@ -114,7 +123,7 @@ std::vector<WorkerExit> Launcher::wait_exits() {
       polled.push_back(&c);
     }
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
-    const int ready = ::poll(fds.data(), fds.size(), -1);
+    const int ready = ::poll(fds.data(), fds.size(), wait_ms);
     if (ready < 0 && errno != EINTR)
       throw Error(ErrorCode::internal, fmt::format("poll on workers: {}", std::strerror(errno)));
     stop_if_interrupted();

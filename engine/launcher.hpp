@@ -46,9 +46,10 @@ class Launcher {
   // Throws Error(interrupted), with every worker killed, when an interrupt arrives.
   bool wait_attached(boost::interprocess::interprocess_semaphore& attached, std::size_t count);
 
-  // Blocks until at least one worker has exited, and reaps and returns those that have.
-  // Throws Error(interrupted), with every worker killed, when an interrupt arrives first.
-  std::vector<WorkerExit> wait_exits();
+  // Blocks until at least one worker has exited (or `timeout_ms` passed, -1: no limit), and
+  // reaps and returns those that have. Throws Error(interrupted), with every worker killed, when
+  // an interrupt arrives first.
+  std::vector<WorkerExit> wait_exits(int timeout_ms = -1);
 
   // SIGKILLs and reaps every worker still running. Never throws.
   void kill_all() noexcept;

@@ -1,25 +1,61 @@
-// The plan for one product: how many workers, how many BLAS threads each, which rows each.
+// The plan for one product: in process, or how many workers with how many BLAS threads each and
+// which rows each computes; chosen by a cost model when the caller leaves it open.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
+#include "common/dtype.hpp"
 #include "common/partition.hpp"
+#include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::detail {
 
+struct ProductShape {
+  std::uint64_t m = 0, k = 0, n = 0;
+  DType dtype = DType::float64;
+};
+
 struct Plan {
-  std::size_t workers = 0;
+  bool in_process = false;
+  std::size_t workers = 0;  // 0 in process
   std::size_t threads_per_worker = 1;
   std::size_t block_factor = 1;
   std::vector<RowRange> rows;  // one per worker, contiguous, covering [0, m)
+  bool automatic = false;
+  std::vector<PlanCandidate> candidates;
+  std::string reason;
 };
 
-// `requested_workers` and `requested_threads` of 0 mean "choose": one worker per core, and
-// cores / workers threads each (at least 1), so workers x threads never exceeds the cores
-// unless the caller asks for it.
-Plan make_plan(std::uint64_t m, std::uint64_t n, std::size_t item_size,
-               std::size_t requested_workers, std::size_t requested_threads, std::size_t cores);
+// "0.135 ms", "12.3 ms", "1.07 s".
+std::string duration_string(double seconds);
+// "2 workers", "1 thread".
+std::string count(unsigned n, std::string_view noun);
+// "in process x 2 threads", "2 workers x 1 thread".
+std::string describe(const PlanCandidate& x);
+
+// The cost model. Seconds for the product in this process with `threads` BLAS threads:
+//   2mnk / (rate(threads) * eff(cbrt(mnk)))
+// where rate(t) = one-thread rate * t (* thread_scaling when t > 1) and eff(s) = s / (s + h)
+// models the lower rate of small products (h = half_rate_size).
+double predict_in_process(const ProductShape& p, std::size_t threads, const Calibration& c);
+
+// Seconds with `workers` workers of `threads` threads each: launching and joining them, the
+// largest block's product, mapping B into each further worker, and for the shm backing copying
+// A and B in and C out.
+double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
+                       Launch launch, Backing backing, const Calibration& c);
+
+// Workers must beat in process by this factor to be chosen: starting processes must pay.
+inline constexpr double kWorkersMargin = 0.97;
+
+// The plan for `p`. Options fixed by the caller are kept: in_process, workers (> 0), threads.
+// With workers == 0 the cost model weighs in process against 1..min(cores, m) workers with
+// cores / workers threads each, and takes the fastest prediction (workers only when they beat
+// in process by kWorkersMargin).
+Plan make_plan(const ProductShape& p, const Options& options, std::size_t cores,
+               const Calibration& c);
 
 }  // namespace shmgemm::detail

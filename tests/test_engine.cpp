@@ -87,19 +87,26 @@ TEST_CASE("degenerate shapes: empty results, and zeros when k = 0") {
   }
 }
 
-TEST_CASE("the plan: workers capped at m, workers x threads within the cores") {
+TEST_CASE("the plan: automatic by default, fixed when asked, workers x threads within cores") {
   TempDir tmp;
   std::mt19937_64 rng(9);
   test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(40, 8, rng), DType::float64));
   test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(8, 8, rng), DType::float64));
-  const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy");
+  // A tiny product: the automatic plan keeps it in process, and says why.
+  const Report automatic = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy");
+  CHECK(automatic.automatic);
+  CHECK(automatic.in_process);
+  CHECK(automatic.workers == 0);
+  CHECK(automatic.candidates.size() == 1 + std::min(40u, available_cores()));
+  CHECK(!automatic.plan_reason.empty());
+  CHECK(!automatic.calibration.empty());
+  // Asked for workers: as many as asked (capped at m), threads within the cores.
+  Options fixed;
+  fixed.workers = available_cores();
+  const Report r = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "D.npy", fixed);
+  CHECK(!r.automatic);
   CHECK(r.workers == std::min(40u, available_cores()));
   CHECK(r.workers * r.threads_per_worker <= available_cores());
-  Options in_process;
-  in_process.in_process = true;
-  const Report p = multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "D.npy", in_process);
-  CHECK(p.workers == 0);
-  CHECK(p.threads_per_worker == available_cores());
   CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::read_npy(tmp / "D.npy")) <=
         test::tolerance(DType::float64, 8));
 }
@@ -110,6 +117,7 @@ TEST_CASE("a spawn run with a worker executable that is not there fails cleanly"
   test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(4, 4, rng), DType::float64));
   Options o;
   o.launch = Launch::spawn;
+  o.workers = 2;
   ::setenv("SHMGEMM_WORKER", (tmp / "no-such-worker").c_str(), 1);
   try {
     multiply_npy(tmp / "A.npy", tmp / "A.npy", tmp / "C.npy", o);

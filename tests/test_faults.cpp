@@ -289,7 +289,8 @@ TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing
   // A, B and C take 480 + 160 + 240 KB.
   const std::string script = fmt::format(
       "mount -t tmpfs -o size=512k tmpfs /dev/shm && mount -t tmpfs -o size=64k tmpfs {2} && "
-      "{1} multiply {0}/A.npy {0}/B.npy -o {0}/C.npy --backing shm --launch spawn; echo rc=$?; "
+      "{1} multiply {0}/A.npy {0}/B.npy -o {0}/C.npy --backing shm --launch spawn -w 2; echo "
+      "rc=$?; "
       "{1} multiply {0}/A.npy {0}/B.npy -o {2}/C.npy; echo rc=$?; "
       "echo shm: $(ls /dev/shm); echo small: $(ls -A {2})",
       dir, cli, small.path().string());

@@ -28,9 +28,21 @@ std::string plural(unsigned count, std::string_view noun) {
 }
 
 void add_engine_options(CLI::App& cmd, Options& options) {
-  cmd.add_option("-w,--workers", options.workers,
-                 "worker processes (default: one per available core, capped at the rows of C)")
-      ->check(count_from_one(kMaxWorkers));
+  cmd.add_option_function<std::string>(
+         "-w,--workers",
+         [&options](const std::string& v) {
+           options.workers = v == "auto" ? 0 : static_cast<unsigned>(std::stoul(v));
+         },
+         "worker processes, or auto: the cost model chooses between running in process and "
+         "1..cores workers (see --explain; `shmgemm calibrate` measures this machine)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "auto") return {};
+            std::string copy = v;
+            return count_from_one(kMaxWorkers)(copy);
+          },
+          "auto|1..256"))
+      ->default_str("auto");
   cmd.add_option("-t,--threads", options.threads_per_worker,
                  "OpenBLAS threads per worker (default: cores / workers, at least 1)")
       ->check(count_from_one(1024));

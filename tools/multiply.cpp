@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
@@ -11,10 +13,35 @@ struct MultiplyArgs {
   std::string a, b, out;
   Options options;
   bool json = false;
+  bool explain = false;
 };
+
+nlohmann::json plan_json(const Report& r) {
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const PlanCandidate& c : r.candidates)
+    candidates.push_back({{"workers", c.workers},
+                          {"threads", c.threads},
+                          {"predicted_seconds", c.predicted_seconds}});
+  return {{"automatic", r.automatic},
+          {"reason", r.plan_reason},
+          {"calibration", r.calibration},
+          {"candidates", candidates}};
+}
+
+std::string explanation(const Report& r) {
+  std::string text = fmt::format("plan: {}\n", r.plan_reason);
+  if (!r.automatic) return text;
+  text += fmt::format("  calibration: {}\n  predicted:", r.calibration);
+  for (const PlanCandidate& c : r.candidates)
+    text += fmt::format(" {} {:.3g} s;", to_string(c), c.predicted_seconds);
+  text.back() = '\n';
+  return text;
+}
 
 int run_multiply(const MultiplyArgs& args) {
   const Report r = multiply_npy(args.a, args.b, args.out, args.options);
+  // With --json, stdout holds only the JSON object: the explanation goes to stderr.
+  if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explanation(r));
   if (args.json) {
     nlohmann::json j = {{"output", args.out},
                         {"m", r.m},
@@ -28,7 +55,9 @@ int run_multiply(const MultiplyArgs& args) {
                         {"in_process", r.in_process},
                         {"seconds", r.seconds},
                         {"compute_seconds", r.compute_seconds},
-                        {"gflops", r.gflops()}};
+                        {"gflops", r.gflops()},
+                        {"retries", r.retries},
+                        {"plan", plan_json(r)}};
     fmt::print("{}\n", j.dump());
     return 0;
   }
@@ -58,6 +87,10 @@ void add_multiply(CLI::App& app, Action& action) {
   cmd->add_flag("--in-process", args->options.in_process,
                 "no workers: one OpenBLAS call in this process (the single-process reference)");
   cmd->add_flag("--json", args->json, "print one JSON object with the run's figures on stdout");
+  cmd->add_flag("--explain", args->explain,
+                "say which plan was chosen and why (the cost model's predictions)");
+  // A progress bar only where someone watches it.
+  args->options.progress = ::isatty(2) != 0;
   cmd->callback([args, &action] { action = [args] { return run_multiply(*args); }; });
 }
 

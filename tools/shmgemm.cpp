@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   cli::add_gen(app, action);
   cli::add_demo(app, action);
   cli::add_gc(app, action);
+  cli::add_calibrate(app, action);
 
   try {
     app.parse(argc, argv);

@@ -21,9 +21,17 @@ int main(int argc, char** argv) {
       "not meant to be run by hand."};
   std::string job_name;
   std::size_t id = 0;
-  app.add_option("--job", job_name, "name of the job descriptor's shared segment")->required();
-  app.add_option("--id", id, "this worker's index in the job")->required();
+  bool probe = false;
+  auto* job_opt = app.add_option("--job", job_name, "name of the job descriptor's shared segment");
+  app.add_option("--id", id, "this worker's index in the job")->needs(job_opt);
+  app.add_flag("--probe", probe, "start and exit at once (to measure the cost of launching)")
+      ->excludes(job_opt);
   CLI11_PARSE(app, argc, argv);
+  if (probe) return 0;
+  if (job_name.empty()) {
+    fmt::print(stderr, "shmgemm-worker: --job is required\n");
+    return 2;
+  }
 
   // Die with the coordinator.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);

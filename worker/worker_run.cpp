@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <cstdlib>
@@ -61,9 +62,12 @@ int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noe
   try {
     set_blas_threads(static_cast<int>(job.threads_per_worker));
     maybe_inject_fault(job, id);
-    const RowRange rows{slot.row_begin, slot.row_end};
-    compute_rows(job.dtype, ops.a, ops.b, ops.c, rows);
-    slot.rows_done.store(rows.size(), std::memory_order_release);
+    // A chunk of rows per BLAS call, publishing the rows done after each.
+    for (std::uint64_t r = slot.row_begin; r < slot.row_end; r += job.chunk_rows) {
+      const std::uint64_t end = std::min(slot.row_end, r + job.chunk_rows);
+      compute_rows(job.dtype, ops.a, ops.b, ops.c, {r, end});
+      slot.rows_done.store(end - slot.row_begin, std::memory_order_release);
+    }
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
     return 0;
   } catch (const std::exception& e) {

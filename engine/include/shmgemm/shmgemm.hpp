@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "shmgemm/error.hpp"
 
@@ -24,17 +25,42 @@ enum class Backing {
 };
 
 struct Options {
-  unsigned workers = 0;             // worker processes; 0 means one per available core
+  unsigned workers = 0;             // worker processes; 0: the automatic plan (see Plan)
   unsigned threads_per_worker = 0;  // OpenBLAS threads in each worker; 0: cores / workers, >= 1
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
-  bool in_process = false;  // no workers: one OpenBLAS call in this process (a reference)
+  bool in_process = false;  // no workers: one OpenBLAS call in this process
+  bool progress = false;    // draw a progress bar on stderr for runs longer than a second
   // A failed block is recomputed in a fresh worker up to this many times. With spawn and
   // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
   unsigned retries = 0;
   // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
   // signal 9; retrying (1 of 2)"). May be empty.
   std::function<void(const std::string&)> on_retry;
+};
+
+// Machine figures behind the automatic plan. `shmgemm calibrate` measures them and caches them
+// (calibration_path()); without a cache, built-in defaults for a current x86-64 core apply.
+struct Calibration {
+  double gflops_f64 = 40;           // dgemm, one thread, large square
+  double gflops_f32 = 80;           // sgemm, one thread, large square
+  double thread_scaling = 0.95;     // all-core in-process rate / (cores x one-thread rate)
+  double half_rate_size = 48;       // (m*n*k)^(1/3) at which a one-thread product runs at half rate
+  double fork_base_us = 300;        // fork and join workers on an empty block: base cost ...
+  double fork_per_worker_us = 100;  // ... plus this per worker
+  double spawn_base_us = 1500;      // the same, starting shmgemm-worker executables
+  double spawn_per_worker_us = 1500;
+  double fault_us_per_mib = 60;  // mapping one MiB of shared pages into one more process
+  double copy_gbs = 6;           // memcpy bandwidth, for the shm backing's copies
+  unsigned cores = 0;            // the cores when measured; 0 for the defaults
+  std::string source = "built-in defaults";
+};
+
+// One plan the automatic choice considered.
+struct PlanCandidate {
+  unsigned workers = 0;  // 0: in process
+  unsigned threads = 0;
+  double predicted_seconds = 0;
 };
 
 // What a run did.
@@ -46,10 +72,14 @@ struct Report {
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
   bool in_process = false;
-  double seconds = 0;          // the whole call: open, place, compute, write
-  double compute_seconds = 0;  // first worker started to last worker joined
-  unsigned retries = 0;        // blocks recomputed after a worker failed
-  double gflops() const;       // 2mnk / seconds
+  double seconds = 0;                     // the whole call: open, place, compute, write
+  double compute_seconds = 0;             // first worker started to last worker joined
+  unsigned retries = 0;                   // blocks recomputed after a worker failed
+  bool automatic = false;                 // the plan was chosen by the cost model
+  std::vector<PlanCandidate> candidates;  // what the automatic plan weighed
+  std::string plan_reason;                // why this plan, in one line
+  std::string calibration;                // where the figures came from
+  double gflops() const;                  // 2mnk / seconds
 };
 
 // Computes C = A·B for the 2-D .npy files `a` and `b` (float32 or float64, C or Fortran order)
@@ -67,10 +97,25 @@ Report multiply_npy(const std::filesystem::path& a, const std::filesystem::path&
 void handle_interrupts();
 int interrupted_signal();
 
+// Where calibrations are cached: $XDG_CACHE_HOME/shmgemm/calibration.json, or
+// ~/.cache/shmgemm/calibration.json.
+std::filesystem::path calibration_path();
+// The cached calibration if there is a valid one for this many cores, else the defaults.
+Calibration load_calibration();
+// Measures this machine (a few seconds, using every core) and returns the figures.
+Calibration measure_calibration();
+// Writes `c` to calibration_path(). Throws Error naming the file.
+void save_calibration(const Calibration& c);
+
+// Median microseconds to start `workers` workers that do nothing and join them.
+double launch_cost_us(Launch launch, unsigned workers, unsigned repeats = 20);
+
 // CPUs this process may run on (its affinity mask).
 unsigned available_cores();
 
 std::string_view to_string(Launch launch);
 std::string_view to_string(Backing backing);
+// "in process x 2 threads", "2 workers x 1 thread".
+std::string to_string(const PlanCandidate& candidate);
 
 }  // namespace shmgemm

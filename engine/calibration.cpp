@@ -1,0 +1,217 @@
+// The machine figures behind the automatic plan: measured, cached as JSON, loaded.
+#include <pwd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "common/segment.hpp"
+#include "engine/launcher.hpp"
+#include "engine/worker_path.hpp"
+#include "shmgemm/shmgemm.hpp"
+#include "worker/slice_kernel.hpp"
+
+namespace fs = std::filesystem;
+
+namespace shmgemm {
+namespace {
+
+constexpr int kCacheVersion = 1;
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// GFLOP/s of an s x s x s product on `threads` threads: the best of runs filling ~0.1 s.
+double gemm_rate(DType dtype, std::uint64_t s, int threads) {
+  const std::size_t bytes = s * s * item_size(dtype);
+  std::vector<std::byte> a(bytes), b(bytes), c(bytes);
+  for (std::size_t i = 0; i < bytes; i += 4)
+    a[i] = b[i] = std::byte{0x3f};  // finite values
+  const ConstMatrixRef ar{a.data(), s, s, s, Layout::row_major};
+  const ConstMatrixRef br{b.data(), s, s, s, Layout::row_major};
+  const MatrixRef cr{c.data(), s, s, s, Layout::row_major};
+  set_blas_threads(threads);
+  compute_rows(dtype, ar, br, cr, {0, s});  // warm up: thread pool, buffers
+  double best = 0, spent = 0;
+  for (int i = 0; i < 200 && (i < 3 || spent < 0.1); ++i) {
+    const auto t = Clock::now();
+    compute_rows(dtype, ar, br, cr, {0, s});
+    const double dt = since(t);
+    spent += dt;
+    best = std::max(best, 2.0 * double(s) * double(s) * double(s) / dt / 1e9);
+  }
+  return best;
+}
+
+// Microseconds to map one MiB of shared pages into one more mapping, touching every page.
+double fault_us_per_mib() {
+  constexpr std::size_t kBytes = 64 << 20;
+  SharedSegment seg = SharedSegment::create("probe", kBytes);
+  std::memset(seg.data(), 1, kBytes);
+  std::vector<double> runs;
+  for (int i = 0; i < 3; ++i) {
+    const SharedSegment again = SharedSegment::attach(seg.name(), false);
+    const auto t = Clock::now();
+    unsigned sum = 0;
+    for (std::size_t off = 0; off < kBytes; off += 4096)
+      sum += static_cast<unsigned>(again.data()[off]);
+    runs.push_back(since(t) * 1e6 / 64.0 + (sum == 0 ? 1 : 0));
+  }
+  return median(runs);
+}
+
+double copy_gbs() {
+  constexpr std::size_t kBytes = 64 << 20;
+  std::vector<std::byte> from(kBytes, std::byte{1}), to(kBytes);
+  double best = 0;
+  for (int i = 0; i < 4; ++i) {
+    const auto t = Clock::now();
+    std::memcpy(to.data(), from.data(), kBytes);
+    best = std::max(best, double(kBytes) / since(t) / 1e9);
+  }
+  return best;
+}
+
+}  // namespace
+
+double launch_cost_us(Launch launch, unsigned workers, unsigned repeats) {
+  const std::string exe = launch == Launch::spawn ? detail::worker_executable() : "";
+  std::vector<double> runs;
+  for (unsigned r = 0; r < std::max(repeats, 1u); ++r) {
+    const auto t = Clock::now();
+    detail::Launcher launcher;
+    for (unsigned i = 0; i < workers; ++i) {
+      if (launch == Launch::fork)
+        launcher.fork_worker(i, [] { return 0; });
+      else
+        launcher.spawn_worker(i, exe, {"--probe"}, {{"OPENBLAS_NUM_THREADS", "1"}});
+    }
+    while (launcher.live() > 0)
+      for (const auto& e : launcher.wait_exits())
+        if (!e.ok())
+          throw Error(ErrorCode::worker_failed,
+                      fmt::format("launch probe: worker {} {}", e.id, e.describe()));
+    runs.push_back(since(t) * 1e6);
+  }
+  return median(runs);
+}
+
+fs::path calibration_path() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  if (xdg && *xdg == '/') return fs::path(xdg) / "shmgemm" / "calibration.json";
+  const char* home = std::getenv("HOME");
+  if (!(home && *home)) {
+    const passwd* pw = ::getpwuid(::getuid());
+    home = pw ? pw->pw_dir : "/tmp";
+  }
+  return fs::path(home) / ".cache" / "shmgemm" / "calibration.json";
+}
+
+Calibration measure_calibration() {
+  Calibration c;
+  c.cores = available_cores();
+  // Launch costs first, while this process has no BLAS threads or buffers to fork.
+  const unsigned many = std::max(2u, c.cores);
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    const double one = launch_cost_us(launch, 1, 15);
+    const double all = launch_cost_us(launch, many, 15);
+    const double per = std::max(0.0, (all - one) / double(many - 1));
+    (launch == Launch::fork ? c.fork_per_worker_us : c.spawn_per_worker_us) = per;
+    (launch == Launch::fork ? c.fork_base_us : c.spawn_base_us) = std::max(0.0, one - per);
+  }
+  c.fault_us_per_mib = fault_us_per_mib();
+  c.copy_gbs = copy_gbs();
+  c.gflops_f64 = gemm_rate(DType::float64, 1024, 1);
+  c.gflops_f32 = gemm_rate(DType::float32, 1024, 1);
+  c.thread_scaling =
+      c.cores > 1
+          ? std::min(1.0, gemm_rate(DType::float64, 1024, int(c.cores)) / (c.gflops_f64 * c.cores))
+          : 1.0;
+  // eff(s) = s / (s + h) at s = 64 gives h.
+  const double small = gemm_rate(DType::float64, 64, 1);
+  c.half_rate_size = std::clamp(64.0 * (c.gflops_f64 / small - 1.0), 1.0, 4096.0);
+  c.source = "measured now";
+  return c;
+}
+
+void save_calibration(const Calibration& c) {
+  const fs::path path = calibration_path();
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  const nlohmann::json j = {{"version", kCacheVersion},
+                            {"cores", c.cores},
+                            {"gflops_f64", c.gflops_f64},
+                            {"gflops_f32", c.gflops_f32},
+                            {"thread_scaling", c.thread_scaling},
+                            {"half_rate_size", c.half_rate_size},
+                            {"fork_base_us", c.fork_base_us},
+                            {"fork_per_worker_us", c.fork_per_worker_us},
+                            {"spawn_base_us", c.spawn_base_us},
+                            {"spawn_per_worker_us", c.spawn_per_worker_us},
+                            {"fault_us_per_mib", c.fault_us_per_mib},
+                            {"copy_gbs", c.copy_gbs}};
+  // Whole or not at all: a temporary beside it, renamed.
+  const fs::path tmp = path.string() + fmt::format(".{}.tmp", ::getpid());
+  {
+    std::ofstream f(tmp);
+    f << j.dump(2) << '\n';
+    if (!f)
+      throw Error(ErrorCode::resource,
+                  fmt::format("{}: cannot write the calibration", tmp.string()));
+  }
+  fs::rename(tmp, path, ec);
+  if (ec)
+    throw Error(ErrorCode::resource,
+                fmt::format("{}: cannot write the calibration: {}", path.string(), ec.message()));
+}
+
+Calibration load_calibration() {
+  Calibration c;
+  c.cores = available_cores();
+  const fs::path path = calibration_path();
+  std::ifstream f(path);
+  if (!f) return c;
+  try {
+    const nlohmann::json j = nlohmann::json::parse(f);
+    if (j.at("version") != kCacheVersion || j.at("cores") != c.cores) {
+      c.source =
+          fmt::format("built-in defaults ({} is for another version or core count)", path.string());
+      return c;
+    }
+    Calibration m;
+    m.cores = c.cores;
+    m.gflops_f64 = j.at("gflops_f64");
+    m.gflops_f32 = j.at("gflops_f32");
+    m.thread_scaling = j.at("thread_scaling");
+    m.half_rate_size = j.at("half_rate_size");
+    m.fork_base_us = j.at("fork_base_us");
+    m.fork_per_worker_us = j.at("fork_per_worker_us");
+    m.spawn_base_us = j.at("spawn_base_us");
+    m.spawn_per_worker_us = j.at("spawn_per_worker_us");
+    m.fault_us_per_mib = j.at("fault_us_per_mib");
+    m.copy_gbs = j.at("copy_gbs");
+    if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 && m.copy_gbs > 0))
+      throw std::runtime_error("non-positive figure");
+    m.source = path.string();
+    return m;
+  } catch (const std::exception& e) {
+    c.source = fmt::format("built-in defaults ({} is unreadable: {})", path.string(), e.what());
+    return c;
+  }
+}
+
+}  // namespace shmgemm

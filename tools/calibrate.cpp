@@ -1,0 +1,63 @@
+// `shmgemm calibrate`: measure the figures behind the automatic plan and cache them.
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+#include "tools/commands.hpp"
+
+namespace shmgemm::cli {
+namespace {
+
+int run_calibrate(bool show, bool json) {
+  Calibration c = show ? load_calibration() : measure_calibration();
+  if (!show) {
+    save_calibration(c);
+    c.source = calibration_path().string();
+  }
+  if (json) {
+    fmt::print("{}\n", nlohmann::json{{"source", c.source},
+                                      {"cores", c.cores},
+                                      {"gflops_f64", c.gflops_f64},
+                                      {"gflops_f32", c.gflops_f32},
+                                      {"thread_scaling", c.thread_scaling},
+                                      {"half_rate_size", c.half_rate_size},
+                                      {"fork_base_us", c.fork_base_us},
+                                      {"fork_per_worker_us", c.fork_per_worker_us},
+                                      {"spawn_base_us", c.spawn_base_us},
+                                      {"spawn_per_worker_us", c.spawn_per_worker_us},
+                                      {"fault_us_per_mib", c.fault_us_per_mib},
+                                      {"copy_gbs", c.copy_gbs}}
+                           .dump());
+    return 0;
+  }
+  fmt::print("calibration ({}{})\n", show ? "" : "saved to ", c.source);
+  fmt::print("  dgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f64);
+  fmt::print("  sgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f32);
+  fmt::print("  in-process thread scaling:  {:.2f} of {} x one thread\n", c.thread_scaling,
+             c.cores);
+  fmt::print("  half-rate product size:     {:.0f}\n", c.half_rate_size);
+  fmt::print("  fork + join:                {:.0f} us + {:.0f} us per worker\n", c.fork_base_us,
+             c.fork_per_worker_us);
+  fmt::print("  spawn + join:               {:.0f} us + {:.0f} us per worker\n", c.spawn_base_us,
+             c.spawn_per_worker_us);
+  fmt::print("  mapping shared pages:       {:.0f} us per MiB\n", c.fault_us_per_mib);
+  fmt::print("  memcpy:                     {:.1f} GB/s\n", c.copy_gbs);
+  return 0;
+}
+
+}  // namespace
+
+void add_calibrate(CLI::App& app, Action& action) {
+  auto show = std::make_shared<bool>(false);
+  auto json = std::make_shared<bool>(false);
+  CLI::App* cmd = app.add_subcommand(
+      "calibrate",
+      "Measure this machine's GEMM rates, launch costs, page-mapping cost and memory bandwidth "
+      "(a few seconds, every core), and cache them for the automatic plan (--workers auto).");
+  cmd->add_flag("--show", *show, "print the figures in use (cached or built-in), measure nothing");
+  cmd->add_flag("--json", *json, "print the figures as one JSON object");
+  cmd->callback(
+      [show, json, &action] { action = [show, json] { return run_calibrate(*show, *json); }; });
+}
+
+}  // namespace shmgemm::cli

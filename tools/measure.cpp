@@ -1,0 +1,144 @@
+#include "tools/measure.hpp"
+
+#include <poll.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "shmgemm/error.hpp"
+
+extern char** environ;
+
+namespace shmgemm::cli {
+namespace {
+
+std::string read_all(int fd) {
+  std::string s;
+  char buf[65536];
+  ::lseek(fd, 0, SEEK_SET);
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
+    s.append(buf, static_cast<size_t>(n));
+  return s;
+}
+
+}  // namespace
+
+bool read_memory(pid_t pid, ProcessMemory& out) {
+  std::ifstream f(fmt::format("/proc/{}/smaps_rollup", pid));
+  if (!f) return false;
+  out = {};
+  std::string key;
+  std::uint64_t kib = 0;
+  std::string unit;
+  bool any = false;
+  while (f >> key >> kib >> unit) {
+    any = true;
+    if (key == "Rss:") out.rss = kib * 1024;
+    if (key == "Pss:") out.pss = kib * 1024;
+    if (key == "Private_Clean:" || key == "Private_Dirty:") out.uss += kib * 1024;
+  }
+  return any;
+}
+
+std::vector<pid_t> process_tree(pid_t root) {
+  std::vector<pid_t> all{root};
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    std::error_code ec;
+    for (const auto& task :
+         std::filesystem::directory_iterator(fmt::format("/proc/{}/task", all[i]), ec)) {
+      std::ifstream f(task.path() / "children");
+      for (pid_t child; f >> child;)
+        all.push_back(child);
+    }
+  }
+  return all;
+}
+
+Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
+                      const std::vector<std::string>& env) {
+  const int out_fd = ::memfd_create("shmgemm-stdout", MFD_CLOEXEC);
+  const int err_fd = ::memfd_create("shmgemm-stderr", MFD_CLOEXEC);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  std::vector<char*> args;
+  for (const auto& a : argv)
+    args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::vector<std::string> env_strings(env.begin(), env.end());
+  for (char** e = environ; *e; ++e)
+    env_strings.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  Measured m;
+  const auto start = std::chrono::steady_clock::now();
+  pid_t pid = 0;
+  const int err = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (err != 0) {
+    ::close(out_fd);
+    ::close(err_fd);
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot start {}: {}", argv[0], std::strerror(err)));
+  }
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  const int timeout = interval_ms > 0 ? std::max(1, static_cast<int>(interval_ms)) : -1;
+  for (;;) {
+    if (interval_ms > 0) {
+      std::uint64_t pss = 0;
+      const std::vector<pid_t> tree = process_tree(pid);
+      for (pid_t p : tree) {
+        ProcessMemory mem;
+        if (!read_memory(p, mem)) continue;
+        pss += mem.pss;
+        if (p != pid) m.peak_child_uss = std::max(m.peak_child_uss, mem.uss);
+      }
+      m.peak_pss = std::max(m.peak_pss, pss);
+      m.peak_processes = std::max(m.peak_processes, tree.size());
+    }
+    pollfd p{pidfd, POLLIN, 0};
+    if (pidfd < 0 || ::poll(&p, 1, timeout) > 0) break;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (pidfd >= 0) ::close(pidfd);
+  m.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  m.out = read_all(out_fd);
+  m.err = read_all(err_fd);
+  ::close(out_fd);
+  ::close(err_fd);
+  return m;
+}
+
+std::string self_executable() {
+  return std::filesystem::read_symlink("/proc/self/exe").string();
+}
+
+std::vector<std::string> engine_args(const Options& o) {
+  std::vector<std::string> args;
+  if (o.in_process) {
+    args.push_back("--in-process");
+  } else {
+    args.insert(args.end(),
+                {"--workers", o.workers ? std::to_string(o.workers) : "auto", "--launch",
+                 std::string(to_string(o.launch)), "--backing", std::string(to_string(o.backing))});
+  }
+  if (o.threads_per_worker)
+    args.insert(args.end(), {"--threads", std::to_string(o.threads_per_worker)});
+  return args;
+}
+
+}  // namespace shmgemm::cli

@@ -1,0 +1,44 @@
+// Running a child process and measuring it from outside: wall time, and the memory of its
+// whole process tree sampled from /proc (the sampler is this process, not part of the tree).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "shmgemm/shmgemm.hpp"
+
+namespace shmgemm::cli {
+
+// Memory of one process, from /proc/PID/smaps_rollup, in bytes.
+struct ProcessMemory {
+  std::uint64_t rss = 0, pss = 0, uss = 0;  // uss: Private_Clean + Private_Dirty
+};
+bool read_memory(pid_t pid, ProcessMemory& out);
+
+// `root` and all its descendants.
+std::vector<pid_t> process_tree(pid_t root);
+
+struct Measured {
+  int status = -1;  // exit status, or 128 + signal
+  std::string out, err;
+  double wall_seconds = 0;
+  std::uint64_t peak_pss = 0;        // peak of the summed PSS of the tree
+  std::uint64_t peak_child_uss = 0;  // peak USS of any one descendant (a worker)
+  std::size_t peak_processes = 0;
+};
+
+// Runs argv (argv[0] a path) to its end, capturing stdout and stderr; samples the tree's memory
+// every `interval_ms` (0: no sampling). Extra environment: `env` ("K=V").
+Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
+                      const std::vector<std::string>& env = {});
+
+// This executable (/proc/self/exe).
+std::string self_executable();
+
+// The `shmgemm multiply` arguments that ask for `options`.
+std::vector<std::string> engine_args(const Options& options);
+
+}  // namespace shmgemm::cli

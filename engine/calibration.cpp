@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace shmgemm {
 namespace {
 
-constexpr int kCacheVersion = 1;
+constexpr int kCacheVersion = 3;
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
@@ -35,26 +35,56 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// GFLOP/s of an s x s x s product on `threads` threads: the best of runs filling ~0.1 s.
-double gemm_rate(DType dtype, std::uint64_t s, int threads) {
-  const std::size_t bytes = s * s * item_size(dtype);
-  std::vector<std::byte> a(bytes), b(bytes), c(bytes);
-  for (std::size_t i = 0; i < bytes; i += 4)
-    a[i] = b[i] = std::byte{0x3f};  // finite values
-  const ConstMatrixRef ar{a.data(), s, s, s, Layout::row_major};
-  const ConstMatrixRef br{b.data(), s, s, s, Layout::row_major};
-  const MatrixRef cr{c.data(), s, s, s, Layout::row_major};
+// GFLOP/s of an m x k x n product on `threads` threads: the best of runs filling ~0.1 s.
+double gemm_rate(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n, int threads,
+                 double seconds = 0.1) {
+  const std::size_t item = item_size(dtype);
+  std::vector<std::byte> a(m * k * item), b(k * n * item), c(m * n * item);
+  for (std::size_t i = 0; i < a.size(); i += 4)
+    a[i] = std::byte{0x3f};  // finite values
+  for (std::size_t i = 0; i < b.size(); i += 4)
+    b[i] = std::byte{0x3f};
+  const ConstMatrixRef ar{a.data(), m, k, k, Layout::row_major};
+  const ConstMatrixRef br{b.data(), k, n, n, Layout::row_major};
+  const MatrixRef cr{c.data(), m, n, n, Layout::row_major};
   set_blas_threads(threads);
-  compute_rows(dtype, ar, br, cr, {0, s});  // warm up: thread pool, buffers
+  compute_rows(dtype, ar, br, cr, {0, m});  // warm up: thread pool, buffers
   double best = 0, spent = 0;
-  for (int i = 0; i < 200 && (i < 3 || spent < 0.1); ++i) {
+  for (int i = 0; i < 1000 && (i < 3 || spent < seconds); ++i) {
     const auto t = Clock::now();
-    compute_rows(dtype, ar, br, cr, {0, s});
+    compute_rows(dtype, ar, br, cr, {0, m});
     const double dt = since(t);
     spent += dt;
-    best = std::max(best, 2.0 * double(s) * double(s) * double(s) / dt / 1e9);
+    best = std::max(best, 2.0 * double(m) * double(k) * double(n) / dt / 1e9);
   }
   return best;
+}
+
+double gemm_rate(DType dtype, std::uint64_t s, int threads) {
+  return gemm_rate(dtype, s, s, s, threads);
+}
+
+// The summed one-thread dgemm rate of `processes` forked processes running at once.
+double concurrent_rate(unsigned processes) {
+  auto* rates =
+      static_cast<double*>(::mmap(nullptr, sizeof(double) * processes, PROT_READ | PROT_WRITE,
+                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (rates == MAP_FAILED) return 0;
+  {
+    detail::Launcher launcher;
+    for (unsigned i = 0; i < processes; ++i)
+      launcher.fork_worker(i, [rates, i] {
+        rates[i] = gemm_rate(DType::float64, 1024, 1024, 1024, 1, 0.3);
+        return 0;
+      });
+    while (launcher.live() > 0)
+      launcher.wait_exits();
+  }
+  double sum = 0;
+  for (unsigned i = 0; i < processes; ++i)
+    sum += rates[i];
+  ::munmap(rates, sizeof(double) * processes);
+  return sum;
 }
 
 // Microseconds to map one MiB of shared pages into one more mapping, touching every page.
@@ -133,17 +163,30 @@ Calibration measure_calibration() {
     (launch == Launch::fork ? c.fork_per_worker_us : c.spawn_per_worker_us) = per;
     (launch == Launch::fork ? c.fork_base_us : c.spawn_base_us) = std::max(0.0, one - per);
   }
+  // Several one-thread processes at once, before this process runs any BLAS itself.
+  const double together = c.cores > 1 ? concurrent_rate(c.cores) : 0;
   c.fault_us_per_mib = fault_us_per_mib();
   c.copy_gbs = copy_gbs();
   c.gflops_f64 = gemm_rate(DType::float64, 1024, 1);
   c.gflops_f32 = gemm_rate(DType::float32, 1024, 1);
+  const int all = static_cast<int>(c.cores);
+  c.process_scaling = c.cores > 1 ? std::min(1.0, together / (c.gflops_f64 * c.cores)) : 1.0;
   c.thread_scaling =
-      c.cores > 1
-          ? std::min(1.0, gemm_rate(DType::float64, 1024, int(c.cores)) / (c.gflops_f64 * c.cores))
-          : 1.0;
-  // eff(s) = s / (s + h) at s = 64 gives h.
+      c.cores > 1 ? std::min(1.0, gemm_rate(DType::float64, 1024, all) / (c.gflops_f64 * all))
+                  : 1.0;
+  // The skinny classes, shaped as the seeds' products: k, m or n long, the others 64.
+  // 64 MiB operands, beyond the caches, as the seeds' products are.
+  const std::uint64_t shapes[3][3] = {{64, 131072, 64}, {131072, 64, 64}, {64, 64, 131072}};
+  for (int i = 0; i < 3; ++i) {
+    const auto [m, k, n] = shapes[i];
+    const double one = gemm_rate(DType::float64, m, k, n, 1);
+    c.skinny_rate[i] = std::min(1.0, one / c.gflops_f64);
+    c.skinny_scaling[i] =
+        c.cores > 1 ? std::min(1.0, gemm_rate(DType::float64, m, k, n, all) / (one * all)) : 1.0;
+  }
+  // eff(d) = d / (d + h) at d = 64 gives h.
   const double small = gemm_rate(DType::float64, 64, 1);
-  c.half_rate_size = std::clamp(64.0 * (c.gflops_f64 / small - 1.0), 1.0, 4096.0);
+  c.half_rate_dim = std::clamp(64.0 * (c.gflops_f64 / small - 1.0), 1.0, 4096.0);
   c.source = "measured now";
   return c;
 }
@@ -157,7 +200,10 @@ void save_calibration(const Calibration& c) {
                             {"gflops_f64", c.gflops_f64},
                             {"gflops_f32", c.gflops_f32},
                             {"thread_scaling", c.thread_scaling},
-                            {"half_rate_size", c.half_rate_size},
+                            {"skinny_rate", c.skinny_rate},
+                            {"skinny_scaling", c.skinny_scaling},
+                            {"process_scaling", c.process_scaling},
+                            {"half_rate_dim", c.half_rate_dim},
                             {"fork_base_us", c.fork_base_us},
                             {"fork_per_worker_us", c.fork_per_worker_us},
                             {"spawn_base_us", c.spawn_base_us},
@@ -197,14 +243,22 @@ Calibration load_calibration() {
     m.gflops_f64 = j.at("gflops_f64");
     m.gflops_f32 = j.at("gflops_f32");
     m.thread_scaling = j.at("thread_scaling");
-    m.half_rate_size = j.at("half_rate_size");
+    for (int i = 0; i < 3; ++i) {
+      m.skinny_rate[i] = j.at("skinny_rate").at(i);
+      m.skinny_scaling[i] = j.at("skinny_scaling").at(i);
+      if (!(m.skinny_rate[i] > 0 && m.skinny_scaling[i] > 0))
+        throw std::runtime_error("non-positive figure");
+    }
+    m.process_scaling = j.at("process_scaling");
+    m.half_rate_dim = j.at("half_rate_dim");
     m.fork_base_us = j.at("fork_base_us");
     m.fork_per_worker_us = j.at("fork_per_worker_us");
     m.spawn_base_us = j.at("spawn_base_us");
     m.spawn_per_worker_us = j.at("spawn_per_worker_us");
     m.fault_us_per_mib = j.at("fault_us_per_mib");
     m.copy_gbs = j.at("copy_gbs");
-    if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 && m.copy_gbs > 0))
+    if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 && m.process_scaling > 0 &&
+          m.copy_gbs > 0))
       throw std::runtime_error("non-positive figure");
     m.source = path.string();
     return m;

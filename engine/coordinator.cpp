@@ -107,8 +107,8 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
     return report;
   };
 
-  const std::uint64_t shape[] = {report.m, report.n};
-  NpyOutput out = NpyOutput::create(out_path, dtype, shape);
+  const std::uint64_t c_shape[] = {report.m, report.n};
+  NpyOutput out = NpyOutput::create(out_path, dtype, c_shape);
   const unsigned cores = available_cores();
 
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
@@ -116,9 +116,13 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
 
   // The plan: as asked, or chosen by the cost model from this machine's calibration.
   const bool automatic = !options.in_process && options.workers == 0;
-  const Calibration calibration = automatic ? load_calibration() : Calibration{};
-  const detail::Plan plan =
-      detail::make_plan({report.m, report.k, report.n, dtype}, options, cores, calibration);
+  const detail::ProductShape shape{report.m, report.k, report.n, dtype};
+  // Reading the cache costs ~0.2 ms in a fresh process: not for products too small to split.
+  const bool tiny = automatic && detail::too_small_for_workers(shape, cores);
+  Calibration calibration;
+  if (automatic && !tiny) calibration = load_calibration();
+  if (tiny) calibration.source = "built-in defaults (the product is too small for workers to pay)";
+  const detail::Plan plan = detail::make_plan(shape, options, cores, calibration);
   report.automatic = plan.automatic;
   report.candidates = plan.candidates;
   report.plan_reason = plan.reason;

@@ -3,21 +3,33 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 
 namespace shmgemm::detail {
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
-double rate(const ProductShape& p, std::size_t threads, const Calibration& c) {
-  const double one = (p.dtype == DType::float32 ? c.gflops_f32 : c.gflops_f64) * 1e9;
-  const double t = static_cast<double>(std::max<std::size_t>(threads, 1));
-  return one * t * (threads > 1 ? c.thread_scaling : 1.0);
+// A product is skinny when its longest dimension is at least 8 times its shortest and the
+// shortest is at most 256: then its class (0: k long, 1: m long, 2: n long), else -1.
+int skinny_class(double m, double k, double n) {
+  const double lo = std::min({m, k, n}), hi = std::max({m, k, n});
+  if (lo > 256 || hi < 8 * lo) return -1;
+  return hi == k ? 0 : hi == m ? 1 : 2;
 }
 
-double efficiency(double m, double n, double k, const Calibration& c) {
-  const double s = std::cbrt(m * n * k);
-  return s / (s + c.half_rate_size);
+// One process's rate on an m x k x n product with `threads` BLAS threads. Skinny products use
+// their class's measured one-thread rate and thread scaling; others the square rate, times
+// d / (d + h) for the smallest dimension d, and the square thread scaling.
+double process_rate(const ProductShape& p, double m, std::size_t threads, const Calibration& c) {
+  const double one = (p.dtype == DType::float32 ? c.gflops_f32 : c.gflops_f64) * 1e9;
+  const double k = double(p.k), n = double(p.n);
+  const double t = double(std::max<std::size_t>(threads, 1));
+  const int skinny = skinny_class(m, k, n);
+  if (skinny >= 0)
+    return one * c.skinny_rate[skinny] * t * (threads > 1 ? c.skinny_scaling[skinny] : 1.0);
+  const double d = std::min({m, k, n});
+  return one * d / (d + c.half_rate_dim) * t * (threads > 1 ? c.thread_scaling : 1.0);
 }
 
 }  // namespace
@@ -51,9 +63,16 @@ void split_rows(Plan& plan, const ProductShape& p, std::size_t workers) {
 
 }  // namespace
 
+double map_seconds(double bytes, const Calibration& c) {
+  return bytes / kMiB * c.fault_us_per_mib * 1e-6;
+}
+
 double predict_in_process(const ProductShape& p, std::size_t threads, const Calibration& c) {
   const double m = double(p.m), n = double(p.n), k = double(p.k);
-  return 2.0 * m * n * k / (rate(p, threads, c) * efficiency(m, n, k, c));
+  const double item = double(item_size(p.dtype));
+  // Mapping A, B and C: one process maps them all, in effect one page after another.
+  return 2.0 * m * n * k / process_rate(p, m, threads, c) +
+         map_seconds((m * k + k * n + m * n) * item, c);
 }
 
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
@@ -64,14 +83,22 @@ double predict_workers(const ProductShape& p, std::size_t workers, std::size_t t
   const double item = double(item_size(p.dtype));
   const double launch_us = launch == Launch::fork ? c.fork_base_us + c.fork_per_worker_us * w
                                                   : c.spawn_base_us + c.spawn_per_worker_us * w;
-  const double compute = 2.0 * rows * n * k / (rate(p, threads, c) * efficiency(rows, n, k, c));
-  const double b_mib = k * n * item / kMiB;
-  const double map_b = (w - 1.0) * b_mib * c.fault_us_per_mib * 1e-6;
+  // Several processes at once share the memory system: process_scaling.
+  const double together = workers > 1 ? c.process_scaling : 1.0;
+  const double compute = 2.0 * rows * n * k / (process_rate(p, rows, threads, c) * together);
+  // Each worker maps its rows of A and C and all of B, all workers at once.
+  const double map = map_seconds((rows * k + k * n + rows * n) * item, c);
   const double copies =
       backing == Backing::shm
           ? (double(p.m) * k + k * n + 2.0 * double(p.m) * n) * item / (c.copy_gbs * 1e9)
           : 0.0;
-  return launch_us * 1e-6 + compute + map_b + copies;
+  return launch_us * 1e-6 + compute + map + copies;
+}
+
+bool too_small_for_workers(const ProductShape& p, std::size_t cores) {
+  const Calibration defaults;
+  return predict_in_process(p, cores, defaults) <
+         (defaults.fork_base_us + defaults.fork_per_worker_us) * 1e-6;
 }
 
 Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c) {
@@ -131,7 +158,20 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
 }  // namespace shmgemm::detail
 
 namespace shmgemm {
+
 std::string to_string(const PlanCandidate& c) {
   return detail::describe(c);
 }
+
+std::string explain(const Report& r) {
+  std::string text = fmt::format("plan: {}\n", r.plan_reason);
+  if (!r.automatic) return text;
+  text += fmt::format("  calibration: {}\n  predicted:", r.calibration);
+  for (const PlanCandidate& c : r.candidates)
+    text +=
+        fmt::format(" {} {};", detail::describe(c), detail::duration_string(c.predicted_seconds));
+  text.back() = '\n';
+  return text;
+}
+
 }  // namespace shmgemm

@@ -37,16 +37,23 @@ std::string count(unsigned n, std::string_view noun);
 std::string describe(const PlanCandidate& x);
 
 // The cost model. Seconds for the product in this process with `threads` BLAS threads:
-//   2mnk / (rate(threads) * eff(cbrt(mnk)))
-// where rate(t) = one-thread rate * t (* thread_scaling when t > 1) and eff(s) = s / (s + h)
-// models the lower rate of small products (h = half_rate_size).
+// 2mnk / rate. For a skinny product (longest dimension >= 8x the shortest, shortest <= 256)
+// the rate is its class's measured one-thread rate x threads x its measured thread scaling
+// (OpenBLAS's threads gain little there); otherwise the square one-thread rate x d / (d + h)
+// for the smallest dimension d (h = half_rate_dim) x threads x the square thread scaling.
+// Plus mapping the pages of A, B and C (fault_us_per_mib), which one process does serially.
 double predict_in_process(const ProductShape& p, std::size_t threads, const Calibration& c);
 
 // Seconds with `workers` workers of `threads` threads each: launching and joining them, the
-// largest block's product, mapping B into each further worker, and for the shm backing copying
-// A and B in and C out.
+// largest block's product (at the rate above for its shape, slowed by process_scaling when
+// several processes run at once), mapping its rows of A and C and all of B (the workers in
+// parallel), and for the shm backing copying A and B in and C out.
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
                        Launch launch, Backing backing, const Calibration& c);
+
+// True when, by the built-in figures, the whole product in process takes less than launching
+// one worker: no calibration can make workers pay, and the plan need not read the cache.
+bool too_small_for_workers(const ProductShape& p, std::size_t cores);
 
 // Workers must beat in process by this factor to be chosen: starting processes must pay.
 inline constexpr double kWorkersMargin = 0.97;

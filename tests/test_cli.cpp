@@ -191,3 +191,29 @@ TEST_CASE("bad outputs and options") {
   f.expect_failure({a, b, "-o", c, "--frobnicate"}, "--frobnicate");
   f.expect_failure({a, b}, "--output");
 }
+
+TEST_CASE("bench runs every variant side by side and reports the checks") {
+  TempDir tmp;
+  const std::string csv = (tmp / "bench.csv").string();
+  const test::RunResult r = test::run({test::cli_path(), "bench", "--shapes", "48,20x300x10",
+                                       "--rounds", "5", "--json", "--csv", csv});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["rounds"] == 5);
+  CHECK(j["launch_fork_2_workers_us"].get<double>() > 0);
+  CHECK(j["launch_spawn_2_workers_us"].get<double>() > 0);
+  const unsigned cores = j["cores"];
+  // auto, fork and spawn with 1..cores workers, in process, and three peers when available.
+  const std::size_t per_shape = 2 + 2 * cores + (j["peers"].get<bool>() ? 3 : 0);
+  CHECK(j["results"].size() == 2 * per_shape);
+  for (const auto& row : j["results"]) {
+    CAPTURE(row.dump());
+    CHECK(row["seconds"].get<double>() > 0);
+    CHECK(row["wall_seconds"].get<double>() >= row["seconds"].get<double>());
+    CHECK(row["peak_pss_mib"].get<double>() > 0);
+    if (row["variant"] == "OpenBLAS in process") CHECK(row["ratio_vs_openblas"] == 1.0);
+  }
+  CHECK(j["auto_checks"].size() == 2);
+  CHECK(test::count_lines(test::read_file(csv)) == 1 + 2 * per_shape);
+}

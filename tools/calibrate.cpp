@@ -20,7 +20,10 @@ int run_calibrate(bool show, bool json) {
                                       {"gflops_f64", c.gflops_f64},
                                       {"gflops_f32", c.gflops_f32},
                                       {"thread_scaling", c.thread_scaling},
-                                      {"half_rate_size", c.half_rate_size},
+                                      {"skinny_rate", c.skinny_rate},
+                                      {"skinny_scaling", c.skinny_scaling},
+                                      {"process_scaling", c.process_scaling},
+                                      {"half_rate_dim", c.half_rate_dim},
                                       {"fork_base_us", c.fork_base_us},
                                       {"fork_per_worker_us", c.fork_per_worker_us},
                                       {"spawn_base_us", c.spawn_base_us},
@@ -33,9 +36,16 @@ int run_calibrate(bool show, bool json) {
   fmt::print("calibration ({}{})\n", show ? "" : "saved to ", c.source);
   fmt::print("  dgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f64);
   fmt::print("  sgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f32);
-  fmt::print("  in-process thread scaling:  {:.2f} of {} x one thread\n", c.thread_scaling,
+  fmt::print("  threads in one process:     {:.2f} of {} x one thread\n", c.thread_scaling,
              c.cores);
-  fmt::print("  half-rate product size:     {:.0f}\n", c.half_rate_size);
+  const char* classes[3] = {"k long (64x131072x64)", "m long (131072x64x64)",
+                            "n long (64x64x131072)"};
+  for (int i = 0; i < 3; ++i)
+    fmt::print("  skinny, {}: {:.2f} of the square rate, threads {:.2f}\n", classes[i],
+               c.skinny_rate[i], c.skinny_scaling[i]);
+  fmt::print("  one-thread processes:       {:.2f} of {} x one thread\n", c.process_scaling,
+             c.cores);
+  fmt::print("  half-rate dimension:        {:.0f}\n", c.half_rate_dim);
   fmt::print("  fork + join:                {:.0f} us + {:.0f} us per worker\n", c.fork_base_us,
              c.fork_per_worker_us);
   fmt::print("  spawn + join:               {:.0f} us + {:.0f} us per worker\n", c.spawn_base_us,

@@ -35,11 +35,13 @@ bool read_memory(pid_t pid, ProcessMemory& out) {
   std::ifstream f(fmt::format("/proc/{}/smaps_rollup", pid));
   if (!f) return false;
   out = {};
-  std::string key;
-  std::uint64_t kib = 0;
-  std::string unit;
   bool any = false;
-  while (f >> key >> kib >> unit) {
+  // After a header line (the address range), lines like "Pss:   1234 kB".
+  for (std::string line; std::getline(f, line);) {
+    std::istringstream fields(line);
+    std::string key;
+    std::uint64_t kib = 0;
+    if (!(fields >> key >> kib)) continue;
     any = true;
     if (key == "Rss:") out.rss = kib * 1024;
     if (key == "Pss:") out.pss = kib * 1024;

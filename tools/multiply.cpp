@@ -28,20 +28,10 @@ nlohmann::json plan_json(const Report& r) {
           {"candidates", candidates}};
 }
 
-std::string explanation(const Report& r) {
-  std::string text = fmt::format("plan: {}\n", r.plan_reason);
-  if (!r.automatic) return text;
-  text += fmt::format("  calibration: {}\n  predicted:", r.calibration);
-  for (const PlanCandidate& c : r.candidates)
-    text += fmt::format(" {} {:.3g} s;", to_string(c), c.predicted_seconds);
-  text.back() = '\n';
-  return text;
-}
-
 int run_multiply(const MultiplyArgs& args) {
   const Report r = multiply_npy(args.a, args.b, args.out, args.options);
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
-  if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explanation(r));
+  if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
   if (args.json) {
     nlohmann::json j = {{"output", args.out},
                         {"m", r.m},

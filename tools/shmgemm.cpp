@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   cli::add_demo(app, action);
   cli::add_gc(app, action);
   cli::add_calibrate(app, action);
+  cli::add_bench(app, action);
 
   try {
     app.parse(argc, argv);

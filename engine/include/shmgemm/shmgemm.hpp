@@ -42,10 +42,15 @@ struct Options {
 // Machine figures behind the automatic plan. `shmgemm calibrate` measures them and caches them
 // (calibration_path()); without a cache, built-in defaults for a current x86-64 core apply.
 struct Calibration {
-  double gflops_f64 = 40;           // dgemm, one thread, large square
-  double gflops_f32 = 80;           // sgemm, one thread, large square
-  double thread_scaling = 0.95;     // all-core in-process rate / (cores x one-thread rate)
-  double half_rate_size = 48;       // (m*n*k)^(1/3) at which a one-thread product runs at half rate
+  double gflops_f64 = 40;       // dgemm, one thread, large square
+  double gflops_f32 = 80;       // sgemm, one thread, large square
+  double thread_scaling = 0.9;  // all cores in one process / (cores x one thread), square
+  double half_rate_dim = 48;    // smallest dimension at which one thread runs at half rate
+  // Skinny products, one dimension long (131072) and the other two 64: [0] k long, [1] m long, [2]
+  // n long. One-thread rate relative to gflops_*, and the thread scaling in one process.
+  double skinny_rate[3] = {0.4, 0.3, 0.3};
+  double skinny_scaling[3] = {0.6, 0.6, 0.6};
+  double process_scaling = 0.9;     // cores one-thread processes at once / (cores x one thread)
   double fork_base_us = 300;        // fork and join workers on an empty block: base cost ...
   double fork_per_worker_us = 100;  // ... plus this per worker
   double spawn_base_us = 1500;      // the same, starting shmgemm-worker executables
@@ -117,5 +122,7 @@ std::string_view to_string(Launch launch);
 std::string_view to_string(Backing backing);
 // "in process x 2 threads", "2 workers x 1 thread".
 std::string to_string(const PlanCandidate& candidate);
+// The plan of a run and why it was chosen, a few lines ending in a newline.
+std::string explain(const Report& report);
 
 }  // namespace shmgemm

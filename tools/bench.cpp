@@ -1,0 +1,301 @@
+// `shmgemm bench`: the engine's plans and the peers, side by side in one run, alternating.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "shmgemm/error.hpp"
+#include "tools/commands.hpp"
+#include "tools/measure.hpp"
+
+namespace fs = std::filesystem;
+
+namespace shmgemm::cli {
+namespace {
+
+struct Shape {
+  std::uint64_t m, k, n;
+  std::string label() const {
+    return m == k && k == n ? std::to_string(m) : fmt::format("{}x{}x{}", m, k, n);
+  }
+};
+
+struct Variant {
+  std::string name;  // "auto", "fork 2 workers", "OpenBLAS in process", "numpy", ...
+  std::vector<std::string> argv_tail;  // after the program, A, B, C
+  bool python = false;                 // a peer script, run with /usr/bin/python3
+};
+
+struct Result {
+  std::string shape, variant;
+  Shape dims{};
+  double seconds = 0, wall = 0, gflops = 0, ratio = 0;
+  std::uint64_t peak_pss = 0;
+};
+
+constexpr const char* kPython = "/usr/bin/python3";
+
+std::vector<Shape> parse_shapes(const std::string& text) {
+  std::vector<Shape> shapes;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const std::string item = text.substr(pos, comma - pos);
+    std::vector<std::uint64_t> dims;
+    for (std::size_t p = 0; p <= item.size();) {
+      const std::size_t x = std::min(item.find('x', p), item.size());
+      std::uint64_t d = 0;
+      const auto [end, ec] = std::from_chars(item.data() + p, item.data() + x, d);
+      if (ec != std::errc() || end != item.data() + x || d == 0)
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("--shapes '{}': expected sizes like 64,1000,50x100000x60", text));
+      dims.push_back(d);
+      p = x + 1;
+    }
+    if (dims.size() == 1)
+      shapes.push_back({dims[0], dims[0], dims[0]});
+    else if (dims.size() == 3)
+      shapes.push_back({dims[0], dims[1], dims[2]});
+    else
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("--shapes: '{}' is neither N nor MxKxN", item));
+    pos = comma + 1;
+  }
+  return shapes;
+}
+
+bool peers_available() {
+  if (::access(kPython, X_OK) != 0) return false;
+  return run_measured({kPython, "-c", "import numpy, joblib"}, 0).status == 0;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// The job seconds a variant reports on stdout: shmgemm's --json "seconds", or a peer's.
+double job_seconds(const Measured& m, const std::string& what) {
+  try {
+    return nlohmann::json::parse(m.out).at("seconds").get<double>();
+  } catch (const std::exception&) {
+    throw Error(ErrorCode::internal,
+                fmt::format("bench: {} printed no timing: {}{}", what, m.out, m.err));
+  }
+}
+
+struct BenchArgs {
+  std::string shapes = "64,128,256,512,1000,2000,4000,50x100000x60,100000x50x60";
+  std::string dtype = "float64";
+  int rounds = 5;
+  double interval_ms = 5;
+  bool no_peers = false;
+  bool json = false;
+  std::string csv;
+  std::string peers_dir;
+};
+
+int run_bench(const BenchArgs& args) {
+  const std::vector<Shape> shapes = parse_shapes(args.shapes);
+  const DType dtype = *dtype_from_name(args.dtype);
+  const unsigned cores = available_cores();
+  const std::string self = self_executable();
+  const fs::path peers_dir =
+      args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR) : fs::path(args.peers_dir);
+  const bool peers = !args.no_peers && peers_available() && fs::exists(peers_dir);
+
+  // Launch costs first, while this process has run no BLAS.
+  const double fork2 = launch_cost_us(Launch::fork, 2, 50);
+  const double spawn2 = launch_cost_us(Launch::spawn, 2, 20);
+
+  std::vector<Variant> variants = {{"auto", {"--workers", "auto"}}};
+  for (const char* launch : {"fork", "spawn"})
+    for (unsigned w = 1; w <= cores; ++w)
+      variants.push_back({fmt::format("{} {}", launch, plural(w, "worker")),
+                          {"--workers", std::to_string(w), "--launch", launch}});
+  variants.push_back({"OpenBLAS in process", {"--in-process"}});
+  const std::string jobs = std::to_string(cores);
+  if (peers) {
+    variants.push_back({"numpy A @ B", {(peers_dir / "numpy_matmul.py").string()}, true});
+    variants.push_back({"joblib recipe", {(peers_dir / "joblib_recipe.py").string(), jobs}, true});
+    variants.push_back(
+        {"multiprocessing recipe", {(peers_dir / "mp_recipe.py").string(), jobs}, true});
+  }
+
+  const char* tmp_base = std::getenv("TMPDIR");
+  std::string templ =
+      fmt::format("{}/shmgemm-bench-XXXXXX", tmp_base && *tmp_base ? tmp_base : "/tmp");
+  if (::mkdtemp(templ.data()) == nullptr)
+    throw Error(ErrorCode::resource, fmt::format("cannot create {}", templ));
+  const fs::path dir = templ;
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{dir};
+
+  std::vector<Result> results;
+  for (const Shape& s : shapes) {
+    const fs::path a = dir / "A.npy", b = dir / "B.npy", c = dir / "C.npy";
+    write_random_npy(a, dtype, {s.m, s.k}, 1);
+    write_random_npy(b, dtype, {s.k, s.n}, 2);
+    std::map<std::string, std::vector<double>> seconds, walls, pss;
+    for (int round = 0; round < args.rounds; ++round) {
+      for (const Variant& v : variants) {
+        std::vector<std::string> argv;
+        if (v.python) {
+          argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
+          argv.insert(argv.end(), v.argv_tail.begin() + 1, v.argv_tail.end());
+        } else {
+          argv = {self,       "multiply", a.string(),  b.string(), "-o",
+                  c.string(), "--json",   "--backing", "file"};
+          argv.insert(argv.end(), v.argv_tail.begin(), v.argv_tail.end());
+        }
+        const Measured m = run_measured(argv, args.interval_ms);
+        if (m.status != 0)
+          throw Error(ErrorCode::internal,
+                      fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
+        seconds[v.name].push_back(job_seconds(m, v.name));
+        walls[v.name].push_back(m.wall_seconds);
+        pss[v.name].push_back(double(m.peak_pss));
+      }
+    }
+    const double flops = 2.0 * double(s.m) * double(s.k) * double(s.n);
+    const double openblas = median(seconds["OpenBLAS in process"]);
+    for (const Variant& v : variants) {
+      Result r;
+      r.shape = s.label();
+      r.dims = s;
+      r.variant = v.name;
+      r.seconds = median(seconds[v.name]);
+      r.wall = median(walls[v.name]);
+      r.gflops = flops / r.seconds / 1e9;
+      r.ratio = openblas / r.seconds;
+      r.peak_pss = static_cast<std::uint64_t>(median(pss[v.name]));
+      results.push_back(r);
+    }
+    if (!args.json)
+      fmt::print(stderr, "bench: {} done ({} variants x {} rounds)\n", s.label(), variants.size(),
+                 args.rounds);
+  }
+
+  // The targets' checks: auto against the faster of in process and the best fixed count.
+  nlohmann::json checks = nlohmann::json::array();
+  for (const Shape& s : shapes) {
+    double auto_s = 0, in_s = 0, best_fixed = 1e300;
+    std::string best_name;
+    for (const Result& r : results) {
+      if (r.shape != s.label()) continue;
+      if (r.variant == "auto") auto_s = r.seconds;
+      if (r.variant == "OpenBLAS in process") in_s = r.seconds;
+      if ((r.variant.rfind("fork ", 0) == 0 || r.variant.rfind("spawn ", 0) == 0) &&
+          r.seconds < best_fixed) {
+        best_fixed = r.seconds;
+        best_name = r.variant;
+      }
+    }
+    const double best = std::min(in_s, best_fixed);
+    checks.push_back({{"shape", s.label()},
+                      {"auto_seconds", auto_s},
+                      {"best_alternative", in_s <= best_fixed ? "OpenBLAS in process" : best_name},
+                      {"best_seconds", best},
+                      {"auto_over_best", auto_s / best}});
+  }
+
+  if (!args.csv.empty()) {
+    std::ofstream f(args.csv);
+    f << "shape,m,k,n,dtype,variant,seconds,gflops,ratio_vs_openblas,wall_seconds,peak_pss_mib\n";
+    for (const Result& r : results)
+      f << fmt::format("{},{},{},{},{},{},{:.6f},{:.3f},{:.4f},{:.6f},{:.1f}\n", r.shape, r.dims.m,
+                       r.dims.k, r.dims.n, args.dtype, r.variant, r.seconds, r.gflops, r.ratio,
+                       r.wall, double(r.peak_pss) / (1 << 20));
+    if (!f) throw Error(ErrorCode::resource, fmt::format("{}: cannot write the CSV", args.csv));
+  }
+
+  if (args.json) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const Result& r : results)
+      rows.push_back({{"shape", r.shape},
+                      {"m", r.dims.m},
+                      {"k", r.dims.k},
+                      {"n", r.dims.n},
+                      {"variant", r.variant},
+                      {"seconds", r.seconds},
+                      {"gflops", r.gflops},
+                      {"ratio_vs_openblas", r.ratio},
+                      {"wall_seconds", r.wall},
+                      {"peak_pss_mib", double(r.peak_pss) / (1 << 20)}});
+    fmt::print("{}\n", nlohmann::json{{"dtype", args.dtype},
+                                      {"cores", cores},
+                                      {"rounds", args.rounds},
+                                      {"peers", peers},
+                                      {"launch_fork_2_workers_us", fork2},
+                                      {"launch_spawn_2_workers_us", spawn2},
+                                      {"results", rows},
+                                      {"auto_checks", checks}}
+                           .dump(1));
+    return 0;
+  }
+
+  fmt::print(
+      "{} products, {} cores, median of {} alternating runs; seconds: the whole job "
+      "(read A and B, multiply, write C); vs OpenBLAS: throughput against one process "
+      "with every core; wall: the whole process; peak PSS: summed over the process tree\n\n",
+      args.dtype, cores, args.rounds);
+  if (!peers) fmt::print("(peers skipped: /usr/bin/python3 with numpy and joblib not found)\n\n");
+  fmt::print("| shape | variant | seconds | GFLOP/s | vs OpenBLAS | wall s | peak PSS MiB |\n");
+  fmt::print("|---|---|---|---|---|---|---|\n");
+  for (const Result& r : results)
+    fmt::print("| {} | {} | {:.4f} | {:.1f} | {:.2f} | {:.4f} | {:.0f} |\n", r.shape, r.variant,
+               r.seconds, r.gflops, r.ratio, r.wall, double(r.peak_pss) / (1 << 20));
+  fmt::print("\nauto against the faster of in process and the best fixed worker count:\n");
+  for (const auto& c : checks)
+    fmt::print("  {}: auto {:.4f} s, best {} {:.4f} s, ratio {:.3f}\n",
+               c["shape"].get<std::string>(), c["auto_seconds"].get<double>(),
+               c["best_alternative"].get<std::string>(), c["best_seconds"].get<double>(),
+               c["auto_over_best"].get<double>());
+  fmt::print("\nlaunch and join 2 workers on an empty block: fork {:.0f} us, spawn {:.0f} us\n",
+             fork2, spawn2);
+  return 0;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app, Action& action) {
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench",
+      "Benchmark side by side in one run, alternating between variants, reporting medians: the "
+      "automatic plan, every fixed worker count with fork and with spawn, single-process "
+      "OpenBLAS with every core, and (when /usr/bin/python3 has numpy and joblib) numpy's "
+      "A @ B and the seed documents' joblib and multiprocessing recipes.");
+  cmd->add_option("--shapes", args->shapes, "comma-separated N (square) or MxKxN")
+      ->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "float64 or float32")
+      ->check(CLI::IsMember({"float64", "float32"}))
+      ->capture_default_str();
+  cmd->add_option("--rounds", args->rounds, "runs of each variant (the median is reported)")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--interval-ms", args->interval_ms, "memory sampling interval")
+      ->check(CLI::Range(1.0, 1000.0))
+      ->capture_default_str();
+  cmd->add_flag("--no-peers", args->no_peers, "skip numpy, joblib and multiprocessing");
+  cmd->add_option("--peers-dir", args->peers_dir, "where the peer scripts are")
+      ->default_str(SHMGEMM_PEERS_DIR);
+  cmd->add_flag("--json", args->json, "print the results as one JSON object");
+  cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
+  cmd->callback([args, &action] { action = [args] { return run_bench(*args); }; });
+}
+
+}  // namespace shmgemm::cli

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace shmgemm {
 namespace {
 
-constexpr int kCacheVersion = 3;
+constexpr int kCacheVersion = 4;
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) {
@@ -174,6 +174,9 @@ Calibration measure_calibration() {
   c.thread_scaling =
       c.cores > 1 ? std::min(1.0, gemm_rate(DType::float64, 1024, all) / (c.gflops_f64 * all))
                   : 1.0;
+  c.thread_scaling_512 = c.cores > 1 ? std::min(1.0, gemm_rate(DType::float64, 512, all) /
+                                                         (gemm_rate(DType::float64, 512, 1) * all))
+                                     : 1.0;
   // The skinny classes, shaped as the seeds' products: k, m or n long, the others 64.
   // 64 MiB operands, beyond the caches, as the seeds' products are.
   const std::uint64_t shapes[3][3] = {{64, 131072, 64}, {131072, 64, 64}, {64, 64, 131072}};
@@ -200,6 +203,7 @@ void save_calibration(const Calibration& c) {
                             {"gflops_f64", c.gflops_f64},
                             {"gflops_f32", c.gflops_f32},
                             {"thread_scaling", c.thread_scaling},
+                            {"thread_scaling_512", c.thread_scaling_512},
                             {"skinny_rate", c.skinny_rate},
                             {"skinny_scaling", c.skinny_scaling},
                             {"process_scaling", c.process_scaling},
@@ -243,6 +247,7 @@ Calibration load_calibration() {
     m.gflops_f64 = j.at("gflops_f64");
     m.gflops_f32 = j.at("gflops_f32");
     m.thread_scaling = j.at("thread_scaling");
+    m.thread_scaling_512 = j.at("thread_scaling_512");
     for (int i = 0; i < 3; ++i) {
       m.skinny_rate[i] = j.at("skinny_rate").at(i);
       m.skinny_scaling[i] = j.at("skinny_scaling").at(i);
@@ -257,8 +262,8 @@ Calibration load_calibration() {
     m.spawn_per_worker_us = j.at("spawn_per_worker_us");
     m.fault_us_per_mib = j.at("fault_us_per_mib");
     m.copy_gbs = j.at("copy_gbs");
-    if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 && m.process_scaling > 0 &&
-          m.copy_gbs > 0))
+    if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 &&
+          m.thread_scaling_512 > 0 && m.process_scaling > 0 && m.copy_gbs > 0))
       throw std::runtime_error("non-positive figure");
     m.source = path.string();
     return m;

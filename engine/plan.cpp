@@ -28,8 +28,11 @@ double process_rate(const ProductShape& p, double m, std::size_t threads, const 
   const int skinny = skinny_class(m, k, n);
   if (skinny >= 0)
     return one * c.skinny_rate[skinny] * t * (threads > 1 ? c.skinny_scaling[skinny] : 1.0);
+  // Thread scaling: thread_scaling_512 up to d = 512, thread_scaling from 1024, by log2(d).
   const double d = std::min({m, k, n});
-  return one * d / (d + c.half_rate_dim) * t * (threads > 1 ? c.thread_scaling : 1.0);
+  const double x = std::clamp(std::log2(std::max(d, 1.0)) - 9.0, 0.0, 1.0);
+  const double scaling = c.thread_scaling_512 + x * (c.thread_scaling - c.thread_scaling_512);
+  return one * d / (d + c.half_rate_dim) * t * (threads > 1 ? scaling : 1.0);
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ std::string describe(const PlanCandidate& x);
 // 2mnk / rate. For a skinny product (longest dimension >= 8x the shortest, shortest <= 256)
 // the rate is its class's measured one-thread rate x threads x its measured thread scaling
 // (OpenBLAS's threads gain little there); otherwise the square one-thread rate x d / (d + h)
-// for the smallest dimension d (h = half_rate_dim) x threads x the square thread scaling.
+// for the smallest dimension d (h = half_rate_dim) x threads x the square thread scaling (at
+// d = 512 and from 1024 measured, between them interpolated by log2 d).
 // Plus mapping the pages of A, B and C (fault_us_per_mib), which one process does serially.
 double predict_in_process(const ProductShape& p, std::size_t threads, const Calibration& c);
 

@@ -151,7 +151,9 @@ int run_bench(const BenchArgs& args) {
     write_random_npy(b, dtype, {s.k, s.n}, 2);
     std::map<std::string, std::vector<double>> seconds, walls, pss;
     for (int round = 0; round < args.rounds; ++round) {
-      for (const Variant& v : variants) {
+      // Each round starts one variant later, so that none always follows the same one.
+      for (std::size_t i = 0; i < variants.size(); ++i) {
+        const Variant& v = variants[(i + static_cast<std::size_t>(round)) % variants.size()];
         std::vector<std::string> argv;
         if (v.python) {
           argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
@@ -275,7 +277,8 @@ void add_bench(CLI::App& app, Action& action) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench",
-      "Benchmark side by side in one run, alternating between variants, reporting medians: the "
+      "Benchmark side by side in one run, alternating between variants (each round starting one "
+      "later), reporting medians: the "
       "automatic plan, every fixed worker count with fork and with spawn, single-process "
       "OpenBLAS with every core, and (when /usr/bin/python3 has numpy and joblib) numpy's "
       "A @ B and the seed documents' joblib and multiprocessing recipes.");

@@ -20,6 +20,7 @@ int run_calibrate(bool show, bool json) {
                                       {"gflops_f64", c.gflops_f64},
                                       {"gflops_f32", c.gflops_f32},
                                       {"thread_scaling", c.thread_scaling},
+                                      {"thread_scaling_512", c.thread_scaling_512},
                                       {"skinny_rate", c.skinny_rate},
                                       {"skinny_scaling", c.skinny_scaling},
                                       {"process_scaling", c.process_scaling},
@@ -36,8 +37,8 @@ int run_calibrate(bool show, bool json) {
   fmt::print("calibration ({}{})\n", show ? "" : "saved to ", c.source);
   fmt::print("  dgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f64);
   fmt::print("  sgemm, one thread:          {:.1f} GFLOP/s\n", c.gflops_f32);
-  fmt::print("  threads in one process:     {:.2f} of {} x one thread\n", c.thread_scaling,
-             c.cores);
+  fmt::print("  threads in one process:     {:.2f} of {} x one thread (1024^3), {:.2f} (512^3)\n",
+             c.thread_scaling, c.cores, c.thread_scaling_512);
   const char* classes[3] = {"k long (64x131072x64)", "m long (131072x64x64)",
                             "n long (64x64x131072)"};
   for (int i = 0; i < 3; ++i)

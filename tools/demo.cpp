@@ -6,11 +6,13 @@
 #include <cfloat>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/npy_file.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
+#include "tools/measure.hpp"
 
 namespace fs = std::filesystem;
 
@@ -64,25 +66,36 @@ int run_demo(std::uint64_t size, int rounds, const Options& engine) {
   write_random_npy(a, DType::float64, {size, size}, 1);
   write_random_npy(b, DType::float64, {size, size}, 2);
 
-  Options reference;
-  reference.in_process = true;
-  // Alternate the two, so that both see the same machine; report medians.
+  // Each run is a `shmgemm multiply` process, as a user would start it, alternating between
+  // the two so that both see the same machine; medians of the job times they report.
+  auto run = [&](const fs::path& out, const std::vector<std::string>& how) {
+    std::vector<std::string> argv = {self_executable(), "multiply", a.string(), b.string(), "-o",
+                                     out.string(),      "--json"};
+    argv.insert(argv.end(), how.begin(), how.end());
+    const Measured m = run_measured(argv, 0);
+    if (m.status != 0) throw Error(ErrorCode::worker_failed, "demo: " + m.err);
+    return nlohmann::json::parse(m.out);
+  };
   std::vector<double> t_engine, t_blas;
-  Report r_engine, r_blas;
+  nlohmann::json r_engine, r_blas;
   for (int i = 0; i < rounds; ++i) {
-    r_engine = multiply_npy(a, b, c_engine, engine);
-    t_engine.push_back(r_engine.seconds);
-    r_blas = multiply_npy(a, b, c_blas, reference);
-    t_blas.push_back(r_blas.seconds);
+    r_engine = run(c_engine, engine_args(engine));
+    t_engine.push_back(r_engine["seconds"]);
+    r_blas = run(c_blas, {"--in-process"});
+    t_blas.push_back(r_blas["seconds"]);
   }
   const double te = median(t_engine), tb = median(t_blas);
   const double flops = 2.0 * double(size) * double(size) * double(size);
   const std::string engine_how =
-      fmt::format("shmgemm engine ({} x {}, {}, {})", plural(r_engine.workers, "worker"),
-                  plural(r_engine.threads_per_worker, "thread"), to_string(r_engine.launch),
-                  to_string(r_engine.backing));
+      r_engine["in_process"].get<bool>()
+          ? fmt::format("shmgemm engine ({}: in process)",
+                        r_engine["plan"]["reason"].get<std::string>())
+          : fmt::format("shmgemm engine ({} x {}, {}, {})", plural(r_engine["workers"], "worker"),
+                        plural(r_engine["threads_per_worker"], "thread"),
+                        r_engine["launch"].get<std::string>(),
+                        r_engine["backing"].get<std::string>());
   const std::string blas_how =
-      fmt::format("OpenBLAS in one process ({})", plural(r_blas.threads_per_worker, "thread"));
+      fmt::format("OpenBLAS in one process ({})", plural(r_blas["threads_per_worker"], "thread"));
   const std::size_t width = std::max(engine_how.size(), blas_how.size()) + 1;
   fmt::print("  {:<{}} {:.3f} s, {:.1f} GFLOP/s\n", engine_how + ":", width, te, flops / te / 1e9);
   fmt::print("  {:<{}} {:.3f} s, {:.1f} GFLOP/s\n", blas_how + ":", width, tb, flops / tb / 1e9);
@@ -111,11 +124,14 @@ void add_demo(CLI::App& app, Action& action) {
     Options options;
   };
   auto args = std::make_shared<Args>();
+  // The demo shows the workers: one per core unless --workers says otherwise (auto included).
+  args->options.workers = available_cores();
   CLI::App* cmd = app.add_subcommand(
       "demo",
       "Generate two random float64 matrices in a temporary folder, multiply them with the "
-      "engine and with single-process OpenBLAS, check that the results agree, print both "
-      "times and their ratio, and remove the folder.");
+      "engine (one worker per core unless --workers says otherwise) and with single-process "
+      "OpenBLAS, each as a `shmgemm multiply` process, check that the results agree, print "
+      "both times and their ratio, and remove the folder.");
   cmd->add_option("--size", args->size, "rows and columns of A and B")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{50000}))
       ->capture_default_str();

@@ -42,10 +42,11 @@ struct Options {
 // Machine figures behind the automatic plan. `shmgemm calibrate` measures them and caches them
 // (calibration_path()); without a cache, built-in defaults for a current x86-64 core apply.
 struct Calibration {
-  double gflops_f64 = 40;       // dgemm, one thread, large square
-  double gflops_f32 = 80;       // sgemm, one thread, large square
-  double thread_scaling = 0.9;  // all cores in one process / (cores x one thread), square
-  double half_rate_dim = 48;    // smallest dimension at which one thread runs at half rate
+  double gflops_f64 = 40;            // dgemm, one thread, large square
+  double gflops_f32 = 80;            // sgemm, one thread, large square
+  double thread_scaling = 0.9;       // all cores in one process / (cores x one thread), 1024^3
+  double thread_scaling_512 = 0.85;  // the same at 512^3
+  double half_rate_dim = 48;         // smallest dimension at which one thread runs at half rate
   // Skinny products, one dimension long (131072) and the other two 64: [0] k long, [1] m long, [2]
   // n long. One-thread rate relative to gflops_*, and the thread scaling in one process.
   double skinny_rate[3] = {0.4, 0.3, 0.3};

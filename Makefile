@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test sanitize fuzz format format-check clean
+.PHONY: all deps build run test sanitize fuzz bench plot format format-check clean
 
 all: build
 
@@ -21,6 +21,18 @@ run: build
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The README's performance figures: `shmgemm bench` on its default shapes (a few minutes), as a
+# table in $(BUILD_DIR)/bench/sweep.md and a CSV; `make plot` draws docs/bench-scaling.png.
+BENCH_CSV = $(BUILD_DIR)/bench/sweep.csv
+bench: build
+	@mkdir -p $(BUILD_DIR)/bench
+	$(BUILD_DIR)/bin/shmgemm bench --csv $(BENCH_CSV) | tee $(BUILD_DIR)/bench/sweep.md
+
+plot:
+	@bash tools/install-deps.sh gnuplot-nox
+	@test -f $(BENCH_CSV) || $(MAKE) bench
+	bash tools/plot_bench.sh $(BENCH_CSV) docs/bench-scaling.png
 
 # The whole suite built with AddressSanitizer and UndefinedBehaviorSanitizer (gcc).
 SAN_FLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

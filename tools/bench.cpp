@@ -10,7 +10,9 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
+#include <random>
 
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -150,10 +152,15 @@ int run_bench(const BenchArgs& args) {
     write_random_npy(a, dtype, {s.m, s.k}, 1);
     write_random_npy(b, dtype, {s.k, s.n}, 2);
     std::map<std::string, std::vector<double>> seconds, walls, pss;
+    std::vector<std::size_t> order(variants.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937 shuffle_rng(12345);
     for (int round = 0; round < args.rounds; ++round) {
-      // Each round starts one variant later, so that none always follows the same one.
-      for (std::size_t i = 0; i < variants.size(); ++i) {
-        const Variant& v = variants[(i + static_cast<std::size_t>(round)) % variants.size()];
+      // A new order every round, so that no variant always follows the same one (a peer's
+      // output still being written back, say).
+      std::shuffle(order.begin(), order.end(), shuffle_rng);
+      for (std::size_t index : order) {
+        const Variant& v = variants[index];
         std::vector<std::string> argv;
         if (v.python) {
           argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};

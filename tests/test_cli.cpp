@@ -211,7 +211,9 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
     CAPTURE(row.dump());
     CHECK(row["seconds"].get<double>() > 0);
     CHECK(row["wall_seconds"].get<double>() >= row["seconds"].get<double>());
-    CHECK(row["peak_pss_mib"].get<double>() > 0);
+    CHECK(row["peak_pss_mib"].get<double>() >= 0);
+    // A Python peer outlives the 5 ms sampling interval, so its memory is always sampled.
+    if (row["variant"] == "joblib recipe") CHECK(row["peak_pss_mib"].get<double>() > 10);
     if (row["variant"] == "OpenBLAS in process") CHECK(row["ratio_vs_openblas"] == 1.0);
   }
   CHECK(j["auto_checks"].size() == 2);

@@ -264,9 +264,11 @@ int run_bench(const BenchArgs& args) {
   if (!peers) fmt::print("(peers skipped: /usr/bin/python3 with numpy and joblib not found)\n\n");
   fmt::print("| shape | variant | seconds | GFLOP/s | vs OpenBLAS | wall s | peak PSS MiB |\n");
   fmt::print("|---|---|---|---|---|---|---|\n");
+  // A process that ends before the first sample shows "-": too short to measure.
   for (const Result& r : results)
-    fmt::print("| {} | {} | {:.4f} | {:.1f} | {:.2f} | {:.4f} | {:.0f} |\n", r.shape, r.variant,
-               r.seconds, r.gflops, r.ratio, r.wall, double(r.peak_pss) / (1 << 20));
+    fmt::print("| {} | {} | {:.4f} | {:.1f} | {:.2f} | {:.4f} | {} |\n", r.shape, r.variant,
+               r.seconds, r.gflops, r.ratio, r.wall,
+               r.peak_pss ? fmt::format("{:.0f}", double(r.peak_pss) / (1 << 20)) : "-");
   fmt::print("\nauto against the faster of in process and the best fixed worker count:\n");
   for (const auto& c : checks)
     fmt::print("  {}: auto {:.4f} s, best {} {:.4f} s, ratio {:.3f}\n",

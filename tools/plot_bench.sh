@@ -12,7 +12,12 @@ awk -F, -v dir="$work" 'NR > 1 && $2 == $3 && $3 == $4 {
   name = $6; gsub(/[^A-Za-z0-9]+/, "_", name);
   print $2, $8 > (dir "/" name ".dat");
   if (!(name in seen)) { seen[name] = 1; order[++n] = name; label[name] = $6 }
-} END { for (i = 1; i <= n; i++) print order[i] "\t" label[order[i]] > (dir "/variants.tsv") }' "$csv"
+  sizes[$2] = 1;
+} END {
+  for (i = 1; i <= n; i++) print order[i] "\t" label[order[i]] > (dir "/variants.tsv");
+  for (s in sizes) print s > (dir "/sizes.txt")
+}' "$csv"
+xtics=$(sort -n "$work/sizes.txt" | paste -sd, -)
 
 case "$out" in
   *.svg) terminal="svg size 900,560 dynamic" ;;
@@ -35,6 +40,8 @@ set title 'shmgemm bench: C = A·B, square float64, throughput of the whole job 
 set xlabel 'n (A, B, C are n x n)'
 set ylabel 'GFLOP/s'
 set logscale x 2
+set xtics ($xtics)
+set termoption noenhanced
 set key left top
 set grid
 plot $plots

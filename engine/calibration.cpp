@@ -194,11 +194,9 @@ Calibration measure_calibration() {
   return c;
 }
 
-void save_calibration(const Calibration& c) {
-  const fs::path path = calibration_path();
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
+std::string calibration_json(const Calibration& c, int indent) {
   const nlohmann::json j = {{"version", kCacheVersion},
+                            {"source", c.source},
                             {"cores", c.cores},
                             {"gflops_f64", c.gflops_f64},
                             {"gflops_f32", c.gflops_f32},
@@ -214,11 +212,18 @@ void save_calibration(const Calibration& c) {
                             {"spawn_per_worker_us", c.spawn_per_worker_us},
                             {"fault_us_per_mib", c.fault_us_per_mib},
                             {"copy_gbs", c.copy_gbs}};
+  return j.dump(indent);
+}
+
+void save_calibration(const Calibration& c) {
+  const fs::path path = calibration_path();
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
   // Whole or not at all: a temporary beside it, renamed.
   const fs::path tmp = path.string() + fmt::format(".{}.tmp", ::getpid());
   {
     std::ofstream f(tmp);
-    f << j.dump(2) << '\n';
+    f << calibration_json(c, 2) << '\n';
     if (!f)
       throw Error(ErrorCode::resource,
                   fmt::format("{}: cannot write the calibration", tmp.string()));

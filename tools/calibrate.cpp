@@ -1,8 +1,6 @@
 // `shmgemm calibrate`: measure the figures behind the automatic plan and cache them.
 #include <fmt/format.h>
 
-#include <nlohmann/json.hpp>
-
 #include "tools/commands.hpp"
 
 namespace shmgemm::cli {
@@ -15,23 +13,7 @@ int run_calibrate(bool show, bool json) {
     c.source = calibration_path().string();
   }
   if (json) {
-    fmt::print("{}\n", nlohmann::json{{"source", c.source},
-                                      {"cores", c.cores},
-                                      {"gflops_f64", c.gflops_f64},
-                                      {"gflops_f32", c.gflops_f32},
-                                      {"thread_scaling", c.thread_scaling},
-                                      {"thread_scaling_512", c.thread_scaling_512},
-                                      {"skinny_rate", c.skinny_rate},
-                                      {"skinny_scaling", c.skinny_scaling},
-                                      {"process_scaling", c.process_scaling},
-                                      {"half_rate_dim", c.half_rate_dim},
-                                      {"fork_base_us", c.fork_base_us},
-                                      {"fork_per_worker_us", c.fork_per_worker_us},
-                                      {"spawn_base_us", c.spawn_base_us},
-                                      {"spawn_per_worker_us", c.spawn_per_worker_us},
-                                      {"fault_us_per_mib", c.fault_us_per_mib},
-                                      {"copy_gbs", c.copy_gbs}}
-                           .dump());
+    fmt::print("{}\n", calibration_json(c));
     return 0;
   }
   fmt::print("calibration ({}{})\n", show ? "" : "saved to ", c.source);

@@ -110,6 +110,8 @@ std::filesystem::path calibration_path();
 Calibration load_calibration();
 // Measures this machine (a few seconds, using every core) and returns the figures.
 Calibration measure_calibration();
+// `c` as JSON (the cache's format); indent < 0: one line.
+std::string calibration_json(const Calibration& c, int indent = -1);
 // Writes `c` to calibration_path(). Throws Error naming the file.
 void save_calibration(const Calibration& c);
 

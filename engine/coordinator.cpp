@@ -109,48 +109,20 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
 
   const std::uint64_t c_shape[] = {report.m, report.n};
   NpyOutput out = NpyOutput::create(out_path, dtype, c_shape);
-  const unsigned cores = available_cores();
 
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
   if (report.m == 0 || report.n == 0 || report.k == 0) return finish(out);
 
-  // The plan: as asked, or chosen by the cost model from this machine's calibration.
-  const bool automatic = !options.in_process && options.workers == 0;
-  const detail::ProductShape shape{report.m, report.k, report.n, dtype};
-  // Reading the cache costs ~0.2 ms in a fresh process: not for products too small to split.
-  const bool tiny = automatic && detail::too_small_for_workers(shape, cores);
-  Calibration calibration;
-  if (automatic && !tiny) calibration = load_calibration();
-  if (tiny) calibration.source = "built-in defaults (the product is too small for workers to pay)";
-  const detail::Plan plan = detail::make_plan(shape, options, cores, calibration);
-  report.automatic = plan.automatic;
-  report.candidates = plan.candidates;
-  report.plan_reason = plan.reason;
-  if (automatic) report.calibration = calibration.source;
-  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
-
+  const detail::Plan plan =
+      detail::plan_product({report.m, report.k, report.n, dtype}, options, report);
   if (plan.in_process) {
-    report.in_process = true;
     const auto t = std::chrono::steady_clock::now();
-    set_blas_threads(static_cast<int>(plan.threads_per_worker));
-    if (!options.progress) {
-      compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {0, report.m});
-    } else {
-      // In chunks, so that the bar can move between them.
-      detail::ProgressBar bar(true, report.m, 2.0 * double(report.n) * double(report.k));
-      for (std::uint64_t r = 0; r < report.m; r += kChunkRows) {
-        const std::uint64_t end = std::min(report.m, r + kChunkRows);
-        compute_rows(dtype, a.matrix(), b.matrix(), out.matrix(), {r, end});
-        bar.update(end);
-        detail::throw_if_interrupted();
-      }
-    }
+    detail::compute_in_process(dtype, a.matrix(), b.matrix(), out.matrix(), plan, options);
     report.compute_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     return finish(out);
   }
 
-  report.workers = static_cast<unsigned>(plan.workers);
   // Fail before computing when /dev/shm cannot hold what this run puts there.
   std::uint64_t shm_bytes = sizeof(JobDescriptor);
   if (options.backing == Backing::shm)
@@ -162,7 +134,8 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
       detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
   report.compute_seconds = stats.compute_seconds;
   report.retries = stats.retries;
-  placement.finish(out);
+  placement.finish();
+  report.copied_bytes = placement.copied_bytes();
   return finish(out);
 }
 

@@ -9,10 +9,12 @@
 #include <string>
 
 #include "common/segment.hpp"
+#include "engine/interrupt.hpp"
 #include "engine/launcher.hpp"
 #include "engine/progress.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/error.hpp"
+#include "worker/slice_kernel.hpp"
 #include "worker/worker_run.hpp"
 
 namespace shmgemm::detail {
@@ -34,6 +36,42 @@ Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
 }
 
 }  // namespace
+
+Plan plan_product(const ProductShape& shape, const Options& options, Report& report) {
+  const unsigned cores = available_cores();
+  const bool automatic = !options.in_process && options.workers == 0;
+  // Reading the cache costs ~0.2 ms in a fresh process: not for products too small to split.
+  const bool tiny = automatic && too_small_for_workers(shape, cores);
+  Calibration calibration;
+  if (automatic && !tiny) calibration = load_calibration();
+  if (tiny) calibration.source = "built-in defaults (the product is too small for workers to pay)";
+  Plan plan = make_plan(shape, options, cores, calibration);
+  report.automatic = plan.automatic;
+  report.candidates = plan.candidates;
+  report.plan_reason = plan.reason;
+  if (automatic) report.calibration = calibration.source;
+  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
+  report.workers = static_cast<unsigned>(plan.workers);
+  report.in_process = plan.in_process;
+  return plan;
+}
+
+void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
+                        const MatrixRef& c, const Plan& plan, const Options& options) {
+  set_blas_threads(static_cast<int>(plan.threads_per_worker));
+  if (!options.progress) {
+    compute_rows(dtype, a, b, c, {0, c.rows});
+    return;
+  }
+  // In chunks, so that the bar can move between them.
+  ProgressBar bar(true, c.rows, 2.0 * double(c.cols) * double(a.cols));
+  for (std::uint64_t r = 0; r < c.rows; r += kChunkRows) {
+    const std::uint64_t end = std::min(c.rows, r + kChunkRows);
+    compute_rows(dtype, a, b, c, {r, end});
+    bar.update(end);
+    throw_if_interrupted();
+  }
+}
 
 RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
                      const Plan& plan, Placement& placement, const Options& options) {

@@ -8,6 +8,16 @@
 
 namespace shmgemm::detail {
 
+// The plan for `shape` as `options` ask, reading the calibration only when the cost model
+// needs it; records the plan in the report (automatic, candidates, reason, calibration,
+// threads, workers, in_process).
+Plan plan_product(const ProductShape& shape, const Options& options, Report& report);
+
+// Computes all rows of c = a·b in this process with the plan's threads; in chunks with a
+// progress bar when options.progress. c must be row-major.
+void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
+                        const MatrixRef& c, const Plan& plan, const Options& options);
+
 struct RunStats {
   double compute_seconds = 0;  // first launch to last join
   unsigned retries = 0;

@@ -3,6 +3,8 @@
 #include <cstring>
 #include <filesystem>
 
+#include "engine/engine_memory.hpp"
+
 namespace shmgemm::detail {
 namespace {
 
@@ -19,24 +21,29 @@ OperandRef ref_of(const Ref& m, Storage storage, const std::string& name, std::u
   return r;
 }
 
-// A segment holding a copy of the file's data, in the same layout.
-Placed<ConstMatrixRef> load_into_segment(const NpyMapping& file, std::string_view role,
-                                         std::optional<SharedSegment>& seg) {
-  seg = SharedSegment::create(role, file.header().data_bytes);
-  std::memcpy(seg->data(), file.data(), file.header().data_bytes);
-  ConstMatrixRef local = file.matrix();
-  local.data = seg->data();
-  return {local, ref_of(local, Storage::shm, seg->name(), 0)};
-}
-
 std::string absolute(const std::string& path) {
   return std::filesystem::absolute(path).string();
+}
+
+std::uint64_t extent(const ConstMatrixRef& m, std::size_t item) {
+  return matrix_extent_bytes(m.rows, m.cols, m.ld, m.layout, item).value_or(0);
+}
+
+// A segment holding a copy of `bytes` at `data`, seen as `m` laid out the same way.
+Placed<ConstMatrixRef> copy_into_segment(ConstMatrixRef m, const std::byte* data,
+                                         std::uint64_t bytes, std::string_view role,
+                                         std::optional<SharedSegment>& seg) {
+  seg = SharedSegment::create(role, std::max<std::uint64_t>(bytes, 1));
+  std::memcpy(seg->data(), data, bytes);
+  m.data = seg->data();
+  return {m, ref_of(m, Storage::shm, seg->name(), 0)};
 }
 
 }  // namespace
 
 Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
-                     Backing backing) {
+                     Backing backing)
+    : item_(item_size(a.header().dtype)) {
   if (backing == Backing::file) {
     a_ = {a.matrix(),
           ref_of(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
@@ -46,12 +53,51 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
           ref_of(out.matrix(), Storage::file, out.path_for_workers(), out.header().data_offset)};
     return;
   }
-  a_ = load_into_segment(a, "a", a_seg_);
-  b_ = load_into_segment(b, "b", b_seg_);
+  a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_);
+  b_ = copy_into_segment(b.matrix(), b.data(), b.header().data_bytes, "b", b_seg_);
+  copied_ = a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
   c_seg_ = SharedSegment::create("c", out.header().data_bytes);
   MatrixRef c_local = out.matrix();
   c_local.data = c_seg_->data();
   c_ = {c_local, ref_of(c_local, Storage::shm, c_seg_->name(), 0)};
+  destination_ = out.matrix();
+}
+
+Placed<ConstMatrixRef> Placement::stage(const ConstMatrixRef& m, std::string_view role, DType,
+                                        std::optional<SharedSegment>& seg) {
+  const std::uint64_t bytes = extent(m, item_);
+  if (const auto at = find_engine_memory(m.data, bytes))
+    return {m, ref_of(m, Storage::shm, at->segment, at->offset)};
+  copied_ += bytes;
+  return copy_into_segment(m, m.data, bytes, role, seg);
+}
+
+Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
+                     DType dtype, Launch launch)
+    : item_(item_size(dtype)) {
+  if (launch == Launch::fork) {
+    // Forked workers see this memory as it is: the refs are never read.
+    a_ = {a, ref_of(a, Storage::shm, "inherited", 0)};
+    b_ = {b, ref_of(b, Storage::shm, "inherited", 0)};
+  } else {
+    a_ = stage(a, "a", dtype, a_seg_);
+    b_ = stage(b, "b", dtype, b_seg_);
+  }
+  const std::uint64_t c_bytes = c.rows * c.cols * item_;
+  if (c.layout == Layout::row_major) {
+    if (const auto at =
+            find_engine_memory(c.data, extent({c.data, c.rows, c.cols, c.ld, c.layout}, item_))) {
+      c_ = {c, ref_of(c, Storage::shm, at->segment, at->offset)};
+      return;
+    }
+  }
+  // Workers write into a segment of C's own, row-major; finish() copies it into c.
+  c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes, 1));
+  const MatrixRef local{c_seg_->data(), c.rows, c.cols, std::max<std::uint64_t>(c.cols, 1),
+                        Layout::row_major};
+  c_ = {local, ref_of(local, Storage::shm, c_seg_->name(), 0)};
+  destination_ = c;
+  copied_ += c_bytes;
 }
 
 void Placement::unlink_names() noexcept {
@@ -59,8 +105,19 @@ void Placement::unlink_names() noexcept {
     if (*seg) (*seg)->unlink();
 }
 
-void Placement::finish(const NpyOutput& out) const {
-  if (c_seg_) std::memcpy(out.data(), c_seg_->data(), out.header().data_bytes);
+void Placement::finish() {
+  if (!c_seg_) return;
+  const MatrixRef& from = c_.local;
+  const MatrixRef& to = destination_;
+  if (to.layout == Layout::row_major) {
+    for (std::uint64_t i = 0; i < from.rows; ++i)
+      std::memcpy(to.data + i * to.ld * item_, from.data + i * from.ld * item_, from.cols * item_);
+    return;
+  }
+  // A column-major destination: element by element, transposing.
+  for (std::uint64_t i = 0; i < from.rows; ++i)
+    for (std::uint64_t j = 0; j < from.cols; ++j)
+      std::memcpy(to.data + (j * to.ld + i) * item_, from.data + (i * from.ld + j) * item_, item_);
 }
 
 }  // namespace shmgemm::detail

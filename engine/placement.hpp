@@ -3,6 +3,7 @@
 
 #include <optional>
 
+#include "common/dtype.hpp"
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
@@ -17,28 +18,45 @@ struct Placed {
   OperandRef ref;
 };
 
-// The operands of one run in one backing. Thread-safety: none.
-//  - file: A and B are their .npy files' mapped data sections; C is the output's. No copy.
-//  - shm:  A and B are read once into new named segments; C is a new segment, copied into the
-//          output by finish().
+// The operands of one run. Thread-safety: none.
 class Placement {
  public:
+  // .npy operands and output:
+  //  - file: A and B are their files' mapped data sections; C is the output's. No copy.
+  //  - shm:  A and B are read once into new named segments; C is a new segment, copied into the
+  //          output by finish().
   Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out, Backing backing);
+
+  // Operands in this process's memory (matmul):
+  //  - A and B: with fork, used where they are (workers inherit them); with spawn, copied once
+  //    into segments unless they lie in a Pool's shared memory.
+  //  - C: written in place when it is row-major in a Pool's shared memory; else a segment,
+  //    copied into c by finish().
+  Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c, DType dtype,
+            Launch launch);
 
   const Placed<ConstMatrixRef>& a() const { return a_; }
   const Placed<ConstMatrixRef>& b() const { return b_; }
   const Placed<MatrixRef>& c() const { return c_; }
+  // Bytes copied to place A and B and to bring C back.
+  std::uint64_t copied_bytes() const { return copied_; }
 
   // Removes the segments' names (mappings stay valid): once every worker has attached, or
   // right away when workers are forked.
   void unlink_names() noexcept;
-  // Moves the result into the output: a copy for shm, nothing for file.
-  void finish(const NpyOutput& out) const;
+  // Moves the result to its destination: a copy when C was computed in a segment of its own.
+  void finish();
 
  private:
+  Placed<ConstMatrixRef> stage(const ConstMatrixRef& m, std::string_view role, DType dtype,
+                               std::optional<SharedSegment>& seg);
+
   Placed<ConstMatrixRef> a_, b_;
   Placed<MatrixRef> c_;
   std::optional<SharedSegment> a_seg_, b_seg_, c_seg_;
+  MatrixRef destination_;  // where finish() copies C, when c_seg_ holds it
+  std::size_t item_ = 8;
+  std::uint64_t copied_ = 0;
 };
 
 }  // namespace shmgemm::detail

@@ -1,0 +1,118 @@
+// matmul: the one-call product for host programs, on matrices in their own memory.
+#include <fmt/format.h>
+#include <chrono>
+#include <climits>
+#include <vector>
+
+#include "common/npy.hpp"
+#include "engine/interrupt.hpp"
+#include "engine/job_runner.hpp"
+#include "engine/placement.hpp"
+#include "shmgemm/shmgemm.hpp"
+#include "worker/slice_kernel.hpp"
+
+namespace shmgemm {
+namespace {
+
+template <class T>
+constexpr DType dtype_of() {
+  return sizeof(T) == 8 ? DType::float64 : DType::float32;
+}
+
+template <class T>
+BasicMatrixRef<std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>> ref_of(
+    MatrixView<T> v) {
+  using Byte = std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>;
+  return {reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(), std::max<std::uint64_t>(v.ld(), 1),
+          v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
+}
+
+void check_shapes(std::size_t m, std::size_t k, std::size_t k2, std::size_t n, std::size_t cm,
+                  std::size_t cn, std::size_t a_ld, std::size_t b_ld, std::size_t c_ld) {
+  const std::uint64_t sa[] = {m, k}, sb[] = {k2, n};
+  if (k != k2)
+    throw Error(ErrorCode::shape_mismatch,
+                fmt::format("shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
+                            shape_string(sa), shape_string(sb), k, k2));
+  if (cm != m || cn != n)
+    throw Error(
+        ErrorCode::shape_mismatch,
+        fmt::format("output shape ({},{}) does not match the product's ({},{})", cm, cn, m, n));
+  for (std::size_t d : {m, k, n, a_ld, b_ld, c_ld})
+    if (d > static_cast<std::size_t>(INT_MAX))
+      throw Error(ErrorCode::unsupported,
+                  fmt::format("dimension {} exceeds {}, the largest that OpenBLAS's 32-bit "
+                              "interface takes",
+                              d, INT_MAX));
+}
+
+template <class T>
+Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
+                   const Options& options) {
+  const auto start = std::chrono::steady_clock::now();
+  check_shapes(a.rows(), a.cols(), b.rows(), b.cols(), c.rows(), c.cols(), a.ld(), b.ld(), c.ld());
+  constexpr DType dtype = dtype_of<T>();
+  Report report;
+  report.m = a.rows();
+  report.k = a.cols();
+  report.n = b.cols();
+  report.dtype = dtype_name(dtype);
+  report.launch = options.launch;
+  report.backing = Backing::shm;
+  auto done = [&] {
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  };
+  if (report.m == 0 || report.n == 0) return done();
+  if (report.k == 0) {
+    for (std::size_t i = 0; i < c.rows(); ++i)
+      for (std::size_t j = 0; j < c.cols(); ++j)
+        c(i, j) = T(0);
+    return done();
+  }
+
+  const detail::Plan plan =
+      detail::plan_product({report.m, report.k, report.n, dtype}, options, report);
+  if (plan.in_process) {
+    const auto t = std::chrono::steady_clock::now();
+    if (c.order() == Order::row_major) {
+      detail::compute_in_process(dtype, ref_of(a), ref_of(b), ref_of(c), plan, options);
+    } else {
+      // BLAS writes C row-major here: through a row-major buffer, then transposed into c.
+      std::vector<T> buffer(c.rows() * c.cols());
+      MatrixView<T> tmp(buffer.data(), c.rows(), c.cols());
+      detail::compute_in_process(dtype, ref_of(a), ref_of(b), ref_of(tmp), plan, options);
+      for (std::size_t i = 0; i < c.rows(); ++i)
+        for (std::size_t j = 0; j < c.cols(); ++j)
+          c(i, j) = tmp(i, j);
+    }
+    report.compute_seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    return done();
+  }
+
+  detail::Placement placement(ref_of(a), ref_of(b), ref_of(c), dtype, options.launch);
+  const detail::RunStats stats =
+      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
+  report.compute_seconds = stats.compute_seconds;
+  report.retries = stats.retries;
+  placement.finish();
+  report.copied_bytes = placement.copied_bytes();
+  detail::throw_if_interrupted();
+  return done();
+}
+
+}  // namespace
+
+Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
+              const Options& options) {
+  return matmul_impl<double>(a, b, c, options);
+}
+
+Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
+              const Options& options) {
+  return matmul_impl<float>(a, b, c, options);
+}
+
+}  // namespace shmgemm

@@ -107,14 +107,16 @@ std::size_t Launcher::live() const {
 std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
   std::vector<WorkerExit> exits;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  bool polled_once = false;
   while (exits.empty() && live() > 0) {
     int wait_ms = -1;
     if (timeout_ms >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) break;
-      wait_ms = static_cast<int>(left.count());
+      if (left.count() <= 0 && polled_once) break;  // a zero timeout still polls once
+      wait_ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0));
     }
+    polled_once = true;
     std::vector<pollfd> fds;
     std::vector<Child*> polled;
     for (Child& c : workers_) {

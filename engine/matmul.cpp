@@ -8,49 +8,45 @@
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
+#include "engine/views.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
-namespace {
+namespace {}  // namespace
 
-template <class T>
-constexpr DType dtype_of() {
-  return sizeof(T) == 8 ? DType::float64 : DType::float32;
-}
+namespace detail {
 
-template <class T>
-BasicMatrixRef<std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>> ref_of(
-    MatrixView<T> v) {
-  using Byte = std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>;
-  return {reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(), std::max<std::uint64_t>(v.ld(), 1),
-          v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
-}
-
-void check_shapes(std::size_t m, std::size_t k, std::size_t k2, std::size_t n, std::size_t cm,
-                  std::size_t cn, std::size_t a_ld, std::size_t b_ld, std::size_t c_ld) {
-  const std::uint64_t sa[] = {m, k}, sb[] = {k2, n};
-  if (k != k2)
+void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c) {
+  const std::uint64_t sa[] = {a.rows, a.cols}, sb[] = {b.rows, b.cols};
+  if (a.cols != b.rows)
     throw Error(ErrorCode::shape_mismatch,
                 fmt::format("shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
-                            shape_string(sa), shape_string(sb), k, k2));
-  if (cm != m || cn != n)
-    throw Error(
-        ErrorCode::shape_mismatch,
-        fmt::format("output shape ({},{}) does not match the product's ({},{})", cm, cn, m, n));
-  for (std::size_t d : {m, k, n, a_ld, b_ld, c_ld})
-    if (d > static_cast<std::size_t>(INT_MAX))
+                            shape_string(sa), shape_string(sb), a.cols, b.rows));
+  if (c.rows != a.rows || c.cols != b.cols)
+    throw Error(ErrorCode::shape_mismatch,
+                fmt::format("output shape ({},{}) does not match the product's ({},{})", c.rows,
+                            c.cols, a.rows, b.cols));
+  for (std::uint64_t d : {a.rows, a.cols, b.cols, a.ld, b.ld, c.ld})
+    if (d > static_cast<std::uint64_t>(INT_MAX))
       throw Error(ErrorCode::unsupported,
                   fmt::format("dimension {} exceeds {}, the largest that OpenBLAS's 32-bit "
                               "interface takes",
                               d, INT_MAX));
 }
 
+}  // namespace detail
+
+namespace {
+
+using detail::dtype_of;
+using detail::ref_of;
+
 template <class T>
 Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
                    const Options& options) {
   const auto start = std::chrono::steady_clock::now();
-  check_shapes(a.rows(), a.cols(), b.rows(), b.cols(), c.rows(), c.cols(), a.ld(), b.ld(), c.ld());
+  detail::check_product_shapes(ref_of(a), ref_of(b), ref_of(c));
   constexpr DType dtype = dtype_of<T>();
   Report report;
   report.m = a.rows();

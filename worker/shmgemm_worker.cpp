@@ -8,11 +8,44 @@
 #include <csignal>
 
 #include "common/job.hpp"
+#include "common/pool_protocol.hpp"
 #include "common/segment.hpp"
 #include "worker/attach.hpp"
+#include "worker/pool_worker.hpp"
 #include "worker/worker_run.hpp"
 
 using namespace shmgemm;
+
+namespace {
+
+// Serves a Pool: maps its control block and arena by name and runs tasks until it stops.
+int serve_pool(const std::string& name, std::size_t id) {
+  try {
+    SharedSegment control_segment = SharedSegment::attach(name, true);
+    std::string problem;
+    PoolControl* control = validate_pool(
+        std::span<std::byte>(control_segment.data(), control_segment.size()), problem);
+    if (control == nullptr) {
+      fmt::print(stderr, "shmgemm-worker: pool {}: invalid control block: {}\n", name, problem);
+      return 2;
+    }
+    if (id >= control->workers || ::getppid() != control->coordinator_pid) {
+      fmt::print(stderr, "shmgemm-worker: pool {}: not this worker's pool\n", name);
+      return 2;
+    }
+    const SharedSegment arena = SharedSegment::attach(control->arena_name, true);
+    if (arena.size() < control->arena_bytes) {
+      fmt::print(stderr, "shmgemm-worker: pool {}: arena smaller than announced\n", name);
+      return 2;
+    }
+    return run_pool_worker(*control, arena.data(), static_cast<unsigned>(id));
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "shmgemm-worker: pool {}: {}\n", name, e.what());
+    return 1;
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -22,19 +55,22 @@ int main(int argc, char** argv) {
   std::string job_name;
   std::size_t id = 0;
   bool probe = false;
+  std::string pool_name;
   auto* job_opt = app.add_option("--job", job_name, "name of the job descriptor's shared segment");
-  app.add_option("--id", id, "this worker's index in the job")->needs(job_opt);
+  app.add_option("--pool", pool_name, "name of a Pool's control segment: serve it")
+      ->excludes(job_opt);
+  app.add_option("--id", id, "this worker's index in the job or pool");
   app.add_flag("--probe", probe, "start and exit at once (to measure the cost of launching)")
       ->excludes(job_opt);
   CLI11_PARSE(app, argc, argv);
   if (probe) return 0;
+  // Die with the coordinator.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (!pool_name.empty()) return serve_pool(pool_name, id);
   if (job_name.empty()) {
     fmt::print(stderr, "shmgemm-worker: --job is required\n");
     return 2;
   }
-
-  // Die with the coordinator.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
 
   SharedSegment segment;
   JobDescriptor* job = nullptr;

@@ -15,6 +15,7 @@ enum class ErrorCode {
   resource,          // the OS refused: no memory, no space, cannot map, cannot start a process
   worker_failed,     // a worker process failed or died
   interrupted,       // SIGINT, SIGTERM or SIGHUP arrived while handle_interrupts() was in force
+  shut_down,         // a Pool was destroyed before the job finished
   internal,          // a broken invariant: a bug in shmgemm
 };
 

@@ -10,6 +10,7 @@
 
 #include "shmgemm/error.hpp"
 #include "shmgemm/matrix_view.hpp"
+#include "shmgemm/pool.hpp"
 
 namespace shmgemm {
 
@@ -35,6 +36,9 @@ struct Options {
   // A failed block is recomputed in a fresh worker up to this many times. With spawn and
   // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
   unsigned retries = 0;
+  // Pool: bytes of its shared arena; 0: half of /dev/shm's free space. Pages are reserved as
+  // they are allocated, so a large arena costs nothing until used.
+  std::size_t pool_bytes = 0;
   // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
   // signal 9; retrying (1 of 2)"). May be empty.
   std::function<void(const std::string&)> on_retry;

@@ -1,0 +1,129 @@
+// shmgemm::Pool: persistent workers, started once and reused. Public API.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+
+#include "shmgemm/error.hpp"
+#include "shmgemm/matrix_view.hpp"
+
+namespace shmgemm {
+
+struct Options;
+class Pool;
+
+namespace detail {
+class PoolState;
+void* pool_allocate(PoolState& pool, std::size_t bytes);
+void pool_free(PoolState& pool, void* p) noexcept;
+}  // namespace detail
+
+// A row-major matrix in a Pool's shared memory: operands here reach the workers with no copy.
+// Move-only; frees its memory when destroyed (it keeps the pool's memory mapped until then,
+// even past the Pool). Thread-safety: as a value; the elements are the caller's to guard.
+template <class T>
+class SharedMatrix {
+ public:
+  SharedMatrix(SharedMatrix&& other) noexcept
+      : pool_(std::move(other.pool_)), data_(other.data_), rows_(other.rows_), cols_(other.cols_) {
+    other.data_ = nullptr;
+  }
+  SharedMatrix& operator=(SharedMatrix&& other) noexcept {
+    if (this != &other) {
+      release();
+      pool_ = std::move(other.pool_);
+      data_ = other.data_;
+      rows_ = other.rows_;
+      cols_ = other.cols_;
+      other.data_ = nullptr;
+    }
+    return *this;
+  }
+  SharedMatrix(const SharedMatrix&) = delete;
+  SharedMatrix& operator=(const SharedMatrix&) = delete;
+  ~SharedMatrix() { release(); }
+
+  T* data() const { return data_; }
+  std::size_t rows() const { return rows_; }
+  std::size_t cols() const { return cols_; }
+  MatrixView<T> view() const { return MatrixView<T>(data_, rows_, cols_); }
+
+ private:
+  friend class Pool;
+  SharedMatrix(std::shared_ptr<detail::PoolState> pool, T* data, std::size_t rows, std::size_t cols)
+      : pool_(std::move(pool)), data_(data), rows_(rows), cols_(cols) {}
+  void release() noexcept {
+    if (data_ && pool_) detail::pool_free(*pool_, data_);
+    data_ = nullptr;
+  }
+  std::shared_ptr<detail::PoolState> pool_;
+  T* data_ = nullptr;
+  std::size_t rows_ = 0, cols_ = 0;
+};
+
+// What a pool has done so far.
+struct PoolStats {
+  std::uint64_t jobs = 0;              // products completed (or failed)
+  std::uint64_t tasks = 0;             // blocks of rows run by workers
+  std::uint64_t staged_bytes = 0;      // copied into the pool for operands outside its memory,
+                                       // and back out for results outside it
+  std::uint64_t workers_replaced = 0;  // workers that died and were started again
+  std::uint64_t failed_jobs = 0;
+};
+
+// Persistent worker processes and a shared arena. Jobs reach the workers through a task queue
+// in shared memory (a robust process-shared mutex and semaphores); operands are offsets into
+// the arena. Each product is split into blocks of rows, one task each.
+//
+// Launching: the workers are started (fork or spawn, as options.launch says; options.workers
+// of them, 0: one per core) by the pool's own monitor thread, so they live exactly as long as
+// the pool (PR_SET_PDEATHSIG follows the thread that started them). fork in a program that
+// already runs threads is safe only as far as fork is (glibc and OpenBLAS handle it); spawn
+// starts shmgemm-worker and never forks the host's state. With fork the pool's segments are
+// unnamed before the first worker starts; with spawn they keep their names until the pool is
+// destroyed (`shmgemm gc` removes them after a crash).
+//
+// A worker that dies fails only the tasks it held: their jobs' futures carry
+// Error(worker_failed), and the pool starts a new worker in its place.
+class Pool {
+ public:
+  // Starts the workers and maps the arena (options.pool_bytes; 0: half of /dev/shm's free
+  // space, reserved page by page as it is allocated). Throws Error. Thread-safety: n/a.
+  explicit Pool(const Options& options);
+  // Stops and joins the workers (jobs not finished fail with Error(shut_down)) and removes the
+  // pool's shared memory names. Must not run while another thread uses the pool.
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // A rows x cols matrix in the pool's shared memory, zero-filled. Throws Error(resource) when
+  // the arena or /dev/shm is full. Thread-safe.
+  template <class T>
+  SharedMatrix<T> alloc(std::size_t rows, std::size_t cols) {
+    static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>);
+    T* p = static_cast<T*>(detail::pool_allocate(*state_, rows * cols * sizeof(T)));
+    return SharedMatrix<T>(state_, p, rows, cols);
+  }
+
+  // c = a·b; returns when done. Views outside the pool's memory are staged: a and b copied in,
+  // c computed in the pool and copied out (counted in stats().staged_bytes). Throws Error.
+  // Thread-safe: any number of threads may submit at once.
+  void matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);
+  void matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c);
+  // The same, without waiting. a, b and c must stay valid until the future is ready. Shape
+  // errors throw here; failures while computing arrive through the future. Thread-safe.
+  std::future<void> submit(MatrixView<const double> a, MatrixView<const double> b,
+                           MatrixView<double> c);
+  std::future<void> submit(MatrixView<const float> a, MatrixView<const float> b,
+                           MatrixView<float> c);
+
+  unsigned workers() const;  // thread-safe
+  PoolStats stats() const;   // thread-safe
+
+ private:
+  std::shared_ptr<detail::PoolState> state_;
+};
+
+}  // namespace shmgemm

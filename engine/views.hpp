@@ -1,0 +1,32 @@
+// What the host-memory APIs (matmul, Pool) share: views as matrix refs, and the shape check.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "common/dtype.hpp"
+#include "common/matrix.hpp"
+#include "shmgemm/matrix_view.hpp"
+
+namespace shmgemm::detail {
+
+template <class T>
+constexpr DType dtype_of() {
+  return sizeof(T) == 8 ? DType::float64 : DType::float32;
+}
+
+template <class T>
+auto ref_of(MatrixView<T> v) {
+  using Byte = std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>;
+  return BasicMatrixRef<Byte>{reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(),
+                              std::max<std::uint64_t>(v.ld(), 1),
+                              v.order() == Order::row_major ? Layout::row_major
+                                                            : Layout::col_major};
+}
+
+// Throws Error(shape_mismatch) as numpy words it when a (m x k) and b (k2 x n) do not multiply
+// into c (cm x cn), and Error(unsupported) for dimensions beyond BLAS's 32-bit ints.
+void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c);
+
+}  // namespace shmgemm::detail

@@ -1,0 +1,59 @@
+#include "worker/pool_worker.hpp"
+
+#include <exception>
+
+#include "common/job.hpp"
+#include "worker/slice_kernel.hpp"
+
+namespace shmgemm {
+namespace {
+
+// Takes the next task off the queue and claims it; nullptr when the entry was stale.
+PoolTask* take_task(PoolControl& control, unsigned id) {
+  const RobustLock lock(control.queue_mutex);
+  if (control.count == 0) return nullptr;
+  PoolTask& task = control.tasks[control.queue[control.head] % kPoolTasks];
+  // Claim it before it leaves the queue: should this worker die from here on, the task is
+  // marked as its own and the pool fails it.
+  task.worker.store(static_cast<std::int32_t>(id));
+  std::uint32_t queued = static_cast<std::uint32_t>(TaskState::queued);
+  const bool claimed =
+      task.state.compare_exchange_strong(queued, static_cast<std::uint32_t>(TaskState::running));
+  control.head = (control.head + 1) % kPoolTasks;
+  --control.count;
+  return claimed ? &task : nullptr;
+}
+
+void run_task(PoolTask& task, std::byte* arena, std::uint64_t arena_bytes) {
+  if (const std::string problem = check_task(task, arena_bytes); !problem.empty()) {
+    copy_name(task.message, problem);
+    task.state.store(static_cast<std::uint32_t>(TaskState::failed));
+    return;
+  }
+  const ConstMatrixRef a{arena + task.a_offset, task.m, task.k, task.a_ld, task.a_layout};
+  const ConstMatrixRef b{arena + task.b_offset, task.k, task.n, task.b_ld, task.b_layout};
+  const MatrixRef c{arena + task.c_offset, task.m, task.n, task.c_ld, Layout::row_major};
+  compute_rows(task.dtype, a, b, c, {task.row_begin, task.row_end});
+  task.state.store(static_cast<std::uint32_t>(TaskState::done), std::memory_order_release);
+}
+
+}  // namespace
+
+int run_pool_worker(PoolControl& control, std::byte* arena, unsigned id) noexcept {
+  try {
+    set_blas_threads(static_cast<int>(control.threads_per_worker));
+    control.attached.post();
+    for (;;) {
+      control.queued.wait();
+      if (control.stop.load()) return 0;
+      PoolTask* task = take_task(control, id);
+      if (task == nullptr) continue;
+      run_task(*task, arena, control.arena_bytes);
+      control.completed.post();
+    }
+  } catch (const std::exception&) {
+    return 1;
+  }
+}
+
+}  // namespace shmgemm

@@ -69,7 +69,9 @@ class PoolState {
                            const MatrixRef& c);
   PoolStats stats() const {
     const std::lock_guard lock(mutex_);
-    return stats_;
+    PoolStats s = stats_;
+    s.arena_used_bytes = arena_->get_size() - arena_->get_free_memory();
+    return s;
   }
   unsigned workers() const { return workers_; }
 

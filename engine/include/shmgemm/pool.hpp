@@ -71,6 +71,7 @@ struct PoolStats {
                                        // and back out for results outside it
   std::uint64_t workers_replaced = 0;  // workers that died and were started again
   std::uint64_t failed_jobs = 0;
+  std::uint64_t arena_used_bytes = 0;  // allocated in the arena now (SharedMatrix and staging)
 };
 
 // Persistent worker processes and a shared arena. Jobs reach the workers through a task queue

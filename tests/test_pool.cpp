@@ -1,0 +1,233 @@
+// shmgemm::Pool: persistent workers, zero-copy operands, staging, many submitters, a worker
+// killed under load, shutdown with jobs in flight.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <atomic>
+#include <csignal>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "shmgemm/shmgemm.hpp"
+#include "tests/test_support.hpp"
+
+using namespace shmgemm;
+
+namespace {
+
+Options pool_options(Launch launch, unsigned workers = 2) {
+  Options o;
+  o.launch = launch;
+  o.workers = workers;
+  o.pool_bytes = 256 << 20;
+  return o;
+}
+
+template <class T>
+void fill(MatrixView<T> v, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> dist(-1, 1);
+  for (std::size_t i = 0; i < v.rows(); ++i)
+    for (std::size_t j = 0; j < v.cols(); ++j)
+      v(i, j) = static_cast<T>(dist(rng));
+}
+
+template <class T>
+test::Dense dense(MatrixView<T> v) {
+  test::Dense d{v.rows(), v.cols(), std::vector<double>(v.rows() * v.cols())};
+  for (std::size_t i = 0; i < v.rows(); ++i)
+    for (std::size_t j = 0; j < v.cols(); ++j)
+      d.v[i * v.cols() + j] = double(v(i, j));
+  return d;
+}
+
+template <class T>
+double error_of(MatrixView<T> a, MatrixView<T> b, MatrixView<T> c) {
+  return test::max_rel_diff(dense(c), test::reference_product(dense(a), dense(b)));
+}
+
+bool clean_shm() {
+  return test::segments_of(::getpid()).empty();
+}
+
+}  // namespace
+
+TEST_CASE("pool operands from pool.alloc reach the workers with no copy") {
+  std::mt19937_64 rng(1);
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    {
+      Pool pool(pool_options(launch));
+      CHECK(pool.workers() == 2);
+      SharedMatrix<double> a = pool.alloc<double>(97, 89), b = pool.alloc<double>(89, 101),
+                           c = pool.alloc<double>(97, 101);
+      CHECK(a.rows() == 97);
+      CHECK(a.cols() == 89);
+      CHECK(a.view().data() == a.data());
+      fill(a.view(), rng);
+      fill(b.view(), rng);
+      for (int round = 0; round < 3; ++round) {
+        pool.matmul(a.view(), b.view(), c.view());
+        CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 89));
+      }
+      SharedMatrix<float> fa = pool.alloc<float>(20, 30), fb = pool.alloc<float>(30, 10),
+                          fc = pool.alloc<float>(20, 10);
+      fill(fa.view(), rng);
+      fill(fb.view(), rng);
+      pool.submit(fa.view(), fb.view(), fc.view()).get();
+      CHECK(error_of(fa.view(), fb.view(), fc.view()) <= test::tolerance(DType::float32, 30));
+      const PoolStats s = pool.stats();
+      CHECK(s.jobs == 4);
+      CHECK(s.staged_bytes == 0);
+      CHECK(s.failed_jobs == 0);
+    }
+    CHECK(clean_shm());
+  }
+}
+
+TEST_CASE("views outside the pool are staged in and out, in any order and leading dimension") {
+  std::mt19937_64 rng(2);
+  Pool pool(pool_options(Launch::fork));
+  std::vector<double> as(40 * 31), bs(30 * 25 + 5), cs(40 * 25 * 2);
+  MatrixView<double> a(as.data(), 40, 30, 31), b(bs.data(), 30, 25, 30, Order::col_major),
+      c(cs.data(), 40, 25, 41, Order::col_major);
+  fill(a, rng);
+  fill(b, rng);
+  pool.matmul(a, b, c);
+  CHECK(error_of(a, b, c) <= test::tolerance(DType::float64, 30));
+  // A (40 rows of 31), B (25 columns of 30), and C (40 x 25) out.
+  CHECK(pool.stats().staged_bytes == (39 * 31 + 30 + 24 * 30 + 30 + 40 * 25) * 8);
+  CHECK(pool.stats().arena_used_bytes < 4096);  // the staging is freed
+}
+
+TEST_CASE("many threads submit at once: every result right, no growth of the arena") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    Pool pool(pool_options(launch));
+    std::mt19937_64 rng(3);
+    SharedMatrix<double> a = pool.alloc<double>(64, 48), b = pool.alloc<double>(48, 32);
+    fill(a.view(), rng);
+    fill(b.view(), rng);
+    const test::Dense want = test::reference_product(dense(a.view()), dense(b.view()));
+    const std::uint64_t used_before = pool.stats().arena_used_bytes;
+    constexpr int kThreads = 4, kJobs = 300;
+    std::atomic<int> wrong{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, t] {
+        std::vector<double> out(64 * 32);
+        std::vector<std::future<void>> pending;
+        for (int j = 0; j < kJobs; ++j) {
+          // Alternate synchronous calls and batches of futures, into host memory (staged).
+          MatrixView<double> c(out.data(), 64, 32);
+          if ((j + t) % 2)
+            pool.matmul(a.view(), b.view(), c);
+          else
+            pool.submit(a.view(), b.view(), c).get();
+          if (test::max_rel_diff(dense(c), want) > test::tolerance(DType::float64, 48)) ++wrong;
+        }
+      });
+    for (auto& th : threads)
+      th.join();
+    CHECK(wrong.load() == 0);
+    const PoolStats s = pool.stats();
+    CHECK(s.jobs == kThreads * kJobs);
+    CHECK(s.failed_jobs == 0);
+    CHECK(s.arena_used_bytes == used_before);
+  }
+  CHECK(clean_shm());
+}
+
+TEST_CASE("a worker killed under load fails only its jobs; the pool replaces it and goes on") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    {
+      Pool pool(pool_options(launch));
+      std::mt19937_64 rng(4);
+      SharedMatrix<double> a = pool.alloc<double>(600, 600), b = pool.alloc<double>(600, 600),
+                           c = pool.alloc<double>(600, 600);
+      fill(a.view(), rng);
+      fill(b.view(), rng);
+      std::vector<std::future<void>> jobs;
+      for (int i = 0; i < 40; ++i)
+        jobs.push_back(pool.submit(a.view(), b.view(), c.view()));
+      // Kill one worker (a child of this process) while it computes.
+      ::usleep(20 * 1000);
+      const std::vector<pid_t> workers = test::children_of(::getpid());
+      REQUIRE(workers.size() >= 1);
+      ::kill(workers.front(), SIGKILL);
+      int ok = 0, failed = 0;
+      for (auto& f : jobs) {
+        try {
+          f.get();
+          ++ok;
+        } catch (const Error& e) {
+          CHECK(e.code() == ErrorCode::worker_failed);
+          CHECK(std::string(e.what()).find("was killed by signal 9") != std::string::npos);
+          ++failed;
+        }
+      }
+      CHECK(failed >= 1);
+      CHECK(failed <= 2);  // only the job(s) it held
+      CHECK(ok == 40 - failed);
+      CHECK(test::eventually([&] { return pool.stats().workers_replaced == 1; }, 5.0));
+      // It goes on, with a full set of workers.
+      for (int i = 0; i < 5; ++i)
+        pool.matmul(a.view(), b.view(), c.view());
+      CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 600));
+      CHECK(test::children_of(::getpid()).size() == 2);
+    }
+    CHECK(clean_shm());
+    CHECK(test::children_of(::getpid()).empty());
+  }
+}
+
+TEST_CASE("destroying the pool with jobs in flight: every future is answered, nothing is left") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    std::vector<std::future<void>> jobs;
+    std::vector<double> as(400 * 400, 1.0), cs(400 * 400);
+    {
+      Pool pool(pool_options(launch));
+      MatrixView<const double> a(as.data(), 400, 400);
+      for (int i = 0; i < 60; ++i)
+        jobs.push_back(pool.submit(a, a, MatrixView<double>(cs.data(), 400, 400)));
+    }  // the pool goes with most jobs still queued
+    int done = 0, shut = 0;
+    for (auto& f : jobs) {
+      REQUIRE(f.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+      try {
+        f.get();
+        ++done;
+      } catch (const Error& e) {
+        CHECK(e.code() == ErrorCode::shut_down);
+        ++shut;
+      }
+    }
+    CHECK(done + shut == 60);
+    CHECK(shut > 0);
+    CHECK(clean_shm());
+    CHECK(test::children_of(::getpid()).empty());
+  }
+}
+
+TEST_CASE("pool errors: shapes, a full arena, a shut pool") {
+  Pool pool(pool_options(Launch::fork));
+  std::vector<double> x(100);
+  try {
+    pool.submit(MatrixView<const double>(x.data(), 3, 4), MatrixView<const double>(x.data(), 5, 6),
+                MatrixView<double>(x.data(), 3, 6));
+    FAIL("mismatched shapes were accepted");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::shape_mismatch);
+    CHECK(std::string(e.what()) == "shapes (3,4) and (5,6) not aligned: 4 (dim 1) != 5 (dim 0)");
+  }
+  try {
+    pool.alloc<double>(1 << 20, 1 << 10);  // 8 GiB in a 256 MiB arena
+    FAIL("an allocation larger than the arena succeeded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::resource);
+    CHECK(std::string(e.what()).find("arena") != std::string::npos);
+  }
+}

@@ -19,10 +19,9 @@ constexpr DType dtype_of() {
 template <class T>
 auto ref_of(MatrixView<T> v) {
   using Byte = std::conditional_t<std::is_const_v<T>, const std::byte, std::byte>;
-  return BasicMatrixRef<Byte>{reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(),
-                              std::max<std::uint64_t>(v.ld(), 1),
-                              v.order() == Order::row_major ? Layout::row_major
-                                                            : Layout::col_major};
+  return BasicMatrixRef<Byte>{
+      reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(), std::max<std::uint64_t>(v.ld(), 1),
+      v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
 }
 
 // Throws Error(shape_mismatch) as numpy words it when a (m x k) and b (k2 x n) do not multiply

@@ -1,10 +1,12 @@
 #include "engine/worker_path.hpp"
 
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 
 #include "shmgemm/error.hpp"
 
@@ -19,16 +21,26 @@ std::string worker_executable() {
                   fmt::format("SHMGEMM_WORKER={}: not an executable file", env));
     return env;
   }
+  std::vector<fs::path> candidates;
+  // Beside the program (the shmgemm command and the build tree's programs).
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path beside = self.parent_path() / "shmgemm-worker";
-  if (!ec && ::access(beside.c_str(), X_OK) == 0) return beside.string();
-  const fs::path installed = SHMGEMM_INSTALLED_WORKER;
-  if (::access(installed.c_str(), X_OK) == 0) return installed.string();
+  if (!ec) candidates.push_back(self.parent_path() / "shmgemm-worker");
+  // Relative to this library, where `cmake --install` put them both.
+  Dl_info info{};
+  if (::dladdr(reinterpret_cast<void*>(&worker_executable), &info) && info.dli_fname)
+    candidates.push_back(fs::path(info.dli_fname).parent_path() / SHMGEMM_WORKER_FROM_LIBRARY);
+  candidates.push_back(SHMGEMM_BUILD_WORKER);
+  candidates.push_back(SHMGEMM_INSTALLED_WORKER);
+  std::string looked;
+  for (const fs::path& p : candidates) {
+    if (::access(p.c_str(), X_OK) == 0) return fs::weakly_canonical(p).string();
+    looked += (looked.empty() ? "" : ", ") + p.string();
+  }
   throw Error(ErrorCode::resource,
-              fmt::format("cannot find shmgemm-worker (looked in {} and {}); set SHMGEMM_WORKER "
-                          "to its path",
-                          beside.parent_path().string(), installed.parent_path().string()));
+              fmt::format("cannot find shmgemm-worker (looked at {}); set SHMGEMM_WORKER to its "
+                          "path",
+                          looked));
 }
 
 }  // namespace shmgemm::detail

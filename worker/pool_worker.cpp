@@ -4,6 +4,7 @@
 
 #include "common/job.hpp"
 #include "worker/slice_kernel.hpp"
+#include "worker/test_fault.hpp"
 
 namespace shmgemm {
 namespace {
@@ -48,6 +49,7 @@ int run_pool_worker(PoolControl& control, std::byte* arena, unsigned id) noexcep
       if (control.stop.load()) return 0;
       PoolTask* task = take_task(control, id);
       if (task == nullptr) continue;
+      inject_test_fault(id, 0, [](std::string_view) {});
       run_task(*task, arena, control.arena_bytes);
       control.completed.post();
     }

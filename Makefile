@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test sanitize fuzz bench plot format format-check clean
+.PHONY: all deps build run test sanitize fuzz bench plot example pool-bench format format-check clean
 
 all: build
 
@@ -21,6 +21,24 @@ run: build
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The host program in examples/host_app, built against a copy installed into a temporary
+# prefix (find_package), and against this source tree (add_subdirectory); both are run.
+example: build
+	@set -e; prefix=$$(mktemp -d); trap 'rm -rf "$$prefix"' EXIT; \
+	cmake --install $(BUILD_DIR) --prefix "$$prefix" >/dev/null; \
+	cmake -S examples/host_app -B $(BUILD_DIR)/host-installed -DCMAKE_PREFIX_PATH="$$prefix" >/dev/null; \
+	cmake --build $(BUILD_DIR)/host-installed -j $(JOBS) >/dev/null; \
+	echo "host_app against the copy installed in $$prefix:"; \
+	$(BUILD_DIR)/host-installed/host_app; \
+	cmake -S examples/host_app -B $(BUILD_DIR)/host-subdir -DSHMGEMM_SOURCE_DIR=$(CURDIR) >/dev/null; \
+	cmake --build $(BUILD_DIR)/host-subdir -j $(JOBS) >/dev/null; \
+	echo "host_app with add_subdirectory:"; \
+	$(BUILD_DIR)/host-subdir/host_app
+
+# The library's figures (Google Benchmark): pool dispatch, pool throughput, 10,000-job stress.
+pool-bench: build
+	$(BUILD_DIR)/bin/shmgemm-pool-benchmark
 
 # The README's performance figures: `shmgemm bench` on its default shapes (a few minutes), as a
 # table in $(BUILD_DIR)/bench/sweep.md and a CSV; `make plot` draws docs/bench-scaling.png.

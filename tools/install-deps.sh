@@ -8,7 +8,7 @@ packages=(
   build-essential cmake pkg-config
   libboost-dev libboost-filesystem-dev   # Interprocess, Process (and what Process links)
   libopenblas-dev                        # cblas_dgemm / cblas_sgemm, openblas_set_num_threads
-  doctest-dev                            # tests
+  doctest-dev libbenchmark-dev           # tests, the pool benchmark
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
 )

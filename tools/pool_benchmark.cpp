@@ -2,6 +2,7 @@
 //  - the round trip of one tiny (8x8) job through Pool::matmul, against a one-shot matmul that
 //    starts its workers for the call;
 //  - 2000^2 float64 through a pool with operands from pool.alloc, against OpenBLAS in process;
+//  - copying C (4000^2 doubles) back to the caller, as matmul does;
 //  - 10,000 jobs from 4 submitting threads: completion, failures, and growth of the pool's
 //    arena and of the workers' memory.
 // Run: build/bin/shmgemm-pool-benchmark (or `make pool-bench`). Medians come from the
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -109,6 +111,19 @@ void BM_InProcessOpenBLAS2000(benchmark::State& state) {
   gflops(state, double(n));
 }
 
+// What matmul pays to bring C (4000 x 4000 doubles) from shared memory into the caller's
+// buffer, when that buffer's pages are already mapped.
+void BM_CopyBackC4000(benchmark::State& state) {
+  shmgemm::Pool& p = the_pool();
+  const std::size_t n = 4000;
+  auto shared = p.alloc<double>(n, n);
+  std::vector<double> host(n * n, 0.0);
+  for (auto _ : state) {
+    std::memcpy(host.data(), shared.data(), n * n * sizeof(double));
+    benchmark::ClobberMemory();
+  }
+}
+
 // 4 threads x 2500 iterations = 10,000 jobs (64x64 from host memory, so each is staged).
 void BM_Stress10000Jobs(benchmark::State& state) {
   shmgemm::Pool& p = the_pool();
@@ -156,6 +171,7 @@ BENCHMARK(BM_InProcessOpenBLAS2000)
     ->ReportAggregatesOnly(true)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_CopyBackC4000)->Repetitions(5)->ReportAggregatesOnly(true)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Stress10000Jobs)
     ->Threads(4)
     ->Iterations(2500)

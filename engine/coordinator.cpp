@@ -130,12 +130,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   check_shm_room(shm_bytes, options.backing == Backing::shm ? "A, B, C and the job descriptor"
                                                             : "the job descriptor");
   detail::Placement placement(a, b, out, options.backing);
-  const detail::RunStats stats =
-      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
-  report.compute_seconds = stats.compute_seconds;
-  report.retries = stats.retries;
-  placement.finish();
-  report.copied_bytes = placement.copied_bytes();
+  detail::run_and_finish(dtype, plan, placement, options, report);
   return finish(out);
 }
 

@@ -158,4 +158,13 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   return stats;
 }
 
+void run_and_finish(DType dtype, const Plan& plan, Placement& placement, const Options& options,
+                    Report& report) {
+  const RunStats stats = run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
+  report.compute_seconds = stats.compute_seconds;
+  report.retries = stats.retries;
+  placement.finish();
+  report.copied_bytes = placement.copied_bytes();
+}
+
 }  // namespace shmgemm::detail

@@ -31,4 +31,9 @@ struct RunStats {
 RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
                      const Plan& plan, Placement& placement, const Options& options);
 
+// run_workers, then finish() the placement; records compute seconds, retries and copied bytes
+// in the report.
+void run_and_finish(DType dtype, const Plan& plan, Placement& placement, const Options& options,
+                    Report& report);
+
 }  // namespace shmgemm::detail

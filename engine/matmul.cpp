@@ -89,12 +89,7 @@ Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c
   }
 
   detail::Placement placement(ref_of(a), ref_of(b), ref_of(c), dtype, options.launch);
-  const detail::RunStats stats =
-      detail::run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
-  report.compute_seconds = stats.compute_seconds;
-  report.retries = stats.retries;
-  placement.finish();
-  report.copied_bytes = placement.copied_bytes();
+  detail::run_and_finish(dtype, plan, placement, options, report);
   detail::throw_if_interrupted();
   return done();
 }

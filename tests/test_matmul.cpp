@@ -10,6 +10,7 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::dense;
 
 namespace {
 
@@ -27,15 +28,6 @@ struct HostMatrix {
                          order == Order::row_major ? cols + pad : rows + pad, order);
   }
 };
-
-template <class T>
-test::Dense dense(MatrixView<T> v) {
-  test::Dense d{v.rows(), v.cols(), std::vector<double>(v.rows() * v.cols())};
-  for (std::size_t i = 0; i < v.rows(); ++i)
-    for (std::size_t j = 0; j < v.cols(); ++j)
-      d.v[i * v.cols() + j] = double(v(i, j));
-  return d;
-}
 
 template <class T>
 void check_products(std::mt19937_64& rng) {

@@ -14,6 +14,7 @@
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
+using test::dense;
 
 namespace {
 
@@ -31,15 +32,6 @@ void fill(MatrixView<T> v, std::mt19937_64& rng) {
   for (std::size_t i = 0; i < v.rows(); ++i)
     for (std::size_t j = 0; j < v.cols(); ++j)
       v(i, j) = static_cast<T>(dist(rng));
-}
-
-template <class T>
-test::Dense dense(MatrixView<T> v) {
-  test::Dense d{v.rows(), v.cols(), std::vector<double>(v.rows() * v.cols())};
-  for (std::size_t i = 0; i < v.rows(); ++i)
-    for (std::size_t j = 0; j < v.cols(); ++j)
-      d.v[i * v.cols() + j] = double(v(i, j));
-  return d;
 }
 
 template <class T>

@@ -46,6 +46,16 @@ std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order = false, i
 void write_file(const fs::path& path, const std::string& bytes);
 std::string read_file(const fs::path& path);
 
+// A view's elements as doubles, row-major.
+template <class View>
+Dense dense(View v) {
+  Dense d{v.rows(), v.cols(), std::vector<double>(v.rows() * v.cols())};
+  for (std::size_t i = 0; i < v.rows(); ++i)
+    for (std::size_t j = 0; j < v.cols(); ++j)
+      d.v[i * v.cols() + j] = double(v(i, j));
+  return d;
+}
+
 // Reads a 2-D C-order .npy of either float dtype into doubles (through shmgemm's reader).
 Dense read_npy(const fs::path& path);
 

@@ -60,8 +60,9 @@ struct JobDescriptor {
   std::uint32_t threads_per_worker = 1;
   std::int32_t coordinator_pid = 0;
   std::uint64_t m = 0, k = 0, n = 0;
-  std::uint64_t chunk_rows =
-      1;               // rows per BLAS call; each worker publishes its progress after each
+  std::uint32_t copy_inputs = 0;  // 1: each worker first copies B and its rows of A privately
+  // Rows per BLAS call; each worker publishes its progress after each.
+  std::uint64_t chunk_rows = 1;
   OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major)
   // Each worker posts once when it has mapped every operand: the coordinator may then remove
   // the names.

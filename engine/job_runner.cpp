@@ -86,6 +86,7 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   job->k = k;
   job->n = n;
   // Chunks of rows a whole number of row blocks long, so chunk edges stay cache-line aligned.
+  job->copy_inputs = options.copy_inputs ? 1 : 0;
   job->chunk_rows = (kChunkRows + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
   job->a = placement.a().ref;
   job->b = placement.b().ref;

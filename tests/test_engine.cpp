@@ -68,6 +68,27 @@ TEST_CASE("the engine matches a naive product: every launch, backing, dtype, wor
   }
 }
 
+TEST_CASE("--inputs copy: each worker's private copies give the same product") {
+  TempDir tmp;
+  std::mt19937_64 rng(31);
+  for (const Shape& s : {Shape{97, 89, 101}, Shape{5, 1, 7}, Shape{33, 17, 65}}) {
+    const test::Dense a = test::random_dense(s.m, s.k, rng), b = test::random_dense(s.k, s.n, rng);
+    test::write_file(tmp / "A.npy", test::npy_bytes(a, DType::float64, /*fortran=*/true));
+    test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::float64));
+    for (Launch launch : {Launch::fork, Launch::spawn}) {
+      Options o;
+      o.workers = 3;
+      o.launch = launch;
+      o.copy_inputs = true;
+      CAPTURE(describe(s, DType::float64, o));
+      multiply_npy(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy", o);
+      CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::reference_product(a, b)) <=
+            test::tolerance(DType::float64, s.k));
+      CHECK(test::segments_of(::getpid()).empty());
+    }
+  }
+}
+
 TEST_CASE("degenerate shapes: empty results, and zeros when k = 0") {
   TempDir tmp;
   std::mt19937_64 rng(5);

@@ -62,6 +62,12 @@ void add_engine_options(CLI::App& cmd, Options& options) {
          "file: map the .npy files themselves; shm: named shared-memory segments")
       ->check(CLI::IsMember({"file", "shm"}))
       ->default_str("file");
+  cmd.add_option_function<std::string>(
+         "--inputs", [&options](const std::string& v) { options.copy_inputs = v == "copy"; },
+         "shared: workers map A and B; copy: each worker copies B and its rows of A privately, "
+         "as joblib does (for footprint experiments)")
+      ->check(CLI::IsMember({"shared", "copy"}))
+      ->default_str("shared");
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times")
       ->check(CLI::Range(0u, 100u))

@@ -32,7 +32,10 @@ struct Options {
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
   bool in_process = false;  // no workers: one OpenBLAS call in this process
-  bool progress = false;    // draw a progress bar on stderr for runs longer than a second
+  // Each worker works on its own private copy of B and of its rows of A, as joblib does
+  // without memmapping: for footprint experiments (`--inputs copy`), never faster.
+  bool copy_inputs = false;
+  bool progress = false;  // draw a progress bar on stderr for runs longer than a second
   // A failed block is recomputed in a fresh worker up to this many times. With spawn and
   // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
   unsigned retries = 0;

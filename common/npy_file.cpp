@@ -1,6 +1,7 @@
 #include "common/npy_file.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -81,6 +82,18 @@ NpyMapping NpyMapping::open(const fs::path& path) {
 
 ConstMatrixRef NpyMapping::matrix() const {
   return matrix_of(data(), header_, path_);
+}
+
+void NpyMapping::drop_pages() const {
+  ::madvise(region_.get_address(), region_.get_size(), MADV_DONTNEED);  // a hint
+}
+
+void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
+  const std::uintptr_t page = 4096;
+  const auto begin = reinterpret_cast<std::uintptr_t>(data() + offset);
+  const auto first = (begin + page - 1) & ~(page - 1);  // only whole pages inside the range
+  const auto end = (begin + bytes) & ~(page - 1);
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
 }
 
 void check_output_path(const fs::path& target) {

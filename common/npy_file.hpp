@@ -30,6 +30,9 @@ class NpyMapping {
   }
   // The array as a matrix; requires a 2-D header.
   ConstMatrixRef matrix() const;
+  // Unmaps the pages this process touched (the file and its page cache are untouched; they map
+  // again if read): for memory that no longer needs to count as this process's.
+  void drop_pages() const;
 
  private:
   std::string path_;
@@ -66,6 +69,9 @@ class NpyOutput {
   std::string path_for_workers() const;
   const std::string& target() const { return target_; }
   MatrixRef matrix() const;
+  // Unmaps the written pages in [offset, offset + bytes) of the data section: they stay in the
+  // page cache, dirty, and reach the file as usual.
+  void drop_pages(std::uint64_t offset, std::uint64_t bytes) const;
 
   // Renames the temporary file over the target. Throws Error naming the target on failure.
   void commit();

@@ -1,5 +1,8 @@
 #include "engine/placement.hpp"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -55,6 +58,10 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
   }
   a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_);
   b_ = copy_into_segment(b.matrix(), b.data(), b.header().data_bytes, "b", b_seg_);
+  // The files' pages are no longer needed here: the segments hold A and B.
+  a.drop_pages();
+  b.drop_pages();
+  output_ = &out;
   copied_ = a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
   c_seg_ = SharedSegment::create("c", out.header().data_bytes);
   MatrixRef c_local = out.matrix();
@@ -107,17 +114,44 @@ void Placement::unlink_names() noexcept {
 
 void Placement::finish() {
   if (!c_seg_) return;
+  // The workers are done with A and B: release them before C is copied out.
+  a_seg_.reset();
+  b_seg_.reset();
   const MatrixRef& from = c_.local;
   const MatrixRef& to = destination_;
   if (to.layout == Layout::row_major) {
-    for (std::uint64_t i = 0; i < from.rows; ++i)
-      std::memcpy(to.data + i * to.ld * item_, from.data + i * from.ld * item_, from.cols * item_);
+    // In chunks, freeing each chunk of the segment and unmapping each written chunk of a file
+    // output as it goes, so that C is never held twice.
+    constexpr std::uint64_t kChunkBytes = 16 << 20;
+    const std::uint64_t row_bytes = from.ld * item_;
+    const std::uint64_t rows_per_chunk =
+        std::max<std::uint64_t>(1, kChunkBytes / std::max<std::uint64_t>(row_bytes, 1));
+    for (std::uint64_t r = 0; r < from.rows; r += rows_per_chunk) {
+      const std::uint64_t end = std::min(from.rows, r + rows_per_chunk);
+      for (std::uint64_t i = r; i < end; ++i)
+        std::memcpy(to.data + i * to.ld * item_, from.data + i * from.ld * item_,
+                    from.cols * item_);
+      release_rows(r, end);
+    }
     return;
   }
   // A column-major destination: element by element, transposing.
   for (std::uint64_t i = 0; i < from.rows; ++i)
     for (std::uint64_t j = 0; j < from.cols; ++j)
       std::memcpy(to.data + (j * to.ld + i) * item_, from.data + (i * from.ld + j) * item_, item_);
+}
+
+void Placement::release_rows(std::uint64_t begin, std::uint64_t end) {
+  const std::uint64_t row_bytes = c_.local.ld * item_;
+  const std::uintptr_t page = 4096;
+  // Whole pages of the segment's rows [begin, end): their memory goes back to /dev/shm.
+  const auto from = reinterpret_cast<std::uintptr_t>(c_.local.data + begin * row_bytes);
+  const auto first = (from + page - 1) & ~(page - 1);
+  const auto last =
+      (reinterpret_cast<std::uintptr_t>(c_.local.data + end * row_bytes)) & ~(page - 1);
+  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_REMOVE);
+  if (output_)
+    output_->drop_pages(begin * destination_.ld * item_, (end - begin) * destination_.ld * item_);
 }
 
 }  // namespace shmgemm::detail

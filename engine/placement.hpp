@@ -48,13 +48,17 @@ class Placement {
   void finish();
 
  private:
+  // After rows [begin, end) of C went to their destination: frees them in the segment, and
+  // unmaps them in a file output.
+  void release_rows(std::uint64_t begin, std::uint64_t end);
   Placed<ConstMatrixRef> stage(const ConstMatrixRef& m, std::string_view role, DType dtype,
                                std::optional<SharedSegment>& seg);
 
   Placed<ConstMatrixRef> a_, b_;
   Placed<MatrixRef> c_;
   std::optional<SharedSegment> a_seg_, b_seg_, c_seg_;
-  MatrixRef destination_;  // where finish() copies C, when c_seg_ holds it
+  MatrixRef destination_;              // where finish() copies C, when c_seg_ holds it
+  const NpyOutput* output_ = nullptr;  // the file behind destination_, if any
   std::size_t item_ = 8;
   std::uint64_t copied_ = 0;
 };

@@ -28,6 +28,7 @@ void add_demo(CLI::App& app, Action& action);
 void add_gc(CLI::App& app, Action& action);
 void add_calibrate(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
+void add_footprint(CLI::App& app, Action& action);
 
 // "1 worker", "2 workers".
 std::string plural(unsigned count, std::string_view noun);

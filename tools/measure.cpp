@@ -105,7 +105,10 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
         ProcessMemory mem;
         if (!read_memory(p, mem)) continue;
         pss += mem.pss;
-        if (p != pid) m.peak_child_uss = std::max(m.peak_child_uss, mem.uss);
+        if (p != pid)
+          m.peak_child_uss = std::max(m.peak_child_uss, mem.uss);
+        else
+          m.peak_root_uss = std::max(m.peak_root_uss, mem.uss);
       }
       m.peak_pss = std::max(m.peak_pss, pss);
       m.peak_processes = std::max(m.peak_processes, tree.size());

@@ -27,6 +27,7 @@ struct Measured {
   double wall_seconds = 0;
   std::uint64_t peak_pss = 0;        // peak of the summed PSS of the tree
   std::uint64_t peak_child_uss = 0;  // peak USS of any one descendant (a worker)
+  std::uint64_t peak_root_uss = 0;   // peak USS of the process started
   std::size_t peak_processes = 0;
 };
 

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cli::add_gc(app, action);
   cli::add_calibrate(app, action);
   cli::add_bench(app, action);
+  cli::add_footprint(app, action);
 
   try {
     app.parse(argc, argv);

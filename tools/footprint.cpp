@@ -1,0 +1,254 @@
+// `shmgemm footprint`: the memory the same product takes under each mode, measured from outside
+// while it runs, against the floor |A| + |B| + |C|.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "shmgemm/error.hpp"
+#include "tools/commands.hpp"
+#include "tools/measure.hpp"
+
+namespace fs = std::filesystem;
+
+namespace shmgemm::cli {
+namespace {
+
+constexpr double kMiB = 1 << 20;
+
+struct FootprintArgs {
+  std::string shape = "4000";
+  std::string workers;  // default 1..cores
+  std::string modes = "shm,file,copy,threads";
+  std::string dtype = "float64";
+  double interval_ms = 5;
+  std::string csv, plot;
+  bool json = false;
+};
+
+struct Row {
+  std::string mode;
+  unsigned workers = 0;
+  double floor_mib = 0, peak_pss_mib = 0, peak_worker_uss_mib = 0, seconds = 0;
+  bool zero_copy = false;
+  double target_mib() const { return floor_mib + 16 + 4.0 * workers; }
+};
+
+std::vector<std::string> split(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    if (comma > pos) out.push_back(text.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+std::uint64_t parse_count(const std::string& text, const std::string& option) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v == 0)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{} '{}': expected positive whole numbers", option, text));
+  return v;
+}
+
+// The `shmgemm multiply` arguments of a mode.
+std::vector<std::string> mode_args(const std::string& mode, unsigned workers) {
+  const std::string w = std::to_string(workers);
+  if (mode == "shm")
+    return {"--workers", w, "--threads", "1", "--launch", "fork", "--backing", "shm"};
+  if (mode == "file")
+    return {"--workers", w, "--threads", "1", "--launch", "spawn", "--backing", "file"};
+  if (mode == "copy")
+    return {"--workers", w,           "--threads", "1",        "--launch",
+            "fork",      "--backing", "file",      "--inputs", "copy"};
+  if (mode == "threads") return {"--in-process", "--threads", w};
+  throw Error(ErrorCode::invalid_argument,
+              fmt::format("--modes: unknown mode '{}' (shm, file, copy, threads)", mode));
+}
+
+void write_plot(const std::string& csv, const std::string& out) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
+    throw Error(ErrorCode::resource,
+                "--plot: gnuplot is not installed (tools/install-deps.sh "
+                "gnuplot-nox installs it)");
+  const std::string terminal = out.size() > 4 && out.substr(out.size() - 4) == ".svg"
+                                   ? "svg size 800,520 dynamic"
+                                   : "png size 800,520";
+  const std::string script = fmt::format(R"(set terminal {0}
+set output '{1}'
+set datafile separator ','
+set title 'shmgemm footprint: peak summed PSS of the process tree'
+set xlabel 'workers (threads for "threads")'
+set ylabel 'MiB'
+set key left top
+set grid
+set termoption noenhanced
+stats '{2}' using 7 every ::1 nooutput
+floor = STATS_max
+plot for [m in "shm file copy threads"] '{2}' using (strcol(1) eq m ? $2 : NaN):8 every ::1 with linespoints lw 2 title m, floor with lines dt 2 lw 2 title 'floor |A|+|B|+|C|'
+)",
+                                         terminal, out, csv);
+  const std::string gp = csv + ".gp";
+  std::ofstream(gp) << script;
+  if (std::system(fmt::format("gnuplot '{}'", gp).c_str()) != 0)
+    throw Error(ErrorCode::internal, fmt::format("--plot: gnuplot failed on {}", gp));
+  fs::remove(gp);
+}
+
+int run_footprint(const FootprintArgs& args) {
+  std::vector<std::uint64_t> dims;
+  for (std::size_t pos = 0; pos <= args.shape.size();) {
+    const std::size_t x = std::min(args.shape.find('x', pos), args.shape.size());
+    dims.push_back(parse_count(args.shape.substr(pos, x - pos), "--shape"));
+    pos = x + 1;
+  }
+  if (dims.size() == 1) dims = {dims[0], dims[0], dims[0]};
+  if (dims.size() != 3)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("--shape '{}': expected N or MxKxN", args.shape));
+  const std::uint64_t m = dims[0], k = dims[1], n = dims[2];
+  std::vector<unsigned> counts;
+  if (args.workers.empty())
+    for (unsigned w = 1; w <= available_cores(); ++w)
+      counts.push_back(w);
+  else
+    for (const std::string& w : split(args.workers))
+      counts.push_back(static_cast<unsigned>(parse_count(w, "--workers")));
+  const std::vector<std::string> modes = split(args.modes);
+  for (const std::string& mode : modes)
+    mode_args(mode, 1);  // refuses unknown modes now
+
+  const DType dtype = *dtype_from_name(args.dtype);
+  const double item = double(item_size(dtype));
+  const double floor = (double(m) * k + double(k) * n + double(m) * n) * item / kMiB;
+
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = fmt::format("{}/shmgemm-footprint-XXXXXX", base && *base ? base : "/tmp");
+  if (::mkdtemp(templ.data()) == nullptr)
+    throw Error(ErrorCode::resource, fmt::format("cannot create {}", templ));
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } cleanup{templ};
+  const fs::path a = cleanup.dir / "A.npy", b = cleanup.dir / "B.npy", c = cleanup.dir / "C.npy";
+  write_random_npy(a, dtype, {m, k}, 1);
+  write_random_npy(b, dtype, {k, n}, 2);
+
+  std::vector<Row> rows;
+  for (const std::string& mode : modes)
+    for (unsigned w : counts) {
+      std::vector<std::string> argv = {self_executable(), "multiply", a.string(),
+                                       b.string(),        "-o",       c.string()};
+      const std::vector<std::string> extra = mode_args(mode, w);
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      const Measured run = run_measured(argv, args.interval_ms);
+      if (run.status != 0)
+        throw Error(ErrorCode::worker_failed,
+                    fmt::format("footprint: {} with {} failed: {}", mode, w, run.err));
+      Row r;
+      r.mode = mode;
+      r.workers = w;
+      r.floor_mib = floor;
+      r.peak_pss_mib = double(run.peak_pss) / kMiB;
+      // In "threads" there are no workers: the one process's own pages stand for them.
+      r.peak_worker_uss_mib =
+          double(mode == "threads" ? run.peak_root_uss : run.peak_child_uss) / kMiB;
+      r.seconds = run.wall_seconds;
+      r.zero_copy = mode == "shm" || mode == "file";
+      rows.push_back(r);
+      fs::remove(c);
+    }
+
+  const std::string header =
+      "mode,workers,m,k,n,dtype,floor_mib,peak_pss_mib,peak_worker_uss_mib,seconds";
+  auto csv_line = [&](const Row& r) {
+    return fmt::format("{},{},{},{},{},{},{:.1f},{:.1f},{:.1f},{:.3f}", r.mode, r.workers, m, k, n,
+                       args.dtype, r.floor_mib, r.peak_pss_mib, r.peak_worker_uss_mib, r.seconds);
+  };
+  std::string csv_path = args.csv;
+  if (csv_path.empty() && !args.plot.empty()) csv_path = (cleanup.dir / "footprint.csv").string();
+  if (!csv_path.empty()) {
+    std::ofstream f(csv_path);
+    f << header << '\n';
+    for (const Row& r : rows)
+      f << csv_line(r) << '\n';
+    if (!f) throw Error(ErrorCode::resource, fmt::format("{}: cannot write the CSV", csv_path));
+  }
+  if (!args.plot.empty()) write_plot(csv_path, args.plot);
+
+  if (args.json) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const Row& r : rows)
+      out.push_back({{"mode", r.mode},
+                     {"workers", r.workers},
+                     {"m", m},
+                     {"k", k},
+                     {"n", n},
+                     {"dtype", args.dtype},
+                     {"floor_mib", r.floor_mib},
+                     {"peak_pss_mib", r.peak_pss_mib},
+                     {"peak_worker_uss_mib", r.peak_worker_uss_mib},
+                     {"seconds", r.seconds},
+                     {"zero_copy_target_mib",
+                      r.zero_copy ? nlohmann::json(r.target_mib()) : nlohmann::json()}});
+    fmt::print("{}\n", out.dump(1));
+    return 0;
+  }
+  fmt::print(
+      "{}x{}x{} {}; floor |A|+|B|+|C| = {:.1f} MiB; peak PSS summed over the process tree, "
+      "sampled every {} ms\n\n",
+      m, k, n, args.dtype, floor, args.interval_ms);
+  fmt::print(
+      "| mode | workers | peak PSS MiB | over the floor MiB | peak worker USS MiB | seconds | "
+      "zero-copy target (floor + 16 + 4/worker) |\n|---|---|---|---|---|---|---|\n");
+  for (const Row& r : rows)
+    fmt::print("| {} | {} | {:.1f} | {:+.1f} | {:.1f} | {:.3f} | {} |\n", r.mode, r.workers,
+               r.peak_pss_mib, r.peak_pss_mib - r.floor_mib, r.peak_worker_uss_mib, r.seconds,
+               r.zero_copy ? fmt::format("{:.0f}: {}", r.target_mib(),
+                                         r.peak_pss_mib <= r.target_mib() ? "within" : "OVER")
+                           : "-");
+  return 0;
+}
+
+}  // namespace
+
+void add_footprint(CLI::App& app, Action& action) {
+  auto args = std::make_shared<FootprintArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "footprint",
+      "Run the same product under each mode and measure every process of the tree while it "
+      "runs (RSS, PSS, USS from /proc/PID/smaps_rollup, sampled by this process, which is not "
+      "part of the tree): shm (fork, named segments), file (spawn, mapped .npy files), copy "
+      "(each worker copies B and its rows of A, as joblib does), threads (one process, "
+      "OpenBLAS threads).");
+  cmd->add_option("--shape", args->shape, "MxKxN, or N for square")->capture_default_str();
+  cmd->add_option("--workers", args->workers, "comma-separated counts (default: 1..cores)");
+  cmd->add_option("--modes", args->modes, "comma-separated: shm, file, copy, threads")
+      ->capture_default_str();
+  cmd->add_option("--dtype", args->dtype, "float64 or float32")
+      ->check(CLI::IsMember({"float64", "float32"}))
+      ->capture_default_str();
+  cmd->add_option("--interval-ms", args->interval_ms, "sampling interval")
+      ->check(CLI::Range(1.0, 1000.0))
+      ->capture_default_str();
+  cmd->add_option("--csv", args->csv,
+                  "write the results as CSV (mode,workers,m,k,n,dtype,"
+                  "floor_mib,peak_pss_mib,peak_worker_uss_mib,seconds)");
+  cmd->add_option("--plot", args->plot,
+                  "draw peak PSS against workers per mode (FILE.png or "
+                  "FILE.svg, with gnuplot)");
+  cmd->add_flag("--json", args->json, "print the results as JSON");
+  cmd->callback([args, &action] { action = [args] { return run_footprint(*args); }; });
+}
+
+}  // namespace shmgemm::cli

@@ -84,16 +84,25 @@ ConstMatrixRef NpyMapping::matrix() const {
   return matrix_of(data(), header_, path_);
 }
 
-void NpyMapping::drop_pages() const {
-  ::madvise(region_.get_address(), region_.get_size(), MADV_DONTNEED);  // a hint
+namespace {
+
+// madvise(MADV_DONTNEED) on the whole pages inside [begin, begin + bytes).
+void unmap_pages(const std::byte* begin, std::uint64_t bytes) {
+  const std::uintptr_t page = 4096;
+  const auto from = reinterpret_cast<std::uintptr_t>(begin);
+  const auto first = (from + page - 1) & ~(page - 1);
+  const auto end = (from + bytes) & ~(page - 1);
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+}  // namespace
+
+void NpyMapping::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
+  unmap_pages(data() + offset, bytes);
 }
 
 void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
-  const std::uintptr_t page = 4096;
-  const auto begin = reinterpret_cast<std::uintptr_t>(data() + offset);
-  const auto first = (begin + page - 1) & ~(page - 1);  // only whole pages inside the range
-  const auto end = (begin + bytes) & ~(page - 1);
-  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+  unmap_pages(data() + offset, bytes);
 }
 
 void check_output_path(const fs::path& target) {

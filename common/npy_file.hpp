@@ -30,9 +30,10 @@ class NpyMapping {
   }
   // The array as a matrix; requires a 2-D header.
   ConstMatrixRef matrix() const;
-  // Unmaps the pages this process touched (the file and its page cache are untouched; they map
-  // again if read): for memory that no longer needs to count as this process's.
-  void drop_pages() const;
+  // Unmaps the pages of [offset, offset + bytes) of the data section that this process touched
+  // (the file and its page cache are untouched; they map again if read): for memory that no
+  // longer needs to count as this process's.
+  void drop_pages(std::uint64_t offset, std::uint64_t bytes) const;
 
  private:
   std::string path_;

@@ -32,12 +32,20 @@ std::uint64_t extent(const ConstMatrixRef& m, std::size_t item) {
   return matrix_extent_bytes(m.rows, m.cols, m.ld, m.layout, item).value_or(0);
 }
 
-// A segment holding a copy of `bytes` at `data`, seen as `m` laid out the same way.
+constexpr std::uint64_t kCopyChunk = 16 << 20;
+
+// A segment holding a copy of `bytes` at `data`, seen as `m` laid out the same way. With `file`,
+// each chunk of the file's pages is unmapped once copied, so that A and B are never held twice.
 Placed<ConstMatrixRef> copy_into_segment(ConstMatrixRef m, const std::byte* data,
                                          std::uint64_t bytes, std::string_view role,
-                                         std::optional<SharedSegment>& seg) {
+                                         std::optional<SharedSegment>& seg,
+                                         const NpyMapping* file = nullptr) {
   seg = SharedSegment::create(role, std::max<std::uint64_t>(bytes, 1));
-  std::memcpy(seg->data(), data, bytes);
+  for (std::uint64_t at = 0; at < bytes; at += kCopyChunk) {
+    const std::uint64_t n = std::min(kCopyChunk, bytes - at);
+    std::memcpy(seg->data() + at, data + at, n);
+    if (file) file->drop_pages(at, n);
+  }
   m.data = seg->data();
   return {m, ref_of(m, Storage::shm, seg->name(), 0)};
 }
@@ -56,11 +64,8 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
           ref_of(out.matrix(), Storage::file, out.path_for_workers(), out.header().data_offset)};
     return;
   }
-  a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_);
-  b_ = copy_into_segment(b.matrix(), b.data(), b.header().data_bytes, "b", b_seg_);
-  // The files' pages are no longer needed here: the segments hold A and B.
-  a.drop_pages();
-  b.drop_pages();
+  a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_, &a);
+  b_ = copy_into_segment(b.matrix(), b.data(), b.header().data_bytes, "b", b_seg_, &b);
   output_ = &out;
   copied_ = a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
   c_seg_ = SharedSegment::create("c", out.header().data_bytes);

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "tests/test_support.hpp"
@@ -218,4 +219,34 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
   }
   CHECK(j["auto_checks"].size() == 2);
   CHECK(test::count_lines(test::read_file(csv)) == 1 + 2 * per_shape);
+}
+
+TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy grows by B") {
+  TempDir tmp;
+  const std::string csv = (tmp / "fp.csv").string();
+  const test::RunResult r = test::run({test::cli_path(), "footprint", "--shape", "1000",
+                                       "--workers", "1,2", "--json", "--csv", csv});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  const auto rows = nlohmann::json::parse(r.out);
+  REQUIRE(rows.size() == 8);  // 4 modes x 2 worker counts
+  const double b_mib = 1000.0 * 1000 * 8 / (1 << 20);
+  std::map<std::string, std::map<unsigned, double>> peak;
+  for (const auto& row : rows) {
+    CAPTURE(row.dump());
+    const double floor = row["floor_mib"];
+    CHECK(floor == doctest::Approx(3 * b_mib).epsilon(0.01));
+    const double pss = row["peak_pss_mib"];
+    const unsigned workers = row["workers"];
+    peak[row["mode"]][workers] = pss;
+    // Every mode holds A, B and C; zero-copy ones little more.
+    CHECK(pss > 0.5 * floor);
+    if (row["mode"] == "shm" || row["mode"] == "file") CHECK(pss <= floor + 16 + 4.0 * workers);
+  }
+  // Each extra copying worker holds another B.
+  CHECK(peak["copy"][2] - peak["copy"][1] >= 0.6 * b_mib);
+  const std::string text = test::read_file(csv);
+  CHECK(text.rfind("mode,workers,m,k,n,dtype,floor_mib,peak_pss_mib,peak_worker_uss_mib,seconds\n",
+                   0) == 0);
+  CHECK(test::count_lines(text) == 9);
 }

@@ -86,6 +86,7 @@ set output '{1}'
 set datafile separator ','
 set title 'shmgemm footprint: peak summed PSS of the process tree'
 set xlabel 'workers (threads for "threads")'
+set xtics 1
 set ylabel 'MiB'
 set key left top
 set grid

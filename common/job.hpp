@@ -60,6 +60,7 @@ struct JobDescriptor {
   std::uint32_t threads_per_worker = 1;
   std::int32_t coordinator_pid = 0;
   std::uint64_t m = 0, k = 0, n = 0;
+  std::uint32_t stream = 0;  // 1: release A's and C's rows after each chunk (larger than memory)
   std::uint32_t copy_inputs = 0;  // 1: each worker first copies B and its rows of A privately
   // Rows per BLAS call; each worker publishes its progress after each.
   std::uint64_t chunk_rows = 1;

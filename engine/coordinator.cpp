@@ -113,11 +113,16 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
   if (report.m == 0 || report.n == 0 || report.k == 0) return finish(out);
 
+  // Larger than memory: stream through A and C a step of rows at a time.
+  Options run_options = options;
+  run_options.rows_per_step = detail::streaming_rows(
+      options, a.header().data_bytes + b.header().data_bytes + out.header().data_bytes);
+  report.rows_per_step = run_options.rows_per_step;
   const detail::Plan plan =
-      detail::plan_product({report.m, report.k, report.n, dtype}, options, report);
+      detail::plan_product({report.m, report.k, report.n, dtype}, run_options, report);
   if (plan.in_process) {
     const auto t = std::chrono::steady_clock::now();
-    detail::compute_in_process(dtype, a.matrix(), b.matrix(), out.matrix(), plan, options);
+    detail::compute_in_process(dtype, a.matrix(), b.matrix(), out.matrix(), plan, run_options);
     report.compute_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     return finish(out);
@@ -130,7 +135,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   check_shm_room(shm_bytes, options.backing == Backing::shm ? "A, B, C and the job descriptor"
                                                             : "the job descriptor");
   detail::Placement placement(a, b, out, options.backing);
-  detail::run_and_finish(dtype, plan, placement, options, report);
+  detail::run_and_finish(dtype, plan, placement, run_options, report);
   return finish(out);
 }
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <new>
 #include <string>
@@ -56,18 +57,59 @@ Plan plan_product(const ProductShape& shape, const Options& options, Report& rep
   return plan;
 }
 
+std::uint64_t memory_available() {
+  std::uint64_t available = UINT64_MAX;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    std::uint64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") available = kib * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  // The memory cgroup's limit: "N:memory:/path" (v1) or "0::/path" (v2) in /proc/self/cgroup.
+  std::ifstream cgroups("/proc/self/cgroup");
+  for (std::string line; std::getline(cgroups, line);) {
+    const std::size_t c1 = line.find(':'), c2 = line.find(':', c1 + 1);
+    if (c1 == std::string::npos || c2 == std::string::npos) continue;
+    const std::string controllers = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
+    std::vector<std::string> files;
+    if (controllers == "memory")
+      files = {"/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes"};
+    else if (controllers.empty())
+      files = {"/sys/fs/cgroup" + path + "/memory.max",
+               "/sys/fs/cgroup/unified" + path + "/memory.max"};
+    for (const std::string& file : files) {
+      std::ifstream f(file);
+      std::uint64_t limit = 0;
+      if (f >> limit) available = std::min(available, limit);  // "max" reads as no number
+    }
+  }
+  return available;
+}
+
+std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
+  if (options.rows_per_step > 0 && options.backing == Backing::shm)
+    throw Error(ErrorCode::invalid_argument,
+                "--rows-per-step: streaming needs --backing file (shared memory segments live "
+                "in memory)");
+  if (options.rows_per_step > 0) return options.rows_per_step;
+  return options.backing == Backing::file && bytes > memory_available() ? kChunkRows : 0;
+}
+
 void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
                         const MatrixRef& c, const Plan& plan, const Options& options) {
   set_blas_threads(static_cast<int>(plan.threads_per_worker));
-  if (!options.progress) {
+  if (!options.progress && options.rows_per_step == 0) {
     compute_rows(dtype, a, b, c, {0, c.rows});
     return;
   }
-  // In chunks, so that the bar can move between them.
-  ProgressBar bar(true, c.rows, 2.0 * double(c.cols) * double(a.cols));
-  for (std::uint64_t r = 0; r < c.rows; r += kChunkRows) {
-    const std::uint64_t end = std::min(c.rows, r + kChunkRows);
+  // In chunks, so that the bar can move and the done rows be released between them.
+  const std::uint64_t step = options.rows_per_step ? options.rows_per_step : kChunkRows;
+  ProgressBar bar(options.progress, c.rows, 2.0 * double(c.cols) * double(a.cols));
+  for (std::uint64_t r = 0; r < c.rows; r += step) {
+    const std::uint64_t end = std::min(c.rows, r + step);
     compute_rows(dtype, a, b, c, {r, end});
+    if (options.rows_per_step) release_rows(dtype, {a, b, c}, {r, end});
     bar.update(end);
     throw_if_interrupted();
   }

@@ -13,8 +13,18 @@ namespace shmgemm::detail {
 // threads, workers, in_process).
 Plan plan_product(const ProductShape& shape, const Options& options, Report& report);
 
+// Bytes of memory this process may still use: MemAvailable, or less under a memory cgroup
+// (v1 memory.limit_in_bytes or v2 memory.max).
+std::uint64_t memory_available();
+
+// Rows of C per step when streaming a product whose A, B and C take `bytes` (file backing):
+// options.rows_per_step, or kChunkRows when they do not fit in memory_available(); 0: no
+// streaming. Throws Error for --rows-per-step with the shm backing.
+std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes);
+
 // Computes all rows of c = a·b in this process with the plan's threads; in chunks with a
-// progress bar when options.progress. c must be row-major.
+// progress bar when options.progress, and releasing each chunk's rows of A and C when
+// options.rows_per_step > 0. c must be row-major.
 void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
                         const MatrixRef& c, const Plan& plan, const Options& options);
 

@@ -68,6 +68,11 @@ void add_engine_options(CLI::App& cmd, Options& options) {
          "as joblib does (for footprint experiments)")
       ->check(CLI::IsMember({"shared", "copy"}))
       ->default_str("shared");
+  cmd.add_option("--rows-per-step", options.rows_per_step,
+                 "larger than memory: compute this many rows of C at a time and release the "
+                 "pages of A and C that are done (file backing); default: only when A, B and C "
+                 "do not fit in the memory available, then 512")
+      ->check(CLI::PositiveNumber);
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times")
       ->check(CLI::Range(0u, 100u))

@@ -47,6 +47,7 @@ int run_multiply(const MultiplyArgs& args) {
                         {"compute_seconds", r.compute_seconds},
                         {"gflops", r.gflops()},
                         {"retries", r.retries},
+                        {"rows_per_step", r.rows_per_step},
                         {"plan", plan_json(r)}};
     fmt::print("{}\n", j.dump());
     return 0;

@@ -1,6 +1,8 @@
 #include "worker/worker_run.hpp"
 
+#include <sys/mman.h>
 #include <algorithm>
+
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -38,6 +40,25 @@ BoundOperands copy_inputs(DType dtype, const BoundOperands& ops, RowRange rows,
 
 }  // namespace
 
+namespace {
+
+void unmap_pages(const std::byte* begin, std::uint64_t bytes) {
+  const std::uintptr_t page = 4096;
+  const auto from = reinterpret_cast<std::uintptr_t>(begin);
+  const auto first = (from + page - 1) & ~(page - 1);
+  const auto end = (from + bytes) & ~(page - 1);
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
+}
+
+}  // namespace
+
+void release_rows(DType dtype, const BoundOperands& ops, RowRange rows) noexcept {
+  const std::size_t item = item_size(dtype);
+  if (ops.a.layout == Layout::row_major)
+    unmap_pages(ops.a.data + rows.begin * ops.a.ld * item, rows.size() * ops.a.ld * item);
+  unmap_pages(ops.c.data + rows.begin * ops.c.ld * item, rows.size() * ops.c.ld * item);
+}
+
 void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept {
   WorkerSlot& slot = job.slots[id];
   copy_name(slot.message, message);
@@ -61,6 +82,7 @@ int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noe
     for (std::uint64_t r = slot.row_begin; r < slot.row_end; r += job.chunk_rows) {
       const std::uint64_t end = std::min(slot.row_end, r + job.chunk_rows);
       compute_rows(job.dtype, use.a, use.b, use.c, {r - first, end - first});
+      if (job.stream) release_rows(job.dtype, use, {r - first, end - first});
       slot.rows_done.store(end - slot.row_begin, std::memory_order_release);
     }
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);

@@ -19,6 +19,10 @@ struct BoundOperands {
 // (rows done, state, message). Returns the process exit status: 0 on success. Never throws.
 int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept;
 
+// Releases the pages of rows `rows` of A (row-major) and of C in this process: done with, they
+// need not stay resident (file mappings: clean pages are dropped, dirty ones written back).
+void release_rows(DType dtype, const BoundOperands& ops, RowRange rows) noexcept;
+
 // Records a failure in worker `id`'s slot. Never throws.
 void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept;
 

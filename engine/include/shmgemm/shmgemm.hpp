@@ -35,6 +35,10 @@ struct Options {
   // Each worker works on its own private copy of B and of its rows of A, as joblib does
   // without memmapping: for footprint experiments (`--inputs copy`), never faster.
   bool copy_inputs = false;
+  // Larger than memory: compute this many rows of C at a time and release the pages of A and C
+  // that are done (file backing). 0: only when A, B and C do not fit in the memory available
+  // (MemAvailable, or the memory cgroup's limit), then 512 rows.
+  std::uint64_t rows_per_step = 0;
   bool progress = false;  // draw a progress bar on stderr for runs longer than a second
   // A failed block is recomputed in a fresh worker up to this many times. With spawn and
   // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
@@ -90,6 +94,7 @@ struct Report {
   double compute_seconds = 0;             // first worker started to last worker joined
   unsigned retries = 0;                   // blocks recomputed after a worker failed
   std::uint64_t copied_bytes = 0;         // copied to place operands and to bring C back
+  std::uint64_t rows_per_step = 0;        // when streaming: rows of C per step; 0: not
   bool automatic = false;                 // the plan was chosen by the cost model
   std::vector<PlanCandidate> candidates;  // what the automatic plan weighed
   std::string plan_reason;                // why this plan, in one line

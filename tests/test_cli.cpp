@@ -224,8 +224,9 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
 TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy grows by B") {
   TempDir tmp;
   const std::string csv = (tmp / "fp.csv").string();
+  const std::string png = (tmp / "fp.png").string();
   const test::RunResult r = test::run({test::cli_path(), "footprint", "--shape", "1000",
-                                       "--workers", "1,2", "--json", "--csv", csv});
+                                       "--workers", "1,2", "--json", "--csv", csv, "--plot", png});
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   const auto rows = nlohmann::json::parse(r.out);
@@ -249,4 +250,5 @@ TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy g
   CHECK(text.rfind("mode,workers,m,k,n,dtype,floor_mib,peak_pss_mib,peak_worker_uss_mib,seconds\n",
                    0) == 0);
   CHECK(test::count_lines(text) == 9);
+  CHECK(test::read_file(png).rfind("\x89PNG", 0) == 0);
 }

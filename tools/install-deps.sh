@@ -11,6 +11,7 @@ packages=(
   doctest-dev libbenchmark-dev           # tests, the pool benchmark
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
+  gnuplot-nox                            # footprint --plot, make plot
 )
 packages+=("$@")
 

@@ -1,5 +1,7 @@
 #include "common/mapped_file.hpp"
 
+#include <sys/mman.h>
+
 #include <fmt/format.h>
 #include <boost/interprocess/file_mapping.hpp>
 #include <cstring>
@@ -20,6 +22,14 @@ bip::mapped_region map_whole_file(const std::string& path, bool writable) {
     throw Error(ErrorCode::resource,
                 fmt::format("{}: cannot map: {}", path, err ? std::strerror(err) : e.what()));
   }
+}
+
+void advise_pages(const std::byte* begin, std::uint64_t bytes, int advice) {
+  const std::uintptr_t page = 4096;
+  const auto from = reinterpret_cast<std::uintptr_t>(begin);
+  const auto first = (from + page - 1) & ~(page - 1);
+  const auto end = (from + bytes) & ~(page - 1);
+  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, advice);
 }
 
 }  // namespace shmgemm

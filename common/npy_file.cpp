@@ -84,25 +84,12 @@ ConstMatrixRef NpyMapping::matrix() const {
   return matrix_of(data(), header_, path_);
 }
 
-namespace {
-
-// madvise(MADV_DONTNEED) on the whole pages inside [begin, begin + bytes).
-void unmap_pages(const std::byte* begin, std::uint64_t bytes) {
-  const std::uintptr_t page = 4096;
-  const auto from = reinterpret_cast<std::uintptr_t>(begin);
-  const auto first = (from + page - 1) & ~(page - 1);
-  const auto end = (from + bytes) & ~(page - 1);
-  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
-}
-
-}  // namespace
-
 void NpyMapping::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
-  unmap_pages(data() + offset, bytes);
+  advise_pages(data() + offset, bytes, MADV_DONTNEED);
 }
 
 void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
-  unmap_pages(data() + offset, bytes);
+  advise_pages(data() + offset, bytes, MADV_DONTNEED);
 }
 
 void check_output_path(const fs::path& target) {

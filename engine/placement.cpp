@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/mapped_file.hpp"
 #include "engine/engine_memory.hpp"
 
 namespace shmgemm::detail {
@@ -148,13 +149,8 @@ void Placement::finish() {
 
 void Placement::release_rows(std::uint64_t begin, std::uint64_t end) {
   const std::uint64_t row_bytes = c_.local.ld * item_;
-  const std::uintptr_t page = 4096;
-  // Whole pages of the segment's rows [begin, end): their memory goes back to /dev/shm.
-  const auto from = reinterpret_cast<std::uintptr_t>(c_.local.data + begin * row_bytes);
-  const auto first = (from + page - 1) & ~(page - 1);
-  const auto last =
-      (reinterpret_cast<std::uintptr_t>(c_.local.data + end * row_bytes)) & ~(page - 1);
-  if (last > first) ::madvise(reinterpret_cast<void*>(first), last - first, MADV_REMOVE);
+  // The segment's rows go back to /dev/shm; a file output's written rows are unmapped.
+  advise_pages(c_.local.data + begin * row_bytes, (end - begin) * row_bytes, MADV_REMOVE);
   if (output_)
     output_->drop_pages(begin * destination_.ld * item_, (end - begin) * destination_.ld * item_);
 }

@@ -17,6 +17,7 @@
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
+#include "tools/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -132,19 +133,8 @@ int run_bench(const BenchArgs& args) {
         {"multiprocessing recipe", {(peers_dir / "mp_recipe.py").string(), jobs}, true});
   }
 
-  const char* tmp_base = std::getenv("TMPDIR");
-  std::string templ =
-      fmt::format("{}/shmgemm-bench-XXXXXX", tmp_base && *tmp_base ? tmp_base : "/tmp");
-  if (::mkdtemp(templ.data()) == nullptr)
-    throw Error(ErrorCode::resource, fmt::format("cannot create {}", templ));
-  const fs::path dir = templ;
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  const TempDir tmp("shmgemm-bench");
+  const fs::path dir = tmp.path();
 
   std::vector<Result> results;
   for (const Shape& s : shapes) {
@@ -286,8 +276,8 @@ void add_bench(CLI::App& app, Action& action) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench",
-      "Benchmark side by side in one run, alternating between variants (each round starting one "
-      "later), reporting medians: the "
+      "Benchmark side by side in one run, alternating between variants in a new shuffled order "
+      "every round, reporting medians: the "
       "automatic plan, every fixed worker count with fork and with spawn, single-process "
       "OpenBLAS with every core, and (when /usr/bin/python3 has numpy and joblib) numpy's "
       "A @ B and the seed documents' joblib and multiprocessing recipes.");

@@ -13,32 +13,12 @@
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
+#include "tools/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
 namespace shmgemm::cli {
 namespace {
-
-// A temporary folder, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ = fmt::format("{}/shmgemm-demo-XXXXXX", base && *base ? base : "/tmp");
-    if (::mkdtemp(templ.data()) == nullptr)
-      throw Error(ErrorCode::resource, fmt::format("cannot create a temporary folder {}: {}", templ,
-                                                   std::strerror(errno)));
-    path_ = templ;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -58,7 +38,7 @@ std::pair<double, double> compare(const NpyMapping& x, const NpyMapping& y) {
 }
 
 int run_demo(std::uint64_t size, int rounds, const Options& engine) {
-  const TempDir tmp;
+  const TempDir tmp("shmgemm-demo");
   const fs::path a = tmp.path() / "A.npy", b = tmp.path() / "B.npy";
   const fs::path c_engine = tmp.path() / "C_engine.npy", c_blas = tmp.path() / "C_openblas.npy";
   fmt::print("shmgemm demo: C = A·B for random {0}x{0} float64 matrices in {1}\n", size,

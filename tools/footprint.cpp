@@ -12,6 +12,7 @@
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
+#include "tools/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -130,18 +131,8 @@ int run_footprint(const FootprintArgs& args) {
   const double item = double(item_size(dtype));
   const double floor = (double(m) * k + double(k) * n + double(m) * n) * item / kMiB;
 
-  const char* base = std::getenv("TMPDIR");
-  std::string templ = fmt::format("{}/shmgemm-footprint-XXXXXX", base && *base ? base : "/tmp");
-  if (::mkdtemp(templ.data()) == nullptr)
-    throw Error(ErrorCode::resource, fmt::format("cannot create {}", templ));
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{templ};
-  const fs::path a = cleanup.dir / "A.npy", b = cleanup.dir / "B.npy", c = cleanup.dir / "C.npy";
+  const TempDir tmp("shmgemm-footprint");
+  const fs::path a = tmp.path() / "A.npy", b = tmp.path() / "B.npy", c = tmp.path() / "C.npy";
   write_random_npy(a, dtype, {m, k}, 1);
   write_random_npy(b, dtype, {k, n}, 2);
 
@@ -177,7 +168,7 @@ int run_footprint(const FootprintArgs& args) {
                        args.dtype, r.floor_mib, r.peak_pss_mib, r.peak_worker_uss_mib, r.seconds);
   };
   std::string csv_path = args.csv;
-  if (csv_path.empty() && !args.plot.empty()) csv_path = (cleanup.dir / "footprint.csv").string();
+  if (csv_path.empty() && !args.plot.empty()) csv_path = (tmp.path() / "footprint.csv").string();
   if (!csv_path.empty()) {
     std::ofstream f(csv_path);
     f << header << '\n';

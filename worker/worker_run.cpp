@@ -7,6 +7,7 @@
 #include <exception>
 #include <vector>
 
+#include "common/mapped_file.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 
@@ -40,23 +41,13 @@ BoundOperands copy_inputs(DType dtype, const BoundOperands& ops, RowRange rows,
 
 }  // namespace
 
-namespace {
-
-void unmap_pages(const std::byte* begin, std::uint64_t bytes) {
-  const std::uintptr_t page = 4096;
-  const auto from = reinterpret_cast<std::uintptr_t>(begin);
-  const auto first = (from + page - 1) & ~(page - 1);
-  const auto end = (from + bytes) & ~(page - 1);
-  if (end > first) ::madvise(reinterpret_cast<void*>(first), end - first, MADV_DONTNEED);
-}
-
-}  // namespace
-
 void release_rows(DType dtype, const BoundOperands& ops, RowRange rows) noexcept {
   const std::size_t item = item_size(dtype);
   if (ops.a.layout == Layout::row_major)
-    unmap_pages(ops.a.data + rows.begin * ops.a.ld * item, rows.size() * ops.a.ld * item);
-  unmap_pages(ops.c.data + rows.begin * ops.c.ld * item, rows.size() * ops.c.ld * item);
+    advise_pages(ops.a.data + rows.begin * ops.a.ld * item, rows.size() * ops.a.ld * item,
+                 MADV_DONTNEED);
+  advise_pages(ops.c.data + rows.begin * ops.c.ld * item, rows.size() * ops.c.ld * item,
+               MADV_DONTNEED);
 }
 
 void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept {

@@ -1,0 +1,22 @@
+// A temporary folder for the tools' generated operands, removed with everything in it.
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+namespace shmgemm::cli {
+
+class TempDir {
+ public:
+  // Creates $TMPDIR (or /tmp)/<prefix>-XXXXXX. Throws Error(resource).
+  explicit TempDir(std::string_view prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace shmgemm::cli

@@ -242,7 +242,11 @@ TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy g
     peak[row["mode"]][workers] = pss;
     // Every mode holds A, B and C; zero-copy ones little more.
     CHECK(pss > 0.5 * floor);
+    // The target holds for the real build; AddressSanitizer's shadow memory and quarantine
+    // make every process of a sanitizer build larger.
+#ifndef __SANITIZE_ADDRESS__
     if (row["mode"] == "shm" || row["mode"] == "file") CHECK(pss <= floor + 16 + 4.0 * workers);
+#endif
   }
   // Each extra copying worker holds another B.
   CHECK(peak["copy"][2] - peak["copy"][1] >= 0.6 * b_mib);

@@ -4,9 +4,9 @@
 Generates A and B (SIZE x SIZE, float64) with `shmgemm gen`, then runs each variant ROUNDS
 times, alternating between variants so all see the same machine, and reports per variant the
 median wall seconds of the whole `shmgemm multiply` process, GFLOP/s (2*SIZE^3 / median), the
-ratio to one-process OpenBLAS with all cores, and the peak of the summed PSS of the process tree
-(sampled every INTERVAL ms from /proc/PID/smaps_rollup by this script, which is not part of the
-tree). Standard library only.
+ratio to one-process OpenBLAS with all cores, and the median over the runs of each run's peak of
+the summed PSS of the process tree (sampled every INTERVAL ms from /proc/PID/smaps_rollup by this
+script, which is not part of the tree). Standard library only.
 
 usage: core_figures.py [--size 4000] [--rounds 5] [--shmgemm build/bin/shmgemm] [--csv FILE]
 """
@@ -101,7 +101,7 @@ def main():
     rows = []
     for name, _ in variants:
         med = statistics.median(walls[name])
-        rows.append((name, med, flops / med / 1e9, ref / med, max(peaks[name])))
+        rows.append((name, med, flops / med / 1e9, ref / med, statistics.median(peaks[name])))
     print(f"{args.size}x{args.size} float64, {cores} cores, median of {args.rounds} alternating "
           f"runs; A+B+C = {floor:.0f} MiB")
     print()

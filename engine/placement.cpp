@@ -79,7 +79,8 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
 Placed<ConstMatrixRef> Placement::stage(const ConstMatrixRef& m, std::string_view role, DType,
                                         std::optional<SharedSegment>& seg) {
   const std::uint64_t bytes = extent(m, item_);
-  if (const auto at = find_engine_memory(m.data, bytes))
+  // In a pool's arena and reachable by name (a fork pool's arena has none): no copy.
+  if (const auto at = find_engine_memory(m.data, bytes); at && !at->segment.empty())
     return {m, ref_of(m, Storage::shm, at->segment, at->offset)};
   copied_ += bytes;
   return copy_into_segment(m, m.data, bytes, role, seg);
@@ -97,9 +98,12 @@ Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const Mat
     b_ = stage(b, "b", dtype, b_seg_);
   }
   const std::uint64_t c_bytes = c.rows * c.cols * item_;
+  // Written in place when the workers can reach it: forked ones inherit the arena, spawned
+  // ones need its name.
   if (c.layout == Layout::row_major) {
-    if (const auto at =
-            find_engine_memory(c.data, extent({c.data, c.rows, c.cols, c.ld, c.layout}, item_))) {
+    const auto at =
+        find_engine_memory(c.data, extent({c.data, c.rows, c.cols, c.ld, c.layout}, item_));
+    if (at && (launch == Launch::fork || !at->segment.empty())) {
       c_ = {c, ref_of(c, Storage::shm, at->segment, at->offset)};
       return;
     }

@@ -227,3 +227,26 @@ TEST_CASE("pool errors: shapes, a full arena, a shut pool") {
     CHECK(std::string(e.what()).find("arena") != std::string::npos);
   }
 }
+
+TEST_CASE("one-shot matmul on a pool's matrices: in place where workers can reach them") {
+  std::mt19937_64 rng(8);
+  for (Launch pool_launch : {Launch::fork, Launch::spawn}) {
+    Pool pool(pool_options(pool_launch));
+    SharedMatrix<double> a = pool.alloc<double>(50, 40), b = pool.alloc<double>(40, 30),
+                         c = pool.alloc<double>(50, 30);
+    fill(a.view(), rng);
+    fill(b.view(), rng);
+    for (Launch launch : {Launch::fork, Launch::spawn}) {
+      CAPTURE(fmt::format("pool {} matmul {}", to_string(pool_launch), to_string(launch)));
+      Options o;
+      o.workers = 2;
+      o.launch = launch;
+      const Report r = matmul(a.view(), b.view(), c.view(), o);
+      CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 40));
+      // A spawned worker reaches a pool's memory only by its name, which a fork pool has not.
+      const bool reachable = launch == Launch::fork || pool_launch == Launch::spawn;
+      CHECK(r.copied_bytes == (reachable ? 0 : (50 * 40 + 40 * 30 + 50 * 30) * 8));
+    }
+  }
+  CHECK(clean_shm());
+}

@@ -91,12 +91,19 @@ class PoolState {
   std::string worker_exe_;
   SharedSegment control_segment_;
   PoolControl* control_ = nullptr;
+  // Removes the arena's name when the pool goes, also when its constructor fails.
+  struct OwnedName {
+    std::string name;
+    ~OwnedName() {
+      if (!name.empty()) bip::shared_memory_object::remove(name.c_str());
+    }
+  };
   std::string arena_name_;
+  OwnedName arena_owned_;
   std::unique_ptr<bip::managed_shared_memory> arena_;
   int arena_fd_ = -1;
   std::byte* arena_base_ = nullptr;
   std::size_t arena_bytes_ = 0;
-  bool arena_named_ = false;
 
   mutable std::mutex mutex_;  // guards what follows
   std::condition_variable slot_free_;
@@ -132,7 +139,7 @@ PoolState::PoolState(const Options& options) : options_(options) {
                                                  "/dev/shm/{}: {}",
                                                  arena_bytes_, arena_name_, e.what()));
   }
-  arena_named_ = true;
+  arena_owned_.name = arena_name_;
   arena_fd_ = ::shm_open(("/" + arena_name_).c_str(), O_RDWR | O_CLOEXEC, 0);
   arena_base_ = static_cast<std::byte*>(arena_->get_address());
 
@@ -151,9 +158,8 @@ PoolState::PoolState(const Options& options) : options_(options) {
   if (options.launch == Launch::fork) {
     control_segment_.unlink();
     bip::shared_memory_object::remove(arena_name_.c_str());
-    arena_named_ = false;
+    arena_owned_.name.clear();
   }
-  register_engine_memory(arena_base_, arena_bytes_, arena_named_ ? arena_name_ : std::string());
 
   // The monitor thread starts the workers, so that they live as long as it does.
   std::future<void> started = started_.get_future();
@@ -162,8 +168,11 @@ PoolState::PoolState(const Options& options) : options_(options) {
     started.get();
   } catch (...) {
     shutdown();
-    throw;
+    if (arena_fd_ >= 0) ::close(arena_fd_);
+    throw;  // the members remove the names
   }
+  // Only a pool that runs offers its arena to one-shot matmul (by name, when it has one).
+  register_engine_memory(arena_base_, arena_bytes_, arena_owned_.name);
 }
 
 PoolState::~PoolState() {
@@ -172,7 +181,6 @@ PoolState::~PoolState() {
   control_->~PoolControl();
   arena_.reset();
   if (arena_fd_ >= 0) ::close(arena_fd_);
-  if (arena_named_) bip::shared_memory_object::remove(arena_name_.c_str());
 }
 
 void PoolState::start_worker(unsigned id) {

@@ -250,3 +250,16 @@ TEST_CASE("one-shot matmul on a pool's matrices: in place where workers can reac
   }
   CHECK(clean_shm());
 }
+
+TEST_CASE("a pool whose workers cannot start throws and leaves nothing behind") {
+  ::setenv("SHMGEMM_WORKER", "/bin/false", 1);  // starts, and exits at once without attaching
+  try {
+    Pool pool(pool_options(Launch::spawn));
+    FAIL("a pool without workers started");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::worker_failed);
+  }
+  ::unsetenv("SHMGEMM_WORKER");
+  CHECK(clean_shm());
+  CHECK(test::children_of(::getpid()).empty());
+}

@@ -28,4 +28,9 @@ std::optional<std::uint64_t> matrix_extent_bytes(std::uint64_t rows, std::uint64
                                                  std::uint64_t ld, Layout layout,
                                                  std::size_t item_size);
 
+// Copies rows [begin, end) of `from` (row-major) into the same rows of `to`, whatever its
+// layout: one memcpy per row when `to` is row-major, element by element when column-major.
+void copy_rows(const ConstMatrixRef& from, const MatrixRef& to, std::uint64_t begin,
+               std::uint64_t end, std::size_t item_size);
+
 }  // namespace shmgemm

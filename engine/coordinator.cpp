@@ -13,6 +13,7 @@
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "engine/progress.hpp"
+#include "engine/views.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/slice_kernel.hpp"
 
@@ -45,10 +46,7 @@ void check_operands(const NpyMapping& a, const NpyMapping& b) {
                             dtype_name(b.header().dtype)));
   const auto& sa = a.header().shape;
   const auto& sb = b.header().shape;
-  if (sa[1] != sb[0])
-    throw Error(ErrorCode::shape_mismatch,
-                fmt::format("shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
-                            shape_string(sa), shape_string(sb), sa[1], sb[0]));
+  detail::check_aligned(sa[0], sa[1], sb[0], sb[1]);
 }
 
 void check_options(const Options& o) {

@@ -17,12 +17,16 @@ namespace {}  // namespace
 
 namespace detail {
 
-void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c) {
-  const std::uint64_t sa[] = {a.rows, a.cols}, sb[] = {b.rows, b.cols};
-  if (a.cols != b.rows)
+void check_aligned(std::uint64_t m, std::uint64_t k, std::uint64_t k2, std::uint64_t n) {
+  const std::uint64_t sa[] = {m, k}, sb[] = {k2, n};
+  if (k != k2)
     throw Error(ErrorCode::shape_mismatch,
                 fmt::format("shapes {} and {} not aligned: {} (dim 1) != {} (dim 0)",
-                            shape_string(sa), shape_string(sb), a.cols, b.rows));
+                            shape_string(sa), shape_string(sb), k, k2));
+}
+
+void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c) {
+  check_aligned(a.rows, a.cols, b.rows, b.cols);
   if (c.rows != a.rows || c.cols != b.cols)
     throw Error(ErrorCode::shape_mismatch,
                 fmt::format("output shape ({},{}) does not match the product's ({},{})", c.rows,
@@ -79,9 +83,7 @@ Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c
       std::vector<T> buffer(c.rows() * c.cols());
       MatrixView<T> tmp(buffer.data(), c.rows(), c.cols());
       detail::compute_in_process(dtype, ref_of(a), ref_of(b), ref_of(tmp), plan, options);
-      for (std::size_t i = 0; i < c.rows(); ++i)
-        for (std::size_t j = 0; j < c.cols(); ++j)
-          c(i, j) = tmp(i, j);
+      copy_rows(ref_of(MatrixView<const T>(tmp)), ref_of(c), 0, c.rows(), sizeof(T));
     }
     report.compute_seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();

@@ -127,28 +127,17 @@ void Placement::finish() {
   // The workers are done with A and B: release them before C is copied out.
   a_seg_.reset();
   b_seg_.reset();
-  const MatrixRef& from = c_.local;
-  const MatrixRef& to = destination_;
-  if (to.layout == Layout::row_major) {
-    // In chunks, freeing each chunk of the segment and unmapping each written chunk of a file
-    // output as it goes, so that C is never held twice.
-    constexpr std::uint64_t kChunkBytes = 16 << 20;
-    const std::uint64_t row_bytes = from.ld * item_;
-    const std::uint64_t rows_per_chunk =
-        std::max<std::uint64_t>(1, kChunkBytes / std::max<std::uint64_t>(row_bytes, 1));
-    for (std::uint64_t r = 0; r < from.rows; r += rows_per_chunk) {
-      const std::uint64_t end = std::min(from.rows, r + rows_per_chunk);
-      for (std::uint64_t i = r; i < end; ++i)
-        std::memcpy(to.data + i * to.ld * item_, from.data + i * from.ld * item_,
-                    from.cols * item_);
-      release_rows(r, end);
-    }
-    return;
+  // In chunks, freeing each chunk of the segment and unmapping each written chunk of a file
+  // output as it goes, so that C is never held twice.
+  const ConstMatrixRef from{c_.local.data, c_.local.rows, c_.local.cols, c_.local.ld,
+                            Layout::row_major};
+  const std::uint64_t row_bytes = std::max<std::uint64_t>(from.ld * item_, 1);
+  const std::uint64_t rows_per_chunk = std::max<std::uint64_t>(1, kCopyChunk / row_bytes);
+  for (std::uint64_t r = 0; r < from.rows; r += rows_per_chunk) {
+    const std::uint64_t end = std::min(from.rows, r + rows_per_chunk);
+    copy_rows(from, destination_, r, end, item_);
+    release_rows(r, end);
   }
-  // A column-major destination: element by element, transposing.
-  for (std::uint64_t i = 0; i < from.rows; ++i)
-    for (std::uint64_t j = 0; j < from.cols; ++j)
-      std::memcpy(to.data + (j * to.ld + i) * item_, from.data + (i * from.ld + j) * item_, item_);
 }
 
 void Placement::release_rows(std::uint64_t begin, std::uint64_t end) {

@@ -310,14 +310,9 @@ void PoolState::collect_finished() {
 void PoolState::finish_job(JobRecord& job) noexcept {
   if (job.copy_back && job.error.empty()) {
     const MatrixRef& to = job.c_to;
-    const std::size_t item = job.item;
-    for (std::uint64_t i = 0; i < to.rows; ++i)
-      for (std::uint64_t j = 0; j < to.cols; ++j) {
-        const std::byte* from = job.c_from + (i * to.cols + j) * item;
-        std::byte* dest =
-            to.data + (to.layout == Layout::row_major ? i * to.ld + j : j * to.ld + i) * item;
-        std::memcpy(dest, from, item);
-      }
+    copy_rows(
+        {job.c_from, to.rows, to.cols, std::max<std::uint64_t>(to.cols, 1), Layout::row_major}, to,
+        0, to.rows, job.item);
   }
   for (void* p : job.staged)
     free(p);

@@ -24,6 +24,10 @@ auto ref_of(MatrixView<T> v) {
       v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
 }
 
+// Throws Error(shape_mismatch) as numpy words it ("shapes (3,4) and (5,6) not aligned: 4 (dim 1)
+// != 5 (dim 0)") when an m x k matrix cannot multiply a k2 x n one.
+void check_aligned(std::uint64_t m, std::uint64_t k, std::uint64_t k2, std::uint64_t n);
+
 // Throws Error(shape_mismatch) as numpy words it when a (m x k) and b (k2 x n) do not multiply
 // into c (cm x cn), and Error(unsupported) for dimensions beyond BLAS's 32-bit ints.
 void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c);

@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 #include <algorithm>
-#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -46,43 +45,9 @@ struct Result {
 
 constexpr const char* kPython = "/usr/bin/python3";
 
-std::vector<Shape> parse_shapes(const std::string& text) {
-  std::vector<Shape> shapes;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', pos), text.size());
-    const std::string item = text.substr(pos, comma - pos);
-    std::vector<std::uint64_t> dims;
-    for (std::size_t p = 0; p <= item.size();) {
-      const std::size_t x = std::min(item.find('x', p), item.size());
-      std::uint64_t d = 0;
-      const auto [end, ec] = std::from_chars(item.data() + p, item.data() + x, d);
-      if (ec != std::errc() || end != item.data() + x || d == 0)
-        throw Error(ErrorCode::invalid_argument,
-                    fmt::format("--shapes '{}': expected sizes like 64,1000,50x100000x60", text));
-      dims.push_back(d);
-      p = x + 1;
-    }
-    if (dims.size() == 1)
-      shapes.push_back({dims[0], dims[0], dims[0]});
-    else if (dims.size() == 3)
-      shapes.push_back({dims[0], dims[1], dims[2]});
-    else
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("--shapes: '{}' is neither N nor MxKxN", item));
-    pos = comma + 1;
-  }
-  return shapes;
-}
-
 bool peers_available() {
   if (::access(kPython, X_OK) != 0) return false;
   return run_measured({kPython, "-c", "import numpy, joblib"}, 0).status == 0;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 // The job seconds a variant reports on stdout: shmgemm's --json "seconds", or a peer's.
@@ -107,7 +72,11 @@ struct BenchArgs {
 };
 
 int run_bench(const BenchArgs& args) {
-  const std::vector<Shape> shapes = parse_shapes(args.shapes);
+  std::vector<Shape> shapes;
+  for (const std::string& item : split_list(args.shapes)) {
+    const auto [m, k, n] = parse_product_shape(item, "--shapes");
+    shapes.push_back({m, k, n});
+  }
   const DType dtype = *dtype_from_name(args.dtype);
   const unsigned cores = available_cores();
   const std::string self = self_executable();

@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -29,6 +30,18 @@ void add_gc(CLI::App& app, Action& action);
 void add_calibrate(CLI::App& app, Action& action);
 void add_bench(CLI::App& app, Action& action);
 void add_footprint(CLI::App& app, Action& action);
+
+// Whole numbers joined by 'x' ("4000x3000"). Throws Error naming `option`.
+std::vector<std::uint64_t> parse_dims(const std::string& text, std::string_view option,
+                                      bool allow_zero);
+// "MxKxN", or "N" for a square product: {m, k, n}, all positive.
+std::array<std::uint64_t, 3> parse_product_shape(const std::string& text, std::string_view option);
+// A positive whole number. Throws Error naming `option`.
+std::uint64_t parse_count(const std::string& text, std::string_view option);
+// "a,b,c" -> {"a", "b", "c"}; empty items are dropped.
+std::vector<std::string> split_list(const std::string& text);
+// The median of `v` (not empty).
+double median(std::vector<double> v);
 
 // "1 worker", "2 workers".
 std::string plural(unsigned count, std::string_view noun);

@@ -20,11 +20,6 @@ namespace fs = std::filesystem;
 namespace shmgemm::cli {
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 // Largest |x - y| over both results, and the largest |y|.
 std::pair<double, double> compare(const NpyMapping& x, const NpyMapping& y) {
   const auto* px = reinterpret_cast<const double*>(x.data());

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -38,26 +37,6 @@ struct Row {
   bool zero_copy = false;
   double target_mib() const { return floor_mib + 16 + 4.0 * workers; }
 };
-
-std::vector<std::string> split(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', pos), text.size());
-    if (comma > pos) out.push_back(text.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
-  return out;
-}
-
-std::uint64_t parse_count(const std::string& text, const std::string& option) {
-  std::uint64_t v = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || end != text.data() + text.size() || v == 0)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("{} '{}': expected positive whole numbers", option, text));
-  return v;
-}
 
 // The `shmgemm multiply` arguments of a mode.
 std::vector<std::string> mode_args(const std::string& mode, unsigned workers) {
@@ -105,25 +84,15 @@ plot for [m in "shm file copy threads"] '{2}' using (strcol(1) eq m ? $2 : NaN):
 }
 
 int run_footprint(const FootprintArgs& args) {
-  std::vector<std::uint64_t> dims;
-  for (std::size_t pos = 0; pos <= args.shape.size();) {
-    const std::size_t x = std::min(args.shape.find('x', pos), args.shape.size());
-    dims.push_back(parse_count(args.shape.substr(pos, x - pos), "--shape"));
-    pos = x + 1;
-  }
-  if (dims.size() == 1) dims = {dims[0], dims[0], dims[0]};
-  if (dims.size() != 3)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("--shape '{}': expected N or MxKxN", args.shape));
-  const std::uint64_t m = dims[0], k = dims[1], n = dims[2];
+  const auto [m, k, n] = parse_product_shape(args.shape, "--shape");
   std::vector<unsigned> counts;
   if (args.workers.empty())
     for (unsigned w = 1; w <= available_cores(); ++w)
       counts.push_back(w);
   else
-    for (const std::string& w : split(args.workers))
+    for (const std::string& w : split_list(args.workers))
       counts.push_back(static_cast<unsigned>(parse_count(w, "--workers")));
-  const std::vector<std::string> modes = split(args.modes);
+  const std::vector<std::string> modes = split_list(args.modes);
   for (const std::string& mode : modes)
     mode_args(mode, 1);  // refuses unknown modes now
 

@@ -1,7 +1,5 @@
 #include <fmt/format.h>
 
-#include <charconv>
-
 #include "common/npy_file.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -26,23 +24,6 @@ void fill_uniform(T* data, std::uint64_t count, std::uint64_t seed) {
     else
       data[i] = static_cast<T>(bits >> 40) * 0x1.0p-24f;
   }
-}
-
-// "4000x3000" -> {4000, 3000}; throws naming --shape.
-std::vector<std::uint64_t> parse_shape(const std::string& text) {
-  std::vector<std::uint64_t> shape;
-  std::size_t pos = 0;
-  while (pos <= text.size()) {
-    const std::size_t x = std::min(text.find('x', pos), text.size());
-    std::uint64_t d = 0;
-    const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + x, d);
-    if (ec != std::errc() || end != text.data() + x)
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("--shape '{}': expected dimensions like 4000x3000", text));
-    shape.push_back(d);
-    pos = x + 1;
-  }
-  return shape;
 }
 
 }  // namespace
@@ -74,8 +55,8 @@ void add_gen(CLI::App& app, Action& action) {
   cmd->add_option("-o,--output", args->out, "the .npy file to write")->required();
   cmd->callback([args, &action] {
     action = [args] {
-      write_random_npy(args->out, *dtype_from_name(args->dtype), parse_shape(args->shape),
-                       args->seed);
+      write_random_npy(args->out, *dtype_from_name(args->dtype),
+                       parse_dims(args->shape, "--shape", true), args->seed);
       return 0;
     };
   });

@@ -1,0 +1,59 @@
+// Arguments the subcommands share: dimensions, lists, medians.
+#include <fmt/format.h>
+#include <algorithm>
+#include <charconv>
+
+#include "shmgemm/error.hpp"
+#include "tools/commands.hpp"
+
+namespace shmgemm::cli {
+
+std::vector<std::uint64_t> parse_dims(const std::string& text, std::string_view option,
+                                      bool allow_zero) {
+  std::vector<std::uint64_t> dims;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    const std::size_t x = std::min(text.find('x', pos), text.size());
+    std::uint64_t d = 0;
+    const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + x, d);
+    if (ec != std::errc() || end != text.data() + x || (d == 0 && !allow_zero))
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{} '{}': expected dimensions like 4000x3000", option, text));
+    dims.push_back(d);
+    pos = x + 1;
+  }
+  return dims;
+}
+
+std::array<std::uint64_t, 3> parse_product_shape(const std::string& text, std::string_view option) {
+  const std::vector<std::uint64_t> d = parse_dims(text, option, false);
+  if (d.size() == 1) return {d[0], d[0], d[0]};
+  if (d.size() == 3) return {d[0], d[1], d[2]};
+  throw Error(ErrorCode::invalid_argument,
+              fmt::format("{} '{}': expected N (square) or MxKxN", option, text));
+}
+
+std::uint64_t parse_count(const std::string& text, std::string_view option) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || v == 0)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{} '{}': expected positive whole numbers", option, text));
+  return v;
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  for (std::size_t pos = 0; pos <= text.size();) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    if (comma > pos) items.push_back(text.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return items;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace shmgemm::cli

@@ -25,15 +25,15 @@ class RobustMutex {
 // RAII for RobustMutex.
 class RobustLock {
  public:
-  explicit RobustLock(RobustMutex& m) : m_(m) { owner_died_ = m_.lock(); }
+  // A lock taken over from a dead owner is made consistent by lock(); the state it guards is
+  // the caller's to check.
+  explicit RobustLock(RobustMutex& m) : m_(m) { m_.lock(); }
   ~RobustLock() { m_.unlock(); }
   RobustLock(const RobustLock&) = delete;
   RobustLock& operator=(const RobustLock&) = delete;
-  bool owner_died() const { return owner_died_; }
 
  private:
   RobustMutex& m_;
-  bool owner_died_ = false;
 };
 
 }  // namespace shmgemm

@@ -4,20 +4,47 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 
 namespace shmgemm {
 
-enum class DType : std::uint32_t { float32 = 1, float64 = 2 };
+// The codes are part of the job descriptor: append, never renumber.
+enum class DType : std::uint32_t {
+  float32 = 1,
+  float64 = 2,
+  int8 = 3,
+  int16 = 4,
+  int32 = 5,
+  int64 = 6,
+  uint8 = 7,
+  uint16 = 8,
+  uint32 = 9,
+  uint64 = 10,
+  complex64 = 11,
+  complex128 = 12,
+};
+
+// Every dtype, in numpy's order of kinds and sizes (ints, unsigned, floats, complex).
+std::span<const DType> all_dtypes();
+// True for the codes above.
+bool is_valid_dtype(std::uint32_t code);
 
 std::size_t item_size(DType dtype);
-// numpy's name: "float32", "float64".
+// Bits of one element: 8 for int8, 128 for complex128.
+unsigned dtype_bits(DType dtype);
+bool is_integer(DType dtype);
+bool is_signed_integer(DType dtype);
+bool is_complex(DType dtype);
+// float32, float64, complex64, complex128: the types OpenBLAS multiplies.
+bool is_blas_type(DType dtype);
+// numpy's name: "float32", "int8", "complex128".
 std::string_view dtype_name(DType dtype);
-// The little-endian .npy descr: "<f4", "<f8".
+// The .npy descr: "<f4", "|i1", "<c16".
 std::string_view npy_descr(DType dtype);
 // The dtype named `name` ("float64"), or nothing.
 std::optional<DType> dtype_from_name(std::string_view name);
-// For messages: "float32, float64".
+// For messages: "int8, int16, ..., complex128".
 std::string_view supported_dtypes();
 
 }  // namespace shmgemm

@@ -38,7 +38,96 @@ bool check_operand(const OperandRef& ref, std::string_view which, std::uint64_t 
   return true;
 }
 
+bool mul(std::uint64_t a, std::uint64_t b, std::uint64_t& out) {
+  return !__builtin_mul_overflow(a, b, &out);
+}
+
+// The largest element offset `s` reaches along `ndim` axes of `shape` with `strides`, plus its
+// core matrix; false on overflow. Empty stacks reach nothing (offset 0).
+bool reach(const StackRef& s, std::uint32_t ndim, const std::uint64_t* shape,
+           const std::uint64_t* strides, std::uint64_t& last) {
+  last = 0;
+  if (s.rows == 0 || s.cols == 0) return true;
+  for (std::uint32_t i = 0; i < ndim; ++i) {
+    if (shape[i] == 0) return last = 0, true;
+    std::uint64_t step = 0;
+    if (!mul(shape[i] - 1, strides[i], step) || __builtin_add_overflow(last, step, &last))
+      return false;
+  }
+  std::uint64_t r = 0, c = 0;
+  return mul(s.rows - 1, s.row_stride, r) && mul(s.cols - 1, s.col_stride, c) &&
+         !__builtin_add_overflow(last, r, &last) && !__builtin_add_overflow(last, c, &last);
+}
+
+bool check_stack(const StackRef& s, const GeneralJob& g, std::string_view which,
+                 std::string& problem) {
+  if (!is_valid_dtype(static_cast<std::uint32_t>(s.dtype)) || s.batch_ndim > kMaxDims) {
+    problem = fmt::format("operand {}: bad dtype code {} or {} batch axes", which,
+                          static_cast<std::uint32_t>(s.dtype), s.batch_ndim);
+    return false;
+  }
+  std::uint64_t own = 0, broadcast = 0;
+  if (!reach(s, s.batch_ndim, s.batch_shape, s.batch_strides, own) ||
+      !reach(s, g.batch_ndim, g.batch_shape, s.broadcast_strides, broadcast) ||
+      ((s.rows && s.cols) && (own >= s.elements || broadcast >= s.elements))) {
+    problem = fmt::format("operand {}: strides reach beyond its {} elements", which, s.elements);
+    return false;
+  }
+  return true;
+}
+
+bool check_limbs(unsigned limbs, unsigned bits) {
+  return limbs >= 1 && limbs <= 64 && bits <= 64 && std::uint64_t{bits} * (limbs - 1) < 64;
+}
+
+bool check_general(const JobDescriptor& job, std::string& problem) {
+  const GeneralJob& g = job.general;
+  if (static_cast<std::uint32_t>(g.phase) > 2 ||
+      !is_valid_dtype(static_cast<std::uint32_t>(g.result)) ||
+      !is_valid_dtype(static_cast<std::uint32_t>(g.compute)) || !is_blas_type(g.compute) ||
+      g.batch_ndim > kMaxDims) {
+    problem = "bad phase, result dtype, compute dtype or batch axes";
+    return false;
+  }
+  std::uint64_t batch = 1, rows = 0;
+  bool overflow = false;
+  for (std::uint32_t i = 0; i < g.batch_ndim; ++i)
+    overflow = overflow || !mul(batch, g.batch_shape[i], batch);
+  if (overflow || batch != g.batch || !mul(batch, g.a.rows, rows) || rows != job.m ||
+      g.a.cols != job.k || g.b.rows != job.k || g.b.cols != job.n) {
+    problem = fmt::format("shapes do not match the job's: {} products of ({},{}) @ ({},{})",
+                          g.batch, g.a.rows, g.a.cols, g.b.rows, g.b.cols);
+    return false;
+  }
+  if (!check_stack(g.a, g, "A", problem) || !check_stack(g.b, g, "B", problem)) return false;
+  if (g.integer && (!is_integer(g.result) || g.compute != DType::float64 ||
+                    !check_limbs(g.limbs.limbs_a, g.limbs.bits_a) ||
+                    !check_limbs(g.limbs.limbs_b, g.limbs.bits_b))) {
+    problem = "bad integer product: result, compute type or limbs";
+    return false;
+  }
+  std::uint64_t c_elements = 0;
+  if (!mul(job.m, job.n, c_elements) ||
+      !check_operand(job.a, "A", g.a.elements, 1, g.a.dtype, problem) ||
+      !check_operand(job.b, "B", g.b.elements, 1, g.b.dtype, problem) ||
+      !check_operand(job.c, "C", c_elements, 1, g.result, problem))
+    return false;
+  if (g.b_prepared && g.phase != Phase::scan &&
+      !check_operand(job.prepared, "prepared B", prepared_elements(g, job.k, job.n), 1, g.compute,
+                     problem))
+    return false;
+  return true;
+}
+
 }  // namespace
+
+std::uint64_t prepared_elements(const GeneralJob& g, std::uint64_t k, std::uint64_t n) {
+  std::uint64_t elements = g.integer ? g.limbs.limbs_b : 1;
+  for (std::uint32_t i = 0; i < g.b.batch_ndim && i < kMaxDims; ++i)
+    if (!mul(elements, g.b.batch_shape[i], elements)) return 0;
+  if (!mul(elements, k, elements) || !mul(elements, n, elements)) return 0;
+  return elements;
+}
 
 std::uint64_t operand_extent(const OperandRef& ref, DType dtype) {
   return matrix_extent_bytes(ref.rows, ref.cols, ref.ld, ref.layout, item_size(dtype)).value_or(0);
@@ -61,7 +150,11 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
                     job->version, job->descriptor_bytes, kJobVersion, sizeof(JobDescriptor));
     return nullptr;
   }
-  if (job->dtype != DType::float32 && job->dtype != DType::float64) {
+  if (job->kind != JobKind::gemm && job->kind != JobKind::general) {
+    problem = fmt::format("unknown job kind {}", static_cast<std::uint32_t>(job->kind));
+    return nullptr;
+  }
+  if (job->kind == JobKind::gemm && job->dtype != DType::float32 && job->dtype != DType::float64) {
     problem = fmt::format("unknown dtype code {}", static_cast<std::uint32_t>(job->dtype));
     return nullptr;
   }
@@ -75,9 +168,11 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
     problem = "chunk of 0 rows";
     return nullptr;
   }
-  if (!check_operand(job->a, "A", job->m, job->k, job->dtype, problem) ||
-      !check_operand(job->b, "B", job->k, job->n, job->dtype, problem) ||
-      !check_operand(job->c, "C", job->m, job->n, job->dtype, problem))
+  if (job->kind == JobKind::general) {
+    if (!check_general(*job, problem)) return nullptr;
+  } else if (!check_operand(job->a, "A", job->m, job->k, job->dtype, problem) ||
+             !check_operand(job->b, "B", job->k, job->n, job->dtype, problem) ||
+             !check_operand(job->c, "C", job->m, job->n, job->dtype, problem))
     return nullptr;
   if (job->c.layout != Layout::row_major) {
     problem = "operand C: must be row-major";

@@ -11,13 +11,15 @@
 #include <string>
 
 #include "common/dtype.hpp"
+#include "common/limbs.hpp"
+#include "common/matmul_shape.hpp"
 #include "common/matrix.hpp"
 #include "common/partition.hpp"
 
 namespace shmgemm {
 
 inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
-inline constexpr std::uint32_t kJobVersion = 1;
+inline constexpr std::uint32_t kJobVersion = 2;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
@@ -39,6 +41,44 @@ struct OperandRef {
   char name[kMaxOperandName] = {};  // segment name or file path, NUL-terminated
 };
 
+// gemm: one 2-D product of one float dtype, operands as matrices (a, b, c).
+// general: np.matmul's whole rules (any dtypes, 1-D, stacks, broadcasting), in phases.
+enum class JobKind : std::uint32_t { gemm = 0, general = 1 };
+
+// What the workers of a general job do in this launch.
+enum class Phase : std::uint32_t {
+  multiply = 0,  // their rows of the flattened C (products x m rows)
+  scan = 1,      // the largest magnitudes in their share of A's and B's elements (integers)
+  prepare = 2,   // convert their share of B's rows into `prepared` (compute type, or limbs)
+};
+
+// One operand of a general job: a stack of rows x cols matrices at element strides. Its
+// OperandRef (a, b) is a column of `elements` elements of `dtype`: the whole array.
+struct StackRef {
+  DType dtype = DType::float64;
+  std::uint32_t batch_ndim = 0;  // its own batch axes
+  std::uint64_t elements = 0;
+  std::uint64_t rows = 0, cols = 0, row_stride = 0, col_stride = 0;
+  std::uint64_t batch_shape[kMaxDims] = {};
+  std::uint64_t batch_strides[kMaxDims] = {};
+  std::uint64_t broadcast_strides[kMaxDims] = {};  // along GeneralJob's batch axes; 0: broadcast
+};
+
+struct GeneralJob {
+  Phase phase = Phase::multiply;
+  DType result = DType::float64;   // C's dtype (np.result_type)
+  DType compute = DType::float64;  // the BLAS type; float64 for integer results
+  std::uint32_t integer = 0;       // 1: exact integer product through limbs
+  std::uint32_t batch_ndim = 0;
+  std::uint64_t batch = 1;  // products; C is batch x m x n, row-major
+  std::uint64_t batch_shape[kMaxDims] = {};
+  StackRef a, b;
+  // 1: workers read B from the job's `prepared` operand: B's matrices (b.batch_shape of them,
+  // row-major k x n, in the compute type), or for integers limbs_b such stacks of doubles.
+  std::uint32_t b_prepared = 0;
+  LimbPlan limbs;  // integer products: set after the scan
+};
+
 enum class SlotState : std::uint32_t { pending = 0, attached = 1, done = 2, failed = 3 };
 
 // One worker's part of the job. The coordinator writes the range; the worker writes the rest.
@@ -48,6 +88,7 @@ struct WorkerSlot {
   std::uint32_t attempt = 0;  // 0 for the first worker on these rows, 1 for its first retry, ...
   std::atomic<std::uint32_t> state{0};
   std::atomic<std::uint64_t> rows_done{0};
+  std::uint64_t max_a = 0, max_b = 0;      // Phase::scan's result: largest magnitudes seen
   char message[kWorkerMessageBytes] = {};  // why it failed, NUL-terminated
 };
 
@@ -64,7 +105,10 @@ struct JobDescriptor {
   std::uint32_t copy_inputs = 0;  // 1: each worker first copies B and its rows of A privately
   // Rows per BLAS call; each worker publishes its progress after each.
   std::uint64_t chunk_rows = 1;
-  OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major)
+  OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major); general: see StackRef
+  JobKind kind = JobKind::gemm;
+  GeneralJob general;   // kind == general; m is then batch x m, the flattened rows of C
+  OperandRef prepared;  // general.b_prepared: a column of float64/compute-type elements
   // Each worker posts once when it has mapped every operand: the coordinator may then remove
   // the names.
   boost::interprocess::interprocess_semaphore attached{0};
@@ -76,6 +120,9 @@ struct JobDescriptor {
 // NUL-terminated names and row ranges inside [0, m]. `bytes` is the mapped descriptor.
 // Returns nullptr and sets `problem` when it is invalid.
 const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string& problem);
+
+// Elements of the general job's prepared B: B's matrices x k x n, times limbs_b for integers.
+std::uint64_t prepared_elements(const GeneralJob& g, std::uint64_t k, std::uint64_t n);
 
 // The bytes that `ref` spans from its offset, given the job's dtype; checked by validate_job.
 std::uint64_t operand_extent(const OperandRef& ref, DType dtype);

@@ -57,7 +57,9 @@ DType dtype_from_descr(std::string_view descr, std::string_view what) {
   const char order = descr[0];
   const char kind = descr[1];
   const std::string_view size = descr.substr(2);
-  if (kind == 'O') unsupported(what, "object arrays are not supported (dtype 'O')");
+  if (kind == 'O')
+    unsupported(what, fmt::format("object arrays are not supported (dtype 'O'); supported: {}",
+                                  supported_dtypes()));
   if (order != '<' && order != '>' && order != '|' && order != '=')
     fail(what, fmt::format("malformed dtype descr '{}'", descr));
   if (size.empty() || size.size() > 2 ||
@@ -68,8 +70,10 @@ DType dtype_from_descr(std::string_view descr, std::string_view what) {
     unsupported(what, fmt::format("big-endian {} ('{}') is not supported; convert it with "
                                   "arr.astype('<{}{}')",
                                   name, descr, kind, size));
-  if (kind == 'f' && size == "8") return DType::float64;
-  if (kind == 'f' && size == "4") return DType::float32;
+  for (DType d : all_dtypes()) {
+    const std::string_view ours = npy_descr(d);
+    if (ours[1] == kind && ours.substr(2) == size) return d;
+  }
   unsupported(what, fmt::format("unsupported dtype {} ('{}'); supported: {}", name, descr,
                                 supported_dtypes()));
 }

@@ -8,6 +8,7 @@
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
+#include "engine/general.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
@@ -61,7 +62,8 @@ void check_options(const Options& o) {
 }  // namespace
 
 double Report::gflops() const {
-  return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
+  return seconds > 0 ? 2.0 * double(batch) * double(m) * double(n) * double(k) / seconds / 1e9
+                     : 0.0;
 }
 
 unsigned available_cores() {
@@ -85,6 +87,8 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   check_options(options);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
+  if (detail::needs_general_product(a.header(), b.header()))
+    return detail::multiply_general(a, b, out_path, options, start);
   check_operands(a, b);
 
   Report report;

@@ -21,10 +21,6 @@
 namespace shmgemm::detail {
 namespace {
 
-struct DestroyJob {
-  void operator()(JobDescriptor* job) const { job->~JobDescriptor(); }
-};
-
 Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
   const WorkerSlot& slot = job.slots[exit.id];
   const std::string who = fmt::format("worker {} (rows {}-{})", exit.id, slot.row_begin,
@@ -109,7 +105,7 @@ void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixR
   for (std::uint64_t r = 0; r < c.rows; r += step) {
     const std::uint64_t end = std::min(c.rows, r + step);
     compute_rows(dtype, a, b, c, {r, end});
-    if (options.rows_per_step) release_rows(dtype, {a, b, c}, {r, end});
+    if (options.rows_per_step) release_rows(dtype, {a, b, c, {}}, {r, end});
     bar.update(end);
     throw_if_interrupted();
   }
@@ -118,8 +114,9 @@ void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixR
 RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
                      const Plan& plan, Placement& placement, const Options& options) {
   // Describe the job in a segment the workers share: operands, shapes, each worker's rows.
-  SharedSegment job_segment = SharedSegment::create("job", sizeof(JobDescriptor));
-  std::unique_ptr<JobDescriptor, DestroyJob> job(new (job_segment.data()) JobDescriptor{});
+  JobSegment described;
+  SharedSegment& job_segment = described.segment;
+  JobDescriptor* job = described.job;
   job->dtype = dtype;
   job->workers = static_cast<std::uint32_t>(plan.workers);
   job->threads_per_worker = static_cast<std::uint32_t>(plan.threads_per_worker);
@@ -141,18 +138,34 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
     job_segment.unlink();
     placement.unlink_names();
   };
+  const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local, {}};
+  return launch_and_join(
+      *job, job_segment.name(), plan,
+      [job, ops](std::size_t i) { return run_worker(*job, i, ops); }, unlink_names, true, options,
+      2.0 * double(n) * double(k));
+}
 
+RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
+                         const std::function<int(std::size_t)>& fork_body,
+                         const std::function<void()>& unlink_names, bool last_launch,
+                         const Options& options, double flops_per_row) {
   const bool fork = options.launch == Launch::fork;
-  const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local};
   const std::string exe = fork ? std::string() : worker_executable();
   const std::string threads = std::to_string(plan.threads_per_worker);
   const auto start = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < plan.workers; ++i) {
+    WorkerSlot& slot = job.slots[i];
+    slot.attempt = 0;
+    slot.message[0] = '\0';
+    slot.rows_done.store(0);
+    slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
+  }
   Launcher launcher;
   auto start_worker = [&](std::size_t i) {
     if (fork)
-      launcher.fork_worker(i, [&job, &ops, i] { return run_worker(*job, i, ops); });
+      launcher.fork_worker(i, [&fork_body, i] { return fork_body(i); });
     else
-      launcher.spawn_worker(i, exe, {"--job", job_segment.name(), "--id", std::to_string(i)},
+      launcher.spawn_worker(i, exe, {"--job", job_name, "--id", std::to_string(i)},
                             {{"OPENBLAS_NUM_THREADS", threads}});
   };
 
@@ -163,22 +176,22 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   if (!fork) {
     // Once every worker has mapped everything the names can go, and a crash from here on
     // leaves nothing in /dev/shm. A fresh worker for a retry attaches by name, so with
-    // retries the names stay until the end. A worker that fails to attach is reported below.
-    launcher.wait_attached(job->attached, plan.workers);
-    if (options.retries == 0) unlink_names();
+    // retries the names stay until the end, as they do until a job's last launch.
+    launcher.wait_attached(job.attached, plan.workers);
+    if (options.retries == 0 && last_launch) unlink_names();
   }
 
   RunStats stats;
   std::vector<unsigned> attempts(plan.workers, 0);
-  ProgressBar progress(options.progress, m, 2.0 * double(n) * double(k));
+  ProgressBar progress(options.progress && flops_per_row > 0, job.m, flops_per_row);
   while (launcher.live() > 0) {
     std::uint64_t rows_done = 0;
     for (std::size_t i = 0; i < plan.workers; ++i)
-      rows_done += job->slots[i].rows_done.load();
+      rows_done += job.slots[i].rows_done.load();
     progress.update(rows_done);
     for (const WorkerExit& exit : launcher.wait_exits(options.progress ? 100 : -1)) {
       if (exit.ok()) continue;
-      const Error failure = worker_failure(*job, exit);
+      const Error failure = worker_failure(job, exit);
       if (attempts[exit.id] >= options.retries) {
         launcher.kill_all();
         throw failure;
@@ -188,7 +201,7 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
       if (options.on_retry)
         options.on_retry(fmt::format("{}; retrying ({} of {})", failure.what(), attempts[exit.id],
                                      options.retries));
-      WorkerSlot& slot = job->slots[exit.id];
+      WorkerSlot& slot = job.slots[exit.id];
       slot.attempt = attempts[exit.id];
       slot.message[0] = '\0';
       slot.rows_done.store(0);

@@ -1,12 +1,28 @@
 // Runs one product's workers over placed operands: describe, launch, join, retry, report.
 #pragma once
 
+#include <functional>
+#include <new>
+#include <string>
+
 #include "common/dtype.hpp"
+#include "common/job.hpp"
+#include "common/segment.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::detail {
+
+// A job descriptor in a new shared segment ("job"), destroyed before the segment goes.
+struct JobSegment {
+  SharedSegment segment = SharedSegment::create("job", sizeof(JobDescriptor));
+  JobDescriptor* job = new (segment.data()) JobDescriptor{};
+  JobSegment() = default;
+  JobSegment(const JobSegment&) = delete;
+  JobSegment& operator=(const JobSegment&) = delete;
+  ~JobSegment() { job->~JobDescriptor(); }
+};
 
 // The plan for `shape` as `options` ask, reading the calibration only when the cost model
 // needs it; records the plan in the report (automatic, candidates, reason, calibration,
@@ -40,6 +56,18 @@ struct RunStats {
 // Throws Error(interrupted) when an interrupt arrives (see handle_interrupts()).
 RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
                      const Plan& plan, Placement& placement, const Options& options);
+
+// Launches plan.workers workers of `job`, which lives in the segment named `job_name`, and
+// joins them: forked ones run fork_body(id), spawned ones shmgemm-worker --job --id. Resets
+// every slot's state first (a job may be launched once per phase). unlink_names() is called
+// when the names may go: before the first fork, or once every spawned worker has attached to
+// the `last_launch` of a job with no retries. Retries, failures and interrupts as run_workers;
+// a progress bar over job.m rows of flops_per_row flops each when options.progress and
+// flops_per_row > 0.
+RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
+                         const std::function<int(std::size_t)>& fork_body,
+                         const std::function<void()>& unlink_names, bool last_launch,
+                         const Options& options, double flops_per_row);
 
 // run_workers, then finish() the placement; records compute seconds, retries and copied bytes
 // in the report.

@@ -28,6 +28,17 @@ std::byte* AttachedOperands::map(const OperandRef& ref, char which, DType dtype,
 }
 
 AttachedOperands::AttachedOperands(const JobDescriptor& job) {
+  if (job.kind == JobKind::general) {
+    const GeneralJob& g = job.general;
+    GeneralOperands& ops = bound_.general;
+    ops.a = map(job.a, 'A', g.a.dtype, false);
+    ops.b = map(job.b, 'B', g.b.dtype, false);
+    ops.c = map(job.c, 'C', g.result, true);
+    // The prepare phase writes the prepared B, the multiply phase reads it.
+    if (g.b_prepared && g.phase != Phase::scan)
+      ops.prepared = map(job.prepared, 'P', g.compute, true);
+    return;
+  }
   auto bind = [&](const OperandRef& ref, char which, bool writable) {
     MatrixRef m{map(ref, which, job.dtype, writable), ref.rows, ref.cols, ref.ld, ref.layout};
     return m;

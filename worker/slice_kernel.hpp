@@ -10,8 +10,9 @@ namespace shmgemm {
 
 // Computes rows [rows.begin, rows.end) of C = A·B. A (m x k) and B (k x n) may be row- or
 // column-major (a column-major operand goes through BLAS's transpose flag, uncopied); C is
-// row-major. With k = 0 the rows are set to zero. Every dimension and leading dimension must
-// fit BLAS's 32-bit int (the coordinator checks). Thread-safety: reentrant.
+// row-major. float32, float64, complex64 or complex128. With k = 0 the rows are set to zero. Every
+// dimension and leading dimension must fit BLAS's 32-bit int (the coordinator checks).
+// Thread-safety: reentrant.
 void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
                   RowRange rows);
 

@@ -5,6 +5,7 @@
 
 #include "common/job.hpp"
 #include "common/matrix.hpp"
+#include "worker/general_kernel.hpp"
 
 namespace shmgemm {
 
@@ -13,10 +14,12 @@ struct BoundOperands {
   ConstMatrixRef a;
   ConstMatrixRef b;
   MatrixRef c;
+  GeneralOperands general;  // JobKind::general
 };
 
-// Sets the BLAS thread count, computes worker `id`'s rows and records the outcome in its slot
-// (rows done, state, message). Returns the process exit status: 0 on success. Never throws.
+// Sets the BLAS thread count, computes worker `id`'s rows (or its share of a general job's phase)
+// and records the outcome in its slot (rows done, state, message). Returns the process exit status:
+// 0 on success. Never throws.
 int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept;
 
 // Releases the pages of rows `rows` of A (row-major) and of C in this process: done with, they

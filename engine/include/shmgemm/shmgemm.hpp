@@ -83,9 +83,10 @@ struct PlanCandidate {
 
 // What a run did.
 struct Report {
-  std::uint64_t m = 0, k = 0, n = 0;
-  std::string dtype;
-  unsigned workers = 0;  // 0 when the product ran in process or was empty
+  std::uint64_t m = 0, k = 0, n = 0;  // one product: (m x k) @ (k x n)
+  std::uint64_t batch = 1;            // products (stacked operands)
+  std::string dtype;                  // the result's, numpy's name
+  unsigned workers = 0;               // 0 when the product ran in process or was empty
   unsigned threads_per_worker = 0;
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
@@ -95,11 +96,13 @@ struct Report {
   unsigned retries = 0;                   // blocks recomputed after a worker failed
   std::uint64_t copied_bytes = 0;         // copied to place operands and to bring C back
   std::uint64_t rows_per_step = 0;        // when streaming: rows of C per step; 0: not
+  std::uint64_t prepared_bytes = 0;       // B converted once (dtype or integer limbs), shared
+  unsigned limb_products = 0;             // integers: dgemm calls per product; 0: not integers
   bool automatic = false;                 // the plan was chosen by the cost model
   std::vector<PlanCandidate> candidates;  // what the automatic plan weighed
   std::string plan_reason;                // why this plan, in one line
   std::string calibration;                // where the figures came from
-  double gflops() const;                  // 2mnk / seconds
+  double gflops() const;                  // 2 batch mnk / seconds
 };
 
 // Computes C = A·B for the 2-D .npy files `a` and `b` (float32 or float64, C or Fortran order)

@@ -1,0 +1,151 @@
+#include "worker/convert.hpp"
+
+#include <bit>
+#include <complex>
+#include <cstring>
+#include <type_traits>
+
+#include "common/limbs.hpp"
+
+namespace shmgemm {
+namespace {
+
+// Calls f(T{}) with T the C++ type of `dtype`.
+template <class F>
+void visit(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::int8:
+      return f(std::int8_t{});
+    case DType::int16:
+      return f(std::int16_t{});
+    case DType::int32:
+      return f(std::int32_t{});
+    case DType::int64:
+      return f(std::int64_t{});
+    case DType::uint8:
+      return f(std::uint8_t{});
+    case DType::uint16:
+      return f(std::uint16_t{});
+    case DType::uint32:
+      return f(std::uint32_t{});
+    case DType::uint64:
+      return f(std::uint64_t{});
+    case DType::float32:
+      return f(float{});
+    case DType::float64:
+      return f(double{});
+    case DType::complex64:
+      return f(std::complex<float>{});
+    case DType::complex128:
+      return f(std::complex<double>{});
+  }
+}
+
+template <class T>
+constexpr bool is_complex_v = false;
+template <class T>
+constexpr bool is_complex_v<std::complex<T>> = true;
+
+// Elements may sit at any byte offset in a file: read them with memcpy.
+template <class S>
+S load(const std::byte* p) {
+  S s;
+  std::memcpy(&s, p, sizeof s);
+  return s;
+}
+
+template <class D, class S>
+D convert(S s) {
+  if constexpr (is_complex_v<D> && !is_complex_v<S>)
+    return D(static_cast<typename D::value_type>(s), 0);
+  else if constexpr (is_complex_v<D>)
+    return D(s);
+  else if constexpr (!is_complex_v<S>)
+    return static_cast<D>(s);
+  else
+    return D{};  // complex to real: never a promotion
+}
+
+template <class S, class D, class Op>
+void gather(const StridedBlock& from, D* out, Op op) {
+  const std::uint64_t rs = from.row_stride * sizeof(S), cs = from.col_stride * sizeof(S);
+  for (std::uint64_t i = 0; i < from.rows; ++i) {
+    const std::byte* row = from.base + i * rs;
+    D* o = out + i * from.cols;
+    if (cs == sizeof(S))
+      for (std::uint64_t j = 0; j < from.cols; ++j)
+        o[j] = op(load<S>(row + j * sizeof(S)));
+    else
+      for (std::uint64_t j = 0; j < from.cols; ++j)
+        o[j] = op(load<S>(row + j * cs));
+  }
+}
+
+template <class S>
+std::int64_t as_int64(S s) {
+  if constexpr (std::is_same_v<S, std::uint64_t>)
+    return std::bit_cast<std::int64_t>(s);
+  else
+    return static_cast<std::int64_t>(s);
+}
+
+}  // namespace
+
+void gather_convert(const StridedBlock& from, DType to, std::byte* out) {
+  visit(from.dtype, [&](auto s) {
+    using S = decltype(s);
+    visit(to, [&](auto d) {
+      using D = decltype(d);
+      if constexpr (std::is_floating_point_v<D> || is_complex_v<D>)
+        gather<S>(from, reinterpret_cast<D*>(out), [](S x) { return convert<D>(x); });
+    });
+  });
+}
+
+void gather_int64(const StridedBlock& from, std::int64_t* out) {
+  visit(from.dtype, [&](auto s) {
+    using S = decltype(s);
+    if constexpr (std::is_integral_v<S>) gather<S>(from, out, [](S x) { return as_int64(x); });
+  });
+}
+
+std::uint64_t max_magnitude(DType dtype, const std::byte* data, std::uint64_t count) {
+  std::uint64_t largest = 0;
+  visit(dtype, [&](auto s) {
+    using S = decltype(s);
+    if constexpr (std::is_integral_v<S>)
+      for (std::uint64_t i = 0; i < count; ++i) {
+        const std::uint64_t m = magnitude(as_int64(load<S>(data + i * sizeof(S))));
+        largest = m > largest ? m : largest;
+      }
+  });
+  return largest;
+}
+
+void split_limb(const std::int64_t* x, std::uint64_t count, unsigned limb, unsigned bits,
+                unsigned limbs, double* out) {
+  for (std::uint64_t i = 0; i < count; ++i)
+    out[i] = static_cast<double>(limb_of(x[i], limb, bits, limbs));
+}
+
+void accumulate_shifted(const double* t, std::uint64_t count, unsigned shift, bool first,
+                        std::uint64_t* acc) {
+  for (std::uint64_t i = 0; i < count; ++i) {
+    const std::uint64_t v = static_cast<std::uint64_t>(static_cast<std::int64_t>(t[i])) << shift;
+    acc[i] = first ? v : acc[i] + v;
+  }
+}
+
+void store_wrapped(const std::uint64_t* acc, std::uint64_t count, DType to, std::byte* out) {
+  visit(to, [&](auto d) {
+    using D = decltype(d);
+    if constexpr (std::is_integral_v<D>)
+      for (std::uint64_t i = 0; i < count; ++i) {
+        // Conversion to an unsigned type is modulo 2^bits; to a signed one, two's complement.
+        const D v = static_cast<D>(static_cast<std::make_unsigned_t<D>>(acc[i]));
+        std::memcpy(out + i * sizeof(D), &v, sizeof v);
+      }
+  });
+}
+
+}  // namespace shmgemm

@@ -1,0 +1,179 @@
+#include "worker/general_kernel.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "worker/convert.hpp"
+#include "worker/slice_kernel.hpp"
+
+namespace shmgemm {
+namespace {
+
+// Element offset of product `p` (flat index over the job's batch axes) along `strides`.
+std::uint64_t offset_of(std::uint64_t p, std::uint32_t ndim, const std::uint64_t* shape,
+                        const std::uint64_t* strides) {
+  std::uint64_t offset = 0;
+  for (std::uint32_t i = ndim; i-- > 0;) {
+    offset += (p % shape[i]) * strides[i];
+    p /= shape[i];
+  }
+  return offset;
+}
+
+// Strides, in matrices, of the prepared B (B's own matrices, contiguous) along the job's batch
+// axes: 0 where B is broadcast.
+std::vector<std::uint64_t> prepared_strides(const GeneralJob& g) {
+  std::vector<std::uint64_t> strides(g.batch_ndim, 0);
+  std::uint64_t step = 1;
+  for (std::uint32_t j = 0; j < g.b.batch_ndim; ++j) {
+    const std::uint32_t own = g.b.batch_ndim - 1 - j, axis = g.batch_ndim - 1 - j;
+    if (g.b.batch_shape[own] != 1) strides[axis] = step;
+    step *= g.b.batch_shape[own];
+  }
+  return strides;
+}
+
+std::uint64_t b_matrices(const GeneralJob& g) {
+  std::uint64_t count = 1;
+  for (std::uint32_t i = 0; i < g.b.batch_ndim; ++i)
+    count *= g.b.batch_shape[i];
+  return count;
+}
+
+}  // namespace
+
+std::optional<ConstMatrixRef> blas_view(const std::byte* base, std::uint64_t rows,
+                                        std::uint64_t cols, std::uint64_t row_stride,
+                                        std::uint64_t col_stride) {
+  const std::uint64_t r = std::max<std::uint64_t>(rows, 1), c = std::max<std::uint64_t>(cols, 1);
+  if ((cols <= 1 || col_stride == 1) && (rows <= 1 || row_stride >= c)) {
+    const std::uint64_t ld = rows <= 1 ? c : row_stride;
+    if (ld <= INT_MAX) return ConstMatrixRef{base, rows, cols, ld, Layout::row_major};
+  }
+  if ((rows <= 1 || row_stride == 1) && (cols <= 1 || col_stride >= r)) {
+    const std::uint64_t ld = cols <= 1 ? r : col_stride;
+    if (ld <= INT_MAX) return ConstMatrixRef{base, rows, cols, ld, Layout::col_major};
+  }
+  return std::nullopt;
+}
+
+void scan_share(const GeneralJob& g, const GeneralOperands& ops, std::size_t id,
+                std::size_t workers, std::uint64_t& max_a, std::uint64_t& max_b) {
+  const RowRange ea = partition_rows(g.a.elements, workers, id, 1);
+  const RowRange eb = partition_rows(g.b.elements, workers, id, 1);
+  max_a = max_magnitude(g.a.dtype, ops.a + ea.begin * item_size(g.a.dtype), ea.size());
+  max_b = max_magnitude(g.b.dtype, ops.b + eb.begin * item_size(g.b.dtype), eb.size());
+}
+
+RowRange prepare_share(const GeneralJob& g, std::uint64_t k, std::size_t id, std::size_t workers) {
+  return partition_rows(b_matrices(g) * k, workers, id, 1);
+}
+
+void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
+                  const GeneralOperands& ops, RowRange rows) {
+  const std::size_t ib = item_size(g.b.dtype);
+  const std::uint64_t matrices = b_matrices(g);
+  std::vector<std::int64_t> values;
+  for (std::uint64_t t = rows.begin; t < rows.end;) {
+    // Rows r0..r1 of B's matrix q, at once.
+    const std::uint64_t q = t / k, r0 = t % k, r1 = std::min<std::uint64_t>(k, r0 + rows.end - t);
+    const std::uint64_t offset =
+        offset_of(q, g.b.batch_ndim, g.b.batch_shape, g.b.batch_strides) + r0 * g.b.row_stride;
+    const StridedBlock from{g.b.dtype, ops.b + offset * ib, r1 - r0, n, g.b.row_stride,
+                            g.b.col_stride};
+    const std::uint64_t first = (q * k + r0) * n, count = (r1 - r0) * n;
+    if (!g.integer) {
+      gather_convert(from, g.compute, ops.prepared + first * item_size(g.compute));
+    } else {
+      values.resize(count);
+      gather_int64(from, values.data());
+      auto* out = reinterpret_cast<double*>(ops.prepared);
+      for (unsigned j = 0; j < g.limbs.limbs_b; ++j)
+        split_limb(values.data(), count, j, g.limbs.bits_b, g.limbs.limbs_b,
+                   out + j * matrices * k * n + first);
+    }
+    t += r1 - r0;
+  }
+}
+
+void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
+                   const GeneralOperands& ops, RowRange rows, std::uint64_t chunk_rows,
+                   const std::function<void(std::uint64_t)>& done) {
+  const std::uint64_t m = g.a.rows;
+  const std::size_t ia = item_size(g.a.dtype), ib = item_size(g.b.dtype);
+  const std::size_t ic = item_size(g.result), icompute = item_size(g.compute);
+  const std::vector<std::uint64_t> prep_strides = prepared_strides(g);
+  const std::uint64_t matrices = b_matrices(g);
+  const LimbPlan& limbs = g.limbs;
+  const unsigned result_bits = dtype_bits(g.result);
+  std::vector<std::byte> a_dense;
+  std::vector<std::int64_t> a_values;
+  std::vector<double> a_limbs, t;
+  std::vector<std::uint64_t> acc;
+  for (std::uint64_t f = rows.begin; f < rows.end;) {
+    // Rows r0..r1 of product p.
+    const std::uint64_t p = f / m, r0 = f % m;
+    const std::uint64_t r1 = std::min({m, r0 + chunk_rows, r0 + (rows.end - f)});
+    const std::uint64_t nr = r1 - r0;
+    const std::uint64_t a_at =
+        offset_of(p, g.batch_ndim, g.batch_shape, g.a.broadcast_strides) + r0 * g.a.row_stride;
+    const StridedBlock a_block{g.a.dtype, ops.a + a_at * ia, nr, k, g.a.row_stride,
+                               g.a.col_stride};
+    const std::uint64_t q = offset_of(p, g.batch_ndim, g.batch_shape, prep_strides.data());
+    std::byte* c_rows = ops.c + (p * m + r0) * n * ic;
+    const ConstMatrixRef dense_a{nullptr, nr, k, std::max<std::uint64_t>(k, 1),
+                                 Layout::row_major};
+    const ConstMatrixRef dense_b{nullptr, k, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
+    if (!g.integer) {
+      std::optional<ConstMatrixRef> a;
+      if (g.a.dtype == g.compute)
+        a = blas_view(a_block.base, nr, k, g.a.row_stride, g.a.col_stride);
+      if (!a) {
+        a_dense.resize(nr * k * icompute);
+        gather_convert(a_block, g.compute, a_dense.data());
+        a = dense_a;
+        a->data = a_dense.data();
+      }
+      std::optional<ConstMatrixRef> b;
+      if (g.b_prepared) {
+        b = dense_b;
+        b->data = ops.prepared + q * k * n * icompute;
+      } else {
+        const std::uint64_t b_at =
+            offset_of(p, g.batch_ndim, g.batch_shape, g.b.broadcast_strides);
+        b = blas_view(ops.b + b_at * ib, k, n, g.b.row_stride, g.b.col_stride);
+      }
+      const MatrixRef c{c_rows, nr, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
+      compute_rows(g.compute, *a, *b, c, {0, nr});
+    } else {
+      const std::uint64_t a_count = nr * k, c_count = nr * n;
+      a_values.resize(a_count);
+      gather_int64(a_block, a_values.data());
+      a_limbs.resize(limbs.limbs_a * a_count);
+      for (unsigned i = 0; i < limbs.limbs_a; ++i)
+        split_limb(a_values.data(), a_count, i, limbs.bits_a, limbs.limbs_a,
+                   a_limbs.data() + i * a_count);
+      t.resize(c_count);
+      acc.assign(c_count, 0);
+      const MatrixRef tc{reinterpret_cast<std::byte*>(t.data()), nr, n,
+                         std::max<std::uint64_t>(n, 1), Layout::row_major};
+      const auto* prepared = reinterpret_cast<const double*>(ops.prepared);
+      for (unsigned i = 0; i < limbs.limbs_a; ++i)
+        for (unsigned j = 0; j < limbs.limbs_b; ++j) {
+          if (!limb_pair_needed(limbs, i, j, result_bits)) continue;
+          ConstMatrixRef a = dense_a, b = dense_b;
+          a.data = reinterpret_cast<const std::byte*>(a_limbs.data() + i * a_count);
+          b.data = reinterpret_cast<const std::byte*>(prepared + (j * matrices + q) * k * n);
+          compute_rows(DType::float64, a, b, tc, {0, nr});
+          accumulate_shifted(t.data(), c_count, i * limbs.bits_a + j * limbs.bits_b, false,
+                             acc.data());
+        }
+      store_wrapped(acc.data(), c_count, g.result, c_rows);
+    }
+    f += nr;
+    done(f - rows.begin);
+  }
+}
+
+}  // namespace shmgemm

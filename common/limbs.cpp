@@ -29,9 +29,9 @@ LimbPlan plan_limbs(std::uint64_t max_a, std::uint64_t max_b, std::uint64_t k,
       for (unsigned i = 0; i < na; ++i)
         for (unsigned j = 0; j < nb; ++j)
           p.products += limb_pair_needed(p, i, j, result_bits) ? 1 : 0;
-      const bool better = best.products == 0 || p.products < best.products ||
-                          (p.products == best.products &&
-                           p.limbs_a + p.limbs_b < best.limbs_a + best.limbs_b);
+      const bool better =
+          best.products == 0 || p.products < best.products ||
+          (p.products == best.products && p.limbs_a + p.limbs_b < best.limbs_a + best.limbs_b);
       if (better) best = p;
       break;  // more limbs of B for this many of A only add products
     }

@@ -68,8 +68,8 @@ std::vector<std::uint64_t> contiguous_strides(std::span<const std::uint64_t> sha
 
 MatmulShape matmul_shape(const ArrayShape& a, const ArrayShape& b, std::string_view a_name,
                          std::string_view b_name) {
-  const std::string operands = fmt::format("{} {} @ {} {}", a_name, shape_string(a.shape), b_name,
-                                           shape_string(b.shape));
+  const std::string operands =
+      fmt::format("{} {} @ {} {}", a_name, shape_string(a.shape), b_name, shape_string(b.shape));
   for (int i = 0; i < 2; ++i) {
     const ArrayShape& x = i == 0 ? a : b;
     if (x.shape.empty())

@@ -75,7 +75,9 @@ OperandRef column_ref(Storage storage, const std::string& name, std::uint64_t of
 void split_rows(Plan& plan, std::uint64_t batch, std::uint64_t m, std::uint64_t n, DType result) {
   const std::uint64_t rows = batch * m;
   const std::size_t unit =
-      batch >= plan.workers ? m : plan_row_split(rows, plan.workers, cache_line_rows(n, item_size(result))).block_factor;
+      batch >= plan.workers
+          ? m
+          : plan_row_split(rows, plan.workers, cache_line_rows(n, item_size(result))).block_factor;
   plan.block_factor = unit;
   plan.rows.clear();
   for (std::size_t i = 0; i < plan.workers; ++i)
@@ -103,9 +105,9 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b,
                               a.path(), b.path(), d, INT_MAX));
   const DType result = result_type(ha.dtype, hb.dtype);
   const DType compute = compute_type(result);
-  check_general_options(options, fmt::format("{} @ {} ({} @ {} -> {})", a.path(), b.path(),
-                                             dtype_name(ha.dtype), dtype_name(hb.dtype),
-                                             dtype_name(result)));
+  check_general_options(
+      options, fmt::format("{} @ {} ({} @ {} -> {})", a.path(), b.path(), dtype_name(ha.dtype),
+                           dtype_name(hb.dtype), dtype_name(result)));
 
   Report report;
   report.m = shape.m;
@@ -139,7 +141,7 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b,
   g.a = stack_ref(shape.a, ha.dtype, ha.element_count);
   g.b = stack_ref(shape.b, hb.dtype, hb.element_count);
   g.b_prepared = g.integer || hb.dtype != compute ||
-                         !blas_view(nullptr, shape.k, shape.n, g.b.row_stride, g.b.col_stride);
+                 !blas_view(nullptr, shape.k, shape.n, g.b.row_stride, g.b.col_stride);
   const std::uint64_t rows = shape.batch * shape.m;
   job.kind = JobKind::general;
   job.dtype = compute;
@@ -220,8 +222,8 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b,
     if (g.b_prepared) {
       check_shm_room(prepared_bytes(), "the converted B");
       prepared = SharedSegment::create("bprep", std::max<std::uint64_t>(prepared_bytes(), 1));
-      job.prepared = column_ref(Storage::shm, prepared->name(), 0,
-                                prepared_elements(g, shape.k, shape.n));
+      job.prepared =
+          column_ref(Storage::shm, prepared->name(), 0, prepared_elements(g, shape.k, shape.n));
       ops.prepared = prepared->data();
       report.prepared_bytes = prepared_bytes();
       run_phase(Phase::prepare, 0);

@@ -22,8 +22,7 @@ bool needs_general_product(const NpyHeader& a, const NpyHeader& b);
 // (Phase::multiply). Other operands that OpenBLAS cannot take as they are (another dtype than
 // the result's, or strides without a unit one) are converted the same way: B once into a
 // segment, A a chunk of rows at a time in the worker that multiplies them.
-Report multiply_general(const NpyMapping& a, const NpyMapping& b,
-                        const std::filesystem::path& out, const Options& options,
-                        std::chrono::steady_clock::time_point start);
+Report multiply_general(const NpyMapping& a, const NpyMapping& b, const std::filesystem::path& out,
+                        const Options& options, std::chrono::steady_clock::time_point start);
 
 }  // namespace shmgemm::detail

@@ -128,24 +128,40 @@ void split_limb(const std::int64_t* x, std::uint64_t count, unsigned limb, unsig
     out[i] = static_cast<double>(limb_of(x[i], limb, bits, limbs));
 }
 
-void accumulate_shifted(const double* t, std::uint64_t count, unsigned shift, bool first,
-                        std::uint64_t* acc) {
-  for (std::uint64_t i = 0; i < count; ++i) {
-    const std::uint64_t v = static_cast<std::uint64_t>(static_cast<std::int64_t>(t[i])) << shift;
-    acc[i] = first ? v : acc[i] + v;
-  }
+void accumulate_shifted(const double* t, std::uint64_t count, unsigned shift, std::uint64_t* acc) {
+  for (std::uint64_t i = 0; i < count; ++i)
+    acc[i] += static_cast<std::uint64_t>(static_cast<std::int64_t>(t[i])) << shift;
 }
 
-void store_wrapped(const std::uint64_t* acc, std::uint64_t count, DType to, std::byte* out) {
+namespace {
+
+// Stores count values get(i) (uint64) modulo 2^bits as elements of integer dtype `to`.
+template <class Get>
+void store_modulo(std::uint64_t count, DType to, std::byte* out, Get get) {
   visit(to, [&](auto d) {
     using D = decltype(d);
     if constexpr (std::is_integral_v<D>)
       for (std::uint64_t i = 0; i < count; ++i) {
         // Conversion to an unsigned type is modulo 2^bits; to a signed one, two's complement.
-        const D v = static_cast<D>(static_cast<std::make_unsigned_t<D>>(acc[i]));
+        const D v = static_cast<D>(static_cast<std::make_unsigned_t<D>>(get(i)));
         std::memcpy(out + i * sizeof(D), &v, sizeof v);
       }
   });
+}
+
+}  // namespace
+
+void store_exact(const double* t, std::uint64_t count, DType to, std::byte* out) {
+  // In place for 8-byte results: element i is read before it is written.
+  store_modulo(count, to, out, [t](std::uint64_t i) {
+    double x;
+    std::memcpy(&x, t + i, sizeof x);
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(x));
+  });
+}
+
+void store_wrapped(const std::uint64_t* acc, std::uint64_t count, DType to, std::byte* out) {
+  store_modulo(count, to, out, [acc](std::uint64_t i) { return acc[i]; });
 }
 
 }  // namespace shmgemm

@@ -34,10 +34,13 @@ std::uint64_t max_magnitude(DType dtype, const std::byte* data, std::uint64_t co
 void split_limb(const std::int64_t* x, std::uint64_t count, unsigned limb, unsigned bits,
                 unsigned limbs, double* out);
 
-// acc[i] (+)= int64(t[i]) << shift, modulo 2^64; `first`: assign instead of add. Every t[i] is
-// an integer of magnitude at most 2^53.
-void accumulate_shifted(const double* t, std::uint64_t count, unsigned shift, bool first,
-                        std::uint64_t* acc);
+// acc[i] += int64(t[i]) << shift, modulo 2^64. Every t[i] is an integer of magnitude at most
+// 2^53.
+void accumulate_shifted(const double* t, std::uint64_t count, unsigned shift, std::uint64_t* acc);
+
+// Stores the integers t[i] (exact, |t[i]| <= 2^53) as `count` elements of integer dtype `to`
+// at `out`, modulo 2^bits. `out` may be `t` itself when `to` is 8 bytes wide.
+void store_exact(const double* t, std::uint64_t count, DType to, std::byte* out);
 
 // Stores acc[i] modulo 2^bits into `count` elements of integer dtype `to` at `out`.
 void store_wrapped(const std::uint64_t* acc, std::uint64_t count, DType to, std::byte* out);

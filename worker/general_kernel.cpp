@@ -70,8 +70,8 @@ RowRange prepare_share(const GeneralJob& g, std::uint64_t k, std::size_t id, std
   return partition_rows(b_matrices(g) * k, workers, id, 1);
 }
 
-void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
-                  const GeneralOperands& ops, RowRange rows) {
+void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const GeneralOperands& ops,
+                  RowRange rows) {
   const std::size_t ib = item_size(g.b.dtype);
   const std::uint64_t matrices = b_matrices(g);
   std::vector<std::int64_t> values;
@@ -80,8 +80,8 @@ void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
     const std::uint64_t q = t / k, r0 = t % k, r1 = std::min<std::uint64_t>(k, r0 + rows.end - t);
     const std::uint64_t offset =
         offset_of(q, g.b.batch_ndim, g.b.batch_shape, g.b.batch_strides) + r0 * g.b.row_stride;
-    const StridedBlock from{g.b.dtype, ops.b + offset * ib, r1 - r0, n, g.b.row_stride,
-                            g.b.col_stride};
+    const StridedBlock from{g.b.dtype, ops.b + offset * ib, r1 - r0,
+                            n,         g.b.row_stride,      g.b.col_stride};
     const std::uint64_t first = (q * k + r0) * n, count = (r1 - r0) * n;
     if (!g.integer) {
       gather_convert(from, g.compute, ops.prepared + first * item_size(g.compute));
@@ -118,12 +118,10 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
     const std::uint64_t nr = r1 - r0;
     const std::uint64_t a_at =
         offset_of(p, g.batch_ndim, g.batch_shape, g.a.broadcast_strides) + r0 * g.a.row_stride;
-    const StridedBlock a_block{g.a.dtype, ops.a + a_at * ia, nr, k, g.a.row_stride,
-                               g.a.col_stride};
+    const StridedBlock a_block{g.a.dtype, ops.a + a_at * ia, nr, k, g.a.row_stride, g.a.col_stride};
     const std::uint64_t q = offset_of(p, g.batch_ndim, g.batch_shape, prep_strides.data());
     std::byte* c_rows = ops.c + (p * m + r0) * n * ic;
-    const ConstMatrixRef dense_a{nullptr, nr, k, std::max<std::uint64_t>(k, 1),
-                                 Layout::row_major};
+    const ConstMatrixRef dense_a{nullptr, nr, k, std::max<std::uint64_t>(k, 1), Layout::row_major};
     const ConstMatrixRef dense_b{nullptr, k, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
     if (!g.integer) {
       std::optional<ConstMatrixRef> a;
@@ -140,12 +138,28 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
         b = dense_b;
         b->data = ops.prepared + q * k * n * icompute;
       } else {
-        const std::uint64_t b_at =
-            offset_of(p, g.batch_ndim, g.batch_shape, g.b.broadcast_strides);
+        const std::uint64_t b_at = offset_of(p, g.batch_ndim, g.batch_shape, g.b.broadcast_strides);
         b = blas_view(ops.b + b_at * ib, k, n, g.b.row_stride, g.b.col_stride);
       }
       const MatrixRef c{c_rows, nr, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
       compute_rows(g.compute, *a, *b, c, {0, nr});
+    } else if (limbs.products == 1 && limbs.limbs_a == 1 && limbs.limbs_b == 1) {
+      // One exact dgemm: A's rows as doubles; for 8-byte results straight into C's memory,
+      // then converted there.
+      const std::uint64_t c_count = nr * n;
+      a_dense.resize(nr * k * sizeof(double));
+      gather_convert(a_block, DType::float64, a_dense.data());
+      ConstMatrixRef a = dense_a, b = dense_b;
+      a.data = a_dense.data();
+      b.data = ops.prepared + q * k * n * sizeof(double);
+      const bool in_place = ic == sizeof(double);
+      if (!in_place) t.resize(c_count);
+      auto* out = in_place ? reinterpret_cast<double*>(c_rows) : t.data();
+      compute_rows(DType::float64, a, b,
+                   {reinterpret_cast<std::byte*>(out), nr, n, std::max<std::uint64_t>(n, 1),
+                    Layout::row_major},
+                   {0, nr});
+      store_exact(out, c_count, g.result, c_rows);
     } else {
       const std::uint64_t a_count = nr * k, c_count = nr * n;
       a_values.resize(a_count);
@@ -166,8 +180,7 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
           a.data = reinterpret_cast<const std::byte*>(a_limbs.data() + i * a_count);
           b.data = reinterpret_cast<const std::byte*>(prepared + (j * matrices + q) * k * n);
           compute_rows(DType::float64, a, b, tc, {0, nr});
-          accumulate_shifted(t.data(), c_count, i * limbs.bits_a + j * limbs.bits_b, false,
-                             acc.data());
+          accumulate_shifted(t.data(), c_count, i * limbs.bits_a + j * limbs.bits_b, acc.data());
         }
       store_wrapped(acc.data(), c_count, g.result, c_rows);
     }

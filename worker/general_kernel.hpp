@@ -37,8 +37,8 @@ RowRange prepare_share(const GeneralJob& g, std::uint64_t k, std::size_t id, std
 
 // Phase::prepare: converts rows `rows` of B's stack into ops.prepared, in the compute type or,
 // for integer products, as limbs_b limbs in doubles.
-void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
-                  const GeneralOperands& ops, RowRange rows);
+void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const GeneralOperands& ops,
+                  RowRange rows);
 
 // Phase::multiply: rows `rows` of the flattened C (batch x m rows of n), at most `chunk_rows`
 // per BLAS call, calling done(rows finished) after each. Integer products run limb pair by limb

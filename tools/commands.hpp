@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,9 +47,19 @@ double median(std::vector<double> v);
 // "1 worker", "2 workers".
 std::string plural(unsigned count, std::string_view noun);
 
-// Writes a .npy of uniform random values in [0, 1) from a fixed seed (splitmix64), straight
-// into the mapped output.
+__extension__ using int128 = __int128;
+__extension__ using uint128 = unsigned __int128;
+
+// Integers LO <= x < HI, as numpy's randint(LO, HI).
+struct IntRange {
+  int128 lo = 0, hi = 0;
+};
+
+// Writes a .npy of random values from a fixed seed (splitmix64), straight into the mapped
+// output: uniform in [0, 1) for floats (each part for complex), the whole range for integers,
+// or the integers of `range` when given.
 void write_random_npy(const std::filesystem::path& path, DType dtype,
-                      const std::vector<std::uint64_t>& shape, std::uint64_t seed);
+                      const std::vector<std::uint64_t>& shape, std::uint64_t seed,
+                      const std::optional<IntRange>& range = std::nullopt);
 
 }  // namespace shmgemm::cli

@@ -59,19 +59,20 @@ void add_engine_options(CLI::App& cmd, Options& options) {
          [&options](const std::string& v) {
            options.backing = v == "shm" ? Backing::shm : Backing::file;
          },
-         "file: map the .npy files themselves; shm: named shared-memory segments")
+         "file: map the .npy files themselves; shm: named shared-memory segments (2-D "
+         "products of one float dtype; the others always map the files)")
       ->check(CLI::IsMember({"file", "shm"}))
       ->default_str("file");
   cmd.add_option_function<std::string>(
          "--inputs", [&options](const std::string& v) { options.copy_inputs = v == "copy"; },
          "shared: workers map A and B; copy: each worker copies B and its rows of A privately, "
-         "as joblib does (for footprint experiments)")
+         "as joblib does (for footprint experiments; 2-D products of one float dtype)")
       ->check(CLI::IsMember({"shared", "copy"}))
       ->default_str("shared");
   cmd.add_option("--rows-per-step", options.rows_per_step,
                  "larger than memory: compute this many rows of C at a time and release the "
                  "pages of A and C that are done (file backing); default: only when A, B and C "
-                 "do not fit in the memory available, then 512")
+                 "do not fit in the memory available, then 512 (2-D products of one float dtype)")
       ->check(CLI::PositiveNumber);
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times")

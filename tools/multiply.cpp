@@ -37,6 +37,7 @@ int run_multiply(const MultiplyArgs& args) {
                         {"m", r.m},
                         {"k", r.k},
                         {"n", r.n},
+                        {"batch", r.batch},
                         {"dtype", r.dtype},
                         {"workers", r.workers},
                         {"threads_per_worker", r.threads_per_worker},
@@ -48,6 +49,8 @@ int run_multiply(const MultiplyArgs& args) {
                         {"gflops", r.gflops()},
                         {"retries", r.retries},
                         {"rows_per_step", r.rows_per_step},
+                        {"prepared_bytes", r.prepared_bytes},
+                        {"limb_products", r.limb_products},
                         {"plan", plan_json(r)}};
     fmt::print("{}\n", j.dump());
     return 0;
@@ -57,8 +60,9 @@ int run_multiply(const MultiplyArgs& args) {
                    : fmt::format("{} x {}, {}, {}", plural(r.workers, "worker"),
                                  plural(r.threads_per_worker, "thread"), to_string(r.launch),
                                  to_string(r.backing));
-  fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out, r.m,
-             r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
+  const std::string products = r.batch == 1 ? "" : fmt::format("{} x ", r.batch);
+  fmt::print("{}: {}({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
+             products, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
   return 0;
 }
 
@@ -68,12 +72,16 @@ void add_multiply(CLI::App& app, Action& action) {
   auto args = std::make_shared<MultiplyArgs>();
   CLI::App* cmd = app.add_subcommand(
       "multiply",
-      "Compute C = A·B for two 2-D .npy files (float32 or float64, C or Fortran order) and "
-      "write C as .npy. The output is written under a temporary name and renamed when "
+      "Compute C = np.matmul(A, B) for two .npy files (C or Fortran order) and write C as "
+      "a C-order .npy: numpy's result dtype, shape and, for integers, bits (wrapping modulo "
+      "2^bits as numpy does). Dtypes: int8..int64, uint8..uint64, float32, float64, "
+      "complex64, complex128, mixed by numpy's promotion. Shapes: 2-D matrices; a 1-D A is a "
+      "row and a 1-D B a column (removed from C); N-D operands are stacks of matrices whose "
+      "leading axes broadcast. The output is written under a temporary name and renamed when "
       "complete, so a failed run never leaves a partial file.");
-  cmd->add_option("A", args->a, "left operand, an m x k .npy file")->required();
-  cmd->add_option("B", args->b, "right operand, a k x n .npy file")->required();
-  cmd->add_option("-o,--output", args->out, "where to write C (m x n .npy)")->required();
+  cmd->add_option("A", args->a, "left operand: (..., m, k), or (k,)")->required();
+  cmd->add_option("B", args->b, "right operand: (..., k, n), or (k,)")->required();
+  cmd->add_option("-o,--output", args->out, "where to write C ((..., m, n) .npy)")->required();
   add_engine_options(*cmd, args->options);
   cmd->add_flag("--in-process", args->options.in_process,
                 "no workers: one OpenBLAS call in this process (the single-process reference)");

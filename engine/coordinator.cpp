@@ -87,6 +87,8 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   check_options(options);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
+  // numpy's shape rules and messages for every product, the 2-D float ones included.
+  detail::check_matmul_shapes(a, b);
   if (detail::needs_general_product(a.header(), b.header()))
     return detail::multiply_general(a, b, out_path, options, start);
   check_operands(a, b);

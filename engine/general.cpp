@@ -86,6 +86,10 @@ void split_rows(Plan& plan, std::uint64_t batch, std::uint64_t m, std::uint64_t 
 
 }  // namespace
 
+void check_matmul_shapes(const NpyMapping& a, const NpyMapping& b) {
+  matmul_shape(array_shape(a.header()), array_shape(b.header()), a.path(), b.path());
+}
+
 bool needs_general_product(const NpyHeader& a, const NpyHeader& b) {
   const bool plain_float = a.dtype == DType::float32 || a.dtype == DType::float64;
   return a.shape.size() != 2 || b.shape.size() != 2 || a.dtype != b.dtype || !plain_float;

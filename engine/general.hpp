@@ -12,6 +12,9 @@
 
 namespace shmgemm::detail {
 
+// Throws Error(shape_mismatch) with numpy's message when np.matmul refuses a @ b.
+void check_matmul_shapes(const NpyMapping& a, const NpyMapping& b);
+
 // True unless both operands are 2-D float32, or both 2-D float64.
 bool needs_general_product(const NpyHeader& a, const NpyHeader& b);
 

@@ -4,7 +4,7 @@
 - We read numpy's files of every header version (1.0, 2.0, 3.0), in C and Fortran order, of
   both float dtypes, and our product matches numpy's A @ B.
 - numpy reads our output, with the dtype and shape numpy's matmul gives.
-- numpy's big-endian and integer files are refused with one line naming the file.
+- numpy's big-endian and bool files are refused with one line naming the file.
 Exits 77 (skipped) when numpy is not installed. usage: numpy_interop.py SHMGEMM
 """
 import os
@@ -71,9 +71,9 @@ with tempfile.TemporaryDirectory() as d:
     r = multiply(pa, pb, pc)
     check(r.returncode != 0 and "B.npy: big-endian float64" in r.stderr
           and r.stderr.count("\n") == 1, f"big-endian: {r.stderr!r}")
-    np.save(pb, np.ones((3, 3), dtype=np.int64))
+    np.save(pb, np.ones((3, 3), dtype=np.bool_))
     r = multiply(pa, pb, pc)
-    check(r.returncode != 0 and "unsupported dtype int64" in r.stderr, f"int64: {r.stderr!r}")
+    check(r.returncode != 0 and "unsupported dtype bool" in r.stderr, f"bool: {r.stderr!r}")
 
     # numpy reads what gen writes.
     subprocess.run([shmgemm, "gen", "--shape", "7x9", "--dtype", "float32", "-o", pa], check=True)

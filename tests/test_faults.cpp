@@ -217,7 +217,13 @@ TEST_CASE("shmgemm-worker refuses a corrupted job descriptor without reading out
   };
   const std::vector<Case> cases = {
       {[](JobDescriptor& j) { j.magic ^= 1; }, "bad magic"},
-      {[](JobDescriptor& j) { j.version = 2; }, "version 2"},
+      {[](JobDescriptor& j) { j.version = 99; }, "version 99"},
+      {[](JobDescriptor& j) { j.kind = static_cast<JobKind>(7); }, "unknown job kind 7"},
+      {[](JobDescriptor& j) {
+         j.kind = JobKind::general;
+         j.general.batch = 3;
+       },
+       "shapes do not match"},
       {[](JobDescriptor& j) { j.slots[0].row_end = 5; }, "rows [0, 5) outside [0, 4)"},
       {[](JobDescriptor& j) { j.b.ld = 2; }, "operand B: leading dimension 2"},
       {[](JobDescriptor& j) { j.a.offset = UINT64_MAX; }, "operand A"},

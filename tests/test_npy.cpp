@@ -101,8 +101,9 @@ TEST_CASE("parse_npy_header refuses broken and unsupported headers, naming the f
       {v1("{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,4)}"), "repeated"},
       {v1("{'descr': '>f8', 'fortran_order': False, 'shape': (3, 4), }"), "big-endian float64"},
       {v1("{'descr': '|O', 'fortran_order': False, 'shape': (3, 4), }"), "object arrays"},
-      {v1("{'descr': '<i8', 'fortran_order': False, 'shape': (3, 4), }"),
-       "unsupported dtype int64 ('<i8'); supported: float32, float64"},
+      {v1("{'descr': '|b1', 'fortran_order': False, 'shape': (3, 4), }"),
+       "unsupported dtype bool ('|b1'); supported: int8, int16, int32, int64, uint8, uint16, "
+       "uint32, uint64, float32, float64, complex64, complex128"},
       {v1("{'descr': '<f2', 'fortran_order': False, 'shape': (3, 4), }"), "float16"},
       {v1("{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (3,), }"), "structured"},
       {v1("{'descr': '<f8', 'fortran_order': maybe, 'shape': (3, 4), }"), "True or False"},

@@ -147,8 +147,12 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
       // One exact dgemm: A's rows as doubles; for 8-byte results straight into C's memory,
       // then converted there.
       const std::uint64_t c_count = nr * n;
+      // As int64 first: uint64 values are taken modulo 2^64 (2^64 - 1 is -1), as the scan did.
+      a_values.resize(nr * k);
+      gather_int64(a_block, a_values.data());
       a_dense.resize(nr * k * sizeof(double));
-      gather_convert(a_block, DType::float64, a_dense.data());
+      split_limb(a_values.data(), nr * k, 0, limbs.bits_a, 1,
+                 reinterpret_cast<double*>(a_dense.data()));
       ConstMatrixRef a = dense_a, b = dense_b;
       a.data = a_dense.data();
       b.data = ops.prepared + q * k * n * sizeof(double);

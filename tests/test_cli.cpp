@@ -158,10 +158,16 @@ TEST_CASE("bad operand files: one line naming the file, nothing changed") {
   bad_b(with_dict("{'descr': '>f8', 'fortran_order': False, 'shape': (0, 0)}"),
         "big-endian float64");
   bad_b(with_dict("{'descr': '|O', 'fortran_order': False, 'shape': (0, 0)}"), "object arrays");
-  bad_b(with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': (0,)}"),
-        "matmul: Input operand 1 has a mismatch in its core dimension 0");
-  bad_b(with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': ()}"),
-        "matmul: Input operand 1 does not have enough dimensions (has 0");
+  // Shapes np.matmul refuses, named as numpy names them.
+  test::write_file(f.tmp / "bad.npy", with_dict("{'descr': '<f8', 'fortran_order': False, "
+                                                "'shape': (0,)}"));
+  f.expect_failure({f.p("A.npy"), f.p("bad.npy"), "-o", f.p("C.npy")},
+                   "bad.npy (0,): matmul: Input operand 1 has a mismatch in its core dimension 0");
+  test::write_file(f.tmp / "bad.npy",
+                   with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': ()}") +
+                       std::string(8, '\0'));
+  f.expect_failure({f.p("A.npy"), f.p("bad.npy"), "-o", f.p("C.npy")},
+                   "bad.npy (): matmul: Input operand 1 does not have enough dimensions (has 0");
   f.expect_failure({f.p("A.npy"), f.p(""), "-o", f.p("C.npy")}, "is a directory");
 }
 

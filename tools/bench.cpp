@@ -69,9 +69,16 @@ struct BenchArgs {
   bool json = false;
   std::string csv;
   std::string peers_dir;
+  bool matmul = false;
+  std::string cases;
 };
 
 int run_bench(const BenchArgs& args) {
+  if (args.matmul)
+    return run_matmul_bench(args.cases, args.rounds,
+                            args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR)
+                                                   : fs::path(args.peers_dir),
+                            args.json);
   std::vector<Shape> shapes;
   for (const std::string& item : split_list(args.shapes)) {
     const auto [m, k, n] = parse_product_shape(item, "--shapes");
@@ -264,6 +271,13 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_flag("--no-peers", args->no_peers, "skip numpy, joblib and multiprocessing");
   cmd->add_option("--peers-dir", args->peers_dir, "where the peer scripts are")
       ->default_str(SHMGEMM_PEERS_DIR);
+  cmd->add_flag("--matmul", args->matmul,
+                "instead: np.matmul's cases against numpy (exact int64 and int32 products, "
+                "with small and full-range values; 2000 products with A broadcast; 981 small "
+                "products), with the answers compared");
+  cmd->add_option("--cases", args->cases,
+                  "with --matmul: some of seed-int64, int64, seed-int32, int32, batch, small "
+                  "(default: all)");
   cmd->add_flag("--json", args->json, "print the results as one JSON object");
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
   cmd->callback([args, &action] { action = [args] { return run_bench(*args); }; });

@@ -50,6 +50,11 @@ std::string plural(unsigned count, std::string_view noun);
 __extension__ using int128 = __int128;
 __extension__ using uint128 = unsigned __int128;
 
+// `shmgemm bench --matmul`: np.matmul's cases (`names`: comma-separated, empty for all)
+// against numpy's peer script in `peers_dir`.
+int run_matmul_bench(const std::string& names, int rounds, const std::filesystem::path& peers_dir,
+                     bool json);
+
 // Integers LO <= x < HI, as numpy's randint(LO, HI).
 struct IntRange {
   int128 lo = 0, hi = 0;

@@ -163,9 +163,9 @@ TEST_CASE("bad operand files: one line naming the file, nothing changed") {
                                                 "'shape': (0,)}"));
   f.expect_failure({f.p("A.npy"), f.p("bad.npy"), "-o", f.p("C.npy")},
                    "bad.npy (0,): matmul: Input operand 1 has a mismatch in its core dimension 0");
-  test::write_file(f.tmp / "bad.npy",
-                   with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': ()}") +
-                       std::string(8, '\0'));
+  test::write_file(
+      f.tmp / "bad.npy",
+      with_dict("{'descr': '<f8', 'fortran_order': False, 'shape': ()}") + std::string(8, '\0'));
   f.expect_failure({f.p("A.npy"), f.p("bad.npy"), "-o", f.p("C.npy")},
                    "bad.npy (): matmul: Input operand 1 does not have enough dimensions (has 0");
   f.expect_failure({f.p("A.npy"), f.p(""), "-o", f.p("C.npy")}, "is a directory");

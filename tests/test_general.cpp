@@ -29,7 +29,9 @@ bool can_cast_safely(DType from, DType to) {
     return dtype_bits(to) > dtype_bits(from);  // unsigned into a wider signed type
   }
   // Significand bits: float32 24, float64 53; numpy counts int64 -> float64 as safe.
-  const auto precision = [](DType d) { return d == DType::float32 || d == DType::complex64 ? 24 : 53; };
+  const auto precision = [](DType d) {
+    return d == DType::float32 || d == DType::complex64 ? 24 : 53;
+  };
   if (is_integer(from)) {
     const unsigned bits = dtype_bits(from) - (is_signed_integer(from) ? 1 : 0);
     return precision(to) == 53 || bits <= 16;
@@ -70,18 +72,30 @@ Value load(DType d, const std::byte* p) {
     }
   };
   switch (d) {
-    case DType::int8: return from(std::int8_t{}), v;
-    case DType::int16: return from(std::int16_t{}), v;
-    case DType::int32: return from(std::int32_t{}), v;
-    case DType::int64: return from(std::int64_t{}), v;
-    case DType::uint8: return from(std::uint8_t{}), v;
-    case DType::uint16: return from(std::uint16_t{}), v;
-    case DType::uint32: return from(std::uint32_t{}), v;
-    case DType::uint64: return from(std::uint64_t{}), v;
-    case DType::float32: return from(float{}), v;
-    case DType::float64: return from(double{}), v;
-    case DType::complex64: return from(std::complex<float>{}), v;
-    case DType::complex128: return from(std::complex<double>{}), v;
+    case DType::int8:
+      return from(std::int8_t{}), v;
+    case DType::int16:
+      return from(std::int16_t{}), v;
+    case DType::int32:
+      return from(std::int32_t{}), v;
+    case DType::int64:
+      return from(std::int64_t{}), v;
+    case DType::uint8:
+      return from(std::uint8_t{}), v;
+    case DType::uint16:
+      return from(std::uint16_t{}), v;
+    case DType::uint32:
+      return from(std::uint32_t{}), v;
+    case DType::uint64:
+      return from(std::uint64_t{}), v;
+    case DType::float32:
+      return from(float{}), v;
+    case DType::float64:
+      return from(double{}), v;
+    case DType::complex64:
+      return from(std::complex<float>{}), v;
+    case DType::complex128:
+      return from(std::complex<double>{}), v;
   }
   return v;
 }
@@ -89,14 +103,17 @@ Value load(DType d, const std::byte* p) {
 struct Array {
   DType dtype = DType::float64;
   std::vector<std::uint64_t> shape;
-  std::string bytes;         // C order
+  std::string bytes;          // C order
   std::vector<double> scale;  // reference products: sum |x||y| of each element
   std::uint64_t count() const {
     std::uint64_t c = 1;
-    for (auto d : shape) c *= d;
+    for (auto d : shape)
+      c *= d;
     return c;
   }
-  Value at(std::uint64_t i) const { return load(dtype, reinterpret_cast<const std::byte*>(bytes.data()) + i * item_size(dtype)); }
+  Value at(std::uint64_t i) const {
+    return load(dtype, reinterpret_cast<const std::byte*>(bytes.data()) + i * item_size(dtype));
+  }
 };
 
 Array random_array(DType d, std::vector<std::uint64_t> shape, std::mt19937_64& rng) {
@@ -110,10 +127,21 @@ Array random_array(DType d, std::vector<std::uint64_t> shape, std::mt19937_64& r
       const double x = static_cast<double>(static_cast<std::int64_t>(rng() % 17) - 8) / 2;
       const float xf = static_cast<float>(x);
       switch (d) {
-        case DType::float32: std::memcpy(&a.bytes[i * 4], &xf, 4); break;
-        case DType::float64: std::memcpy(&a.bytes[i * 8], &x, 8); break;
-        case DType::complex64: { const std::complex<float> z(xf, -xf / 2); std::memcpy(&a.bytes[i * 8], &z, 8); break; }
-        default: { const std::complex<double> z(x, x / 4); std::memcpy(&a.bytes[i * 16], &z, 16); }
+        case DType::float32:
+          std::memcpy(&a.bytes[i * 4], &xf, 4);
+          break;
+        case DType::float64:
+          std::memcpy(&a.bytes[i * 8], &x, 8);
+          break;
+        case DType::complex64: {
+          const std::complex<float> z(xf, -xf / 2);
+          std::memcpy(&a.bytes[i * 8], &z, 8);
+          break;
+        }
+        default: {
+          const std::complex<double> z(x, x / 4);
+          std::memcpy(&a.bytes[i * 16], &z, 16);
+        }
       }
       continue;
     }
@@ -136,7 +164,8 @@ Array reference_matmul(const Array& a, const Array& b) {
   sa.insert(sa.begin(), nd - sa.size(), 1);
   sb.insert(sb.begin(), nd - sb.size(), 1);
   std::vector<std::uint64_t> batch(nd - 2);
-  for (std::size_t i = 0; i + 2 < nd; ++i) batch[i] = std::max(sa[i], sb[i]);
+  for (std::size_t i = 0; i + 2 < nd; ++i)
+    batch[i] = std::max(sa[i], sb[i]);
   const std::uint64_t m = sa[nd - 2], k = sa[nd - 1], n = sb[nd - 1];
   Array c;
   c.dtype = reference_result_type(a.dtype, b.dtype);
@@ -145,9 +174,11 @@ Array reference_matmul(const Array& a, const Array& b) {
   if (!b1) c.shape.push_back(n);
   c.bytes.resize(c.count() * item_size(c.dtype));
   std::uint64_t products = 1;
-  for (auto d : batch) products *= d;
+  for (auto d : batch)
+    products *= d;
   // Flat index of an operand's element from the product's batch index (broadcast: index 0).
-  auto flat = [&](const std::vector<std::uint64_t>& s, std::uint64_t p, std::uint64_t r, std::uint64_t col) {
+  auto flat = [&](const std::vector<std::uint64_t>& s, std::uint64_t p, std::uint64_t r,
+                  std::uint64_t col) {
     std::vector<std::uint64_t> idx(nd);
     for (std::size_t i = nd - 2; i-- > 0;) {
       idx[i] = s[i] == 1 ? 0 : p % batch[i];
@@ -156,7 +187,8 @@ Array reference_matmul(const Array& a, const Array& b) {
     idx[nd - 2] = r;
     idx[nd - 1] = col;
     std::uint64_t f = 0;
-    for (std::size_t i = 0; i < nd; ++i) f = f * s[i] + idx[i];
+    for (std::size_t i = 0; i < nd; ++i)
+      f = f * s[i] + idx[i];
     return f;
   };
   for (std::uint64_t p = 0; p < products; ++p)
@@ -172,18 +204,23 @@ Array reference_matmul(const Array& a, const Array& b) {
           scale += std::abs(x.z) * std::abs(y.z);
         }
         c.scale.push_back(static_cast<double>(scale));
-        std::byte* out = reinterpret_cast<std::byte*>(c.bytes.data()) + ((p * m + i) * n + j) * item_size(c.dtype);
+        std::byte* out = reinterpret_cast<std::byte*>(c.bytes.data()) +
+                         ((p * m + i) * n + j) * item_size(c.dtype);
         if (is_integer(c.dtype)) {
           std::memcpy(out, &wrapped, item_size(c.dtype));
         } else if (c.dtype == DType::float32 || c.dtype == DType::float64) {
           const double d = static_cast<double>(z.real());
           const float f = static_cast<float>(d);
-          if (c.dtype == DType::float32) std::memcpy(out, &f, 4); else std::memcpy(out, &d, 8);
+          if (c.dtype == DType::float32)
+            std::memcpy(out, &f, 4);
+          else
+            std::memcpy(out, &d, 8);
         } else if (c.dtype == DType::complex64) {
           const std::complex<float> w(static_cast<float>(z.real()), static_cast<float>(z.imag()));
           std::memcpy(out, &w, 8);
         } else {
-          const std::complex<double> w(static_cast<double>(z.real()), static_cast<double>(z.imag()));
+          const std::complex<double> w(static_cast<double>(z.real()),
+                                       static_cast<double>(z.imag()));
           std::memcpy(out, &w, 16);
         }
       }
@@ -222,8 +259,8 @@ TEST_CASE("limbs reconstruct every value and keep every sum of k products exact"
     const auto bound = [](unsigned limbs, unsigned b, std::uint64_t max) {
       return limbs == 1 ? u128{max} : u128{1} << b;
     };
-    CHECK(bound(p.limbs_a, p.bits_a, max_a) * bound(p.limbs_b, p.bits_b, max_b) * k <=
-          u128{1} << 53);
+    CHECK(bound(p.limbs_a, p.bits_a, max_a) * bound(p.limbs_b, p.bits_b, max_b) * k <= u128{1}
+                                                                                           << 53);
     CHECK(p.products >= 1);
     const std::int64_t x = static_cast<std::int64_t>(rng()) >> (rng() % 64);
     if (magnitude(x) <= max_a) {
@@ -239,7 +276,9 @@ TEST_CASE("limbs reconstruct every value and keep every sum of k products exact"
 }
 
 TEST_CASE("matmul_shape: 1-D operands, broadcast stacks and numpy's refusals") {
-  auto shape_of = [](std::vector<std::uint64_t> s) { return ArrayShape{s, contiguous_strides(s, false)}; };
+  auto shape_of = [](std::vector<std::uint64_t> s) {
+    return ArrayShape{s, contiguous_strides(s, false)};
+  };
   const MatmulShape r = matmul_shape(shape_of({3, 1, 4, 5}), shape_of({2, 5, 6}), "a", "b");
   CHECK(r.out_shape == std::vector<std::uint64_t>{3, 2, 4, 6});
   CHECK(r.batch == 6);
@@ -252,7 +291,8 @@ TEST_CASE("matmul_shape: 1-D operands, broadcast stacks and numpy's refusals") {
                     doctest::Contains("Input operand 0 does not have enough dimensions"));
 }
 
-TEST_CASE("multiply_npy follows np.matmul: every dtype pair, 1-D and stacked shapes, exact integers") {
+TEST_CASE(
+    "multiply_npy follows np.matmul: every dtype pair, 1-D and stacked shapes, exact integers") {
   TempDir tmp;
   std::mt19937_64 rng(2024);
   const auto dtypes = all_dtypes();
@@ -262,10 +302,19 @@ TEST_CASE("multiply_npy follows np.matmul: every dtype pair, 1-D and stacked sha
     const std::uint64_t m = 1 + rng() % 5, k = rng() % 6, n = 1 + rng() % 4, batch = 1 + rng() % 3;
     std::vector<std::uint64_t> sa{m, k}, sb{k, n};
     switch (pair % 5) {
-      case 1: sa = {k}; break;
-      case 2: sb = {k}; break;
-      case 3: sa = {batch, m, k}; break;                       // B broadcast
-      case 4: sa = {batch, 1, m, k}; sb = {2, k, n}; break;    // both
+      case 1:
+        sa = {k};
+        break;
+      case 2:
+        sb = {k};
+        break;
+      case 3:
+        sa = {batch, m, k};
+        break;  // B broadcast
+      case 4:
+        sa = {batch, 1, m, k};
+        sb = {2, k, n};
+        break;  // both
     }
     const Array a = random_array(da, sa, rng), b = random_array(db, sb, rng);
     save(tmp / "a.npy", a);
@@ -284,10 +333,12 @@ TEST_CASE("multiply_npy follows np.matmul: every dtype pair, 1-D and stacked sha
     CHECK(shape_string(got.shape) == shape_string(want.shape));
     // Integers bit for bit; floats within k roundings of sum |x||y| (large integers promoted
     // to floats round).
-    if (is_integer(want.dtype) || got.dtype != want.dtype || got.bytes.size() != want.bytes.size()) {
+    if (is_integer(want.dtype) || got.dtype != want.dtype ||
+        got.bytes.size() != want.bytes.size()) {
       CHECK(got.bytes == want.bytes);
     } else {
-      const double eps = want.dtype == DType::float32 || want.dtype == DType::complex64 ? 0x1p-24 : 0x1p-53;
+      const double eps =
+          want.dtype == DType::float32 || want.dtype == DType::complex64 ? 0x1p-24 : 0x1p-53;
       for (std::uint64_t i = 0; i < want.count(); ++i)
         CHECK(std::abs(got.at(i).z - want.at(i).z) <= 4.0L * (k + 1) * eps * want.scale[i]);
     }

@@ -75,10 +75,9 @@ struct BenchArgs {
 
 int run_bench(const BenchArgs& args) {
   if (args.matmul)
-    return run_matmul_bench(args.cases, args.rounds,
-                            args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR)
-                                                   : fs::path(args.peers_dir),
-                            args.json);
+    return run_matmul_bench(
+        args.cases, args.rounds,
+        args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR) : fs::path(args.peers_dir), args.json);
   std::vector<Shape> shapes;
   for (const std::string& item : split_list(args.shapes)) {
     const auto [m, k, n] = parse_product_shape(item, "--shapes");

@@ -36,15 +36,27 @@ std::vector<Case> all_cases() {
   const IntRange seed{0, 10};  // np.random.randint(0, 10), as the seed documents draw
   const std::vector<std::uint64_t> sq{1000, 1000};
   return {
-      {"seed-int64", "int64 randint(0,10) 1000^2", ">= 15x", {DType::int64, sq, seed},
+      {"seed-int64",
+       "int64 randint(0,10) 1000^2",
+       ">= 15x",
+       {DType::int64, sq, seed},
        {DType::int64, sq, seed}},
       {"int64", "int64 full range 1000^2", ">= 2x", {DType::int64, sq, {}}, {DType::int64, sq, {}}},
-      {"seed-int32", "int32 randint(0,10) 1000^2", ">= 15x", {DType::int32, sq, seed},
+      {"seed-int32",
+       "int32 randint(0,10) 1000^2",
+       ">= 15x",
+       {DType::int32, sq, seed},
        {DType::int32, sq, seed}},
       {"int32", "int32 full range 1000^2", ">= 2x", {DType::int32, sq, {}}, {DType::int32, sq, {}}},
-      {"batch", "2000 x (100x200)(200x200) f64, A broadcast", ">= 3x",
-       {DType::float64, {100, 200}, {}}, {DType::float64, {2000, 200, 200}, {}}},
-      {"small", "981 x (10x20)(20x20) f64", ">= 1x", {DType::float64, {981, 10, 20}, {}},
+      {"batch",
+       "2000 x (100x200)(200x200) f64, A broadcast",
+       ">= 3x",
+       {DType::float64, {100, 200}, {}},
+       {DType::float64, {2000, 200, 200}, {}}},
+      {"small",
+       "981 x (10x20)(20x20) f64",
+       ">= 1x",
+       {DType::float64, {981, 10, 20}, {}},
        {DType::float64, {981, 20, 20}, {}}},
   };
 }
@@ -83,8 +95,8 @@ double json_number(const Measured& m, const char* key, const std::string& what) 
   try {
     return nlohmann::json::parse(m.out).at(key).get<double>();
   } catch (const std::exception&) {
-    throw Error(ErrorCode::internal, fmt::format("bench: {} printed no {}: {}{}", what, key,
-                                                 m.out, m.err));
+    throw Error(ErrorCode::internal,
+                fmt::format("bench: {} printed no {}: {}{}", what, key, m.out, m.err));
   }
 }
 
@@ -100,8 +112,7 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
                             "int32, batch, small",
                             names));
   const fs::path peer = peers_dir / "numpy_matmul.py";
-  if (run_measured({"/usr/bin/python3", "-c", "import numpy"}, 0).status != 0 ||
-      !fs::exists(peer))
+  if (run_measured({"/usr/bin/python3", "-c", "import numpy"}, 0).status != 0 || !fs::exists(peer))
     throw Error(ErrorCode::unsupported,
                 "bench --matmul: needs /usr/bin/python3 with numpy (Debian's python3-numpy) and "
                 "the peer scripts");
@@ -157,8 +168,9 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
       "write C (both sides). Product only: shmgemm's compute seconds (workers' or in-process "
       "phases) against numpy's np.matmul call alone.\n\n",
       rounds);
-  fmt::print("| case | shmgemm s | numpy s | speedup | target | product only: shmgemm s | numpy "
-             "s | speedup | answer |\n|---|---|---|---|---|---|---|---|---|\n");
+  fmt::print(
+      "| case | shmgemm s | numpy s | speedup | target | product only: shmgemm s | numpy "
+      "s | speedup | answer |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& r : rows)
     fmt::print("| {} | {:.4f} | {:.4f} | {:.1f}x | {} | {:.4f} | {:.4f} | {:.1f}x | {} |\n",
                r["label"].get<std::string>(), r["shmgemm_seconds"].get<double>(),

@@ -1,6 +1,7 @@
 // Element types the engine multiplies, and their names in numpy's terms.
 #pragma once
 
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -46,5 +47,37 @@ std::string_view npy_descr(DType dtype);
 std::optional<DType> dtype_from_name(std::string_view name);
 // For messages: "int8, int16, ..., complex128".
 std::string_view supported_dtypes();
+
+// Calls f(T{}) with T the C++ type of `dtype`: std::int8_t ... std::uint64_t, float, double,
+// std::complex<float>, std::complex<double>.
+template <class F>
+void visit_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::int8:
+      return f(std::int8_t{});
+    case DType::int16:
+      return f(std::int16_t{});
+    case DType::int32:
+      return f(std::int32_t{});
+    case DType::int64:
+      return f(std::int64_t{});
+    case DType::uint8:
+      return f(std::uint8_t{});
+    case DType::uint16:
+      return f(std::uint16_t{});
+    case DType::uint32:
+      return f(std::uint32_t{});
+    case DType::uint64:
+      return f(std::uint64_t{});
+    case DType::float32:
+      return f(float{});
+    case DType::float64:
+      return f(double{});
+    case DType::complex64:
+      return f(std::complex<float>{});
+    case DType::complex128:
+      return f(std::complex<double>{});
+  }
+}
 
 }  // namespace shmgemm

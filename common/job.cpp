@@ -66,6 +66,21 @@ bool check_stack(const StackRef& s, const GeneralJob& g, std::string_view which,
                           static_cast<std::uint32_t>(s.dtype), s.batch_ndim);
     return false;
   }
+  // Its own batch axes align with the job's from the right, each the same size or 1: so it
+  // holds at most g.batch matrices, and every product's index into it is in range.
+  if (s.batch_ndim > g.batch_ndim) {
+    problem =
+        fmt::format("operand {}: {} batch axes, the job has {}", which, s.batch_ndim, g.batch_ndim);
+    return false;
+  }
+  for (std::uint32_t j = 0; j < s.batch_ndim; ++j) {
+    const std::uint64_t own = s.batch_shape[s.batch_ndim - 1 - j];
+    if (own != 1 && own != g.batch_shape[g.batch_ndim - 1 - j]) {
+      problem =
+          fmt::format("operand {}: batch axis of {} does not broadcast to the job's", which, own);
+      return false;
+    }
+  }
   std::uint64_t own = 0, broadcast = 0;
   if (!reach(s, s.batch_ndim, s.batch_shape, s.batch_strides, own) ||
       !reach(s, g.batch_ndim, g.batch_shape, s.broadcast_strides, broadcast) ||
@@ -121,11 +136,18 @@ bool check_general(const JobDescriptor& job, std::string& problem) {
 
 }  // namespace
 
+std::uint64_t stack_matrices(const StackRef& s) {
+  std::uint64_t count = 1;
+  for (std::uint32_t i = 0; i < s.batch_ndim && i < kMaxDims; ++i)
+    if (!mul(count, s.batch_shape[i], count)) return 0;
+  return count;
+}
+
 std::uint64_t prepared_elements(const GeneralJob& g, std::uint64_t k, std::uint64_t n) {
   std::uint64_t elements = g.integer ? g.limbs.limbs_b : 1;
-  for (std::uint32_t i = 0; i < g.b.batch_ndim && i < kMaxDims; ++i)
-    if (!mul(elements, g.b.batch_shape[i], elements)) return 0;
-  if (!mul(elements, k, elements) || !mul(elements, n, elements)) return 0;
+  if (!mul(elements, stack_matrices(g.b), elements) || !mul(elements, k, elements) ||
+      !mul(elements, n, elements))
+    return 0;
   return elements;
 }
 

@@ -121,6 +121,9 @@ struct JobDescriptor {
 // Returns nullptr and sets `problem` when it is invalid.
 const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string& problem);
 
+// Matrices in a stack: the product of its own batch axes; 0 when that overflows 64 bits.
+std::uint64_t stack_matrices(const StackRef& s);
+
 // Elements of the general job's prepared B: B's matrices x k x n, times limbs_b for integers.
 std::uint64_t prepared_elements(const GeneralJob& g, std::uint64_t k, std::uint64_t n);
 
@@ -134,6 +137,21 @@ void copy_name(char (&field)[N], std::string_view text) {
   for (std::size_t i = 0; i < len; ++i)
     field[i] = text[i];
   field[len] = '\0';
+}
+
+// `m`'s shape and layout as a job operand found by `name` at byte `offset`.
+template <class Byte>
+OperandRef operand_ref(const BasicMatrixRef<Byte>& m, Storage storage, std::string_view name,
+                       std::uint64_t offset) {
+  OperandRef r;
+  r.storage = storage;
+  r.layout = m.layout;
+  r.rows = m.rows;
+  r.cols = m.cols;
+  r.ld = m.ld;
+  r.offset = offset;
+  copy_name(r.name, name);
+  return r;
 }
 
 }  // namespace shmgemm

@@ -51,10 +51,6 @@ StackOperand core_of(const ArrayShape& x, bool left) {
 
 }  // namespace
 
-std::uint64_t StackOperand::matrices() const {
-  return product_of(batch_shape);
-}
-
 std::vector<std::uint64_t> contiguous_strides(std::span<const std::uint64_t> shape, bool fortran) {
   std::vector<std::uint64_t> strides(shape.size());
   std::uint64_t step = 1;

@@ -30,8 +30,6 @@ struct StackOperand {
   // Strides in elements along the product's batch axes (MatmulShape::batch_shape): 0 where this
   // operand is broadcast.
   std::vector<std::uint64_t> broadcast_strides;
-  // Matrices it holds: the product of batch_shape.
-  std::uint64_t matrices() const;
 };
 
 struct MatmulShape {

@@ -3,7 +3,6 @@
 
 #include <fmt/format.h>
 #include <chrono>
-#include <climits>
 
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
@@ -14,41 +13,11 @@
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "engine/progress.hpp"
-#include "engine/views.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
 namespace {
-
-void check_matrix(const NpyMapping& f) {
-  const auto& shape = f.header().shape;
-  if (shape.size() != 2)
-    throw Error(ErrorCode::unsupported,
-                fmt::format("{}: a {}-D array of shape {}; shmgemm multiplies 2-D arrays only "
-                            "(1-D and stacked operands are not supported yet)",
-                            f.path(), shape.size(), shape_string(shape)));
-  for (std::uint64_t d : shape)
-    if (d > static_cast<std::uint64_t>(INT_MAX))
-      throw Error(ErrorCode::unsupported,
-                  fmt::format("{}: dimension {} of shape {} exceeds {}, the largest that "
-                              "OpenBLAS's 32-bit interface takes",
-                              f.path(), d, shape_string(shape), INT_MAX));
-}
-
-void check_operands(const NpyMapping& a, const NpyMapping& b) {
-  check_matrix(a);
-  check_matrix(b);
-  if (a.header().dtype != b.header().dtype)
-    throw Error(ErrorCode::unsupported,
-                fmt::format("{} is {} but {} is {}: both operands must have the same dtype "
-                            "(type promotion is not supported yet)",
-                            a.path(), dtype_name(a.header().dtype), b.path(),
-                            dtype_name(b.header().dtype)));
-  const auto& sa = a.header().shape;
-  const auto& sb = b.header().shape;
-  detail::check_aligned(sa[0], sa[1], sb[0], sb[1]);
-}
 
 void check_options(const Options& o) {
   if (o.workers > kMaxWorkers)
@@ -88,15 +57,14 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
   // numpy's shape rules and messages for every product, the 2-D float ones included.
-  detail::check_matmul_shapes(a, b);
+  const MatmulShape shape = detail::npy_matmul_shape(a, b);
   if (detail::needs_general_product(a.header(), b.header()))
-    return detail::multiply_general(a, b, out_path, options, start);
-  check_operands(a, b);
+    return detail::multiply_general(a, b, shape, out_path, options, start);
 
   Report report;
-  report.m = a.header().shape[0];
-  report.k = a.header().shape[1];
-  report.n = b.header().shape[1];
+  report.m = shape.m;
+  report.k = shape.k;
+  report.n = shape.n;
   const DType dtype = a.header().dtype;
   report.dtype = dtype_name(dtype);
   report.launch = options.launch;

@@ -60,14 +60,8 @@ StackRef stack_ref(const StackOperand& s, DType dtype, std::uint64_t elements) {
 // A whole array as a job operand: a column of `elements` elements.
 OperandRef column_ref(Storage storage, const std::string& name, std::uint64_t offset,
                       std::uint64_t elements) {
-  OperandRef r;
-  r.storage = storage;
-  r.rows = elements;
-  r.cols = 1;
-  r.ld = 1;
-  r.offset = offset;
-  copy_name(r.name, name);
-  return r;
+  return operand_ref(ConstMatrixRef{nullptr, elements, 1, 1, Layout::row_major}, storage, name,
+                     offset);
 }
 
 // Workers' rows of the flattened C: whole products when there are enough of them, else rows
@@ -86,8 +80,19 @@ void split_rows(Plan& plan, std::uint64_t batch, std::uint64_t m, std::uint64_t 
 
 }  // namespace
 
-void check_matmul_shapes(const NpyMapping& a, const NpyMapping& b) {
-  matmul_shape(array_shape(a.header()), array_shape(b.header()), a.path(), b.path());
+MatmulShape npy_matmul_shape(const NpyMapping& a, const NpyMapping& b) {
+  MatmulShape shape =
+      matmul_shape(array_shape(a.header()), array_shape(b.header()), a.path(), b.path());
+  for (const NpyMapping* f : {&a, &b}) {
+    const auto& dims = f->header().shape;
+    for (std::size_t i = dims.size() < 2 ? 0 : dims.size() - 2; i < dims.size(); ++i)
+      if (dims[i] > static_cast<std::uint64_t>(INT_MAX))
+        throw Error(ErrorCode::unsupported,
+                    fmt::format("{}: dimension {} of shape {} exceeds {}, the largest that "
+                                "OpenBLAS's 32-bit interface takes",
+                                f->path(), dims[i], shape_string(dims), INT_MAX));
+  }
+  return shape;
 }
 
 bool needs_general_product(const NpyHeader& a, const NpyHeader& b) {
@@ -95,18 +100,11 @@ bool needs_general_product(const NpyHeader& a, const NpyHeader& b) {
   return a.shape.size() != 2 || b.shape.size() != 2 || a.dtype != b.dtype || !plain_float;
 }
 
-Report multiply_general(const NpyMapping& a, const NpyMapping& b,
+Report multiply_general(const NpyMapping& a, const NpyMapping& b, const MatmulShape& shape,
                         const std::filesystem::path& out_path, const Options& options,
                         std::chrono::steady_clock::time_point start) {
   const NpyHeader& ha = a.header();
   const NpyHeader& hb = b.header();
-  const MatmulShape shape = matmul_shape(array_shape(ha), array_shape(hb), a.path(), b.path());
-  for (std::uint64_t d : {shape.m, shape.k, shape.n})
-    if (d > static_cast<std::uint64_t>(INT_MAX))
-      throw Error(ErrorCode::unsupported,
-                  fmt::format("{} @ {}: dimension {} exceeds {}, the largest that OpenBLAS's "
-                              "32-bit interface takes",
-                              a.path(), b.path(), d, INT_MAX));
   const DType result = result_type(ha.dtype, hb.dtype);
   const DType compute = compute_type(result);
   check_general_options(
@@ -133,6 +131,7 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b,
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
   if (shape.batch == 0 || shape.m == 0 || shape.n == 0 || shape.k == 0) return finish();
 
+  check_shm_room(sizeof(JobDescriptor), "the job descriptor");
   JobSegment described;
   JobDescriptor& job = *described.job;
   GeneralJob& g = job.general;
@@ -164,77 +163,74 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b,
   const bool single = compute == DType::float32 || compute == DType::complex64;
   Plan plan = plan_product({rows, shape.k, shape.n, single ? DType::float32 : DType::float64},
                            options, report);
+  // In process: the same phases, as the one worker of slot 0, which covers all of C.
+  if (plan.in_process)
+    plan.rows = {{0, rows}};
+  else
+    split_rows(plan, shape.batch, shape.m, shape.n, result);
+  job.workers = static_cast<std::uint32_t>(plan.rows.size());
+  job.threads_per_worker = static_cast<std::uint32_t>(plan.threads_per_worker);
+  for (std::size_t i = 0; i < plan.rows.size(); ++i) {
+    job.slots[i].row_begin = plan.rows[i].begin;
+    job.slots[i].row_end = plan.rows[i].end;
+  }
+  if (plan.in_process) set_blas_threads(static_cast<int>(plan.threads_per_worker));
+
   GeneralOperands ops{a.data(), b.data(), out.data(), nullptr};
   std::vector<std::byte> local_prepared;
   std::optional<SharedSegment> prepared;
-  const std::size_t prepared_item = item_size(compute);
-  auto prepared_bytes = [&] { return prepared_elements(g, shape.k, shape.n) * prepared_item; };
+  auto unlink_names = [&] {
+    described.segment.unlink();
+    if (prepared) prepared->unlink();
+  };
+  JobDescriptor* j = &job;
+  const GeneralOperands* current = &ops;
+  auto fork_body = [j, current](std::size_t i) {
+    return run_worker(*j, i, {{}, {}, {}, *current});
+  };
+  const double flops_per_row = 2.0 * double(shape.k) * double(shape.n);
+  auto run = [&](Phase phase) {
+    g.phase = phase;
+    const bool last = phase == Phase::multiply;
+    if (plan.in_process) {
+      ProgressBar bar(options.progress && last, rows, flops_per_row);
+      run_phase(job, 0, ops, [&](std::uint64_t done) {
+        bar.update(done);
+        throw_if_interrupted();
+      });
+      return;
+    }
+    report.retries += launch_and_join(job, described.segment.name(), plan, fork_body, unlink_names,
+                                      last, options, last ? flops_per_row : 0)
+                          .retries;
+  };
   const auto t0 = std::chrono::steady_clock::now();
-
-  if (plan.in_process) {
-    set_blas_threads(static_cast<int>(plan.threads_per_worker));
-    if (g.integer) {
-      std::uint64_t max_a = 0, max_b = 0;
-      scan_share(g, ops, 0, 1, max_a, max_b);
-      g.limbs = plan_limbs(max_a, max_b, shape.k, dtype_bits(result));
+  if (g.integer) {
+    run(Phase::scan);
+    std::uint64_t max_a = 0, max_b = 0;
+    for (std::size_t i = 0; i < job.workers; ++i) {
+      max_a = std::max(max_a, job.slots[i].max_a);
+      max_b = std::max(max_b, job.slots[i].max_b);
     }
-    if (g.b_prepared) {
-      local_prepared.resize(prepared_bytes());
-      ops.prepared = local_prepared.data();
-      prepare_rows(g, shape.k, shape.n, ops, prepare_share(g, shape.k, 0, 1));
-      report.prepared_bytes = local_prepared.size();
-    }
-    ProgressBar bar(options.progress, rows, 2.0 * double(shape.k) * double(shape.n));
-    multiply_rows(g, shape.k, shape.n, ops, {0, rows}, kChunkRows, [&](std::uint64_t done) {
-      bar.update(done);
-      throw_if_interrupted();
-    });
-  } else {
-    split_rows(plan, shape.batch, shape.m, shape.n, result);
-    job.workers = static_cast<std::uint32_t>(plan.workers);
-    job.threads_per_worker = static_cast<std::uint32_t>(plan.threads_per_worker);
-    for (std::size_t i = 0; i < plan.workers; ++i) {
-      job.slots[i].row_begin = plan.rows[i].begin;
-      job.slots[i].row_end = plan.rows[i].end;
-    }
-    check_shm_room(sizeof(JobDescriptor), "the job descriptor");
-    auto unlink_names = [&] {
-      described.segment.unlink();
-      if (prepared) prepared->unlink();
-    };
-    JobDescriptor* j = &job;
-    const GeneralOperands* current = &ops;
-    auto fork_body = [j, current](std::size_t i) {
-      return run_worker(*j, i, {{}, {}, {}, *current});
-    };
-    auto run_phase = [&](Phase phase, double flops_per_row) {
-      g.phase = phase;
-      const RunStats stats =
-          launch_and_join(job, described.segment.name(), plan, fork_body, unlink_names,
-                          phase == Phase::multiply, options, flops_per_row);
-      report.retries += stats.retries;
-    };
-    if (g.integer) {
-      run_phase(Phase::scan, 0);
-      std::uint64_t max_a = 0, max_b = 0;
-      for (std::size_t i = 0; i < plan.workers; ++i) {
-        max_a = std::max(max_a, job.slots[i].max_a);
-        max_b = std::max(max_b, job.slots[i].max_b);
-      }
-      g.limbs = plan_limbs(max_a, max_b, shape.k, dtype_bits(result));
-    }
-    if (g.b_prepared) {
-      check_shm_room(prepared_bytes(), "the converted B");
-      prepared = SharedSegment::create("bprep", std::max<std::uint64_t>(prepared_bytes(), 1));
-      job.prepared =
-          column_ref(Storage::shm, prepared->name(), 0, prepared_elements(g, shape.k, shape.n));
-      ops.prepared = prepared->data();
-      report.prepared_bytes = prepared_bytes();
-      run_phase(Phase::prepare, 0);
-    }
-    run_phase(Phase::multiply, 2.0 * double(shape.k) * double(shape.n));
+    g.limbs = plan_limbs(max_a, max_b, shape.k, dtype_bits(result));
+    report.limb_products = g.limbs.products;
   }
-  report.limb_products = g.integer ? g.limbs.products : 0;
+  if (g.b_prepared) {
+    // B once, converted: this process's memory in process, else one segment all workers map.
+    const std::uint64_t elements = prepared_elements(g, shape.k, shape.n);
+    report.prepared_bytes = elements * item_size(compute);
+    if (plan.in_process) {
+      local_prepared.resize(report.prepared_bytes);
+      ops.prepared = local_prepared.data();
+    } else {
+      check_shm_room(report.prepared_bytes, "the converted B");
+      prepared = SharedSegment::create("bprep", std::max<std::uint64_t>(report.prepared_bytes, 1));
+      job.prepared = column_ref(Storage::shm, prepared->name(), 0, elements);
+      ops.prepared = prepared->data();
+    }
+    run(Phase::prepare);
+  }
+  run(Phase::multiply);
   report.compute_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return finish();

@@ -153,13 +153,16 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
   const std::string exe = fork ? std::string() : worker_executable();
   const std::string threads = std::to_string(plan.threads_per_worker);
   const auto start = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < plan.workers; ++i) {
+  // A slot as a fresh worker finds it: for each launch, and for each retry.
+  auto reset_slot = [&job](std::size_t i, unsigned attempt) {
     WorkerSlot& slot = job.slots[i];
-    slot.attempt = 0;
+    slot.attempt = attempt;
     slot.message[0] = '\0';
     slot.rows_done.store(0);
     slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
-  }
+  };
+  for (std::size_t i = 0; i < plan.workers; ++i)
+    reset_slot(i, 0);
   Launcher launcher;
   auto start_worker = [&](std::size_t i) {
     if (fork)
@@ -201,11 +204,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
       if (options.on_retry)
         options.on_retry(fmt::format("{}; retrying ({} of {})", failure.what(), attempts[exit.id],
                                      options.retries));
-      WorkerSlot& slot = job.slots[exit.id];
-      slot.attempt = attempts[exit.id];
-      slot.message[0] = '\0';
-      slot.rows_done.store(0);
-      slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
+      reset_slot(exit.id, attempts[exit.id]);
       start_worker(exit.id);
     }
   }

@@ -12,19 +12,6 @@
 namespace shmgemm::detail {
 namespace {
 
-template <class Ref>
-OperandRef ref_of(const Ref& m, Storage storage, const std::string& name, std::uint64_t offset) {
-  OperandRef r;
-  r.storage = storage;
-  r.layout = m.layout;
-  r.rows = m.rows;
-  r.cols = m.cols;
-  r.ld = m.ld;
-  r.offset = offset;
-  copy_name(r.name, name);
-  return r;
-}
-
 std::string absolute(const std::string& path) {
   return std::filesystem::absolute(path).string();
 }
@@ -48,7 +35,7 @@ Placed<ConstMatrixRef> copy_into_segment(ConstMatrixRef m, const std::byte* data
     if (file) file->drop_pages(at, n);
   }
   m.data = seg->data();
-  return {m, ref_of(m, Storage::shm, seg->name(), 0)};
+  return {m, operand_ref(m, Storage::shm, seg->name(), 0)};
 }
 
 }  // namespace
@@ -58,11 +45,11 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
     : item_(item_size(a.header().dtype)) {
   if (backing == Backing::file) {
     a_ = {a.matrix(),
-          ref_of(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
+          operand_ref(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
     b_ = {b.matrix(),
-          ref_of(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
-    c_ = {out.matrix(),
-          ref_of(out.matrix(), Storage::file, out.path_for_workers(), out.header().data_offset)};
+          operand_ref(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
+    c_ = {out.matrix(), operand_ref(out.matrix(), Storage::file, out.path_for_workers(),
+                                    out.header().data_offset)};
     return;
   }
   a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_, &a);
@@ -72,7 +59,7 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
   c_seg_ = SharedSegment::create("c", out.header().data_bytes);
   MatrixRef c_local = out.matrix();
   c_local.data = c_seg_->data();
-  c_ = {c_local, ref_of(c_local, Storage::shm, c_seg_->name(), 0)};
+  c_ = {c_local, operand_ref(c_local, Storage::shm, c_seg_->name(), 0)};
   destination_ = out.matrix();
 }
 
@@ -81,7 +68,7 @@ Placed<ConstMatrixRef> Placement::stage(const ConstMatrixRef& m, std::string_vie
   const std::uint64_t bytes = extent(m, item_);
   // In a pool's arena and reachable by name (a fork pool's arena has none): no copy.
   if (const auto at = find_engine_memory(m.data, bytes); at && !at->segment.empty())
-    return {m, ref_of(m, Storage::shm, at->segment, at->offset)};
+    return {m, operand_ref(m, Storage::shm, at->segment, at->offset)};
   copied_ += bytes;
   return copy_into_segment(m, m.data, bytes, role, seg);
 }
@@ -91,8 +78,8 @@ Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const Mat
     : item_(item_size(dtype)) {
   if (launch == Launch::fork) {
     // Forked workers see this memory as it is: the refs are never read.
-    a_ = {a, ref_of(a, Storage::shm, "inherited", 0)};
-    b_ = {b, ref_of(b, Storage::shm, "inherited", 0)};
+    a_ = {a, operand_ref(a, Storage::shm, "inherited", 0)};
+    b_ = {b, operand_ref(b, Storage::shm, "inherited", 0)};
   } else {
     a_ = stage(a, "a", dtype, a_seg_);
     b_ = stage(b, "b", dtype, b_seg_);
@@ -104,7 +91,7 @@ Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const Mat
     const auto at =
         find_engine_memory(c.data, extent({c.data, c.rows, c.cols, c.ld, c.layout}, item_));
     if (at && (launch == Launch::fork || !at->segment.empty())) {
-      c_ = {c, ref_of(c, Storage::shm, at->segment, at->offset)};
+      c_ = {c, operand_ref(c, Storage::shm, at->segment, at->offset)};
       return;
     }
   }
@@ -112,7 +99,7 @@ Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const Mat
   c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes, 1));
   const MatrixRef local{c_seg_->data(), c.rows, c.cols, std::max<std::uint64_t>(c.cols, 1),
                         Layout::row_major};
-  c_ = {local, ref_of(local, Storage::shm, c_seg_->name(), 0)};
+  c_ = {local, operand_ref(local, Storage::shm, c_seg_->name(), 0)};
   destination_ = c;
   copied_ += c_bytes;
 }

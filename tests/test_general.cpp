@@ -71,32 +71,7 @@ Value load(DType d, const std::byte* p) {
       v.z = {t.real(), t.imag()};
     }
   };
-  switch (d) {
-    case DType::int8:
-      return from(std::int8_t{}), v;
-    case DType::int16:
-      return from(std::int16_t{}), v;
-    case DType::int32:
-      return from(std::int32_t{}), v;
-    case DType::int64:
-      return from(std::int64_t{}), v;
-    case DType::uint8:
-      return from(std::uint8_t{}), v;
-    case DType::uint16:
-      return from(std::uint16_t{}), v;
-    case DType::uint32:
-      return from(std::uint32_t{}), v;
-    case DType::uint64:
-      return from(std::uint64_t{}), v;
-    case DType::float32:
-      return from(float{}), v;
-    case DType::float64:
-      return from(double{}), v;
-    case DType::complex64:
-      return from(std::complex<float>{}), v;
-    case DType::complex128:
-      return from(std::complex<double>{}), v;
-  }
+  visit_dtype(d, from);
   return v;
 }
 

@@ -50,16 +50,6 @@ bool peers_available() {
   return run_measured({kPython, "-c", "import numpy, joblib"}, 0).status == 0;
 }
 
-// The job seconds a variant reports on stdout: shmgemm's --json "seconds", or a peer's.
-double job_seconds(const Measured& m, const std::string& what) {
-  try {
-    return nlohmann::json::parse(m.out).at("seconds").get<double>();
-  } catch (const std::exception&) {
-    throw Error(ErrorCode::internal,
-                fmt::format("bench: {} printed no timing: {}{}", what, m.out, m.err));
-  }
-}
-
 struct BenchArgs {
   std::string shapes = "64,128,256,512,1000,2000,4000,50x100000x60,100000x50x60";
   std::string dtype = "float64";
@@ -139,7 +129,7 @@ int run_bench(const BenchArgs& args) {
         if (m.status != 0)
           throw Error(ErrorCode::internal,
                       fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
-        seconds[v.name].push_back(job_seconds(m, v.name));
+        seconds[v.name].push_back(reported_number(m, "seconds", v.name));
         walls[v.name].push_back(m.wall_seconds);
         pss[v.name].push_back(double(m.peak_pss));
       }

@@ -58,37 +58,6 @@ void fill(std::byte* data, std::uint64_t count, std::uint64_t seed,
   }
 }
 
-// Calls f(T{}) with T the C++ type of `dtype`.
-template <class F>
-void with_type(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::int8:
-      return f(std::int8_t{});
-    case DType::int16:
-      return f(std::int16_t{});
-    case DType::int32:
-      return f(std::int32_t{});
-    case DType::int64:
-      return f(std::int64_t{});
-    case DType::uint8:
-      return f(std::uint8_t{});
-    case DType::uint16:
-      return f(std::uint16_t{});
-    case DType::uint32:
-      return f(std::uint32_t{});
-    case DType::uint64:
-      return f(std::uint64_t{});
-    case DType::float32:
-      return f(float{});
-    case DType::float64:
-      return f(double{});
-    case DType::complex64:
-      return f(std::complex<float>{});
-    case DType::complex128:
-      return f(std::complex<double>{});
-  }
-}
-
 // "LO,HI" as numpy's randint(LO, HI): LO <= x < HI, inside the dtype's range.
 IntRange parse_int_range(const std::string& text, DType dtype) {
   auto bad = [&](std::string_view why) {
@@ -126,7 +95,7 @@ void write_random_npy(const std::filesystem::path& path, DType dtype,
                       const std::optional<IntRange>& range) {
   NpyOutput out = NpyOutput::create(path, dtype, shape);
   const std::uint64_t count = out.header().element_count;
-  with_type(dtype, [&](auto t) { fill<decltype(t)>(out.data(), count, seed, range); });
+  visit_dtype(dtype, [&](auto t) { fill<decltype(t)>(out.data(), count, seed, range); });
   out.commit();
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "shmgemm/error.hpp"
@@ -126,6 +127,15 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
   ::close(out_fd);
   ::close(err_fd);
   return m;
+}
+
+double reported_number(const Measured& m, const char* key, const std::string& what) {
+  try {
+    return nlohmann::json::parse(m.out).at(key).get<double>();
+  } catch (const std::exception&) {
+    throw Error(ErrorCode::internal,
+                fmt::format("bench: {} printed no {}: {}{}", what, key, m.out, m.err));
+  }
 }
 
 std::string self_executable() {

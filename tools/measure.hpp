@@ -36,6 +36,10 @@ struct Measured {
 Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
                       const std::vector<std::string>& env = {});
 
+// The number under `key` in the JSON object a measured run printed on stdout (shmgemm's --json,
+// a peer script's timing). Throws Error(internal) naming `what` when there is none.
+double reported_number(const Measured& m, const char* key, const std::string& what);
+
 // This executable (/proc/self/exe).
 std::string self_executable();
 

@@ -10,37 +10,6 @@
 namespace shmgemm {
 namespace {
 
-// Calls f(T{}) with T the C++ type of `dtype`.
-template <class F>
-void visit(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::int8:
-      return f(std::int8_t{});
-    case DType::int16:
-      return f(std::int16_t{});
-    case DType::int32:
-      return f(std::int32_t{});
-    case DType::int64:
-      return f(std::int64_t{});
-    case DType::uint8:
-      return f(std::uint8_t{});
-    case DType::uint16:
-      return f(std::uint16_t{});
-    case DType::uint32:
-      return f(std::uint32_t{});
-    case DType::uint64:
-      return f(std::uint64_t{});
-    case DType::float32:
-      return f(float{});
-    case DType::float64:
-      return f(double{});
-    case DType::complex64:
-      return f(std::complex<float>{});
-    case DType::complex128:
-      return f(std::complex<double>{});
-  }
-}
-
 template <class T>
 constexpr bool is_complex_v = false;
 template <class T>
@@ -92,9 +61,9 @@ std::int64_t as_int64(S s) {
 }  // namespace
 
 void gather_convert(const StridedBlock& from, DType to, std::byte* out) {
-  visit(from.dtype, [&](auto s) {
+  visit_dtype(from.dtype, [&](auto s) {
     using S = decltype(s);
-    visit(to, [&](auto d) {
+    visit_dtype(to, [&](auto d) {
       using D = decltype(d);
       if constexpr (std::is_floating_point_v<D> || is_complex_v<D>)
         gather<S>(from, reinterpret_cast<D*>(out), [](S x) { return convert<D>(x); });
@@ -103,7 +72,7 @@ void gather_convert(const StridedBlock& from, DType to, std::byte* out) {
 }
 
 void gather_int64(const StridedBlock& from, std::int64_t* out) {
-  visit(from.dtype, [&](auto s) {
+  visit_dtype(from.dtype, [&](auto s) {
     using S = decltype(s);
     if constexpr (std::is_integral_v<S>) gather<S>(from, out, [](S x) { return as_int64(x); });
   });
@@ -111,7 +80,7 @@ void gather_int64(const StridedBlock& from, std::int64_t* out) {
 
 std::uint64_t max_magnitude(DType dtype, const std::byte* data, std::uint64_t count) {
   std::uint64_t largest = 0;
-  visit(dtype, [&](auto s) {
+  visit_dtype(dtype, [&](auto s) {
     using S = decltype(s);
     if constexpr (std::is_integral_v<S>)
       for (std::uint64_t i = 0; i < count; ++i) {
@@ -138,7 +107,7 @@ namespace {
 // Stores count values get(i) (uint64) modulo 2^bits as elements of integer dtype `to`.
 template <class Get>
 void store_modulo(std::uint64_t count, DType to, std::byte* out, Get get) {
-  visit(to, [&](auto d) {
+  visit_dtype(to, [&](auto d) {
     using D = decltype(d);
     if constexpr (std::is_integral_v<D>)
       for (std::uint64_t i = 0; i < count; ++i) {

@@ -4,6 +4,7 @@
 #include <climits>
 #include <vector>
 
+#include "common/partition.hpp"
 #include "worker/convert.hpp"
 #include "worker/slice_kernel.hpp"
 
@@ -34,13 +35,6 @@ std::vector<std::uint64_t> prepared_strides(const GeneralJob& g) {
   return strides;
 }
 
-std::uint64_t b_matrices(const GeneralJob& g) {
-  std::uint64_t count = 1;
-  for (std::uint32_t i = 0; i < g.b.batch_ndim; ++i)
-    count *= g.b.batch_shape[i];
-  return count;
-}
-
 }  // namespace
 
 std::optional<ConstMatrixRef> blas_view(const std::byte* base, std::uint64_t rows,
@@ -58,6 +52,10 @@ std::optional<ConstMatrixRef> blas_view(const std::byte* base, std::uint64_t row
   return std::nullopt;
 }
 
+namespace {
+
+// Phase::scan for worker `id` of `workers`: the largest magnitudes in its share of A's and of
+// B's elements (integer operands).
 void scan_share(const GeneralJob& g, const GeneralOperands& ops, std::size_t id,
                 std::size_t workers, std::uint64_t& max_a, std::uint64_t& max_b) {
   const RowRange ea = partition_rows(g.a.elements, workers, id, 1);
@@ -66,14 +64,17 @@ void scan_share(const GeneralJob& g, const GeneralOperands& ops, std::size_t id,
   max_b = max_magnitude(g.b.dtype, ops.b + eb.begin * item_size(g.b.dtype), eb.size());
 }
 
+// Phase::prepare's share of worker `id`: rows of B's stack (its matrices x k rows).
 RowRange prepare_share(const GeneralJob& g, std::uint64_t k, std::size_t id, std::size_t workers) {
-  return partition_rows(b_matrices(g) * k, workers, id, 1);
+  return partition_rows(stack_matrices(g.b) * k, workers, id, 1);
 }
 
+// Phase::prepare: converts rows `rows` of B's stack into ops.prepared, in the compute type or,
+// for integer products, as limbs_b limbs in doubles.
 void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const GeneralOperands& ops,
                   RowRange rows) {
   const std::size_t ib = item_size(g.b.dtype);
-  const std::uint64_t matrices = b_matrices(g);
+  const std::uint64_t matrices = stack_matrices(g.b);
   std::vector<std::int64_t> values;
   for (std::uint64_t t = rows.begin; t < rows.end;) {
     // Rows r0..r1 of B's matrix q, at once.
@@ -97,6 +98,9 @@ void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const G
   }
 }
 
+// Phase::multiply: rows `rows` of the flattened C (batch x m rows of n), at most `chunk_rows`
+// per BLAS call, calling done(rows finished) after each. Integer products run limb pair by limb
+// pair in doubles and wrap into the result modulo 2^bits.
 void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
                    const GeneralOperands& ops, RowRange rows, std::uint64_t chunk_rows,
                    const std::function<void(std::uint64_t)>& done) {
@@ -104,7 +108,7 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
   const std::size_t ia = item_size(g.a.dtype), ib = item_size(g.b.dtype);
   const std::size_t ic = item_size(g.result), icompute = item_size(g.compute);
   const std::vector<std::uint64_t> prep_strides = prepared_strides(g);
-  const std::uint64_t matrices = b_matrices(g);
+  const std::uint64_t matrices = stack_matrices(g.b);
   const LimbPlan& limbs = g.limbs;
   const unsigned result_bits = dtype_bits(g.result);
   std::vector<std::byte> a_dense;
@@ -143,28 +147,8 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
       }
       const MatrixRef c{c_rows, nr, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
       compute_rows(g.compute, *a, *b, c, {0, nr});
-    } else if (limbs.products == 1 && limbs.limbs_a == 1 && limbs.limbs_b == 1) {
-      // One exact dgemm: A's rows as doubles; for 8-byte results straight into C's memory,
-      // then converted there.
-      const std::uint64_t c_count = nr * n;
-      // As int64 first: uint64 values are taken modulo 2^64 (2^64 - 1 is -1), as the scan did.
-      a_values.resize(nr * k);
-      gather_int64(a_block, a_values.data());
-      a_dense.resize(nr * k * sizeof(double));
-      split_limb(a_values.data(), nr * k, 0, limbs.bits_a, 1,
-                 reinterpret_cast<double*>(a_dense.data()));
-      ConstMatrixRef a = dense_a, b = dense_b;
-      a.data = a_dense.data();
-      b.data = ops.prepared + q * k * n * sizeof(double);
-      const bool in_place = ic == sizeof(double);
-      if (!in_place) t.resize(c_count);
-      auto* out = in_place ? reinterpret_cast<double*>(c_rows) : t.data();
-      compute_rows(DType::float64, a, b,
-                   {reinterpret_cast<std::byte*>(out), nr, n, std::max<std::uint64_t>(n, 1),
-                    Layout::row_major},
-                   {0, nr});
-      store_exact(out, c_count, g.result, c_rows);
     } else {
+      // A's rows as int64 (uint64 taken modulo 2^64, as the scan took them), split into limbs.
       const std::uint64_t a_count = nr * k, c_count = nr * n;
       a_values.resize(a_count);
       gather_int64(a_block, a_values.data());
@@ -172,24 +156,58 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
       for (unsigned i = 0; i < limbs.limbs_a; ++i)
         split_limb(a_values.data(), a_count, i, limbs.bits_a, limbs.limbs_a,
                    a_limbs.data() + i * a_count);
-      t.resize(c_count);
-      acc.assign(c_count, 0);
-      const MatrixRef tc{reinterpret_cast<std::byte*>(t.data()), nr, n,
-                         std::max<std::uint64_t>(n, 1), Layout::row_major};
       const auto* prepared = reinterpret_cast<const double*>(ops.prepared);
-      for (unsigned i = 0; i < limbs.limbs_a; ++i)
-        for (unsigned j = 0; j < limbs.limbs_b; ++j) {
-          if (!limb_pair_needed(limbs, i, j, result_bits)) continue;
-          ConstMatrixRef a = dense_a, b = dense_b;
-          a.data = reinterpret_cast<const std::byte*>(a_limbs.data() + i * a_count);
-          b.data = reinterpret_cast<const std::byte*>(prepared + (j * matrices + q) * k * n);
-          compute_rows(DType::float64, a, b, tc, {0, nr});
-          accumulate_shifted(t.data(), c_count, i * limbs.bits_a + j * limbs.bits_b, acc.data());
-        }
-      store_wrapped(acc.data(), c_count, g.result, c_rows);
+      // One exact dgemm of limb i of A by limb j of B into `out` (nr x n doubles).
+      auto limb_product = [&](unsigned i, unsigned j, double* out) {
+        ConstMatrixRef a = dense_a, b = dense_b;
+        a.data = reinterpret_cast<const std::byte*>(a_limbs.data() + i * a_count);
+        b.data = reinterpret_cast<const std::byte*>(prepared + (j * matrices + q) * k * n);
+        compute_rows(DType::float64, a, b,
+                     {reinterpret_cast<std::byte*>(out), nr, n, std::max<std::uint64_t>(n, 1),
+                      Layout::row_major},
+                     {0, nr});
+      };
+      if (limbs.products == 1) {
+        // Only pair (0, 0), shift 0: for 8-byte results straight into C, converted in place.
+        const bool in_place = ic == sizeof(double);
+        if (!in_place) t.resize(c_count);
+        double* out = in_place ? reinterpret_cast<double*>(c_rows) : t.data();
+        limb_product(0, 0, out);
+        store_exact(out, c_count, g.result, c_rows);
+      } else {
+        t.resize(c_count);
+        acc.assign(c_count, 0);
+        for (unsigned i = 0; i < limbs.limbs_a; ++i)
+          for (unsigned j = 0; j < limbs.limbs_b; ++j)
+            if (limb_pair_needed(limbs, i, j, result_bits)) {
+              limb_product(i, j, t.data());
+              accumulate_shifted(t.data(), c_count, i * limbs.bits_a + j * limbs.bits_b,
+                                 acc.data());
+            }
+        store_wrapped(acc.data(), c_count, g.result, c_rows);
+      }
     }
     f += nr;
     done(f - rows.begin);
+  }
+}
+
+}  // namespace
+
+void run_phase(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
+               const std::function<void(std::uint64_t)>& done) {
+  const GeneralJob& g = job.general;
+  WorkerSlot& slot = job.slots[id];
+  switch (g.phase) {
+    case Phase::scan:
+      scan_share(g, ops, id, job.workers, slot.max_a, slot.max_b);
+      return;
+    case Phase::prepare:
+      prepare_rows(g, job.k, job.n, ops, prepare_share(g, job.k, id, job.workers));
+      return;
+    case Phase::multiply:
+      multiply_rows(g, job.k, job.n, ops, {slot.row_begin, slot.row_end}, job.chunk_rows, done);
+      return;
   }
 }
 

@@ -39,25 +39,6 @@ BoundOperands copy_inputs(DType dtype, const BoundOperands& ops, RowRange rows,
   return block;
 }
 
-// Worker `id`'s share of the general job's current phase.
-void run_phase(JobDescriptor& job, std::size_t id, const GeneralOperands& ops) {
-  const GeneralJob& g = job.general;
-  WorkerSlot& slot = job.slots[id];
-  switch (g.phase) {
-    case Phase::scan:
-      scan_share(g, ops, id, job.workers, slot.max_a, slot.max_b);
-      return;
-    case Phase::prepare:
-      prepare_rows(g, job.k, job.n, ops, prepare_share(g, job.k, id, job.workers));
-      return;
-    case Phase::multiply:
-      multiply_rows(
-          g, job.k, job.n, ops, {slot.row_begin, slot.row_end}, job.chunk_rows,
-          [&](std::uint64_t done) { slot.rows_done.store(done, std::memory_order_release); });
-      return;
-  }
-}
-
 }  // namespace
 
 void release_rows(DType dtype, const BoundOperands& ops, RowRange rows) noexcept {
@@ -81,7 +62,9 @@ int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noe
     set_blas_threads(static_cast<int>(job.threads_per_worker));
     inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });
     if (job.kind == JobKind::general) {
-      run_phase(job, id, ops.general);
+      run_phase(job, id, ops.general, [&slot](std::uint64_t done) {
+        slot.rows_done.store(done, std::memory_order_release);
+      });
       slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
       return 0;
     }

@@ -40,16 +40,30 @@ std::unique_ptr<std::byte[]> valid_descriptor() {
 void check_safe(const JobDescriptor& job) {
   if (job.magic != kJobMagic || job.version != kJobVersion) __builtin_trap();
   if (job.workers == 0 || job.workers > kMaxWorkers) __builtin_trap();
+  const bool general = job.kind == JobKind::general;
+  const GeneralJob& g = job.general;
   const OperandRef* refs[3] = {&job.a, &job.b, &job.c};
-  for (const OperandRef* r : refs) {
+  const DType dtypes[3] = {general ? g.a.dtype : job.dtype, general ? g.b.dtype : job.dtype,
+                           general ? g.result : job.dtype};
+  for (int i = 0; i < 3; ++i) {
+    const OperandRef* r = refs[i];
     if (std::memchr(r->name, 0, sizeof r->name) == nullptr) __builtin_trap();
     const auto extent =
-        matrix_extent_bytes(r->rows, r->cols, r->ld, r->layout, item_size(job.dtype));
+        matrix_extent_bytes(r->rows, r->cols, r->ld, r->layout, item_size(dtypes[i]));
     std::uint64_t end = 0;
     if (!extent || __builtin_add_overflow(r->offset, *extent, &end)) __builtin_trap();
   }
-  if (job.a.rows != job.m || job.a.cols != job.k || job.b.cols != job.n || job.c.rows != job.m)
+  if (general) {
+    // Each operand's whole array is its column; C holds the flattened rows; B's own matrices
+    // are no more than the job's products.
+    if (job.a.rows != g.a.elements || job.b.rows != g.b.elements || job.c.rows != job.m * job.n ||
+        g.a.rows * g.batch != job.m || g.a.cols != job.k || g.b.cols != job.n ||
+        stack_matrices(g.b) > g.batch)
+      __builtin_trap();
+  } else if (job.a.rows != job.m || job.a.cols != job.k || job.b.cols != job.n ||
+             job.c.rows != job.m) {
     __builtin_trap();
+  }
   for (std::uint32_t i = 0; i < job.workers; ++i)
     if (job.slots[i].row_begin > job.slots[i].row_end || job.slots[i].row_end > job.m)
       __builtin_trap();

@@ -43,7 +43,7 @@ write("npy_header", "nopad", npy(d, pad=False))
 # Job descriptor patches: (u32 offset, u64 value) records.
 write("job_descriptor", "valid", b"")
 write("job_descriptor", "bad_magic", struct.pack("<IQ", 0, 0))
-write("job_descriptor", "bad_version", struct.pack("<IQ", 8, 2))
+write("job_descriptor", "bad_version", struct.pack("<IQ", 8, 99))
 write("job_descriptor", "truncated", b"\xff\x10\x00\x00")
 write("job_descriptor", "big_ld", struct.pack("<IQ", 48 + 16, 2**62))
 write("job_descriptor", "workers", struct.pack("<IQ", 16, 0xFFFFFFFF00000003))

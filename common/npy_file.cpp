@@ -39,6 +39,8 @@ ConstMatrixRef matrix_of(const std::byte* data, const NpyHeader& h, std::string_
   return ref;
 }
 
+}  // namespace
+
 std::string temp_name_beside(const fs::path& target) {
   std::uint64_t r = 0;
   if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = ::getpid();
@@ -47,8 +49,6 @@ std::string temp_name_beside(const fs::path& target) {
                             static_cast<std::uint32_t>(r)))
       .string();
 }
-
-}  // namespace
 
 NpyMapping NpyMapping::open(const fs::path& path) {
   NpyMapping m;

@@ -45,6 +45,10 @@ class NpyMapping {
 // `target` is not a folder. Throws Error(invalid_argument) naming the path.
 void check_output_path(const std::filesystem::path& target);
 
+// A name for a temporary file beside `target`, unique to this process and hidden (a leading dot):
+// ".C.npy.shmgemm-PID-RANDOM.tmp".
+std::string temp_name_beside(const std::filesystem::path& target);
+
 // A new .npy file being written: an unnamed file (O_TMPFILE) in the target's folder, or a
 // named temporary beside the target where the filesystem has no O_TMPFILE, created at its final
 // size with its blocks reserved and mapped read-write. commit() puts it in place of the target

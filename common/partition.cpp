@@ -1,6 +1,7 @@
 #include "common/partition.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <numeric>
 
 namespace shmgemm {
@@ -16,6 +17,22 @@ RowRange partition_rows(std::size_t m, std::size_t n_way, std::size_t work_id,
   const std::size_t unit_count = base + (work_id < extra ? 1 : 0);
   const std::size_t begin = std::min(m, first_unit * block_factor);
   const std::size_t end = std::min(m, (first_unit + unit_count) * block_factor);
+  return {begin, end};
+}
+
+RowRange partition_rows_weighted(std::size_t m, std::span<const unsigned> weights, std::size_t id,
+                                 std::size_t block_factor) {
+  const std::uint64_t units = (m + block_factor - 1) / block_factor;
+  const std::uint64_t total = std::accumulate(weights.begin(), weights.end(), std::uint64_t{0});
+  const std::uint64_t before =
+      std::accumulate(weights.begin(), weights.begin() + id, std::uint64_t{0});
+  const std::uint64_t through = before + weights[id];
+  // The first unit of a part: its share of the units before it, rounded up.
+  auto first_unit = [&](std::uint64_t weight_before) {
+    return (units * weight_before + total - 1) / total;
+  };
+  const std::size_t begin = std::min<std::uint64_t>(m, first_unit(before) * block_factor);
+  const std::size_t end = std::min<std::uint64_t>(m, first_unit(through) * block_factor);
   return {begin, end};
 }
 

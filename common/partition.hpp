@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 
 namespace shmgemm {
 
@@ -38,6 +39,22 @@ RowRange partition_rows(std::size_t m, std::size_t n_way, std::size_t work_id,
 // keep two workers from writing the same cache line.
 //   n=4000 f8: 1    n=6 f8: 4 (48 B rows)    n=1 f4: 16    n=0: 1
 std::size_t cache_line_rows(std::size_t n, std::size_t item_size, std::size_t line_bytes = 64);
+
+// Rows of part `id` when m rows, cut in units of `block_factor` rows, are dealt to parts in
+// proportion to `weights` (one per part, each >= 1; the cores each part computes with). Part i
+// starts at unit ceil(units x (w_0 + ... + w_{i-1}) / W) for W the sum of the weights, so every
+// part gets its share rounded to a whole unit (within one unit of units x w_i / W), the parts are
+// contiguous in order of id and cover [0, m), and every boundary is a multiple of block_factor.
+//
+//    m  weights  bf | ranges
+//   10  1 1 1     1 | [0,4) [4,7) [7,10)
+//   12  2 1 1     1 | [0,6) [6,9) [9,12)
+//   10  1 3       4 | [0,4) [4,10)           3 units: ceil(0.75) = 1 to the first
+//    2  1 1 1     1 | [0,1) [1,2) [2,2)      an empty part when units < parts
+//
+// Preconditions: weights not empty, each >= 1, id < weights.size(), block_factor >= 1.
+RowRange partition_rows_weighted(std::size_t m, std::span<const unsigned> weights, std::size_t id,
+                                 std::size_t block_factor);
 
 // How many workers, and which block factor, for m rows when `requested` workers are asked for.
 struct RowSplit {

@@ -108,3 +108,64 @@ TEST_CASE("the seeds' failing cases split cleanly") {
   CHECK(s1.workers == 1);
   CHECK(all_ranges(1, s1.workers, s1.block_factor) == std::vector<RowRange>{{0, 1}});
 }
+
+namespace {
+
+std::vector<RowRange> weighted_ranges(std::size_t m, const std::vector<unsigned>& w,
+                                      std::size_t bf) {
+  std::vector<RowRange> r;
+  for (std::size_t i = 0; i < w.size(); ++i)
+    r.push_back(partition_rows_weighted(m, w, i, bf));
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("partition_rows_weighted: every m <= 60, up to 4 parts of weight 1..3, bf 1..8") {
+  std::vector<unsigned> w;
+  // Every weight vector of 1..4 parts with weights 1..3.
+  for (std::size_t parts = 1; parts <= 4; ++parts) {
+    std::size_t combos = 1;
+    for (std::size_t i = 0; i < parts; ++i)
+      combos *= 3;
+    for (std::size_t c = 0; c < combos; ++c) {
+      w.assign(parts, 1);
+      std::size_t x = c;
+      for (std::size_t i = 0; i < parts; ++i, x /= 3)
+        w[i] = static_cast<unsigned>(1 + x % 3);
+      unsigned total = 0;
+      for (unsigned v : w)
+        total += v;
+      for (std::size_t bf = 1; bf <= 8; ++bf)
+        for (std::size_t m = 0; m <= 60; ++m) {
+          CAPTURE(parts);
+          CAPTURE(c);
+          CAPTURE(bf);
+          CAPTURE(m);
+          const auto r = weighted_ranges(m, w, bf);
+          const double units = double((m + bf - 1) / bf);
+          std::size_t at = 0;
+          for (std::size_t i = 0; i < parts; ++i) {
+            // Contiguous, in order, boundaries on whole units (or at m).
+            CHECK(r[i].begin == at);
+            CHECK(r[i].end >= r[i].begin);
+            CHECK((r[i].end % bf == 0 || r[i].end == m));
+            // Within one unit of the part's share.
+            const double share = units * w[i] / total;
+            const double got = double((r[i].end + bf - 1) / bf) - double(r[i].begin / bf);
+            CHECK(got > share - 1.0);
+            CHECK(got < share + 1.0);
+            at = r[i].end;
+          }
+          CHECK(at == m);
+        }
+    }
+  }
+}
+
+TEST_CASE("partition_rows_weighted: the worked cases of the header's table") {
+  CHECK(weighted_ranges(10, {1, 1, 1}, 1) == std::vector<RowRange>{{0, 4}, {4, 7}, {7, 10}});
+  CHECK(weighted_ranges(12, {2, 1, 1}, 1) == std::vector<RowRange>{{0, 6}, {6, 9}, {9, 12}});
+  CHECK(weighted_ranges(10, {1, 3}, 4) == std::vector<RowRange>{{0, 4}, {4, 10}});
+  CHECK(weighted_ranges(2, {1, 1, 1}, 1) == std::vector<RowRange>{{0, 1}, {1, 2}, {2, 2}});
+}

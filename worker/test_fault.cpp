@@ -1,5 +1,7 @@
 #include "worker/test_fault.hpp"
 
+#include "shmgemm/error.hpp"
+
 #include <unistd.h>
 
 #include <charconv>
@@ -34,6 +36,7 @@ void inject_test_fault(std::size_t id, std::uint32_t attempt,
     on_exit("injected fault (SHMGEMM_TEST_FAULT)");
     ::_exit(7);
   }
+  if (action == "throw") throw Error(ErrorCode::internal, "injected fault (SHMGEMM_TEST_FAULT)");
   if (action == "stall")
     for (;;)
       ::pause();

@@ -1,0 +1,330 @@
+#include "mpi/mpi_product.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "common/npy.hpp"
+#include "common/npy_file.hpp"
+#include "engine/general.hpp"
+#include "engine/plan.hpp"
+#include "mpi/agree.hpp"
+#include "worker/slice_kernel.hpp"
+#include "worker/test_fault.hpp"
+
+namespace shmgemm::mpi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Where signal handlers find the temporary output: a fixed buffer, written before the file
+// exists and cleared once it is renamed or removed.
+char g_temp_output[4096] = {};
+
+// The operands as the headers describe them; the mappings that checked them are gone.
+struct Operand {
+  std::string path;
+  NpyHeader header;
+  bool fortran = false;  // a Fortran-order 2-D array (a 1-D one is the same in either order)
+};
+
+struct Checked {
+  Operand a, b;
+  MatmulShape shape;
+  DType dtype = DType::float64;
+  NpyHeader out;  // C's header as it will be written
+  std::string out_header_bytes;
+};
+
+bool blas_dtype(DType d) {
+  return d == DType::float32 || d == DType::float64 || d == DType::complex64 ||
+         d == DType::complex128;
+}
+
+// The same checks and messages as `shmgemm multiply`, plus what this program does not take.
+Checked check_operands(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
+                       const std::filesystem::path& out_path) {
+  check_output_path(out_path);
+  const NpyMapping a = NpyMapping::open(a_path);
+  const NpyMapping b = NpyMapping::open(b_path);
+  Checked c;
+  c.shape = detail::npy_matmul_shape(a, b);
+  const DType da = a.header().dtype, db = b.header().dtype;
+  if (c.shape.batch_shape.size() != 0 || a.header().shape.size() > 2 ||
+      b.header().shape.size() > 2)
+    throw Error(ErrorCode::unsupported,
+                fmt::format("{} @ {}: stacks of matrices ({} @ {}) are not distributed by "
+                            "shmgemm-mpi; `shmgemm multiply` computes them on one machine",
+                            a.path(), b.path(), shape_string(a.header().shape),
+                            shape_string(b.header().shape)));
+  if (da != db || !blas_dtype(da))
+    throw Error(ErrorCode::unsupported,
+                fmt::format("{} @ {}: {} @ {}: shmgemm-mpi multiplies operands of one dtype, "
+                            "float32, float64, complex64 or complex128; `shmgemm multiply` "
+                            "computes the others on one machine",
+                            a.path(), b.path(), dtype_name(da), dtype_name(db)));
+  c.dtype = da;
+  c.a = {a.path(), a.header(), a.header().fortran_order && a.header().shape.size() == 2};
+  c.b = {b.path(), b.header(), b.header().fortran_order && b.header().shape.size() == 2};
+  c.out_header_bytes = format_npy_header(c.dtype, c.shape.out_shape);
+  c.out = parse_npy_header(c.out_header_bytes, out_path.string());
+  return c;
+}
+
+// The temporary output beside the target: named by rank 0, removed by rank 0 unless renamed.
+class TempOutput {
+ public:
+  TempOutput(const std::string& path, bool owner) : path_(path), owner_(owner) {
+    std::snprintf(g_temp_output, sizeof g_temp_output, "%s", path.c_str());
+  }
+  TempOutput(const TempOutput&) = delete;
+  TempOutput& operator=(const TempOutput&) = delete;
+  ~TempOutput() {
+    if (!committed_ && owner_) ::unlink(path_.c_str());
+    g_temp_output[0] = '\0';
+  }
+  const std::string& path() const { return path_; }
+  void commit(const std::filesystem::path& target) {
+    if (owner_ && ::rename(path_.c_str(), target.c_str()) != 0)
+      throw Error(ErrorCode::resource, fmt::format("{}: cannot rename {} into place: {}",
+                                                   target.string(), path_, std::strerror(errno)));
+    committed_ = true;
+  }
+
+ private:
+  std::string path_;
+  bool owner_;
+  bool committed_ = false;
+};
+
+std::string broadcast_string(std::string s, int root) {
+  unsigned long long length = s.size();
+  check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
+  s.resize(length);
+  check(MPI_Bcast(s.data(), static_cast<int>(length), MPI_CHAR, root, MPI_COMM_WORLD),
+        "MPI_Bcast");
+  return s;
+}
+
+// The slowest rank's value of `x`, on every rank.
+double slowest(double x) {
+  double most = 0;
+  check(MPI_Allreduce(&x, &most, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  return most;
+}
+
+// Reserves the output's blocks, so that a full disk fails here and not halfway through.
+void reserve(const std::string& path, std::uint64_t bytes, const std::string& target) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("{}: cannot open {}: {}", target, path, std::strerror(errno)));
+  const int rc = bytes > 0 ? ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+  ::close(fd);
+  if (rc != 0 && rc != EOPNOTSUPP)
+    throw Error(ErrorCode::resource, fmt::format("{}: cannot reserve {} bytes for the output: {}",
+                                                 target, bytes, std::strerror(rc)));
+}
+
+std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
+  return std::unique_ptr<std::byte[]>(new std::byte[std::max<std::uint64_t>(bytes, 1)]);
+}
+
+}  // namespace
+
+const char* temp_output_in_progress() { return g_temp_output; }
+
+double MpiReport::gflops() const {
+  return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
+}
+
+MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path,
+                       const std::filesystem::path& b_path, const std::filesystem::path& out_path,
+                       const MpiOptions& options) {
+  const auto start = Clock::now();
+  MpiReport r;
+  r.ranks = topo.size;
+  r.nodes = topo.nodes;
+  r.one_rank_per_node = topo.one_rank_per_node;
+  r.b_from = options.b_from;
+
+  // Check the operands on every rank: every rank reads them, and a file that only some ranks
+  // can see is an error too.
+  Checked c;
+  on_all_ranks(MPI_COMM_WORLD, [&] { c = check_operands(a_path, b_path, out_path); });
+  r.m = c.shape.m;
+  r.k = c.shape.k;
+  r.n = c.shape.n;
+  r.dtype = std::string(dtype_name(c.dtype));
+  const std::size_t item = item_size(c.dtype);
+  r.b_bytes = c.b.header.data_bytes;
+  r.phases.validate = slowest(since(start));
+
+  // The plan: every rank computes with the cores it owns, and gets rows in proportion to them.
+  r.automatic = options.threads == 0;
+  std::vector<unsigned> weights(static_cast<std::size_t>(topo.size));
+  for (int i = 0; i < topo.size; ++i)
+    weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
+  const std::size_t aligned = cache_line_rows(r.n, item);
+  const std::size_t bf = (r.m + aligned - 1) / aligned >= std::size_t(topo.size) ? aligned : 1;
+  const Calibration calibration = r.m * r.n * r.k > 0 ? load_calibration() : Calibration{};
+  r.calibration = calibration.source;
+  for (int i = 0; i < topo.size; ++i) {
+    RankPart p;
+    p.node = topo.node_of_rank[std::size_t(i)];
+    p.rows = partition_rows_weighted(r.m, weights, std::size_t(i), bf);
+    p.threads = weights[std::size_t(i)];
+    p.predicted_seconds =
+        p.rows.size() == 0
+            ? 0
+            : detail::predict_in_process({p.rows.size(), r.k, r.n, c.dtype}, p.threads,
+                                         calibration);
+    r.parts.push_back(std::move(p));
+  }
+  const RankPart& mine = r.parts[std::size_t(topo.rank)];
+  r.plan_reason = fmt::format(
+      "{} ranks on {} node{}; each computes a block of rows of C in proportion to its {} "
+      "({} rows each at most){}",
+      topo.size, topo.nodes, topo.nodes == 1 ? "" : "s",
+      r.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
+      std::max_element(r.parts.begin(), r.parts.end(),
+                       [](const RankPart& x, const RankPart& y) {
+                         return x.rows.size() < y.rows.size();
+                       })
+          ->rows.size(),
+      topo.one_rank_per_node ? "; every rank is its own node (--one-rank-per-node)" : "");
+
+  // The output: a temporary file beside the target, named by rank 0, sized and reserved.
+  auto t = Clock::now();
+  std::string temp_name = topo.rank == 0 ? temp_name_beside(out_path) : std::string();
+  temp_name = broadcast_string(temp_name, 0);
+  TempOutput temp(temp_name, topo.rank == 0);
+  const std::uint64_t out_bytes = c.out.data_offset + c.out.data_bytes;
+  std::optional<File> out;
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    out.emplace(MPI_COMM_WORLD, temp.path(), MPI_MODE_CREATE | MPI_MODE_EXCL | MPI_MODE_WRONLY,
+                ErrorCode::resource);
+  });
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (topo.rank == 0) reserve(temp.path(), out_bytes, out_path.string());
+  });
+  r.phases.open_output = slowest(since(t));
+
+  // B: once per node, in a window every rank of the node maps.
+  t = Clock::now();
+  std::optional<SharedWindow> b_window;
+  on_all_ranks(MPI_COMM_WORLD, [&] { b_window.emplace(topo.node.get(), r.b_bytes); });
+  const bool reads_b =
+      topo.node_rank == 0 && (options.b_from == BFrom::path || topo.node_index == 0);
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (!reads_b) return;
+    File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
+    check(MPI_File_set_view(b_file.get(), static_cast<MPI_Offset>(c.b.header.data_offset),
+                            MPI_BYTE, MPI_BYTE, "native", MPI_INFO_NULL),
+          c.b.path);
+    b_file.read_all(MPI_COMM_SELF, b_window->data(), r.b_bytes);
+    b_file.close();
+  });
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (options.b_from == BFrom::broadcast && topo.node_rank == 0 && topo.nodes > 1)
+      broadcast(topo.leaders.get(), 0, b_window->data(), r.b_bytes);
+    b_window->fence();
+  });
+  r.b_bytes_read = reads_b ? r.b_bytes : 0;
+  r.phases.read_b = slowest(since(t));
+
+  // This rank's rows of A, straight from the file through a view of them.
+  t = Clock::now();
+  const std::uint64_t rows = mine.rows.size();
+  const std::uint64_t a_bytes = rows * r.k * item;
+  auto a_block = buffer(a_bytes);
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    File a_file(MPI_COMM_WORLD, c.a.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
+    // An empty block reads nothing; its view is the plain bytes.
+    const bool empty = rows == 0 || r.k == 0;
+    std::optional<Datatype> view;
+    if (!empty) view.emplace(row_block_type(r.m, r.k, item, c.a.fortran, mine.rows.begin,
+                                            mine.rows.end));
+    check(MPI_File_set_view(a_file.get(), static_cast<MPI_Offset>(c.a.header.data_offset),
+                            MPI_BYTE, empty ? MPI_BYTE : view->get(), "native", MPI_INFO_NULL),
+          c.a.path);
+    a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
+    a_file.close();
+  });
+  r.phases.read_a = slowest(since(t));
+
+  // The product of this rank's rows.
+  t = Clock::now();
+  const std::uint64_t c_bytes = rows * r.n * item;
+  auto c_block = buffer(c_bytes);
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
+    if (rows == 0 || r.n == 0) return;
+    ConstMatrixRef a{a_block.get(), rows, r.k, c.a.fortran ? rows : r.k,
+                     c.a.fortran ? Layout::col_major : Layout::row_major};
+    ConstMatrixRef b{b_window->data(), r.k, r.n, c.b.fortran ? r.k : r.n,
+                     c.b.fortran ? Layout::col_major : Layout::row_major};
+    a.ld = std::max<std::uint64_t>(a.ld, 1);
+    b.ld = std::max<std::uint64_t>(b.ld, 1);
+    MatrixRef c_ref{c_block.get(), rows, r.n, r.n, Layout::row_major};
+    set_blas_threads(static_cast<int>(mine.threads));
+    compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
+  });
+  a_block.reset();
+  const double compute = since(t);
+  r.compute_seconds = slowest(compute);
+  r.phases.compute = r.compute_seconds;
+
+  // C: the header by rank 0, every rank's rows at their offset, collectively.
+  t = Clock::now();
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (topo.rank == 0) {
+      MPI_Status status;
+      check(MPI_File_write_at(out->get(), 0, c.out_header_bytes.data(),
+                              static_cast<int>(c.out_header_bytes.size()), MPI_BYTE, &status),
+            fmt::format("{}: write", temp.path()));
+    }
+  });
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.n * item,
+                      c_block.get(), c_bytes);
+    out->close();
+  });
+  c_block.reset();
+  r.phases.write_c = slowest(since(t));
+
+  // Every rank succeeded: rank 0 puts the file in place.
+  on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(out_path); });
+  r.seconds = since(start);
+
+  // Rank 0 reports every rank's host.
+  char host[256] = {};
+  std::snprintf(host, sizeof host, "%s", topo.host.c_str());
+  std::vector<char> hosts(topo.rank == 0 ? sizeof host * std::size_t(topo.size) : 1);
+  check(MPI_Gather(host, sizeof host, MPI_CHAR, hosts.data(), sizeof host, MPI_CHAR, 0,
+                   MPI_COMM_WORLD),
+        "MPI_Gather");
+  if (topo.rank == 0)
+    for (int i = 0; i < topo.size; ++i)
+      r.parts[std::size_t(i)].host = std::string(hosts.data() + sizeof host * std::size_t(i));
+  r.b_bytes_between_nodes =
+      options.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;
+  std::uint64_t read_total = 0;
+  check(MPI_Reduce(&r.b_bytes_read, &read_total, 1, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD),
+        "MPI_Reduce");
+  r.b_bytes_read = read_total;
+  return r;
+}
+
+}  // namespace shmgemm::mpi

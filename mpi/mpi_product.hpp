@@ -1,0 +1,71 @@
+// C = A·B across MPI ranks, row-sliced as on one machine: each rank owns a contiguous block of
+// rows of C, the ranks of a node share one copy of B in an MPI-3 shared-memory window, each rank
+// reads only its rows of A (MPI-IO) and writes its rows of C (collective MPI-IO) into a
+// temporary file that is renamed into place once every rank has succeeded.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/partition.hpp"
+#include "mpi/topology.hpp"
+
+namespace shmgemm::mpi {
+
+// How B reaches every node.
+enum class BFrom {
+  broadcast,  // the first node's leader reads it, then MPI_Bcast between node leaders
+  path,       // every node's leader reads it from the (shared) path
+};
+
+struct MpiOptions {
+  unsigned threads = 0;  // OpenBLAS threads per rank; 0: the cores the rank owns
+  BFrom b_from = BFrom::broadcast;
+};
+
+// One rank's part of a run.
+struct RankPart {
+  int node = 0;
+  std::string host;
+  RowRange rows;
+  unsigned threads = 0;
+  double predicted_seconds = 0;  // the cost model's time for its block
+};
+
+// The slowest rank's seconds in each phase.
+struct Phases {
+  double validate = 0, open_output = 0, read_b = 0, read_a = 0, compute = 0, write_c = 0;
+};
+
+struct MpiReport {
+  std::uint64_t m = 0, k = 0, n = 0;
+  std::string dtype;
+  int ranks = 1, nodes = 1;
+  bool one_rank_per_node = false;
+  BFrom b_from = BFrom::broadcast;
+  bool automatic = false;  // threads and rows chosen by the plan
+  std::string plan_reason, calibration;
+  std::vector<RankPart> parts;  // one per rank
+  Phases phases;
+  double seconds = 0;          // the whole call, on rank 0
+  double compute_seconds = 0;  // the slowest rank's product
+  std::uint64_t b_bytes = 0;
+  // Bytes of B sent between nodes by MPI (broadcast), and read from the file system by leaders.
+  std::uint64_t b_bytes_between_nodes = 0, b_bytes_read = 0;
+  double gflops() const;
+};
+
+// Collective on MPI_COMM_WORLD. Throws RankFailure on every rank when any rank failed (the
+// lowest failing rank's message); the output is then left as it was and the temporary file
+// removed. The report is complete on rank 0.
+MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a,
+                       const std::filesystem::path& b, const std::filesystem::path& out,
+                       const MpiOptions& options);
+
+// The path of the temporary output in progress (empty when none), for a signal handler to
+// remove: async-signal-safe to read.
+const char* temp_output_in_progress();
+
+}  // namespace shmgemm::mpi

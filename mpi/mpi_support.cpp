@@ -1,0 +1,165 @@
+#include "mpi/mpi_support.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <climits>
+
+namespace shmgemm::mpi {
+namespace {
+
+std::string error_string(int rc) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS) return fmt::format("MPI error {}", rc);
+  return std::string(text, static_cast<std::size_t>(length));
+}
+
+// Pieces of at most kMaxPieceBytes that every rank of
+// `comm` agrees to make: the largest count any rank needs.
+std::uint64_t pieces_on_all(MPI_Comm comm, std::uint64_t bytes) {
+  std::uint64_t mine = (bytes + kMaxPieceBytes - 1) / kMaxPieceBytes, most = 0;
+  check(MPI_Allreduce(&mine, &most, 1, MPI_UINT64_T, MPI_MAX, comm), "MPI_Allreduce");
+  return most;
+}
+
+int piece_count(std::uint64_t bytes, std::uint64_t done) {
+  return static_cast<int>(std::min(kMaxPieceBytes, bytes - std::min(bytes, done)));
+}
+
+}  // namespace
+
+void check(int rc, std::string_view what, ErrorCode code) {
+  if (rc != MPI_SUCCESS) throw Error(code, fmt::format("{}: {}", what, error_string(rc)));
+}
+
+Session::Session(int& argc, char**& argv) {
+  int provided = 0;
+  // Only the main thread calls MPI; OpenBLAS's threads never do.
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+    throw Error(ErrorCode::resource, "MPI_Init_thread failed");
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  // Files opened later take this default.
+  MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &size_);
+}
+
+Session::~Session() { MPI_Finalize(); }
+
+Comm& Comm::operator=(Comm&& o) noexcept {
+  if (this != &o) {
+    if (c_ != MPI_COMM_NULL) MPI_Comm_free(&c_);
+    c_ = o.c_;
+    o.c_ = MPI_COMM_NULL;
+  }
+  return *this;
+}
+
+Comm::~Comm() {
+  if (c_ != MPI_COMM_NULL) MPI_Comm_free(&c_);
+}
+
+int Comm::rank() const {
+  int r = 0;
+  MPI_Comm_rank(c_, &r);
+  return r;
+}
+
+int Comm::size() const {
+  int s = 0;
+  MPI_Comm_size(c_, &s);
+  return s;
+}
+
+Datatype::Datatype(MPI_Datatype t) : t_(t) { check(MPI_Type_commit(&t_), "MPI_Type_commit"); }
+
+Datatype::~Datatype() {
+  if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
+}
+
+Datatype row_block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,
+                        std::uint64_t row_begin, std::uint64_t row_end) {
+  MPI_Datatype element = MPI_DATATYPE_NULL;
+  check(MPI_Type_contiguous(static_cast<int>(item), MPI_BYTE, &element), "MPI_Type_contiguous");
+  Datatype element_type(element);
+  const int sizes[2] = {static_cast<int>(rows), static_cast<int>(cols)};
+  const int subsizes[2] = {static_cast<int>(row_end - row_begin), static_cast<int>(cols)};
+  const int starts[2] = {static_cast<int>(row_begin), 0};
+  MPI_Datatype block = MPI_DATATYPE_NULL;
+  check(MPI_Type_create_subarray(2, sizes, subsizes, starts,
+                                 fortran ? MPI_ORDER_FORTRAN : MPI_ORDER_C, element_type.get(),
+                                 &block),
+        "MPI_Type_create_subarray");
+  return Datatype(block);
+}
+
+File::File(MPI_Comm comm, const std::string& path, int amode, ErrorCode code) : path_(path) {
+  check(MPI_File_open(comm, path.c_str(), amode, MPI_INFO_NULL, &f_), path, code);
+}
+
+File::~File() {
+  if (f_ != MPI_FILE_NULL) MPI_File_close(&f_);
+}
+
+void File::close() {
+  if (f_ == MPI_FILE_NULL) return;
+  check(MPI_File_close(&f_), path_);
+}
+
+void File::read_all(MPI_Comm comm, std::byte* to, std::uint64_t bytes) {
+  const std::uint64_t pieces = pieces_on_all(comm, bytes);
+  std::uint64_t done = 0;
+  for (std::uint64_t p = 0; p < pieces; ++p) {
+    const int count = piece_count(bytes, done);
+    MPI_Status status;
+    check(MPI_File_read_all(f_, to + done, count, MPI_BYTE, &status),
+          fmt::format("{}: read", path_), ErrorCode::bad_file);
+    done += static_cast<std::uint64_t>(count);
+  }
+}
+
+void File::write_at_all(MPI_Comm comm, std::uint64_t offset, const std::byte* from,
+                        std::uint64_t bytes) {
+  const std::uint64_t pieces = pieces_on_all(comm, bytes);
+  std::uint64_t done = 0;
+  for (std::uint64_t p = 0; p < pieces; ++p) {
+    const int count = piece_count(bytes, done);
+    MPI_Status status;
+    check(MPI_File_write_at_all(f_, static_cast<MPI_Offset>(offset + done), from + done, count,
+                                MPI_BYTE, &status),
+          fmt::format("{}: write", path_));
+    done += static_cast<std::uint64_t>(count);
+  }
+}
+
+SharedWindow::SharedWindow(MPI_Comm node, std::uint64_t bytes) {
+  int node_rank = 0;
+  MPI_Comm_rank(node, &node_rank);
+  const MPI_Aint mine = node_rank == 0 ? static_cast<MPI_Aint>(bytes) : 0;
+  void* base = nullptr;
+  check(MPI_Win_allocate_shared(mine, 1, MPI_INFO_NULL, node, &base, &win_),
+        fmt::format("MPI_Win_allocate_shared ({} bytes for B)", bytes));
+  MPI_Aint size = 0;
+  int unit = 0;
+  check(MPI_Win_shared_query(win_, 0, &size, &unit, &base), "MPI_Win_shared_query");
+  data_ = static_cast<std::byte*>(base);
+  size_ = static_cast<std::uint64_t>(size);
+  fence();
+}
+
+SharedWindow::~SharedWindow() {
+  if (win_ != MPI_WIN_NULL) MPI_Win_free(&win_);
+}
+
+void SharedWindow::fence() { check(MPI_Win_fence(0, win_), "MPI_Win_fence"); }
+
+void broadcast(MPI_Comm comm, int root, std::byte* data, std::uint64_t bytes) {
+  for (std::uint64_t done = 0; done < bytes;) {
+    const int count = piece_count(bytes, done);
+    check(MPI_Bcast(data + done, count, MPI_BYTE, root, comm), "MPI_Bcast of B");
+    done += static_cast<std::uint64_t>(count);
+  }
+}
+
+}  // namespace shmgemm::mpi

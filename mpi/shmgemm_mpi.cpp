@@ -1,0 +1,202 @@
+// shmgemm-mpi: the row-sliced product across the ranks of an MPI job.
+//   mpirun -n P shmgemm-mpi multiply A.npy B.npy -o C.npy
+// Every rank parses the same arguments; rank 0 alone prints (help, errors, the report).
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <cstdio>
+
+#include "engine/plan.hpp"
+#include "mpi/agree.hpp"
+#include "mpi/mpi_product.hpp"
+
+namespace {
+
+using namespace shmgemm;
+using namespace shmgemm::mpi;
+
+struct Args {
+  std::string a, b, out;
+  MpiOptions options;
+  bool one_rank_per_node = false;
+  bool json = false;
+  bool explain = false;
+};
+
+// mpirun passes SIGTERM (and SIGINT) on to the ranks when it aborts the job: remove the
+// temporary output, then die of the signal as before.
+extern "C" void on_signal(int sig) {
+  const char* temp = temp_output_in_progress();
+  if (temp[0] != '\0') ::unlink(temp);
+  std::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+std::string_view to_string(BFrom f) { return f == BFrom::broadcast ? "broadcast" : "path"; }
+
+nlohmann::json report_json(const Args& args, const MpiReport& r) {
+  nlohmann::json ranks = nlohmann::json::array();
+  for (std::size_t i = 0; i < r.parts.size(); ++i) {
+    const RankPart& p = r.parts[i];
+    ranks.push_back({{"rank", i},
+                     {"node", p.node},
+                     {"host", p.host},
+                     {"rows", {p.rows.begin, p.rows.end}},
+                     {"threads", p.threads},
+                     {"predicted_seconds", p.predicted_seconds}});
+  }
+  const Phases& ph = r.phases;
+  // The fields of `shmgemm multiply --json` that apply, then MPI's own.
+  return {{"output", args.out},
+          {"m", r.m},
+          {"k", r.k},
+          {"n", r.n},
+          {"batch", 1},
+          {"dtype", r.dtype},
+          {"workers", r.ranks},
+          {"threads_per_worker", r.parts.empty() ? 0 : r.parts[0].threads},
+          {"launch", "mpi"},
+          {"backing", "file"},
+          {"in_process", false},
+          {"seconds", r.seconds},
+          {"compute_seconds", r.compute_seconds},
+          {"gflops", r.gflops()},
+          {"retries", 0},
+          {"plan",
+           {{"automatic", r.automatic}, {"reason", r.plan_reason}, {"calibration", r.calibration}}},
+          {"mpi",
+           {{"ranks", r.ranks},
+            {"nodes", r.nodes},
+            {"one_rank_per_node", r.one_rank_per_node},
+            {"b_from", to_string(r.b_from)},
+            {"b_bytes", r.b_bytes},
+            {"b_bytes_between_nodes", r.b_bytes_between_nodes},
+            {"b_bytes_read", r.b_bytes_read},
+            {"phases",
+             {{"validate", ph.validate},
+              {"open_output", ph.open_output},
+              {"read_b", ph.read_b},
+              {"read_a", ph.read_a},
+              {"compute", ph.compute},
+              {"write_c", ph.write_c}}},
+            {"ranks", ranks}}}};
+}
+
+std::string explain(const MpiReport& r) {
+  std::string s = fmt::format("plan: {}\n", r.plan_reason);
+  for (std::size_t i = 0; i < r.parts.size(); ++i) {
+    const RankPart& p = r.parts[i];
+    s += fmt::format("  rank {} (node {}, {}): rows {}-{} with {}, predicted {}\n", i, p.node,
+                     p.host, p.rows.begin, p.rows.end, detail::count(p.threads, "thread"),
+                     detail::duration_string(p.predicted_seconds));
+  }
+  s += fmt::format("B ({} bytes) reaches {} by {}\n", r.b_bytes,
+                   detail::count(unsigned(r.nodes), "node"),
+                   r.b_from == BFrom::broadcast ? "one read and MPI_Bcast between node leaders"
+                                                : "a read by every node's leader");
+  return s;
+}
+
+int run(const Args& args, int rank) {
+  const Topology topo = make_topology(args.one_rank_per_node);
+  const MpiReport r = multiply_mpi(topo, args.a, args.b, args.out, args.options);
+  if (rank != 0) return 0;
+  if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
+  if (args.json) {
+    fmt::print("{}\n", report_json(args, r).dump());
+  } else {
+    fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {} on {}, "
+               "{} per rank)\n",
+               args.out, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(),
+               detail::count(unsigned(r.ranks), "rank"), detail::count(unsigned(r.nodes), "node"),
+               detail::count(r.parts.empty() ? 0 : r.parts[0].threads, "thread"));
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<Session> session;
+  try {
+    session.emplace(argc, argv);
+  } catch (const Error& e) {
+    fmt::print(stderr, "shmgemm-mpi: {}\n", e.what());
+    return 1;
+  }
+  const int rank = session->rank();
+
+  CLI::App app{
+      "shmgemm-mpi: C = A·B across the ranks of an MPI job, row-sliced as shmgemm does on one\n"
+      "machine. Launch it with mpirun: `mpirun -n P shmgemm-mpi multiply A.npy B.npy -o C.npy`.\n"
+      "Each rank computes a contiguous block of rows of C with OpenBLAS; the ranks of a node\n"
+      "share one copy of B (an MPI-3 shared-memory window); each rank reads only its rows of A\n"
+      "and writes its rows of C with collective MPI-IO. A, B and C's paths must be the same on\n"
+      "every node (a shared file system).",
+      "shmgemm-mpi"};
+  app.require_subcommand(1);
+  Args args;
+  CLI::App* cmd = app.add_subcommand(
+      "multiply",
+      "Compute C = A @ B for two .npy files (2-D, or 1-D as np.matmul takes them; float32, "
+      "float64, complex64 or complex128, one dtype; C or Fortran order) and write C as a C-order "
+      ".npy under a temporary name, renamed when every rank has succeeded.");
+  cmd->add_option("A", args.a, "left operand: (m, k), or (k,)")->required();
+  cmd->add_option("B", args.b, "right operand: (k, n), or (k,)")->required();
+  cmd->add_option("-o,--output", args.out, "where to write C ((m, n) .npy)")->required();
+  cmd->add_option("-t,--threads", args.options.threads,
+                  "OpenBLAS threads per rank (default: the cores the rank owns: its CPU "
+                  "affinity, shared with the other ranks of its host)")
+      ->check(CLI::Range(1u, 1024u));
+  cmd->add_flag("--one-rank-per-node", args.one_rank_per_node,
+                "treat every rank as its own node: each keeps its own copy of B, which travels "
+                "between ranks as between nodes (to test and measure that path on one machine)");
+  cmd->add_option_function<std::string>(
+         "--b-from",
+         [&args](const std::string& v) {
+           args.options.b_from = v == "path" ? BFrom::path : BFrom::broadcast;
+         },
+         "broadcast: the first node reads B and MPI_Bcast carries it to the other nodes' "
+         "leaders; path: every node's leader reads B from its path")
+      ->check(CLI::IsMember({"broadcast", "path"}))
+      ->default_str("broadcast");
+  cmd->add_flag("--json", args.json, "print one JSON object with the run's figures on stdout");
+  cmd->add_flag("--explain", args.explain, "say how rows, threads and B were placed");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return rank == 0 ? app.exit(e) : 0;
+  } catch (const CLI::CallForAllHelp& e) {
+    return rank == 0 ? app.exit(e) : 0;
+  } catch (const CLI::ParseError& e) {
+    if (rank == 0) fmt::print(stderr, "shmgemm-mpi: {}\n", e.what());
+    return 2;
+  }
+  for (int sig : {SIGTERM, SIGINT, SIGHUP})
+    std::signal(sig, on_signal);
+
+  try {
+    return run(args, rank);
+  } catch (const RankFailure& e) {
+    // Every rank holds the same failure; rank 0 says it once.
+    if (rank == 0) {
+      if (e.rank() == 0)
+        fmt::print(stderr, "shmgemm-mpi: {}\n", e.what());
+      else
+        fmt::print(stderr, "shmgemm-mpi: rank {}: {}\n", e.rank(), e.what());
+    }
+    return 1;
+  } catch (const std::exception& e) {
+    // A failure outside the agreed steps: this rank alone knows it; end the whole job.
+    fmt::print(stderr, "shmgemm-mpi: rank {}: {}\n", rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+  }
+}

@@ -137,6 +137,8 @@ void reserve(const std::string& path, std::uint64_t bytes, const std::string& ta
                                                  target, bytes, std::strerror(rc)));
 }
 
+constexpr std::uint64_t kPage = 4096;
+
 std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
   return std::unique_ptr<std::byte[]>(new std::byte[std::max<std::uint64_t>(bytes, 1)]);
 }
@@ -225,23 +227,32 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   t = Clock::now();
   std::optional<SharedWindow> b_window;
   on_all_ranks(MPI_COMM_WORLD, [&] { b_window.emplace(topo.node.get(), r.b_bytes); });
-  const bool reads_b =
-      topo.node_rank == 0 && (options.b_from == BFrom::path || topo.node_index == 0);
+  // The ranks of a node that reads B each read a part of it (at page boundaries), in parallel.
+  const bool node_reads_b = options.b_from == BFrom::path || topo.node_index == 0;
+  const std::uint64_t pages = (r.b_bytes + kPage - 1) / kPage;
+  const RowRange my_pages = partition_rows(pages, std::size_t(topo.node_size),
+                                           std::size_t(topo.node_rank), 1);
+  const std::uint64_t part_begin = std::min(r.b_bytes, my_pages.begin * kPage);
+  const std::uint64_t part_bytes = std::min(r.b_bytes, my_pages.end * kPage) - part_begin;
   on_all_ranks(MPI_COMM_WORLD, [&] {
-    if (!reads_b) return;
+    if (!node_reads_b || part_bytes == 0) return;
     File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
-    check(MPI_File_set_view(b_file.get(), static_cast<MPI_Offset>(c.b.header.data_offset),
+    check(MPI_File_set_view(b_file.get(),
+                            static_cast<MPI_Offset>(c.b.header.data_offset + part_begin),
                             MPI_BYTE, MPI_BYTE, "native", MPI_INFO_NULL),
           c.b.path);
-    b_file.read_all(MPI_COMM_SELF, b_window->data(), r.b_bytes);
+    b_file.read_all(MPI_COMM_SELF, b_window->data() + part_begin, part_bytes);
     b_file.close();
   });
+  // Then the first node's leader sends it to the other nodes' leaders.
   on_all_ranks(MPI_COMM_WORLD, [&] {
+    b_window->fence();
     if (options.b_from == BFrom::broadcast && topo.node_rank == 0 && topo.nodes > 1)
       broadcast(topo.leaders.get(), 0, b_window->data(), r.b_bytes);
     b_window->fence();
   });
-  r.b_bytes_read = reads_b ? r.b_bytes : 0;
+  const bool reads_b = node_reads_b && part_bytes > 0;
+  r.b_bytes_read = reads_b ? part_bytes : 0;
   r.phases.read_b = slowest(since(t));
 
   // This rank's rows of A, straight from the file through a view of them.

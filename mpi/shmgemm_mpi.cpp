@@ -83,7 +83,7 @@ nlohmann::json report_json(const Args& args, const MpiReport& r) {
               {"read_a", ph.read_a},
               {"compute", ph.compute},
               {"write_c", ph.write_c}}},
-            {"ranks", ranks}}}};
+            {"per_rank", ranks}}}};
 }
 
 std::string explain(const MpiReport& r) {

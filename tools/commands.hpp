@@ -21,8 +21,8 @@ namespace shmgemm::cli {
 using Action = std::function<int()>;
 
 // Adds --workers, --threads, --launch, --backing and --retries, stored into `options`; retries
-// are announced on stderr.
-void add_engine_options(CLI::App& cmd, Options& options);
+// are announced on stderr. With `mpi`, --launch also takes "mpi", which sets *mpi.
+void add_engine_options(CLI::App& cmd, Options& options, bool* mpi = nullptr);
 
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);

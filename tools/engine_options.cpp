@@ -27,7 +27,7 @@ std::string plural(unsigned count, std::string_view noun) {
   return fmt::format("{} {}{}", count, noun, count == 1 ? "" : "s");
 }
 
-void add_engine_options(CLI::App& cmd, Options& options) {
+void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
   cmd.add_option_function<std::string>(
          "-w,--workers",
          [&options](const std::string& v) {
@@ -46,13 +46,20 @@ void add_engine_options(CLI::App& cmd, Options& options) {
   cmd.add_option("-t,--threads", options.threads_per_worker,
                  "OpenBLAS threads per worker (default: cores / workers, at least 1)")
       ->check(count_from_one(1024));
+  std::vector<std::string> launches = {"fork", "spawn"};
+  if (mpi != nullptr) launches.push_back("mpi");
   cmd.add_option_function<std::string>(
          "--launch",
-         [&options](const std::string& v) {
+         [&options, mpi](const std::string& v) {
            options.launch = v == "spawn" ? Launch::spawn : Launch::fork;
+           if (mpi != nullptr) *mpi = v == "mpi";
          },
-         "fork: children of this process; spawn: shmgemm-worker executables")
-      ->check(CLI::IsMember({"fork", "spawn"}))
+         mpi != nullptr
+             ? "fork: children of this process; spawn: shmgemm-worker executables; mpi: "
+               "`mpirun -n W shmgemm-mpi multiply ...` (W from --workers, else the cores; see "
+               "shmgemm-mpi --help)"
+             : "fork: children of this process; spawn: shmgemm-worker executables")
+      ->check(CLI::IsMember(launches))
       ->default_str("fork");
   cmd.add_option_function<std::string>(
          "--backing",

@@ -1,10 +1,16 @@
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
 #include "tools/commands.hpp"
+#include "tools/measure.hpp"
 
 namespace shmgemm::cli {
 namespace {
@@ -14,7 +20,71 @@ struct MultiplyArgs {
   Options options;
   bool json = false;
   bool explain = false;
+  bool mpi = false;  // --launch mpi
+  std::string hostfile;
+  const CLI::App* cmd = nullptr;
 };
+
+// The first executable called `name` in $PATH, or "".
+std::string find_on_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string_view rest = path != nullptr ? path : "/usr/bin:/bin";
+  while (!rest.empty()) {
+    const std::size_t colon = rest.find(':');
+    const std::filesystem::path dir(std::string(rest.substr(0, colon)));
+    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    const std::filesystem::path candidate = (dir.empty() ? "." : dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return {};
+}
+
+// --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
+int run_multiply_mpi(const MultiplyArgs& args) {
+  for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
+                             "--in-process"})
+    if (args.cmd->count(option) > 0)
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
+                              "rows of A and write their rows of C with MPI-IO)",
+                              option));
+  const char* from_env = std::getenv("SHMGEMM_MPIRUN");
+  const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
+  if (mpirun.empty())
+    throw Error(ErrorCode::invalid_argument,
+                "--launch mpi: mpirun not found on PATH (install Open MPI: apt-get install "
+                "openmpi-bin, or set SHMGEMM_MPIRUN)");
+  const std::filesystem::path self = self_executable();
+  const std::string program = (self.parent_path() / "shmgemm-mpi").string();
+  if (::access(program.c_str(), X_OK) != 0)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("--launch mpi: {} not found (it is built where Open MPI is "
+                            "installed; tools/install-deps.sh installs it)",
+                            program));
+  const unsigned ranks = args.options.workers > 0 ? args.options.workers : available_cores();
+  std::vector<std::string> argv = {mpirun, "-q"};
+  // Open MPI refuses root unless told; the user asked for this launch.
+  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+  if (!args.hostfile.empty()) {
+    argv.insert(argv.end(), {"--hostfile", args.hostfile});
+  } else if (ranks > available_cores()) {
+    argv.push_back("--oversubscribe");
+  }
+  argv.insert(argv.end(), {"-n", std::to_string(ranks), program, "multiply", args.a, args.b,
+                           "-o", args.out});
+  if (args.options.threads_per_worker > 0)
+    argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads_per_worker)});
+  if (args.json) argv.push_back("--json");
+  if (args.explain) argv.push_back("--explain");
+  std::vector<char*> c_argv;
+  for (std::string& s : argv)
+    c_argv.push_back(s.data());
+  c_argv.push_back(nullptr);
+  std::fflush(stdout);
+  ::execv(mpirun.c_str(), c_argv.data());
+  throw Error(ErrorCode::resource,
+              fmt::format("--launch mpi: cannot run {}: {}", mpirun, std::strerror(errno)));
+}
 
 nlohmann::json plan_json(const Report& r) {
   nlohmann::json candidates = nlohmann::json::array();
@@ -29,6 +99,9 @@ nlohmann::json plan_json(const Report& r) {
 }
 
 int run_multiply(const MultiplyArgs& args) {
+  if (args.mpi) return run_multiply_mpi(args);
+  if (!args.hostfile.empty())
+    throw Error(ErrorCode::invalid_argument, "--hostfile: only with --launch mpi");
   const Report r = multiply_npy(args.a, args.b, args.out, args.options);
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
@@ -82,7 +155,11 @@ void add_multiply(CLI::App& app, Action& action) {
   cmd->add_option("A", args->a, "left operand: (..., m, k), or (k,)")->required();
   cmd->add_option("B", args->b, "right operand: (..., k, n), or (k,)")->required();
   cmd->add_option("-o,--output", args->out, "where to write C ((..., m, n) .npy)")->required();
-  add_engine_options(*cmd, args->options);
+  add_engine_options(*cmd, args->options, &args->mpi);
+  cmd->add_option("--hostfile", args->hostfile,
+                  "with --launch mpi: mpirun's hostfile (the nodes and their slots); "
+                  "--workers ranks are placed on them");
+  args->cmd = cmd;
   cmd->add_flag("--in-process", args->options.in_process,
                 "no workers: one OpenBLAS call in this process (the single-process reference)");
   cmd->add_flag("--json", args->json, "print one JSON object with the run's figures on stdout");

@@ -55,14 +55,12 @@ bool blas_dtype(DType d) {
 // The same checks and messages as `shmgemm multiply`, plus what this program does not take.
 Checked check_operands(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                        const std::filesystem::path& out_path) {
-  check_output_path(out_path);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
   Checked c;
   c.shape = detail::npy_matmul_shape(a, b);
   const DType da = a.header().dtype, db = b.header().dtype;
-  if (c.shape.batch_shape.size() != 0 || a.header().shape.size() > 2 ||
-      b.header().shape.size() > 2)
+  if (c.shape.batch_shape.size() != 0 || a.header().shape.size() > 2 || b.header().shape.size() > 2)
     throw Error(ErrorCode::unsupported,
                 fmt::format("{} @ {}: stacks of matrices ({} @ {}) are not distributed by "
                             "shmgemm-mpi; `shmgemm multiply` computes them on one machine",
@@ -74,6 +72,8 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
                             "float32, float64, complex64 or complex128; `shmgemm multiply` "
                             "computes the others on one machine",
                             a.path(), b.path(), dtype_name(da), dtype_name(db)));
+  // After the operands, as `shmgemm multiply` does.
+  check_output_path(out_path);
   c.dtype = da;
   c.a = {a.path(), a.header(), a.header().fortran_order && a.header().shape.size() == 2};
   c.b = {b.path(), b.header(), b.header().fortran_order && b.header().shape.size() == 2};
@@ -112,8 +112,7 @@ std::string broadcast_string(std::string s, int root) {
   unsigned long long length = s.size();
   check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
   s.resize(length);
-  check(MPI_Bcast(s.data(), static_cast<int>(length), MPI_CHAR, root, MPI_COMM_WORLD),
-        "MPI_Bcast");
+  check(MPI_Bcast(s.data(), static_cast<int>(length), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
   return s;
 }
 
@@ -145,7 +144,9 @@ std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
 
 }  // namespace
 
-const char* temp_output_in_progress() { return g_temp_output; }
+const char* temp_output_in_progress() {
+  return g_temp_output;
+}
 
 double MpiReport::gflops() const {
   return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
@@ -187,11 +188,10 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     p.node = topo.node_of_rank[std::size_t(i)];
     p.rows = partition_rows_weighted(r.m, weights, std::size_t(i), bf);
     p.threads = weights[std::size_t(i)];
-    p.predicted_seconds =
-        p.rows.size() == 0
-            ? 0
-            : detail::predict_in_process({p.rows.size(), r.k, r.n, c.dtype}, p.threads,
-                                         calibration);
+    p.predicted_seconds = p.rows.size() == 0
+                              ? 0
+                              : detail::predict_in_process({p.rows.size(), r.k, r.n, c.dtype},
+                                                           p.threads, calibration);
     r.parts.push_back(std::move(p));
   }
   const RankPart& mine = r.parts[std::size_t(topo.rank)];
@@ -200,10 +200,9 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
       "({} rows each at most){}",
       topo.size, topo.nodes, topo.nodes == 1 ? "" : "s",
       r.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
-      std::max_element(r.parts.begin(), r.parts.end(),
-                       [](const RankPart& x, const RankPart& y) {
-                         return x.rows.size() < y.rows.size();
-                       })
+      std::max_element(
+          r.parts.begin(), r.parts.end(),
+          [](const RankPart& x, const RankPart& y) { return x.rows.size() < y.rows.size(); })
           ->rows.size(),
       topo.one_rank_per_node ? "; every rank is its own node (--one-rank-per-node)" : "");
 
@@ -230,16 +229,16 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // The ranks of a node that reads B each read a part of it (at page boundaries), in parallel.
   const bool node_reads_b = options.b_from == BFrom::path || topo.node_index == 0;
   const std::uint64_t pages = (r.b_bytes + kPage - 1) / kPage;
-  const RowRange my_pages = partition_rows(pages, std::size_t(topo.node_size),
-                                           std::size_t(topo.node_rank), 1);
+  const RowRange my_pages =
+      partition_rows(pages, std::size_t(topo.node_size), std::size_t(topo.node_rank), 1);
   const std::uint64_t part_begin = std::min(r.b_bytes, my_pages.begin * kPage);
   const std::uint64_t part_bytes = std::min(r.b_bytes, my_pages.end * kPage) - part_begin;
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (!node_reads_b || part_bytes == 0) return;
     File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
     check(MPI_File_set_view(b_file.get(),
-                            static_cast<MPI_Offset>(c.b.header.data_offset + part_begin),
-                            MPI_BYTE, MPI_BYTE, "native", MPI_INFO_NULL),
+                            static_cast<MPI_Offset>(c.b.header.data_offset + part_begin), MPI_BYTE,
+                            MPI_BYTE, "native", MPI_INFO_NULL),
           c.b.path);
     b_file.read_all(MPI_COMM_SELF, b_window->data() + part_begin, part_bytes);
     b_file.close();
@@ -265,10 +264,10 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     // An empty block reads nothing; its view is the plain bytes.
     const bool empty = rows == 0 || r.k == 0;
     std::optional<Datatype> view;
-    if (!empty) view.emplace(row_block_type(r.m, r.k, item, c.a.fortran, mine.rows.begin,
-                                            mine.rows.end));
-    check(MPI_File_set_view(a_file.get(), static_cast<MPI_Offset>(c.a.header.data_offset),
-                            MPI_BYTE, empty ? MPI_BYTE : view->get(), "native", MPI_INFO_NULL),
+    if (!empty)
+      view.emplace(row_block_type(r.m, r.k, item, c.a.fortran, mine.rows.begin, mine.rows.end));
+    check(MPI_File_set_view(a_file.get(), static_cast<MPI_Offset>(c.a.header.data_offset), MPI_BYTE,
+                            empty ? MPI_BYTE : view->get(), "native", MPI_INFO_NULL),
           c.a.path);
     a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
     a_file.close();

@@ -45,7 +45,9 @@ Session::Session(int& argc, char**& argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
 }
 
-Session::~Session() { MPI_Finalize(); }
+Session::~Session() {
+  MPI_Finalize();
+}
 
 Comm& Comm::operator=(Comm&& o) noexcept {
   if (this != &o) {
@@ -72,7 +74,9 @@ int Comm::size() const {
   return s;
 }
 
-Datatype::Datatype(MPI_Datatype t) : t_(t) { check(MPI_Type_commit(&t_), "MPI_Type_commit"); }
+Datatype::Datatype(MPI_Datatype t) : t_(t) {
+  check(MPI_Type_commit(&t_), "MPI_Type_commit");
+}
 
 Datatype::~Datatype() {
   if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
@@ -152,7 +156,9 @@ SharedWindow::~SharedWindow() {
   if (win_ != MPI_WIN_NULL) MPI_Win_free(&win_);
 }
 
-void SharedWindow::fence() { check(MPI_Win_fence(0, win_), "MPI_Win_fence"); }
+void SharedWindow::fence() {
+  check(MPI_Win_fence(0, win_), "MPI_Win_fence");
+}
 
 void broadcast(MPI_Comm comm, int root, std::byte* data, std::uint64_t bytes) {
   for (std::uint64_t done = 0; done < bytes;) {

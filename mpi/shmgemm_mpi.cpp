@@ -36,7 +36,9 @@ extern "C" void on_signal(int sig) {
   ::raise(sig);
 }
 
-std::string_view to_string(BFrom f) { return f == BFrom::broadcast ? "broadcast" : "path"; }
+std::string_view to_string(BFrom f) {
+  return f == BFrom::broadcast ? "broadcast" : "path";
+}
 
 nlohmann::json report_json(const Args& args, const MpiReport& r) {
   nlohmann::json ranks = nlohmann::json::array();
@@ -109,11 +111,12 @@ int run(const Args& args, int rank) {
   if (args.json) {
     fmt::print("{}\n", report_json(args, r).dump());
   } else {
-    fmt::print("{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {} on {}, "
-               "{} per rank)\n",
-               args.out, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(),
-               detail::count(unsigned(r.ranks), "rank"), detail::count(unsigned(r.nodes), "node"),
-               detail::count(r.parts.empty() ? 0 : r.parts[0].threads, "thread"));
+    fmt::print(
+        "{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {} on {}, "
+        "{} per rank)\n",
+        args.out, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(),
+        detail::count(unsigned(r.ranks), "rank"), detail::count(unsigned(r.nodes), "node"),
+        detail::count(r.parts.empty() ? 0 : r.parts[0].threads, "thread"));
   }
   std::fflush(stdout);
   return 0;

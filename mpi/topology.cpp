@@ -22,8 +22,7 @@ unsigned own_cores(const Comm& host) {
   CPU_ZERO(&mine);
   if (::sched_getaffinity(0, sizeof mine, &mine) != 0) return 1;
   std::vector<cpu_set_t> all(static_cast<std::size_t>(host.size()));
-  check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE,
-                      host.get()),
+  check(MPI_Allgather(&mine, sizeof mine, MPI_BYTE, all.data(), sizeof mine, MPI_BYTE, host.get()),
         "MPI_Allgather of CPU masks");
   double share = 0;
   for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
@@ -67,8 +66,7 @@ Topology make_topology(bool one_rank_per_node) {
   check(MPI_Bcast(&index, 1, MPI_INT, 0, t.node.get()), "MPI_Bcast");
   t.node_index = index;
   t.node_of_rank.resize(static_cast<std::size_t>(t.size));
-  check(MPI_Allgather(&t.node_index, 1, MPI_INT, t.node_of_rank.data(), 1, MPI_INT,
-                      MPI_COMM_WORLD),
+  check(MPI_Allgather(&t.node_index, 1, MPI_INT, t.node_of_rank.data(), 1, MPI_INT, MPI_COMM_WORLD),
         "MPI_Allgather");
   t.nodes = 1 + *std::max_element(t.node_of_rank.begin(), t.node_of_rank.end());
   t.cores.resize(static_cast<std::size_t>(t.size));

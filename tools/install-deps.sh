@@ -12,6 +12,8 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
   gnuplot-nox                            # footprint --plot, make plot
+  libopenmpi-dev openmpi-bin             # shmgemm-mpi, its tests
+  libscalapack-openmpi-dev               # the pdgemm baseline of bench --mpi
 )
 packages+=("$@")
 

@@ -41,8 +41,8 @@ std::string find_on_path(const std::string& name) {
 
 // --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
 int run_multiply_mpi(const MultiplyArgs& args) {
-  for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
-                             "--in-process"})
+  for (const char* option :
+       {"--backing", "--inputs", "--rows-per-step", "--retries", "--in-process"})
     if (args.cmd->count(option) > 0)
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
@@ -70,8 +70,8 @@ int run_multiply_mpi(const MultiplyArgs& args) {
   } else if (ranks > available_cores()) {
     argv.push_back("--oversubscribe");
   }
-  argv.insert(argv.end(), {"-n", std::to_string(ranks), program, "multiply", args.a, args.b,
-                           "-o", args.out});
+  argv.insert(argv.end(),
+              {"-n", std::to_string(ranks), program, "multiply", args.a, args.b, "-o", args.out});
   if (args.options.threads_per_worker > 0)
     argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads_per_worker)});
   if (args.json) argv.push_back("--json");

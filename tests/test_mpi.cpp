@@ -1,0 +1,274 @@
+// shmgemm-mpi under mpirun on this machine: 2 and 4 ranks (oversubscribed), both node groupings,
+// against the naive reference; bad input said once; a failing and a killed rank leave no output.
+// Skipped (exit 77) where mpirun is missing.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "test_support.hpp"
+
+using namespace shmgemm;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string mpirun_path() {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (::access((fs::path(dir) / "mpirun").c_str(), X_OK) == 0) return (fs::path(dir) / "mpirun");
+  return {};
+}
+
+// `mpirun -n P shmgemm-mpi multiply args...`, quiet, as root where needed, with `env` passed on.
+test::RunResult mpi_run(int ranks, const std::vector<std::string>& args,
+                        const std::vector<std::string>& env = {}) {
+  std::vector<std::string> argv = {mpirun_path(), "-q", "--oversubscribe"};
+  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+  for (const std::string& e : env)
+    argv.insert(argv.end(), {"-x", e.substr(0, e.find('='))});
+  argv.insert(argv.end(), {"-n", std::to_string(ranks), SHMGEMM_MPI_EXE, "multiply"});
+  argv.insert(argv.end(), args.begin(), args.end());
+  return test::run(argv, env);
+}
+
+// The lines of `text` that start with `prefix`.
+std::vector<std::string> lines_starting(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) out.push_back(line);
+  return out;
+}
+
+std::set<std::string> names_in(const fs::path& dir) {
+  std::set<std::string> s;
+  for (const auto& e : fs::directory_iterator(dir))
+    s.insert(e.path().filename().string());
+  return s;
+}
+
+struct Case {
+  std::uint64_t m, k, n;
+  DType dtype;
+  bool a_fortran, b_fortran;
+};
+
+}  // namespace
+
+TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node groupings") {
+  const Case cases[] = {
+      {97, 89, 101, DType::float64, false, false}, {3, 89, 101, DType::float32, true, false},
+      {7, 1, 9, DType::float64, false, true},      {1, 13, 7, DType::float64, false, false},
+      {64, 33, 1, DType::float32, true, true},     {5, 0, 3, DType::float64, false, false},
+  };
+  std::mt19937_64 rng(8);
+  for (int ranks : {2, 4})
+    for (const Case& c : cases)
+      for (const std::vector<std::string>& mode :
+           std::vector<std::vector<std::string>>{{},
+                                                 {"--one-rank-per-node"},
+                                                 {"--one-rank-per-node", "--b-from", "path"}}) {
+        CAPTURE(ranks);
+        CAPTURE(c.m);
+        CAPTURE(c.k);
+        CAPTURE(c.n);
+        CAPTURE(mode.size());
+        test::TempDir tmp;
+        const test::Dense a = test::random_dense(c.m, c.k, rng);
+        const test::Dense b = test::random_dense(c.k, c.n, rng);
+        test::write_file(tmp / "A.npy", test::npy_bytes(a, c.dtype, c.a_fortran));
+        test::write_file(tmp / "B.npy", test::npy_bytes(b, c.dtype, c.b_fortran));
+        std::vector<std::string> args = {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o",
+                                         (tmp / "C.npy").string(), "--json"};
+        args.insert(args.end(), mode.begin(), mode.end());
+        const test::RunResult r = mpi_run(ranks, args);
+        REQUIRE_MESSAGE(r.status == 0, r.err);
+        // Rank 0 alone prints the report.
+        CHECK(lines_starting(r.out, "{").size() == 1);
+        const auto j = nlohmann::json::parse(r.out);
+        const test::Dense got = test::read_npy(tmp / "C.npy");
+        CHECK(test::max_rel_diff(got, test::reference_product(a, b)) <=
+              test::tolerance(c.dtype, c.k));
+        const bool apart = !mode.empty();
+        CHECK(j["mpi"]["ranks"] == ranks);
+        CHECK(j["mpi"]["nodes"] == (apart ? ranks : 1));
+        const std::uint64_t b_bytes = j["mpi"]["b_bytes"];
+        CHECK(b_bytes == c.k * c.n * item_size(c.dtype));
+        // B travels between nodes only by broadcast; with --b-from path every node reads it.
+        const bool by_path = mode.size() == 3;
+        CHECK(j["mpi"]["b_bytes_between_nodes"] ==
+              (by_path ? 0 : b_bytes * std::uint64_t(apart ? ranks - 1 : 0)));
+        CHECK(j["mpi"]["b_bytes_read"] == b_bytes * std::uint64_t(by_path ? ranks : 1));
+        // The ranks' rows are contiguous and cover C.
+        std::uint64_t at = 0;
+        for (const auto& part : j["mpi"]["per_rank"]) {
+          CHECK(part["rows"][0] == at);
+          at = part["rows"][1];
+        }
+        CHECK(at == c.m);
+        // Nothing but the operands and the result is left.
+        CHECK(names_in(tmp.path()) == std::set<std::string>{"A.npy", "B.npy", "C.npy"});
+      }
+}
+
+TEST_CASE("complex and 1-D operands against numpy") {
+  if (::access("/usr/bin/python3", X_OK) != 0) return;
+  test::TempDir tmp;
+  const std::string script = fmt::format(
+      R"(
+import numpy as np, subprocess, sys
+rng = np.random.default_rng(3)
+cases = [((33, 17), (17, 5), np.complex128), ((9, 4), (4, 6), np.complex64),
+         ((17,), (17, 4), np.float64), ((4, 17), (17,), np.float32)]
+for sa, sb, dt in cases:
+    a = rng.random(sa).astype(dt); b = rng.random(sb).astype(dt)
+    if np.iscomplexobj(a): a = a + 1j * rng.random(sa).astype(dt); b = b - 2j * rng.random(sb).astype(dt)
+    np.save('{0}/A.npy', a); np.save('{0}/B.npy', b)
+    r = subprocess.run(sys.argv[1:] + ['{0}/A.npy', '{0}/B.npy', '-o', '{0}/C.npy'])
+    assert r.returncode == 0, (sa, sb, dt)
+    c = np.load('{0}/C.npy'); ref = a @ b
+    assert c.shape == ref.shape and c.dtype == ref.dtype, (c.shape, c.dtype)
+    assert np.allclose(c, ref, rtol=1e-5, atol=1e-5), (sa, sb, dt)
+print('ok')
+)",
+      tmp.path().string());
+  test::write_file(tmp / "check.py", script);
+  std::vector<std::string> argv = {"/usr/bin/python3", (tmp / "check.py").string(),
+                                   mpirun_path(), "-q", "--oversubscribe"};
+  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+  argv.insert(argv.end(), {"-n", "3", SHMGEMM_MPI_EXE, "multiply"});
+  const test::RunResult r = test::run(argv);
+  if (test::contains(r.err, "No module named 'numpy'")) return;
+  CHECK_MESSAGE(r.status == 0, r.err);
+  CHECK(test::contains(r.out, "ok"));
+}
+
+TEST_CASE("bad input: the single-machine program's one line, printed once, output untouched") {
+  std::mt19937_64 rng(9);
+  test::TempDir tmp;
+  test::write_file(tmp / "A.npy", test::npy_bytes(test::random_dense(6, 4, rng), DType::float64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(test::random_dense(5, 3, rng), DType::float64));
+  test::write_file(tmp / "I.npy", test::npy_bytes(test::random_dense(4, 3, rng), DType::int64));
+  test::write_file(tmp / "bad.npy", "not a numpy file at all");
+  test::write_file(tmp / "C.npy", "the previous result");
+  const std::string A = (tmp / "A.npy").string(), B = (tmp / "B.npy").string(),
+                    I = (tmp / "I.npy").string(), bad = (tmp / "bad.npy").string(),
+                    C = (tmp / "C.npy").string(), missing = (tmp / "missing.npy").string();
+  const std::set<std::string> before = names_in(tmp.path());
+  struct Bad {
+    std::vector<std::string> args;
+    bool same_as_shmgemm;  // `shmgemm multiply` says the same
+  };
+  const Bad bads[] = {
+      {{missing, B, "-o", C}, true},
+      {{bad, B, "-o", C}, true},
+      {{A, B, "-o", C}, true},  // (6,4) @ (5,3)
+      {{A, B, "-o", (tmp / "no/such/dir/C.npy").string()}, true},
+      {{A, I, "-o", C}, false},  // int64: shmgemm multiply takes it; shmgemm-mpi does not
+  };
+  for (const Bad& bad_case : bads) {
+    CAPTURE(bad_case.args[0]);
+    CAPTURE(bad_case.args[1]);
+    const test::RunResult r = mpi_run(4, bad_case.args);
+    CHECK(r.status != 0);
+    const auto said = lines_starting(r.err, "shmgemm-mpi: ");
+    REQUIRE_MESSAGE(said.size() == 1, r.err);
+    CHECK_FALSE(test::contains(said[0], "rank "));
+    if (bad_case.same_as_shmgemm) {
+      std::vector<std::string> argv = {test::cli_path(), "multiply"};
+      argv.insert(argv.end(), bad_case.args.begin(), bad_case.args.end());
+      const test::RunResult one = test::run(argv);
+      CHECK(one.status != 0);
+      CHECK(said[0].substr(std::string("shmgemm-mpi: ").size()) ==
+            one.err.substr(std::string("shmgemm: ").size(),
+                           one.err.find('\n') - std::string("shmgemm: ").size()));
+    } else {
+      CHECK(test::contains(said[0], "int64"));
+    }
+    CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+    CHECK(names_in(tmp.path()) == before);
+  }
+  // Options too: one line from rank 0.
+  const test::RunResult r = mpi_run(2, {A, B, "-o", C, "--threads", "0"});
+  CHECK(r.status != 0);
+  CHECK(lines_starting(r.err, "shmgemm-mpi: ").size() == 1);
+}
+
+TEST_CASE("a failing rank: the job stops with that rank's message and leaves no output") {
+  std::mt19937_64 rng(10);
+  for (const char* fault : {"2:throw", "1:kill", "0:kill"}) {
+    CAPTURE(fault);
+    test::TempDir tmp;
+    test::write_file(tmp / "A.npy",
+                     test::npy_bytes(test::random_dense(300, 200, rng), DType::float64));
+    test::write_file(tmp / "B.npy",
+                     test::npy_bytes(test::random_dense(200, 100, rng), DType::float64));
+    test::write_file(tmp / "C.npy", "the previous result");
+    const std::set<std::string> before = names_in(tmp.path());
+    const test::RunResult r =
+        mpi_run(4,
+                {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o",
+                 (tmp / "C.npy").string()},
+                {fmt::format("SHMGEMM_TEST_FAULT={}", fault)});
+    CHECK(r.status != 0);
+    if (std::string(fault) == "2:throw") {
+      const auto said = lines_starting(r.err, "shmgemm-mpi: ");
+      REQUIRE_MESSAGE(said.size() == 1, r.err);
+      CHECK(said[0] == "shmgemm-mpi: rank 2: injected fault (SHMGEMM_TEST_FAULT)");
+    }
+    // The temporary output is gone (removed by the rank that failed, or by the surviving
+    // ranks' signal handlers when mpirun ends the job), and C.npy is as it was.
+    CHECK(test::eventually([&] { return names_in(tmp.path()) == before; }, 5));
+    CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+  }
+}
+
+TEST_CASE("shmgemm multiply --launch mpi starts mpirun and gives the same answer") {
+  std::mt19937_64 rng(11);
+  test::TempDir tmp;
+  const test::Dense a = test::random_dense(41, 23, rng), b = test::random_dense(23, 17, rng);
+  test::write_file(tmp / "A.npy", test::npy_bytes(a, DType::float64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::float64));
+  const test::RunResult r =
+      test::run({test::cli_path(), "multiply", (tmp / "A.npy").string(), (tmp / "B.npy").string(),
+                 "-o", (tmp / "C.npy").string(), "--launch", "mpi", "--workers", "3", "--json"});
+  REQUIRE_MESSAGE(r.status == 0, r.err);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["launch"] == "mpi");
+  CHECK(j["workers"] == 3);
+  CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::reference_product(a, b)) <=
+        test::tolerance(DType::float64, 23));
+  // What does not apply is refused before anything starts.
+  const test::RunResult refused =
+      test::run({test::cli_path(), "multiply", (tmp / "A.npy").string(), (tmp / "B.npy").string(),
+                 "-o", (tmp / "D.npy").string(), "--launch", "mpi", "--backing", "shm"});
+  CHECK(refused.status != 0);
+  CHECK(test::contains(refused.err, "--backing does not apply"));
+  CHECK_FALSE(fs::exists(tmp / "D.npy"));
+}
+
+int main(int argc, char** argv) {
+  if (mpirun_path().empty()) {
+    std::fprintf(stderr,
+                 "test_mpi: skipped: mpirun not found on PATH (tools/install-deps.sh installs "
+                 "openmpi-bin)\n");
+    return 77;
+  }
+  // Open MPI refuses root unless told; these tests run it as whoever runs them.
+  if (::geteuid() == 0) {
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+  }
+  doctest::Context context(argc, argv);
+  return context.run();
+}

@@ -78,6 +78,15 @@ Datatype::Datatype(MPI_Datatype t) : t_(t) {
   check(MPI_Type_commit(&t_), "MPI_Type_commit");
 }
 
+Datatype& Datatype::operator=(Datatype&& o) noexcept {
+  if (this != &o) {
+    if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
+    t_ = o.t_;
+    o.t_ = MPI_DATATYPE_NULL;
+  }
+  return *this;
+}
+
 Datatype::~Datatype() {
   if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
 }

@@ -54,7 +54,7 @@ class Datatype {
   Datatype() = default;
   explicit Datatype(MPI_Datatype t);  // commits t
   Datatype(Datatype&& o) noexcept : t_(o.t_) { o.t_ = MPI_DATATYPE_NULL; }
-  Datatype& operator=(Datatype&&) = delete;
+  Datatype& operator=(Datatype&& o) noexcept;
   ~Datatype();
   MPI_Datatype get() const { return t_; }
 

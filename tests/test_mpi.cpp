@@ -74,10 +74,8 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
   std::mt19937_64 rng(8);
   for (int ranks : {2, 4})
     for (const Case& c : cases)
-      for (const std::vector<std::string>& mode :
-           std::vector<std::vector<std::string>>{{},
-                                                 {"--one-rank-per-node"},
-                                                 {"--one-rank-per-node", "--b-from", "path"}}) {
+      for (const std::vector<std::string>& mode : std::vector<std::vector<std::string>>{
+               {}, {"--one-rank-per-node"}, {"--one-rank-per-node", "--b-from", "path"}}) {
         CAPTURE(ranks);
         CAPTURE(c.m);
         CAPTURE(c.k);
@@ -143,8 +141,8 @@ print('ok')
 )",
       tmp.path().string());
   test::write_file(tmp / "check.py", script);
-  std::vector<std::string> argv = {"/usr/bin/python3", (tmp / "check.py").string(),
-                                   mpirun_path(), "-q", "--oversubscribe"};
+  std::vector<std::string> argv = {"/usr/bin/python3", (tmp / "check.py").string(), mpirun_path(),
+                                   "-q", "--oversubscribe"};
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
   argv.insert(argv.end(), {"-n", "3", SHMGEMM_MPI_EXE, "multiply"});
   const test::RunResult r = test::run(argv);
@@ -215,11 +213,9 @@ TEST_CASE("a failing rank: the job stops with that rank's message and leaves no 
                      test::npy_bytes(test::random_dense(200, 100, rng), DType::float64));
     test::write_file(tmp / "C.npy", "the previous result");
     const std::set<std::string> before = names_in(tmp.path());
-    const test::RunResult r =
-        mpi_run(4,
-                {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o",
-                 (tmp / "C.npy").string()},
-                {fmt::format("SHMGEMM_TEST_FAULT={}", fault)});
+    const test::RunResult r = mpi_run(
+        4, {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o", (tmp / "C.npy").string()},
+        {fmt::format("SHMGEMM_TEST_FAULT={}", fault)});
     CHECK(r.status != 0);
     if (std::string(fault) == "2:throw") {
       const auto said = lines_starting(r.err, "shmgemm-mpi: ");

@@ -153,6 +153,7 @@ SharedWindow::SharedWindow(MPI_Comm node, std::uint64_t bytes) {
   void* base = nullptr;
   check(MPI_Win_allocate_shared(mine, 1, MPI_INFO_NULL, node, &base, &win_),
         fmt::format("MPI_Win_allocate_shared ({} bytes for B)", bytes));
+  MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN);
   MPI_Aint size = 0;
   int unit = 0;
   check(MPI_Win_shared_query(win_, 0, &size, &unit, &base), "MPI_Win_shared_query");

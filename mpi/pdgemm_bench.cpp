@@ -86,8 +86,8 @@ Distributed distribute(int rows, int cols, int nb, int context, int grid_rows, i
 
 void read_distributed(const std::string& path, std::uint64_t offset, Distributed& d) {
   File f(MPI_COMM_WORLD, path, MPI_MODE_RDONLY, ErrorCode::bad_file);
-  check(MPI_File_set_view(f.get(), static_cast<MPI_Offset>(offset), MPI_DOUBLE,
-                          d.file_type.get(), "native", MPI_INFO_NULL),
+  check(MPI_File_set_view(f.get(), static_cast<MPI_Offset>(offset), MPI_DOUBLE, d.file_type.get(),
+                          "native", MPI_INFO_NULL),
         path);
   MPI_Status status;
   check(MPI_File_read_all(f.get(), d.local.data(), static_cast<int>(d.local.size()), MPI_DOUBLE,
@@ -146,8 +146,8 @@ int run(const Args& args, int rank, int size) {
   t = Clock::now();
   const int one = 1;
   const double alpha = 1, beta = 0;
-  pdgemm_("N", "N", &n, &m, &k, &alpha, bt.local.data(), &one, &one, bt.desc, at.local.data(),
-          &one, &one, at.desc, &beta, ct.local.data(), &one, &one, ct.desc);
+  pdgemm_("N", "N", &n, &m, &k, &alpha, bt.local.data(), &one, &one, bt.desc, at.local.data(), &one,
+          &one, at.desc, &beta, ct.local.data(), &one, &one, ct.desc);
   MPI_Barrier(MPI_COMM_WORLD);
   const double compute_seconds = since(t);
   bt.local = {};
@@ -186,28 +186,28 @@ int run(const Args& args, int rank, int size) {
     // SUMMA's traffic: every block of B^T goes to the grid_cols - 1 other ranks of its grid row,
     // every block of A^T to the grid_rows - 1 other ranks of its grid column.
     const double moved = 8.0 * (double(n) * k * (gc - 1) + double(k) * m * (gr - 1));
-    const nlohmann::json j = {
-        {"output", args.out},
-        {"m", m},
-        {"k", k},
-        {"n", n},
-        {"dtype", "float64"},
-        {"ranks", size},
-        {"grid", {gr, gc}},
-        {"nb", args.nb},
-        {"threads_per_rank", topo.cores[0]},
-        {"seconds", seconds},
-        {"compute_seconds", compute_seconds},
-        {"read_seconds", read_seconds},
-        {"write_seconds", write_seconds},
-        {"gflops", 2.0 * m * double(n) * k / seconds / 1e9},
-        {"summa_bytes_between_ranks", moved}};
+    const nlohmann::json j = {{"output", args.out},
+                              {"m", m},
+                              {"k", k},
+                              {"n", n},
+                              {"dtype", "float64"},
+                              {"ranks", size},
+                              {"grid", {gr, gc}},
+                              {"nb", args.nb},
+                              {"threads_per_rank", topo.cores[0]},
+                              {"seconds", seconds},
+                              {"compute_seconds", compute_seconds},
+                              {"read_seconds", read_seconds},
+                              {"write_seconds", write_seconds},
+                              {"gflops", 2.0 * m * double(n) * k / seconds / 1e9},
+                              {"summa_bytes_between_ranks", moved}};
     if (args.json)
       fmt::print("{}\n", j.dump());
     else
-      fmt::print("{}: ({},{}) = ({},{}) @ ({},{}) by pdgemm on a {}x{} grid, nb {}: {:.3f} s, "
-                 "pdgemm {:.3f} s\n",
-                 args.out, m, n, m, k, k, n, gr, gc, args.nb, seconds, compute_seconds);
+      fmt::print(
+          "{}: ({},{}) = ({},{}) @ ({},{}) by pdgemm on a {}x{} grid, nb {}: {:.3f} s, "
+          "pdgemm {:.3f} s\n",
+          args.out, m, n, m, k, k, n, gr, gc, args.nb, seconds, compute_seconds);
   }
   return 0;
 }
@@ -216,8 +216,9 @@ int run(const Args& args, int rank, int size) {
 
 int main(int argc, char** argv) {
   Session session(argc, argv);
-  CLI::App app{"shmgemm-pdgemm: C = A·B by ScaLAPACK's pdgemm (the baseline of shmgemm bench --mpi)",
-               "shmgemm-pdgemm"};
+  CLI::App app{
+      "shmgemm-pdgemm: C = A·B by ScaLAPACK's pdgemm (the baseline of shmgemm bench --mpi)",
+      "shmgemm-pdgemm"};
   Args args;
   app.add_option("A", args.a, "left operand (m, k), float64, C order")->required();
   app.add_option("B", args.b, "right operand (k, n), float64, C order")->required();

@@ -61,9 +61,13 @@ struct BenchArgs {
   std::string peers_dir;
   bool matmul = false;
   std::string cases;
+  bool mpi = false;
+  std::uint64_t mpi_size = 4000;
+  int ranks = 2;
 };
 
 int run_bench(const BenchArgs& args) {
+  if (args.mpi) return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json);
   if (args.matmul)
     return run_matmul_bench(
         args.cases, args.rounds,
@@ -267,6 +271,16 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_option("--cases", args->cases,
                   "with --matmul: some of seed-int64, int64, seed-int32, int32, batch, small "
                   "(default: all)");
+  cmd->add_flag("--mpi", args->mpi,
+                "instead: shmgemm-mpi (nodes by host, and --one-rank-per-node) against "
+                "ScaLAPACK's pdgemm and the single-machine engine on one square float64 "
+                "product: job seconds, GFLOP/s, peak PSS, bytes between nodes");
+  cmd->add_option("--size", args->mpi_size, "with --mpi: N of the N x N matrices")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--ranks", args->ranks, "with --mpi: MPI ranks")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the results as one JSON object");
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
   cmd->callback([args, &action] { action = [args] { return run_bench(*args); }; });

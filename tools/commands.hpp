@@ -55,6 +55,10 @@ __extension__ using uint128 = unsigned __int128;
 int run_matmul_bench(const std::string& names, int rounds, const std::filesystem::path& peers_dir,
                      bool json);
 
+// `shmgemm bench --mpi`: shmgemm-mpi against ScaLAPACK's pdgemm and the single-machine engine
+// on size x size float64 matrices with `ranks` ranks.
+int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json);
+
 // Integers LO <= x < HI, as numpy's randint(LO, HI).
 struct IntRange {
   int128 lo = 0, hi = 0;

@@ -121,17 +121,28 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
       const Variant& v = variants[i];
       std::vector<std::string> argv = v.argv;
       argv.push_back((tmp.path() / fmt::format("C{}.npy", i)).string());
-      const Measured m = run_measured(argv, 5);
+      // Timed without sampling: reading every process's smaps slows the runs it watches.
+      const Measured m = run_measured(argv, 0);
       if (m.status != 0)
         throw Error(ErrorCode::internal, fmt::format("bench --mpi: {}: {}", v.name, m.err));
       Figures& x = f[v.name];
       x.seconds.push_back(reported_number(m, "seconds", v.name));
       x.compute.push_back(reported_number(m, "compute_seconds", v.name));
       x.wall.push_back(m.wall_seconds);
-      x.pss.push_back(double(m.peak_pss));
       x.last = nlohmann::json::parse(m.out.substr(m.out.find('{')));
     }
     if (!json) fmt::print(stderr, "bench --mpi: round {} of {} done\n", round + 1, rounds);
+  }
+
+  // Memory: one more run of each variant, sampled every 2 ms.
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    std::vector<std::string> argv = variants[i].argv;
+    argv.push_back((tmp.path() / fmt::format("P{}.npy", i)).string());
+    const Measured m = run_measured(argv, 2);
+    if (m.status != 0)
+      throw Error(ErrorCode::internal,
+                  fmt::format("bench --mpi: {} (memory): {}", variants[i].name, m.err));
+    f[variants[i].name].pss.push_back(double(m.peak_pss));
   }
 
   // One more run of each MPI variant with Open MPI's pml monitoring on, for the bytes moved.
@@ -143,9 +154,8 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
     fs::create_directory(dir);
     std::vector<std::string> argv = v.argv;
     // (osc's monitoring wrapper refuses MPI_Win_shared_query: point-to-point only.)
-    argv.insert(argv.begin() + 1, {"--mca", "osc", "^monitoring", "--mca",
-                                   "pml_monitoring_enable", "1", "--mca",
-                                   "pml_monitoring_enable_output", "3", "--mca",
+    argv.insert(argv.begin() + 1, {"--mca", "osc", "^monitoring", "--mca", "pml_monitoring_enable",
+                                   "1", "--mca", "pml_monitoring_enable_output", "3", "--mca",
                                    "pml_monitoring_filename", (dir / "prof").string()});
     argv.push_back((tmp.path() / fmt::format("M{}.npy", i)).string());
     const Measured m = run_measured(argv, 0);
@@ -174,17 +184,16 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
     if (last.contains("mpi")) computed = last["mpi"]["b_bytes_between_nodes"].get<double>();
     if (last.contains("summa_bytes_between_ranks"))
       computed = last["summa_bytes_between_ranks"].get<double>();
-    nlohmann::json row = {
-        {"variant", v.name},
-        {"seconds", median(x.seconds)},
-        {"compute_seconds", median(x.compute)},
-        {"wall_seconds", median(x.wall)},
-        {"gflops", flops / median(x.seconds) / 1e9},
-        {"throughput_vs_engine", engine_s / median(x.seconds)},
-        {"peak_pss_mib", median(x.pss) / 1048576.0},
-        {"max_abs_diff_vs_engine",
-         max_abs_diff(tmp.path() / fmt::format("C{}.npy", i),
-                      tmp.path() / fmt::format("C{}.npy", variants.size() - 1))}};
+    nlohmann::json row = {{"variant", v.name},
+                          {"seconds", median(x.seconds)},
+                          {"compute_seconds", median(x.compute)},
+                          {"wall_seconds", median(x.wall)},
+                          {"gflops", flops / median(x.seconds) / 1e9},
+                          {"throughput_vs_engine", engine_s / median(x.seconds)},
+                          {"peak_pss_mib", median(x.pss) / 1048576.0},
+                          {"max_abs_diff_vs_engine",
+                           max_abs_diff(tmp.path() / fmt::format("C{}.npy", i),
+                                        tmp.path() / fmt::format("C{}.npy", variants.size() - 1))}};
     if (v.mpi) {
       row["bytes_between_nodes_computed"] = computed;
       row["bytes_between_nodes_measured"] = measured[v.name].second;
@@ -205,8 +214,9 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   fmt::print(
       "{0}x{0} float64, {1} ranks, one machine ({2} cores); median of {3} rounds in a shuffled "
       "order. Job seconds as each program reports them (after MPI_Init: read A and B, multiply, "
-      "write C); wall includes mpirun. Peak PSS summed over every process of the run, mpirun "
-      "included (A+B+C = {4:.1f} MiB). Bytes between nodes: computed from the decomposition, and "
+      "write C); wall includes mpirun. Peak PSS: summed over every process of the run, mpirun "
+      "included, sampled every 2 ms in one more run of each (A+B+C = {4:.1f} MiB). Bytes between "
+      "nodes: computed from the decomposition, and "
       "measured by Open MPI's pml monitoring (ranks of different nodes; pdgemm's ranks counted "
       "as nodes of their own).\n\n",
       size, ranks, available_cores(), rounds, floor_mib);
@@ -219,13 +229,13 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
       return r.contains(key) ? fmt::format("{:.1f}", r[key].get<double>() / 1048576.0)
                              : std::string("-");
     };
-    fmt::print("| {} | {:.3f} | {:.1f} | {:.2f}x | {:.3f} | {:.3f} | {:.0f} | {} | {} | {} | {:.1e} |\n",
-               r["variant"].get<std::string>(), r["seconds"].get<double>(),
-               r["gflops"].get<double>(), r["throughput_vs_engine"].get<double>(),
-               r["compute_seconds"].get<double>(), r["wall_seconds"].get<double>(),
-               r["peak_pss_mib"].get<double>(), mib("bytes_between_nodes_computed"),
-               mib("bytes_between_nodes_measured"), mib("bytes_between_ranks_measured"),
-               r["max_abs_diff_vs_engine"].get<double>());
+    fmt::print(
+        "| {} | {:.3f} | {:.1f} | {:.2f}x | {:.3f} | {:.3f} | {:.0f} | {} | {} | {} | {:.1e} |\n",
+        r["variant"].get<std::string>(), r["seconds"].get<double>(), r["gflops"].get<double>(),
+        r["throughput_vs_engine"].get<double>(), r["compute_seconds"].get<double>(),
+        r["wall_seconds"].get<double>(), r["peak_pss_mib"].get<double>(),
+        mib("bytes_between_nodes_computed"), mib("bytes_between_nodes_measured"),
+        mib("bytes_between_ranks_measured"), r["max_abs_diff_vs_engine"].get<double>());
   }
   return 0;
 }

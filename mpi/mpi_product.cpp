@@ -254,12 +254,24 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.b_bytes_read = reads_b ? part_bytes : 0;
   r.phases.read_b = slowest(since(t));
 
-  // This rank's rows of A, straight from the file through a view of them.
+  // This rank's rows of A: a mapping of the file, of which only these rows are ever touched
+  // (C order: the rows are one contiguous range), or read through an MPI-IO view of them
+  // (Fortran order, whose rows are strided, or --a-from read).
   t = Clock::now();
   const std::uint64_t rows = mine.rows.size();
   const std::uint64_t a_bytes = rows * r.k * item;
-  auto a_block = buffer(a_bytes);
+  r.a_mapped = options.a_from == AFrom::map && !c.a.fortran;
+  std::optional<NpyMapping> a_map;
+  std::unique_ptr<std::byte[]> a_block;
+  const std::byte* a_rows = nullptr;
   on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (r.a_mapped) {
+      a_map.emplace(NpyMapping::open(c.a.path));
+      a_rows = a_map->data() + mine.rows.begin * r.k * item;
+      return;
+    }
+    a_block = buffer(a_bytes);
+    a_rows = a_block.get();
     File a_file(MPI_COMM_WORLD, c.a.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
     // An empty block reads nothing; its view is the plain bytes.
     const bool empty = rows == 0 || r.k == 0;
@@ -281,7 +293,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   on_all_ranks(MPI_COMM_WORLD, [&] {
     inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
     if (rows == 0 || r.n == 0) return;
-    ConstMatrixRef a{a_block.get(), rows, r.k, c.a.fortran ? rows : r.k,
+    ConstMatrixRef a{a_rows, rows, r.k, c.a.fortran ? rows : r.k,
                      c.a.fortran ? Layout::col_major : Layout::row_major};
     ConstMatrixRef b{b_window->data(), r.k, r.n, c.b.fortran ? r.k : r.n,
                      c.b.fortran ? Layout::col_major : Layout::row_major};
@@ -292,6 +304,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
   });
   a_block.reset();
+  a_map.reset();
   const double compute = since(t);
   r.compute_seconds = slowest(compute);
   r.phases.compute = r.compute_seconds;

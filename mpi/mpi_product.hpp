@@ -20,9 +20,17 @@ enum class BFrom {
   path,       // every node's leader reads it from the (shared) path
 };
 
+// How a rank gets its rows of A.
+enum class AFrom {
+  map,   // a read-only mapping of the file; only its rows are touched (C order; Fortran-order
+         // rows are strided and always read)
+  read,  // MPI-IO through a view of its rows, into the rank's memory
+};
+
 struct MpiOptions {
   unsigned threads = 0;  // OpenBLAS threads per rank; 0: the cores the rank owns
   BFrom b_from = BFrom::broadcast;
+  AFrom a_from = AFrom::map;
 };
 
 // One rank's part of a run.
@@ -45,6 +53,7 @@ struct MpiReport {
   int ranks = 1, nodes = 1;
   bool one_rank_per_node = false;
   BFrom b_from = BFrom::broadcast;
+  bool a_mapped = false;   // the ranks mapped their rows of A (else read them with MPI-IO)
   bool automatic = false;  // threads and rows chosen by the plan
   std::string plan_reason, calibration;
   std::vector<RankPart> parts;  // one per rank

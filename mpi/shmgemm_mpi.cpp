@@ -75,6 +75,7 @@ nlohmann::json report_json(const Args& args, const MpiReport& r) {
             {"nodes", r.nodes},
             {"one_rank_per_node", r.one_rank_per_node},
             {"b_from", to_string(r.b_from)},
+            {"a_from", r.a_mapped ? "map" : "read"},
             {"b_bytes", r.b_bytes},
             {"b_bytes_between_nodes", r.b_bytes_between_nodes},
             {"b_bytes_read", r.b_bytes_read},
@@ -168,6 +169,16 @@ int main(int argc, char** argv) {
          "leaders; path: every node's leader reads B from its path")
       ->check(CLI::IsMember({"broadcast", "path"}))
       ->default_str("broadcast");
+  cmd->add_option_function<std::string>(
+         "--a-from",
+         [&args](const std::string& v) {
+           args.options.a_from = v == "read" ? AFrom::read : AFrom::map;
+         },
+         "map: each rank maps A's file and touches only its rows (C order; Fortran-order rows "
+         "are strided and always read); read: each rank reads its rows with MPI-IO, for file "
+         "systems where mapping is slow")
+      ->check(CLI::IsMember({"map", "read"}))
+      ->default_str("map");
   cmd->add_flag("--json", args.json, "print one JSON object with the run's figures on stdout");
   cmd->add_flag("--explain", args.explain, "say how rows, threads and B were placed");
 

@@ -74,8 +74,10 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
   std::mt19937_64 rng(8);
   for (int ranks : {2, 4})
     for (const Case& c : cases)
-      for (const std::vector<std::string>& mode : std::vector<std::vector<std::string>>{
-               {}, {"--one-rank-per-node"}, {"--one-rank-per-node", "--b-from", "path"}}) {
+      for (const std::vector<std::string>& mode :
+           std::vector<std::vector<std::string>>{{},
+                                                 {"--one-rank-per-node", "--a-from", "read"},
+                                                 {"--one-rank-per-node", "--b-from", "path"}}) {
         CAPTURE(ranks);
         CAPTURE(c.m);
         CAPTURE(c.k);
@@ -103,7 +105,10 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
         const std::uint64_t b_bytes = j["mpi"]["b_bytes"];
         CHECK(b_bytes == c.k * c.n * item_size(c.dtype));
         // B travels between nodes only by broadcast; with --b-from path every node reads it.
-        const bool by_path = mode.size() == 3;
+        const bool by_path = mode.size() == 3 && mode[1] == "--b-from";
+        // A's rows are mapped unless asked otherwise or strided (Fortran order).
+        const bool read_a = c.a_fortran || (mode.size() == 3 && mode[1] == "--a-from");
+        CHECK(j["mpi"]["a_from"] == (read_a ? "read" : "map"));
         CHECK(j["mpi"]["b_bytes_between_nodes"] ==
               (by_path ? 0 : b_bytes * std::uint64_t(apart ? ranks - 1 : 0)));
         CHECK(j["mpi"]["b_bytes_read"] == b_bytes * std::uint64_t(by_path ? ranks : 1));

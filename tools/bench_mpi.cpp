@@ -73,7 +73,10 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   const std::string self = self_executable();
   const fs::path bin = fs::path(self).parent_path();
   const char* from_env = std::getenv("SHMGEMM_MPIRUN");
-  const std::string mpirun = from_env != nullptr ? from_env : "/usr/bin/mpirun";
+  const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
+  if (mpirun.empty())
+    throw Error(ErrorCode::unsupported,
+                "bench --mpi: mpirun not found on PATH (tools/install-deps.sh installs Open MPI)");
   for (const fs::path& p : {fs::path(mpirun), bin / "shmgemm-mpi", bin / "shmgemm-pdgemm"})
     if (::access(p.c_str(), X_OK) != 0)
       throw Error(ErrorCode::unsupported,

@@ -40,6 +40,9 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
 // a peer script's timing). Throws Error(internal) naming `what` when there is none.
 double reported_number(const Measured& m, const char* key, const std::string& what);
 
+// The first executable called `name` in $PATH, or "".
+std::string find_on_path(const std::string& name);
+
 // This executable (/proc/self/exe).
 std::string self_executable();
 

@@ -25,20 +25,6 @@ struct MultiplyArgs {
   const CLI::App* cmd = nullptr;
 };
 
-// The first executable called `name` in $PATH, or "".
-std::string find_on_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string_view rest = path != nullptr ? path : "/usr/bin:/bin";
-  while (!rest.empty()) {
-    const std::size_t colon = rest.find(':');
-    const std::filesystem::path dir(std::string(rest.substr(0, colon)));
-    rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
-    const std::filesystem::path candidate = (dir.empty() ? "." : dir) / name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return {};
-}
-
 // --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
 int run_multiply_mpi(const MultiplyArgs& args) {
   for (const char* option :

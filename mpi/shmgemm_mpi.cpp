@@ -97,10 +97,11 @@ std::string explain(const MpiReport& r) {
                      p.host, p.rows.begin, p.rows.end, detail::count(p.threads, "thread"),
                      detail::duration_string(p.predicted_seconds));
   }
-  s += fmt::format("B ({} bytes) reaches {} by {}\n", r.b_bytes,
-                   detail::count(unsigned(r.nodes), "node"),
-                   r.b_from == BFrom::broadcast ? "one read and MPI_Bcast between node leaders"
-                                                : "a read by every node's leader");
+  s += fmt::format(
+      "B ({} bytes) reaches {} by {}\n", r.b_bytes, detail::count(unsigned(r.nodes), "node"),
+      r.b_from == BFrom::broadcast
+          ? "one read (each of the first node's ranks a part) and MPI_Bcast between node leaders"
+          : "a read by every node (each of its ranks a part)");
   return s;
 }
 
@@ -165,8 +166,9 @@ int main(int argc, char** argv) {
          [&args](const std::string& v) {
            args.options.b_from = v == "path" ? BFrom::path : BFrom::broadcast;
          },
-         "broadcast: the first node reads B and MPI_Bcast carries it to the other nodes' "
-         "leaders; path: every node's leader reads B from its path")
+         "broadcast: the first node's ranks read a part of B each and its leader MPI_Bcasts it "
+         "to the other nodes' leaders; path: every node's ranks read a part of B each from its "
+         "path")
       ->check(CLI::IsMember({"broadcast", "path"}))
       ->default_str("broadcast");
   cmd->add_option_function<std::string>(

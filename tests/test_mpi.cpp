@@ -270,6 +270,11 @@ int main(int argc, char** argv) {
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
   }
+  // Under AddressSanitizer (make sanitize): Open MPI 4.1 leaks some 3,300 allocations in its
+  // dlopened components at MPI_Finalize, outside shmgemm's code. The processes these tests start
+  // keep every address and undefined-behaviour check, but not leak detection.
+  if (const char* asan = std::getenv("ASAN_OPTIONS"))
+    ::setenv("ASAN_OPTIONS", (std::string(asan) + ":detect_leaks=0").c_str(), 1);
   doctest::Context context(argc, argv);
   return context.run();
 }

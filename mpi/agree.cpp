@@ -15,13 +15,11 @@ void agree(MPI_Comm comm, const std::optional<Error>& local) {
   check(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
   if (first == size) return;
   // The failing rank tells the others its code and message.
-  int code = local && rank == first ? static_cast<int>(local->code()) : 0;
-  std::string message = local && rank == first ? local->what() : std::string();
-  unsigned long long length = message.size();
+  const bool mine_first = local && rank == first;
+  int code = mine_first ? static_cast<int>(local->code()) : 0;
   check(MPI_Bcast(&code, 1, MPI_INT, first, comm), "MPI_Bcast");
-  check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, first, comm), "MPI_Bcast");
-  message.resize(length);
-  check(MPI_Bcast(message.data(), static_cast<int>(length), MPI_CHAR, first, comm), "MPI_Bcast");
+  const std::string message =
+      broadcast_string(comm, mine_first ? local->what() : std::string(), first);
   throw RankFailure(static_cast<ErrorCode>(code), message, first);
 }
 

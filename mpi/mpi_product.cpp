@@ -16,6 +16,7 @@
 #include "engine/general.hpp"
 #include "engine/plan.hpp"
 #include "mpi/agree.hpp"
+#include "mpi/temp_output.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 
@@ -28,11 +29,7 @@ double since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Where signal handlers find the temporary output: a fixed buffer, written before the file
-// exists and cleared once it is renamed or removed.
-char g_temp_output[4096] = {};
-
-// The operands as the headers describe them; the mappings that checked them are gone.
+// The operands as the headers describe them.
 struct Operand {
   std::string path;
   NpyHeader header;
@@ -41,32 +38,29 @@ struct Operand {
 
 struct Checked {
   Operand a, b;
+  std::optional<NpyMapping> a_map;  // A, mapped and checked; its rows are used in place
   MatmulShape shape;
   DType dtype = DType::float64;
   NpyHeader out;  // C's header as it will be written
   std::string out_header_bytes;
 };
 
-bool blas_dtype(DType d) {
-  return d == DType::float32 || d == DType::float64 || d == DType::complex64 ||
-         d == DType::complex128;
-}
-
 // The same checks and messages as `shmgemm multiply`, plus what this program does not take.
 Checked check_operands(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                        const std::filesystem::path& out_path) {
-  const NpyMapping a = NpyMapping::open(a_path);
-  const NpyMapping b = NpyMapping::open(b_path);
   Checked c;
+  const NpyMapping& a = c.a_map.emplace(NpyMapping::open(a_path));
+  const NpyMapping b = NpyMapping::open(b_path);
   c.shape = detail::npy_matmul_shape(a, b);
   const DType da = a.header().dtype, db = b.header().dtype;
-  if (c.shape.batch_shape.size() != 0 || a.header().shape.size() > 2 || b.header().shape.size() > 2)
+  // An operand of more than 2 dimensions makes a batch.
+  if (!c.shape.batch_shape.empty())
     throw Error(ErrorCode::unsupported,
                 fmt::format("{} @ {}: stacks of matrices ({} @ {}) are not distributed by "
                             "shmgemm-mpi; `shmgemm multiply` computes them on one machine",
                             a.path(), b.path(), shape_string(a.header().shape),
                             shape_string(b.header().shape)));
-  if (da != db || !blas_dtype(da))
+  if (da != db || !is_blas_type(da))
     throw Error(ErrorCode::unsupported,
                 fmt::format("{} @ {}: {} @ {}: shmgemm-mpi multiplies operands of one dtype, "
                             "float32, float64, complex64 or complex128; `shmgemm multiply` "
@@ -80,40 +74,6 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
   c.out_header_bytes = format_npy_header(c.dtype, c.shape.out_shape);
   c.out = parse_npy_header(c.out_header_bytes, out_path.string());
   return c;
-}
-
-// The temporary output beside the target: named by rank 0, removed by rank 0 unless renamed.
-class TempOutput {
- public:
-  TempOutput(const std::string& path, bool owner) : path_(path), owner_(owner) {
-    std::snprintf(g_temp_output, sizeof g_temp_output, "%s", path.c_str());
-  }
-  TempOutput(const TempOutput&) = delete;
-  TempOutput& operator=(const TempOutput&) = delete;
-  ~TempOutput() {
-    if (!committed_ && owner_) ::unlink(path_.c_str());
-    g_temp_output[0] = '\0';
-  }
-  const std::string& path() const { return path_; }
-  void commit(const std::filesystem::path& target) {
-    if (owner_ && ::rename(path_.c_str(), target.c_str()) != 0)
-      throw Error(ErrorCode::resource, fmt::format("{}: cannot rename {} into place: {}",
-                                                   target.string(), path_, std::strerror(errno)));
-    committed_ = true;
-  }
-
- private:
-  std::string path_;
-  bool owner_;
-  bool committed_ = false;
-};
-
-std::string broadcast_string(std::string s, int root) {
-  unsigned long long length = s.size();
-  check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
-  s.resize(length);
-  check(MPI_Bcast(s.data(), static_cast<int>(length), MPI_CHAR, root, MPI_COMM_WORLD), "MPI_Bcast");
-  return s;
 }
 
 // The slowest rank's value of `x`, on every rank.
@@ -143,10 +103,6 @@ std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
 }
 
 }  // namespace
-
-const char* temp_output_in_progress() {
-  return g_temp_output;
-}
 
 double MpiReport::gflops() const {
   return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
@@ -186,6 +142,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   for (int i = 0; i < topo.size; ++i) {
     RankPart p;
     p.node = topo.node_of_rank[std::size_t(i)];
+    p.host = topo.hosts[std::size_t(i)];
     p.rows = partition_rows_weighted(r.m, weights, std::size_t(i), bf);
     p.threads = weights[std::size_t(i)];
     p.predicted_seconds = p.rows.size() == 0
@@ -208,9 +165,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
 
   // The output: a temporary file beside the target, named by rank 0, sized and reserved.
   auto t = Clock::now();
-  std::string temp_name = topo.rank == 0 ? temp_name_beside(out_path) : std::string();
-  temp_name = broadcast_string(temp_name, 0);
-  TempOutput temp(temp_name, topo.rank == 0);
+  TempOutput temp(MPI_COMM_WORLD, out_path);
   const std::uint64_t out_bytes = c.out.data_offset + c.out.data_bytes;
   std::optional<File> out;
   on_all_ranks(MPI_COMM_WORLD, [&] {
@@ -236,10 +191,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (!node_reads_b || part_bytes == 0) return;
     File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
-    check(MPI_File_set_view(b_file.get(),
-                            static_cast<MPI_Offset>(c.b.header.data_offset + part_begin), MPI_BYTE,
-                            MPI_BYTE, "native", MPI_INFO_NULL),
-          c.b.path);
+    b_file.set_view(c.b.header.data_offset + part_begin);
     b_file.read_all(MPI_COMM_SELF, b_window->data() + part_begin, part_bytes);
     b_file.close();
   });
@@ -261,13 +213,11 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   const std::uint64_t rows = mine.rows.size();
   const std::uint64_t a_bytes = rows * r.k * item;
   r.a_mapped = options.a_from == AFrom::map && !c.a.fortran;
-  std::optional<NpyMapping> a_map;
   std::unique_ptr<std::byte[]> a_block;
   const std::byte* a_rows = nullptr;
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (r.a_mapped) {
-      a_map.emplace(NpyMapping::open(c.a.path));
-      a_rows = a_map->data() + mine.rows.begin * r.k * item;
+      a_rows = c.a_map->data() + mine.rows.begin * r.k * item;
       return;
     }
     a_block = buffer(a_bytes);
@@ -278,9 +228,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     std::optional<Datatype> view;
     if (!empty)
       view.emplace(row_block_type(r.m, r.k, item, c.a.fortran, mine.rows.begin, mine.rows.end));
-    check(MPI_File_set_view(a_file.get(), static_cast<MPI_Offset>(c.a.header.data_offset), MPI_BYTE,
-                            empty ? MPI_BYTE : view->get(), "native", MPI_INFO_NULL),
-          c.a.path);
+    a_file.set_view(c.a.header.data_offset, empty ? MPI_BYTE : view->get());
     a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
     a_file.close();
   });
@@ -304,7 +252,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
   });
   a_block.reset();
-  a_map.reset();
+  c.a_map.reset();
   const double compute = since(t);
   r.compute_seconds = slowest(compute);
   r.phases.compute = r.compute_seconds;
@@ -328,19 +276,9 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.phases.write_c = slowest(since(t));
 
   // Every rank succeeded: rank 0 puts the file in place.
-  on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(out_path); });
+  on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(); });
   r.seconds = since(start);
 
-  // Rank 0 reports every rank's host.
-  char host[256] = {};
-  std::snprintf(host, sizeof host, "%s", topo.host.c_str());
-  std::vector<char> hosts(topo.rank == 0 ? sizeof host * std::size_t(topo.size) : 1);
-  check(MPI_Gather(host, sizeof host, MPI_CHAR, hosts.data(), sizeof host, MPI_CHAR, 0,
-                   MPI_COMM_WORLD),
-        "MPI_Gather");
-  if (topo.rank == 0)
-    for (int i = 0; i < topo.size; ++i)
-      r.parts[std::size_t(i)].host = std::string(hosts.data() + sizeof host * std::size_t(i));
   r.b_bytes_between_nodes =
       options.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;
   std::uint64_t read_total = 0;

@@ -73,8 +73,4 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a,
                        const std::filesystem::path& b, const std::filesystem::path& out,
                        const MpiOptions& options);
 
-// The path of the temporary output in progress (empty when none), for a signal handler to
-// remove: async-signal-safe to read.
-const char* temp_output_in_progress();
-
 }  // namespace shmgemm::mpi

@@ -120,6 +120,12 @@ void File::close() {
   check(MPI_File_close(&f_), path_);
 }
 
+void File::set_view(std::uint64_t offset, MPI_Datatype filetype, MPI_Datatype etype) {
+  check(MPI_File_set_view(f_, static_cast<MPI_Offset>(offset), etype, filetype, "native",
+                          MPI_INFO_NULL),
+        path_);
+}
+
 void File::read_all(MPI_Comm comm, std::byte* to, std::uint64_t bytes) {
   const std::uint64_t pieces = pieces_on_all(comm, bytes);
   std::uint64_t done = 0;
@@ -176,6 +182,14 @@ void broadcast(MPI_Comm comm, int root, std::byte* data, std::uint64_t bytes) {
     check(MPI_Bcast(data + done, count, MPI_BYTE, root, comm), "MPI_Bcast of B");
     done += static_cast<std::uint64_t>(count);
   }
+}
+
+std::string broadcast_string(MPI_Comm comm, std::string s, int root) {
+  unsigned long long length = s.size();
+  check(MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, root, comm), "MPI_Bcast");
+  s.resize(length);
+  check(MPI_Bcast(s.data(), static_cast<int>(length), MPI_CHAR, root, comm), "MPI_Bcast");
+  return s;
 }
 
 }  // namespace shmgemm::mpi

@@ -81,6 +81,9 @@ class File {
   const std::string& path() const { return path_; }
   // Collective close; throws Error naming the file.
   void close();
+  // Collective: the file as seen from byte `offset` on, `filetype` (made of `etype`) repeated.
+  void set_view(std::uint64_t offset, MPI_Datatype filetype = MPI_BYTE,
+                MPI_Datatype etype = MPI_BYTE);
 
   // Reads `bytes` through the file's view into `to` with MPI_File_read_all, in pieces that
   // MPI's int counts can hold. Collective on `comm`: ranks may ask for different byte counts
@@ -120,5 +123,8 @@ inline constexpr std::uint64_t kMaxPieceBytes = std::uint64_t{1} << 30;
 
 // MPI_Bcast of `bytes` from `root` of `comm`, in pieces.
 void broadcast(MPI_Comm comm, int root, std::byte* data, std::uint64_t bytes);
+
+// `s` of rank `root`, on every rank of `comm` (the others pass anything).
+std::string broadcast_string(MPI_Comm comm, std::string s, int root);
 
 }  // namespace shmgemm::mpi

@@ -16,6 +16,7 @@
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "mpi/agree.hpp"
+#include "mpi/temp_output.hpp"
 #include "mpi/topology.hpp"
 #include "worker/slice_kernel.hpp"
 
@@ -86,9 +87,7 @@ Distributed distribute(int rows, int cols, int nb, int context, int grid_rows, i
 
 void read_distributed(const std::string& path, std::uint64_t offset, Distributed& d) {
   File f(MPI_COMM_WORLD, path, MPI_MODE_RDONLY, ErrorCode::bad_file);
-  check(MPI_File_set_view(f.get(), static_cast<MPI_Offset>(offset), MPI_DOUBLE, d.file_type.get(),
-                          "native", MPI_INFO_NULL),
-        path);
+  f.set_view(offset, d.file_type.get(), MPI_DOUBLE);
   MPI_Status status;
   check(MPI_File_read_all(f.get(), d.local.data(), static_cast<int>(d.local.size()), MPI_DOUBLE,
                           &status),
@@ -157,27 +156,21 @@ int run(const Args& args, int rank, int size) {
   t = Clock::now();
   const std::uint64_t shape[2] = {std::uint64_t(m), std::uint64_t(n)};
   const std::string header = format_npy_header(DType::float64, shape);
-  std::string temp = rank == 0 ? temp_name_beside(args.out) : std::string();
-  unsigned long long length = temp.size();
-  MPI_Bcast(&length, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
-  temp.resize(length);
-  MPI_Bcast(temp.data(), int(length), MPI_CHAR, 0, MPI_COMM_WORLD);
+  TempOutput temp(MPI_COMM_WORLD, args.out);
   on_all_ranks(MPI_COMM_WORLD, [&] {
-    File f(MPI_COMM_WORLD, temp, MPI_MODE_CREATE | MPI_MODE_EXCL | MPI_MODE_WRONLY,
+    File f(MPI_COMM_WORLD, temp.path(), MPI_MODE_CREATE | MPI_MODE_EXCL | MPI_MODE_WRONLY,
            ErrorCode::resource);
     MPI_Status status;
     if (rank == 0)
       check(MPI_File_write_at(f.get(), 0, header.data(), int(header.size()), MPI_BYTE, &status),
-            temp);
-    check(MPI_File_set_view(f.get(), MPI_Offset(header.size()), MPI_DOUBLE, ct.file_type.get(),
-                            "native", MPI_INFO_NULL),
-          temp);
+            temp.path());
+    f.set_view(header.size(), ct.file_type.get(), MPI_DOUBLE);
     check(MPI_File_write_all(f.get(), ct.local.data(), int(ct.local.size()), MPI_DOUBLE, &status),
-          temp);
+          temp.path());
     f.close();
-    if (rank == 0 && std::rename(temp.c_str(), args.out.c_str()) != 0)
-      throw Error(ErrorCode::resource, fmt::format("{}: cannot rename {}", args.out, temp));
   });
+  // Every rank wrote its blocks: rank 0 puts the file in place.
+  on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(); });
   const double write_seconds = since(t);
   const double seconds = since(start);
   Cblacs_gridexit(context);

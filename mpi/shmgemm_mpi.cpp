@@ -13,6 +13,7 @@
 #include "engine/plan.hpp"
 #include "mpi/agree.hpp"
 #include "mpi/mpi_product.hpp"
+#include "mpi/temp_output.hpp"
 
 namespace {
 

@@ -69,6 +69,12 @@ Topology make_topology(bool one_rank_per_node) {
   check(MPI_Allgather(&t.node_index, 1, MPI_INT, t.node_of_rank.data(), 1, MPI_INT, MPI_COMM_WORLD),
         "MPI_Allgather");
   t.nodes = 1 + *std::max_element(t.node_of_rank.begin(), t.node_of_rank.end());
+  std::vector<char> all(sizeof host * static_cast<std::size_t>(t.size));
+  check(
+      MPI_Allgather(host, sizeof host, MPI_CHAR, all.data(), sizeof host, MPI_CHAR, MPI_COMM_WORLD),
+      "MPI_Allgather of host names");
+  for (int i = 0; i < t.size; ++i)
+    t.hosts.emplace_back(all.data() + sizeof host * static_cast<std::size_t>(i));
   t.cores.resize(static_cast<std::size_t>(t.size));
   check(MPI_Allgather(&cores, 1, MPI_UNSIGNED, t.cores.data(), 1, MPI_UNSIGNED, MPI_COMM_WORLD),
         "MPI_Allgather");

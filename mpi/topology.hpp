@@ -18,9 +18,10 @@ struct Topology {
   int node_index = 0, nodes = 1;  // this node's number (by its lowest rank), how many nodes
   // The node leaders (node_rank 0), in order of node_index; MPI_COMM_NULL on other ranks.
   Comm leaders;
-  std::vector<int> node_of_rank;  // node_index of every rank
-  std::vector<unsigned> cores;    // cores every rank owns (see own_cores)
-  std::string host;               // this rank's host name
+  std::vector<int> node_of_rank;   // node_index of every rank
+  std::vector<unsigned> cores;     // cores every rank owns (see own_cores)
+  std::string host;                // this rank's host name
+  std::vector<std::string> hosts;  // every rank's
   bool one_rank_per_node = false;
 };
 

@@ -63,15 +63,9 @@ std::vector<Case> all_cases() {
 
 // "identical" for integers with equal bytes; otherwise the largest difference relative to the
 // largest magnitude of numpy's result.
-std::string compare(const fs::path& ours, const fs::path& theirs) {
-  const NpyMapping x = NpyMapping::open(ours), y = NpyMapping::open(theirs);
-  if (x.header().dtype != y.header().dtype || x.header().shape != y.header().shape)
-    return fmt::format("DIFFERENT: {} {} against numpy's {} {}", dtype_name(x.header().dtype),
-                       shape_string(x.header().shape), dtype_name(y.header().dtype),
-                       shape_string(y.header().shape));
-  const std::uint64_t bytes = x.header().data_bytes;
-  if (is_integer(x.header().dtype))
-    return std::memcmp(x.data(), y.data(), bytes) == 0 ? "bit-identical" : "DIFFERENT bits";
+}  // namespace
+
+double max_abs_diff(const NpyMapping& x, const NpyMapping& y, double* largest_y) {
   // Real and imaginary parts alike, as floats or doubles.
   const DType d = x.header().dtype;
   const bool single = d == DType::float32 || d == DType::complex64;
@@ -91,6 +85,23 @@ std::string compare(const fs::path& ours, const fs::path& theirs) {
     diff = std::max(diff, std::abs(u - v));
     top = std::max(top, std::abs(v));
   }
+  if (largest_y != nullptr) *largest_y = top;
+  return diff;
+}
+
+namespace {
+
+std::string compare(const fs::path& ours, const fs::path& theirs) {
+  const NpyMapping x = NpyMapping::open(ours), y = NpyMapping::open(theirs);
+  if (x.header().dtype != y.header().dtype || x.header().shape != y.header().shape)
+    return fmt::format("DIFFERENT: {} {} against numpy's {} {}", dtype_name(x.header().dtype),
+                       shape_string(x.header().shape), dtype_name(y.header().dtype),
+                       shape_string(y.header().shape));
+  const std::uint64_t bytes = x.header().data_bytes;
+  if (is_integer(x.header().dtype))
+    return std::memcmp(x.data(), y.data(), bytes) == 0 ? "bit-identical" : "DIFFERENT bits";
+  double top = 0;
+  const double diff = max_abs_diff(x, y, &top);
   return fmt::format("max rel. diff {:.1e}", top > 0 ? diff / top : diff);
 }
 

@@ -32,18 +32,14 @@ struct Variant {
   bool mpi = true;
 };
 
-// Largest |x - y| between two float64 .npy files of one shape.
-double max_abs_diff(const fs::path& x, const fs::path& y) {
+// Largest |x - y| between two float64 .npy files of one shape; infinity when they differ in
+// shape or dtype.
+double files_max_abs_diff(const fs::path& x, const fs::path& y) {
   const NpyMapping a = NpyMapping::open(x), b = NpyMapping::open(y);
   if (a.header().shape != b.header().shape || a.header().dtype != DType::float64 ||
       b.header().dtype != DType::float64)
     return INFINITY;
-  const auto* p = reinterpret_cast<const double*>(a.data());
-  const auto* q = reinterpret_cast<const double*>(b.data());
-  double most = 0;
-  for (std::uint64_t i = 0; i < a.header().element_count; ++i)
-    most = std::max(most, std::abs(p[i] - q[i]));
-  return most;
+  return shmgemm::cli::max_abs_diff(a, b);
 }
 
 // Bytes sent between ranks as Open MPI's pml monitoring counted them ("E src dst N bytes ..."
@@ -72,21 +68,14 @@ std::pair<double, double> monitored_bytes(const fs::path& dir, const std::vector
 int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   const std::string self = self_executable();
   const fs::path bin = fs::path(self).parent_path();
-  const char* from_env = std::getenv("SHMGEMM_MPIRUN");
-  const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
-  if (mpirun.empty())
-    throw Error(ErrorCode::unsupported,
-                "bench --mpi: mpirun not found on PATH (tools/install-deps.sh installs Open MPI)");
-  for (const fs::path& p : {fs::path(mpirun), bin / "shmgemm-mpi", bin / "shmgemm-pdgemm"})
+  const std::vector<std::string> launch = mpirun_command(unsigned(ranks), "", "bench --mpi");
+  for (const fs::path& p : {fs::path(launch[0]), bin / "shmgemm-mpi", bin / "shmgemm-pdgemm"})
     if (::access(p.c_str(), X_OK) != 0)
       throw Error(ErrorCode::unsupported,
                   fmt::format("bench --mpi: {} not found (tools/install-deps.sh installs Open "
                               "MPI and ScaLAPACK; the build makes shmgemm-mpi and "
                               "shmgemm-pdgemm where they are)",
                               p.string()));
-  std::vector<std::string> launch = {mpirun, "-q", "-n", std::to_string(ranks)};
-  if (::geteuid() == 0) launch.insert(launch.begin() + 1, "--allow-run-as-root");
-  if (unsigned(ranks) > available_cores()) launch.insert(launch.begin() + 1, "--oversubscribe");
   auto with = [&](std::vector<std::string> tail) {
     std::vector<std::string> argv = launch;
     argv.insert(argv.end(), tail.begin(), tail.end());
@@ -187,16 +176,17 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
     if (last.contains("mpi")) computed = last["mpi"]["b_bytes_between_nodes"].get<double>();
     if (last.contains("summa_bytes_between_ranks"))
       computed = last["summa_bytes_between_ranks"].get<double>();
-    nlohmann::json row = {{"variant", v.name},
-                          {"seconds", median(x.seconds)},
-                          {"compute_seconds", median(x.compute)},
-                          {"wall_seconds", median(x.wall)},
-                          {"gflops", flops / median(x.seconds) / 1e9},
-                          {"throughput_vs_engine", engine_s / median(x.seconds)},
-                          {"peak_pss_mib", median(x.pss) / 1048576.0},
-                          {"max_abs_diff_vs_engine",
-                           max_abs_diff(tmp.path() / fmt::format("C{}.npy", i),
-                                        tmp.path() / fmt::format("C{}.npy", variants.size() - 1))}};
+    nlohmann::json row = {
+        {"variant", v.name},
+        {"seconds", median(x.seconds)},
+        {"compute_seconds", median(x.compute)},
+        {"wall_seconds", median(x.wall)},
+        {"gflops", flops / median(x.seconds) / 1e9},
+        {"throughput_vs_engine", engine_s / median(x.seconds)},
+        {"peak_pss_mib", median(x.pss) / 1048576.0},
+        {"max_abs_diff_vs_engine",
+         files_max_abs_diff(tmp.path() / fmt::format("C{}.npy", i),
+                            tmp.path() / fmt::format("C{}.npy", variants.size() - 1))}};
     if (v.mpi) {
       row["bytes_between_nodes_computed"] = computed;
       row["bytes_between_nodes_measured"] = measured[v.name].second;

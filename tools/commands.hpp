@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/dtype.hpp"
+#include "common/npy_file.hpp"
 #include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::cli {
@@ -58,6 +59,10 @@ int run_matmul_bench(const std::string& names, int rounds, const std::filesystem
 // `shmgemm bench --mpi`: shmgemm-mpi against ScaLAPACK's pdgemm and the single-machine engine
 // on size x size float64 matrices with `ranks` ranks.
 int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json);
+
+// Largest |x - y| over the elements of two float or complex arrays of one dtype and shape (real
+// and imaginary parts alike); the largest |y| in *largest_y when given.
+double max_abs_diff(const NpyMapping& x, const NpyMapping& y, double* largest_y = nullptr);
 
 // Integers LO <= x < HI, as numpy's randint(LO, HI).
 struct IntRange {

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -149,6 +150,26 @@ std::string find_on_path(const std::string& name) {
     if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
   }
   return {};
+}
+
+std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostfile,
+                                        std::string_view who) {
+  const char* from_env = std::getenv("SHMGEMM_MPIRUN");
+  const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
+  if (mpirun.empty())
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("{}: mpirun not found on PATH (install Open MPI: "
+                            "tools/install-deps.sh, or apt-get install openmpi-bin; or set "
+                            "SHMGEMM_MPIRUN)",
+                            who));
+  std::vector<std::string> argv = {mpirun, "-q"};
+  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+  if (!hostfile.empty())
+    argv.insert(argv.end(), {"--hostfile", hostfile});
+  else if (ranks > available_cores())
+    argv.push_back("--oversubscribe");
+  argv.insert(argv.end(), {"-n", std::to_string(ranks)});
+  return argv;
 }
 
 std::string self_executable() {

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shmgemm/shmgemm.hpp"
@@ -42,6 +43,13 @@ double reported_number(const Measured& m, const char* key, const std::string& wh
 
 // The first executable called `name` in $PATH, or "".
 std::string find_on_path(const std::string& name);
+
+// `mpirun -q ... -n RANKS` as shmgemm starts it: $SHMGEMM_MPIRUN, else mpirun on PATH; with
+// --allow-run-as-root as root (Open MPI refuses root unless told, and the user asked for this
+// run), and --hostfile F, or without one --oversubscribe when the ranks exceed this machine's
+// cores. Throws Error(invalid_argument) starting with `who` when there is no mpirun.
+std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostfile,
+                                        std::string_view who);
 
 // This executable (/proc/self/exe).
 std::string self_executable();

@@ -1,7 +1,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -34,12 +33,8 @@ int run_multiply_mpi(const MultiplyArgs& args) {
                   fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
                               "rows of A and write their rows of C with MPI-IO)",
                               option));
-  const char* from_env = std::getenv("SHMGEMM_MPIRUN");
-  const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
-  if (mpirun.empty())
-    throw Error(ErrorCode::invalid_argument,
-                "--launch mpi: mpirun not found on PATH (install Open MPI: apt-get install "
-                "openmpi-bin, or set SHMGEMM_MPIRUN)");
+  const unsigned ranks = args.options.workers > 0 ? args.options.workers : available_cores();
+  std::vector<std::string> argv = mpirun_command(ranks, args.hostfile, "--launch mpi");
   const std::filesystem::path self = self_executable();
   const std::string program = (self.parent_path() / "shmgemm-mpi").string();
   if (::access(program.c_str(), X_OK) != 0)
@@ -47,17 +42,7 @@ int run_multiply_mpi(const MultiplyArgs& args) {
                 fmt::format("--launch mpi: {} not found (it is built where Open MPI is "
                             "installed; tools/install-deps.sh installs it)",
                             program));
-  const unsigned ranks = args.options.workers > 0 ? args.options.workers : available_cores();
-  std::vector<std::string> argv = {mpirun, "-q"};
-  // Open MPI refuses root unless told; the user asked for this launch.
-  if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
-  if (!args.hostfile.empty()) {
-    argv.insert(argv.end(), {"--hostfile", args.hostfile});
-  } else if (ranks > available_cores()) {
-    argv.push_back("--oversubscribe");
-  }
-  argv.insert(argv.end(),
-              {"-n", std::to_string(ranks), program, "multiply", args.a, args.b, "-o", args.out});
+  argv.insert(argv.end(), {program, "multiply", args.a, args.b, "-o", args.out});
   if (args.options.threads_per_worker > 0)
     argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads_per_worker)});
   if (args.json) argv.push_back("--json");
@@ -67,9 +52,9 @@ int run_multiply_mpi(const MultiplyArgs& args) {
     c_argv.push_back(s.data());
   c_argv.push_back(nullptr);
   std::fflush(stdout);
-  ::execv(mpirun.c_str(), c_argv.data());
+  ::execv(argv[0].c_str(), c_argv.data());
   throw Error(ErrorCode::resource,
-              fmt::format("--launch mpi: cannot run {}: {}", mpirun, std::strerror(errno)));
+              fmt::format("--launch mpi: cannot run {}: {}", argv[0], std::strerror(errno)));
 }
 
 nlohmann::json plan_json(const Report& r) {

@@ -11,7 +11,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <random>
-#include <set>
 #include <sstream>
 
 #include "test_support.hpp"
@@ -48,13 +47,6 @@ std::vector<std::string> lines_starting(const std::string& text, const std::stri
   for (std::string line; std::getline(in, line);)
     if (line.rfind(prefix, 0) == 0) out.push_back(line);
   return out;
-}
-
-std::set<std::string> names_in(const fs::path& dir) {
-  std::set<std::string> s;
-  for (const auto& e : fs::directory_iterator(dir))
-    s.insert(e.path().filename().string());
-  return s;
 }
 
 struct Case {
@@ -120,7 +112,7 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
         }
         CHECK(at == c.m);
         // Nothing but the operands and the result is left.
-        CHECK(names_in(tmp.path()) == std::set<std::string>{"A.npy", "B.npy", "C.npy"});
+        CHECK(test::names_in(tmp.path()) == std::vector<std::string>{"A.npy", "B.npy", "C.npy"});
       }
 }
 
@@ -167,7 +159,7 @@ TEST_CASE("bad input: the single-machine program's one line, printed once, outpu
   const std::string A = (tmp / "A.npy").string(), B = (tmp / "B.npy").string(),
                     I = (tmp / "I.npy").string(), bad = (tmp / "bad.npy").string(),
                     C = (tmp / "C.npy").string(), missing = (tmp / "missing.npy").string();
-  const std::set<std::string> before = names_in(tmp.path());
+  const std::vector<std::string> before = test::names_in(tmp.path());
   struct Bad {
     std::vector<std::string> args;
     bool same_as_shmgemm;  // `shmgemm multiply` says the same
@@ -199,7 +191,7 @@ TEST_CASE("bad input: the single-machine program's one line, printed once, outpu
       CHECK(test::contains(said[0], "int64"));
     }
     CHECK(test::read_file(tmp / "C.npy") == "the previous result");
-    CHECK(names_in(tmp.path()) == before);
+    CHECK(test::names_in(tmp.path()) == before);
   }
   // Options too: one line from rank 0.
   const test::RunResult r = mpi_run(2, {A, B, "-o", C, "--threads", "0"});
@@ -217,7 +209,7 @@ TEST_CASE("a failing rank: the job stops with that rank's message and leaves no 
     test::write_file(tmp / "B.npy",
                      test::npy_bytes(test::random_dense(200, 100, rng), DType::float64));
     test::write_file(tmp / "C.npy", "the previous result");
-    const std::set<std::string> before = names_in(tmp.path());
+    const std::vector<std::string> before = test::names_in(tmp.path());
     const test::RunResult r = mpi_run(
         4, {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o", (tmp / "C.npy").string()},
         {fmt::format("SHMGEMM_TEST_FAULT={}", fault)});
@@ -229,7 +221,7 @@ TEST_CASE("a failing rank: the job stops with that rank's message and leaves no 
     }
     // The temporary output is gone (removed by the rank that failed, or by the surviving
     // ranks' signal handlers when mpirun ends the job), and C.npy is as it was.
-    CHECK(test::eventually([&] { return names_in(tmp.path()) == before; }, 5));
+    CHECK(test::eventually([&] { return test::names_in(tmp.path()) == before; }, 5));
     CHECK(test::read_file(tmp / "C.npy") == "the previous result");
   }
 }

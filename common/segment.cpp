@@ -70,6 +70,18 @@ std::optional<double> process_start_time(pid_t pid) {
 
 }  // namespace
 
+std::uint64_t pid_namespace() {
+  static const std::uint64_t ns = [] {
+    struct stat st {};
+    return ::stat("/proc/self/ns/pid", &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+  }();
+  return ns;
+}
+
+std::string segment_name_prefix(pid_t pid) {
+  return fmt::format("{}{}-p{}-", kSegmentPrefix, pid, pid_namespace());
+}
+
 void check_shm_room(std::uint64_t bytes, std::string_view purpose) {
   const std::uint64_t free = shm_free_bytes();
   if (bytes > free)
@@ -87,8 +99,15 @@ std::vector<SegmentEntry> list_segments() {
     const char* digits = name.c_str() + kSegmentPrefix.size();
     SegmentEntry e;
     e.name = name;
-    const auto [end, err] = std::from_chars(digits, name.c_str() + name.size(), e.coordinator);
+    const char* last = name.c_str() + name.size();
+    const auto [end, err] = std::from_chars(digits, last, e.coordinator);
     if (err != std::errc() || *end != '-') continue;
+    // "-p<namespace>-" follows the pid in names made since PID namespaces were recorded.
+    if (end[1] == 'p') {
+      const auto [ns_end, ns_err] = std::from_chars(end + 2, last, e.namespace_);
+      if (ns_err != std::errc() || *ns_end != '-') continue;
+      e.foreign_namespace = e.namespace_ != pid_namespace();
+    }
     struct stat st {};
     if (::stat(entry.path().c_str(), &st) != 0) continue;
     e.bytes = static_cast<std::uint64_t>(st.st_size);
@@ -96,7 +115,7 @@ std::vector<SegmentEntry> list_segments() {
     // A pid that runs but started after the segment was made is a reused pid, not its maker.
     const auto started = process_start_time(e.coordinator);
     const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-    e.coordinator_alive = started && *started <= made + 1.0;
+    e.coordinator_alive = e.foreign_namespace || (started && *started <= made + 1.0);
     found.push_back(e);
   }
   return found;
@@ -104,7 +123,7 @@ std::vector<SegmentEntry> list_segments() {
 
 std::string make_segment_name(std::string_view role) {
   static std::atomic<std::uint64_t> counter{0};
-  return fmt::format("{}{}-{}-{}-{:016x}", kSegmentPrefix, ::getpid(), counter++, role,
+  return fmt::format("{}{}-{}-{:016x}", segment_name_prefix(::getpid()), counter++, role,
                      random_u64());
 }
 

@@ -13,10 +13,20 @@
 
 namespace shmgemm {
 
-// Every segment name starts with this, then the coordinator's pid: "shmgemm-<pid>-...".
+// Every segment name starts with this, then the coordinator's pid and PID namespace:
+// "shmgemm-<pid>-p<namespace>-...".
 inline constexpr std::string_view kSegmentPrefix = "shmgemm-";
 
-// A unique, traceable name: "shmgemm-<pid>-<counter>-<role>-<16 random hex digits>".
+// This process's PID namespace: the inode of /proc/self/ns/pid (0 where it cannot be read).
+// Processes that share /dev/shm may live in different PID namespaces (containers with a host
+// IPC namespace), where the same pid names different processes.
+std::uint64_t pid_namespace();
+
+// "shmgemm-<pid>-p<namespace>-": how every name made by coordinator `pid` of this process's
+// PID namespace starts.
+std::string segment_name_prefix(pid_t pid);
+
+// A unique, traceable name: "shmgemm-<pid>-p<namespace>-<counter>-<role>-<16 random hex digits>".
 std::string make_segment_name(std::string_view role);
 
 // Checks that /dev/shm has `bytes` free. Throws Error(resource) giving the bytes needed and
@@ -26,13 +36,16 @@ void check_shm_room(std::uint64_t bytes, std::string_view purpose);
 // A segment of ours found in /dev/shm.
 struct SegmentEntry {
   std::string name;
-  pid_t coordinator = 0;  // from the name
+  pid_t coordinator = 0;           // from the name
+  std::uint64_t namespace_ = 0;    // the coordinator's PID namespace, from the name; 0: not named
+  bool foreign_namespace = false;  // made in another PID namespace: its pid means nothing here
   std::uint64_t bytes = 0;
   uid_t owner = 0;
   bool coordinator_alive = false;  // that pid runs, and started before the segment was made
 };
 
-// Every "shmgemm-<pid>-..." name in /dev/shm, with whether its coordinator still runs.
+// Every "shmgemm-<pid>-..." name in /dev/shm, with whether its coordinator still runs (a
+// coordinator of another PID namespace counts as running: it cannot be seen from here).
 std::vector<SegmentEntry> list_segments();
 
 // A mapped segment. Thread-safety: none; one handle belongs to one thread at a time.

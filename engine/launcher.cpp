@@ -28,6 +28,14 @@ int pidfd_open(pid_t pid) {
   return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
 }
 
+// Kills and reaps child `pid`. Only ever for a pid > 0: kill(-1) signals every process the user
+// may signal, and waitpid(-1) reaps any child.
+void kill_and_reap(pid_t pid) noexcept {
+  if (pid <= 0) return;
+  ::kill(pid, SIGKILL);
+  retry_eintr([pid] { return ::waitpid(pid, nullptr, 0); });
+}
+
 }  // namespace
 
 bool WorkerExit::ok() const {
@@ -45,15 +53,21 @@ Launcher::~Launcher() {
 }
 
 void Launcher::watch(std::size_t id, pid_t pid) {
-  const int fd = pidfd_open(pid);
-  if (fd < 0) {
+  if (pid <= 0) throw Error(ErrorCode::internal, fmt::format("worker {}: no process to watch", id));
+  Fd fd(pidfd_open(pid));
+  if (!fd) {
     const int err = errno;
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    kill_and_reap(pid);
     throw Error(ErrorCode::resource,
-                fmt::format("worker {}: cannot watch process {}: {}", id, pid, std::strerror(err)));
+                fmt::format("cannot start worker {}: cannot watch process {}: {}", id, pid,
+                            std::strerror(err)));
   }
-  workers_.push_back({id, pid, fd, false});
+  try {
+    workers_.push_back({id, pid, std::move(fd), false});
+  } catch (...) {
+    kill_and_reap(pid);
+    throw;
+  }
 }
 
 void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
@@ -63,7 +77,7 @@ void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
   const pid_t pid = ::fork();
   if (pid < 0)
     throw Error(ErrorCode::resource,
-                fmt::format("worker {}: cannot fork: {}", id, std::strerror(errno)));
+                fmt::format("cannot start worker {}: cannot fork: {}", id, std::strerror(errno)));
   if (pid == 0) {
     reset_interrupt_handlers_in_child();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -88,11 +102,18 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
   for (const auto& [key, value] : env)
     child_env.set(key, value);
   std::error_code ec;
+  errno = 0;
   bp::child child(bp::exe = exe, bp::args = args, child_env, ec);
-  if (ec)
-    throw Error(ErrorCode::resource,
-                fmt::format("worker {}: cannot start {}: {}", id, exe, ec.message()));
+  // Boost.Process 1.74 returns a child with pid -1 and no error when its pipe() fails (EMFILE):
+  // that pid must never reach kill() or waitpid().
   const pid_t pid = child.id();
+  if (ec || pid <= 0) {
+    const int err = errno;
+    child.detach();
+    kill_and_reap(pid);
+    const std::string why = ec ? ec.message() : err ? std::strerror(err) : "no process was created";
+    throw Error(ErrorCode::resource, fmt::format("cannot start worker {}: {}", id, why));
+  }
   child.detach();  // reaped through its pidfd, below
   watch(id, pid);
 }
@@ -121,7 +142,7 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
     std::vector<Child*> polled;
     for (Child& c : workers_) {
       if (c.reaped) continue;
-      fds.push_back({c.pidfd, POLLIN, 0});
+      fds.push_back({c.pidfd.get(), POLLIN, 0});
       polled.push_back(&c);
     }
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
@@ -134,10 +155,10 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       Child& c = *polled[i];
       int status = 0;
-      if (::waitpid(c.pid, &status, 0) < 0) status = 0xff00;  // not ours to reap: call it failed
+      if (retry_eintr([&] { return ::waitpid(c.pid, &status, 0); }) < 0)
+        status = 0xff00;  // not ours to reap: call it failed
       c.reaped = true;
-      ::close(c.pidfd);
-      c.pidfd = -1;
+      c.pidfd.reset();
       exits.push_back({c.id, c.pid, status});
     }
   }
@@ -180,9 +201,8 @@ void Launcher::stop_if_interrupted() {
 void Launcher::kill_all() noexcept {
   for (Child& c : workers_) {
     if (c.reaped) continue;
-    ::kill(c.pid, SIGKILL);
-    ::waitpid(c.pid, nullptr, 0);
-    ::close(c.pidfd);
+    kill_and_reap(c.pid);
+    c.pidfd.reset();
     c.reaped = true;
   }
 }

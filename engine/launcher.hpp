@@ -6,6 +6,8 @@
 
 #include <boost/interprocess/sync/interprocess_semaphore.hpp>
 
+#include "common/fd.hpp"
+
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -60,10 +62,11 @@ class Launcher {
  private:
   struct Child {
     std::size_t id = 0;
-    pid_t pid = 0;
-    int pidfd = -1;
+    pid_t pid = 0;  // always > 0: a pid of ours, never one that names a group or every process
+    Fd pidfd;
     bool reaped = false;
   };
+  // Takes charge of child `pid` (> 0). When it cannot be watched, kills and reaps it and throws.
   void watch(std::size_t id, pid_t pid);
   // Kills every worker and throws Error(interrupted) if an interrupt has arrived.
   void stop_if_interrupted();

@@ -62,8 +62,8 @@ struct Operands {
     CHECK(names_in(tmp.path()) == std::vector<std::string>{"A.npy", "B.npy", "C.npy"});
     CHECK(test::segments_of(coordinator).empty());
   }
-  void check_result() const {
-    CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), test::reference_product(a, b)) <=
+  void check_result(const std::string& name = "C.npy") const {
+    CHECK(test::max_rel_diff(test::read_npy(tmp / name), test::reference_product(a, b)) <=
           test::tolerance(DType::float64, 200));
   }
 };
@@ -247,18 +247,23 @@ TEST_CASE("shmgemm-worker refuses a corrupted job descriptor without reading out
   CHECK(missing.status != 0);
   CHECK(contains(missing.err, "shmgemm-0-0-x-none"));
   // A descriptor from a coordinator that is not this worker's parent (a dead one, say).
-  const test::RunResult orphan = run_worker_on([](JobDescriptor& j) { j.coordinator_pid = 1; });
+  const pid_t gone = test::run({"/bin/true"}).pid;
+  const test::RunResult orphan =
+      run_worker_on([gone](JobDescriptor& j) { j.coordinator_pid = gone; });
   CHECK(orphan.status == 3);
-  CHECK(contains(orphan.err, "coordinator 1 is gone"));
+  CHECK(contains(orphan.err, fmt::format("coordinator {} is gone", gone)));
 }
 
 TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
   // A pid that surely ran and is gone: a child we waited for.
   const test::RunResult done = test::run({"/bin/true"});
   const pid_t dead = done.pid;
-  const std::string orphan = fmt::format("shmgemm-{}-0-a-00000000deadbeef", dead);
-  const std::string live = fmt::format("shmgemm-{}-0-a-00000000feedface", ::getpid());
-  for (const std::string& name : {orphan, live}) {
+  const std::string orphan = segment_name_prefix(dead) + "0-a-00000000deadbeef";
+  const std::string live = segment_name_prefix(::getpid()) + "0-a-00000000feedface";
+  // Made by a coordinator with the same (dead) pid in another PID namespace: not ours to judge.
+  const std::string foreign =
+      fmt::format("shmgemm-{}-p{}-0-a-00000000f0f0f0f0", dead, pid_namespace() + 1);
+  for (const std::string& name : {orphan, live, foreign}) {
     const int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
     REQUIRE(fd >= 0);
     REQUIRE(::ftruncate(fd, 4096) == 0);
@@ -274,9 +279,13 @@ TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
   CHECK(gc.status == 0);
   CHECK(contains(gc.out, "removed /dev/shm/" + orphan));
   CHECK(contains(gc.out, "kept    /dev/shm/" + live));
+  CHECK(contains(gc.out, "kept    /dev/shm/" + foreign));
+  CHECK(contains(gc.out, "made in another PID namespace"));
   CHECK(!std::filesystem::exists("/dev/shm/" + orphan));
   CHECK(std::filesystem::exists("/dev/shm/" + live));
+  CHECK(std::filesystem::exists("/dev/shm/" + foreign));
   ::shm_unlink(("/" + live).c_str());
+  ::shm_unlink(("/" + foreign).c_str());
 }
 
 TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing") {
@@ -311,5 +320,80 @@ TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing
       r.err,
       std::regex(R"(/C.npy: not enough space for the output: 240128 bytes needed, \d+ free)")));
   CHECK(r.out == "rc=1\nrc=1\nshm:\nsmall:\n");
+  ops.check_untouched(r.pid);
+}
+
+TEST_CASE("a worker that cannot start is a one-line error, and no other process is signalled") {
+  if (!test::can_isolate()) {
+    MESSAGE("skipped: needs root and unshare to run in a PID namespace of its own");
+    return;
+  }
+  Operands ops;
+  // Under a tight limit on open files, starting a worker fails somewhere (a pipe, a pidfd, the
+  // executable). Every limit here must give either the product or one line, and the sleeping
+  // bystander must live: a pid of -1 must never reach kill() or waitpid().
+  std::string script = "sleep 300 & s=$!; ";
+  for (int limit = 4; limit <= 16; ++limit)
+    script += fmt::format(
+        "(exec 2>{2}/err{0}; ulimit -n {0}; exec {1} multiply {2}/A.npy "
+        "{2}/B.npy -o {2}/C{0}.npy --launch spawn --workers 2); echo {0}:$?; ",
+        limit, test::cli_path(), ops.tmp.path().string());
+  script += "kill -0 $s && echo bystander alive; kill $s";
+  const test::RunResult r = test::run_isolated(script);
+  CAPTURE(r.out);
+  CAPTURE(r.err);
+  CHECK(contains(r.out, "bystander alive"));
+  int failed = 0, not_started = 0;
+  for (int limit = 4; limit <= 16; ++limit) {
+    CAPTURE(limit);
+    const std::string err = test::read_file(ops.tmp / fmt::format("err{}", limit));
+    CAPTURE(err);
+    const std::string lines = "\n" + r.out;
+    const bool ok = contains(lines, fmt::format("\n{}:0\n", limit));
+    if (ok) {
+      ops.check_result(fmt::format("C{}.npy", limit));
+      continue;
+    }
+    // Below what the dynamic loader needs, the program never starts: not shmgemm's to report.
+    if (contains(lines, fmt::format("\n{}:127\n", limit)) &&
+        contains(err, "error while loading shared libraries"))
+      continue;
+    ++failed;
+    CHECK(contains(lines, fmt::format("\n{}:1\n", limit)));
+    CHECK(count_lines(err) == 1);
+    CHECK(err.rfind("shmgemm: ", 0) == 0);
+    not_started += contains(err, "shmgemm: cannot start worker ") ? 1 : 0;
+  }
+  CHECK(failed > 0);       // the lowest limits cannot run it at all
+  CHECK(not_started > 0);  // and some fail exactly when a worker starts
+}
+
+TEST_CASE("shmgemm gc in another PID namespace leaves a running job's segments alone") {
+  if (!test::can_isolate()) {
+    MESSAGE("skipped: needs root and unshare to run gc in a PID namespace of its own");
+    return;
+  }
+  Operands ops;
+  // With spawn and --retries the names stay for the whole run, as a fresh worker attaches by
+  // name: the window in which a gc that cannot see the coordinator would break it.
+  test::Process p(ops.multiply("spawn", {"--retries", "1"}), fault_env("all:stall"));
+  std::vector<std::string> names;
+  REQUIRE(test::eventually(
+      [&] {
+        names = test::segments_of(p.pid());
+        return test::children_of(p.pid()).size() == 2 && !names.empty();
+      },
+      10.0));
+  const test::RunResult gc = test::run_isolated(test::cli_path() + " gc");
+  CAPTURE(gc.out);
+  CHECK(gc.status == 0);
+  for (const std::string& name : names) {
+    CHECK(std::filesystem::exists("/dev/shm/" + name));
+    CHECK(contains(gc.out, "kept    /dev/shm/" + name + " "));
+  }
+  CHECK(contains(gc.out, "made in another PID namespace"));
+  ::kill(p.pid(), SIGTERM);
+  const test::RunResult r = p.wait();
+  CHECK(r.status == 128 + SIGTERM);
   ops.check_untouched(r.pid);
 }

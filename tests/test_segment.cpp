@@ -22,7 +22,8 @@ std::filesystem::path dev_shm(const std::string& name) {
 TEST_CASE("SharedSegment::create makes a private, reserved, uniquely named segment") {
   SharedSegment seg = SharedSegment::create("t", 10000);
   const std::string name = seg.name();
-  CHECK(name.rfind(fmt::format("shmgemm-{}-", ::getpid()), 0) == 0);
+  CHECK(name.rfind(fmt::format("shmgemm-{}-p{}-", ::getpid(), pid_namespace()), 0) == 0);
+  CHECK(pid_namespace() != 0);
   CHECK(name.find("-t-") != std::string::npos);
   struct stat st {};
   REQUIRE(::stat(dev_shm(name).c_str(), &st) == 0);

@@ -1,5 +1,7 @@
 #include "tests/test_support.hpp"
 
+#include "common/segment.hpp"
+
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -121,7 +123,7 @@ double tolerance(DType dtype, std::uint64_t k) {
 
 std::vector<std::string> segments_of(pid_t pid) {
   std::vector<std::string> found;
-  const std::string prefix = fmt::format("shmgemm-{}-", pid);
+  const std::string prefix = segment_name_prefix(pid);
   for (const auto& entry : fs::directory_iterator("/dev/shm")) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(prefix, 0) == 0) found.push_back(name);
@@ -170,6 +172,21 @@ RunResult Process::wait() {
 
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   return Process(argv, env).wait();
+}
+
+bool can_isolate() {
+  static const bool ok =
+      ::geteuid() == 0 &&
+      run({"/usr/bin/unshare", "-p", "-f", "--mount-proc", "-m", "/bin/true"}).status == 0;
+  return ok;
+}
+
+RunResult run_isolated(const std::string& script, bool mounts,
+                       const std::vector<std::string>& env) {
+  std::vector<std::string> argv = {"/usr/bin/unshare", "-p", "-f", "--mount-proc", "--kill-child"};
+  if (mounts) argv.push_back("-m");
+  argv.insert(argv.end(), {"/bin/sh", "-c", script});
+  return run(argv, env);
 }
 
 std::vector<pid_t> children_of(pid_t pid) {

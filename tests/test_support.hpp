@@ -92,6 +92,15 @@ class Process {
 // Runs `argv` (argv[0] a path) to its end.
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+// Whether commands may run in a PID namespace of their own here (root, and unshare works).
+bool can_isolate();
+
+// Runs `/bin/sh -c script` in a PID namespace of its own (and a private mount namespace when
+// `mounts`), so that a bug that signals every process reaches only the script's. Check
+// can_isolate() first.
+RunResult run_isolated(const std::string& script, bool mounts = false,
+                       const std::vector<std::string>& env = {});
+
 // The children of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
 

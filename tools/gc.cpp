@@ -16,6 +16,7 @@ int run_gc(bool dry_run) {
   for (const SegmentEntry& e : list_segments()) {
     // Another user's segment is theirs to remove; a live coordinator's is in use.
     const char* why_kept = e.owner != ::geteuid() ? "owned by another user"
+                           : e.foreign_namespace  ? "made in another PID namespace"
                            : e.coordinator_alive  ? "its coordinator is running"
                                                   : nullptr;
     if (why_kept) {
@@ -45,7 +46,9 @@ void add_gc(CLI::App& app, Action& action) {
       "gc",
       "List shmgemm segments in /dev/shm and remove those of coordinators that are no longer "
       "running (a coordinator killed before its workers attached). Segment names carry the "
-      "coordinator's pid: shmgemm-<pid>-<counter>-<role>-<random>. Only your own are removed.");
+      "coordinator's pid and PID namespace: shmgemm-<pid>-p<namespace>-<counter>-<role>-<random>. "
+      "Only your own are removed, and only those made in this PID namespace (containers that "
+      "share /dev/shm see each other's segments, not each other's processes).");
   cmd->add_flag("-n,--dry-run", *dry_run, "list what would be removed, remove nothing");
   cmd->callback([dry_run, &action] { action = [dry_run] { return run_gc(*dry_run); }; });
 }

@@ -1,0 +1,50 @@
+// An owned file descriptor, and system calls retried on EINTR.
+#pragma once
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace shmgemm {
+
+// Calls `f` again while it fails with EINTR (a signal arrived; the interrupt check decides
+// what to do about it, not the call).
+template <class F>
+auto retry_eintr(F&& f) {
+  for (;;) {
+    auto r = f();
+    if (!(r == -1 && errno == EINTR)) return r;
+  }
+}
+
+// A move-only owner of one descriptor, with an explicit empty state (-1). The destructor closes
+// it and never throws. Thread-safety: none; one owner at a time.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) noexcept : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const noexcept { return fd_; }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+  // Gives the descriptor up without closing it.
+  int release() noexcept { return std::exchange(fd_, -1); }
+  // Closes the descriptor held (if any) and holds `fd` instead.
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);  // not retried: on Linux the descriptor is gone even on EINTR
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace shmgemm

@@ -10,10 +10,12 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <utility>
 
 #include "common/mapped_file.hpp"
+#include "common/segment.hpp"
 #include "shmgemm/error.hpp"
 
 namespace bip = boost::interprocess;
@@ -45,9 +47,28 @@ std::string temp_name_beside(const fs::path& target) {
   std::uint64_t r = 0;
   if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = ::getpid();
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  return (dir / fmt::format(".{}.shmgemm-{}-{:08x}.tmp", target.filename().string(), ::getpid(),
-                            static_cast<std::uint32_t>(r)))
-      .string();
+  const std::string tail = fmt::format(".shmgemm-{}-p{}-{:08x}.tmp", ::getpid(), pid_namespace(),
+                                       static_cast<std::uint32_t>(r));
+  // Shortened so that the whole name fits in NAME_MAX (255) with its dot and tail.
+  std::string name = target.filename().string();
+  name.resize(std::min<std::size_t>(name.size(), 255 - 1 - tail.size()));
+  return (dir / ("." + name + tail)).string();
+}
+
+bool parse_temp_name(std::string_view name, int& pid, std::uint64_t& pid_namespace) {
+  if (name.size() < 2 || name[0] != '.' || !name.ends_with(".tmp")) return false;
+  const std::size_t at = name.rfind(".shmgemm-");
+  if (at == std::string_view::npos || at == 0) return false;
+  const char* p = name.data() + at + 9;
+  const char* end = name.data() + name.size() - 4;
+  const auto [pid_end, e1] = std::from_chars(p, end, pid);
+  if (e1 != std::errc() || pid_end + 2 > end || pid_end[0] != '-' || pid_end[1] != 'p')
+    return false;
+  const auto [ns_end, e2] = std::from_chars(pid_end + 2, end, pid_namespace);
+  if (e2 != std::errc() || ns_end == end || *ns_end != '-') return false;
+  std::uint32_t random = 0;
+  const auto [r_end, e3] = std::from_chars(ns_end + 1, end, random, 16);
+  return e3 == std::errc() && r_end == end && end - (ns_end + 1) == 8;
 }
 
 NpyMapping NpyMapping::open(const fs::path& path) {
@@ -92,80 +113,153 @@ void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
   advise_pages(data() + offset, bytes, MADV_DONTNEED);
 }
 
-void check_output_path(const fs::path& target) {
+OutputTarget resolve_output(const fs::path& target) {
   const std::string what = target.string();
-  if (target.empty() || !target.has_filename())
-    throw Error(ErrorCode::invalid_argument, fmt::format("output '{}': not a file name", what));
-  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
+  auto refuse = [&](const std::string& problem) {
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: {}", what, problem));
+  };
+  if (target.empty() || !target.has_filename()) refuse("not a file name");
+  // Follow symlinks, as np.save's open() does: the file they lead to is the one replaced.
+  fs::path path = target;
+  struct stat st {};
+  bool exists = false;
+  auto check_length = [&](const fs::path& p) {
+    if (p.filename().string().size() > 255)
+      refuse(
+          fmt::format("file name too long ({} bytes; at most 255)", p.filename().string().size()));
+    if (p.string().size() >= 4096)
+      refuse(fmt::format("path too long ({} bytes; at most 4095)", p.string().size()));
+  };
+  for (int hops = 0;; ++hops) {
+    check_length(path);
+    if (::lstat(path.c_str(), &st) != 0) {
+      if (errno != ENOENT) refuse(fmt::format("cannot look at it: {}", std::strerror(errno)));
+      break;
+    }
+    if (!S_ISLNK(st.st_mode)) {
+      exists = true;
+      break;
+    }
+    if (hops == 40) refuse("too many levels of symbolic links");
+    std::error_code ec;
+    const fs::path to = fs::read_symlink(path, ec);
+    if (ec) refuse(fmt::format("cannot read the symbolic link: {}", ec.message()));
+    path = to.is_absolute() ? to : path.parent_path() / to;
+  }
+  if (exists && S_ISDIR(st.st_mode)) refuse("is a directory");
+  if (exists && !S_ISREG(st.st_mode))
+    refuse(
+        fmt::format("is a {}, not a regular file: shmgemm writes its output under a "
+                    "temporary name and renames it into place, which would replace it",
+                    S_ISCHR(st.st_mode)    ? "character device"
+                    : S_ISBLK(st.st_mode)  ? "block device"
+                    : S_ISFIFO(st.st_mode) ? "FIFO"
+                    : S_ISSOCK(st.st_mode) ? "socket"
+                                           : "special file"));
+  if (!path.has_filename()) refuse("not a file name");
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   std::error_code ec;
-  if (!fs::exists(dir, ec))
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("{}: folder '{}' does not exist", what, dir.string()));
-  if (!fs::is_directory(dir, ec))
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("{}: '{}' is not a folder", what, dir.string()));
+  if (!fs::exists(dir, ec)) refuse(fmt::format("folder '{}' does not exist", dir.string()));
+  if (!fs::is_directory(dir, ec)) refuse(fmt::format("'{}' is not a folder", dir.string()));
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw Error(ErrorCode::invalid_argument, fmt::format("{}: folder '{}' is not writable: {}",
-                                                         what, dir.string(), std::strerror(errno)));
-  if (fs::is_directory(target, ec))
-    throw Error(ErrorCode::invalid_argument, fmt::format("{}: is a directory", what));
+    refuse(fmt::format("folder '{}' is not writable: {}", dir.string(), std::strerror(errno)));
+  if (temp_name_beside(path).size() >= 4096)
+    refuse(
+        fmt::format("path too long ({} bytes; with the temporary name beside it, it must stay "
+                    "under 4096)",
+                    path.string().size()));
+  OutputTarget t;
+  t.path = path;
+  t.exists = exists;
+  if (exists) {
+    t.mode = st.st_mode & 07777;
+    t.uid = st.st_uid;
+    t.gid = st.st_gid;
+  }
+  return t;
+}
+
+void check_output_path(const fs::path& target) {
+  resolve_output(target);
 }
 
 NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
                             std::span<const std::uint64_t> shape) {
-  check_output_path(target);
+  const OutputTarget where = resolve_output(target);
   NpyOutput out;
   out.target_ = target.string();
+  out.path_ = where.path.string();
   const std::string header = format_npy_header(dtype, shape);
   out.header_ = parse_npy_header(header, out.target_);
   const std::uint64_t total = out.header_.data_offset + out.header_.data_bytes;
 
   // An unnamed file in the target's folder: nothing to clean up if this process dies. Where
-  // the filesystem has no O_TMPFILE, a named temporary beside the target. 0666 as numpy.save
-  // uses; the umask applies.
-  const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  out.fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
-  if (out.fd_ < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    out.temp_path_ = temp_name_beside(target);
-    out.fd_ = ::open(out.temp_path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0666);
-    if (out.fd_ < 0) out.temp_path_.clear();
+  // the filesystem has no O_TMPFILE, a named temporary beside the target. A new file gets 0666
+  // as numpy.save uses (the umask applies); a replaced one its mode, from the start, so that a
+  // private result is never readable by others, not even while it is computed.
+  const fs::path dir = where.path.parent_path().empty() ? fs::path(".") : where.path.parent_path();
+  const mode_t mode = where.exists ? where.mode & 0777 : 0666;
+  out.fd_.reset(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode));
+  if (!out.fd_ && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    out.temp_path_ = temp_name_beside(where.path);
+    out.fd_.reset(::open(out.temp_path_.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode));
+    if (!out.fd_) out.temp_path_.clear();
   }
-  if (out.fd_ < 0) throw_errno(ErrorCode::resource, out.target_, "cannot create output", errno);
+  if (!out.fd_) throw_errno(ErrorCode::resource, out.target_, "cannot create output", errno);
   // From here on the destructor removes what was created.
-  if (::pwrite(out.fd_, header.data(), header.size(), 0) != static_cast<ssize_t>(header.size()))
-    throw_errno(ErrorCode::resource, out.target_, "cannot write output header", errno);
-  // Reserve the blocks up front so a full disk is an error now, not a SIGBUS mid-run.
-  int err = ::posix_fallocate(out.fd_, 0, static_cast<off_t>(total));
-  if (err == EOPNOTSUPP || err == EINVAL)
-    err = ::ftruncate(out.fd_, static_cast<off_t>(total)) ? errno : 0;
-  if (err == ENOSPC || err == EFBIG) {
+  if (where.exists) {
+    // The old file's owner and group where this process may give them (root, or a group it
+    // belongs to), and its exact mode (the umask took bits off above).
+    if (::fchown(out.fd_.get(), where.uid, where.gid) != 0)
+      static_cast<void>(::fchown(out.fd_.get(), static_cast<uid_t>(-1), where.gid));
+    ::fchmod(out.fd_.get(), where.mode);
+  }
+  auto no_space = [&] {
     struct statvfs st {};
-    const std::uint64_t avail =
-        ::fstatvfs(out.fd_, &st) == 0 ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize : 0;
+    const std::uint64_t avail = ::fstatvfs(out.fd_.get(), &st) == 0
+                                    ? static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize
+                                    : 0;
     throw Error(ErrorCode::resource,
                 fmt::format("{}: not enough space for the output: {} bytes needed, {} free",
                             out.target_, total, avail));
-  }
+  };
+  // Reserve the blocks up front so a full disk is an error now, not a SIGBUS mid-run.
+  int err = ::posix_fallocate(out.fd_.get(), 0, static_cast<off_t>(total));
+  if (err == EOPNOTSUPP || err == EINVAL)
+    err = ::ftruncate(out.fd_.get(), static_cast<off_t>(total)) ? errno : 0;
+  if (err == ENOSPC || err == EFBIG || err == EDQUOT) no_space();
   if (err != 0) throw_errno(ErrorCode::resource, out.target_, "cannot reserve space", err);
-  out.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", out.fd_), true);
+  if (::pwrite(out.fd_.get(), header.data(), header.size(), 0) !=
+      static_cast<ssize_t>(header.size())) {
+    if (errno == ENOSPC || errno == EDQUOT) no_space();
+    throw_errno(ErrorCode::resource, out.target_, "cannot write output header", errno);
+  }
+  try {
+    out.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", out.fd_.get()), true);
+  } catch (const Error& e) {
+    // Name the output, not the descriptor it was mapped through.
+    const std::string why = e.what();
+    throw Error(e.code(), fmt::format("{}: cannot map the output: {}", out.target_,
+                                      why.substr(why.find(": cannot map: ") + 14)));
+  }
   return out;
 }
 
 NpyOutput::NpyOutput(NpyOutput&& other) noexcept
     : target_(std::move(other.target_)),
+      path_(std::move(other.path_)),
       temp_path_(std::exchange(other.temp_path_, {})),
-      fd_(std::exchange(other.fd_, -1)),
+      fd_(std::move(other.fd_)),
       header_(std::move(other.header_)),
       region_(std::move(other.region_)),
       committed_(other.committed_) {}
 
 NpyOutput::~NpyOutput() {
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
-  if (fd_ >= 0) ::close(fd_);
 }
 
 std::string NpyOutput::path_for_workers() const {
-  return temp_path_.empty() ? fmt::format("/proc/{}/fd/{}", ::getpid(), fd_) : temp_path_;
+  return temp_path_.empty() ? fmt::format("/proc/{}/fd/{}", ::getpid(), fd_.get()) : temp_path_;
 }
 
 MatrixRef NpyOutput::matrix() const {
@@ -173,20 +267,30 @@ MatrixRef NpyOutput::matrix() const {
   return {data(), ref.rows, ref.cols, ref.ld, ref.layout};
 }
 
-void NpyOutput::commit() {
+void NpyOutput::commit(bool durable) {
+  if (durable && ::fdatasync(fd_.get()) != 0)
+    throw_errno(ErrorCode::resource, target_, "cannot write the output to disk", errno);
   if (temp_path_.empty()) {
     // Give the unnamed file a temporary name (linkat cannot replace), then rename it over the
     // target in one step.
-    const std::string named = temp_name_beside(target_);
-    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_).c_str(), AT_FDCWD, named.c_str(),
-                 AT_SYMLINK_FOLLOW) != 0)
+    const std::string named = temp_name_beside(path_);
+    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_.get()).c_str(), AT_FDCWD,
+                 named.c_str(), AT_SYMLINK_FOLLOW) != 0)
       throw_errno(ErrorCode::resource, target_, "cannot link the finished output", errno);
     temp_path_ = named;
   }
-  if (::rename(temp_path_.c_str(), target_.c_str()) != 0)
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0)
     throw_errno(ErrorCode::resource, target_, "cannot rename the finished output into place",
                 errno);
   committed_ = true;
+  if (durable) {
+    // The rename itself reaches the disk with the folder.
+    const fs::path dir =
+        fs::path(path_).parent_path().empty() ? fs::path(".") : fs::path(path_).parent_path();
+    const Fd folder(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!folder || ::fsync(folder.get()) != 0)
+      throw_errno(ErrorCode::resource, target_, "cannot write the output's folder to disk", errno);
+  }
 }
 
 }  // namespace shmgemm

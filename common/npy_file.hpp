@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/dtype.hpp"
+#include "common/fd.hpp"
 #include "common/matrix.hpp"
 #include "common/npy.hpp"
 
@@ -41,13 +42,35 @@ class NpyMapping {
   boost::interprocess::mapped_region region_;
 };
 
-// Checks that an output can be written at `target`: its folder exists and is writable, and
-// `target` is not a folder. Throws Error(invalid_argument) naming the path.
+// Where an output named `target` is written, by one rule for every program that writes one:
+// - a symlink is followed (a chain of them too, dangling or not), as np.save writes through
+//   it, and the file it names is the target;
+// - a regular file there is replaced in one rename, and the new file keeps its mode (and its
+//   owner and group where this process may set them); hard links to the old file keep the old
+//   contents, as after any atomic replacement;
+// - no file there: a new one, mode 0666 less the umask, as np.save makes it;
+// - a folder, device, FIFO or socket there is refused;
+// and the folder must exist and be writable, and the name fit (NAME_MAX, PATH_MAX).
+// Throws Error(invalid_argument) naming `target` and the problem.
+struct OutputTarget {
+  std::filesystem::path path;  // the file to create or replace (symlinks resolved)
+  bool exists = false;         // a regular file is there now
+  unsigned mode = 0;           // its permission bits, when it exists
+  unsigned uid = 0, gid = 0;   // its owner and group, when it exists
+};
+OutputTarget resolve_output(const std::filesystem::path& target);
+
+// resolve_output(target), for the check alone.
 void check_output_path(const std::filesystem::path& target);
 
-// A name for a temporary file beside `target`, unique to this process and hidden (a leading dot):
-// ".C.npy.shmgemm-PID-RANDOM.tmp".
+// A name for a temporary file beside `target`, unique to this process and hidden (a leading
+// dot): ".C.npy.shmgemm-PID-pNAMESPACE-RANDOM.tmp", the target's name shortened so that the
+// whole fits in NAME_MAX. `shmgemm gc FOLDER` finds those of coordinators that are gone.
 std::string temp_name_beside(const std::filesystem::path& target);
+
+// Whether `name` (a file name, no folder) is such a temporary; sets the coordinator's pid and
+// PID namespace.
+bool parse_temp_name(std::string_view name, int& pid, std::uint64_t& pid_namespace);
 
 // A new .npy file being written: an unnamed file (O_TMPFILE) in the target's folder, or a
 // named temporary beside the target where the filesystem has no O_TMPFILE, created at its final
@@ -78,14 +101,17 @@ class NpyOutput {
   // page cache, dirty, and reach the file as usual.
   void drop_pages(std::uint64_t offset, std::uint64_t bytes) const;
 
-  // Renames the temporary file over the target. Throws Error naming the target on failure.
-  void commit();
+  // Renames the temporary file over the target. With `durable`, the data reach the disk first
+  // (fdatasync) and the folder's new entry after (fsync), so that a power loss leaves either
+  // the old file or the whole new one. Throws Error naming the target on failure.
+  void commit(bool durable = false);
 
  private:
   NpyOutput() = default;
-  std::string target_;
+  std::string target_;     // as the caller named it, for messages
+  std::string path_;       // the file replaced (symlinks resolved)
   std::string temp_path_;  // empty while the file is unnamed
-  int fd_ = -1;
+  Fd fd_;
   NpyHeader header_;
   boost::interprocess::mapped_region region_;
   bool committed_ = false;

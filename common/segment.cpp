@@ -82,6 +82,11 @@ std::string segment_name_prefix(pid_t pid) {
   return fmt::format("{}{}-p{}-", kSegmentPrefix, pid, pid_namespace());
 }
 
+bool process_alive_since(pid_t pid, double made) {
+  const auto started = process_start_time(pid);
+  return started && *started <= made + 1.0;
+}
+
 void check_shm_room(std::uint64_t bytes, std::string_view purpose) {
   const std::uint64_t free = shm_free_bytes();
   if (bytes > free)
@@ -113,9 +118,8 @@ std::vector<SegmentEntry> list_segments() {
     e.bytes = static_cast<std::uint64_t>(st.st_size);
     e.owner = st.st_uid;
     // A pid that runs but started after the segment was made is a reused pid, not its maker.
-    const auto started = process_start_time(e.coordinator);
     const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-    e.coordinator_alive = e.foreign_namespace || (started && *started <= made + 1.0);
+    e.coordinator_alive = e.foreign_namespace || process_alive_since(e.coordinator, made);
     found.push_back(e);
   }
   return found;

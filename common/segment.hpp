@@ -33,6 +33,10 @@ std::string make_segment_name(std::string_view role);
 // free, and what they are for (`purpose`).
 void check_shm_room(std::uint64_t bytes, std::string_view purpose);
 
+// Whether process `pid` runs and started before `made` (seconds since the epoch, as a file's
+// ctime): a pid that started later is a reused one, not the maker of what was made.
+bool process_alive_since(pid_t pid, double made);
+
 // A segment of ours found in /dev/shm.
 struct SegmentEntry {
   std::string name;

@@ -73,7 +73,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   auto finish = [&](NpyOutput& out) {
     // An interrupt that came during a step that cannot be stopped still leaves C.npy alone.
     detail::throw_if_interrupted();
-    out.commit();
+    out.commit(options.fsync);
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;

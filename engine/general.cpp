@@ -123,7 +123,7 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b, const MatmulSh
   NpyOutput out = NpyOutput::create(out_path, result, shape.out_shape);
   auto finish = [&] {
     throw_if_interrupted();
-    out.commit();
+    out.commit(options.fsync);
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;

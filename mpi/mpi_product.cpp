@@ -173,7 +173,10 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
                 ErrorCode::resource);
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
-    if (topo.rank == 0) reserve(temp.path(), out_bytes, out_path.string());
+    if (topo.rank == 0) {
+      temp.keep_mode();
+      reserve(temp.path(), out_bytes, out_path.string());
+    }
   });
   r.phases.open_output = slowest(since(t));
 

@@ -24,7 +24,8 @@ TempOutput::TempOutput(MPI_Comm comm, const std::filesystem::path& target) : tar
   int rank = 0;
   MPI_Comm_rank(comm, &rank);
   owner_ = rank == 0;
-  path_ = broadcast_string(comm, owner_ ? temp_name_beside(target) : std::string(), 0);
+  if (owner_) where_ = resolve_output(target);
+  path_ = broadcast_string(comm, owner_ ? temp_name_beside(where_.path) : std::string(), 0);
   std::snprintf(g_temp_output, sizeof g_temp_output, "%s", path_.c_str());
 }
 
@@ -33,8 +34,16 @@ TempOutput::~TempOutput() {
   g_temp_output[0] = '\0';
 }
 
+void TempOutput::keep_mode() {
+  if (!owner_ || !where_.exists) return;
+  if (::chown(path_.c_str(), where_.uid, where_.gid) != 0)
+    static_cast<void>(::chown(path_.c_str(), static_cast<uid_t>(-1), where_.gid));
+  ::chmod(path_.c_str(), where_.mode);
+}
+
 void TempOutput::commit() {
-  if (owner_ && ::rename(path_.c_str(), target_.c_str()) != 0)
+  keep_mode();
+  if (owner_ && ::rename(path_.c_str(), where_.path.c_str()) != 0)
     throw Error(ErrorCode::resource, fmt::format("{}: cannot rename {} into place: {}",
                                                  target_.string(), path_, std::strerror(errno)));
   committed_ = true;

@@ -5,23 +5,31 @@
 #include <mpi.h>
 
 #include <filesystem>
+
 #include <string>
+#include "common/npy_file.hpp"
 
 namespace shmgemm::mpi {
 
 class TempOutput {
  public:
-  // Collective on `comm`: rank 0 chooses the name (temp_name_beside) and tells the others.
+  // Collective on `comm`: rank 0 resolves the target (resolve_output: the rule every output
+  // follows), chooses the name (temp_name_beside) and tells the others.
   TempOutput(MPI_Comm comm, const std::filesystem::path& target);
   TempOutput(const TempOutput&) = delete;
   TempOutput& operator=(const TempOutput&) = delete;
   ~TempOutput();
   const std::string& path() const { return path_; }
-  // Rank 0 renames the file over the target. Throws Error naming the target.
+  // Rank 0 gives the temporary file the replaced file's mode and owner (call it once the file
+  // exists, so that a private result is never readable by others). Idempotent.
+  void keep_mode();
+  // Rank 0 gives the file the replaced file's mode and owner, and renames it over the target.
+  // Throws Error naming the target.
   void commit();
 
  private:
   std::filesystem::path target_;
+  OutputTarget where_;  // rank 0's: the file replaced (symlinks resolved), the mode it keeps
   std::string path_;
   bool owner_ = false;
   bool committed_ = false;

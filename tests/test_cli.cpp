@@ -1,5 +1,9 @@
 // The shmgemm executable, end to end: success, --json, --help, gen, and every bad input.
 #include <doctest/doctest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -273,4 +277,149 @@ TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy g
                    0) == 0);
   CHECK(test::count_lines(text) == 9);
   CHECK(test::read_file(png).rfind("\x89PNG", 0) == 0);
+}
+
+TEST_CASE(
+    "one rule for every output: mode and owner kept, symlinks followed, special files refused") {
+  namespace fs = std::filesystem;
+  Fixture f;
+  const std::string a = f.p("A.npy"), b = f.p("B.npy");
+  const std::string expected = [&] {
+    REQUIRE(test::run({test::cli_path(), "multiply", a, b, "-o", f.p("ref.npy")}).status == 0);
+    const std::string bytes = test::read_file(f.tmp / "ref.npy");
+    fs::remove(f.tmp / "ref.npy");
+    return bytes;
+  }();
+  // Each writer: multiply, and gen (whose bytes are its own, checked for the .npy magic).
+  auto write = [&](const std::string& out, bool gen) {
+    return gen ? test::run({test::cli_path(), "gen", "--shape", "4x5", "-o", out})
+               : test::run({test::cli_path(), "multiply", a, b, "-o", out});
+  };
+  auto wrote = [&](const fs::path& file, bool gen) {
+    const std::string bytes = test::read_file(file);
+    return gen ? bytes.rfind("\x93NUMPY", 0) == 0 : bytes == expected;
+  };
+  for (bool gen : {false, true}) {
+    CAPTURE(gen);
+    // A private regular file stays private, and keeps its owner.
+    const fs::path priv = f.tmp / "private.npy";
+    test::write_file(priv, "old");
+    ::chmod(priv.c_str(), 0600);
+    const bool root = ::geteuid() == 0;
+    if (root) REQUIRE(::chown(priv.c_str(), 65534, 65534) == 0);
+    const test::RunResult r1 = write(priv.string(), gen);
+    CAPTURE(r1.err);
+    CHECK(r1.status == 0);
+    struct stat st {};
+    REQUIRE(::stat(priv.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0600);
+    if (root) CHECK(st.st_uid == 65534);
+    if (root) CHECK(st.st_gid == 65534);
+    CHECK(wrote(priv, gen));
+
+    // A symlink is followed: the link stays, the file it names is replaced; a dangling one
+    // creates the file it names, as np.save does.
+    fs::create_directory(f.tmp / "real");
+    test::write_file(f.tmp / "real" / "target.npy", "old");
+    fs::create_symlink("real/target.npy", f.tmp / "link.npy");
+    CHECK(write(f.p("link.npy"), gen).status == 0);
+    CHECK(fs::is_symlink(f.tmp / "link.npy"));
+    CHECK(wrote(f.tmp / "real" / "target.npy", gen));
+    fs::create_symlink("real/new.npy", f.tmp / "dangling.npy");
+    CHECK(write(f.p("dangling.npy"), gen).status == 0);
+    CHECK(fs::is_symlink(f.tmp / "dangling.npy"));
+    CHECK(wrote(f.tmp / "real" / "new.npy", gen));
+    fs::remove_all(f.tmp / "real");
+    fs::remove(f.tmp / "link.npy");
+    fs::remove(f.tmp / "dangling.npy");
+    fs::remove(priv);
+  }
+
+  // A FIFO, a socket and (as root) a character device are refused before any work: one line,
+  // nothing replaced.
+  const fs::path fifo = f.tmp / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0644) == 0);
+  f.expect_failure({a, b, "-o", fifo.string()}, "is a FIFO, not a regular file");
+  CHECK(fs::is_fifo(fifo));
+  const test::RunResult g = test::run({test::cli_path(), "gen", "--shape", "3", "-o", fifo});
+  CHECK(g.status == 1);
+  CHECK(contains(g.err, "is a FIFO"));
+  CHECK(fs::is_fifo(fifo));
+  fs::remove(fifo);
+  const fs::path sock = f.tmp / "sock";
+  const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock.c_str());
+  REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  f.expect_failure({a, b, "-o", sock.string()}, "is a socket, not a regular file");
+  CHECK(fs::is_socket(sock));
+  ::close(s);
+  fs::remove(sock);
+  if (::geteuid() == 0) {
+    const fs::path dev = f.tmp / "null";
+    REQUIRE(::mknod(dev.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0);
+    f.expect_failure({a, b, "-o", dev.string()}, "is a character device, not a regular file");
+    CHECK(fs::is_character_file(dev));
+    fs::remove(dev);
+  }
+}
+
+TEST_CASE("an output name too long for its temporary name fails before computing") {
+  Fixture f;
+  const std::string a = f.p("A.npy"), b = f.p("B.npy");
+  // 240 characters fit in NAME_MAX; the temporary name beside it is shortened to fit too.
+  const std::string long_name = std::string(236, 'c') + ".npy";
+  const test::RunResult r = test::run({test::cli_path(), "multiply", a, b, "-o", f.p(long_name)});
+  CAPTURE(r.err);
+  CHECK(r.status == 0);
+  CHECK(std::filesystem::exists(f.tmp / long_name));
+  std::filesystem::remove(f.tmp / long_name);
+  // 256 do not: refused at once.
+  f.expect_failure({a, b, "-o", f.p(std::string(252, 'c') + ".npy")}, "file name too long");
+}
+
+TEST_CASE("--fsync writes C and then the folder to disk around the rename; without it, neither") {
+  if (::access("/usr/bin/strace", X_OK) != 0) {
+    MESSAGE("skipped: needs strace to see the system calls");
+    return;
+  }
+  Fixture f;
+  for (bool durable : {false, true}) {
+    CAPTURE(durable);
+    const std::string trace = f.p(durable ? "trace-fsync" : "trace-plain");
+    std::vector<std::string> argv = {"/usr/bin/strace",
+                                     "-f",
+                                     "-e",
+                                     "trace=fdatasync,fsync,rename",
+                                     "-o",
+                                     trace,
+                                     test::cli_path(),
+                                     "multiply",
+                                     f.p("A.npy"),
+                                     f.p("B.npy"),
+                                     "-o",
+                                     f.p("C.npy")};
+    if (durable) argv.push_back("--fsync");
+    const test::RunResult r = test::run(argv);
+    CAPTURE(r.err);
+    if (r.status != 0 && contains(r.err, "PTRACE")) {
+      MESSAGE("skipped: ptrace is not permitted here");
+      return;
+    }
+    REQUIRE(r.status == 0);
+    const std::string calls = test::read_file(trace);
+    CAPTURE(calls);
+    const std::size_t data = calls.find("fdatasync("), rename = calls.find("rename("),
+                      folder = calls.find("fsync(", rename == std::string::npos ? 0 : rename);
+    REQUIRE(rename != std::string::npos);
+    if (durable) {
+      CHECK(data < rename);                // C reaches the disk before it takes the name
+      CHECK(folder != std::string::npos);  // and the folder's entry after
+    } else {
+      CHECK(data == std::string::npos);
+      CHECK(folder == std::string::npos);
+    }
+    CHECK(test::read_file(f.tmp / "C.npy").rfind("\x93NUMPY", 0) == 0);
+  }
 }

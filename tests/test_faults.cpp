@@ -286,6 +286,21 @@ TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
   CHECK(std::filesystem::exists("/dev/shm/" + foreign));
   ::shm_unlink(("/" + live).c_str());
   ::shm_unlink(("/" + foreign).c_str());
+
+  // Temporary outputs in a folder named on the command line: a dead coordinator's goes, a
+  // running one's stays, a file that only looks alike is left alone.
+  TempDir dir;
+  const std::string gone_tmp =
+      fmt::format(".C.npy.shmgemm-{}-p{}-deadbeef.tmp", dead, pid_namespace());
+  const std::string live_tmp =
+      fmt::format(".C.npy.shmgemm-{}-p{}-feedface.tmp", ::getpid(), pid_namespace());
+  for (const std::string& name : {gone_tmp, live_tmp, std::string(".C.npy.other.tmp")})
+    test::write_file(dir / name, "partial");
+  const test::RunResult files = test::run({test::cli_path(), "gc", dir.path().string()});
+  CAPTURE(files.out);
+  CHECK(files.status == 0);
+  CHECK(contains(files.out, "removed " + (dir / gone_tmp).string()));
+  CHECK(names_in(dir.path()) == std::vector<std::string>{".C.npy.other.tmp", live_tmp});
 }
 
 TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing") {

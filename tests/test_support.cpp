@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -235,7 +236,10 @@ std::vector<std::string> names_in(const fs::path& dir) {
 }
 
 std::string cli_path() {
-  return SHMGEMM_CLI;
+  // SHMGEMM_TEST_CLI runs the tests against another build (an older one, to see a new test
+  // fail there first).
+  const char* other = std::getenv("SHMGEMM_TEST_CLI");
+  return other && *other ? other : SHMGEMM_CLI;
 }
 std::string worker_path() {
   return SHMGEMM_WORKER_EXE;

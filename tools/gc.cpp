@@ -1,16 +1,28 @@
 // `shmgemm gc`: removes the segments of coordinators that died before they could.
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <boost/interprocess/shared_memory_object.hpp>
 
+#include "common/npy_file.hpp"
 #include "common/segment.hpp"
 #include "tools/commands.hpp"
 
 namespace shmgemm::cli {
 namespace {
 
-int run_gc(bool dry_run) {
+struct GcArgs {
+  bool dry_run = false;
+  std::vector<std::string> folders;
+};
+
+int run_gc(const GcArgs& args) {
+  const bool dry_run = args.dry_run;
   std::size_t removed = 0, kept = 0;
   std::uint64_t freed = 0;
   for (const SegmentEntry& e : list_segments()) {
@@ -33,24 +45,69 @@ int run_gc(bool dry_run) {
     fmt::print("{} /dev/shm/{} ({} bytes): coordinator {} is gone\n",
                dry_run ? "would remove" : "removed", e.name, e.bytes, e.coordinator);
   }
-  fmt::print("{} {} segments ({} bytes), kept {}\n", dry_run ? "would remove" : "removed", removed,
-             freed, kept);
-  return 0;
+  // Temporary outputs (".C.npy.shmgemm-<pid>-p<ns>-<random>.tmp") that a coordinator killed
+  // at the very end (between naming its finished output and renaming it) left in a folder.
+  std::size_t files = 0;
+  int status = 0;
+  for (const std::string& folder : args.folders) {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(folder, ec);
+    if (ec) {
+      fmt::print(stderr, "shmgemm: gc {}: {}\n", folder, ec.message());
+      status = 1;
+      continue;
+    }
+    for (const auto& entry : it) {
+      const std::string name = entry.path().filename().string();
+      int pid = 0;
+      std::uint64_t ns = 0;
+      struct stat st {};
+      if (!parse_temp_name(name, pid, ns) || ::lstat(entry.path().c_str(), &st) != 0 ||
+          !S_ISREG(st.st_mode))
+        continue;
+      const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
+      const char* why_kept = st.st_uid != ::geteuid()         ? "owned by another user"
+                             : ns != pid_namespace()          ? "made in another PID namespace"
+                             : process_alive_since(pid, made) ? "its coordinator is running"
+                                                              : nullptr;
+      if (why_kept) {
+        fmt::print("kept    {} ({} bytes): {}\n", entry.path().string(), st.st_size, why_kept);
+        continue;
+      }
+      if (!dry_run && ::unlink(entry.path().c_str()) != 0) {
+        fmt::print(stderr, "shmgemm: cannot remove {}: {}\n", entry.path().string(),
+                   std::strerror(errno));
+        status = 1;
+        continue;
+      }
+      ++files;
+      freed += static_cast<std::uint64_t>(st.st_size);
+      fmt::print("{} {} ({} bytes): coordinator {} is gone\n", dry_run ? "would remove" : "removed",
+                 entry.path().string(), st.st_size, pid);
+    }
+  }
+  fmt::print("{} {} segments and {} temporary files ({} bytes), kept {}\n",
+             dry_run ? "would remove" : "removed", removed, files, freed, kept);
+  return status;
 }
 
 }  // namespace
 
 void add_gc(CLI::App& app, Action& action) {
-  auto dry_run = std::make_shared<bool>(false);
+  auto args = std::make_shared<GcArgs>();
   CLI::App* cmd = app.add_subcommand(
       "gc",
       "List shmgemm segments in /dev/shm and remove those of coordinators that are no longer "
       "running (a coordinator killed before its workers attached). Segment names carry the "
       "coordinator's pid and PID namespace: shmgemm-<pid>-p<namespace>-<counter>-<role>-<random>. "
       "Only your own are removed, and only those made in this PID namespace (containers that "
-      "share /dev/shm see each other's segments, not each other's processes).");
-  cmd->add_flag("-n,--dry-run", *dry_run, "list what would be removed, remove nothing");
-  cmd->callback([dry_run, &action] { action = [dry_run] { return run_gc(*dry_run); }; });
+      "share /dev/shm see each other's segments, not each other's processes). With FOLDERs, also "
+      "the hidden temporary outputs (.C.npy.shmgemm-<pid>-p<namespace>-<random>.tmp) that a "
+      "coordinator killed while renaming its output into place left there.");
+  cmd->add_flag("-n,--dry-run", args->dry_run, "list what would be removed, remove nothing");
+  cmd->add_option("FOLDER", args->folders,
+                  "folders to search for temporary outputs left behind (default: none)");
+  cmd->callback([args, &action] { action = [args] { return run_gc(*args); }; });
 }
 
 }  // namespace shmgemm::cli

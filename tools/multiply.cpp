@@ -27,7 +27,7 @@ struct MultiplyArgs {
 // --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
 int run_multiply_mpi(const MultiplyArgs& args) {
   for (const char* option :
-       {"--backing", "--inputs", "--rows-per-step", "--retries", "--in-process"})
+       {"--backing", "--inputs", "--rows-per-step", "--retries", "--in-process", "--fsync"})
     if (args.cmd->count(option) > 0)
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
@@ -133,6 +133,10 @@ void add_multiply(CLI::App& app, Action& action) {
   args->cmd = cmd;
   cmd->add_flag("--in-process", args->options.in_process,
                 "no workers: one OpenBLAS call in this process (the single-process reference)");
+  cmd->add_flag("--fsync", args->options.fsync,
+                "write C to disk (fdatasync) before renaming it into place, and the folder after: "
+                "after a power loss the output is the old file or the whole new one (costs the "
+                "time the disk takes to write C; without it the kernel writes C back later)");
   cmd->add_flag("--json", args->json, "print one JSON object with the run's figures on stdout");
   cmd->add_flag("--explain", args->explain,
                 "say which plan was chosen and why (the cost model's predictions)");

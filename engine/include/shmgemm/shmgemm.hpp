@@ -46,6 +46,10 @@ struct Options {
   // Pool: bytes of its shared arena; 0: half of /dev/shm's free space. Pages are reserved as
   // they are allocated, so a large arena costs nothing until used.
   std::size_t pool_bytes = 0;
+  // multiply_npy: write the output to disk (fdatasync) before renaming it into place, and the
+  // folder after (fsync), so that after a power loss the output is the old file or the whole
+  // new one, never a valid-looking file of zeros. Costs the time the disk takes to write C.
+  bool fsync = false;
   // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
   // signal 9; retrying (1 of 2)"). May be empty.
   std::function<void(const std::string&)> on_retry;

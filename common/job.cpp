@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "shmgemm/error.hpp"
+
 namespace shmgemm {
 namespace {
 
@@ -153,6 +155,14 @@ std::uint64_t prepared_elements(const GeneralJob& g, std::uint64_t k, std::uint6
 
 std::uint64_t operand_extent(const OperandRef& ref, DType dtype) {
   return matrix_extent_bytes(ref.rows, ref.cols, ref.ld, ref.layout, item_size(dtype)).value_or(0);
+}
+
+void check_operand_name(std::string_view name) {
+  if (name.size() >= kMaxOperandName)
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("operand name of {} bytes does not fit in the job descriptor (at most "
+                            "{}): {:.60}...",
+                            name.size(), kMaxOperandName - 1, name));
 }
 
 const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string& problem) {

@@ -139,10 +139,15 @@ void copy_name(char (&field)[N], std::string_view text) {
   field[len] = '\0';
 }
 
+// Throws Error(invalid_argument) when `name` does not fit in an operand's name field: a name
+// cut short could name another file.
+void check_operand_name(std::string_view name);
+
 // `m`'s shape and layout as a job operand found by `name` at byte `offset`.
 template <class Byte>
 OperandRef operand_ref(const BasicMatrixRef<Byte>& m, Storage storage, std::string_view name,
                        std::uint64_t offset) {
+  check_operand_name(name);
   OperandRef r;
   r.storage = storage;
   r.layout = m.layout;

@@ -74,16 +74,28 @@ bool parse_temp_name(std::string_view name, int& pid, std::uint64_t& pid_namespa
 NpyMapping NpyMapping::open(const fs::path& path) {
   NpyMapping m;
   m.path_ = path.string();
+  // Opened once: every later look (size, mapping, spawned workers) is at this file, whatever
+  // the name comes to mean. O_NONBLOCK: a FIFO given as an operand must not block the open.
+  m.fd_.reset(::open(m.path_.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!m.fd_) {
+    const int err = errno;
+    if (err == ENOENT || err == EACCES || err == ELOOP || err == ENAMETOOLONG || err == ENOTDIR)
+      throw_errno(ErrorCode::bad_file, m.path_, "cannot open", err);
+    throw_errno(ErrorCode::resource, m.path_, "cannot open", err);
+  }
   struct stat st {};
-  if (::stat(m.path_.c_str(), &st) != 0)
+  if (::fstat(m.fd_.get(), &st) != 0)
     throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
   if (S_ISDIR(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": is a directory");
   if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": not a regular file");
-  if (::access(m.path_.c_str(), R_OK) != 0)
-    throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
   if (st.st_size == 0) throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
 
-  m.region_ = map_whole_file(m.path_, false);
+  try {
+    m.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", m.fd_.get()), false);
+  } catch (const Error& e) {
+    const std::string why = e.what();
+    throw Error(e.code(), m.path_ + why.substr(why.find(": cannot map: ")));
+  }
   const auto* base = static_cast<const char*>(m.region_.get_address());
   const std::size_t size = m.region_.get_size();
   m.header_ = parse_npy_header(std::string_view(base, std::min(size, kNpyPrefixBytes)), m.path_);
@@ -99,6 +111,10 @@ NpyMapping NpyMapping::open(const fs::path& path) {
                             m.header_.data_bytes, m.header_.data_offset,
                             size - std::min<std::uint64_t>(size, m.header_.data_offset)));
   return m;
+}
+
+std::string NpyMapping::path_for_workers() const {
+  return fmt::format("/proc/{}/fd/{}", ::getpid(), fd_.get());
 }
 
 ConstMatrixRef NpyMapping::matrix() const {

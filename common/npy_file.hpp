@@ -26,6 +26,9 @@ class NpyMapping {
 
   const NpyHeader& header() const { return header_; }
   const std::string& path() const { return path_; }
+  // How another process (a spawned worker) maps exactly the file this mapping validated, even
+  // if the name has since been given to another file: /proc/<pid>/fd/<fd>.
+  std::string path_for_workers() const;
   const std::byte* data() const {
     return static_cast<const std::byte*>(region_.get_address()) + header_.data_offset;
   }
@@ -38,6 +41,7 @@ class NpyMapping {
 
  private:
   std::string path_;
+  Fd fd_;  // the file opened once: mapped, and handed to spawned workers, by this descriptor
   NpyHeader header_;
   boost::interprocess::mapped_region region_;
 };

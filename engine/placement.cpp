@@ -12,10 +12,6 @@
 namespace shmgemm::detail {
 namespace {
 
-std::string absolute(const std::string& path) {
-  return std::filesystem::absolute(path).string();
-}
-
 std::uint64_t extent(const ConstMatrixRef& m, std::size_t item) {
   return matrix_extent_bytes(m.rows, m.cols, m.ld, m.layout, item).value_or(0);
 }
@@ -45,9 +41,9 @@ Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& 
     : item_(item_size(a.header().dtype)) {
   if (backing == Backing::file) {
     a_ = {a.matrix(),
-          operand_ref(a.matrix(), Storage::file, absolute(a.path()), a.header().data_offset)};
+          operand_ref(a.matrix(), Storage::file, a.path_for_workers(), a.header().data_offset)};
     b_ = {b.matrix(),
-          operand_ref(b.matrix(), Storage::file, absolute(b.path()), b.header().data_offset)};
+          operand_ref(b.matrix(), Storage::file, b.path_for_workers(), b.header().data_offset)};
     c_ = {out.matrix(), operand_ref(out.matrix(), Storage::file, out.path_for_workers(),
                                     out.header().data_offset)};
     return;

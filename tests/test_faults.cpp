@@ -412,3 +412,62 @@ TEST_CASE("shmgemm gc in another PID namespace leaves a running job's segments a
   CHECK(r.status == 128 + SIGTERM);
   ops.check_untouched(r.pid);
 }
+
+TEST_CASE("spawned workers map exactly the files the coordinator checked") {
+  namespace fs = std::filesystem;
+  std::mt19937_64 rng(4);
+  const test::Dense a1 = test::random_dense(512, 64, rng), a2 = test::random_dense(512, 64, rng),
+                    b = test::random_dense(64, 32, rng);
+  const test::Dense c1 = test::reference_product(a1, b), c2 = test::reference_product(a2, b);
+  const double tol = test::tolerance(DType::float64, 64);
+  TempDir tmp;
+  test::write_file(tmp / "A1.npy", test::npy_bytes(a1, DType::float64));
+  test::write_file(tmp / "A2.npy", test::npy_bytes(a2, DType::float64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::float64));
+  const std::string dir = tmp.path().string(), cli = test::cli_path();
+
+  SUBCASE("an input replaced by rename mid-run: each result is one matrix's product, never a mix") {
+    // The normal safe way to update a file, while spawned workers start up.
+    std::string script;
+    const int runs = 30;
+    for (int i = 0; i < runs; ++i)
+      script += fmt::format(
+          "cp {0}/A1.npy {0}/A.npy; cp {0}/A2.npy {0}/A.new; "
+          "{1} multiply {0}/A.npy {0}/B.npy -o {0}/C{2}.npy --launch spawn -w 2 >/dev/null & "
+          "sleep 0.00{3}; mv {0}/A.new {0}/A.npy; wait; ",
+          dir, cli, i, i % 10);
+    const test::RunResult r = test::run({"/bin/sh", "-c", script});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    int mixed = 0;
+    for (int i = 0; i < runs; ++i) {
+      const test::Dense c = test::read_npy(tmp / fmt::format("C{}.npy", i));
+      mixed += test::max_rel_diff(c, c1) <= tol || test::max_rel_diff(c, c2) <= tol ? 0 : 1;
+    }
+    CHECK(mixed == 0);
+  }
+
+  SUBCASE("a path longer than the job descriptor's name field is never cut to another file") {
+    // The folder's absolute path is 4,089 bytes: ".../x.npyZ" is 4,096, one more than a name
+    // field holds, and cut short it would name x.npy, another file.
+    fs::path deep = tmp.path();
+    std::string mk = fmt::format("cd {} && ", dir);
+    std::size_t length = dir.size();
+    while (length < 4089) {
+      const std::size_t part = std::min<std::size_t>(200, 4089 - length - 1);
+      const std::string name(part, 'd');
+      mk += fmt::format("mkdir {0} && cd {0} && ", name);
+      length += part + 1;
+    }
+    const std::string script =
+        mk + fmt::format(
+                 "cp {0}/A1.npy x.npy && cp {0}/A2.npy x.npyZ && "
+                 "{1} multiply x.npyZ {0}/B.npy -o C.npy --launch spawn -w 2 >/dev/null "
+                 "&& cp C.npy {0}/C-deep.npy && test ${{#PWD}} -eq 4089",
+                 dir, cli);
+    const test::RunResult r = test::run({"/bin/bash", "-c", script});
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    CHECK(test::max_rel_diff(test::read_npy(tmp / "C-deep.npy"), c2) <= tol);
+  }
+}

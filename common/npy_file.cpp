@@ -149,7 +149,9 @@ OutputTarget resolve_output(const fs::path& target) {
   for (int hops = 0;; ++hops) {
     check_length(path);
     if (::lstat(path.c_str(), &st) != 0) {
-      if (errno != ENOENT) refuse(fmt::format("cannot look at it: {}", std::strerror(errno)));
+      // Missing: created new; a component that is no folder: reported below.
+      if (errno != ENOENT && errno != ENOTDIR)
+        refuse(fmt::format("cannot look at it: {}", std::strerror(errno)));
       break;
     }
     if (!S_ISLNK(st.st_mode)) {

@@ -17,18 +17,6 @@
 #include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
-namespace {
-
-void check_options(const Options& o) {
-  if (o.workers > kMaxWorkers)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("--workers {}: at most {} workers", o.workers, kMaxWorkers));
-  if (o.threads_per_worker > 1024)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("--threads {}: at most 1024 threads", o.threads_per_worker));
-}
-
-}  // namespace
 
 double Report::gflops() const {
   return seconds > 0 ? 2.0 * double(batch) * double(m) * double(n) * double(k) / seconds / 1e9
@@ -53,7 +41,7 @@ std::string_view to_string(Backing backing) {
 Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                     const std::filesystem::path& out_path, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
-  check_options(options);
+  detail::check_options(options, detail::Entry::files);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
   // numpy's shape rules and messages for every product, the 2-D float ones included.

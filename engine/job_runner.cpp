@@ -126,7 +126,11 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   job->n = n;
   // Chunks of rows a whole number of row blocks long, so chunk edges stay cache-line aligned.
   job->copy_inputs = options.copy_inputs ? 1 : 0;
-  job->chunk_rows = (kChunkRows + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
+  // Streaming (larger than memory): each worker releases A's and C's rows after each chunk of
+  // rows_per_step rows. Only ever on mappings the engine made (checked by the entry points).
+  job->stream = options.rows_per_step > 0 ? 1 : 0;
+  const std::uint64_t chunk = options.rows_per_step > 0 ? options.rows_per_step : kChunkRows;
+  job->chunk_rows = (chunk + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
   job->a = placement.a().ref;
   job->b = placement.b().ref;
   job->c = placement.c().ref;

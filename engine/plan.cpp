@@ -1,11 +1,40 @@
 #include "engine/plan.hpp"
 
+#include "common/job.hpp"
+#include "common/pool_protocol.hpp"
+
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
 
 namespace shmgemm::detail {
+
+void check_options(const Options& o, Entry entry) {
+  auto refuse = [](std::string_view field, std::string_view why) {
+    throw Error(ErrorCode::invalid_argument, fmt::format("Options::{}: {}", field, why));
+  };
+  const std::size_t max_workers = entry == Entry::pool ? kPoolMaxWorkers : kMaxWorkers;
+  if (o.workers > max_workers)
+    refuse("workers", fmt::format("{}: at most {}{}", o.workers, max_workers,
+                                  entry == Entry::pool ? " in a Pool" : ""));
+  if (o.threads_per_worker > 1024)
+    refuse("threads_per_worker", fmt::format("{}: at most 1024", o.threads_per_worker));
+  if (o.retries > 100) refuse("retries", fmt::format("{}: at most 100", o.retries));
+  if (entry != Entry::pool && o.pool_bytes != 0) refuse("pool_bytes", "applies to a Pool only");
+  if (entry == Entry::matmul && o.rows_per_step != 0)
+    refuse("rows_per_step",
+           "applies to mapped files only (multiply_npy): streaming releases the pages of A and C "
+           "that are done, and the host's memory is not the engine's to release");
+  if (entry == Entry::pool) {
+    if (o.rows_per_step != 0) refuse("rows_per_step", "applies to mapped files only");
+    if (o.copy_inputs)
+      refuse("copy_inputs", "does not apply to a Pool (its workers read the arena)");
+    if (o.in_process) refuse("in_process", "does not apply to a Pool (it has workers)");
+    if (o.retries != 0)
+      refuse("retries", "does not apply to a Pool (a dead worker is replaced, its job fails)");
+  }
+}
 namespace {
 
 constexpr double kMiB = 1024.0 * 1024.0;

@@ -13,6 +13,18 @@
 
 namespace shmgemm::detail {
 
+// The entry points that take Options: the fields that apply differ.
+enum class Entry {
+  files,   // multiply_npy: .npy files, mapped
+  matmul,  // matmul: the host program's memory
+  pool,    // Pool's constructor
+};
+
+// Checks every field of `o` that `entry` reads, and refuses a field it does not apply (a field
+// an entry point ignores is one a user believes in), naming it: "Options::workers = 300: at
+// most 256". Throws Error(invalid_argument).
+void check_options(const Options& o, Entry entry);
+
 struct ProductShape {
   std::uint64_t m = 0, k = 0, n = 0;
   DType dtype = DType::float64;

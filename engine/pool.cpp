@@ -23,6 +23,7 @@
 #include "common/segment.hpp"
 #include "engine/engine_memory.hpp"
 #include "engine/launcher.hpp"
+#include "engine/plan.hpp"
 #include "engine/views.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/shmgemm.hpp"
@@ -121,6 +122,7 @@ class PoolState {
 };
 
 PoolState::PoolState(const Options& options) : options_(options) {
+  check_options(options, Entry::pool);
   const unsigned cores = available_cores();
   workers_ =
       std::clamp<unsigned>(options.workers ? options.workers : cores, 1, unsigned(kPoolMaxWorkers));

@@ -137,3 +137,40 @@ TEST_CASE("a product larger than the memory it may use completes, streaming, and
   }
   CHECK(test::segments_of(r.pid).empty());
 }
+
+TEST_CASE(
+    "--rows-per-step reaches the workers: their peak resident memory falls by A's and C's rows") {
+  // 3000^2 float64: A, B and C take 72 MB each. A worker of two holds B, and without streaming
+  // its half of A and of C; streaming, a step of rows at a time.
+  test::TempDir tmp;
+  const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
+                    c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
+  REQUIRE(
+      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
+      0);
+  const double b_mib = 3000.0 * 3000 * 8 / 1048576;
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    std::vector<std::string> argv = {test::cli_path(), "multiply", a,          b,     "-o", c,
+                                     "--workers",      "2",        "--launch", launch};
+    const test::RunResult whole = test::run(argv);
+    REQUIRE(whole.status == 0);
+    // Compared at the end: the workers' figures must not count this process's memory.
+    std::filesystem::rename(c, c + ".whole");
+    argv.insert(argv.end(), {"--rows-per-step", "128"});
+    const test::RunResult streamed = test::run(argv);
+    CAPTURE(streamed.err);
+    REQUIRE(streamed.status == 0);
+    const double whole_mib = whole.max_rss_kib / 1024.0,
+                 streamed_mib = streamed.max_rss_kib / 1024.0;
+    MESSAGE(
+        fmt::format("{}: largest worker {:.0f} MiB whole, {:.0f} MiB with --rows-per-step 128 "
+                    "(B alone is {:.0f} MiB)",
+                    launch, whole_mib, streamed_mib, b_mib));
+    // Whole: B and half of A and C (~137 MiB); streaming: B and a few steps (~69 + ~10 MiB).
+    CHECK(whole_mib > b_mib + 50);
+    CHECK(streamed_mib < b_mib + 30);
+    CHECK(test::read_file(c) == test::read_file(c + ".whole"));  // the same bytes either way
+  }
+}

@@ -118,3 +118,45 @@ TEST_CASE("matmul on degenerate shapes: nothing to do, or zeros when k = 0") {
   for (double x : c)
     CHECK(x == 0.0);
 }
+
+TEST_CASE(
+    "matmul refuses options it cannot honour, naming the field, and never touches the host's "
+    "memory") {
+  std::mt19937_64 rng(12);
+  const std::size_t n = 256;
+  HostMatrix<double> a(n, n, Order::row_major, 0, rng), b(n, n, Order::row_major, 0, rng),
+      c(n, n, Order::row_major, 0, rng);
+  const std::vector<double> a_before = a.store, b_before = b.store, c_before = c.store;
+  auto refused = [&](const Options& o, const std::string& expect) {
+    CAPTURE(expect);
+    try {
+      matmul(MatrixView<const double>(a.view), MatrixView<const double>(b.view), c.view, o);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::invalid_argument);
+      CHECK(std::string(e.what()).find(expect) != std::string::npos);
+    }
+    CHECK(a.store == a_before);
+    CHECK(b.store == b_before);
+    CHECK(c.store == c_before);
+  };
+  // Streaming releases pages (MADV_DONTNEED): on the host's own A and C that destroyed them.
+  Options stream;
+  stream.rows_per_step = 64;
+  for (bool in_process : {true, false}) {
+    stream.in_process = in_process;
+    stream.workers = in_process ? 0 : 2;
+    refused(stream, "Options::rows_per_step");
+  }
+  // The job descriptor has 256 worker slots: more wrote past it.
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    Options many;
+    many.workers = 300;
+    many.launch = launch;
+    refused(many, "Options::workers: 300: at most 256");
+  }
+  Options arena;
+  arena.pool_bytes = 1 << 20;
+  refused(arena, "Options::pool_bytes: applies to a Pool only");
+  CHECK(test::segments_of(::getpid()).empty());
+}

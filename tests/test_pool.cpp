@@ -228,6 +228,43 @@ TEST_CASE("pool errors: shapes, a full arena, a shut pool") {
   }
 }
 
+TEST_CASE("pool.alloc refuses a size that overflows, and the pool's options are checked") {
+  Pool pool(pool_options(Launch::fork));
+  const std::uint64_t used = pool.stats().arena_used_bytes;
+  for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{2147437309, 1073764994},
+                                   {SIZE_MAX, 2},
+                                   {SIZE_MAX / 4, 1}}) {
+    CAPTURE(rows);
+    CAPTURE(cols);
+    try {
+      pool.alloc<double>(rows, cols);
+      FAIL("an overflowing size was accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::invalid_argument);
+      CHECK(std::string(e.what()).find("overflow") != std::string::npos);
+    }
+  }
+  CHECK(pool.stats().arena_used_bytes == used);  // nothing was allocated
+  for (const auto& [field, set] :
+       std::vector<std::pair<std::string, std::function<void(Options&)>>>{
+           {"Options::workers", [](Options& o) { o.workers = 65; }},
+           {"Options::rows_per_step", [](Options& o) { o.rows_per_step = 8; }},
+           {"Options::copy_inputs", [](Options& o) { o.copy_inputs = true; }},
+           {"Options::retries", [](Options& o) { o.retries = 1; }}}) {
+    CAPTURE(field);
+    Options o = pool_options(Launch::fork);
+    set(o);
+    try {
+      Pool bad(o);
+      FAIL("accepted");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::invalid_argument);
+      CHECK(std::string(e.what()).rfind(field, 0) == 0);
+    }
+  }
+  CHECK(test::children_of(::getpid()).size() == pool.workers());
+}
+
 TEST_CASE("one-shot matmul on a pool's matrices: in place where workers can reach them") {
   std::mt19937_64 rng(8);
   for (Launch pool_launch : {Launch::fork, Launch::spawn}) {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,10 +135,6 @@ std::vector<std::string> segments_of(pid_t pid) {
 
 Process::Process(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   const std::string out_path = (tmp_ / "out").string(), err_path = (tmp_ / "err").string();
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT, 0600);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT, 0600);
   std::vector<char*> args;
   for (const auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
@@ -155,16 +152,30 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   for (auto& e : env_strings)
     envp.push_back(e.data());
   envp.push_back(nullptr);
-  const int err = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) throw std::runtime_error("cannot start " + argv[0]);
+  // fork, not posix_spawn: glibc's posix_spawn shares this process's memory until the exec,
+  // and the kernel then counts this process's peak resident set as the child's (ru_maxrss),
+  // which would hide what the child itself used. Only async-signal-safe calls after the fork.
+  const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  const int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (out_fd < 0 || err_fd < 0) throw std::runtime_error("cannot capture the output of " + argv[0]);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    if (::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
+    ::execve(args[0], args.data(), envp.data());
+    ::_exit(127);
+  }
+  ::close(out_fd);
+  ::close(err_fd);
+  if (pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
 }
 
 RunResult Process::wait() {
   int status = 0;
-  ::waitpid(pid_, &status, 0);
+  struct rusage usage {};
+  ::wait4(pid_, &status, 0, &usage);
   RunResult r;
   r.pid = pid_;
+  r.max_rss_kib = usage.ru_maxrss;
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   r.out = read_file(tmp_ / "out");
   r.err = read_file(tmp_ / "err");

@@ -75,6 +75,9 @@ struct RunResult {
   int status = -1;  // exit status, or 128 + signal
   pid_t pid = 0;
   std::string out, err;
+  // The kernel's peak resident set of the process and every descendant it waited for (its
+  // workers): the largest of them, in KiB (wait4's ru_maxrss).
+  long max_rss_kib = 0;
 };
 
 // A process started with stdout and stderr captured; extra environment `env` ("K=V").

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <future>
 #include <memory>
+#include <string>
+#include <type_traits>
 
 #include "shmgemm/error.hpp"
 #include "shmgemm/matrix_view.hpp"
@@ -104,7 +106,14 @@ class Pool {
   template <class T>
   SharedMatrix<T> alloc(std::size_t rows, std::size_t cols) {
     static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>);
-    T* p = static_cast<T*>(detail::pool_allocate(*state_, rows * cols * sizeof(T)));
+    std::size_t elements = 0, bytes = 0;
+    if (__builtin_mul_overflow(rows, cols, &elements) ||
+        __builtin_mul_overflow(elements, sizeof(T), &bytes))
+      throw Error(ErrorCode::invalid_argument, "Pool::alloc: " + std::to_string(rows) + " x " +
+                                                   std::to_string(cols) + " elements of " +
+                                                   std::to_string(sizeof(T)) +
+                                                   " bytes overflow the size of memory");
+    T* p = static_cast<T*>(detail::pool_allocate(*state_, bytes));
     return SharedMatrix<T>(state_, p, rows, cols);
   }
 

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <atomic>
 #include <csignal>
-#include <cstdint>
 #include <cstring>
 
 #include "shmgemm/shmgemm.hpp"
@@ -13,14 +13,23 @@
 namespace shmgemm {
 namespace {
 
-constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
-volatile std::sig_atomic_t g_signal = 0;
+// Every signal whose default action ends the process and that a handler may catch: a run
+// stopped by any of them kills its workers and removes what it made. SIGPIPE too: a reader of
+// shmgemm's output that went away.
+constexpr int kSignals[] = {SIGINT,  SIGTERM, SIGHUP,  SIGQUIT,   SIGUSR1, SIGUSR2,
+                            SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGPIPE};
+std::atomic<std::uint64_t> g_count{0};  // interrupts so far; lock-free, so signal-safe
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+volatile std::sig_atomic_t g_signal = 0;  // the latest
 int g_event_fd = -1;
+bool g_handled[sizeof kSignals / sizeof kSignals[0]] = {};
+thread_local detail::StopScope* t_scope = nullptr;
 
 extern "C" void on_interrupt(int sig) {
-  // Async-signal-safe: a store and a write.
+  // Async-signal-safe: stores and a write.
   const int saved = errno;
   g_signal = sig;
+  g_count.fetch_add(1, std::memory_order_relaxed);
   const std::uint64_t one = 1;
   if (g_event_fd >= 0) {
     const ssize_t n = ::write(g_event_fd, &one, sizeof one);
@@ -35,9 +44,15 @@ void handle_interrupts() {
   if (g_event_fd < 0) g_event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
+  sa.sa_flags = SA_RESTART;  // calls that can be restarted are; the interrupt check decides
   sigemptyset(&sa.sa_mask);
-  for (int sig : kSignals)
-    ::sigaction(sig, &sa, nullptr);
+  for (std::size_t i = 0; i < std::size(kSignals); ++i) {
+    // An inherited SIG_IGN stays: `nohup shmgemm ...` must survive SIGHUP.
+    struct sigaction old {};
+    if (::sigaction(kSignals[i], nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    ::sigaction(kSignals[i], &sa, nullptr);
+    g_handled[i] = true;
+  }
 }
 
 int interrupted_signal() {
@@ -46,22 +61,41 @@ int interrupted_signal() {
 
 namespace detail {
 
+StopScope::StopScope() noexcept : start_(g_count.load(std::memory_order_relaxed)), outer_(t_scope) {
+  // An interrupt that a finished call already answered must not wake this one's poll().
+  if (g_event_fd >= 0) {
+    std::uint64_t drained = 0;
+    const ssize_t n = ::read(g_event_fd, &drained, sizeof drained);
+    static_cast<void>(n);
+  }
+  t_scope = this;
+}
+
+StopScope::~StopScope() {
+  t_scope = outer_;
+}
+
+int StopScope::signal() const noexcept {
+  return g_count.load(std::memory_order_relaxed) != start_ ? g_signal : 0;
+}
+
 int interrupt_fd() {
   return g_event_fd;
 }
 
 void throw_if_interrupted() {
-  if (const int sig = g_signal)
-    throw Error(ErrorCode::interrupted,
-                fmt::format("interrupted by {}: workers stopped, output left unchanged",
-                            sig == SIGINT    ? "SIGINT"
-                            : sig == SIGTERM ? "SIGTERM"
-                                             : "SIGHUP"));
+  if (t_scope == nullptr) return;
+  if (const int sig = t_scope->signal()) {
+    const char* abbrev = sigabbrev_np(sig);
+    throw Error(
+        ErrorCode::interrupted,
+        fmt::format("interrupted by SIG{}: stopped, output left unchanged", abbrev ? abbrev : "?"));
+  }
 }
 
 void reset_interrupt_handlers_in_child() {
-  for (int sig : kSignals)
-    ::signal(sig, SIG_DFL);
+  for (std::size_t i = 0; i < std::size(kSignals); ++i)
+    if (g_handled[i]) ::signal(kSignals[i], SIG_DFL);
 }
 
 }  // namespace detail

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <boost/date_time/posix_time/posix_time_types.hpp>
+#include <boost/interprocess/exceptions.hpp>
 #include <boost/process.hpp>
 #include <cerrno>
 #include <chrono>
@@ -130,12 +132,14 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   bool polled_once = false;
   while (exits.empty() && live() > 0) {
-    int wait_ms = -1;
+    // Bounded even without a timeout: another call may have drained the interrupt eventfd
+    // (StopScope) after the signal that concerns this one.
+    int wait_ms = 200;
     if (timeout_ms >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0 && polled_once) break;  // a zero timeout still polls once
-      wait_ms = static_cast<int>(std::max<std::int64_t>(left.count(), 0));
+      wait_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 200));
     }
     polled_once = true;
     std::vector<pollfd> fds;
@@ -172,7 +176,15 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
     stop_if_interrupted();
     const auto deadline =
         boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(5);
-    if (attached.timed_wait(deadline)) {
+    bool posted = false;
+    try {
+      posted = attached.timed_wait(deadline);
+    } catch (const boost::interprocess::interprocess_exception&) {
+      // sem_timedwait is never restarted after a signal handler (EINTR): look again, after
+      // the interrupt check.
+      continue;
+    }
+    if (posted) {
       ++seen;
       continue;
     }

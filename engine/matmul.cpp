@@ -50,6 +50,7 @@ template <class T>
 Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
                    const Options& options) {
   const auto start = std::chrono::steady_clock::now();
+  const detail::StopScope interrupts;  // the interrupts that arrive from here on stop this call
   detail::check_options(options, detail::Entry::matmul);
   detail::check_product_shapes(ref_of(a), ref_of(b), ref_of(c));
   constexpr DType dtype = dtype_of<T>();

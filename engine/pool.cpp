@@ -211,9 +211,13 @@ void PoolState::monitor() noexcept {
     // Woken by every finished task; every 5 ms at most to look for dead workers.
     const auto deadline =
         boost::posix_time::microsec_clock::universal_time() + boost::posix_time::milliseconds(5);
-    if (control_->completed.timed_wait(deadline))
-      while (control_->completed.try_wait()) {
-      }
+    try {
+      if (control_->completed.timed_wait(deadline))
+        while (control_->completed.try_wait()) {
+        }
+    } catch (const bip::interprocess_exception&) {
+      // EINTR (a signal handler ran on this thread): look at the tasks all the same.
+    }
     collect_finished();
     try {
       for (const WorkerExit& exit : launcher_.wait_exits(0)) {
@@ -224,8 +228,8 @@ void PoolState::monitor() noexcept {
         ++stats_.workers_replaced;
       }
     } catch (...) {
-      // An interrupt in a host that asked for them, or a worker that cannot be replaced: the
-      // pool goes on with the workers it has.
+      // A worker that cannot be replaced: the pool goes on with the workers it has. (Interrupts
+      // never stop the pool: this thread has no StopScope.)
     }
   }
 

@@ -471,3 +471,53 @@ TEST_CASE("spawned workers map exactly the files the coordinator checked") {
     CHECK(test::max_rel_diff(test::read_npy(tmp / "C-deep.npy"), c2) <= tol);
   }
 }
+
+TEST_CASE(
+    "every signal that ends a process by default stops a run cleanly; an ignored one stays "
+    "ignored") {
+  Operands ops;
+  for (int sig : {SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGQUIT, SIGPIPE}) {
+    CAPTURE(sig);
+    test::Process p(ops.multiply(sig % 2 ? "spawn" : "fork"), fault_env("all:stall"));
+    const std::vector<pid_t> workers = start_stalled(p, 2);
+    ::kill(p.pid(), sig);
+    const test::RunResult r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 128 + sig);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err, fmt::format("interrupted by SIG{}", sigabbrev_np(sig))));
+    for (pid_t w : workers)
+      CHECK(test::has_exited(w));
+    ops.check_untouched(r.pid);
+  }
+  // nohup: SIGHUP ignored before shmgemm starts stays ignored; SIGTERM still stops the run.
+  std::string command;
+  for (const std::string& arg : ops.multiply("spawn"))
+    command += " '" + arg + "'";
+  std::vector<std::string> env = fault_env("all:stall");
+  test::Process p({"/bin/sh", "-c", "trap '' HUP; exec" + command}, env);
+  start_stalled(p, 2);
+  ::kill(p.pid(), SIGHUP);
+  ::usleep(300 * 1000);
+  CHECK(!test::has_exited(p.pid()));
+  ::kill(p.pid(), SIGTERM);
+  const test::RunResult r = p.wait();
+  CHECK(r.status == 128 + SIGTERM);
+  ops.check_untouched(r.pid);
+}
+
+TEST_CASE(
+    "an interrupt while spawned workers attach: exit 128 + signal, never a system-call error") {
+  Operands ops;
+  for (int trial = 0; trial < 12; ++trial) {
+    CAPTURE(trial);
+    test::Process p(ops.multiply("spawn"), fault_env("all:stall"));
+    ::usleep(static_cast<useconds_t>(2000 + trial * 1500));
+    ::kill(p.pid(), trial % 2 ? SIGINT : SIGTERM);
+    const test::RunResult r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 128 + (trial % 2 ? SIGINT : SIGTERM));
+    CHECK(!contains(r.err, "Interrupted system call"));
+    ops.check_untouched(r.pid);
+  }
+}

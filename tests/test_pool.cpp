@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <random>
 #include <thread>
@@ -299,4 +300,60 @@ TEST_CASE("a pool whose workers cannot start throws and leaves nothing behind") 
   ::unsetenv("SHMGEMM_WORKER");
   CHECK(clean_shm());
   CHECK(test::children_of(::getpid()).empty());
+}
+
+// Last in this file: it installs the interrupt handlers for the rest of the process.
+TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls after it") {
+  handle_interrupts();
+  std::mt19937_64 rng(30);
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    Pool pool(pool_options(launch));
+    SharedMatrix<double> a = pool.alloc<double>(300, 200), b = pool.alloc<double>(200, 100),
+                         c = pool.alloc<double>(300, 100);
+    fill(a.view(), rng);
+    fill(b.view(), rng);
+    ::raise(SIGINT);
+    // The pool goes on with the workers it has: none killed, none replaced, jobs finish.
+    for (int i = 0; i < 3; ++i) {
+      pool.matmul(a.view(), b.view(), c.view());
+      CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 200));
+    }
+    CHECK(pool.stats().workers_replaced == 0);
+    CHECK(test::children_of(::getpid()).size() == pool.workers());
+
+    // A one-shot call after the interrupt runs as usual.
+    std::vector<double> out(300 * 100);
+    Options o;
+    o.workers = 2;
+    o.launch = launch;
+    MatrixView<double> host_c(out.data(), 300, 100);
+    matmul(a.view(), b.view(), host_c, o);
+    CHECK(error_of(a.view(), b.view(), host_c) <= test::tolerance(DType::float64, 200));
+
+    // An interrupt during a call stops that call (its workers stall until killed), only it.
+    ::setenv("SHMGEMM_TEST_FAULT", "all:stall", 1);
+    std::thread later([] {
+      ::usleep(300 * 1000);
+      ::kill(::getpid(), SIGTERM);
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      matmul(a.view(), b.view(), host_c, o);
+      FAIL("a stalled call returned");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::interrupted);
+      CHECK(std::string(e.what()).find("SIGTERM") != std::string::npos);
+    }
+    later.join();
+    ::unsetenv("SHMGEMM_TEST_FAULT");
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+    CHECK(test::children_of(::getpid()).size() == pool.workers());  // the call's workers: gone
+    pool.matmul(a.view(), b.view(), c.view());
+    CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 200));
+    std::fill(out.begin(), out.end(), 0.0);
+    matmul(a.view(), b.view(), host_c, o);
+    CHECK(error_of(a.view(), b.view(), host_c) <= test::tolerance(DType::float64, 200));
+  }
+  CHECK(clean_shm());
 }

@@ -135,11 +135,16 @@ Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView
 Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
               const Options& options = {});
 
-// Makes SIGINT, SIGTERM and SIGHUP stop a run in progress instead of killing the process: the
-// workers are killed and reaped, segments and temporary files removed, the output left as it
-// was, and the call throws Error(ErrorCode::interrupted); interrupted_signal() tells which
-// signal. Installs process-wide handlers; call it once, from the main thread, in programs that
-// own their signal handling (the shmgemm program does).
+// Makes SIGINT, SIGTERM, SIGHUP and the other signals that end a process by default (SIGQUIT,
+// SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGPIPE) stop the call in
+// progress instead of killing the process: its workers are killed and reaped, segments and
+// temporary files removed, the output left as it was, and the call throws
+// Error(ErrorCode::interrupted). Only the calls running when the signal arrives stop: the next
+// call runs as usual, and a Pool is never stopped (its jobs go on; a host that wants to stop
+// waiting stops waiting). A signal ignored when this is called (nohup's SIGHUP) stays ignored.
+// Installs process-wide handlers (SA_RESTART); call it once, from the main thread, in programs
+// that own their signal handling (the shmgemm program does). interrupted_signal(): the latest
+// such signal, or 0.
 void handle_interrupts();
 int interrupted_signal();
 

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <sys/mman.h>
 #include <atomic>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/mapped_file.hpp"
 #include "shmgemm/error.hpp"
 
 namespace bip = boost::interprocess;
@@ -133,30 +135,45 @@ std::string make_segment_name(std::string_view role) {
 
 SharedSegment SharedSegment::create(std::string_view role, std::size_t bytes) {
   SharedSegment seg;
-  seg.name_ = make_segment_name(role);
-  bip::permissions owner_only(0600);
-  try {
-    bip::shared_memory_object shm(bip::create_only, seg.name_.c_str(), bip::read_write, owner_only);
-    seg.owns_name_ = true;  // from here on the destructor removes the name
-    shm.truncate(static_cast<bip::offset_t>(bytes));
-    // Reserve the pages now: a full tmpfs is an error here, not a SIGBUS at first touch.
-    const int err =
-        ::posix_fallocate(shm.get_mapping_handle().handle, 0, static_cast<off_t>(bytes));
-    if (err != 0)
-      throw Error(ErrorCode::resource,
-                  fmt::format("cannot reserve {} bytes for shared segment /dev/shm/{}: {} ({} "
-                              "bytes free in /dev/shm)",
-                              bytes, seg.name_, std::strerror(err), shm_free_bytes()));
-    seg.region_ = bip::mapped_region(shm, bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    throw_segment_error(seg.name_, "create", e);
-  }
+  const std::string name = make_segment_name(role);
+  const std::string path = "/" + name;
+  // O_EXCL and 0600: a leftover or foreign name fails loudly. The name lives only until the
+  // shm_unlink below: from then on the segment is reached through its descriptor alone, so
+  // that no crash can leave it behind and nobody can put another segment under its name.
+  seg.fd_.reset(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+  if (!seg.fd_)
+    throw Error(ErrorCode::resource, fmt::format("cannot create shared segment /dev/shm/{}: {}",
+                                                 name, std::strerror(errno)));
+  ::shm_unlink(path.c_str());
+  seg.name_ = fmt::format("/proc/{}/fd/{}", ::getpid(), seg.fd_.get());
+  // Reserve the pages now: a full tmpfs is an error here, not a SIGBUS at first touch.
+  if (const int err = ::posix_fallocate(seg.fd_.get(), 0, static_cast<off_t>(bytes)); err != 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot reserve {} bytes of shared memory for the {} segment: {} ({} "
+                            "bytes free in /dev/shm)",
+                            bytes, role, std::strerror(err), shm_free_bytes()));
+  seg.region_ = map_whole_file(seg.name_for_this_process(), true);
   return seg;
+}
+
+std::string SharedSegment::name_for_this_process() const {
+  return fmt::format("/proc/self/fd/{}", fd_.get());
 }
 
 SharedSegment SharedSegment::attach(const std::string& name, bool writable) {
   SharedSegment seg;
   seg.name_ = name;
+  if (name.rfind("/proc/", 0) == 0) {
+    // A segment handed over by descriptor: /proc/<pid>/fd/<fd> of the process that made it.
+    try {
+      seg.region_ = map_whole_file(name, writable);
+    } catch (const Error& e) {
+      const std::string why = e.what();
+      throw Error(ErrorCode::resource, fmt::format("cannot attach to shared segment {}{}", name,
+                                                   why.substr(why.find(": cannot map"))));
+    }
+    return seg;
+  }
   const bip::mode_t mode = writable ? bip::read_write : bip::read_only;
   try {
     bip::shared_memory_object shm(bip::open_only, name.c_str(), mode);
@@ -165,31 +182,6 @@ SharedSegment SharedSegment::attach(const std::string& name, bool writable) {
     throw_segment_error(name, "attach to", e);
   }
   return seg;
-}
-
-SharedSegment::SharedSegment(SharedSegment&& other) noexcept
-    : name_(std::move(other.name_)),
-      region_(std::move(other.region_)),
-      owns_name_(std::exchange(other.owns_name_, false)) {}
-
-SharedSegment& SharedSegment::operator=(SharedSegment&& other) noexcept {
-  if (this != &other) {
-    unlink();
-    name_ = std::move(other.name_);
-    region_ = std::move(other.region_);
-    owns_name_ = std::exchange(other.owns_name_, false);
-  }
-  return *this;
-}
-
-SharedSegment::~SharedSegment() {
-  unlink();
-}
-
-void SharedSegment::unlink() noexcept {
-  if (!owns_name_) return;
-  owns_name_ = false;
-  bip::shared_memory_object::remove(name_.c_str());
 }
 
 }  // namespace shmgemm

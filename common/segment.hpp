@@ -3,6 +3,8 @@
 
 #include <boost/interprocess/mapped_region.hpp>
 
+#include "common/fd.hpp"
+
 #include <sys/types.h>
 
 #include <cstddef>
@@ -52,37 +54,46 @@ struct SegmentEntry {
 // coordinator of another PID namespace counts as running: it cannot be seen from here).
 std::vector<SegmentEntry> list_segments();
 
-// A mapped segment. Thread-safety: none; one handle belongs to one thread at a time.
+// A mapped segment of shared memory. One that this process creates is never-named memory: its
+// /dev/shm name exists only for the moment of its creation, and other processes (spawned
+// workers) map it through its descriptor, /proc/<pid>/fd/<fd> (name()), for as long as this
+// handle lives. Nothing is left behind by a crash, and no name can be swapped under a worker.
+// Thread-safety: none; one handle belongs to one thread at a time.
 class SharedSegment {
  public:
   SharedSegment() = default;  // empty: maps nothing, names nothing
 
-  // Creates a new segment of `bytes` (> 0) with O_EXCL and mode 0600, reserves its pages
-  // (so a full /dev/shm fails here, not with SIGBUS later) and maps it read-write.
-  // Throws Error(resource) naming the segment, the bytes needed and the bytes free.
+  // Creates a new segment of `bytes` (> 0) with O_EXCL and mode 0600, unlinks its name at once,
+  // reserves its pages (so a full /dev/shm fails here, not with SIGBUS later) and maps it
+  // read-write. Throws Error(resource) naming the role, the bytes needed and the bytes free.
   static SharedSegment create(std::string_view role, std::size_t bytes);
 
-  // Maps an existing segment by name. The handle does not own the name.
+  // Maps an existing segment: a /proc/<pid>/fd/<fd> path as name() gives, or a /dev/shm name.
   static SharedSegment attach(const std::string& name, bool writable);
 
-  SharedSegment(SharedSegment&& other) noexcept;
-  SharedSegment& operator=(SharedSegment&& other) noexcept;
+  SharedSegment(SharedSegment&&) noexcept = default;
+  SharedSegment& operator=(SharedSegment&&) noexcept = default;
   SharedSegment(const SharedSegment&) = delete;
   SharedSegment& operator=(const SharedSegment&) = delete;
-  // Unmaps, and removes the name if this handle created it and has not removed it yet.
-  ~SharedSegment();
+  ~SharedSegment() = default;
 
-  // Removes the name now: later attaches fail, the mappings stay valid. Idempotent.
-  void unlink() noexcept;
+  // Kept for callers that say when a name may go: the name is already gone. Idempotent.
+  void unlink() noexcept {}
 
   std::byte* data() const { return static_cast<std::byte*>(region_.get_address()); }
   std::size_t size() const { return region_.get_size(); }
+  // How another process maps this segment: /proc/<pid>/fd/<fd> for one created here, valid as
+  // long as this handle lives; the name it was attached by otherwise.
   const std::string& name() const { return name_; }
+  // The descriptor of a segment created here (-1 for an attached one).
+  int fd() const { return fd_.get(); }
 
  private:
+  std::string name_for_this_process() const;
+
   std::string name_;
+  Fd fd_;
   boost::interprocess::mapped_region region_;
-  bool owns_name_ = false;
 };
 
 }  // namespace shmgemm

@@ -92,17 +92,10 @@ class PoolState {
   std::string worker_exe_;
   SharedSegment control_segment_;
   PoolControl* control_ = nullptr;
-  // Removes the arena's name when the pool goes, also when its constructor fails.
-  struct OwnedName {
-    std::string name;
-    ~OwnedName() {
-      if (!name.empty()) bip::shared_memory_object::remove(name.c_str());
-    }
-  };
-  std::string arena_name_;
-  OwnedName arena_owned_;
+  std::string arena_name_;  // its name in /dev/shm while it was being created
+  std::string arena_path_;  // how spawned workers map it: /proc/<pid>/fd/<fd>
   std::unique_ptr<bip::managed_shared_memory> arena_;
-  int arena_fd_ = -1;
+  Fd arena_fd_;
   std::byte* arena_base_ = nullptr;
   std::size_t arena_bytes_ = 0;
 
@@ -130,38 +123,38 @@ PoolState::PoolState(const Options& options) : options_(options) {
       options.threads_per_worker ? options.threads_per_worker : std::max(1u, cores / workers_);
   if (options.launch == Launch::spawn) worker_exe_ = worker_executable();
 
-  // The arena: a managed segment, its pages reserved as they are allocated.
+  // The arena: a managed segment, its pages reserved as they are allocated. Its name lives only
+  // while its descriptor is opened: workers map it through /proc/<pid>/fd/<fd>.
   arena_bytes_ = options.pool_bytes ? options.pool_bytes : default_arena_bytes();
   arena_name_ = make_segment_name("arena");
   try {
     arena_ = std::make_unique<bip::managed_shared_memory>(
         bip::create_only, arena_name_.c_str(), arena_bytes_, nullptr, bip::permissions(0600));
   } catch (const bip::interprocess_exception& e) {
+    bip::shared_memory_object::remove(arena_name_.c_str());
     throw Error(ErrorCode::resource, fmt::format("pool: cannot create a {}-byte arena in "
                                                  "/dev/shm/{}: {}",
                                                  arena_bytes_, arena_name_, e.what()));
   }
-  arena_owned_.name = arena_name_;
-  arena_fd_ = ::shm_open(("/" + arena_name_).c_str(), O_RDWR | O_CLOEXEC, 0);
+  arena_fd_.reset(::shm_open(("/" + arena_name_).c_str(), O_RDWR | O_CLOEXEC, 0));
+  const int open_error = errno;
+  bip::shared_memory_object::remove(arena_name_.c_str());
+  if (!arena_fd_)
+    throw Error(ErrorCode::resource, fmt::format("pool: cannot open its arena /dev/shm/{}: {}",
+                                                 arena_name_, std::strerror(open_error)));
+  arena_path_ = fmt::format("/proc/{}/fd/{}", ::getpid(), arena_fd_.get());
   arena_base_ = static_cast<std::byte*>(arena_->get_address());
 
-  // The control block.
+  // The control block (never named: see SharedSegment).
   control_segment_ = SharedSegment::create("pool", sizeof(PoolControl));
   control_ = new (control_segment_.data()) PoolControl{};
   control_->coordinator_pid = ::getpid();
   control_->workers = workers_;
   control_->threads_per_worker = threads;
   control_->arena_bytes = arena_bytes_;
-  copy_name(control_->arena_name, arena_name_);
+  copy_name(control_->arena_name, arena_path_);
   for (std::uint32_t i = kPoolTasks; i-- > 0;)
     free_slots_.push_back(i);
-
-  // Forked workers inherit the mappings: no name is needed at all.
-  if (options.launch == Launch::fork) {
-    control_segment_.unlink();
-    bip::shared_memory_object::remove(arena_name_.c_str());
-    arena_owned_.name.clear();
-  }
 
   // The monitor thread starts the workers, so that they live as long as it does.
   std::future<void> started = started_.get_future();
@@ -170,11 +163,11 @@ PoolState::PoolState(const Options& options) : options_(options) {
     started.get();
   } catch (...) {
     shutdown();
-    if (arena_fd_ >= 0) ::close(arena_fd_);
-    throw;  // the members remove the names
+    throw;  // the members close what they own; nothing is named
   }
-  // Only a pool that runs offers its arena to one-shot matmul (by name, when it has one).
-  register_engine_memory(arena_base_, arena_bytes_, arena_owned_.name);
+  // Only a pool that runs offers its arena to one-shot matmul (spawned workers reach it by
+  // its descriptor).
+  register_engine_memory(arena_base_, arena_bytes_, arena_path_);
 }
 
 PoolState::~PoolState() {
@@ -182,7 +175,6 @@ PoolState::~PoolState() {
   unregister_engine_memory(arena_base_);
   control_->~PoolControl();
   arena_.reset();
-  if (arena_fd_ >= 0) ::close(arena_fd_);
 }
 
 void PoolState::start_worker(unsigned id) {
@@ -352,8 +344,9 @@ void* PoolState::allocate(std::size_t bytes) {
   }
   // Reserve the pages now: a full /dev/shm is an error here, not a SIGBUS in a worker.
   const auto offset = static_cast<off_t>(static_cast<std::byte*>(p) - arena_base_);
-  if (arena_fd_ >= 0) {
-    if (const int err = ::posix_fallocate(arena_fd_, offset, static_cast<off_t>(bytes)); err) {
+  if (arena_fd_) {
+    if (const int err = ::posix_fallocate(arena_fd_.get(), offset, static_cast<off_t>(bytes));
+        err) {
       arena_->deallocate(p);
       throw Error(ErrorCode::resource, fmt::format("pool: cannot reserve {} bytes in /dev/shm: {}",
                                                    bytes, std::strerror(err)));

@@ -8,58 +8,54 @@
 
 #include "common/segment.hpp"
 #include "shmgemm/error.hpp"
+#include "tests/test_support.hpp"
 
 using namespace shmgemm;
 
-namespace {
-
-std::filesystem::path dev_shm(const std::string& name) {
-  return "/dev/shm/" + name;
-}
-
-}  // namespace
-
-TEST_CASE("SharedSegment::create makes a private, reserved, uniquely named segment") {
+TEST_CASE("SharedSegment::create makes private, reserved, never-named memory") {
+  const auto before = test::names_in("/dev/shm");
   SharedSegment seg = SharedSegment::create("t", 10000);
   const std::string name = seg.name();
-  CHECK(name.rfind(fmt::format("shmgemm-{}-p{}-", ::getpid(), pid_namespace()), 0) == 0);
+  // Reached through its descriptor only: nothing in /dev/shm, ever.
+  CHECK(name == fmt::format("/proc/{}/fd/{}", ::getpid(), seg.fd()));
+  CHECK(test::names_in("/dev/shm") == before);
   CHECK(pid_namespace() != 0);
-  CHECK(name.find("-t-") != std::string::npos);
+  CHECK(make_segment_name("t").rfind(fmt::format("shmgemm-{}-p{}-", ::getpid(), pid_namespace()),
+                                     0) == 0);
   struct stat st {};
-  REQUIRE(::stat(dev_shm(name).c_str(), &st) == 0);
+  REQUIRE(::fstat(seg.fd(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0600);
   CHECK(st.st_size == 10000);
+  CHECK(st.st_nlink == 0);             // unlinked
   CHECK(st.st_blocks * 512 >= 10000);  // pages reserved
   CHECK(seg.size() >= 10000);
 
-  // Another mapping of the same name sees the same bytes.
+  // Another mapping through the descriptor sees the same bytes, in this process and another.
   std::memcpy(seg.data(), "hello", 6);
   {
     const SharedSegment again = SharedSegment::attach(name, false);
     CHECK(std::memcmp(again.data(), "hello", 6) == 0);
   }
+  const test::RunResult other =
+      test::run({"/bin/dd", "if=" + name, "bs=5", "count=1", "status=none"});
+  CHECK(other.out == "hello");
   CHECK(SharedSegment::create("t", 1).name() != name);
-
-  seg.unlink();
-  CHECK(!std::filesystem::exists(dev_shm(name)));
-  CHECK(std::memcmp(seg.data(), "hello", 6) == 0);  // still mapped
-  CHECK_THROWS_AS(SharedSegment::attach(name, false), Error);
 }
 
-TEST_CASE("SharedSegment removes its name when destroyed or moved over") {
-  std::string first, second;
+TEST_CASE("SharedSegment: moved and destroyed, its memory goes with its last handle") {
+  std::string second;
   {
     SharedSegment a = SharedSegment::create("t", 100);
     SharedSegment b = SharedSegment::create("t", 100);
-    first = a.name();
     second = b.name();
+    std::memcpy(b.data(), "kept", 5);
     a = std::move(b);  // a's old segment goes now
-    CHECK(!std::filesystem::exists(dev_shm(first)));
-    CHECK(std::filesystem::exists(dev_shm(second)));
     const SharedSegment moved(std::move(a));
     CHECK(moved.name() == second);
+    CHECK(std::memcmp(moved.data(), "kept", 5) == 0);
+    CHECK(std::filesystem::exists(second));
   }
-  CHECK(!std::filesystem::exists(dev_shm(second)));
+  CHECK_THROWS_AS(SharedSegment::attach(second, false), Error);  // the descriptor is closed
 }
 
 TEST_CASE("SharedSegment reports a segment larger than /dev/shm, and leaves no name") {
@@ -69,7 +65,8 @@ TEST_CASE("SharedSegment reports a segment larger than /dev/shm, and leaves no n
     FAIL("a 1 PiB segment was created");
   } catch (const Error& e) {
     CHECK(e.code() == ErrorCode::resource);
-    CHECK(std::string(e.what()).find("/dev/shm/shmgemm-") != std::string::npos);
+    CHECK(std::string(e.what()).find("for the big segment") != std::string::npos);
+    CHECK(std::string(e.what()).find("bytes free in /dev/shm") != std::string::npos);
   }
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm"))
     CHECK(entry.path().filename().string().find("-big-") == std::string::npos);

@@ -41,7 +41,8 @@ std::string_view to_string(Backing backing) {
 Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                     const std::filesystem::path& out_path, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
-  const detail::StopScope interrupts;  // the interrupts that arrive from here on stop this run
+  // What stops this run: the interrupts that arrive from here on, and its timeout.
+  const detail::StopScope interrupts(options.timeout);
   detail::check_options(options, detail::Entry::files);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);

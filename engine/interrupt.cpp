@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstring>
@@ -61,7 +62,13 @@ int interrupted_signal() {
 
 namespace detail {
 
-StopScope::StopScope() noexcept : start_(g_count.load(std::memory_order_relaxed)), outer_(t_scope) {
+StopScope::StopScope(double timeout_seconds) noexcept
+    : start_(g_count.load(std::memory_order_relaxed)),
+      timeout_(timeout_seconds > 0 ? timeout_seconds : 0),
+      deadline_(std::chrono::steady_clock::now() +
+                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                    std::chrono::duration<double>(timeout_))),
+      outer_(t_scope) {
   // An interrupt that a finished call already answered must not wake this one's poll().
   if (g_event_fd >= 0) {
     std::uint64_t drained = 0;
@@ -79,6 +86,21 @@ int StopScope::signal() const noexcept {
   return g_count.load(std::memory_order_relaxed) != start_ ? g_signal : 0;
 }
 
+long long StopScope::left_ms() const noexcept {
+  if (timeout_ <= 0) return -1;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline_ - std::chrono::steady_clock::now());
+  return std::max<long long>(left.count(), 0);
+}
+
+const StopScope* current_stop_scope() noexcept {
+  return t_scope;
+}
+
+bool interrupts_handled() noexcept {
+  return g_event_fd >= 0;
+}
+
 int interrupt_fd() {
   return g_event_fd;
 }
@@ -91,6 +113,10 @@ void throw_if_interrupted() {
         ErrorCode::interrupted,
         fmt::format("interrupted by SIG{}: stopped, output left unchanged", abbrev ? abbrev : "?"));
   }
+  if (t_scope->left_ms() == 0)
+    throw Error(ErrorCode::timed_out,
+                fmt::format("timed out after {:g} s: stopped, output left unchanged",
+                            t_scope->timeout_seconds()));
 }
 
 void reset_interrupt_handlers_in_child() {

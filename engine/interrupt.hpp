@@ -2,35 +2,50 @@
 // a count and a file descriptor that poll() can watch, scoped to the call they interrupt.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace shmgemm::detail {
 
-// The interrupts that concern one call: those that arrive while it runs. Each entry point
-// (multiply_npy, matmul) opens one; throw_if_interrupted() and the Launcher consult the
-// innermost scope of their thread. A thread without one (a Pool's monitor) is never stopped by
-// an interrupt, and an interrupt that stopped one call does not stop the next: nothing sticks.
+// What stops one call: the interrupts that arrive while it runs, and its deadline
+// (Options::timeout). Each entry point (multiply_npy, matmul) opens one; throw_if_interrupted()
+// and the Launcher consult the innermost scope of their thread. A thread without one (a Pool's
+// monitor) is never stopped by an interrupt, and an interrupt that stopped one call does not
+// stop the next: nothing sticks.
 class StopScope {
  public:
-  StopScope() noexcept;
+  // timeout_seconds <= 0: no deadline.
+  explicit StopScope(double timeout_seconds = 0) noexcept;
   ~StopScope();
   StopScope(const StopScope&) = delete;
   StopScope& operator=(const StopScope&) = delete;
   // The signal that interrupted this scope, or 0.
   int signal() const noexcept;
+  // Milliseconds left before the deadline (>= 0), or -1 without one.
+  long long left_ms() const noexcept;
+  double timeout_seconds() const noexcept { return timeout_; }
 
  private:
   std::uint64_t start_;
+  double timeout_;
+  std::chrono::steady_clock::time_point deadline_;
   StopScope* outer_;
 };
+
+// This thread's innermost StopScope, or nullptr.
+const StopScope* current_stop_scope() noexcept;
 
 // An eventfd that becomes readable when an interrupt arrives, or -1 when handle_interrupts()
 // was never called. Readable may outlast the interrupt: check throw_if_interrupted() after.
 int interrupt_fd();
 
 // Throws Error(interrupted) naming the signal, if one arrived during this thread's innermost
-// StopScope. Without a scope, does nothing.
+// StopScope, or Error(timed_out) when its deadline has passed. Without a scope, does nothing.
 void throw_if_interrupted();
+
+// Whether handle_interrupts() is in force (then long in-process products run in steps, so that
+// an interrupt stops them between steps).
+bool interrupts_handled() noexcept;
 
 // In a forked worker: the default action for the signals the coordinator handles.
 void reset_interrupt_handlers_in_child();

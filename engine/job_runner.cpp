@@ -21,15 +21,44 @@
 namespace shmgemm::detail {
 namespace {
 
+std::string worker_name(const JobDescriptor& job, std::size_t id) {
+  const WorkerSlot& slot = job.slots[id];
+  return fmt::format("worker {} (rows {}-{})", id, slot.row_begin,
+                     slot.row_end == 0 ? 0 : slot.row_end - 1);
+}
+
 Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
   const WorkerSlot& slot = job.slots[exit.id];
-  const std::string who = fmt::format("worker {} (rows {}-{})", exit.id, slot.row_begin,
-                                      slot.row_end == 0 ? 0 : slot.row_end - 1);
-  const bool has_message =
-      slot.state.load() == static_cast<std::uint32_t>(SlotState::failed) && slot.message[0];
-  if (has_message && WIFEXITED(exit.status))
+  const std::string who = worker_name(job, exit.id);
+  const auto state = static_cast<SlotState>(slot.state.load());
+  if (state == SlotState::failed && slot.message[0] && WIFEXITED(exit.status))
     return Error(ErrorCode::worker_failed, fmt::format("{} failed: {}", who, slot.message));
+  if (exit.ok())  // exited 0 without saying it was done: its rows were never computed
+    return Error(ErrorCode::worker_failed,
+                 fmt::format("{} exited with status 0 without computing its rows{}", who,
+                             state == SlotState::pending ? " (it never attached to the job)" : ""));
   return Error(ErrorCode::worker_failed, fmt::format("{} {}", who, exit.describe()));
+}
+
+// Error(timed_out) naming the workers that had not finished, how far each got, and which
+// were stopped by a signal.
+Error timeout_failure(const JobDescriptor& job, std::size_t workers, const Error& timed_out,
+                      const std::vector<std::pair<std::size_t, int>>& stopped) {
+  std::string late;
+  for (std::size_t i = 0; i < workers; ++i) {
+    const WorkerSlot& slot = job.slots[i];
+    if (slot.state.load() == static_cast<std::uint32_t>(SlotState::done)) continue;
+    std::string why;
+    for (const auto& [id, sig] : stopped)
+      if (id == i) why = fmt::format(", stopped by SIG{}", sigabbrev_np(sig));
+    late += fmt::format("{}{} at {} of {} rows{}", late.empty() ? "" : "; ", worker_name(job, i),
+                        slot.rows_done.load(), slot.row_end - slot.row_begin, why);
+  }
+  std::string what = timed_out.what();
+  what = what.substr(0, what.find(": stopped"));
+  return Error(ErrorCode::timed_out,
+               fmt::format("{}: {}; workers stopped, output left unchanged", what,
+                           late.empty() ? "every worker had finished" : late));
 }
 
 }  // namespace
@@ -95,7 +124,10 @@ std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
 void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
                         const MatrixRef& c, const Plan& plan, const Options& options) {
   set_blas_threads(static_cast<int>(plan.threads_per_worker));
-  if (!options.progress && options.rows_per_step == 0) {
+  // One BLAS call cannot be stopped: where an interrupt or a timeout may end the call, steps
+  // of rows let it end between them (costing a repacking of B per step, ~1% at 4000^2).
+  const bool stoppable = interrupts_handled() || options.timeout > 0;
+  if (!options.progress && options.rows_per_step == 0 && !stoppable) {
     compute_rows(dtype, a, b, c, {0, c.rows});
     return;
   }
@@ -184,20 +216,47 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
     // Once every worker has mapped everything the names can go, and a crash from here on
     // leaves nothing in /dev/shm. A fresh worker for a retry attaches by name, so with
     // retries the names stay until the end, as they do until a job's last launch.
-    launcher.wait_attached(job.attached, plan.workers);
+    // A worker that ends before attaching (one that exits 0 included) fails the run below.
+    try {
+      launcher.wait_attached(job.attached, plan.workers, [&job](std::size_t i) {
+        return job.slots[i].state.load() != static_cast<std::uint32_t>(SlotState::pending);
+      });
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::timed_out) throw timeout_failure(job, plan.workers, e, {});
+      throw;
+    }
     if (options.retries == 0 && last_launch) unlink_names();
   }
 
   RunStats stats;
   std::vector<unsigned> attempts(plan.workers, 0);
   ProgressBar progress(options.progress && flops_per_row > 0, job.m, flops_per_row);
+  std::vector<bool> told_stopped(plan.workers, false);
   while (launcher.live() > 0) {
     std::uint64_t rows_done = 0;
     for (std::size_t i = 0; i < plan.workers; ++i)
       rows_done += job.slots[i].rows_done.load();
     progress.update(rows_done);
-    for (const WorkerExit& exit : launcher.wait_exits(options.progress ? 100 : -1)) {
-      if (exit.ok()) continue;
+    // The stall watchdog: a worker stopped by a signal makes no progress until continued.
+    const auto stopped = launcher.stopped();
+    for (const auto& [id, sig] : stopped)
+      if (!told_stopped[id] && options.on_stall) {
+        told_stopped[id] = true;
+        options.on_stall(fmt::format("{} is stopped by SIG{}; waiting for it{}",
+                                     worker_name(job, id), sigabbrev_np(sig),
+                                     options.timeout > 0 ? " until the timeout" : ""));
+      }
+    std::vector<WorkerExit> exits;
+    try {
+      exits = launcher.wait_exits(options.progress ? 100 : 1000);
+    } catch (const Error& e) {
+      if (e.code() == ErrorCode::timed_out) throw timeout_failure(job, plan.workers, e, stopped);
+      throw;
+    }
+    for (const WorkerExit& exit : exits) {
+      if (exit.ok() &&
+          job.slots[exit.id].state.load() == static_cast<std::uint32_t>(SlotState::done))
+        continue;
       const Error failure = worker_failure(job, exit);
       if (attempts[exit.id] >= options.retries) {
         launcher.kill_all();

@@ -135,6 +135,8 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
     // Bounded even without a timeout: another call may have drained the interrupt eventfd
     // (StopScope) after the signal that concerns this one.
     int wait_ms = 200;
+    if (const StopScope* scope = current_stop_scope(); scope && scope->left_ms() >= 0)
+      wait_ms = static_cast<int>(std::min<long long>(wait_ms, scope->left_ms()));
     if (timeout_ms >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -170,7 +172,8 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
 }
 
 bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attached,
-                             std::size_t count) {
+                             std::size_t count,
+                             const std::function<bool(std::size_t)>& has_attached) {
   std::size_t seen = 0;
   while (seen < count) {
     stop_if_interrupted();
@@ -188,14 +191,20 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
       ++seen;
       continue;
     }
-    // Nobody attached for a while. A worker that ended well had attached; one that failed
-    // never will, and wait_exits() reports it.
+    // Nobody attached for a while. A worker that failed never will, and wait_exits() reports
+    // it; one that exited 0 attached first, unless has_attached says otherwise.
     for (const Child& c : workers_) {
       if (c.reaped) continue;
       siginfo_t info{};
-      if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-          info.si_pid == c.pid && !(info.si_code == CLD_EXITED && info.si_status == 0))
-        return false;
+      if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+          info.si_pid != c.pid)
+        continue;
+      const bool exited_well = info.si_code == CLD_EXITED && info.si_status == 0;
+      if (!exited_well) return false;
+      // Its post may still be pending: take the posts there are before judging.
+      while (seen < count && attached.try_wait())
+        ++seen;
+      if (seen < count && has_attached && !has_attached(c.id)) return false;
     }
   }
   return true;
@@ -208,6 +217,23 @@ void Launcher::stop_if_interrupted() {
     kill_all();
     throw;
   }
+}
+
+void Launcher::kill_one(std::size_t id) noexcept {
+  for (const Child& c : workers_)
+    if (c.id == id && !c.reaped && c.pid > 0) ::kill(c.pid, SIGKILL);
+}
+
+std::vector<std::pair<std::size_t, int>> Launcher::stopped() const {
+  std::vector<std::pair<std::size_t, int>> found;
+  for (const Child& c : workers_) {
+    if (c.reaped) continue;
+    siginfo_t info{};
+    if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == c.pid && info.si_code == CLD_STOPPED)
+      found.emplace_back(c.id, info.si_status);
+  }
+  return found;
 }
 
 void Launcher::kill_all() noexcept {

@@ -44,9 +44,12 @@ class Launcher {
   void spawn_worker(std::size_t id, const std::string& exe, const std::vector<std::string>& args,
                     const std::vector<std::pair<std::string, std::string>>& env);
 
-  // Waits for `count` posts on `attached`, or until a worker fails first (then false).
-  // Throws Error(interrupted), with every worker killed, when an interrupt arrives.
-  bool wait_attached(boost::interprocess::interprocess_semaphore& attached, std::size_t count);
+  // Waits for `count` posts on `attached`, or until a worker ends first without having
+  // attached (then false): one that fails, or one that exits 0 when has_attached(id) says it
+  // never attached (without has_attached, exiting 0 counts as having attached). Throws
+  // Error(interrupted) or Error(timed_out), with every worker killed, as the StopScope says.
+  bool wait_attached(boost::interprocess::interprocess_semaphore& attached, std::size_t count,
+                     const std::function<bool(std::size_t)>& has_attached = {});
 
   // Blocks until at least one worker has exited (or `timeout_ms` passed, -1: no limit), and
   // reaps and returns those that have. Throws Error(interrupted), with every worker killed, when
@@ -55,6 +58,11 @@ class Launcher {
 
   // SIGKILLs and reaps every worker still running. Never throws.
   void kill_all() noexcept;
+  // SIGKILLs worker `id` if it runs; wait_exits() reaps it. Never throws.
+  void kill_one(std::size_t id) noexcept;
+  // The workers stopped by a signal now (SIGSTOP, a debugger), with the signal: they make no
+  // progress until continued.
+  std::vector<std::pair<std::size_t, int>> stopped() const;
 
   // Workers started and not yet reaped.
   std::size_t live() const;

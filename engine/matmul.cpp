@@ -50,7 +50,8 @@ template <class T>
 Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
                    const Options& options) {
   const auto start = std::chrono::steady_clock::now();
-  const detail::StopScope interrupts;  // the interrupts that arrive from here on stop this call
+  // What stops this call: the interrupts that arrive from here on, and its timeout.
+  const detail::StopScope interrupts(options.timeout);
   detail::check_options(options, detail::Entry::matmul);
   detail::check_product_shapes(ref_of(a), ref_of(b), ref_of(c));
   constexpr DType dtype = dtype_of<T>();

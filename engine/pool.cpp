@@ -13,6 +13,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -55,6 +56,9 @@ struct JobRecord {
   const std::byte* c_from = nullptr;
   MatrixRef c_to;
   std::size_t item = 8;
+  // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  bool timed_out = false;
 };
 
 }  // namespace
@@ -80,6 +84,8 @@ class PoolState {
   void monitor() noexcept;
   void start_worker(unsigned id);
   void collect_finished();
+  // Kills the workers still on the rows of jobs past their deadline; their jobs fail.
+  void expire_jobs();
   void fail_tasks_of(const WorkerExit& exit);
   void finish_job(JobRecord& job) noexcept;
   bool in_arena(const void* p, std::size_t bytes) const {
@@ -191,7 +197,9 @@ void PoolState::monitor() noexcept {
   try {
     for (unsigned i = 0; i < workers_; ++i)
       start_worker(i);
-    if (!launcher_.wait_attached(control_->attached, workers_))
+    // A pool worker never exits before the pool stops: one that does (even with status 0) did
+    // not start.
+    if (!launcher_.wait_attached(control_->attached, workers_, [](std::size_t) { return false; }))
       throw Error(ErrorCode::worker_failed, "pool: a worker failed to start");
     started_.set_value();
   } catch (...) {
@@ -211,6 +219,7 @@ void PoolState::monitor() noexcept {
       // EINTR (a signal handler ran on this thread): look at the tasks all the same.
     }
     collect_finished();
+    expire_jobs();
     try {
       for (const WorkerExit& exit : launcher_.wait_exits(0)) {
         if (stopping_.load()) break;
@@ -268,6 +277,38 @@ void PoolState::fail_tasks_of(const WorkerExit& exit) {
   control_->queued.post();
 }
 
+void PoolState::expire_jobs() {
+  if (options_.timeout <= 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::size_t> to_kill;
+  {
+    const std::lock_guard lock(mutex_);
+    for (std::uint32_t slot : in_flight_) {
+      const auto it = jobs_.find(slot_job_[slot]);
+      if (it == jobs_.end() || !it->second.deadline || now < *it->second.deadline) continue;
+      JobRecord& job = it->second;
+      PoolTask& t = control_->tasks[slot];
+      const std::int32_t worker = t.worker.load();
+      if (t.state.load() != std::uint32_t(TaskState::running) || worker < 0) continue;
+      if (!job.timed_out) {
+        job.timed_out = true;
+        job.error = fmt::format(
+            "timed out after {:g} s: pool worker {} was still computing rows {}-{}{}; it was "
+            "stopped and replaced",
+            options_.timeout, worker, t.row_begin, t.row_end ? t.row_end - 1 : 0, [&] {
+              for (const auto& [id, sig] : launcher_.stopped())
+                if (id == std::size_t(worker))
+                  return fmt::format(" (stopped by SIG{})", sigabbrev_np(sig));
+              return std::string();
+            }());
+      }
+      to_kill.push_back(std::size_t(worker));
+    }
+  }
+  for (std::size_t id : to_kill)
+    launcher_.kill_one(id);
+}
+
 void PoolState::collect_finished() {
   std::vector<JobRecord> finished;
   {
@@ -318,8 +359,9 @@ void PoolState::finish_job(JobRecord& job) noexcept {
     job.promise.set_value();
   else
     job.promise.set_exception(std::make_exception_ptr(
-        Error(stopping_.load() && job.error.rfind("the pool", 0) == 0 ? ErrorCode::shut_down
-                                                                      : ErrorCode::worker_failed,
+        Error(job.timed_out                                             ? ErrorCode::timed_out
+              : stopping_.load() && job.error.rfind("the pool", 0) == 0 ? ErrorCode::shut_down
+                                                                        : ErrorCode::worker_failed,
               job.error)));
 }
 
@@ -391,6 +433,10 @@ std::future<void> PoolState::submit(DType dtype, const ConstMatrixRef& a, const 
       staged += bytes;
       return std::uint64_t(static_cast<std::byte*>(p) - arena_base_);
     };
+    if (options_.timeout > 0)
+      job.deadline = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(options_.timeout));
     PoolTask proto;
     proto.dtype = dtype;
     proto.m = m;

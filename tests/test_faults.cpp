@@ -539,3 +539,50 @@ TEST_CASE(
     ops.check_untouched(r.pid);
   }
 }
+
+TEST_CASE(
+    "no hangs: --timeout names the late workers, a stopped worker is reported, one that exits 0 "
+    "without working fails") {
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    // Workers that never finish: --timeout gives up, naming each and how far it got.
+    const auto t0 = std::chrono::steady_clock::now();
+    test::RunResult r =
+        test::run(ops.multiply(launch, {"--timeout", "0.5"}), fault_env("all:stall"));
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err,
+                   "shmgemm: timed out after 0.5 s: worker 0 (rows 0-149) at 0 of 150 rows; "
+                   "worker 1 (rows 150-299) at 0 of 150 rows"));
+    CHECK(seconds < 3.0);
+    ops.check_untouched(r.pid);
+
+    // A worker stopped by SIGSTOP: reported once, waited for, and named when the time is up.
+    test::Process p(ops.multiply(launch, {"--timeout", "1.5"}), fault_env("all:stall"));
+    const std::vector<pid_t> workers = start_stalled(p, 2);
+    ::kill(workers[0], SIGSTOP);
+    r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(count_lines(r.err) == 2);
+    CHECK(std::regex_search(
+        r.err,
+        std::regex(
+            R"(worker \d \(rows \d+-\d+\) is stopped by SIGSTOP; waiting for it until the timeout\n)")));
+    CHECK(std::regex_search(r.err, std::regex(R"(at 0 of 150 rows, stopped by SIGSTOP)")));
+    for (pid_t w : workers)
+      CHECK(test::has_exited(w));
+    ops.check_untouched(r.pid);
+  }
+  // A worker executable that exits 0 without attaching: a failure, not a success of zeros.
+  const test::RunResult r = test::run(ops.multiply("spawn"), {"SHMGEMM_WORKER=/bin/true"});
+  CAPTURE(r.err);
+  CHECK(r.status == 1);
+  CHECK(count_lines(r.err) == 1);
+  CHECK(contains(r.err, "exited with status 0 without computing its rows (it never attached"));
+  ops.check_untouched(r.pid);
+}

@@ -302,6 +302,47 @@ TEST_CASE("a pool whose workers cannot start throws and leaves nothing behind") 
   CHECK(test::children_of(::getpid()).empty());
 }
 
+TEST_CASE("a pool job past Options::timeout fails with timed_out; its worker is replaced") {
+  std::mt19937_64 rng(31);
+  Options o = pool_options(Launch::fork);
+  o.timeout = 0.5;
+  // The first workers stall on every task (the fault is read at fork time); their
+  // replacements, forked once the variable is gone, do not.
+  ::setenv("SHMGEMM_TEST_FAULT", "all:stall", 1);
+  Pool pool(o);
+  ::unsetenv("SHMGEMM_TEST_FAULT");
+  SharedMatrix<double> a = pool.alloc<double>(300, 200), b = pool.alloc<double>(200, 100),
+                       c = pool.alloc<double>(300, 100);
+  fill(a.view(), rng);
+  fill(b.view(), rng);
+  std::future<void> f = pool.submit(a.view(), b.view(), c.view());
+  REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  try {
+    f.get();
+    FAIL("a stalled job succeeded");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::timed_out);
+    CHECK(std::string(e.what()).find("timed out after 0.5 s: pool worker") != std::string::npos);
+  }
+  CHECK(test::eventually([&] { return pool.stats().workers_replaced >= 1; }, 5.0));
+  // The pool goes on with fresh workers.
+  pool.matmul(a.view(), b.view(), c.view());
+  CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 200));
+}
+
+TEST_CASE("a pool whose worker executable exits 0 at once does not start, and does not hang") {
+  ::setenv("SHMGEMM_WORKER", "/bin/true", 1);
+  try {
+    Pool pool(pool_options(Launch::spawn));
+    FAIL("a pool without workers started");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::worker_failed);
+  }
+  ::unsetenv("SHMGEMM_WORKER");
+  CHECK(clean_shm());
+  CHECK(test::children_of(::getpid()).empty());
+}
+
 // Last in this file: it installs the interrupt handlers for the rest of the process.
 TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls after it") {
   handle_interrupts();

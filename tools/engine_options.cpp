@@ -85,7 +85,13 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
                  "recompute a failed worker's block in a fresh worker up to this many times")
       ->check(CLI::Range(0u, 100u))
       ->capture_default_str();
+  cmd.add_option("--timeout", options.timeout,
+                 "give up after this many seconds: workers killed, output left unchanged, exit 1 "
+                 "naming the workers that had not finished (default: no limit; a worker stopped "
+                 "by a signal is reported, and waited for)")
+      ->check(CLI::PositiveNumber);
   options.on_retry = [](const std::string& what) { fmt::print(stderr, "shmgemm: {}\n", what); };
+  options.on_stall = options.on_retry;
 }
 
 }  // namespace shmgemm::cli

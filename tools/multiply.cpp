@@ -26,8 +26,8 @@ struct MultiplyArgs {
 
 // --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
 int run_multiply_mpi(const MultiplyArgs& args) {
-  for (const char* option :
-       {"--backing", "--inputs", "--rows-per-step", "--retries", "--in-process", "--fsync"})
+  for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
+                             "--in-process", "--fsync", "--timeout"})
     if (args.cmd->count(option) > 0)
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "

@@ -16,6 +16,7 @@ enum class ErrorCode {
   worker_failed,     // a worker process failed or died
   interrupted,       // SIGINT, SIGTERM or SIGHUP arrived while handle_interrupts() was in force
   shut_down,         // a Pool was destroyed before the job finished
+  timed_out,         // Options::timeout passed before the product was done
   internal,          // a broken invariant: a bug in shmgemm
 };
 

@@ -50,6 +50,14 @@ struct Options {
   // folder after (fsync), so that after a power loss the output is the old file or the whole
   // new one, never a valid-looking file of zeros. Costs the time the disk takes to write C.
   bool fsync = false;
+  // Give up after this many seconds: the workers are killed, the output left as it was, and the
+  // call throws Error(timed_out) naming the workers that had not finished and how far each got
+  // (and which were stopped by a signal). 0: no limit. In process, checked between steps of
+  // rows. A Pool: per job; a worker still on a timed-out job's rows is killed and replaced.
+  double timeout = 0;
+  // Called once for each worker found stopped by a signal (SIGSTOP, a debugger) while a run
+  // waits for it: "worker 1 (rows 150-299) is stopped by SIGSTOP; waiting for it". May be empty.
+  std::function<void(const std::string&)> on_stall;
   // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
   // signal 9; retrying (1 of 2)"). May be empty.
   std::function<void(const std::string&)> on_retry;

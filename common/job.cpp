@@ -182,6 +182,11 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
                     job->version, job->descriptor_bytes, kJobVersion, sizeof(JobDescriptor));
     return nullptr;
   }
+  if (std::memchr(job->label_a, '\0', sizeof job->label_a) == nullptr ||
+      std::memchr(job->label_b, '\0', sizeof job->label_b) == nullptr) {
+    problem = "operand labels are not NUL-terminated";
+    return nullptr;
+  }
   if (job->kind != JobKind::gemm && job->kind != JobKind::general) {
     problem = fmt::format("unknown job kind {}", static_cast<std::uint32_t>(job->kind));
     return nullptr;

@@ -19,7 +19,7 @@
 namespace shmgemm {
 
 inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
-inline constexpr std::uint32_t kJobVersion = 2;
+inline constexpr std::uint32_t kJobVersion = 3;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
@@ -109,6 +109,8 @@ struct JobDescriptor {
   JobKind kind = JobKind::gemm;
   GeneralJob general;   // kind == general; m is then batch x m, the flattened rows of C
   OperandRef prepared;  // general.b_prepared: a column of float64/compute-type elements
+  // How messages name A and B (their files, as the user named them); display only, cut to fit.
+  char label_a[256] = {}, label_b[256] = {};
   // Each worker posts once when it has mapped every operand: the coordinator may then remove
   // the names.
   boost::interprocess::interprocess_semaphore attached{0};

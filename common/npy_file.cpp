@@ -96,6 +96,7 @@ NpyMapping NpyMapping::open(const fs::path& path) {
     const std::string why = e.what();
     throw Error(e.code(), m.path_ + why.substr(why.find(": cannot map: ")));
   }
+  m.guard_ = MappingGuard(m.region_.get_address(), m.region_.get_size(), m.path_);
   const auto* base = static_cast<const char*>(m.region_.get_address());
   const std::size_t size = m.region_.get_size();
   m.header_ = parse_npy_header(std::string_view(base, std::min(size, kNpyPrefixBytes)), m.path_);

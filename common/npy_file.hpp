@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "common/bus_guard.hpp"
 #include "common/dtype.hpp"
 #include "common/fd.hpp"
 #include "common/matrix.hpp"
@@ -44,6 +45,7 @@ class NpyMapping {
   Fd fd_;  // the file opened once: mapped, and handed to spawned workers, by this descriptor
   NpyHeader header_;
   boost::interprocess::mapped_region region_;
+  MappingGuard guard_;  // a SIGBUS in region_ (the file shrank): one line naming the file
 };
 
 // Where an output named `target` is written, by one rule for every program that writes one:

@@ -153,6 +153,8 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b, const MatmulSh
   job.k = shape.k;
   job.n = shape.n;
   job.chunk_rows = kChunkRows;
+  copy_name(job.label_a, a.path());
+  copy_name(job.label_b, b.path());
   job.a = column_ref(Storage::file, a.path_for_workers(), ha.data_offset, ha.element_count);
   job.b = column_ref(Storage::file, b.path_for_workers(), hb.data_offset, hb.element_count);
   job.c = column_ref(Storage::file, out.path_for_workers(), out.header().data_offset,

@@ -163,6 +163,8 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
   job->stream = options.rows_per_step > 0 ? 1 : 0;
   const std::uint64_t chunk = options.rows_per_step > 0 ? options.rows_per_step : kChunkRows;
   job->chunk_rows = (chunk + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
+  copy_name(job->label_a, placement.label_a());
+  copy_name(job->label_b, placement.label_b());
   job->a = placement.a().ref;
   job->b = placement.b().ref;
   job->c = placement.c().ref;
@@ -204,7 +206,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
     if (fork)
       launcher.fork_worker(i, [&fork_body, i] { return fork_body(i); });
     else
-      launcher.spawn_worker(i, exe, {"--job", job_name, "--id", std::to_string(i)},
+      launcher.spawn_worker(i, exe, {"--job", job_name, "--id", std::to_string(i), "--quiet"},
                             {{"OPENBLAS_NUM_THREADS", threads}});
   };
 

@@ -38,7 +38,7 @@ Placed<ConstMatrixRef> copy_into_segment(ConstMatrixRef m, const std::byte* data
 
 Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
                      Backing backing)
-    : item_(item_size(a.header().dtype)) {
+    : item_(item_size(a.header().dtype)), label_a_(a.path()), label_b_(b.path()) {
   if (backing == Backing::file) {
     a_ = {a.matrix(),
           operand_ref(a.matrix(), Storage::file, a.path_for_workers(), a.header().data_offset)};

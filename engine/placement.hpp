@@ -38,6 +38,9 @@ class Placement {
   const Placed<ConstMatrixRef>& a() const { return a_; }
   const Placed<ConstMatrixRef>& b() const { return b_; }
   const Placed<MatrixRef>& c() const { return c_; }
+  // How messages name A and B: their files' names, empty for host memory.
+  const std::string& label_a() const { return label_a_; }
+  const std::string& label_b() const { return label_b_; }
   // Bytes copied to place A and B and to bring C back.
   std::uint64_t copied_bytes() const { return copied_; }
 
@@ -61,6 +64,7 @@ class Placement {
   const NpyOutput* output_ = nullptr;  // the file behind destination_, if any
   std::size_t item_ = 8;
   std::uint64_t copied_ = 0;
+  std::string label_a_, label_b_;
 };
 
 }  // namespace shmgemm::detail

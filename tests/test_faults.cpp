@@ -23,6 +23,14 @@ using test::TempDir;
 
 namespace {
 
+// Our names in /dev/shm (other programs' segments, Open MPI's among them, come and go).
+std::vector<std::string> shmgemm_names() {
+  std::vector<std::string> ours;
+  for (const std::string& name : names_in("/dev/shm"))
+    if (name.rfind("shmgemm-", 0) == 0) ours.push_back(name);
+  return ours;
+}
+
 // Runs with an injected fault. Under AddressSanitizer (make sanitize), a deliberate SIGSEGV
 // must stay a SIGSEGV rather than become ASan's report; elsewhere this setting does nothing.
 std::vector<std::string> fault_env(const std::string& spec) {
@@ -416,7 +424,7 @@ TEST_CASE("the coordinator killed at any moment, loading included, leaves nothin
   REQUIRE(
       test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
       0);
-  const auto before = names_in("/dev/shm");
+  const auto before = shmgemm_names();
   for (const char* launch : {"fork", "spawn"})
     for (int ms : {5, 20, 50, 100, 200, 400}) {
       CAPTURE(launch);
@@ -428,7 +436,7 @@ TEST_CASE("the coordinator killed at any moment, loading included, leaves nothin
       const test::RunResult r = p.wait();
       CHECK(test::segments_of(r.pid).empty());
     }
-  CHECK(test::eventually([&] { return names_in("/dev/shm") == before; }, 2.0));
+  CHECK(test::eventually([&] { return shmgemm_names() == before; }, 2.0));
 }
 
 TEST_CASE("spawned workers map exactly the files the coordinator checked") {
@@ -585,4 +593,45 @@ TEST_CASE(
   CHECK(count_lines(r.err) == 1);
   CHECK(contains(r.err, "exited with status 0 without computing its rows (it never attached"));
   ops.check_untouched(r.pid);
+}
+
+TEST_CASE("an input truncated mid-run: one line naming it, exit 1, never a crash, nothing left") {
+  TempDir tmp;
+  const std::string g1 = (tmp / "G1.npy").string(), g2 = (tmp / "G2.npy").string(),
+                    t = (tmp / "T.npy").string(), c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", g1}).status == 0);
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", g2})
+              .status == 0);
+  const auto shm_before = shmgemm_names();
+  int caught = 0;
+  const std::vector<std::vector<std::string>> modes = {{"--workers", "2", "--backing", "shm"},
+                                                       {"--workers", "2", "--launch", "fork"},
+                                                       {"--workers", "2", "--launch", "spawn"},
+                                                       {"--in-process"}};
+  for (const auto& mode : modes)
+    for (int ms : {10, 40, 120}) {
+      CAPTURE(mode[mode.size() - 1]);
+      CAPTURE(ms);
+      std::filesystem::copy_file(g1, t, std::filesystem::copy_options::overwrite_existing);
+      std::vector<std::string> argv = {test::cli_path(), "multiply", t, g2, "-o", c};
+      argv.insert(argv.end(), mode.begin(), mode.end());
+      test::Process p(argv);
+      ::usleep(static_cast<useconds_t>(ms * 1000));
+      REQUIRE(::truncate(t.c_str(), 1000) == 0);  // what np.save over an input does first
+      const test::RunResult r = p.wait();
+      CAPTURE(r.err);
+      CHECK((r.status == 0 || r.status == 1));  // done before the cut, or an error: not 135
+      if (r.status == 1) {
+        // Cut while being read, or (the earliest cuts) before it was opened.
+        const bool mid_run = contains(r.err, "T.npy: changed or truncated while being read");
+        caught += mid_run ? 1 : 0;
+        CHECK(count_lines(r.err) == 1);
+        CHECK((mid_run || contains(r.err, "T.npy: truncated data")));
+        CHECK(!std::filesystem::exists(c));
+      }
+      CHECK(test::segments_of(r.pid).empty());
+      std::filesystem::remove(c);
+    }
+  CHECK(caught > 0);  // the SIGBUS path was taken
+  CHECK(test::eventually([&] { return shmgemm_names() == shm_before; }, 2.0));
 }

@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "common/bus_guard.hpp"
 #include "common/job.hpp"
 #include "common/segment.hpp"
 #include "worker/worker_run.hpp"
@@ -20,10 +21,12 @@ class AttachedOperands {
   const BoundOperands& bound() const { return bound_; }
 
  private:
-  std::byte* map(const OperandRef& ref, char which, DType dtype, bool writable);
+  std::byte* map(const OperandRef& ref, char which, DType dtype, bool writable,
+                 const char* label = "");
 
   std::vector<SharedSegment> segments_;
   std::vector<boost::interprocess::mapped_region> files_;
+  std::vector<MappingGuard> guards_;
   BoundOperands bound_;
 };
 

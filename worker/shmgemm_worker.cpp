@@ -60,6 +60,9 @@ int main(int argc, char** argv) {
   app.add_option("--pool", pool_name, "name of a Pool's control segment: serve it")
       ->excludes(job_opt);
   app.add_option("--id", id, "this worker's index in the job or pool");
+  bool quiet = false;
+  app.add_flag("--quiet", quiet,
+               "report a failure only through the job's slot, which the coordinator prints");
   app.add_flag("--probe", probe, "start and exit at once (to measure the cost of launching)")
       ->excludes(job_opt);
   CLI11_PARSE(app, argc, argv);
@@ -106,8 +109,9 @@ int main(int argc, char** argv) {
     job->attached.post();
     return run_worker(*job, id, operands.bound());
   } catch (const std::exception& e) {
+    // With --quiet the coordinator reports the slot's message: one line, not two.
     fail_slot(*job, id, e.what());
-    fmt::print(stderr, "shmgemm-worker {}: {}\n", id, e.what());
+    if (!quiet) fmt::print(stderr, "shmgemm-worker {}: {}\n", id, e.what());
     return 1;
   }
 }

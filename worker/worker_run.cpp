@@ -7,6 +7,7 @@
 #include <exception>
 #include <vector>
 
+#include "common/bus_guard.hpp"
 #include "common/mapped_file.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
@@ -58,6 +59,9 @@ void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noe
 
 int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept {
   WorkerSlot& slot = job.slots[id];
+  // A SIGBUS on an operand's file (it shrank mid-run) fails this slot with a message.
+  report_bus_errors_to(slot.message, sizeof slot.message, &slot.state,
+                       static_cast<std::uint32_t>(SlotState::failed));
   try {
     set_blas_threads(static_cast<int>(job.threads_per_worker));
     inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });

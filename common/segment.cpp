@@ -19,6 +19,7 @@
 #include <optional>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "common/mapped_file.hpp"
 #include "shmgemm/error.hpp"
@@ -89,12 +90,58 @@ bool process_alive_since(pid_t pid, double made) {
   return started && *started <= made + 1.0;
 }
 
+std::uint64_t memory_available(bool* limited_by_cgroup) {
+  std::uint64_t available = UINT64_MAX;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string key; meminfo >> key;) {
+    std::uint64_t kib = 0;
+    meminfo >> kib;
+    if (key == "MemAvailable:") available = kib * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  std::uint64_t in_cgroup = UINT64_MAX;
+  // The memory cgroup's limit: "N:memory:/path" (v1) or "0::/path" (v2) in /proc/self/cgroup.
+  std::ifstream cgroups("/proc/self/cgroup");
+  for (std::string line; std::getline(cgroups, line);) {
+    const std::size_t c1 = line.find(':'), c2 = line.find(':', c1 + 1);
+    if (c1 == std::string::npos || c2 == std::string::npos) continue;
+    const std::string controllers = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
+    std::vector<std::pair<std::string, std::string>> files;  // limit, usage
+    if (controllers == "memory")
+      files = {{"/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes",
+                "/sys/fs/cgroup/memory" + path + "/memory.usage_in_bytes"}};
+    else if (controllers.empty())
+      files = {
+          {"/sys/fs/cgroup" + path + "/memory.max", "/sys/fs/cgroup" + path + "/memory.current"},
+          {"/sys/fs/cgroup/unified" + path + "/memory.max",
+           "/sys/fs/cgroup/unified" + path + "/memory.current"}};
+    for (const auto& [limit_file, usage_file] : files) {
+      std::ifstream f(limit_file), u(usage_file);
+      std::uint64_t limit = 0, usage = 0;
+      if (!(f >> limit)) continue;  // "max" reads as no number
+      if (!(u >> usage)) usage = 0;
+      in_cgroup = std::min(in_cgroup, limit > usage ? limit - usage : 0);
+    }
+  }
+  if (limited_by_cgroup) *limited_by_cgroup = in_cgroup < available;
+  return std::min(available, in_cgroup);
+}
+
 void check_shm_room(std::uint64_t bytes, std::string_view purpose) {
   const std::uint64_t free = shm_free_bytes();
   if (bytes > free)
     throw Error(ErrorCode::resource,
                 fmt::format("not enough room in /dev/shm for {}: {} bytes needed, {} free", purpose,
                             bytes, free));
+  // Shared memory is charged to the memory cgroup: past its limit the kernel kills, it does not
+  // fail an allocation.
+  bool cgroup = false;
+  const std::uint64_t memory = memory_available(&cgroup);
+  if (cgroup && bytes > memory)
+    throw Error(ErrorCode::resource,
+                fmt::format("not enough memory for {} in shared memory: {} bytes needed, {} left "
+                            "under this process's memory cgroup limit",
+                            purpose, bytes, memory));
 }
 
 std::vector<SegmentEntry> list_segments() {

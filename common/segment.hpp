@@ -31,8 +31,14 @@ std::string segment_name_prefix(pid_t pid);
 // A unique, traceable name: "shmgemm-<pid>-p<namespace>-<counter>-<role>-<16 random hex digits>".
 std::string make_segment_name(std::string_view role);
 
-// Checks that /dev/shm has `bytes` free. Throws Error(resource) giving the bytes needed and
-// free, and what they are for (`purpose`).
+// Bytes of memory this process may still use: MemAvailable, or less under a memory cgroup
+// (v1 memory.limit_in_bytes less memory.usage_in_bytes, v2 memory.max less memory.current).
+// `limited_by_cgroup`, when given, says whether the cgroup was the smaller.
+std::uint64_t memory_available(bool* limited_by_cgroup = nullptr);
+
+// Checks that /dev/shm has `bytes` free, and that the memory cgroup (whose limit the pages of
+// shared memory count against) leaves room for them. Throws Error(resource) giving the bytes
+// needed and free, and what they are for (`purpose`).
 void check_shm_room(std::uint64_t bytes, std::string_view purpose);
 
 // Whether process `pid` runs and started before `made` (seconds since the epoch, as a file's

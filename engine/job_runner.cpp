@@ -82,36 +82,6 @@ Plan plan_product(const ProductShape& shape, const Options& options, Report& rep
   return plan;
 }
 
-std::uint64_t memory_available() {
-  std::uint64_t available = UINT64_MAX;
-  std::ifstream meminfo("/proc/meminfo");
-  for (std::string key; meminfo >> key;) {
-    std::uint64_t kib = 0;
-    meminfo >> kib;
-    if (key == "MemAvailable:") available = kib * 1024;
-    meminfo.ignore(64, '\n');
-  }
-  // The memory cgroup's limit: "N:memory:/path" (v1) or "0::/path" (v2) in /proc/self/cgroup.
-  std::ifstream cgroups("/proc/self/cgroup");
-  for (std::string line; std::getline(cgroups, line);) {
-    const std::size_t c1 = line.find(':'), c2 = line.find(':', c1 + 1);
-    if (c1 == std::string::npos || c2 == std::string::npos) continue;
-    const std::string controllers = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
-    std::vector<std::string> files;
-    if (controllers == "memory")
-      files = {"/sys/fs/cgroup/memory" + path + "/memory.limit_in_bytes"};
-    else if (controllers.empty())
-      files = {"/sys/fs/cgroup" + path + "/memory.max",
-               "/sys/fs/cgroup/unified" + path + "/memory.max"};
-    for (const std::string& file : files) {
-      std::ifstream f(file);
-      std::uint64_t limit = 0;
-      if (f >> limit) available = std::min(available, limit);  // "max" reads as no number
-    }
-  }
-  return available;
-}
-
 std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
   if (options.rows_per_step > 0 && options.backing == Backing::shm)
     throw Error(ErrorCode::invalid_argument,

@@ -29,10 +29,6 @@ struct JobSegment {
 // threads, workers, in_process).
 Plan plan_product(const ProductShape& shape, const Options& options, Report& report);
 
-// Bytes of memory this process may still use: MemAvailable, or less under a memory cgroup
-// (v1 memory.limit_in_bytes or v2 memory.max).
-std::uint64_t memory_available();
-
 // Rows of C per step when streaming a product whose A, B and C take `bytes` (file backing):
 // options.rows_per_step, or kChunkRows when they do not fit in memory_available(); 0: no
 // streaming. Throws Error for --rows-per-step with the shm backing.

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -24,11 +25,11 @@ namespace {
 constexpr std::uint64_t kM = 49152, kK = 8192, kN = 1024;  // A: 3 GiB, B: 64 MiB, C: 384 MiB
 constexpr std::uint64_t kLimit = std::uint64_t{1} << 30;
 
-// A memory cgroup limited to kLimit, removed when done: v1 where mounted, else v2.
+// A memory cgroup limited to `limit` bytes, removed when done: v1 where mounted, else v2.
 struct MemoryCgroup {
   fs::path dir;
   std::string limit_file;
-  MemoryCgroup() {
+  explicit MemoryCgroup(std::uint64_t limit = kLimit) {
     const std::string name = fmt::format("shmgemm-test-{}", ::getpid());
     for (const auto& [root, file] :
          {std::pair<std::string, std::string>{"/sys/fs/cgroup/memory", "memory.limit_in_bytes"},
@@ -38,9 +39,9 @@ struct MemoryCgroup {
       if (!fs::exists(fs::path(root) / "cgroup.procs") ||
           !fs::create_directory(root + "/" + name, ec))
         continue;
-      std::ofstream(fs::path(root) / name / file) << kLimit;
+      std::ofstream(fs::path(root) / name / file) << limit;
       std::uint64_t read = 0;
-      if ((std::ifstream(fs::path(root) / name / file) >> read) && read == kLimit) {
+      if ((std::ifstream(fs::path(root) / name / file) >> read) && read == limit) {
         dir = fs::path(root) / name;
         limit_file = file;
         return;
@@ -173,4 +174,37 @@ TEST_CASE(
     CHECK(streamed_mib < b_mib + 30);
     CHECK(test::read_file(c) == test::read_file(c + ".whole"));  // the same bytes either way
   }
+}
+
+TEST_CASE("--backing shm under a memory cgroup too small for it: refused before computing") {
+  if (::geteuid() != 0) {
+    MESSAGE("skipped: needs root to create a memory cgroup");
+    return;
+  }
+  MemoryCgroup cgroup(150 << 20);
+  if (cgroup.dir.empty()) {
+    MESSAGE("skipped: no memory cgroup controller can be limited here");
+    return;
+  }
+  test::TempDir tmp;
+  const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
+                    c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
+  REQUIRE(
+      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
+      0);
+  // A, B and C in segments take 216 MB: more than the cgroup's 150 MiB. Without the check the
+  // kernel kills the run (exit 137) and the segments stay charged to the cgroup.
+  const std::string script = fmt::format(
+      "echo $$ > {}/cgroup.procs && exec {} multiply {} {} -o {} --workers 2 "
+      "--backing shm",
+      cgroup.dir.string(), test::cli_path(), a, b, c);
+  const test::RunResult r = test::run({"/bin/sh", "-c", script});
+  CAPTURE(r.err);
+  CHECK(r.status == 1);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(r.err.find("not enough memory for A, B, C and the job descriptor in shared memory") !=
+        std::string::npos);
+  CHECK(!fs::exists(c));
+  CHECK(test::segments_of(r.pid).empty());
 }

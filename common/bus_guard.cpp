@@ -35,7 +35,12 @@ extern "C" void on_bus_error(int sig, siginfo_t* info, void* context) {
   for (Guarded& g : g_guarded) {
     const std::uintptr_t begin = g.begin.load(std::memory_order_acquire);
     if (begin == 0 || addr < begin || addr >= g.end.load(std::memory_order_acquire)) continue;
-    // Async-signal-safe: copies, a write, _exit.
+    // Async-signal-safe: copies, a write, _exit. Only the first of threads that fault at once
+    // reports; the others wait for its _exit, which ends them all.
+    static std::atomic<bool> reported{false};
+    if (reported.exchange(true))
+      for (;;)
+        ::pause();
     char line[640];
     std::size_t at = 0;
     append(line, at, sizeof line, g.what);

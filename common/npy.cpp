@@ -14,11 +14,11 @@ namespace {
 constexpr std::string_view kMagic{"\x93NUMPY", 6};
 
 [[noreturn]] void fail(std::string_view what, std::string_view why) {
-  throw Error(ErrorCode::bad_file, fmt::format("{}: {}", what, why));
+  throw Error(ErrorCode::bad_file, fmt::format("{}: {}", escaped(what), why));
 }
 
 [[noreturn]] void unsupported(std::string_view what, std::string_view why) {
-  throw Error(ErrorCode::unsupported, fmt::format("{}: {}", what, why));
+  throw Error(ErrorCode::unsupported, fmt::format("{}: {}", escaped(what), why));
 }
 
 // numpy's name for a descr's kind and (validated, decimal) size, for messages about dtypes
@@ -52,11 +52,14 @@ std::string numpy_type_name(char kind, std::string_view size) {
 }
 
 // Maps a descr such as "<f8" onto a DType, or throws naming what is wrong with it.
-DType dtype_from_descr(std::string_view descr, std::string_view what) {
-  if (descr.size() < 2) fail(what, fmt::format("malformed dtype descr '{}'", descr));
-  const char order = descr[0];
-  const char kind = descr[1];
-  const std::string_view size = descr.substr(2);
+DType dtype_from_descr(std::string_view raw, std::string_view what) {
+  const std::string descr = escaped(raw);  // quoted in messages: one line, whatever it holds
+  if (raw.size() < 2) fail(what, fmt::format("malformed dtype descr '{}'", descr));
+  // numpy also reads a descr without its byte-order character ('f8'): the native order.
+  const bool has_order = !std::isalpha(static_cast<unsigned char>(raw[0]));
+  const char order = has_order ? raw[0] : '=';
+  const char kind = has_order ? raw[1] : raw[0];
+  const std::string_view size = raw.substr(has_order ? 2 : 1);
   if (kind == 'O')
     unsupported(what, fmt::format("object arrays are not supported (dtype 'O'); supported: {}",
                                   supported_dtypes()));
@@ -105,7 +108,7 @@ class HeaderDictParser {
         h.shape = parse_shape();
         have_shape = true;
       } else {
-        bad(fmt::format("unexpected or repeated key '{}'", key));
+        bad(fmt::format("unexpected or repeated key '{}'", escaped(key)));
       }
       skip_ws();
       if (!consume(',')) {
@@ -273,6 +276,20 @@ std::string format_npy_header(DType dtype, std::span<const std::uint64_t> shape,
   out += dict;
   out.append(header_len - dict.size() - 1, ' ');
   out += '\n';
+  return out;
+}
+
+std::string escaped(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x20 && c != 0x7f) {
+      out += ch;
+      continue;
+    }
+    out += c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : fmt::format("\\x{:02x}", c);
+  }
   return out;
 }
 

@@ -46,4 +46,9 @@ std::string format_npy_header(DType dtype, std::span<const std::uint64_t> shape,
 // "(3,4)", "(5,)", "()": numpy's spelling of a shape, for messages.
 std::string shape_string(std::span<const std::uint64_t> shape);
 
+// `text` with every control byte (below 0x20, and 0x7f) written as \n, \r, \t or \xNN, so
+// that a message quoting a file's content or a name stays one line and cannot rewrite the
+// terminal. Other bytes (UTF-8 included) are kept.
+std::string escaped(std::string_view text);
+
 }  // namespace shmgemm

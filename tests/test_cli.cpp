@@ -423,3 +423,51 @@ TEST_CASE("--fsync writes C and then the folder to disk around the rename; witho
     CHECK(test::read_file(f.tmp / "C.npy").rfind("\x93NUMPY", 0) == 0);
   }
 }
+
+TEST_CASE("messages that quote a file's bytes stay one line and cannot rewrite the terminal") {
+  Fixture f;
+  auto with_dict = [](const std::string& dict) {
+    std::string h = dict;
+    h.append(118 - h.size() - 1, ' ');
+    h += '\n';
+    return std::string("\x93NUMPY\x01\x00\x76\x00", 10) + h;
+  };
+  for (const std::string& dict :
+       {std::string("{'descr': '<f8', '\r\x1b[2Kshmgemm: all good\n': 1}"),
+        std::string("{'descr': '<f\n8\x1b[2K', 'fortran_order': False, 'shape': (0, 0)}")}) {
+    test::write_file(f.tmp / "evil.npy", with_dict(dict));
+    const test::RunResult r =
+        f.expect_failure({f.p("A.npy"), f.p("evil.npy"), "-o", f.p("C.npy")}, "evil.npy: ");
+    CHECK(r.err.find('\x1b') == std::string::npos);
+    CHECK(r.err.find('\r') == std::string::npos);
+    CHECK(contains(r.err, "\\x1b[2K"));
+  }
+  // A file name with a newline is named on one line too.
+  test::write_file(f.tmp / "two\nlines.npy", "not numpy");
+  const test::RunResult r = f.expect_failure(
+      {f.p("A.npy"), f.p("two\nlines.npy"), "-o", f.p("C.npy")}, "two\\nlines.npy");
+}
+
+TEST_CASE(
+    "a descr without its byte-order character, as numpy reads it, and short option messages") {
+  Fixture f;
+  // numpy reads 'f8' as native float64 ('<f8' here).
+  std::string b = test::read_file(f.tmp / "B.npy");
+  const std::size_t at = b.find("'<f8'");
+  REQUIRE(at != std::string::npos);
+  b.replace(at, 5, "'f8' ");
+  test::write_file(f.tmp / "B2.npy", b);
+  CHECK(test::run({test::cli_path(), "multiply", f.p("A.npy"), f.p("B2.npy"), "-o", f.p("C2.npy")})
+            .status == 0);
+  CHECK(test::run({test::cli_path(), "multiply", f.p("A.npy"), f.p("B.npy"), "-o", f.p("C1.npy")})
+            .status == 0);
+  CHECK(test::read_file(f.tmp / "C1.npy") == test::read_file(f.tmp / "C2.npy"));
+  std::filesystem::remove(f.tmp / "B2.npy");
+  std::filesystem::remove(f.tmp / "C1.npy");
+  std::filesystem::remove(f.tmp / "C2.npy");
+  for (const char* option : {"--rows-per-step", "--timeout"}) {
+    const test::RunResult r =
+        f.expect_failure({f.p("A.npy"), f.p("B.npy"), "-o", f.p("C.npy"), option, "0"}, option);
+    CHECK(r.err.size() < 100);  // not DBL_MAX written out in full
+  }
+}

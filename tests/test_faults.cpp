@@ -635,3 +635,72 @@ TEST_CASE("an input truncated mid-run: one line naming it, exit 1, never a crash
   CHECK(caught > 0);  // the SIGBUS path was taken
   CHECK(test::eventually([&] { return shmgemm_names() == shm_before; }, 2.0));
 }
+
+TEST_CASE("an interrupt stops an in-process product between steps, and says nothing of workers") {
+  TempDir tmp;
+  const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
+                    c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "16384x2048", "-o", a}).status == 0);
+  REQUIRE(
+      test::run({test::cli_path(), "gen", "--shape", "2048x2048", "--seed", "1", "-o", b}).status ==
+      0);
+  const std::vector<std::string> argv = {test::cli_path(), "multiply", a, b, "-o", c,
+                                         "--in-process"};
+  auto timed = [&](bool interrupt) {
+    const auto t0 = std::chrono::steady_clock::now();
+    test::Process p(argv);
+    if (interrupt) {
+      ::usleep(200 * 1000);
+      ::kill(p.pid(), SIGINT);
+    }
+    const test::RunResult r = p.wait();
+    return std::pair{r,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()};
+  };
+  const auto [whole, whole_s] = timed(false);
+  REQUIRE(whole.status == 0);
+  std::filesystem::remove(c);
+  const auto [stopped, stopped_s] = timed(true);
+  CAPTURE(stopped.err);
+  MESSAGE(fmt::format("whole product {:.2f} s; interrupted at 0.2 s, ended at {:.2f} s", whole_s,
+                      stopped_s));
+  CHECK(stopped.status == 128 + SIGINT);
+  CHECK(contains(stopped.err, "interrupted by SIGINT: stopped, output left unchanged"));
+  CHECK(!contains(stopped.err, "workers"));
+  CHECK(!std::filesystem::exists(c));
+  // Between steps of rows, not at the end: well before the whole product would have ended.
+  CHECK(stopped_s < 0.2 + 0.6 * (whole_s - 0.2));
+}
+
+TEST_CASE("demo: SIGTERM stops it and removes its folder; after a SIGKILL, gc removes it") {
+  TempDir tmp;
+  const std::vector<std::string> env = {"TMPDIR=" + tmp.path().string()};
+  const std::vector<std::string> argv = {test::cli_path(), "demo",     "--size",
+                                         "1500",           "--rounds", "20"};
+  {
+    test::Process p(argv, env);
+    REQUIRE(test::eventually([&] { return !names_in(tmp.path()).empty(); }, 10.0));
+    ::usleep(300 * 1000);
+    const auto t0 = std::chrono::steady_clock::now();
+    ::kill(p.pid(), SIGTERM);
+    const test::RunResult r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 128 + SIGTERM);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
+    CHECK(names_in(tmp.path()).empty());
+  }
+  {
+    test::Process p(argv, env);
+    REQUIRE(test::eventually([&] { return !names_in(tmp.path()).empty(); }, 10.0));
+    ::usleep(300 * 1000);
+    ::kill(p.pid(), SIGKILL);
+    p.wait();
+    ::usleep(200 * 1000);  // its last child (a multiply) dies with it
+    REQUIRE(names_in(tmp.path()).size() == 1);
+    const test::RunResult gc = test::run({test::cli_path(), "gc"}, env);
+    CAPTURE(gc.out);
+    CHECK(gc.status == 0);
+    CHECK(contains(gc.out, "removed folder "));
+    CHECK(names_in(tmp.path()).empty());
+  }
+}

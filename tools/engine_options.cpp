@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <cmath>
 
 #include "common/job.hpp"
 #include "tools/commands.hpp"
@@ -19,6 +20,33 @@ CLI::Validator count_from_one(unsigned max) {
         return {};
       },
       fmt::format("1..{}", max));
+}
+
+// A number of seconds above 0.
+CLI::Validator positive_seconds() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || !(value > 0) ||
+            !std::isfinite(value))
+          return fmt::format("'{}' is not a number of seconds above 0", text);
+        return {};
+      },
+      "SECONDS");
+}
+
+// A whole number of at least 1 (64 bits).
+CLI::Validator whole_from_one() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        std::uint64_t value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || value < 1)
+          return fmt::format("'{}' is not a whole number of at least 1", text);
+        return {};
+      },
+      "1..");
 }
 
 }  // namespace
@@ -80,7 +108,7 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
                  "larger than memory: compute this many rows of C at a time and release the "
                  "pages of A and C that are done (file backing); default: only when A, B and C "
                  "do not fit in the memory available, then 512 (2-D products of one float dtype)")
-      ->check(CLI::PositiveNumber);
+      ->check(whole_from_one());
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times")
       ->check(CLI::Range(0u, 100u))
@@ -89,7 +117,7 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
                  "give up after this many seconds: workers killed, output left unchanged, exit 1 "
                  "naming the workers that had not finished (default: no limit; a worker stopped "
                  "by a signal is reported, and waited for)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_seconds());
   options.on_retry = [](const std::string& what) { fmt::print(stderr, "shmgemm: {}\n", what); };
   options.on_stall = options.on_retry;
 }

@@ -3,8 +3,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <regex>
 
 #include <fmt/format.h>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -86,7 +88,34 @@ int run_gc(const GcArgs& args) {
                  entry.path().string(), st.st_size, pid);
     }
   }
-  fmt::print("{} {} segments and {} temporary files ({} bytes), kept {}\n",
+  // The tools' temporary folders ($TMPDIR/shmgemm-demo-<pid>-p<ns>-XXXXXX, ...) of processes
+  // killed before they could remove them.
+  const char* base = std::getenv("TMPDIR");
+  const std::filesystem::path tmp = base && *base ? base : "/tmp";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp, ec)) {
+    const std::string name = entry.path().filename().string();
+    static const std::regex pattern(R"(shmgemm-[a-z]+-(\d+)-p(\d+)-[A-Za-z0-9]{6})");
+    std::smatch match;
+    struct stat st {};
+    if (!std::regex_match(name, match, pattern) || ::lstat(entry.path().c_str(), &st) != 0 ||
+        !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(match[1]));
+    const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
+    if (std::stoull(match[2]) != pid_namespace() || process_alive_since(pid, made)) continue;
+    std::error_code rm;
+    if (!dry_run) std::filesystem::remove_all(entry.path(), rm);
+    if (rm) {
+      fmt::print(stderr, "shmgemm: cannot remove {}: {}\n", entry.path().string(), rm.message());
+      status = 1;
+      continue;
+    }
+    ++files;
+    fmt::print("{} folder {}: process {} is gone\n", dry_run ? "would remove" : "removed",
+               entry.path().string(), pid);
+  }
+  fmt::print("{} {} segments and {} temporary files or folders ({} bytes), kept {}\n",
              dry_run ? "would remove" : "removed", removed, files, freed, kept);
   return status;
 }

@@ -1,5 +1,8 @@
 #include "tools/measure.hpp"
 
+#include "common/fd.hpp"
+#include "engine/interrupt.hpp"
+
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
@@ -97,9 +100,19 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
     throw Error(ErrorCode::resource,
                 fmt::format("cannot start {}: {}", argv[0], std::strerror(err)));
   }
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  const int timeout = interval_ms > 0 ? std::max(1, static_cast<int>(interval_ms)) : -1;
+  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  // Bounded, so that an interrupt of this process (the signal's handler does not end poll)
+  // is seen: the child is then stopped the way a user would stop it, and waited for.
+  const int timeout = interval_ms > 0 ? std::clamp(static_cast<int>(interval_ms), 1, 200) : 200;
+  const detail::StopScope interrupts;
   for (;;) {
+    if (interrupts.signal() != 0) {
+      ::kill(pid, interrupts.signal());
+      retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+      ::close(out_fd);
+      ::close(err_fd);
+      detail::throw_if_interrupted();
+    }
     if (interval_ms > 0) {
       std::uint64_t pss = 0;
       const std::vector<pid_t> tree = process_tree(pid);
@@ -115,13 +128,12 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
       m.peak_pss = std::max(m.peak_pss, pss);
       m.peak_processes = std::max(m.peak_processes, tree.size());
     }
-    pollfd p{pidfd, POLLIN, 0};
-    if (pidfd < 0 || ::poll(&p, 1, timeout) > 0) break;
+    pollfd p{pidfd.get(), POLLIN, 0};
+    if (!pidfd || ::poll(&p, 1, timeout) > 0) break;
   }
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  retry_eintr([&] { return ::waitpid(pid, &status, 0); });
   m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (pidfd >= 0) ::close(pidfd);
   m.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   m.out = read_all(out_fd);
   m.err = read_all(err_fd);

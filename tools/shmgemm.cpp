@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "common/npy.hpp"
 #include "tools/commands.hpp"
 
 int main(int argc, char** argv) {
@@ -29,7 +30,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // One line, naming the option.
-    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
     return 2;
   }
   // SIGINT, SIGTERM and SIGHUP stop a run cleanly: workers killed, nothing left behind.
@@ -37,10 +38,11 @@ int main(int argc, char** argv) {
   try {
     return action();
   } catch (const Error& e) {
-    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    // One line, whatever the message quotes (a file's bytes, a name with a newline).
+    fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
     return e.code() == ErrorCode::interrupted ? 128 + interrupted_signal() : 1;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "shmgemm: {}\n", e.what());
+    fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
     return 1;
   }
 }

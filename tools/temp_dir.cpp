@@ -1,19 +1,24 @@
 #include "tools/temp_dir.hpp"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
+#include "common/segment.hpp"
 #include "shmgemm/error.hpp"
 
 namespace shmgemm::cli {
 
 TempDir::TempDir(std::string_view prefix) {
   const char* base = std::getenv("TMPDIR");
-  std::string templ = fmt::format("{}/{}-XXXXXX", base && *base ? base : "/tmp", prefix);
+  // The pid and PID namespace in the name: `shmgemm gc` removes the folder of a process that
+  // was killed before it could (SIGKILL).
+  std::string templ = fmt::format("{}/{}-{}-p{}-XXXXXX", base && *base ? base : "/tmp", prefix,
+                                  ::getpid(), pid_namespace());
   if (::mkdtemp(templ.data()) == nullptr)
     throw Error(ErrorCode::resource, fmt::format("cannot create a temporary folder {}: {}", templ,
                                                  std::strerror(errno)));

@@ -43,7 +43,30 @@ struct Checked {
   DType dtype = DType::float64;
   NpyHeader out;  // C's header as it will be written
   std::string out_header_bytes;
+  // What this rank sees at A's and B's paths: dtype, shape, order, size and a hash of sampled
+  // bytes, readable up to the '#'. Ranks compare theirs with rank 0's.
+  std::string seen;
 };
+
+// "(300,200) float64 C, 480128 bytes": a file as this rank sees it, for the cross-check.
+std::string describe_file(const NpyMapping& f) {
+  const NpyHeader& h = f.header();
+  return fmt::format("{} {} {}, {} bytes", shape_string(h.shape), dtype_name(h.dtype),
+                     h.fortran_order ? "Fortran order" : "C order", h.data_offset + h.data_bytes);
+}
+
+// FNV-1a over up to 4 KiB at the start, the middle and the end of the data: the same file on
+// every node hashes the same; a stale or node-local copy almost surely does not.
+std::uint64_t sampled_hash(const NpyMapping& f) {
+  const std::uint64_t bytes = f.header().data_bytes, chunk = std::min<std::uint64_t>(bytes, 4096);
+  std::uint64_t h = 1469598103934665603ULL;
+  for (const std::uint64_t at : {std::uint64_t{0}, (bytes - chunk) / 2, bytes - chunk})
+    for (std::uint64_t i = 0; i < chunk; ++i) {
+      h ^= static_cast<std::uint8_t>(f.data()[at + i]);
+      h *= 1099511628211ULL;
+    }
+  return h;
+}
 
 // The same checks and messages as `shmgemm multiply`, plus what this program does not take.
 Checked check_operands(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
@@ -51,6 +74,8 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
   Checked c;
   const NpyMapping& a = c.a_map.emplace(NpyMapping::open(a_path));
   const NpyMapping b = NpyMapping::open(b_path);
+  c.seen = fmt::format("{}: {}; {}: {}#{:016x}{:016x}", a.path(), describe_file(a), b.path(),
+                       describe_file(b), sampled_hash(a), sampled_hash(b));
   c.shape = detail::npy_matmul_shape(a, b);
   const DType da = a.header().dtype, db = b.header().dtype;
   // An operand of more than 2 dimensions makes a batch.
@@ -122,6 +147,20 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // can see is an error too.
   Checked c;
   on_all_ranks(MPI_COMM_WORLD, [&] { c = check_operands(a_path, b_path, out_path); });
+  // The same paths may name other files on other nodes (node-local folders, a stale NFS
+  // cache): every rank must see what rank 0 sees, or none computes.
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    const std::string root = broadcast_string(MPI_COMM_WORLD, c.seen, 0);
+    if (root != c.seen) {
+      const auto readable = [](const std::string& x) { return x.substr(0, x.rfind('#')); };
+      throw Error(ErrorCode::bad_file,
+                  fmt::format("rank {} on {} sees other operand files than rank 0 at the same "
+                              "paths: here {}; on rank 0 {}{}",
+                              topo.rank, topo.hosts[std::size_t(topo.rank)], readable(c.seen),
+                              readable(root),
+                              readable(c.seen) == readable(root) ? " (the contents differ)" : ""));
+    }
+  });
   r.m = c.shape.m;
   r.k = c.shape.k;
   r.n = c.shape.n;

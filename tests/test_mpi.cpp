@@ -270,3 +270,45 @@ int main(int argc, char** argv) {
   doctest::Context context(argc, argv);
   return context.run();
 }
+
+TEST_CASE("ranks that see other files at the same paths are refused, before any work") {
+  std::mt19937_64 rng(12);
+  // Each rank runs in its own folder, as on nodes with node-local paths: dir0 and dir1 hold
+  // an a.npy each, of another shape, or of the same shape and other values.
+  for (bool same_shape : {false, true}) {
+    CAPTURE(same_shape);
+    test::TempDir tmp;
+    fs::create_directory(tmp / "dir0");
+    fs::create_directory(tmp / "dir1");
+    const test::Dense b = test::random_dense(200, 100, rng);
+    test::write_file(tmp / "dir0" / "a.npy",
+                     test::npy_bytes(test::random_dense(300, 200, rng), DType::float64));
+    test::write_file(tmp / "dir1" / "a.npy",
+                     test::npy_bytes(test::random_dense(same_shape ? 300 : 100, 200, rng),
+                                     DType::float64));
+    for (const char* dir : {"dir0", "dir1"})
+      test::write_file(tmp / dir / "b.npy", test::npy_bytes(b, DType::float64));
+    test::write_file(tmp / "C.npy", "the previous result");
+    std::vector<std::string> argv = {mpirun_path(), "-q", "--oversubscribe"};
+    if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
+    argv.insert(argv.end(),
+                {"-n", "2", "/bin/sh", "-c",
+                 fmt::format("cd {0}/dir$OMPI_COMM_WORLD_RANK && exec {1} multiply a.npy b.npy -o "
+                             "{0}/C.npy",
+                             tmp.path().string(), SHMGEMM_MPI_EXE)});
+    const test::RunResult r = test::run(argv);
+    CAPTURE(r.err);
+    CHECK(r.status != 0);
+    const auto said = lines_starting(r.err, "shmgemm-mpi: ");
+    REQUIRE(said.size() == 1);
+    CHECK(said[0].find("rank 1 on ") != std::string::npos);
+    CHECK(said[0].find("sees other operand files than rank 0 at the same paths") !=
+          std::string::npos);
+    if (same_shape)
+      CHECK(said[0].find("(the contents differ)") != std::string::npos);
+    else
+      CHECK(said[0].find("(100,200) float64") != std::string::npos);
+    CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+    CHECK(test::names_in(tmp.path()) == std::vector<std::string>{"C.npy", "dir0", "dir1"});
+  }
+}

@@ -55,8 +55,12 @@ std::optional<double> process_start_time(pid_t pid) {
   std::ifstream stat_file(fmt::format("/proc/{}/stat", pid));
   std::string line;
   if (!std::getline(stat_file, line)) return std::nullopt;
-  // Field 22 (starttime, clock ticks since boot) counts from after the ")" ending field 2.
-  std::istringstream rest(line.substr(line.rfind(')') + 2));
+  // Field 22 (starttime, clock ticks since boot) counts from after the ")" ending field 2;
+  // field 3 is the state: a zombie (Z, X) has ended, whatever its parent has not yet done.
+  const std::size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) return std::nullopt;
+  if (line[close + 2] == 'Z' || line[close + 2] == 'X') return std::nullopt;
+  std::istringstream rest(line.substr(close + 2));
   std::string field;
   unsigned long long ticks = 0;
   for (int i = 3; i <= 22 && rest >> field; ++i)

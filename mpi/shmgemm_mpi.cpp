@@ -7,6 +7,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 
@@ -128,6 +131,11 @@ int run(const Args& args, int rank) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A rank whose launcher dies (mpirun killed, even by SIGKILL) gets SIGTERM, whose handler
+  // removes the temporary output: no rank runs on to write an output nobody waits for.
+  const pid_t launcher = ::getppid();
+  ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (::getppid() != launcher) return 1;
   std::optional<Session> session;
   try {
     session.emplace(argc, argv);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -47,6 +48,10 @@ std::vector<std::string> lines_starting(const std::string& text, const std::stri
   for (std::string line; std::getline(in, line);)
     if (line.rfind(prefix, 0) == 0) out.push_back(line);
   return out;
+}
+
+bool contains_line(const std::string& text, const std::string& start) {
+  return !lines_starting(text, start).empty();
 }
 
 struct Case {
@@ -283,9 +288,9 @@ TEST_CASE("ranks that see other files at the same paths are refused, before any 
     const test::Dense b = test::random_dense(200, 100, rng);
     test::write_file(tmp / "dir0" / "a.npy",
                      test::npy_bytes(test::random_dense(300, 200, rng), DType::float64));
-    test::write_file(tmp / "dir1" / "a.npy",
-                     test::npy_bytes(test::random_dense(same_shape ? 300 : 100, 200, rng),
-                                     DType::float64));
+    test::write_file(
+        tmp / "dir1" / "a.npy",
+        test::npy_bytes(test::random_dense(same_shape ? 300 : 100, 200, rng), DType::float64));
     for (const char* dir : {"dir0", "dir1"})
       test::write_file(tmp / dir / "b.npy", test::npy_bytes(b, DType::float64));
     test::write_file(tmp / "C.npy", "the previous result");
@@ -311,4 +316,93 @@ TEST_CASE("ranks that see other files at the same paths are refused, before any 
     CHECK(test::read_file(tmp / "C.npy") == "the previous result");
     CHECK(test::names_in(tmp.path()) == std::vector<std::string>{"C.npy", "dir0", "dir1"});
   }
+}
+
+TEST_CASE(
+    "--launch mpi: an interrupt, a killed mpirun or killed ranks leave the output as it was") {
+  test::TempDir tmp;
+  const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
+                    c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
+  REQUIRE(
+      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
+      0);
+  const std::vector<std::string> argv = {test::cli_path(), "multiply", a,           b,  "-o", c,
+                                         "--launch",       "mpi",      "--workers", "2"};
+  auto descendants = [](pid_t root) {
+    std::vector<pid_t> all, frontier = {root};
+    while (!frontier.empty()) {
+      const pid_t p = frontier.back();
+      frontier.pop_back();
+      for (pid_t k : test::children_of(p)) {
+        all.push_back(k);
+        frontier.push_back(k);
+      }
+    }
+    return all;
+  };
+  auto untouched = [&] {
+    CAPTURE(fmt::format("{}", fmt::join(test::names_in(tmp.path()), " ")));
+    CHECK(test::read_file(c) == "the previous result");
+    CHECK(test::names_in(tmp.path()) == std::vector<std::string>{"A.npy", "B.npy", "C.npy"});
+  };
+  // SIGTERM to shmgemm: mpirun and the ranks stopped, exit 143, one line.
+  for (int ms : {100, 300}) {
+    CAPTURE(ms);
+    test::write_file(c, "the previous result");
+    test::Process p(argv);
+    ::usleep(static_cast<useconds_t>(ms * 1000));
+    const std::vector<pid_t> tree = descendants(p.pid());
+    ::kill(p.pid(), SIGTERM);
+    const test::RunResult r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 128 + SIGTERM);
+    CHECK(r.err == "shmgemm: interrupted by SIGTERM: stopped, output left unchanged\n");
+    CHECK(test::eventually([&] { return std::all_of(tree.begin(), tree.end(), test::has_exited); },
+                           3.0));
+    CHECK(test::eventually([&] { return test::names_in(tmp.path()).size() == 3; }, 3.0));
+    untouched();
+  }
+  // mpirun killed outright: its ranks get SIGTERM (their parent-death signal) and clean up.
+  {
+    test::write_file(c, "the previous result");
+    test::Process p(argv);
+    REQUIRE(test::eventually([&] { return descendants(p.pid()).size() >= 3; }, 10.0));
+    ::usleep(200 * 1000);
+    const std::vector<pid_t> tree = descendants(p.pid());
+    ::kill(test::children_of(p.pid()).at(0), SIGKILL);
+    const test::RunResult r = p.wait();
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err == "shmgemm: --launch mpi: mpirun exited with status 137\n");
+    CHECK(test::eventually([&] { return std::all_of(tree.begin(), tree.end(), test::has_exited); },
+                           3.0));
+    CHECK(test::eventually([&] { return test::names_in(tmp.path()).size() == 3; }, 3.0));
+    untouched();
+  }
+  // Every rank killed: nothing could remove the hidden temporary output; gc FOLDER does.
+  {
+    test::write_file(c, "the previous result");
+    test::Process p(argv);
+    REQUIRE(test::eventually([&] { return test::names_in(tmp.path()).size() == 4; }, 10.0));
+    const pid_t mpirun = test::children_of(p.pid()).at(0);
+    for (pid_t rank : test::children_of(mpirun))
+      ::kill(rank, SIGKILL);
+    p.wait();
+    if (test::names_in(tmp.path()).size() == 4) {
+      const test::RunResult gc = test::run({test::cli_path(), "gc", tmp.path().string()});
+      CAPTURE(gc.out);
+      CHECK(contains_line(gc.out, "removed " + tmp.path().string() + "/."));
+    }
+    untouched();
+  }
+  // A hostfile that is not there: mpirun's own complaint, in one line.
+  const test::RunResult r = test::run({test::cli_path(), "multiply", a, b, "-o", c, "--launch",
+                                       "mpi", "--hostfile", (tmp / "nohosts").string()});
+  CAPTURE(r.err);
+  CHECK(r.status == 1);
+  CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+  CHECK(r.err.find("mpirun exited with status 1: ") != std::string::npos);
+  CHECK(r.err.find("hostfile") != std::string::npos);
+  untouched();
 }

@@ -165,7 +165,7 @@ std::string find_on_path(const std::string& name) {
 }
 
 std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostfile,
-                                        std::string_view who) {
+                                        std::string_view who, bool quiet) {
   const char* from_env = std::getenv("SHMGEMM_MPIRUN");
   const std::string mpirun = from_env != nullptr ? from_env : find_on_path("mpirun");
   if (mpirun.empty())
@@ -174,7 +174,8 @@ std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostf
                             "tools/install-deps.sh, or apt-get install openmpi-bin; or set "
                             "SHMGEMM_MPIRUN)",
                             who));
-  std::vector<std::string> argv = {mpirun, "-q"};
+  std::vector<std::string> argv = {mpirun};
+  if (quiet) argv.push_back("-q");
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
   if (!hostfile.empty())
     argv.insert(argv.end(), {"--hostfile", hostfile});

@@ -49,7 +49,7 @@ std::string find_on_path(const std::string& name);
 // run), and --hostfile F, or without one --oversubscribe when the ranks exceed this machine's
 // cores. Throws Error(invalid_argument) starting with `who` when there is no mpirun.
 std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostfile,
-                                        std::string_view who);
+                                        std::string_view who, bool quiet = true);
 
 // This executable (/proc/self/exe).
 std::string self_executable();

@@ -1,13 +1,20 @@
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/fd.hpp"
+#include "engine/interrupt.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
 
@@ -24,7 +31,84 @@ struct MultiplyArgs {
   const CLI::App* cmd = nullptr;
 };
 
-// --launch mpi: becomes `mpirun -n W shmgemm-mpi multiply ...` (this process is replaced).
+// Runs mpirun as a child and answers for it: its output passes through; a failure is one
+// line (shmgemm-mpi's own, or mpirun's first words when it failed before any rank could say
+// anything); an interrupt of this process kills mpirun, whose ranks then get SIGTERM (their
+// parent-death signal) and remove the temporary output, and exits 128 + signal.
+int supervise_mpirun(const std::vector<std::string>& argv) {
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0)
+    throw Error(ErrorCode::resource, fmt::format("--launch mpi: pipe: {}", std::strerror(errno)));
+  Fd read_end(err_pipe[0]), write_end(err_pipe[1]);
+  std::vector<char*> c_argv;
+  std::vector<std::string> copy = argv;
+  for (std::string& s : copy)
+    c_argv.push_back(s.data());
+  c_argv.push_back(nullptr);
+  std::fflush(nullptr);
+  const detail::StopScope interrupts;
+  const pid_t pid = ::fork();
+  if (pid < 0)
+    throw Error(ErrorCode::resource, fmt::format("--launch mpi: fork: {}", std::strerror(errno)));
+  if (pid == 0) {
+    ::dup2(write_end.get(), 2);
+    ::execv(c_argv[0], c_argv.data());
+    const std::string msg = fmt::format("cannot run {}: {}\n", argv[0], std::strerror(errno));
+    static_cast<void>(::write(2, msg.data(), msg.size()));
+    ::_exit(127);
+  }
+  write_end.reset();
+  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  std::string err;
+  bool err_open = true;
+  for (;;) {
+    std::vector<pollfd> fds = {{pidfd.get(), POLLIN, 0}};
+    if (err_open) fds.push_back({read_end.get(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 200);
+    if (interrupts.signal() != 0) {
+      ::kill(pid, SIGKILL);
+      retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
+      detail::throw_if_interrupted();
+    }
+    if (err_open && (fds[1].revents & (POLLIN | POLLHUP))) {
+      char buf[4096];
+      const ssize_t n = retry_eintr([&] { return ::read(read_end.get(), buf, sizeof buf); });
+      if (n > 0)
+        err.append(buf, static_cast<std::size_t>(n));
+      else
+        err_open = false;
+    }
+    if (!err_open && (!pidfd || (fds[0].revents & POLLIN))) break;
+  }
+  int status = 0;
+  retry_eintr([&] { return ::waitpid(pid, &status, 0); });
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // shmgemm-mpi's own lines pass through as they are; mpirun's chatter only when it is all
+  // there is, as one line.
+  // mpirun's own messages come in blocks between lines of dashes: the first block, one line.
+  std::string ours, first_other;
+  bool in_first_block = true;
+  std::istringstream lines(err);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("shmgemm-mpi: ", 0) == 0) {
+      ours += line + "\n";
+      continue;
+    }
+    const std::size_t text = line.find_first_not_of(" \t");
+    const bool rule = text != std::string::npos && line.find_first_not_of('-') == std::string::npos;
+    if (rule && !first_other.empty()) in_first_block = false;
+    if (text == std::string::npos || rule || !in_first_block) continue;
+    first_other += (first_other.empty() ? "" : " ") + line.substr(text);
+  }
+  if (code == 0 || !ours.empty()) {
+    fmt::print(stderr, "{}", code == 0 ? err : ours);
+    return code;
+  }
+  throw Error(ErrorCode::resource, fmt::format("--launch mpi: mpirun exited with status {}{}{}",
+                                               code, first_other.empty() ? "" : ": ", first_other));
+}
+
+// --launch mpi: runs `mpirun -n W shmgemm-mpi multiply ...` and answers for it.
 int run_multiply_mpi(const MultiplyArgs& args) {
   for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
                              "--in-process", "--fsync", "--timeout"})
@@ -34,7 +118,7 @@ int run_multiply_mpi(const MultiplyArgs& args) {
                               "rows of A and write their rows of C with MPI-IO)",
                               option));
   const unsigned ranks = args.options.workers > 0 ? args.options.workers : available_cores();
-  std::vector<std::string> argv = mpirun_command(ranks, args.hostfile, "--launch mpi");
+  std::vector<std::string> argv = mpirun_command(ranks, args.hostfile, "--launch mpi", false);
   const std::filesystem::path self = self_executable();
   const std::string program = (self.parent_path() / "shmgemm-mpi").string();
   if (::access(program.c_str(), X_OK) != 0)
@@ -47,14 +131,7 @@ int run_multiply_mpi(const MultiplyArgs& args) {
     argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads_per_worker)});
   if (args.json) argv.push_back("--json");
   if (args.explain) argv.push_back("--explain");
-  std::vector<char*> c_argv;
-  for (std::string& s : argv)
-    c_argv.push_back(s.data());
-  c_argv.push_back(nullptr);
-  std::fflush(stdout);
-  ::execv(argv[0].c_str(), c_argv.data());
-  throw Error(ErrorCode::resource,
-              fmt::format("--launch mpi: cannot run {}: {}", argv[0], std::strerror(errno)));
+  return supervise_mpirun(argv);
 }
 
 nlohmann::json plan_json(const Report& r) {

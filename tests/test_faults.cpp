@@ -704,3 +704,37 @@ TEST_CASE("demo: SIGTERM stops it and removes its folder; after a SIGKILL, gc re
     CHECK(names_in(tmp.path()).empty());
   }
 }
+
+TEST_CASE(
+    "under a tight address-space limit (ulimit -v): fewer OpenBLAS threads or one line, never a "
+    "hang") {
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("skipped: AddressSanitizer's shadow memory does not fit under an address-space limit");
+  return;
+#endif
+  TempDir tmp;
+  const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
+                    c = (tmp / "C.npy").string();
+  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
+  REQUIRE(
+      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
+      0);
+  // An OpenBLAS thread that cannot map its buffer retries for ever and ignores signals: each
+  // run here must end by itself.
+  for (const char* mode : {"--in-process", "--workers=2"})
+    for (int mib : {400, 480, 560, 640}) {
+      CAPTURE(mode);
+      CAPTURE(mib);
+      test::Process p({"/bin/sh", "-c",
+                       fmt::format("ulimit -v {} && exec {} multiply {} {} -o {} {}", mib * 1024,
+                                   test::cli_path(), a, b, c, mode)});
+      const bool ended = test::eventually([&] { return test::has_exited(p.pid()); }, 30.0);
+      if (!ended) ::kill(p.pid(), SIGKILL);
+      const test::RunResult r = p.wait();
+      CAPTURE(r.err);
+      CHECK(ended);
+      CHECK((r.status == 0 || r.status == 1));
+      if (r.status == 1) CHECK(count_lines(r.err) == 1);
+      std::filesystem::remove(c);
+    }
+}

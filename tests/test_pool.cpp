@@ -1,6 +1,8 @@
 // shmgemm::Pool: persistent workers, zero-copy operands, staging, many submitters, a worker
 // killed under load, shutdown with jobs in flight.
 #include <doctest/doctest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -341,6 +343,47 @@ TEST_CASE("a pool whose worker executable exits 0 at once does not start, and do
   ::unsetenv("SHMGEMM_WORKER");
   CHECK(clean_shm());
   CHECK(test::children_of(::getpid()).empty());
+}
+
+TEST_CASE("a pool that cannot map its default arena (ulimit -v) throws and leaves nothing behind") {
+#if defined(__SANITIZE_ADDRESS__)
+  MESSAGE("skipped: AddressSanitizer's shadow memory does not fit under an address-space limit");
+  return;
+#endif
+  // In a child, so that the limit binds no other test: the default arena is half of /dev/shm's
+  // free space, more than 4 GB of address space allows here.
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    struct rlimit limit {
+      std::uint64_t{4000000} * 1024, std::uint64_t{4000000} * 1024
+    };
+    ::setrlimit(RLIMIT_AS, &limit);
+    char verdict = 'n';
+    try {
+      Pool pool(Options{});
+      verdict = 'y';  // a machine with little /dev/shm: the arena fitted
+    } catch (const Error& e) {
+      verdict = e.code() == ErrorCode::resource ? 'r' : 'e';
+    } catch (...) {
+      verdict = 'x';
+    }
+    static_cast<void>(::write(pipe_fds[1], &verdict, 1));
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  char verdict = 0;
+  CHECK(::read(pipe_fds[0], &verdict, 1) == 1);
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  CHECK(WIFEXITED(status));
+  CAPTURE(verdict);
+  CHECK((verdict == 'r' || verdict == 'y'));
+  if (verdict == 'y') MESSAGE("the default arena fitted in 4 GB here: nothing to refuse");
+  CHECK(test::segments_of(child).empty());
 }
 
 // Last in this file: it installs the interrupt handlers for the rest of the process.

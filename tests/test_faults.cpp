@@ -33,8 +33,11 @@ std::vector<std::string> shmgemm_names() {
 
 // Runs with an injected fault. Under AddressSanitizer (make sanitize), a deliberate SIGSEGV
 // must stay a SIGSEGV rather than become ASan's report; elsewhere this setting does nothing.
+// The fault hook exists only in the test library, preloaded (AddressSanitizer must then be told
+// that its runtime is not first in the list).
 std::vector<std::string> fault_env(const std::string& spec) {
-  return {"SHMGEMM_TEST_FAULT=" + spec, "ASAN_OPTIONS=handle_segv=0:detect_leaks=0"};
+  return {"SHMGEMM_TEST_FAULT=" + spec, test::fault_preload(),
+          "ASAN_OPTIONS=handle_segv=0:detect_leaks=0:verify_asan_link_order=0"};
 }
 
 // A folder with A (300x200) and B (200x100), and a C.npy that a failed run must not touch.
@@ -99,7 +102,7 @@ TEST_CASE("a worker that crashes fails the run at once, cleanly, naming it and i
       {"kill", "was killed by signal 9"},
       {"segv", "was killed by signal 11"},
       {"abort", "was killed by signal 6"},
-      {"exit", "failed: injected fault (SHMGEMM_TEST_FAULT)"}};
+      {"exit", "failed: injected fault (test hook)"}};
   for (const char* launch : {"fork", "spawn"}) {
     for (const auto& [action, expect] : faults) {
       CAPTURE(launch);
@@ -737,4 +740,25 @@ TEST_CASE(
       if (r.status == 1) CHECK(count_lines(r.err) == 1);
       std::filesystem::remove(c);
     }
+}
+
+TEST_CASE("the programs a user runs have no fault hook: SHMGEMM_TEST_FAULT changes nothing") {
+  // The hook lives in the test library only: no production binary names the variable...
+  for (const std::string& file :
+       {test::cli_path(), test::worker_path(),
+        (std::filesystem::path(test::cli_path()).parent_path().parent_path() / "lib" /
+         "libshmgemm.so")
+            .string()}) {
+    CAPTURE(file);
+    const std::string bytes = test::read_file(file);
+    CHECK(bytes.find("SHMGEMM_TEST_FAULT") == std::string::npos);
+  }
+  // ...and setting it, without the test library, leaves a run as it is.
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    const test::RunResult r = test::run(ops.multiply(launch), {"SHMGEMM_TEST_FAULT=all:kill"});
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    ops.check_result();
+  }
 }

@@ -417,6 +417,8 @@ TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls
 
     // An interrupt during a call stops that call (its workers stall until killed), only it.
     ::setenv("SHMGEMM_TEST_FAULT", "all:stall", 1);
+    const std::string preload = test::fault_preload();
+    ::setenv("LD_PRELOAD", preload.substr(preload.find('=') + 1).c_str(), 1);  // spawned workers
     std::thread later([] {
       ::usleep(300 * 1000);
       ::kill(::getpid(), SIGTERM);
@@ -431,6 +433,7 @@ TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls
     }
     later.join();
     ::unsetenv("SHMGEMM_TEST_FAULT");
+    ::unsetenv("LD_PRELOAD");
     CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
     CHECK(test::children_of(::getpid()).size() == pool.workers());  // the call's workers: gone
     pool.matmul(a.view(), b.view(), c.view());

@@ -252,6 +252,10 @@ std::string cli_path() {
   const char* other = std::getenv("SHMGEMM_TEST_CLI");
   return other && *other ? other : SHMGEMM_CLI;
 }
+std::string fault_preload() {
+  return std::string("LD_PRELOAD=") + SHMGEMM_TEST_FAULTS_LIB;
+}
+
 std::string worker_path() {
   return SHMGEMM_WORKER_EXE;
 }

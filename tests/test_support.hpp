@@ -122,6 +122,9 @@ std::size_t count_lines(const std::string& s);
 // The names in a folder, sorted.
 std::vector<std::string> names_in(const fs::path& dir);
 
+// "LD_PRELOAD=<the test fault library>", for the programs a test starts with SHMGEMM_TEST_FAULT.
+std::string fault_preload();
+
 // Paths of the built executables.
 std::string cli_path();
 std::string worker_path();

@@ -63,7 +63,7 @@ sanitize: deps
 # libFuzzer (clang) on the .npy header parser and the job-descriptor validator, each for
 # FUZZ_SECONDS, starting from the committed seed corpus in tests/fuzz/corpus.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = npy_header job_descriptor
+FUZZ_TARGETS = npy_header job_descriptor pool_control
 fuzz: deps
 	@bash tools/install-deps.sh clang libclang-rt-14-dev
 	@cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \

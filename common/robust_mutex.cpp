@@ -1,16 +1,24 @@
 #include "common/robust_mutex.hpp"
 
+#include <fmt/format.h>
+
 #include <cerrno>
+#include <cstring>
+
+#include "shmgemm/error.hpp"
 
 namespace shmgemm {
 
 RobustMutex::RobustMutex() {
   pthread_mutexattr_t attr;
-  pthread_mutexattr_init(&attr);
-  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-  pthread_mutex_init(&mutex_, &attr);
+  int rc = pthread_mutexattr_init(&attr);
+  if (rc == 0) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  if (rc == 0) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  if (rc == 0) rc = pthread_mutex_init(&mutex_, &attr);
   pthread_mutexattr_destroy(&attr);
+  if (rc != 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot make a process-shared robust mutex: {}", std::strerror(rc)));
 }
 
 RobustMutex::~RobustMutex() {
@@ -18,11 +26,16 @@ RobustMutex::~RobustMutex() {
 }
 
 bool RobustMutex::lock() {
-  if (pthread_mutex_lock(&mutex_) == EOWNERDEAD) {
-    pthread_mutex_consistent(&mutex_);
+  const int rc = pthread_mutex_lock(&mutex_);
+  if (rc == 0) return false;
+  if (rc == EOWNERDEAD) {
+    if (const int c = pthread_mutex_consistent(&mutex_); c != 0)
+      throw Error(ErrorCode::internal,
+                  fmt::format("cannot recover a mutex whose owner died: {}", std::strerror(c)));
     return true;
   }
-  return false;
+  throw Error(ErrorCode::internal,
+              fmt::format("cannot lock a shared mutex: {}", std::strerror(rc)));
 }
 
 void RobustMutex::unlock() {

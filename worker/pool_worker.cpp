@@ -1,5 +1,6 @@
 #include "worker/pool_worker.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include "common/job.hpp"
@@ -12,6 +13,12 @@ namespace {
 // Takes the next task off the queue and claims it; nullptr when the entry was stale.
 PoolTask* take_task(PoolControl& control, unsigned id) {
   const RobustLock lock(control.queue_mutex);
+  // The ring as another process left it: a worker that died mid-update (recovered()), or a
+  // corrupted block, must not send this one outside it.
+  if (lock.recovered() || control.head >= kPoolTasks || control.count > kPoolTasks) {
+    control.head %= kPoolTasks;
+    control.count = std::min<std::uint32_t>(control.count, kPoolTasks);
+  }
   if (control.count == 0) return nullptr;
   PoolTask& task = control.tasks[control.queue[control.head] % kPoolTasks];
   // Claim it before it leaves the queue: should this worker die from here on, the task is

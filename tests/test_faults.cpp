@@ -423,10 +423,7 @@ TEST_CASE("a running job names nothing that a gc, here or in another PID namespa
 TEST_CASE("the coordinator killed at any moment, loading included, leaves nothing in /dev/shm") {
   TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   const auto before = shmgemm_names();
   for (const char* launch : {"fork", "spawn"})
     for (int ms : {5, 20, 50, 100, 200, 400}) {
@@ -600,11 +597,9 @@ TEST_CASE(
 
 TEST_CASE("an input truncated mid-run: one line naming it, exit 1, never a crash, nothing left") {
   TempDir tmp;
-  const std::string g1 = (tmp / "G1.npy").string(), g2 = (tmp / "G2.npy").string(),
+  const std::string g1 = (tmp / "A.npy").string(), g2 = (tmp / "B.npy").string(),
                     t = (tmp / "T.npy").string(), c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", g1}).status == 0);
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", g2})
-              .status == 0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   const auto shm_before = shmgemm_names();
   int caught = 0;
   const std::vector<std::vector<std::string>> modes = {{"--workers", "2", "--backing", "shm"},
@@ -643,10 +638,7 @@ TEST_CASE("an interrupt stops an in-process product between steps, and says noth
   TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "16384x2048", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "2048x2048", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "16384x2048", "2048x2048");
   const std::vector<std::string> argv = {test::cli_path(), "multiply", a, b, "-o", c,
                                          "--in-process"};
   auto timed = [&](bool interrupt) {
@@ -718,10 +710,7 @@ TEST_CASE(
   TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   // An OpenBLAS thread that cannot map its buffer retries for ever and ignores signals: each
   // run here must end by itself.
   for (const char* mode : {"--in-process", "--workers=2"})

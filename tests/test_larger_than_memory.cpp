@@ -146,10 +146,7 @@ TEST_CASE(
   test::TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   const double b_mib = 3000.0 * 3000 * 8 / 1048576;
   for (const char* launch : {"fork", "spawn"}) {
     CAPTURE(launch);
@@ -189,10 +186,7 @@ TEST_CASE("--backing shm under a memory cgroup too small for it: refused before 
   test::TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   // A, B and C in segments take 216 MB: more than the cgroup's 150 MiB. Without the check the
   // kernel kills the run (exit 137) and the segments stay charged to the cgroup.
   const std::string script = fmt::format(

@@ -324,10 +324,7 @@ TEST_CASE(
   test::TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();
-  REQUIRE(test::run({test::cli_path(), "gen", "--shape", "3000x3000", "-o", a}).status == 0);
-  REQUIRE(
-      test::run({test::cli_path(), "gen", "--shape", "3000x3000", "--seed", "1", "-o", b}).status ==
-      0);
+  test::gen_operands(tmp.path(), "3000x3000", "3000x3000");
   const std::vector<std::string> argv = {test::cli_path(), "multiply", a,           b,  "-o", c,
                                          "--launch",       "mpi",      "--workers", "2"};
   auto descendants = [](pid_t root) {

@@ -19,6 +19,7 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "common/npy_file.hpp"
 
@@ -252,6 +253,14 @@ std::string cli_path() {
   const char* other = std::getenv("SHMGEMM_TEST_CLI");
   return other && *other ? other : SHMGEMM_CLI;
 }
+void gen_operands(const fs::path& dir, const std::string& shape_a, const std::string& shape_b) {
+  for (const auto& [name, shape, seed] :
+       {std::tuple{"A.npy", shape_a, "0"}, {"B.npy", shape_b, "1"}})
+    if (run({cli_path(), "gen", "--shape", shape, "--seed", seed, "-o", (dir / name).string()})
+            .status != 0)
+      throw std::runtime_error("shmgemm gen --shape " + shape + " failed");
+}
+
 std::string fault_preload() {
   return std::string("LD_PRELOAD=") + SHMGEMM_TEST_FAULTS_LIB;
 }

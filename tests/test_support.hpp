@@ -125,6 +125,10 @@ std::vector<std::string> names_in(const fs::path& dir);
 // "LD_PRELOAD=<the test fault library>", for the programs a test starts with SHMGEMM_TEST_FAULT.
 std::string fault_preload();
 
+// Writes random float64 operands with `shmgemm gen`: dir/A.npy of `shape_a` (seed 0) and
+// dir/B.npy of `shape_b` (seed 1), "3000x3000" and the like. Throws when gen fails.
+void gen_operands(const fs::path& dir, const std::string& shape_a, const std::string& shape_b);
+
 // Paths of the built executables.
 std::string cli_path();
 std::string worker_path();

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/pool_protocol.hpp"
+#include "tests/fuzz/patch.hpp"
 
 namespace {
 
@@ -55,18 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }();
   static_cast<void>(made);
   std::memcpy(mem, pristine, sizeof mem);
-  std::size_t mapped = sizeof mem;
-  if (size > 0 && data[0] == 0xFF) {
-    mapped = size > 4 ? (data[1] | data[2] << 8 | data[3] << 16) % (sizeof mem + 1) : 0;
-    data += 4 < size ? 4 : size;
-    size -= 4 < size ? 4 : size;
-  }
-  for (std::size_t at = 0; at + 12 <= size; at += 12) {
-    std::uint32_t offset = 0;
-    std::memcpy(&offset, data + at, 4);
-    offset %= static_cast<std::uint32_t>(sizeof mem - 7);
-    std::memcpy(mem + offset, data + at + 4, 8);
-  }
+  const std::size_t mapped = fuzz::apply_patches(mem, sizeof mem, data, size);
   std::string problem;
   const PoolControl* c = validate_pool(std::span<std::byte>(mem, mapped), problem);
   if (c != nullptr) check_safe(*c);

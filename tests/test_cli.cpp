@@ -401,7 +401,8 @@ TEST_CASE("--fsync writes C and then the folder to disk around the rename; witho
                                      "-o",
                                      f.p("C.npy")};
     if (durable) argv.push_back("--fsync");
-    const test::RunResult r = test::run(argv);
+    // LeakSanitizer cannot run under ptrace (make sanitize).
+    const test::RunResult r = test::run(argv, {"ASAN_OPTIONS=detect_leaks=0"});
     CAPTURE(r.err);
     if (r.status != 0 && contains(r.err, "PTRACE")) {
       MESSAGE("skipped: ptrace is not permitted here");

@@ -3,10 +3,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <regex>
 
 #include <fmt/format.h>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -17,6 +17,21 @@
 
 namespace shmgemm::cli {
 namespace {
+
+// "shmgemm-<word>-<pid>-p<ns>-XXXXXX": a tools' temporary folder (tools/temp_dir.cpp).
+bool parse_tool_folder(std::string_view name, pid_t& pid, std::uint64_t& ns) {
+  if (!name.starts_with("shmgemm-") || name.size() < 8 + 7) return false;
+  const std::string_view rest = name.substr(8);
+  const std::size_t word = rest.find('-');
+  if (word == std::string_view::npos || word == 0) return false;
+  const char* p = rest.data() + word + 1;
+  const char* end = rest.data() + rest.size();
+  const auto [pid_end, e1] = std::from_chars(p, end, pid);
+  if (e1 != std::errc() || end - pid_end < 3 || pid_end[0] != '-' || pid_end[1] != 'p')
+    return false;
+  const auto [ns_end, e2] = std::from_chars(pid_end + 2, end, ns);
+  return e2 == std::errc() && end - ns_end == 7 && *ns_end == '-';
+}
 
 struct GcArgs {
   bool dry_run = false;
@@ -95,15 +110,15 @@ int run_gc(const GcArgs& args) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(tmp, ec)) {
     const std::string name = entry.path().filename().string();
-    static const std::regex pattern(R"(shmgemm-[a-z]+-(\d+)-p(\d+)-[A-Za-z0-9]{6})");
-    std::smatch match;
+    // "shmgemm-<word>-<pid>-p<ns>-<6 characters>", as tools/temp_dir.cpp names them.
+    pid_t pid = 0;
+    std::uint64_t ns = 0;
     struct stat st {};
-    if (!std::regex_match(name, match, pattern) || ::lstat(entry.path().c_str(), &st) != 0 ||
+    if (!parse_tool_folder(name, pid, ns) || ::lstat(entry.path().c_str(), &st) != 0 ||
         !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
       continue;
-    const pid_t pid = static_cast<pid_t>(std::stol(match[1]));
     const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-    if (std::stoull(match[2]) != pid_namespace() || process_alive_since(pid, made)) continue;
+    if (ns != pid_namespace() || process_alive_since(pid, made)) continue;
     std::error_code rm;
     if (!dry_run) std::filesystem::remove_all(entry.path(), rm);
     if (rm) {

@@ -83,9 +83,6 @@ class SharedSegment {
   SharedSegment& operator=(const SharedSegment&) = delete;
   ~SharedSegment() = default;
 
-  // Kept for callers that say when a name may go: the name is already gone. Idempotent.
-  void unlink() noexcept {}
-
   std::byte* data() const { return static_cast<std::byte*>(region_.get_address()); }
   std::size_t size() const { return region_.get_size(); }
   // How another process maps this segment: /proc/<pid>/fd/<fd> for one created here, valid as

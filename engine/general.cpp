@@ -179,10 +179,6 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b, const MatmulSh
   GeneralOperands ops{a.data(), b.data(), out.data(), nullptr};
   std::vector<std::byte> local_prepared;
   std::optional<SharedSegment> prepared;
-  auto unlink_names = [&] {
-    described.segment.unlink();
-    if (prepared) prepared->unlink();
-  };
   JobDescriptor* j = &job;
   const GeneralOperands* current = &ops;
   auto fork_body = [j, current](std::size_t i) {
@@ -200,8 +196,8 @@ Report multiply_general(const NpyMapping& a, const NpyMapping& b, const MatmulSh
       });
       return;
     }
-    report.retries += launch_and_join(job, described.segment.name(), plan, fork_body, unlink_names,
-                                      last, options, last ? flops_per_row : 0)
+    report.retries += launch_and_join(job, described.segment.name(), plan, fork_body, options,
+                                      last ? flops_per_row : 0)
                           .retries;
   };
   const auto t0 = std::chrono::steady_clock::now();

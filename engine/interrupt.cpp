@@ -63,14 +63,15 @@ int interrupted_signal() {
 namespace detail {
 
 StopScope::StopScope(double timeout_seconds) noexcept
-    : start_(g_count.load(std::memory_order_relaxed)),
+    // Nested in another scope: part of its operation, stopped by what stops it.
+    : start_(t_scope ? t_scope->start_ : g_count.load(std::memory_order_relaxed)),
       timeout_(timeout_seconds > 0 ? timeout_seconds : 0),
       deadline_(std::chrono::steady_clock::now() +
                 std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                     std::chrono::duration<double>(timeout_))),
       outer_(t_scope) {
   // An interrupt that a finished call already answered must not wake this one's poll().
-  if (g_event_fd >= 0) {
+  if (g_event_fd >= 0 && t_scope == nullptr) {
     std::uint64_t drained = 0;
     const ssize_t n = ::read(g_event_fd, &drained, sizeof drained);
     static_cast<void>(n);

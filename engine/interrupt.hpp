@@ -11,7 +11,8 @@ namespace shmgemm::detail {
 // (Options::timeout). Each entry point (multiply_npy, matmul) opens one; throw_if_interrupted()
 // and the Launcher consult the innermost scope of their thread. A thread without one (a Pool's
 // monitor) is never stopped by an interrupt, and an interrupt that stopped one call does not
-// stop the next: nothing sticks.
+// stop the next: nothing sticks. A scope opened inside another belongs to its operation: an
+// interrupt since the outer one opened stops it too.
 class StopScope {
  public:
   // timeout_seconds <= 0: no deadline.

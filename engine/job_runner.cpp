@@ -142,21 +142,16 @@ RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_
     job->slots[i].row_begin = plan.rows[i].begin;
     job->slots[i].row_end = plan.rows[i].end;
   }
-  auto unlink_names = [&] {
-    job_segment.unlink();
-    placement.unlink_names();
-  };
   const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local, {}};
   return launch_and_join(
       *job, job_segment.name(), plan,
-      [job, ops](std::size_t i) { return run_worker(*job, i, ops); }, unlink_names, true, options,
+      [job, ops](std::size_t i) { return run_worker(*job, i, ops); }, options,
       2.0 * double(n) * double(k));
 }
 
 RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
-                         const std::function<int(std::size_t)>& fork_body,
-                         const std::function<void()>& unlink_names, bool last_launch,
-                         const Options& options, double flops_per_row) {
+                         const std::function<int(std::size_t)>& fork_body, const Options& options,
+                         double flops_per_row) {
   const bool fork = options.launch == Launch::fork;
   const std::string exe = fork ? std::string() : worker_executable();
   const std::string threads = std::to_string(plan.threads_per_worker);
@@ -180,14 +175,11 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
                             {{"OPENBLAS_NUM_THREADS", threads}});
   };
 
-  // Forked children inherit the mappings: no name is needed once they exist.
-  if (fork) unlink_names();
+  // Nothing is named: forked children inherit the mappings, spawned ones map the coordinator's
+  // descriptors (SharedSegment, NpyMapping, NpyOutput), fresh ones for retries too.
   for (std::size_t i = 0; i < plan.workers; ++i)
     start_worker(i);
   if (!fork) {
-    // Once every worker has mapped everything the names can go, and a crash from here on
-    // leaves nothing in /dev/shm. A fresh worker for a retry attaches by name, so with
-    // retries the names stay until the end, as they do until a job's last launch.
     // A worker that ends before attaching (one that exits 0 included) fails the run below.
     try {
       launcher.wait_attached(job.attached, plan.workers, [&job](std::size_t i) {
@@ -197,7 +189,6 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
       if (e.code() == ErrorCode::timed_out) throw timeout_failure(job, plan.workers, e, {});
       throw;
     }
-    if (options.retries == 0 && last_launch) unlink_names();
   }
 
   RunStats stats;

@@ -45,25 +45,22 @@ struct RunStats {
   unsigned retries = 0;
 };
 
-// Launches plan.workers workers over `placement` and joins them. Removes the segment names
-// as soon as every worker has them mapped (at the end with spawn and retries). A failed block
+// Launches plan.workers workers over `placement` and joins them. A failed block
 // is recomputed by a fresh worker up to options.retries times; past that, throws
 // Error(worker_failed) naming the worker and its rows, with the other workers killed.
 // Throws Error(interrupted) when an interrupt arrives (see handle_interrupts()).
 RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
                      const Plan& plan, Placement& placement, const Options& options);
 
-// Launches plan.workers workers of `job`, which lives in the segment named `job_name`, and
-// joins them: forked ones run fork_body(id), spawned ones shmgemm-worker --job --id. Resets
-// every slot's state first (a job may be launched once per phase). unlink_names() is called
-// when the names may go: before the first fork, or once every spawned worker has attached to
-// the `last_launch` of a job with no retries. Retries, failures and interrupts as run_workers;
+// Launches plan.workers workers of `job`, which lives in the segment that `job_name` reaches
+// (/proc/<pid>/fd/N), and joins them: forked ones run fork_body(id), spawned ones
+// shmgemm-worker --job --id. Resets every slot's state first (a job may be launched once per
+// phase). Retries, failures, interrupts and timeouts as run_workers;
 // a progress bar over job.m rows of flops_per_row flops each when options.progress and
 // flops_per_row > 0.
 RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
-                         const std::function<int(std::size_t)>& fork_body,
-                         const std::function<void()>& unlink_names, bool last_launch,
-                         const Options& options, double flops_per_row);
+                         const std::function<int(std::size_t)>& fork_body, const Options& options,
+                         double flops_per_row);
 
 // run_workers, then finish() the placement; records compute seconds, retries and copied bytes
 // in the report.

@@ -100,11 +100,6 @@ Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const Mat
   copied_ += c_bytes;
 }
 
-void Placement::unlink_names() noexcept {
-  for (auto* seg : {&a_seg_, &b_seg_, &c_seg_})
-    if (*seg) (*seg)->unlink();
-}
-
 void Placement::finish() {
   if (!c_seg_) return;
   // The workers are done with A and B: release them before C is copied out.

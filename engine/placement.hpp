@@ -23,7 +23,7 @@ class Placement {
  public:
   // .npy operands and output:
   //  - file: A and B are their files' mapped data sections; C is the output's. No copy.
-  //  - shm:  A and B are read once into new named segments; C is a new segment, copied into the
+  //  - shm:  A and B are read once into new segments; C is a new segment, copied into the
   //          output by finish().
   Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out, Backing backing);
 
@@ -44,9 +44,6 @@ class Placement {
   // Bytes copied to place A and B and to bring C back.
   std::uint64_t copied_bytes() const { return copied_; }
 
-  // Removes the segments' names (mappings stay valid): once every worker has attached, or
-  // right away when workers are forked.
-  void unlink_names() noexcept;
   // Moves the result to its destination: a copy when C was computed in a segment of its own.
   void finish();
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/npy_file.hpp"
+#include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
@@ -40,6 +41,7 @@ int run_demo(std::uint64_t size, int rounds, const Options& engine) {
              tmp.path().string());
   write_random_npy(a, DType::float64, {size, size}, 1);
   write_random_npy(b, DType::float64, {size, size}, 2);
+  detail::throw_if_interrupted();  // the runs below stop at once too
 
   // Each run is a `shmgemm multiply` process, as a user would start it, alternating between
   // the two so that both see the same machine; medians of the job times they report.

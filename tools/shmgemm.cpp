@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/npy.hpp"
+#include "engine/interrupt.hpp"
 #include "tools/commands.hpp"
 
 int main(int argc, char** argv) {
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
   // SIGINT, SIGTERM and SIGHUP stop a run cleanly: workers killed, nothing left behind.
   handle_interrupts();
   try {
+    // One operation: an interrupt from here on stops whatever the command is doing.
+    const detail::StopScope interrupts;
     return action();
   } catch (const Error& e) {
     // One line, whatever the message quotes (a file's bytes, a name with a newline).

@@ -82,6 +82,13 @@ void write_file(const fs::path& path, const std::string& bytes) {
   if (!f) throw std::runtime_error("cannot write " + path.string());
 }
 
+std::string read_file_if_any(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream out;
+  if (f) out << f.rdbuf();
+  return out.str();
+}
+
 std::string read_file(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   std::ostringstream s;

@@ -45,6 +45,8 @@ Dense random_dense(std::uint64_t rows, std::uint64_t cols, std::mt19937_64& rng)
 std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order = false, int major = 1);
 void write_file(const fs::path& path, const std::string& bytes);
 std::string read_file(const fs::path& path);
+// The file's bytes, or nothing when it cannot be read (a process that has gone).
+std::string read_file_if_any(const fs::path& path);
 
 // A view's elements as doubles, row-major.
 template <class View>

@@ -84,9 +84,9 @@ struct PoolStats {
 // of them, 0: one per core) by the pool's own monitor thread, so they live exactly as long as
 // the pool (PR_SET_PDEATHSIG follows the thread that started them). fork in a program that
 // already runs threads is safe only as far as fork is (glibc and OpenBLAS handle it); spawn
-// starts shmgemm-worker and never forks the host's state. With fork the pool's segments are
-// unnamed before the first worker starts; with spawn they keep their names until the pool is
-// destroyed (`shmgemm gc` removes them after a crash).
+// starts shmgemm-worker and never forks the host's state. The pool's shared memory is never
+// named: spawned workers map it through /proc/<pid>/fd/N, so a crash leaves nothing behind.
+// Interrupts (handle_interrupts()) never stop a pool; Options::timeout bounds each job.
 //
 // A worker that dies fails only the tasks it held: their jobs' futures carry
 // Error(worker_failed), and the pool starts a new worker in its place.

@@ -17,7 +17,7 @@ namespace shmgemm {
 // How workers start.
 enum class Launch {
   fork,   // children of this process; they inherit its mappings, no exec
-  spawn,  // the shmgemm-worker executable, started with Boost.Process; it attaches by name
+  spawn,  // the shmgemm-worker executable, started with Boost.Process; it maps /proc/<pid>/fd/N
 };
 
 // Where A, B and C live while workers compute.
@@ -40,8 +40,7 @@ struct Options {
   // (MemAvailable, or the memory cgroup's limit), then 512 rows.
   std::uint64_t rows_per_step = 0;
   bool progress = false;  // draw a progress bar on stderr for runs longer than a second
-  // A failed block is recomputed in a fresh worker up to this many times. With spawn and
-  // retries > 0 the segment names stay until the run ends, so a fresh worker can attach.
+  // A failed block is recomputed in a fresh worker up to this many times.
   unsigned retries = 0;
   // Pool: bytes of its shared arena; 0: half of /dev/shm's free space. Pages are reserved as
   // they are allocated, so a large arena costs nothing until used.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <utility>
 
 namespace shmgemm {
@@ -34,6 +35,13 @@ class Fd {
   ~Fd() { reset(); }
 
   int get() const noexcept { return fd_; }
+  // How another process (a spawned worker) opens this very file: "/proc/<pid>/fd/<fd>", valid
+  // while this descriptor is open and this process lives.
+  std::string path_for_others() const {
+    return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd_);
+  }
+  // How this process opens it again by path (to map it): "/proc/self/fd/<fd>".
+  std::string path_here() const { return "/proc/self/fd/" + std::to_string(fd_); }
   explicit operator bool() const noexcept { return fd_ >= 0; }
   // Gives the descriptor up without closing it.
   int release() noexcept { return std::exchange(fd_, -1); }

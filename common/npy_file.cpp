@@ -47,28 +47,25 @@ std::string temp_name_beside(const fs::path& target) {
   std::uint64_t r = 0;
   if (::getrandom(&r, sizeof r, 0) != static_cast<ssize_t>(sizeof r)) r = ::getpid();
   const fs::path dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
-  const std::string tail = fmt::format(".shmgemm-{}-p{}-{:08x}.tmp", ::getpid(), pid_namespace(),
-                                       static_cast<std::uint32_t>(r));
+  const std::string tail =
+      fmt::format(".shmgemm-{}-{:08x}.tmp", maker_tag(::getpid()), static_cast<std::uint32_t>(r));
   // Shortened so that the whole name fits in NAME_MAX (255) with its dot and tail.
   std::string name = target.filename().string();
   name.resize(std::min<std::size_t>(name.size(), 255 - 1 - tail.size()));
   return (dir / ("." + name + tail)).string();
 }
 
-bool parse_temp_name(std::string_view name, int& pid, std::uint64_t& pid_namespace) {
+bool parse_temp_name(std::string_view name, pid_t& pid, std::uint64_t& ns) {
   if (name.size() < 2 || name[0] != '.' || !name.ends_with(".tmp")) return false;
   const std::size_t at = name.rfind(".shmgemm-");
   if (at == std::string_view::npos || at == 0) return false;
-  const char* p = name.data() + at + 9;
-  const char* end = name.data() + name.size() - 4;
-  const auto [pid_end, e1] = std::from_chars(p, end, pid);
-  if (e1 != std::errc() || pid_end + 2 > end || pid_end[0] != '-' || pid_end[1] != 'p')
-    return false;
-  const auto [ns_end, e2] = std::from_chars(pid_end + 2, end, pid_namespace);
-  if (e2 != std::errc() || ns_end == end || *ns_end != '-') return false;
+  // ".shmgemm-" <maker tag> "-" <8 hex digits> ".tmp"
+  const std::string_view rest = name.substr(at + 9, name.size() - 4 - at - 9);
+  const std::size_t tag = parse_maker_tag(rest, pid, ns);
   std::uint32_t random = 0;
-  const auto [r_end, e3] = std::from_chars(ns_end + 1, end, random, 16);
-  return e3 == std::errc() && r_end == end && end - (ns_end + 1) == 8;
+  const auto [end, err] = std::from_chars(rest.data() + tag, rest.data() + rest.size(), random, 16);
+  return tag > 0 && err == std::errc() && end == rest.data() + rest.size() &&
+         rest.size() - tag == 8;
 }
 
 NpyMapping NpyMapping::open(const fs::path& path) {
@@ -91,12 +88,13 @@ NpyMapping NpyMapping::open(const fs::path& path) {
   if (st.st_size == 0) throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
 
   try {
-    m.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", m.fd_.get()), false);
+    m.region_ = map_whole_file(m.fd_.path_here(), false);
   } catch (const Error& e) {
     const std::string why = e.what();
     throw Error(e.code(), m.path_ + why.substr(why.find(": cannot map: ")));
   }
-  m.guard_ = MappingGuard(m.region_.get_address(), m.region_.get_size(), m.path_);
+  // Named in a signal handler's message, which cannot escape it then.
+  m.guard_ = MappingGuard(m.region_.get_address(), m.region_.get_size(), escaped(m.path_));
   const auto* base = static_cast<const char*>(m.region_.get_address());
   const std::size_t size = m.region_.get_size();
   m.header_ = parse_npy_header(std::string_view(base, std::min(size, kNpyPrefixBytes)), m.path_);
@@ -115,7 +113,7 @@ NpyMapping NpyMapping::open(const fs::path& path) {
 }
 
 std::string NpyMapping::path_for_workers() const {
-  return fmt::format("/proc/{}/fd/{}", ::getpid(), fd_.get());
+  return fd_.path_for_others();
 }
 
 ConstMatrixRef NpyMapping::matrix() const {
@@ -254,7 +252,7 @@ NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
     throw_errno(ErrorCode::resource, out.target_, "cannot write output header", errno);
   }
   try {
-    out.region_ = map_whole_file(fmt::format("/proc/self/fd/{}", out.fd_.get()), true);
+    out.region_ = map_whole_file(out.fd_.path_here(), true);
   } catch (const Error& e) {
     // Name the output, not the descriptor it was mapped through.
     const std::string why = e.what();
@@ -278,7 +276,7 @@ NpyOutput::~NpyOutput() {
 }
 
 std::string NpyOutput::path_for_workers() const {
-  return temp_path_.empty() ? fmt::format("/proc/{}/fd/{}", ::getpid(), fd_.get()) : temp_path_;
+  return temp_path_.empty() ? fd_.path_for_others() : temp_path_;
 }
 
 MatrixRef NpyOutput::matrix() const {
@@ -293,8 +291,8 @@ void NpyOutput::commit(bool durable) {
     // Give the unnamed file a temporary name (linkat cannot replace), then rename it over the
     // target in one step.
     const std::string named = temp_name_beside(path_);
-    if (::linkat(AT_FDCWD, fmt::format("/proc/self/fd/{}", fd_.get()).c_str(), AT_FDCWD,
-                 named.c_str(), AT_SYMLINK_FOLLOW) != 0)
+    if (::linkat(AT_FDCWD, fd_.path_here().c_str(), AT_FDCWD, named.c_str(), AT_SYMLINK_FOLLOW) !=
+        0)
       throw_errno(ErrorCode::resource, target_, "cannot link the finished output", errno);
     temp_path_ = named;
   }

@@ -76,7 +76,7 @@ std::string temp_name_beside(const std::filesystem::path& target);
 
 // Whether `name` (a file name, no folder) is such a temporary; sets the coordinator's pid and
 // PID namespace.
-bool parse_temp_name(std::string_view name, int& pid, std::uint64_t& pid_namespace);
+bool parse_temp_name(std::string_view name, pid_t& pid, std::uint64_t& ns);
 
 // A new .npy file being written: an unnamed file (O_TMPFILE) in the target's folder, or a
 // named temporary beside the target where the filesystem has no O_TMPFILE, created at its final

@@ -85,8 +85,32 @@ std::uint64_t pid_namespace() {
   return ns;
 }
 
+std::string maker_tag(pid_t pid) {
+  return fmt::format("{}-p{}", pid, pid_namespace());
+}
+
+std::size_t parse_maker_tag(std::string_view text, pid_t& pid, std::uint64_t& ns) {
+  const char* end = text.data() + text.size();
+  const auto [pid_end, e1] = std::from_chars(text.data(), end, pid);
+  if (e1 != std::errc() || end - pid_end < 3 || pid_end[0] != '-' || pid_end[1] != 'p') return 0;
+  const auto [ns_end, e2] = std::from_chars(pid_end + 2, end, ns);
+  if (e2 != std::errc() || ns_end == end || *ns_end != '-') return 0;
+  return static_cast<std::size_t>(ns_end + 1 - text.data());
+}
+
+double changed_at(const struct stat& st) {
+  return static_cast<double>(st.st_ctim.tv_sec) + static_cast<double>(st.st_ctim.tv_nsec) * 1e-9;
+}
+
+const char* why_kept(uid_t owner, pid_t pid, std::uint64_t ns, double made) {
+  if (owner != ::geteuid()) return "owned by another user";
+  if (ns != 0 && ns != pid_namespace()) return "made in another PID namespace";
+  if (process_alive_since(pid, made)) return "its coordinator is running";
+  return nullptr;
+}
+
 std::string segment_name_prefix(pid_t pid) {
-  return fmt::format("{}{}-p{}-", kSegmentPrefix, pid, pid_namespace());
+  return fmt::format("{}{}-", kSegmentPrefix, maker_tag(pid));
 }
 
 bool process_alive_since(pid_t pid, double made) {
@@ -154,25 +178,19 @@ std::vector<SegmentEntry> list_segments() {
   for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
     const std::string name = entry.path().filename().string();
     if (name.rfind(kSegmentPrefix, 0) != 0) continue;
-    const char* digits = name.c_str() + kSegmentPrefix.size();
+    const std::string_view tag = std::string_view(name).substr(kSegmentPrefix.size());
     SegmentEntry e;
     e.name = name;
-    const char* last = name.c_str() + name.size();
-    const auto [end, err] = std::from_chars(digits, last, e.coordinator);
-    if (err != std::errc() || *end != '-') continue;
-    // "-p<namespace>-" follows the pid in names made since PID namespaces were recorded.
-    if (end[1] == 'p') {
-      const auto [ns_end, ns_err] = std::from_chars(end + 2, last, e.namespace_);
-      if (ns_err != std::errc() || *ns_end != '-') continue;
-      e.foreign_namespace = e.namespace_ != pid_namespace();
+    // "<pid>-p<namespace>-", or "<pid>-" in names made before PID namespaces were recorded.
+    if (parse_maker_tag(tag, e.coordinator, e.namespace_) == 0) {
+      const auto [end, err] = std::from_chars(tag.data(), tag.data() + tag.size(), e.coordinator);
+      if (err != std::errc() || end == tag.data() + tag.size() || *end != '-') continue;
     }
     struct stat st {};
     if (::stat(entry.path().c_str(), &st) != 0) continue;
     e.bytes = static_cast<std::uint64_t>(st.st_size);
     e.owner = st.st_uid;
-    // A pid that runs but started after the segment was made is a reused pid, not its maker.
-    const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-    e.coordinator_alive = e.foreign_namespace || process_alive_since(e.coordinator, made);
+    e.made = changed_at(st);
     found.push_back(e);
   }
   return found;
@@ -196,19 +214,15 @@ SharedSegment SharedSegment::create(std::string_view role, std::size_t bytes) {
     throw Error(ErrorCode::resource, fmt::format("cannot create shared segment /dev/shm/{}: {}",
                                                  name, std::strerror(errno)));
   ::shm_unlink(path.c_str());
-  seg.name_ = fmt::format("/proc/{}/fd/{}", ::getpid(), seg.fd_.get());
+  seg.name_ = seg.fd_.path_for_others();
   // Reserve the pages now: a full tmpfs is an error here, not a SIGBUS at first touch.
   if (const int err = ::posix_fallocate(seg.fd_.get(), 0, static_cast<off_t>(bytes)); err != 0)
     throw Error(ErrorCode::resource,
                 fmt::format("cannot reserve {} bytes of shared memory for the {} segment: {} ({} "
                             "bytes free in /dev/shm)",
                             bytes, role, std::strerror(err), shm_free_bytes()));
-  seg.region_ = map_whole_file(seg.name_for_this_process(), true);
+  seg.region_ = map_whole_file(seg.fd_.path_here(), true);
   return seg;
-}
-
-std::string SharedSegment::name_for_this_process() const {
-  return fmt::format("/proc/self/fd/{}", fd_.get());
 }
 
 SharedSegment SharedSegment::attach(const std::string& name, bool writable) {

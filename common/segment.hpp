@@ -5,6 +5,7 @@
 
 #include "common/fd.hpp"
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -23,6 +24,23 @@ inline constexpr std::string_view kSegmentPrefix = "shmgemm-";
 // Processes that share /dev/shm may live in different PID namespaces (containers with a host
 // IPC namespace), where the same pid names different processes.
 std::uint64_t pid_namespace();
+
+// "<pid>-p<namespace>": who made something that may outlive its maker (a segment's name, a
+// temporary output, a tool's folder), as its name records it: the maker's pid and PID
+// namespace (this process's).
+std::string maker_tag(pid_t pid);
+
+// Reads a maker tag and the '-' after it at the start of `text`. Returns the characters read,
+// 0 when `text` does not start with one.
+std::size_t parse_maker_tag(std::string_view text, pid_t& pid, std::uint64_t& ns);
+
+// A file's ctime in seconds since the epoch: when a leftover was made, for why_kept().
+double changed_at(const struct stat& st);
+
+// Why a leftover must stay, or nullptr when it may be removed: it belongs to another user than
+// this process's, or its maker (`pid` of PID namespace `ns`; 0: not recorded, taken as this
+// one) is of another PID namespace, or still runs and started before `made` (a ctime).
+const char* why_kept(uid_t owner, pid_t pid, std::uint64_t ns, double made);
 
 // "shmgemm-<pid>-p<namespace>-": how every name made by coordinator `pid` of this process's
 // PID namespace starts.
@@ -48,16 +66,14 @@ bool process_alive_since(pid_t pid, double made);
 // A segment of ours found in /dev/shm.
 struct SegmentEntry {
   std::string name;
-  pid_t coordinator = 0;           // from the name
-  std::uint64_t namespace_ = 0;    // the coordinator's PID namespace, from the name; 0: not named
-  bool foreign_namespace = false;  // made in another PID namespace: its pid means nothing here
+  pid_t coordinator = 0;         // from the name
+  std::uint64_t namespace_ = 0;  // the coordinator's PID namespace, from the name; 0: not named
   std::uint64_t bytes = 0;
   uid_t owner = 0;
-  bool coordinator_alive = false;  // that pid runs, and started before the segment was made
+  double made = 0;  // its ctime, seconds since the epoch
 };
 
-// Every "shmgemm-<pid>-..." name in /dev/shm, with whether its coordinator still runs (a
-// coordinator of another PID namespace counts as running: it cannot be seen from here).
+// Every "shmgemm-<pid>-..." name in /dev/shm (why_kept() says whether one may go).
 std::vector<SegmentEntry> list_segments();
 
 // A mapped segment of shared memory. One that this process creates is never-named memory: its
@@ -92,8 +108,6 @@ class SharedSegment {
   int fd() const { return fd_.get(); }
 
  private:
-  std::string name_for_this_process() const;
-
   std::string name_;
   Fd fd_;
   boost::interprocess::mapped_region region_;

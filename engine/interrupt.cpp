@@ -66,9 +66,7 @@ StopScope::StopScope(double timeout_seconds) noexcept
     // Nested in another scope: part of its operation, stopped by what stops it.
     : start_(t_scope ? t_scope->start_ : g_count.load(std::memory_order_relaxed)),
       timeout_(timeout_seconds > 0 ? timeout_seconds : 0),
-      deadline_(std::chrono::steady_clock::now() +
-                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                    std::chrono::duration<double>(timeout_))),
+      deadline_(deadline_after(timeout_)),
       outer_(t_scope) {
   // An interrupt that a finished call already answered must not wake this one's poll().
   if (g_event_fd >= 0 && t_scope == nullptr) {
@@ -92,6 +90,12 @@ long long StopScope::left_ms() const noexcept {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       deadline_ - std::chrono::steady_clock::now());
   return std::max<long long>(left.count(), 0);
+}
+
+std::chrono::steady_clock::time_point deadline_after(double seconds) {
+  return std::chrono::steady_clock::now() +
+         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+             std::chrono::duration<double>(seconds));
 }
 
 const StopScope* current_stop_scope() noexcept {

@@ -33,6 +33,9 @@ class StopScope {
   StopScope* outer_;
 };
 
+// The moment `seconds` from now, for a deadline.
+std::chrono::steady_clock::time_point deadline_after(double seconds);
+
 // This thread's innermost StopScope, or nullptr.
 const StopScope* current_stop_scope() noexcept;
 

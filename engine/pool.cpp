@@ -23,6 +23,7 @@
 #include "common/pool_protocol.hpp"
 #include "common/segment.hpp"
 #include "engine/engine_memory.hpp"
+#include "engine/interrupt.hpp"
 #include "engine/launcher.hpp"
 #include "engine/plan.hpp"
 #include "engine/views.hpp"
@@ -98,7 +99,6 @@ class PoolState {
   std::string worker_exe_;
   SharedSegment control_segment_;
   PoolControl* control_ = nullptr;
-  std::string arena_name_;  // its name in /dev/shm while it was being created
   std::string arena_path_;  // how spawned workers map it: /proc/<pid>/fd/<fd>
   std::unique_ptr<bip::managed_shared_memory> arena_;
   Fd arena_fd_;
@@ -132,23 +132,23 @@ PoolState::PoolState(const Options& options) : options_(options) {
   // The arena: a managed segment, its pages reserved as they are allocated. Its name lives only
   // while its descriptor is opened: workers map it through /proc/<pid>/fd/<fd>.
   arena_bytes_ = options.pool_bytes ? options.pool_bytes : default_arena_bytes();
-  arena_name_ = make_segment_name("arena");
+  const std::string arena_name = make_segment_name("arena");  // only while it is created
   try {
     arena_ = std::make_unique<bip::managed_shared_memory>(
-        bip::create_only, arena_name_.c_str(), arena_bytes_, nullptr, bip::permissions(0600));
+        bip::create_only, arena_name.c_str(), arena_bytes_, nullptr, bip::permissions(0600));
   } catch (const bip::interprocess_exception& e) {
-    bip::shared_memory_object::remove(arena_name_.c_str());
+    bip::shared_memory_object::remove(arena_name.c_str());
     throw Error(ErrorCode::resource, fmt::format("pool: cannot create a {}-byte arena in "
                                                  "/dev/shm/{}: {}",
-                                                 arena_bytes_, arena_name_, e.what()));
+                                                 arena_bytes_, arena_name, e.what()));
   }
-  arena_fd_.reset(::shm_open(("/" + arena_name_).c_str(), O_RDWR | O_CLOEXEC, 0));
+  arena_fd_.reset(::shm_open(("/" + arena_name).c_str(), O_RDWR | O_CLOEXEC, 0));
   const int open_error = errno;
-  bip::shared_memory_object::remove(arena_name_.c_str());
+  bip::shared_memory_object::remove(arena_name.c_str());
   if (!arena_fd_)
     throw Error(ErrorCode::resource, fmt::format("pool: cannot open its arena /dev/shm/{}: {}",
-                                                 arena_name_, std::strerror(open_error)));
-  arena_path_ = fmt::format("/proc/{}/fd/{}", ::getpid(), arena_fd_.get());
+                                                 arena_name, std::strerror(open_error)));
+  arena_path_ = arena_fd_.path_for_others();
   arena_base_ = static_cast<std::byte*>(arena_->get_address());
 
   // The control block (never named: see SharedSegment).
@@ -433,10 +433,7 @@ std::future<void> PoolState::submit(DType dtype, const ConstMatrixRef& a, const 
       staged += bytes;
       return std::uint64_t(static_cast<std::byte*>(p) - arena_base_);
     };
-    if (options_.timeout > 0)
-      job.deadline = std::chrono::steady_clock::now() +
-                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                         std::chrono::duration<double>(options_.timeout));
+    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
     PoolTask proto;
     proto.dtype = dtype;
     proto.m = m;

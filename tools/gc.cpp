@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 #include <boost/interprocess/shared_memory_object.hpp>
@@ -18,19 +21,14 @@
 namespace shmgemm::cli {
 namespace {
 
-// "shmgemm-<word>-<pid>-p<ns>-XXXXXX": a tools' temporary folder (tools/temp_dir.cpp).
+// "shmgemm-<word>-<maker tag>-XXXXXX": a tool's temporary folder (tools/temp_dir.cpp).
 bool parse_tool_folder(std::string_view name, pid_t& pid, std::uint64_t& ns) {
-  if (!name.starts_with("shmgemm-") || name.size() < 8 + 7) return false;
-  const std::string_view rest = name.substr(8);
-  const std::size_t word = rest.find('-');
-  if (word == std::string_view::npos || word == 0) return false;
-  const char* p = rest.data() + word + 1;
-  const char* end = rest.data() + rest.size();
-  const auto [pid_end, e1] = std::from_chars(p, end, pid);
-  if (e1 != std::errc() || end - pid_end < 3 || pid_end[0] != '-' || pid_end[1] != 'p')
-    return false;
-  const auto [ns_end, e2] = std::from_chars(pid_end + 2, end, ns);
-  return e2 == std::errc() && end - ns_end == 7 && *ns_end == '-';
+  if (!name.starts_with("shmgemm-")) return false;
+  const std::size_t word = name.find('-', 8);
+  if (word == std::string_view::npos || word == 8) return false;
+  const std::string_view rest = name.substr(word + 1);
+  const std::size_t tag = parse_maker_tag(rest, pid, ns);
+  return tag > 0 && rest.size() - tag == 6;
 }
 
 struct GcArgs {
@@ -38,34 +36,30 @@ struct GcArgs {
   std::vector<std::string> folders;
 };
 
-int run_gc(const GcArgs& args) {
-  const bool dry_run = args.dry_run;
-  std::size_t removed = 0, kept = 0;
-  std::uint64_t freed = 0;
-  for (const SegmentEntry& e : list_segments()) {
-    // Another user's segment is theirs to remove; a live coordinator's is in use.
-    const char* why_kept = e.owner != ::geteuid() ? "owned by another user"
-                           : e.foreign_namespace  ? "made in another PID namespace"
-                           : e.coordinator_alive  ? "its coordinator is running"
-                                                  : nullptr;
-    if (why_kept) {
-      ++kept;
-      fmt::print("kept    /dev/shm/{} ({} bytes): {}\n", e.name, e.bytes, why_kept);
-      continue;
-    }
-    if (!dry_run && !boost::interprocess::shared_memory_object::remove(e.name.c_str())) {
-      fmt::print(stderr, "shmgemm: cannot remove /dev/shm/{}\n", e.name);
-      continue;
-    }
-    ++removed;
-    freed += e.bytes;
-    fmt::print("{} /dev/shm/{} ({} bytes): coordinator {} is gone\n",
-               dry_run ? "would remove" : "removed", e.name, e.bytes, e.coordinator);
-  }
-  // Temporary outputs (".C.npy.shmgemm-<pid>-p<ns>-<random>.tmp") that a coordinator killed
-  // at the very end (between naming its finished output and renaming it) left in a folder.
-  std::size_t files = 0;
-  int status = 0;
+// Something a killed process may have left: a segment's name, a temporary output, a folder.
+struct Leftover {
+  std::string shown;  // "/dev/shm/NAME (N bytes)", "PATH (N bytes)", "folder PATH"
+  uid_t owner = 0;
+  pid_t pid = 0;
+  std::uint64_t ns = 0;
+  double made = 0;
+  std::uint64_t bytes = 0;
+  bool segment = false;
+  bool announce_kept = true;
+  std::function<std::string()> remove;  // empty on success, else why not
+};
+
+std::vector<Leftover> find_leftovers(const GcArgs& args, int& status) {
+  std::vector<Leftover> found;
+  for (const SegmentEntry& e : list_segments())
+    found.push_back({fmt::format("/dev/shm/{} ({} bytes)", e.name, e.bytes), e.owner, e.coordinator,
+                     e.namespace_, e.made, e.bytes, true, true, [name = e.name] {
+                       return boost::interprocess::shared_memory_object::remove(name.c_str())
+                                  ? std::string()
+                                  : "cannot remove /dev/shm/" + name;
+                     }});
+  // Temporary outputs (".C.npy.shmgemm-<maker tag>-<random>.tmp") that a coordinator killed at
+  // the very end (between naming its finished output and renaming it) left in a folder.
   for (const std::string& folder : args.folders) {
     std::error_code ec;
     std::filesystem::directory_iterator it(folder, ec);
@@ -75,63 +69,72 @@ int run_gc(const GcArgs& args) {
       continue;
     }
     for (const auto& entry : it) {
-      const std::string name = entry.path().filename().string();
-      int pid = 0;
+      pid_t pid = 0;
       std::uint64_t ns = 0;
       struct stat st {};
-      if (!parse_temp_name(name, pid, ns) || ::lstat(entry.path().c_str(), &st) != 0 ||
-          !S_ISREG(st.st_mode))
+      if (!parse_temp_name(entry.path().filename().string(), pid, ns) ||
+          ::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode))
         continue;
-      const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-      const char* why_kept = st.st_uid != ::geteuid()         ? "owned by another user"
-                             : ns != pid_namespace()          ? "made in another PID namespace"
-                             : process_alive_since(pid, made) ? "its coordinator is running"
-                                                              : nullptr;
-      if (why_kept) {
-        fmt::print("kept    {} ({} bytes): {}\n", entry.path().string(), st.st_size, why_kept);
-        continue;
-      }
-      if (!dry_run && ::unlink(entry.path().c_str()) != 0) {
-        fmt::print(stderr, "shmgemm: cannot remove {}: {}\n", entry.path().string(),
-                   std::strerror(errno));
-        status = 1;
-        continue;
-      }
-      ++files;
-      freed += static_cast<std::uint64_t>(st.st_size);
-      fmt::print("{} {} ({} bytes): coordinator {} is gone\n", dry_run ? "would remove" : "removed",
-                 entry.path().string(), st.st_size, pid);
+      const std::string path = entry.path().string();
+      found.push_back({fmt::format("{} ({} bytes)", path, st.st_size), st.st_uid, pid, ns,
+                       changed_at(st), static_cast<std::uint64_t>(st.st_size), false, true, [path] {
+                         return ::unlink(path.c_str()) == 0
+                                    ? std::string()
+                                    : fmt::format("cannot remove {}: {}", path,
+                                                  std::strerror(errno));
+                       }});
     }
   }
-  // The tools' temporary folders ($TMPDIR/shmgemm-demo-<pid>-p<ns>-XXXXXX, ...) of processes
+  // The tools' temporary folders ($TMPDIR/shmgemm-demo-<maker tag>-XXXXXX, ...) of processes
   // killed before they could remove them.
   const char* base = std::getenv("TMPDIR");
-  const std::filesystem::path tmp = base && *base ? base : "/tmp";
   std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(tmp, ec)) {
-    const std::string name = entry.path().filename().string();
-    // "shmgemm-<word>-<pid>-p<ns>-<6 characters>", as tools/temp_dir.cpp names them.
+  for (const auto& entry : std::filesystem::directory_iterator(base && *base ? base : "/tmp", ec)) {
     pid_t pid = 0;
     std::uint64_t ns = 0;
     struct stat st {};
-    if (!parse_tool_folder(name, pid, ns) || ::lstat(entry.path().c_str(), &st) != 0 ||
-        !S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
+    if (!parse_tool_folder(entry.path().filename().string(), pid, ns) ||
+        ::lstat(entry.path().c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       continue;
-    const double made = static_cast<double>(st.st_ctim.tv_sec) + st.st_ctim.tv_nsec * 1e-9;
-    if (ns != pid_namespace() || process_alive_since(pid, made)) continue;
-    std::error_code rm;
-    if (!dry_run) std::filesystem::remove_all(entry.path(), rm);
-    if (rm) {
-      fmt::print(stderr, "shmgemm: cannot remove {}: {}\n", entry.path().string(), rm.message());
-      status = 1;
+    const std::filesystem::path path = entry.path();
+    found.push_back(
+        {"folder " + path.string(), st.st_uid, pid, ns, changed_at(st), 0, false, false, [path] {
+           std::error_code rm;
+           std::filesystem::remove_all(path, rm);
+           return rm ? fmt::format("cannot remove {}: {}", path.string(), rm.message())
+                     : std::string();
+         }});
+  }
+  return found;
+}
+
+int run_gc(const GcArgs& args) {
+  int status = 0;
+  std::size_t segments = 0, others = 0, kept = 0;
+  std::uint64_t freed = 0;
+  for (const Leftover& l : find_leftovers(args, status)) {
+    // Another user's is theirs to remove; a running maker's is in use.
+    if (const char* why = why_kept(l.owner, l.pid, l.ns, l.made)) {
+      if (l.announce_kept) {
+        ++kept;
+        fmt::print("kept    {}: {}\n", l.shown, why);
+      }
       continue;
     }
-    ++files;
-    fmt::print("{} folder {}: process {} is gone\n", dry_run ? "would remove" : "removed",
-               entry.path().string(), pid);
+    if (!args.dry_run) {
+      if (const std::string problem = l.remove(); !problem.empty()) {
+        fmt::print(stderr, "shmgemm: {}\n", problem);
+        status = 1;
+        continue;
+      }
+    }
+    ++(l.segment ? segments : others);
+    freed += l.bytes;
+    fmt::print("{} {}: {} {} is gone\n", args.dry_run ? "would remove" : "removed", l.shown,
+               l.announce_kept ? "coordinator" : "process", l.pid);
   }
   fmt::print("{} {} segments and {} temporary files or folders ({} bytes), kept {}\n",
-             dry_run ? "would remove" : "removed", removed, files, freed, kept);
+             args.dry_run ? "would remove" : "removed", segments, others, freed, kept);
   return status;
 }
 

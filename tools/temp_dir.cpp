@@ -17,8 +17,8 @@ TempDir::TempDir(std::string_view prefix) {
   const char* base = std::getenv("TMPDIR");
   // The pid and PID namespace in the name: `shmgemm gc` removes the folder of a process that
   // was killed before it could (SIGKILL).
-  std::string templ = fmt::format("{}/{}-{}-p{}-XXXXXX", base && *base ? base : "/tmp", prefix,
-                                  ::getpid(), pid_namespace());
+  std::string templ =
+      fmt::format("{}/{}-{}-XXXXXX", base && *base ? base : "/tmp", prefix, maker_tag(::getpid()));
   if (::mkdtemp(templ.data()) == nullptr)
     throw Error(ErrorCode::resource, fmt::format("cannot create a temporary folder {}: {}", templ,
                                                  std::strerror(errno)));

@@ -542,6 +542,7 @@ TEST_CASE(
   for (int trial = 0; trial < 12; ++trial) {
     CAPTURE(trial);
     test::Process p(ops.multiply("spawn"), fault_env("all:stall"));
+    REQUIRE(test::eventually([&] { return test::handles(p.pid(), SIGINT); }, 20.0));
     ::usleep(static_cast<useconds_t>(2000 + trial * 1500));
     ::kill(p.pid(), trial % 2 ? SIGINT : SIGTERM);
     const test::RunResult r = p.wait();
@@ -649,6 +650,7 @@ TEST_CASE("an interrupt stops an in-process product between steps, and says noth
     const auto t0 = std::chrono::steady_clock::now();
     test::Process p(argv);
     if (interrupt) {
+      REQUIRE(test::eventually([&] { return test::handles(p.pid(), SIGINT); }, 20.0));
       ::usleep(200 * 1000);
       ::kill(p.pid(), SIGINT);
     }

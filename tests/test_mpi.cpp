@@ -369,6 +369,7 @@ TEST_CASE(
     CAPTURE(ms);
     test::write_file(c, "the previous result");
     test::Process p(argv);
+    REQUIRE(test::eventually([&] { return test::handles(p.pid(), SIGTERM); }, 20.0));
     ::usleep(static_cast<useconds_t>(ms * 1000));
     const std::vector<pid_t> tree = descendants(p.pid());
     ::kill(p.pid(), SIGTERM);

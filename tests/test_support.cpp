@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -168,6 +169,12 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   if (out_fd < 0 || err_fd < 0) throw std::runtime_error("cannot capture the output of " + argv[0]);
   pid_ = ::fork();
   if (pid_ == 0) {
+    // As posix_spawn does: the test framework's signal handlers must not run in the child
+    // before the exec (a signal sent early would report a crash of the test itself).
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+      ::sigaction(sig, &dfl, nullptr);
     if (::dup2(out_fd, 1) < 0 || ::dup2(err_fd, 2) < 0) ::_exit(126);
     ::execve(args[0], args.data(), envp.data());
     ::_exit(127);
@@ -192,6 +199,14 @@ RunResult Process::wait() {
 
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
   return Process(argv, env).wait();
+}
+
+bool handles(pid_t pid, int sig) {
+  std::ifstream f(fmt::format("/proc/{}/status", pid));
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("SigCgt:", 0) == 0)
+      return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
+  return false;
 }
 
 bool can_isolate() {

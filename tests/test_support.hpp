@@ -97,6 +97,10 @@ class Process {
 // Runs `argv` (argv[0] a path) to its end.
 RunResult run(const std::vector<std::string>& argv, const std::vector<std::string>& env = {});
 
+// Whether process `pid` has a handler for `sig` now (its SigCgt): a program that handles its
+// interrupts is ready to be interrupted.
+bool handles(pid_t pid, int sig);
+
 // Whether commands may run in a PID namespace of their own here (root, and unshare works).
 bool can_isolate();
 

@@ -56,6 +56,14 @@ std::string temp_name_beside(const fs::path& target) {
 }
 
 bool parse_temp_name(std::string_view name, pid_t& pid, std::uint64_t& ns) {
+  // Open MPI's MPI-IO (ompio) tests file locking with "<file>.locktest.<rank>" beside a file it
+  // opens: a rank killed meanwhile leaves one beside shmgemm-mpi's temporary output.
+  if (const std::size_t lock = name.rfind(".tmp.locktest."); lock != std::string_view::npos) {
+    const std::string_view rank = name.substr(lock + 14);
+    if (rank.empty() || rank.find_first_not_of("0123456789") != std::string_view::npos)
+      return false;
+    name = name.substr(0, lock + 4);
+  }
   if (name.size() < 2 || name[0] != '.' || !name.ends_with(".tmp")) return false;
   const std::size_t at = name.rfind(".shmgemm-");
   if (at == std::string_view::npos || at == 0) return false;

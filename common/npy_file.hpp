@@ -74,8 +74,8 @@ void check_output_path(const std::filesystem::path& target);
 // whole fits in NAME_MAX. `shmgemm gc FOLDER` finds those of coordinators that are gone.
 std::string temp_name_beside(const std::filesystem::path& target);
 
-// Whether `name` (a file name, no folder) is such a temporary; sets the coordinator's pid and
-// PID namespace.
+// Whether `name` (a file name, no folder) is such a temporary, or Open MPI's lock-test file
+// beside one ("<temporary>.locktest.<rank>"); sets the coordinator's pid and PID namespace.
 bool parse_temp_name(std::string_view name, pid_t& pid, std::uint64_t& ns);
 
 // A new .npy file being written: an unnamed file (O_TMPFILE) in the target's folder, or a

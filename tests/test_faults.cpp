@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <csignal>
@@ -305,13 +306,20 @@ TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
       fmt::format(".C.npy.shmgemm-{}-p{}-deadbeef.tmp", dead, pid_namespace());
   const std::string live_tmp =
       fmt::format(".C.npy.shmgemm-{}-p{}-feedface.tmp", ::getpid(), pid_namespace());
-  for (const std::string& name : {gone_tmp, live_tmp, std::string(".C.npy.other.tmp")})
+  // Open MPI's lock-test files beside a temporary output go with it.
+  const std::string gone_lock = gone_tmp + ".locktest.1", live_lock = live_tmp + ".locktest.0";
+  for (const std::string& name : {gone_tmp, gone_lock, live_tmp, live_lock,
+                                  std::string(".C.npy.other.tmp"), gone_tmp + ".locktest.x"})
     test::write_file(dir / name, "partial");
   const test::RunResult files = test::run({test::cli_path(), "gc", dir.path().string()});
   CAPTURE(files.out);
   CHECK(files.status == 0);
   CHECK(contains(files.out, "removed " + (dir / gone_tmp).string()));
-  CHECK(names_in(dir.path()) == std::vector<std::string>{".C.npy.other.tmp", live_tmp});
+  CHECK(contains(files.out, "removed " + (dir / gone_lock).string()));
+  std::vector<std::string> kept = {".C.npy.other.tmp", gone_tmp + ".locktest.x", live_tmp,
+                                   live_lock};
+  std::sort(kept.begin(), kept.end());
+  CHECK(names_in(dir.path()) == kept);
 }
 
 TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing") {

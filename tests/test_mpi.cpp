@@ -408,7 +408,8 @@ TEST_CASE(
     for (pid_t rank : test::children_of(mpirun))
       ::kill(rank, SIGKILL);
     p.wait();
-    if (test::names_in(tmp.path()).size() == 4) {
+    // The temporary output, and Open MPI's lock-test file beside it if a rank had made one.
+    if (test::names_in(tmp.path()).size() > 3) {
       const test::RunResult gc = test::run({test::cli_path(), "gc", tmp.path().string()});
       CAPTURE(gc.out);
       CHECK(contains_line(gc.out, "removed " + tmp.path().string() + "/."));

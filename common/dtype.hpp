@@ -1,4 +1,4 @@
-// Element types the engine multiplies, and their names in numpy's terms.
+// Element types the engine multiplies (shmgemm/dtype.hpp), and what the engine asks of them.
 #pragma once
 
 #include <complex>
@@ -8,30 +8,15 @@
 #include <span>
 #include <string_view>
 
-namespace shmgemm {
+#include "shmgemm/dtype.hpp"
 
-// The codes are part of the job descriptor: append, never renumber.
-enum class DType : std::uint32_t {
-  float32 = 1,
-  float64 = 2,
-  int8 = 3,
-  int16 = 4,
-  int32 = 5,
-  int64 = 6,
-  uint8 = 7,
-  uint16 = 8,
-  uint32 = 9,
-  uint64 = 10,
-  complex64 = 11,
-  complex128 = 12,
-};
+namespace shmgemm {
 
 // Every dtype, in numpy's order of kinds and sizes (ints, unsigned, floats, complex).
 std::span<const DType> all_dtypes();
-// True for the codes above.
+// True for the codes of DType.
 bool is_valid_dtype(std::uint32_t code);
 
-std::size_t item_size(DType dtype);
 // Bits of one element: 8 for int8, 128 for complex128.
 unsigned dtype_bits(DType dtype);
 bool is_integer(DType dtype);
@@ -39,14 +24,8 @@ bool is_signed_integer(DType dtype);
 bool is_complex(DType dtype);
 // float32, float64, complex64, complex128: the types OpenBLAS multiplies.
 bool is_blas_type(DType dtype);
-// numpy's name: "float32", "int8", "complex128".
-std::string_view dtype_name(DType dtype);
 // The .npy descr: "<f4", "|i1", "<c16".
 std::string_view npy_descr(DType dtype);
-// The dtype named `name` ("float64"), or nothing.
-std::optional<DType> dtype_from_name(std::string_view name);
-// For messages: "int8, int16, ..., complex128".
-std::string_view supported_dtypes();
 
 // Calls f(T{}) with T the C++ type of `dtype`: std::int8_t ... std::uint64_t, float, double,
 // std::complex<float>, std::complex<double>.

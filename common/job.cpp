@@ -11,7 +11,8 @@ namespace {
 
 bool check_operand(const OperandRef& ref, std::string_view which, std::uint64_t rows,
                    std::uint64_t cols, DType dtype, std::string& problem) {
-  if (ref.storage != Storage::shm && ref.storage != Storage::file) {
+  if (ref.storage != Storage::shm && ref.storage != Storage::file &&
+      ref.storage != Storage::arena) {
     problem = fmt::format("operand {}: bad storage kind {}", which,
                           static_cast<std::uint32_t>(ref.storage));
     return false;

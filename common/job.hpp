@@ -28,8 +28,9 @@ inline constexpr std::size_t kWorkerMessageBytes = 512;
 // 250 rows 1.156 s and 128 rows 1.214 s. Chunks are rounded up to the row block factor.
 inline constexpr std::uint64_t kChunkRows = 512;
 
-// Where an operand's bytes are: a shared segment or a file, by name.
-enum class Storage : std::uint32_t { shm = 1, file = 2 };
+// Where an operand's bytes are: a shared segment or a file, by name; or (a Pool's jobs) at an
+// offset into the pool's arena, which its workers have mapped.
+enum class Storage : std::uint32_t { shm = 1, file = 2, arena = 3 };
 
 struct OperandRef {
   Storage storage = Storage::shm;

@@ -64,13 +64,16 @@ std::vector<std::uint64_t> contiguous_strides(std::span<const std::uint64_t> sha
 
 MatmulShape matmul_shape(const ArrayShape& a, const ArrayShape& b, std::string_view a_name,
                          std::string_view b_name) {
-  const std::string operands =
-      fmt::format("{} {} @ {} {}", a_name, shape_string(a.shape), b_name, shape_string(b.shape));
+  // "a.npy (2,3) @ b.npy (4,5): " before numpy's words; nothing for unnamed operands.
+  const std::string operands = a_name.empty() && b_name.empty()
+                                   ? std::string()
+                                   : fmt::format("{} {} @ {} {}: ", a_name, shape_string(a.shape),
+                                                 b_name, shape_string(b.shape));
   for (int i = 0; i < 2; ++i) {
     const ArrayShape& x = i == 0 ? a : b;
     if (x.shape.empty())
       throw Error(ErrorCode::shape_mismatch,
-                  fmt::format("{}: matmul: Input operand {} does not have enough dimensions (has "
+                  fmt::format("{}matmul: Input operand {} does not have enough dimensions (has "
                               "0, gufunc core with signature {} requires 1)",
                               operands, i, kSignature));
   }
@@ -79,7 +82,7 @@ MatmulShape matmul_shape(const ArrayShape& a, const ArrayShape& b, std::string_v
   r.b = core_of(b, false);
   if (r.a.cols != r.b.rows)
     throw Error(ErrorCode::shape_mismatch,
-                fmt::format("{}: matmul: Input operand 1 has a mismatch in its core dimension 0, "
+                fmt::format("{}matmul: Input operand 1 has a mismatch in its core dimension 0, "
                             "with gufunc signature {} (size {} is different from {})",
                             operands, kSignature, r.b.rows, r.a.cols));
   r.m = r.a.rows;
@@ -98,8 +101,8 @@ MatmulShape matmul_shape(const ArrayShape& a, const ArrayShape& b, std::string_v
     const std::uint64_t db = j < nb ? r.b.batch_shape[nb - 1 - j] : 1;
     if (da != db && da != 1 && db != 1)
       throw Error(ErrorCode::shape_mismatch,
-                  fmt::format("{}: operands could not be broadcast together with remapped shapes "
-                              "[original->remapped]: {} {} and requested shape ({},{})",
+                  fmt::format("{}operands could not be broadcast together with remapped shapes "
+                              "[original->remapped]: {} {}  and requested shape ({},{})",
                               operands, remapped(a, a.shape.size() == 1 ? 1 : 2),
                               remapped(b, b.shape.size() == 1 ? 1 : 2), r.m, r.n));
     r.batch_shape[i] = da == 1 ? db : da;

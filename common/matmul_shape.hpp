@@ -43,8 +43,8 @@ struct MatmulShape {
 // The product of `a` and `b` under numpy's rules: a 1-D left operand is a row and a 1-D right
 // operand a column, both removed from the result; N-D operands are stacks of matrices in their
 // last two axes, whose leading axes broadcast. Throws Error(shape_mismatch) with numpy's kind of
-// message, naming the operands `a_name` and `b_name` (file names), for a 0-d operand, a core
-// dimension mismatch or batch axes that do not broadcast.
+// message, after the operands `a_name` and `b_name` (file names; none when both are empty), for a
+// 0-d operand, a core dimension mismatch or batch axes that do not broadcast.
 MatmulShape matmul_shape(const ArrayShape& a, const ArrayShape& b, std::string_view a_name,
                          std::string_view b_name);
 

@@ -24,21 +24,33 @@ PoolControl* validate_pool(std::span<std::byte> bytes, std::string& problem) {
   return c;
 }
 
-std::string check_task(const PoolTask& t, std::uint64_t arena_bytes) {
-  const std::size_t item = item_size(t.dtype == DType::float32 ? DType::float32 : DType::float64);
-  const auto fits = [&](std::uint64_t offset, std::uint64_t rows, std::uint64_t cols,
-                        std::uint64_t ld, Layout layout) {
-    const auto extent = matrix_extent_bytes(rows, cols, ld, layout, item);
-    std::uint64_t end = 0;
-    return extent && !__builtin_add_overflow(offset, *extent, &end) && end <= arena_bytes;
-  };
-  if (t.dtype != DType::float32 && t.dtype != DType::float64) return "unknown dtype";
-  if (t.row_begin > t.row_end || t.row_end > t.m) return "rows outside the product";
-  if (!fits(t.a_offset, t.m, t.k, t.a_ld, t.a_layout) ||
-      !fits(t.b_offset, t.k, t.n, t.b_ld, t.b_layout) ||
-      !fits(t.c_offset, t.m, t.n, t.c_ld, Layout::row_major))
-    return fmt::format("operands outside the pool's {}-byte arena", arena_bytes);
-  return {};
+JobDescriptor* task_job(const PoolTask& task, std::byte* arena, std::uint64_t arena_bytes,
+                        std::string& problem) {
+  std::uint64_t end = 0;
+  if (__builtin_add_overflow(task.job_offset, sizeof(JobDescriptor), &end) || end > arena_bytes) {
+    problem = fmt::format("job descriptor outside the pool's {}-byte arena", arena_bytes);
+    return nullptr;
+  }
+  std::byte* at = arena + task.job_offset;
+  const JobDescriptor* job = validate_job({at, sizeof(JobDescriptor)}, problem);
+  if (!job) return nullptr;
+  if (job->kind != JobKind::general || task.slot >= job->workers) {
+    problem = "not a pool job, or a slot beyond its workers";
+    return nullptr;
+  }
+  const GeneralJob& g = job->general;
+  const bool prepared = g.b_prepared && g.phase != Phase::scan;
+  const OperandRef* refs[] = {&job->a, &job->b, &job->c, &job->prepared};
+  const DType types[] = {g.a.dtype, g.b.dtype, g.result, g.compute};
+  for (int i = 0; i < (prepared ? 4 : 3); ++i) {
+    if (refs[i]->storage != Storage::arena ||
+        __builtin_add_overflow(refs[i]->offset, operand_extent(*refs[i], types[i]), &end) ||
+        end > arena_bytes) {
+      problem = fmt::format("operand {} outside the pool's {}-byte arena", "ABCP"[i], arena_bytes);
+      return nullptr;
+    }
+  }
+  return reinterpret_cast<JobDescriptor*>(at);
 }
 
 }  // namespace shmgemm

@@ -11,29 +11,26 @@
 #include <string>
 
 #include "common/dtype.hpp"
-#include "common/matrix.hpp"
+#include "common/job.hpp"
 #include "common/robust_mutex.hpp"
 
 namespace shmgemm {
 
 inline constexpr std::uint64_t kPoolMagic = 0x314c4f4f504d4853ULL;  // "SHMPOOL1"
-inline constexpr std::uint32_t kPoolVersion = 1;
+inline constexpr std::uint32_t kPoolVersion = 2;
 inline constexpr std::size_t kPoolTasks = 512;
 inline constexpr std::size_t kPoolMaxWorkers = 64;
 
 enum class TaskState : std::uint32_t { free = 0, queued = 1, running = 2, done = 3, failed = 4 };
 
-// One block of rows of one product. The host fills it while it is free; a worker takes it off
-// the queue, runs it and marks it done or failed.
+// One worker's part of one phase of a job: slot `slot` of the job descriptor at `job_offset` in
+// the arena, whose operands are offsets into the arena too (Storage::arena). The host fills it
+// while it is free; a worker takes it off the queue, runs it and marks it done or failed.
 struct PoolTask {
   std::atomic<std::uint32_t> state{0};
   std::atomic<std::int32_t> worker{-1};  // the worker running it
-  DType dtype = DType::float64;
-  std::uint64_t m = 0, k = 0, n = 0;
-  std::uint64_t a_offset = 0, b_offset = 0, c_offset = 0;  // bytes into the arena
-  std::uint64_t a_ld = 0, b_ld = 0, c_ld = 0;
-  Layout a_layout = Layout::row_major, b_layout = Layout::row_major;  // C is row-major
-  std::uint64_t row_begin = 0, row_end = 0;
+  std::uint64_t job_offset = 0;          // bytes into the arena
+  std::uint32_t slot = 0;
   char message[256] = {};
 };
 
@@ -60,7 +57,9 @@ struct PoolControl {
 // Checks a mapped control block before a worker trusts it. nullptr and `problem` when invalid.
 PoolControl* validate_pool(std::span<std::byte> bytes, std::string& problem);
 
-// Checks that a task's operands lie inside an arena of `arena_bytes`. Empty when they do.
-std::string check_task(const PoolTask& task, std::uint64_t arena_bytes);
+// The job a task names, checked: the descriptor and every operand it names inside an arena of
+// `arena_bytes` at `arena`. nullptr and `problem` when invalid.
+JobDescriptor* task_job(const PoolTask& task, std::byte* arena, std::uint64_t arena_bytes,
+                        std::string& problem);
 
 }  // namespace shmgemm

@@ -14,6 +14,7 @@
 
 #include "common/segment.hpp"
 #include "engine/launcher.hpp"
+#include "engine/tooling.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/slice_kernel.hpp"

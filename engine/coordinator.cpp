@@ -1,4 +1,5 @@
-// The front end: check the operands, plan, place, run, write. Degenerate shapes leave early.
+// multiply_npy: the .npy files' front end (open, check, create the output, place, execute,
+// commit), and the small public helpers.
 #include <sched.h>
 
 #include <fmt/format.h>
@@ -6,15 +7,14 @@
 
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
+#include "common/promote.hpp"
 #include "common/segment.hpp"
-#include "engine/general.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
-#include "engine/progress.hpp"
+#include "engine/product.hpp"
 #include "shmgemm/shmgemm.hpp"
-#include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
 
@@ -38,6 +38,19 @@ std::string_view to_string(Backing backing) {
   return backing == Backing::shm ? "shm" : "file";
 }
 
+namespace detail {
+
+MatmulShape npy_matmul_shape(const NpyMapping& a, const NpyMapping& b) {
+  auto shape_of = [](const NpyHeader& h) {
+    return ArrayShape{h.shape, contiguous_strides(h.shape, h.fortran_order)};
+  };
+  MatmulShape shape = matmul_shape(shape_of(a.header()), shape_of(b.header()), a.path(), b.path());
+  check_blas_dims(shape, a.header().shape, b.header().shape, a.path(), b.path());
+  return shape;
+}
+
+}  // namespace detail
+
 Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
                     const std::filesystem::path& out_path, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
@@ -46,21 +59,39 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   detail::check_options(options, detail::Entry::files);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
-  // numpy's shape rules and messages for every product, the 2-D float ones included.
-  const MatmulShape shape = detail::npy_matmul_shape(a, b);
-  if (detail::needs_general_product(a.header(), b.header()))
-    return detail::multiply_general(a, b, shape, out_path, options, start);
+  // numpy's shape rules and messages.
+  detail::Product p;
+  p.shape = detail::npy_matmul_shape(a, b);
+  p.result = result_type(a.header().dtype, b.header().dtype);
+  auto operand = [](const NpyMapping& f) {
+    const NpyHeader& h = f.header();
+    detail::Operand op;
+    op.local = f.data();
+    op.dtype = h.dtype;
+    op.shape = {h.shape, contiguous_strides(h.shape, h.fortran_order)};
+    op.elements = h.element_count;
+    op.label = f.path();
+    return op;
+  };
+  p.a = operand(a);
+  p.b = operand(b);
+  // Refused early for every dtype and shape alike: streaming needs the file backing.
+  if (options.rows_per_step > 0 && options.backing == Backing::shm)
+    throw Error(ErrorCode::invalid_argument,
+                "--rows-per-step: streaming needs --backing file (shared memory segments live "
+                "in memory)");
 
   Report report;
-  report.m = shape.m;
-  report.k = shape.k;
-  report.n = shape.n;
-  const DType dtype = a.header().dtype;
-  report.dtype = dtype_name(dtype);
+  report.m = p.shape.m;
+  report.k = p.shape.k;
+  report.n = p.shape.n;
+  report.batch = p.shape.batch;
+  report.dtype = dtype_name(p.result);
   report.launch = options.launch;
   report.backing = options.backing;
   report.in_process = options.in_process;
-  auto finish = [&](NpyOutput& out) {
+  NpyOutput out = NpyOutput::create(out_path, p.result, p.shape.out_shape);
+  auto finish = [&] {
     // An interrupt that came during a step that cannot be stopped still leaves C.npy alone.
     detail::throw_if_interrupted();
     out.commit(options.fsync);
@@ -68,37 +99,30 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
   };
-
-  const std::uint64_t c_shape[] = {report.m, report.n};
-  NpyOutput out = NpyOutput::create(out_path, dtype, c_shape);
-
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
-  if (report.m == 0 || report.n == 0 || report.k == 0) return finish(out);
+  if (p.empty()) return finish();
 
   // Larger than memory: stream through A and C a step of rows at a time.
   Options run_options = options;
   run_options.rows_per_step = detail::streaming_rows(
       options, a.header().data_bytes + b.header().data_bytes + out.header().data_bytes);
   report.rows_per_step = run_options.rows_per_step;
-  const detail::Plan plan =
-      detail::plan_product({report.m, report.k, report.n, dtype}, run_options, report);
-  if (plan.in_process) {
-    const auto t = std::chrono::steady_clock::now();
-    detail::compute_in_process(dtype, a.matrix(), b.matrix(), out.matrix(), plan, run_options);
-    report.compute_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    return finish(out);
+  const detail::Plan plan = detail::plan_call(p, run_options, report);
+  if (!plan.in_process) {
+    // Fail before computing when /dev/shm cannot hold what this run puts there.
+    const bool shm = options.backing == Backing::shm;
+    check_shm_room(
+        sizeof(JobDescriptor) +
+            (shm ? a.header().data_bytes + b.header().data_bytes + out.header().data_bytes : 0),
+        shm ? "A, B, C and the job descriptor" : "the job descriptor");
   }
-
-  // Fail before computing when /dev/shm cannot hold what this run puts there.
-  std::uint64_t shm_bytes = sizeof(JobDescriptor);
-  if (options.backing == Backing::shm)
-    shm_bytes += a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
-  check_shm_room(shm_bytes, options.backing == Backing::shm ? "A, B, C and the job descriptor"
-                                                            : "the job descriptor");
-  detail::Placement placement(a, b, out, options.backing);
-  detail::run_and_finish(dtype, plan, placement, run_options, report);
-  return finish(out);
+  detail::Placement placement(p, a, b, out, options.backing, !plan.in_process);
+  const std::unique_ptr<detail::Executor> executor = detail::one_shot_executor(plan, run_options);
+  detail::execute(*executor, p, plan, run_options, report);
+  detail::throw_if_interrupted();
+  placement.finish();
+  report.copied_bytes = placement.copied_bytes();
+  return finish();
 }
 
 }  // namespace shmgemm

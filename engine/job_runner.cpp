@@ -7,7 +7,9 @@
 #include <fstream>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/segment.hpp"
 #include "engine/interrupt.hpp"
@@ -15,6 +17,7 @@
 #include "engine/progress.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/error.hpp"
+#include "worker/general_kernel.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/worker_run.hpp"
 
@@ -89,64 +92,6 @@ std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
                 "in memory)");
   if (options.rows_per_step > 0) return options.rows_per_step;
   return options.backing == Backing::file && bytes > memory_available() ? kChunkRows : 0;
-}
-
-void compute_in_process(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
-                        const MatrixRef& c, const Plan& plan, const Options& options) {
-  set_blas_threads(static_cast<int>(plan.threads_per_worker));
-  // One BLAS call cannot be stopped: where an interrupt or a timeout may end the call, steps
-  // of rows let it end between them (costing a repacking of B per step, ~1% at 4000^2).
-  const bool stoppable = interrupts_handled() || options.timeout > 0;
-  if (!options.progress && options.rows_per_step == 0 && !stoppable) {
-    compute_rows(dtype, a, b, c, {0, c.rows});
-    return;
-  }
-  // In chunks, so that the bar can move and the done rows be released between them.
-  const std::uint64_t step = options.rows_per_step ? options.rows_per_step : kChunkRows;
-  ProgressBar bar(options.progress, c.rows, 2.0 * double(c.cols) * double(a.cols));
-  for (std::uint64_t r = 0; r < c.rows; r += step) {
-    const std::uint64_t end = std::min(c.rows, r + step);
-    compute_rows(dtype, a, b, c, {r, end});
-    if (options.rows_per_step) release_rows(dtype, {a, b, c, {}}, {r, end});
-    bar.update(end);
-    throw_if_interrupted();
-  }
-}
-
-RunStats run_workers(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
-                     const Plan& plan, Placement& placement, const Options& options) {
-  // Describe the job in a segment the workers share: operands, shapes, each worker's rows.
-  JobSegment described;
-  SharedSegment& job_segment = described.segment;
-  JobDescriptor* job = described.job;
-  job->dtype = dtype;
-  job->workers = static_cast<std::uint32_t>(plan.workers);
-  job->threads_per_worker = static_cast<std::uint32_t>(plan.threads_per_worker);
-  job->coordinator_pid = ::getpid();
-  job->m = m;
-  job->k = k;
-  job->n = n;
-  // Chunks of rows a whole number of row blocks long, so chunk edges stay cache-line aligned.
-  job->copy_inputs = options.copy_inputs ? 1 : 0;
-  // Streaming (larger than memory): each worker releases A's and C's rows after each chunk of
-  // rows_per_step rows. Only ever on mappings the engine made (checked by the entry points).
-  job->stream = options.rows_per_step > 0 ? 1 : 0;
-  const std::uint64_t chunk = options.rows_per_step > 0 ? options.rows_per_step : kChunkRows;
-  job->chunk_rows = (chunk + plan.block_factor - 1) / plan.block_factor * plan.block_factor;
-  copy_name(job->label_a, placement.label_a());
-  copy_name(job->label_b, placement.label_b());
-  job->a = placement.a().ref;
-  job->b = placement.b().ref;
-  job->c = placement.c().ref;
-  for (std::size_t i = 0; i < plan.workers; ++i) {
-    job->slots[i].row_begin = plan.rows[i].begin;
-    job->slots[i].row_end = plan.rows[i].end;
-  }
-  const BoundOperands ops{placement.a().local, placement.b().local, placement.c().local, {}};
-  return launch_and_join(
-      *job, job_segment.name(), plan,
-      [job, ops](std::size_t i) { return run_worker(*job, i, ops); }, options,
-      2.0 * double(n) * double(k));
 }
 
 RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
@@ -239,13 +184,74 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
   return stats;
 }
 
-void run_and_finish(DType dtype, const Plan& plan, Placement& placement, const Options& options,
-                    Report& report) {
-  const RunStats stats = run_workers(dtype, report.m, report.k, report.n, plan, placement, options);
-  report.compute_seconds = stats.compute_seconds;
-  report.retries = stats.retries;
-  placement.finish();
-  report.copied_bytes = placement.copied_bytes();
+namespace {
+
+// In this process: slot 0 covers all of C, with the plan's BLAS threads.
+class InProcessExecutor final : public Executor {
+ public:
+  InProcessExecutor(const Plan& plan, const Options& options) : options_(options) {
+    set_blas_threads(static_cast<int>(plan.threads_per_worker));
+  }
+  JobDescriptor& job() override { return *job_; }
+  void run(const GeneralOperands& local, double flops_per_row) override {
+    ProgressBar bar(options_.progress && flops_per_row > 0, job_->m, flops_per_row);
+    run_phase(*job_, 0, local, [&](std::uint64_t done) {
+      bar.update(done);
+      throw_if_interrupted();
+    });
+  }
+  std::byte* prepared_area(std::uint64_t bytes, std::uint64_t) override {
+    prepared_.resize(bytes);
+    return prepared_.data();
+  }
+
+ private:
+  const Options& options_;
+  std::unique_ptr<JobDescriptor> job_ = std::make_unique<JobDescriptor>();
+  std::vector<std::byte> prepared_;
+};
+
+// Workers started for this call and joined (launch_and_join), over a job descriptor in a
+// segment of its own.
+class LaunchedExecutor final : public Executor {
+ public:
+  LaunchedExecutor(const Plan& plan, const Options& options) : plan_(plan), options_(options) {}
+  JobDescriptor& job() override { return *described_.job; }
+  void run(const GeneralOperands& local, double flops_per_row) override {
+    JobDescriptor* job = described_.job;
+    retries += launch_and_join(
+                   *job, described_.segment.name(), plan_,
+                   [job, local](std::size_t i) {
+                     return run_worker(*job, i, {{}, {}, {}, local});
+                   },
+                   options_, flops_per_row)
+                   .retries;
+  }
+  std::byte* prepared_area(std::uint64_t bytes, std::uint64_t elements) override {
+    check_shm_room(bytes, "the converted B");
+    prepared_ = SharedSegment::create("bprep", std::max<std::uint64_t>(bytes, 1));
+    OperandRef& ref = described_.job->prepared;
+    ref = operand_ref(ConstMatrixRef{nullptr, elements, 1, 1, Layout::row_major}, Storage::shm,
+                      prepared_->name(), 0);
+    return prepared_->data();
+  }
+
+ private:
+  const Plan& plan_;
+  const Options& options_;
+  JobSegment described_;
+  std::optional<SharedSegment> prepared_;
+};
+
+}  // namespace
+
+std::unique_ptr<Executor> one_shot_executor(const Plan& plan, const Options& options) {
+  if (plan.in_process) return std::make_unique<InProcessExecutor>(plan, options);
+  return std::make_unique<LaunchedExecutor>(plan, options);
+}
+
+Plan plan_call(const Product& p, const Options& options, Report& report) {
+  return plan_product(p.work(), options, report);
 }
 
 }  // namespace shmgemm::detail

@@ -1,19 +1,48 @@
-// matmul: the one-call product for host programs, on matrices in their own memory.
+// matmul: the front end for arrays in the host program's memory, and ArrayView itself.
 #include <fmt/format.h>
 #include <chrono>
 #include <climits>
 #include <vector>
 
+#include "common/matmul_shape.hpp"
 #include "common/npy.hpp"
+#include "common/promote.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
+#include "engine/product.hpp"
 #include "engine/views.hpp"
 #include "shmgemm/shmgemm.hpp"
-#include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
-namespace {}  // namespace
+namespace {
+
+void check_view(const std::vector<std::int64_t>& shape, std::vector<std::int64_t>& strides,
+                DType dtype) {
+  if (shape.size() > kMaxDims)
+    throw Error(
+        ErrorCode::invalid_argument,
+        fmt::format("ArrayView: {} dimensions; numpy allows at most {}", shape.size(), kMaxDims));
+  for (std::int64_t d : shape)
+    if (d < 0)
+      throw Error(
+          ErrorCode::invalid_argument,
+          fmt::format("ArrayView: negative dimension {} in shape ({})", d, fmt::join(shape, ",")));
+  if (strides.empty()) {
+    strides.resize(shape.size());
+    auto step = static_cast<std::int64_t>(item_size(dtype));
+    for (std::size_t i = shape.size(); i-- > 0;) {
+      strides[i] = step;
+      step *= std::max<std::int64_t>(shape[i], 1);
+    }
+  } else if (strides.size() != shape.size()) {
+    throw Error(ErrorCode::invalid_argument,
+                fmt::format("ArrayView: {} strides for the {} dimensions of shape ({})",
+                            strides.size(), shape.size(), fmt::join(shape, ",")));
+  }
+}
+
+}  // namespace
 
 namespace detail {
 
@@ -41,74 +70,116 @@ void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, cons
 
 }  // namespace detail
 
-namespace {
+ArrayView::ArrayView(void* data, DType dtype, std::vector<std::int64_t> shape,
+                     std::vector<std::int64_t> strides)
+    : data_(data),
+      dtype_(dtype),
+      shape_(std::move(shape)),
+      strides_(std::move(strides)),
+      writable_(true) {
+  check_view(shape_, strides_, dtype_);
+}
 
-using detail::dtype_of;
-using detail::ref_of;
+ArrayView::ArrayView(const void* data, DType dtype, std::vector<std::int64_t> shape,
+                     std::vector<std::int64_t> strides)
+    : ArrayView(const_cast<void*>(data), dtype, std::move(shape), std::move(strides)) {
+  writable_ = false;
+}
 
-template <class T>
-Report matmul_impl(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
-                   const Options& options) {
+std::int64_t ArrayView::size() const {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape_)
+    n *= d;
+  return n;
+}
+
+bool ArrayView::is_c_contiguous() const {
+  auto step = static_cast<std::int64_t>(item_size(dtype_));
+  for (std::size_t i = shape_.size(); i-- > 0;) {
+    if (shape_[i] > 1 && strides_[i] != step) return false;
+    step *= shape_[i];
+  }
+  return true;
+}
+
+std::vector<std::int64_t> matmul_shape(const ArrayView& a, const ArrayView& b) {
+  const MatmulShape shape = detail::check_arrays(a, b, nullptr).shape;
+  return {shape.out_shape.begin(), shape.out_shape.end()};
+}
+
+DType result_dtype(DType a, DType b) {
+  return result_type(a, b);
+}
+
+DType result_dtype(const ArrayView& a, const ArrayView& b) {
+  return result_type(a.dtype(), b.dtype());
+}
+
+Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
   // What stops this call: the interrupts that arrive from here on, and its timeout.
   const detail::StopScope interrupts(options.timeout);
   detail::check_options(options, detail::Entry::matmul);
-  detail::check_product_shapes(ref_of(a), ref_of(b), ref_of(c));
-  constexpr DType dtype = dtype_of<T>();
+  detail::Product p;
+  p.result = detail::check_arrays(a, b, &out).result;
   Report report;
-  report.m = a.rows();
-  report.k = a.cols();
-  report.n = b.cols();
-  report.dtype = dtype_name(dtype);
+  report.dtype = dtype_name(p.result);
   report.launch = options.launch;
   report.backing = Backing::shm;
+  // Operands whose strides the kernels cannot follow (negative, or not whole elements) are
+  // copied once, in C order.
+  std::vector<std::byte> a_copy, b_copy;
+  auto operand = [&report](const ArrayView& v, std::vector<std::byte>& copy) {
+    if (std::optional<detail::Operand> op = detail::operand_in_place(v)) return *op;
+    copy.resize(static_cast<std::size_t>(v.size()) * item_size(v.dtype()));
+    report.copied_bytes += copy.size();
+    return detail::gather_into(v, copy.data());
+  };
+  p.a = operand(a, a_copy);
+  p.b = operand(b, b_copy);
+  p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
+  report.m = p.shape.m;
+  report.k = p.shape.k;
+  report.n = p.shape.n;
+  report.batch = p.shape.batch;
   auto done = [&] {
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
   };
-  if (report.m == 0 || report.n == 0) return done();
-  if (report.k == 0) {
-    for (std::size_t i = 0; i < c.rows(); ++i)
-      for (std::size_t j = 0; j < c.cols(); ++j)
-        c(i, j) = T(0);
+  if (p.c_elements() == 0) return done();
+  if (p.shape.k == 0) {
+    // np.matmul's zeros.
+    std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
+    detail::scatter_from(zeros.data(), out);
     return done();
   }
-
-  const detail::Plan plan =
-      detail::plan_product({report.m, report.k, report.n, dtype}, options, report);
-  if (plan.in_process) {
-    const auto t = std::chrono::steady_clock::now();
-    if (c.order() == Order::row_major) {
-      detail::compute_in_process(dtype, ref_of(a), ref_of(b), ref_of(c), plan, options);
-    } else {
-      // BLAS writes C row-major here: through a row-major buffer, then transposed into c.
-      std::vector<T> buffer(c.rows() * c.cols());
-      MatrixView<T> tmp(buffer.data(), c.rows(), c.cols());
-      detail::compute_in_process(dtype, ref_of(a), ref_of(b), ref_of(tmp), plan, options);
-      copy_rows(ref_of(MatrixView<const T>(tmp)), ref_of(c), 0, c.rows(), sizeof(T));
-    }
-    report.compute_seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-    return done();
-  }
-
-  detail::Placement placement(ref_of(a), ref_of(b), ref_of(c), dtype, options.launch);
-  detail::run_and_finish(dtype, plan, placement, options, report);
+  const detail::Plan plan = detail::plan_call(p, options, report);
+  detail::Placement placement(p, out, options.launch, !plan.in_process);
+  const std::unique_ptr<detail::Executor> executor = detail::one_shot_executor(plan, options);
+  detail::execute(*executor, p, plan, options, report);
   detail::throw_if_interrupted();
+  placement.finish();
+  report.copied_bytes += placement.copied_bytes();
   return done();
 }
 
-}  // namespace
+// The matrix overloads: numpy's 2-D rules, with the messages they always had.
+template <class T>
+Report matmul_matrices(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
+                       const Options& options) {
+  detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
+  return matmul(detail::array_view(a), detail::array_view(b), detail::array_view(c), options);
+}
 
 Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
               const Options& options) {
-  return matmul_impl<double>(a, b, c, options);
+  return matmul_matrices<double>(a, b, c, options);
 }
 
 Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
               const Options& options) {
-  return matmul_impl<float>(a, b, c, options);
+  return matmul_matrices<float>(a, b, c, options);
 }
 
 }  // namespace shmgemm

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <filesystem>
 
 #include "common/mapped_file.hpp"
 #include "engine/engine_memory.hpp"
@@ -12,118 +11,123 @@
 namespace shmgemm::detail {
 namespace {
 
-std::uint64_t extent(const ConstMatrixRef& m, std::size_t item) {
-  return matrix_extent_bytes(m.rows, m.cols, m.ld, m.layout, item).value_or(0);
-}
-
 constexpr std::uint64_t kCopyChunk = 16 << 20;
 
-// A segment holding a copy of `bytes` at `data`, seen as `m` laid out the same way. With `file`,
-// each chunk of the file's pages is unmapped once copied, so that A and B are never held twice.
-Placed<ConstMatrixRef> copy_into_segment(ConstMatrixRef m, const std::byte* data,
-                                         std::uint64_t bytes, std::string_view role,
-                                         std::optional<SharedSegment>& seg,
-                                         const NpyMapping* file = nullptr) {
-  seg = SharedSegment::create(role, std::max<std::uint64_t>(bytes, 1));
-  for (std::uint64_t at = 0; at < bytes; at += kCopyChunk) {
-    const std::uint64_t n = std::min(kCopyChunk, bytes - at);
-    std::memcpy(seg->data() + at, data + at, n);
-    if (file) file->drop_pages(at, n);
-  }
-  m.data = seg->data();
-  return {m, operand_ref(m, Storage::shm, seg->name(), 0)};
+OperandRef ref_to(Storage storage, const std::string& name, std::uint64_t offset) {
+  OperandRef r;
+  r.storage = storage;
+  r.offset = offset;
+  check_operand_name(name);
+  copy_name(r.name, name);
+  return r;
+}
+
+std::vector<std::int64_t> signed_shape(const std::vector<std::uint64_t>& shape) {
+  return {shape.begin(), shape.end()};
 }
 
 }  // namespace
 
-Placement::Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
-                     Backing backing)
-    : item_(item_size(a.header().dtype)), label_a_(a.path()), label_b_(b.path()) {
-  if (backing == Backing::file) {
-    a_ = {a.matrix(),
-          operand_ref(a.matrix(), Storage::file, a.path_for_workers(), a.header().data_offset)};
-    b_ = {b.matrix(),
-          operand_ref(b.matrix(), Storage::file, b.path_for_workers(), b.header().data_offset)};
-    c_ = {out.matrix(), operand_ref(out.matrix(), Storage::file, out.path_for_workers(),
-                                    out.header().data_offset)};
-    return;
-  }
-  a_ = copy_into_segment(a.matrix(), a.data(), a.header().data_bytes, "a", a_seg_, &a);
-  b_ = copy_into_segment(b.matrix(), b.data(), b.header().data_bytes, "b", b_seg_, &b);
-  output_ = &out;
-  copied_ = a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
-  c_seg_ = SharedSegment::create("c", out.header().data_bytes);
-  MatrixRef c_local = out.matrix();
-  c_local.data = c_seg_->data();
-  c_ = {c_local, operand_ref(c_local, Storage::shm, c_seg_->name(), 0)};
-  destination_ = out.matrix();
-}
-
-Placed<ConstMatrixRef> Placement::stage(const ConstMatrixRef& m, std::string_view role, DType,
-                                        std::optional<SharedSegment>& seg) {
-  const std::uint64_t bytes = extent(m, item_);
-  // In a pool's arena and reachable by name (a fork pool's arena has none): no copy.
-  if (const auto at = find_engine_memory(m.data, bytes); at && !at->segment.empty())
-    return {m, operand_ref(m, Storage::shm, at->segment, at->offset)};
-  copied_ += bytes;
-  return copy_into_segment(m, m.data, bytes, role, seg);
-}
-
-Placement::Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
-                     DType dtype, Launch launch)
-    : item_(item_size(dtype)) {
-  if (launch == Launch::fork) {
-    // Forked workers see this memory as it is: the refs are never read.
-    a_ = {a, operand_ref(a, Storage::shm, "inherited", 0)};
-    b_ = {b, operand_ref(b, Storage::shm, "inherited", 0)};
-  } else {
-    a_ = stage(a, "a", dtype, a_seg_);
-    b_ = stage(b, "b", dtype, b_seg_);
-  }
-  const std::uint64_t c_bytes = c.rows * c.cols * item_;
-  // Written in place when the workers can reach it: forked ones inherit the arena, spawned
-  // ones need its name.
-  if (c.layout == Layout::row_major) {
-    const auto at =
-        find_engine_memory(c.data, extent({c.data, c.rows, c.cols, c.ld, c.layout}, item_));
-    if (at && (launch == Launch::fork || !at->segment.empty())) {
-      c_ = {c, operand_ref(c, Storage::shm, at->segment, at->offset)};
+void Placement::stage(Operand& op, std::string_view role, std::optional<SharedSegment>& seg,
+                      const NpyMapping* file) {
+  const std::uint64_t bytes = op.bytes();
+  // In a pool's arena and reachable by its descriptor (a fork pool's arena too): no copy.
+  if (!file)
+    if (const auto at = find_engine_memory(op.local, bytes); at && !at->segment.empty()) {
+      op.ref = ref_to(Storage::shm, at->segment, at->offset);
       return;
     }
+  seg = SharedSegment::create(role, std::max<std::uint64_t>(bytes, 1));
+  // With a file, each chunk of its pages is dropped once copied: A and B are never held twice.
+  for (std::uint64_t at = 0; at < bytes; at += kCopyChunk) {
+    const std::uint64_t n = std::min(kCopyChunk, bytes - at);
+    std::memcpy(seg->data() + at, op.local + at, n);
+    if (file) file->drop_pages(at, n);
   }
-  // Workers write into a segment of C's own, row-major; finish() copies it into c.
-  c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes, 1));
-  const MatrixRef local{c_seg_->data(), c.rows, c.cols, std::max<std::uint64_t>(c.cols, 1),
-                        Layout::row_major};
-  c_ = {local, operand_ref(local, Storage::shm, c_seg_->name(), 0)};
-  destination_ = c;
-  copied_ += c_bytes;
+  copied_ += bytes;
+  op.local = seg->data();
+  op.ref = ref_to(Storage::shm, seg->name(), 0);
+}
+
+Placement::Placement(Product& p, const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
+                     Backing backing, bool workers) {
+  p.c.local = out.data();
+  if (!workers) return;
+  if (backing == Backing::file) {
+    p.a.ref = ref_to(Storage::file, a.path_for_workers(), a.header().data_offset);
+    p.b.ref = ref_to(Storage::file, b.path_for_workers(), b.header().data_offset);
+    p.c.ref = ref_to(Storage::file, out.path_for_workers(), out.header().data_offset);
+    return;
+  }
+  stage(p.a, "a", a_seg_, &a);
+  stage(p.b, "b", b_seg_, &b);
+  c_bytes_ = out.header().data_bytes;
+  c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes_, 1));
+  p.c = {c_seg_->data(), ref_to(Storage::shm, c_seg_->name(), 0)};
+  c_from_ = c_seg_->data();
+  c_to_ = c_order_view(out.data(), p.result, signed_shape(p.shape.out_shape));
+  output_ = &out;
+  copied_ += c_bytes_;
+}
+
+Placement::Placement(Product& p, const ArrayView& out, Launch launch, bool workers) {
+  c_bytes_ = p.c_elements() * item_size(p.result);
+  if (!workers) {
+    if (out.is_c_contiguous()) {
+      p.c.local = static_cast<std::byte*>(out.data());
+      return;
+    }
+    c_own_.resize(c_bytes_);
+    p.c.local = c_own_.data();
+  } else {
+    // Forked workers read A and B where they are (the refs are never read); spawned ones
+    // need them staged where they can map them.
+    if (launch == Launch::spawn) {
+      stage(p.a, "a", a_seg_, nullptr);
+      stage(p.b, "b", b_seg_, nullptr);
+    } else {
+      p.a.ref = ref_to(Storage::shm, "inherited", 0);
+      p.b.ref = ref_to(Storage::shm, "inherited", 0);
+    }
+    // Written in place when the workers can reach it: forked ones inherit a Pool's arena,
+    // spawned ones map it by its descriptor.
+    if (out.is_c_contiguous())
+      if (const auto at = find_engine_memory(out.data(), c_bytes_)) {
+        p.c = {static_cast<std::byte*>(out.data()),
+               ref_to(Storage::shm, at->segment.empty() ? "inherited" : at->segment, at->offset)};
+        return;
+      }
+    c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes_, 1));
+    p.c = {c_seg_->data(), ref_to(Storage::shm, c_seg_->name(), 0)};
+  }
+  c_from_ = p.c.local;
+  c_to_ = out;
+  copied_ += c_bytes_;
 }
 
 void Placement::finish() {
-  if (!c_seg_) return;
+  if (!c_to_) return;
   // The workers are done with A and B: release them before C is copied out.
   a_seg_.reset();
   b_seg_.reset();
+  if (!c_to_->is_c_contiguous()) {
+    scatter_from(c_from_, *c_to_);
+    return;
+  }
   // In chunks, freeing each chunk of the segment and unmapping each written chunk of a file
   // output as it goes, so that C is never held twice.
-  const ConstMatrixRef from{c_.local.data, c_.local.rows, c_.local.cols, c_.local.ld,
-                            Layout::row_major};
-  const std::uint64_t row_bytes = std::max<std::uint64_t>(from.ld * item_, 1);
-  const std::uint64_t rows_per_chunk = std::max<std::uint64_t>(1, kCopyChunk / row_bytes);
-  for (std::uint64_t r = 0; r < from.rows; r += rows_per_chunk) {
-    const std::uint64_t end = std::min(from.rows, r + rows_per_chunk);
-    copy_rows(from, destination_, r, end, item_);
-    release_rows(r, end);
+  auto* to = static_cast<std::byte*>(c_to_->data());
+  for (std::uint64_t at = 0; at < c_bytes_; at += kCopyChunk) {
+    const std::uint64_t n = std::min(kCopyChunk, c_bytes_ - at);
+    std::memcpy(to + at, c_from_ + at, n);
+    release_rows(at, n);
   }
 }
 
-void Placement::release_rows(std::uint64_t begin, std::uint64_t end) {
-  const std::uint64_t row_bytes = c_.local.ld * item_;
-  // The segment's rows go back to /dev/shm; a file output's written rows are unmapped.
-  advise_pages(c_.local.data + begin * row_bytes, (end - begin) * row_bytes, MADV_REMOVE);
-  if (output_)
-    output_->drop_pages(begin * destination_.ld * item_, (end - begin) * destination_.ld * item_);
+void Placement::release_rows(std::uint64_t begin, std::uint64_t bytes) {
+  // The segment's pages go back to /dev/shm; a file output's written pages are unmapped.
+  if (c_seg_) advise_pages(c_seg_->data() + begin, bytes, MADV_REMOVE);
+  if (output_) output_->drop_pages(begin, bytes);
 }
 
 }  // namespace shmgemm::detail

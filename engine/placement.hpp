@@ -1,67 +1,53 @@
-// Puts A, B and C where every worker can map them: the backing of a run.
+// Where a call's operands live while its workers compute, per backing: the .npy files mapped
+// (file), shared segments (shm), the host's memory (fork inherits it; spawn stages it once),
+// and a Pool's arena (no copy; see pool_jobs.cpp). Sets each operand's ref and C's area.
 #pragma once
 
 #include <optional>
 
-#include "common/dtype.hpp"
-#include "common/job.hpp"
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
+#include "engine/product.hpp"
+#include "shmgemm/array_view.hpp"
 #include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::detail {
 
-// One operand as this process sees it (`local`) and as a spawned worker finds it (`ref`).
-template <class Ref>
-struct Placed {
-  Ref local;
-  OperandRef ref;
-};
-
-// The operands of one run. Thread-safety: none.
+// The operands of one one-shot call. Thread-safety: none.
 class Placement {
  public:
-  // .npy operands and output:
-  //  - file: A and B are their files' mapped data sections; C is the output's. No copy.
-  //  - shm:  A and B are read once into new segments; C is a new segment, copied into the
-  //          output by finish().
-  Placement(const NpyMapping& a, const NpyMapping& b, const NpyOutput& out, Backing backing);
+  // .npy operands and output (multiply_npy), `p.a` and `p.b` read from the mappings:
+  //  - file: workers map the files; C is the output's data section. No copy.
+  //  - shm:  A and B are read once into new segments (each file's pages dropped as they are
+  //          copied); C is a new segment, copied into the output by finish().
+  // In process (no workers), the mappings are used as they are, whatever the backing.
+  Placement(Product& p, const NpyMapping& a, const NpyMapping& b, const NpyOutput& out,
+            Backing backing, bool workers);
 
-  // Operands in this process's memory (matmul):
-  //  - A and B: with fork, used where they are (workers inherit them); with spawn, copied once
-  //    into segments unless they lie in a Pool's shared memory.
-  //  - C: written in place when it is row-major in a Pool's shared memory; else a segment,
-  //    copied into c by finish().
-  Placement(const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c, DType dtype,
-            Launch launch);
+  // Operands in this process's memory (matmul), written into `out`:
+  //  - A and B: in process and with fork, used where they are; with spawn, copied once into
+  //    segments unless they lie in a Pool's arena.
+  //  - C: written in place when `out` is C-contiguous and the workers reach it (in process, or
+  //    in a Pool's arena); else computed in an area of its own and copied into `out` by finish().
+  Placement(Product& p, const ArrayView& out, Launch launch, bool workers);
 
-  const Placed<ConstMatrixRef>& a() const { return a_; }
-  const Placed<ConstMatrixRef>& b() const { return b_; }
-  const Placed<MatrixRef>& c() const { return c_; }
-  // How messages name A and B: their files' names, empty for host memory.
-  const std::string& label_a() const { return label_a_; }
-  const std::string& label_b() const { return label_b_; }
+  // Moves the result to its destination, when C was computed elsewhere. Then frees the rest.
+  void finish();
   // Bytes copied to place A and B and to bring C back.
   std::uint64_t copied_bytes() const { return copied_; }
 
-  // Moves the result to its destination: a copy when C was computed in a segment of its own.
-  void finish();
-
  private:
-  // After rows [begin, end) of C went to their destination: frees them in the segment, and
-  // unmaps them in a file output.
-  void release_rows(std::uint64_t begin, std::uint64_t end);
-  Placed<ConstMatrixRef> stage(const ConstMatrixRef& m, std::string_view role, DType dtype,
-                               std::optional<SharedSegment>& seg);
+  void stage(Operand& op, std::string_view role, std::optional<SharedSegment>& seg,
+             const NpyMapping* file);
+  void release_rows(std::uint64_t begin, std::uint64_t bytes);
 
-  Placed<ConstMatrixRef> a_, b_;
-  Placed<MatrixRef> c_;
   std::optional<SharedSegment> a_seg_, b_seg_, c_seg_;
-  MatrixRef destination_;              // where finish() copies C, when c_seg_ holds it
-  const NpyOutput* output_ = nullptr;  // the file behind destination_, if any
-  std::size_t item_ = 8;
+  std::vector<std::byte> c_own_;  // in process, for an `out` that is not C-contiguous
+  const std::byte* c_from_ = nullptr;
+  std::uint64_t c_bytes_ = 0;
+  std::optional<ArrayView> c_to_;      // where finish() copies C, when it was computed elsewhere
+  const NpyOutput* output_ = nullptr;  // the file behind c_to_, if any
   std::uint64_t copied_ = 0;
-  std::string label_a_, label_b_;
 };
 
 }  // namespace shmgemm::detail

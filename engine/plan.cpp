@@ -82,18 +82,51 @@ std::string duration_string(double seconds) {
   return fmt::format("{:.3g} s", seconds);
 }
 
+WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights) {
+  WorkSplit split;
+  const std::size_t parts = weights.size();
+  const std::uint64_t batch = std::max<std::uint64_t>(p.batch, 1);
+  const std::uint64_t product_rows = p.m / batch;
+  if (batch > 1 && batch >= parts && product_rows > 0)
+    split.block_factor = product_rows;
+  else
+    split.block_factor =
+        plan_row_split(p.m, parts, cache_line_rows(p.n, p.c_item ? p.c_item : item_size(p.dtype)))
+            .block_factor;
+  const bool equal =
+      std::all_of(weights.begin(), weights.end(), [&](unsigned w) { return w == weights.front(); });
+  for (std::size_t i = 0; i < parts; ++i)
+    split.rows.push_back(equal ? partition_rows(p.m, parts, i, split.block_factor)
+                               : partition_rows_weighted(p.m, weights, i, split.block_factor));
+  return split;
+}
+
+WorkSplit split_work(const ProductShape& p, std::size_t parts) {
+  const std::vector<unsigned> equal(std::min<std::uint64_t>(parts, std::max<std::uint64_t>(p.m, 1)),
+                                    1);
+  return split_work(p, equal);
+}
+
 namespace {
 
 void split_rows(Plan& plan, const ProductShape& p, std::size_t workers) {
-  const RowSplit split = plan_row_split(p.m, workers, cache_line_rows(p.n, item_size(p.dtype)));
-  plan.workers = split.workers;
+  WorkSplit split = split_work(p, workers);
+  plan.workers = split.rows.size();
   plan.block_factor = split.block_factor;
-  plan.rows.clear();
-  for (std::size_t i = 0; i < plan.workers; ++i)
-    plan.rows.push_back(partition_rows(p.m, plan.workers, i, plan.block_factor));
+  plan.rows = std::move(split.rows);
 }
 
 }  // namespace
+
+Plan pool_plan(const ProductShape& p, std::size_t workers, std::size_t threads) {
+  constexpr double kSplitFlops = 1e7;
+  const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
+  Plan plan;
+  split_rows(plan, p, flops < kSplitFlops ? 1 : workers);
+  plan.threads_per_worker = threads;
+  plan.reason = "the pool's workers";
+  return plan;
+}
 
 double map_seconds(double bytes, const Calibration& c) {
   return bytes / kMiB * c.fault_us_per_mib * 1e-6;

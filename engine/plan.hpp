@@ -4,11 +4,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/dtype.hpp"
 #include "common/partition.hpp"
+#include "engine/tooling.hpp"
 #include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::detail {
@@ -25,10 +27,28 @@ enum class Entry {
 // most 256". Throws Error(invalid_argument).
 void check_options(const Options& o, Entry entry);
 
+// The work of one call: m rows of the flattened C (batch products of m / batch rows each), k, n,
+// and the BLAS type the cost model rates (float32 or float64).
 struct ProductShape {
   std::uint64_t m = 0, k = 0, n = 0;
   DType dtype = DType::float64;
+  std::uint64_t batch = 1;
+  std::size_t c_item = 0;  // bytes of one element of C; 0: item_size(dtype)
 };
+
+// The one rule that splits work, for one-shot runs, the Pool and MPI: p.m rows of the
+// flattened C dealt out to parts in proportion to `weights` (one per part: 1 each, or the
+// cores of an MPI rank), contiguous in order. The unit dealt out is a whole product when there
+// are at least as many products as parts, else a run of rows that spans whole cache lines of C
+// (cache_line_rows) when every part can get one, else a row. Parts beyond the units get none:
+// callers cap the parts at p.m first (no idle worker).
+struct WorkSplit {
+  std::size_t block_factor = 1;
+  std::vector<RowRange> rows;  // one per part
+};
+WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights);
+// Equal parts: min(parts, p.m) of them.
+WorkSplit split_work(const ProductShape& p, std::size_t parts);
 
 struct Plan {
   bool in_process = false;
@@ -40,6 +60,10 @@ struct Plan {
   std::vector<PlanCandidate> candidates;
   std::string reason;
 };
+
+// The Pool's plan: its workers, or one of them for a product too small to split (below 1e7
+// flops, splitting costs more than it saves).
+Plan pool_plan(const ProductShape& p, std::size_t workers, std::size_t threads);
 
 // "0.135 ms", "12.3 ms", "1.07 s".
 std::string duration_string(double seconds);

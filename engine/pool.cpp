@@ -1,13 +1,11 @@
-// Pool: persistent workers, a shared arena and a task queue in shared memory.
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/statvfs.h>
+// Pool: persistent workers over a shared arena; each job's phases go to them as tasks through a
+// queue in shared memory, and the monitor thread follows them: it collects finished tasks,
+// starts a job's next phase, replaces dead workers and ends jobs past their timeout.
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <algorithm>
 #include <boost/date_time/posix_time/posix_time_types.hpp>
-#include <boost/interprocess/managed_shared_memory.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -19,13 +17,14 @@
 #include <vector>
 
 #include "common/job.hpp"
-#include "common/partition.hpp"
 #include "common/pool_protocol.hpp"
 #include "common/segment.hpp"
 #include "engine/engine_memory.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/launcher.hpp"
 #include "engine/plan.hpp"
+#include "engine/pool_arena.hpp"
+#include "engine/product.hpp"
 #include "engine/views.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/shmgemm.hpp"
@@ -36,27 +35,29 @@ namespace bip = boost::interprocess;
 namespace shmgemm::detail {
 namespace {
 
-constexpr std::size_t kMiB = 1 << 20;
-// Products below this many flops go to one worker as one task: splitting them costs more.
-constexpr double kSplitFlops = 1e7;
-
-std::size_t default_arena_bytes() {
-  struct statvfs st {};
-  const std::uint64_t free =
-      ::statvfs("/dev/shm", &st) == 0 ? std::uint64_t(st.f_bavail) * st.f_frsize : 0;
-  return std::clamp<std::uint64_t>(free / 2, 64 * kMiB, std::uint64_t{64} << 30);
+OperandRef arena_ref(std::uint64_t offset) {
+  OperandRef r;
+  r.storage = Storage::arena;
+  r.offset = offset;
+  copy_name(r.name, "arena");
+  return r;
 }
 
-// A job: its tasks still out, its first failure, and what to do when it is done.
+// A job: its phases, its tasks still out, its first failure, and what to do when it is done.
 struct JobRecord {
-  std::promise<void> promise;
+  std::promise<Report> promise;
+  Report report;
+  Product product;
+  Plan plan;
+  JobDescriptor* job = nullptr;  // in the arena
+  std::unique_ptr<Phases> phases;
+  GeneralOperands local;
   unsigned remaining = 0;
   std::string error;
-  std::vector<void*> staged;  // arena blocks to free
-  bool copy_back = false;     // C was computed in the arena: copy it into `c_to`
-  const std::byte* c_from = nullptr;
-  MatrixRef c_to;
-  std::size_t item = 8;
+  ErrorCode code = ErrorCode::worker_failed;
+  std::vector<void*> blocks;         // arena blocks to free: staging, descriptor, prepared B
+  std::optional<ArrayView> copy_to;  // C was computed in the arena: copy it here
+  std::chrono::steady_clock::time_point start, compute_start;
   // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
   std::optional<std::chrono::steady_clock::time_point> deadline;
   bool timed_out = false;
@@ -69,14 +70,12 @@ class PoolState {
   explicit PoolState(const Options& options);
   ~PoolState();
   void shutdown() noexcept;
-  void* allocate(std::size_t bytes);
-  void free(void* p) noexcept;
-  std::future<void> submit(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
-                           const MatrixRef& c);
+  PoolArena& arena() { return arena_; }
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
   PoolStats stats() const {
     const std::lock_guard lock(mutex_);
     PoolStats s = stats_;
-    s.arena_used_bytes = arena_->get_size() - arena_->get_free_memory();
+    s.arena_used_bytes = arena_.used();
     return s;
   }
   unsigned workers() const { return workers_; }
@@ -85,25 +84,25 @@ class PoolState {
   void monitor() noexcept;
   void start_worker(unsigned id);
   void collect_finished();
+  // Starts the next phase of a job whose tasks are all done, or ends it. Under mutex_.
+  void advance(std::uint64_t id, JobRecord& job, std::vector<JobRecord>& finished);
+  // Queues the current phase's tasks, one per slot, when there are free task slots. Under mutex_.
+  bool enqueue(std::uint64_t id, JobRecord& job);
   // Kills the workers still on the rows of jobs past their deadline; their jobs fail.
   void expire_jobs();
   void fail_tasks_of(const WorkerExit& exit);
   void finish_job(JobRecord& job) noexcept;
-  bool in_arena(const void* p, std::size_t bytes) const {
-    const auto* q = static_cast<const std::byte*>(p);
-    return q >= arena_base_ && q + bytes <= arena_base_ + arena_bytes_;
+  const WorkerSlot& slot_of(const PoolTask& t) const {
+    return reinterpret_cast<const JobDescriptor*>(arena_.base() + t.job_offset)->slots[t.slot];
   }
 
   Options options_;
   unsigned workers_ = 1;
+  unsigned threads_ = 1;
   std::string worker_exe_;
+  PoolArena arena_;
   SharedSegment control_segment_;
   PoolControl* control_ = nullptr;
-  std::string arena_path_;  // how spawned workers map it: /proc/<pid>/fd/<fd>
-  std::unique_ptr<bip::managed_shared_memory> arena_;
-  Fd arena_fd_;
-  std::byte* arena_base_ = nullptr;
-  std::size_t arena_bytes_ = 0;
 
   mutable std::mutex mutex_;  // guards what follows
   std::condition_variable slot_free_;
@@ -111,6 +110,7 @@ class PoolState {
   std::vector<std::uint32_t> in_flight_;
   std::unordered_map<std::uint32_t, std::uint64_t> slot_job_;
   std::unordered_map<std::uint64_t, JobRecord> jobs_;
+  std::vector<std::uint64_t> waiting_;  // jobs whose next phase waits for free task slots
   std::uint64_t next_job_ = 0;
   PoolStats stats_;
 
@@ -120,45 +120,24 @@ class PoolState {
   std::thread monitor_;
 };
 
-PoolState::PoolState(const Options& options) : options_(options) {
-  check_options(options, Entry::pool);
+PoolState::PoolState(const Options& options)
+    : options_(options),
+      arena_((check_options(options, Entry::pool), options.pool_bytes)),
+      control_segment_(SharedSegment::create("pool", sizeof(PoolControl))) {
   const unsigned cores = available_cores();
   workers_ =
       std::clamp<unsigned>(options.workers ? options.workers : cores, 1, unsigned(kPoolMaxWorkers));
-  const unsigned threads =
+  threads_ =
       options.threads_per_worker ? options.threads_per_worker : std::max(1u, cores / workers_);
   if (options.launch == Launch::spawn) worker_exe_ = worker_executable();
 
-  // The arena: a managed segment, its pages reserved as they are allocated. Its name lives only
-  // while its descriptor is opened: workers map it through /proc/<pid>/fd/<fd>.
-  arena_bytes_ = options.pool_bytes ? options.pool_bytes : default_arena_bytes();
-  const std::string arena_name = make_segment_name("arena");  // only while it is created
-  try {
-    arena_ = std::make_unique<bip::managed_shared_memory>(
-        bip::create_only, arena_name.c_str(), arena_bytes_, nullptr, bip::permissions(0600));
-  } catch (const bip::interprocess_exception& e) {
-    bip::shared_memory_object::remove(arena_name.c_str());
-    throw Error(ErrorCode::resource, fmt::format("pool: cannot create a {}-byte arena in "
-                                                 "/dev/shm/{}: {}",
-                                                 arena_bytes_, arena_name, e.what()));
-  }
-  arena_fd_.reset(::shm_open(("/" + arena_name).c_str(), O_RDWR | O_CLOEXEC, 0));
-  const int open_error = errno;
-  bip::shared_memory_object::remove(arena_name.c_str());
-  if (!arena_fd_)
-    throw Error(ErrorCode::resource, fmt::format("pool: cannot open its arena /dev/shm/{}: {}",
-                                                 arena_name, std::strerror(open_error)));
-  arena_path_ = arena_fd_.path_for_others();
-  arena_base_ = static_cast<std::byte*>(arena_->get_address());
-
   // The control block (never named: see SharedSegment).
-  control_segment_ = SharedSegment::create("pool", sizeof(PoolControl));
   control_ = new (control_segment_.data()) PoolControl{};
   control_->coordinator_pid = ::getpid();
   control_->workers = workers_;
-  control_->threads_per_worker = threads;
-  control_->arena_bytes = arena_bytes_;
-  copy_name(control_->arena_name, arena_path_);
+  control_->threads_per_worker = threads_;
+  control_->arena_bytes = arena_.bytes();
+  copy_name(control_->arena_name, arena_.path_for_workers());
   for (std::uint32_t i = kPoolTasks; i-- > 0;)
     free_slots_.push_back(i);
 
@@ -173,19 +152,18 @@ PoolState::PoolState(const Options& options) : options_(options) {
   }
   // Only a pool that runs offers its arena to one-shot matmul (spawned workers reach it by
   // its descriptor).
-  register_engine_memory(arena_base_, arena_bytes_, arena_path_);
+  register_engine_memory(arena_.base(), arena_.bytes(), arena_.path_for_workers());
 }
 
 PoolState::~PoolState() {
   shutdown();
-  unregister_engine_memory(arena_base_);
+  unregister_engine_memory(arena_.base());
   control_->~PoolControl();
-  arena_.reset();
 }
 
 void PoolState::start_worker(unsigned id) {
   if (options_.launch == Launch::fork) {
-    launcher_.fork_worker(id, [this, id] { return run_pool_worker(*control_, arena_base_, id); });
+    launcher_.fork_worker(id, [this, id] { return run_pool_worker(*control_, arena_.base(), id); });
   } else {
     launcher_.spawn_worker(
         id, worker_exe_, {"--pool", control_segment_.name(), "--id", std::to_string(id)},
@@ -252,10 +230,12 @@ void PoolState::monitor() noexcept {
     const std::lock_guard lock(mutex_);
     for (auto& [id, job] : jobs_) {
       job.error = "the pool was shut down before this job finished";
+      job.code = ErrorCode::shut_down;
       unfinished.push_back(std::move(job));
     }
     jobs_.clear();
     in_flight_.clear();
+    waiting_.clear();
   }
   for (JobRecord& job : unfinished)
     finish_job(job);
@@ -267,9 +247,10 @@ void PoolState::fail_tasks_of(const WorkerExit& exit) {
     PoolTask& t = control_->tasks[slot];
     if (t.state.load() == std::uint32_t(TaskState::running) &&
         t.worker.load() == std::int32_t(exit.id)) {
+      const WorkerSlot& rows = slot_of(t);
       copy_name(t.message,
                 fmt::format("pool worker {} {} while computing rows {}-{}", exit.id,
-                            exit.describe(), t.row_begin, t.row_end ? t.row_end - 1 : 0));
+                            exit.describe(), rows.row_begin, rows.row_end ? rows.row_end - 1 : 0));
       t.state.store(std::uint32_t(TaskState::failed));
     }
   }
@@ -292,10 +273,12 @@ void PoolState::expire_jobs() {
       if (t.state.load() != std::uint32_t(TaskState::running) || worker < 0) continue;
       if (!job.timed_out) {
         job.timed_out = true;
+        job.code = ErrorCode::timed_out;
+        const WorkerSlot& rows = slot_of(t);
         job.error = fmt::format(
             "timed out after {:g} s: pool worker {} was still computing rows {}-{}{}; it was "
             "stopped and replaced",
-            options_.timeout, worker, t.row_begin, t.row_end ? t.row_end - 1 : 0, [&] {
+            options_.timeout, worker, rows.row_begin, rows.row_end ? rows.row_end - 1 : 0, [&] {
               for (const auto& [id, sig] : launcher_.stopped())
                 if (id == std::size_t(worker))
                   return fmt::format(" (stopped by SIG{})", sigabbrev_np(sig));
@@ -309,10 +292,75 @@ void PoolState::expire_jobs() {
     launcher_.kill_one(id);
 }
 
+bool PoolState::enqueue(std::uint64_t id, JobRecord& job) {
+  const std::size_t tasks = job.job->workers;
+  if (free_slots_.size() < tasks) return false;
+  for (std::size_t i = 0; i < tasks; ++i) {
+    WorkerSlot& s = job.job->slots[i];
+    s.message[0] = '\0';
+    s.rows_done.store(0);
+    s.state.store(static_cast<std::uint32_t>(SlotState::pending));
+  }
+  job.remaining = static_cast<unsigned>(tasks);
+  std::vector<std::uint32_t> slots;
+  for (std::size_t i = 0; i < tasks; ++i) {
+    const std::uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    PoolTask& t = control_->tasks[slot];
+    t.job_offset = arena_.offset_of(job.job);
+    t.slot = static_cast<std::uint32_t>(i);
+    t.message[0] = '\0';
+    t.worker.store(-1);
+    t.state.store(std::uint32_t(TaskState::queued), std::memory_order_release);
+    slot_job_[slot] = id;
+    in_flight_.push_back(slot);
+    slots.push_back(slot);
+  }
+  {
+    const RobustLock queue_lock(control_->queue_mutex);
+    for (std::uint32_t slot : slots) {
+      control_->queue[(control_->head + control_->count) % kPoolTasks] = slot;
+      ++control_->count;
+    }
+  }
+  for (std::size_t i = 0; i < slots.size(); ++i)
+    control_->queued.post();
+  return true;
+}
+
+void PoolState::advance(std::uint64_t id, JobRecord& job, std::vector<JobRecord>& finished) {
+  std::optional<Phase> phase;
+  if (job.error.empty()) {
+    try {
+      phase = job.phases->next(
+          [&](std::uint64_t bytes, std::uint64_t elements) {
+            void* p = arena_.allocate(bytes);
+            job.blocks.push_back(p);
+            job.job->prepared = arena_ref(arena_.offset_of(p));
+            job.job->prepared.rows = elements;
+            job.job->prepared.cols = 1;
+            job.job->prepared.ld = 1;
+            return static_cast<std::byte*>(p);
+          },
+          job.report, job.local);
+    } catch (const Error& e) {
+      job.error = e.what();
+      job.code = e.code();
+    }
+  }
+  if (phase) {
+    if (!enqueue(id, job)) waiting_.push_back(id);
+    return;
+  }
+  finished.push_back(std::move(job));
+  jobs_.erase(id);
+}
+
 void PoolState::collect_finished() {
   std::vector<JobRecord> finished;
   {
     const std::lock_guard lock(mutex_);
+    std::vector<std::uint64_t> phase_done;
     for (std::size_t i = 0; i < in_flight_.size();) {
       const std::uint32_t slot = in_flight_[i];
       PoolTask& t = control_->tasks[slot];
@@ -325,10 +373,7 @@ void PoolState::collect_finished() {
       if (it != jobs_.end()) {
         JobRecord& job = it->second;
         if (state == TaskState::failed && job.error.empty()) job.error = t.message;
-        if (--job.remaining == 0) {
-          finished.push_back(std::move(job));
-          jobs_.erase(it);
-        }
+        if (--job.remaining == 0) phase_done.push_back(it->first);
       }
       ++stats_.tasks;
       t.state.store(std::uint32_t(TaskState::free));
@@ -337,32 +382,35 @@ void PoolState::collect_finished() {
       in_flight_[i] = in_flight_.back();
       in_flight_.pop_back();
     }
+    // Jobs whose next phase waited for task slots first, then those whose phase just ended.
+    const std::vector<std::uint64_t> waiting = std::exchange(waiting_, {});
+    for (std::uint64_t id : waiting)
+      if (const auto it = jobs_.find(id); it != jobs_.end() && !enqueue(id, it->second))
+        waiting_.push_back(id);
+    for (std::uint64_t id : phase_done)
+      if (const auto it = jobs_.find(id); it != jobs_.end()) advance(id, it->second, finished);
     stats_.jobs += finished.size();
     for (const JobRecord& job : finished)
       if (!job.error.empty()) ++stats_.failed_jobs;
   }
-  if (!finished.empty()) slot_free_.notify_all();
+  slot_free_.notify_all();
   for (JobRecord& job : finished)
     finish_job(job);
 }
 
 void PoolState::finish_job(JobRecord& job) noexcept {
-  if (job.copy_back && job.error.empty()) {
-    const MatrixRef& to = job.c_to;
-    copy_rows(
-        {job.c_from, to.rows, to.cols, std::max<std::uint64_t>(to.cols, 1), Layout::row_major}, to,
-        0, to.rows, job.item);
+  if (job.copy_to && job.error.empty()) scatter_from(job.product.c.local, *job.copy_to);
+  if (job.job) job.job->~JobDescriptor();
+  for (void* p : job.blocks)
+    arena_.free(p);
+  if (!job.error.empty()) {
+    job.promise.set_exception(std::make_exception_ptr(Error(job.code, job.error)));
+    return;
   }
-  for (void* p : job.staged)
-    free(p);
-  if (job.error.empty())
-    job.promise.set_value();
-  else
-    job.promise.set_exception(std::make_exception_ptr(
-        Error(job.timed_out                                             ? ErrorCode::timed_out
-              : stopping_.load() && job.error.rfind("the pool", 0) == 0 ? ErrorCode::shut_down
-                                                                        : ErrorCode::worker_failed,
-              job.error)));
+  const auto now = std::chrono::steady_clock::now();
+  job.report.seconds = std::chrono::duration<double>(now - job.start).count();
+  job.report.compute_seconds = std::chrono::duration<double>(now - job.compute_start).count();
+  job.promise.set_value(std::move(job.report));
 }
 
 void PoolState::shutdown() noexcept {
@@ -374,156 +422,102 @@ void PoolState::shutdown() noexcept {
   if (monitor_.joinable()) monitor_.join();
 }
 
-void* PoolState::allocate(std::size_t bytes) {
-  void* p = nullptr;
-  try {
-    p = arena_->allocate_aligned(std::max<std::size_t>(bytes, 1), 64);
-  } catch (const bip::bad_alloc&) {
-    throw Error(ErrorCode::resource,
-                fmt::format("pool: its {}-byte arena has no room for {} bytes more (see "
-                            "Options::pool_bytes)",
-                            arena_bytes_, bytes));
-  }
-  // Reserve the pages now: a full /dev/shm is an error here, not a SIGBUS in a worker.
-  const auto offset = static_cast<off_t>(static_cast<std::byte*>(p) - arena_base_);
-  if (arena_fd_) {
-    if (const int err = ::posix_fallocate(arena_fd_.get(), offset, static_cast<off_t>(bytes));
-        err) {
-      arena_->deallocate(p);
-      throw Error(ErrorCode::resource, fmt::format("pool: cannot reserve {} bytes in /dev/shm: {}",
-                                                   bytes, std::strerror(err)));
-    }
-  }
-  std::memset(p, 0, bytes);
-  return p;
-}
-
-void PoolState::free(void* p) noexcept {
-  if (p) arena_->deallocate(p);
-}
-
-std::future<void> PoolState::submit(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
-                                    const MatrixRef& c) {
-  check_product_shapes(a, b, c);
-  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
-  const std::size_t item = item_size(dtype);
-  const std::uint64_t m = a.rows, k = a.cols, n = b.cols;
-  std::promise<void> ready;
-  if (m == 0 || n == 0 || k == 0) {
-    for (std::uint64_t i = 0; i < c.rows; ++i)
-      for (std::uint64_t j = 0; j < c.cols; ++j)
-        std::memset(c.data + (c.layout == Layout::row_major ? i * c.ld + j : j * c.ld + i) * item,
-                    0, item);
-    ready.set_value();
-    return ready.get_future();
-  }
-
+std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
+                                      const ArrayView& out) {
   JobRecord job;
-  job.item = item;
+  job.start = std::chrono::steady_clock::now();
+  Product& p = job.product;
+  p.result = check_arrays(a, b, &out).result;
+  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
+  Report& report = job.report;
+  report.dtype = dtype_name(p.result);
+  report.launch = options_.launch;
+  report.backing = Backing::shm;
   std::uint64_t staged = 0;
   try {
     // Operands in the arena are used where they are; others are copied in.
-    auto place = [&](const ConstMatrixRef& x) -> std::uint64_t {
-      const std::uint64_t bytes =
-          matrix_extent_bytes(x.rows, x.cols, x.ld, x.layout, item).value_or(0);
-      if (in_arena(x.data, bytes)) return std::uint64_t(x.data - arena_base_);
-      void* p = allocate(bytes);
-      job.staged.push_back(p);
-      std::memcpy(p, x.data, bytes);
+    auto place = [&](const ArrayView& v) {
+      std::optional<Operand> op = operand_in_place(v);
+      if (op && arena_.contains(op->local, op->bytes())) {
+        op->ref = arena_ref(arena_.offset_of(op->local));
+        return *op;
+      }
+      const std::size_t bytes =
+          op ? op->bytes() : static_cast<std::size_t>(v.size()) * item_size(v.dtype());
+      auto* to = static_cast<std::byte*>(arena_.allocate(bytes));
+      job.blocks.push_back(to);
+      Operand placed = op ? *op : gather_into(v, to);
+      if (op) {
+        std::memcpy(to, op->local, bytes);
+        placed.local = to;
+      }
+      placed.ref = arena_ref(arena_.offset_of(to));
       staged += bytes;
-      return std::uint64_t(static_cast<std::byte*>(p) - arena_base_);
+      return placed;
     };
-    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
-    PoolTask proto;
-    proto.dtype = dtype;
-    proto.m = m;
-    proto.k = k;
-    proto.n = n;
-    proto.a_offset = place(a);
-    proto.a_ld = a.ld;
-    proto.a_layout = a.layout;
-    proto.b_offset = place(b);
-    proto.b_ld = b.ld;
-    proto.b_layout = b.layout;
-    const std::uint64_t c_bytes =
-        matrix_extent_bytes(c.rows, c.cols, c.ld, c.layout, item).value_or(0);
-    if (c.layout == Layout::row_major && in_arena(c.data, c_bytes)) {
-      proto.c_offset = std::uint64_t(c.data - arena_base_);
-      proto.c_ld = c.ld;
+    p.a = place(a);
+    p.b = place(b);
+    p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
+    report.m = p.shape.m;
+    report.k = p.shape.k;
+    report.n = p.shape.n;
+    report.batch = p.shape.batch;
+    std::promise<Report> ready;
+    if (p.c_elements() == 0 || p.shape.k == 0) {
+      if (p.c_elements() > 0) {
+        const std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
+        scatter_from(zeros.data(), out);
+      }
+      for (void* block : job.blocks)
+        arena_.free(block);
+      ready.set_value(report);
+      return ready.get_future();
+    }
+    const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
+    if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes)) {
+      p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
     } else {
-      void* p = allocate(m * n * item);
-      job.staged.push_back(p);
-      job.copy_back = true;
-      job.c_from = static_cast<const std::byte*>(p);
-      job.c_to = c;
-      staged += m * n * item;
-      proto.c_offset = std::uint64_t(static_cast<std::byte*>(p) - arena_base_);
-      proto.c_ld = n;
+      void* c = arena_.allocate(c_bytes);
+      job.blocks.push_back(c);
+      p.c = {static_cast<std::byte*>(c), arena_ref(arena_.offset_of(c))};
+      job.copy_to = out;
+      staged += c_bytes;
     }
-
-    // Blocks of rows, one task each: as many as workers, or one for a small product.
-    const double flops = 2.0 * double(m) * double(n) * double(k);
-    const RowSplit split =
-        plan_row_split(m, flops < kSplitFlops ? 1 : workers_, cache_line_rows(n, item));
-
-    std::future<void> future = job.promise.get_future();
-    job.remaining = static_cast<unsigned>(split.workers);
-    std::vector<std::uint32_t> slots;
-    {
-      std::unique_lock lock(mutex_);
-      slot_free_.wait(lock,
-                      [&] { return stopping_.load() || free_slots_.size() >= split.workers; });
-      if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
-      const std::uint64_t id = next_job_++;
-      for (std::size_t i = 0; i < split.workers; ++i) {
-        const std::uint32_t slot = free_slots_.back();
-        free_slots_.pop_back();
-        PoolTask& t = control_->tasks[slot];
-        const RowRange rows = partition_rows(m, split.workers, i, split.block_factor);
-        t.dtype = proto.dtype;
-        t.m = m;
-        t.k = k;
-        t.n = n;
-        t.a_offset = proto.a_offset;
-        t.b_offset = proto.b_offset;
-        t.c_offset = proto.c_offset;
-        t.a_ld = proto.a_ld;
-        t.b_ld = proto.b_ld;
-        t.c_ld = proto.c_ld;
-        t.a_layout = proto.a_layout;
-        t.b_layout = proto.b_layout;
-        t.row_begin = rows.begin;
-        t.row_end = rows.end;
-        t.message[0] = '\0';
-        t.worker.store(-1);
-        t.state.store(std::uint32_t(TaskState::queued), std::memory_order_release);
-        slot_job_[slot] = id;
-        in_flight_.push_back(slot);
-        slots.push_back(slot);
-      }
-      stats_.staged_bytes += staged;
-      jobs_.emplace(id, std::move(job));
-      const RobustLock queue_lock(control_->queue_mutex);
-      for (std::uint32_t slot : slots) {
-        control_->queue[(control_->head + control_->count) % kPoolTasks] = slot;
-        ++control_->count;
-      }
-    }
-    for (std::size_t i = 0; i < slots.size(); ++i)
-      control_->queued.post();
+    job.plan = pool_plan(p.work(), workers_, threads_);
+    report.workers = static_cast<unsigned>(job.plan.rows.size());
+    report.threads_per_worker = threads_;
+    report.plan_reason = job.plan.reason;
+    report.copied_bytes = staged;
+    void* descriptor = arena_.allocate(sizeof(JobDescriptor));
+    job.blocks.push_back(descriptor);
+    job.job = new (descriptor) JobDescriptor{};
+    describe_job(*job.job, p, job.plan, options_);
+    job.phases = std::make_unique<Phases>(*job.job);
+    job.local = {p.a.local, p.b.local, p.c.local, nullptr};
+    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
+    std::future<Report> future = job.promise.get_future();
+    std::unique_lock lock(mutex_);
+    slot_free_.wait(lock, [&] {
+      return stopping_.load() ||
+             free_slots_.size() >= std::max<std::size_t>(job.job->workers, kPoolTasks / 4);
+    });
+    if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
+    stats_.staged_bytes += staged;
+    const std::uint64_t id = next_job_++;
+    JobRecord& record = jobs_.emplace(id, std::move(job)).first->second;
+    record.compute_start = std::chrono::steady_clock::now();
+    std::vector<JobRecord> finished;
+    advance(id, record, finished);  // its first phase
+    lock.unlock();
+    for (JobRecord& f : finished)
+      finish_job(f);
     return future;
   } catch (...) {
-    for (void* p : job.staged)
-      free(p);
+    if (job.job) job.job->~JobDescriptor();
+    for (void* block : job.blocks)
+      arena_.free(block);
     throw;
   }
-}
-
-void* pool_allocate(PoolState& pool, std::size_t bytes) {
-  return pool.allocate(bytes);
-}
-void pool_free(PoolState& pool, void* p) noexcept {
-  pool.free(p);
 }
 
 }  // namespace shmgemm::detail
@@ -536,14 +530,46 @@ Pool::~Pool() {
   if (state_) state_->shutdown();
 }
 
-std::future<void> Pool::submit(MatrixView<const double> a, MatrixView<const double> b,
-                               MatrixView<double> c) {
-  return state_->submit(DType::float64, detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
+PoolBlock Pool::allocate(std::size_t bytes) {
+  void* p = state_->arena().allocate(bytes);
+  // The block keeps the pool's state (and so its arena's mapping) alive.
+  return PoolBlock(p, [state = state_](void* q) { state->arena().free(q); });
 }
 
-std::future<void> Pool::submit(MatrixView<const float> a, MatrixView<const float> b,
-                               MatrixView<float> c) {
-  return state_->submit(DType::float32, detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
+SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
+  std::size_t bytes = item_size(dtype);
+  for (std::int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<std::size_t>(d), &bytes))
+      throw Error(
+          ErrorCode::invalid_argument,
+          fmt::format("Pool::alloc: shape ({}) of {} {}", fmt::join(shape, ","), dtype_name(dtype),
+                      d < 0 ? "has a negative dimension" : "overflows the size of memory"));
+  return SharedArray(allocate(bytes), dtype, std::move(shape));
+}
+
+std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
+  return state_->submit(a, b, out);
+}
+
+Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
+  return submit(a, b, out).get();
+}
+
+template <class T>
+std::future<Report> submit_matrices(detail::PoolState& pool, MatrixView<const T> a,
+                                    MatrixView<const T> b, MatrixView<T> c) {
+  detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
+  return pool.submit(detail::array_view(a), detail::array_view(b), detail::array_view(c));
+}
+
+std::future<Report> Pool::submit(MatrixView<const double> a, MatrixView<const double> b,
+                                 MatrixView<double> c) {
+  return submit_matrices<double>(*state_, a, b, c);
+}
+
+std::future<Report> Pool::submit(MatrixView<const float> a, MatrixView<const float> b,
+                                 MatrixView<float> c) {
+  return submit_matrices<float>(*state_, a, b, c);
 }
 
 void Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "common/dtype.hpp"
 #include "common/matrix.hpp"
+#include "shmgemm/array_view.hpp"
 #include "shmgemm/matrix_view.hpp"
 
 namespace shmgemm::detail {
@@ -22,6 +24,19 @@ auto ref_of(MatrixView<T> v) {
   return BasicMatrixRef<Byte>{
       reinterpret_cast<Byte*>(v.data()), v.rows(), v.cols(), std::max<std::uint64_t>(v.ld(), 1),
       v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
+}
+
+// A matrix view as the N-D view of the same elements.
+template <class T>
+ArrayView array_view(MatrixView<T> v) {
+  const auto item = static_cast<std::int64_t>(sizeof(T));
+  const auto ld = static_cast<std::int64_t>(v.ld());
+  std::vector<std::int64_t> strides = v.order() == Order::row_major
+                                          ? std::vector<std::int64_t>{ld * item, item}
+                                          : std::vector<std::int64_t>{item, ld * item};
+  return ArrayView(v.data(), dtype_of<T>(),
+                   {static_cast<std::int64_t>(v.rows()), static_cast<std::int64_t>(v.cols())},
+                   std::move(strides));
 }
 
 // Throws Error(shape_mismatch) as numpy words it ("shapes (3,4) and (5,6) not aligned: 4 (dim 1)

@@ -1,4 +1,5 @@
 #include "mpi/mpi_product.hpp"
+#include "engine/tooling.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,8 +14,8 @@
 
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
-#include "engine/general.hpp"
 #include "engine/plan.hpp"
+#include "engine/product.hpp"
 #include "mpi/agree.hpp"
 #include "mpi/temp_output.hpp"
 #include "worker/slice_kernel.hpp"
@@ -174,15 +175,15 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   std::vector<unsigned> weights(static_cast<std::size_t>(topo.size));
   for (int i = 0; i < topo.size; ++i)
     weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
-  const std::size_t aligned = cache_line_rows(r.n, item);
-  const std::size_t bf = (r.m + aligned - 1) / aligned >= std::size_t(topo.size) ? aligned : 1;
+  const detail::WorkSplit split =
+      detail::split_work({r.m, r.k, r.n, c.dtype, 1, item}, std::span<const unsigned>(weights));
   const Calibration calibration = r.m * r.n * r.k > 0 ? load_calibration() : Calibration{};
   r.calibration = calibration.source;
   for (int i = 0; i < topo.size; ++i) {
     RankPart p;
     p.node = topo.node_of_rank[std::size_t(i)];
     p.host = topo.hosts[std::size_t(i)];
-    p.rows = partition_rows_weighted(r.m, weights, std::size_t(i), bf);
+    p.rows = split.rows[std::size_t(i)];
     p.threads = weights[std::size_t(i)];
     p.predicted_seconds = p.rows.size() == 0
                               ? 0

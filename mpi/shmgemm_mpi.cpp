@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include "engine/plan.hpp"
+#include "engine/tooling.hpp"
 #include "mpi/agree.hpp"
 #include "mpi/mpi_product.hpp"
 #include "mpi/temp_output.hpp"

@@ -112,7 +112,7 @@ TEST_CASE("many threads submit at once: every result right, no growth of the are
     for (int t = 0; t < kThreads; ++t)
       threads.emplace_back([&, t] {
         std::vector<double> out(64 * 32);
-        std::vector<std::future<void>> pending;
+        std::vector<std::future<Report>> pending;
         for (int j = 0; j < kJobs; ++j) {
           // Alternate synchronous calls and batches of futures, into host memory (staged).
           MatrixView<double> c(out.data(), 64, 32);
@@ -146,7 +146,7 @@ TEST_CASE("workers killed under load fail only their jobs; the pool replaces the
                            c = pool.alloc<double>(600, 600);
       fill(a.view(), rng);
       fill(b.view(), rng);
-      std::vector<std::future<void>> jobs;
+      std::vector<std::future<Report>> jobs;
       for (int i = 0; i < 40; ++i)
         jobs.push_back(pool.submit(a.view(), b.view(), c.view()));
       // Then both workers are killed mid-run: the stalled one surely held a task, the other
@@ -185,7 +185,7 @@ TEST_CASE("workers killed under load fail only their jobs; the pool replaces the
 TEST_CASE("destroying the pool with jobs in flight: every future is answered, nothing is left") {
   for (Launch launch : {Launch::fork, Launch::spawn}) {
     CAPTURE(to_string(launch));
-    std::vector<std::future<void>> jobs;
+    std::vector<std::future<Report>> jobs;
     std::vector<double> as(400 * 400, 1.0), cs(400 * 400);
     {
       Pool pool(pool_options(launch));
@@ -322,7 +322,7 @@ TEST_CASE("a pool job past Options::timeout fails with timed_out; its worker is 
                        c = pool.alloc<double>(300, 100);
   fill(a.view(), rng);
   fill(b.view(), rng);
-  std::future<void> f = pool.submit(a.view(), b.view(), c.view());
+  std::future<Report> f = pool.submit(a.view(), b.view(), c.view());
   REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   try {
     f.get();

@@ -13,6 +13,7 @@
 #include <optional>
 #include <random>
 
+#include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"

@@ -1,6 +1,7 @@
 // `shmgemm calibrate`: measure the figures behind the automatic plan and cache them.
 #include <fmt/format.h>
 
+#include "engine/tooling.hpp"
 #include "tools/commands.hpp"
 
 namespace shmgemm::cli {

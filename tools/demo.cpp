@@ -11,6 +11,7 @@
 
 #include "common/npy_file.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"

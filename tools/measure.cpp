@@ -1,4 +1,5 @@
 #include "tools/measure.hpp"
+#include "engine/tooling.hpp"
 
 #include "common/fd.hpp"
 #include "engine/interrupt.hpp"

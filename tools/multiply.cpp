@@ -15,6 +15,7 @@
 
 #include "common/fd.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/tooling.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
 

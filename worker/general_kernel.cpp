@@ -1,9 +1,13 @@
 #include "worker/general_kernel.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <climits>
+#include <cstdint>
 #include <vector>
 
+#include "common/mapped_file.hpp"
 #include "common/partition.hpp"
 #include "worker/convert.hpp"
 #include "worker/slice_kernel.hpp"
@@ -103,7 +107,7 @@ void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const G
 // pair in doubles and wrap into the result modulo 2^bits.
 void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
                    const GeneralOperands& ops, RowRange rows, std::uint64_t chunk_rows,
-                   const std::function<void(std::uint64_t)>& done) {
+                   bool release, const std::function<void(std::uint64_t)>& done) {
   const std::uint64_t m = g.a.rows;
   const std::size_t ia = item_size(g.a.dtype), ib = item_size(g.b.dtype);
   const std::size_t ic = item_size(g.result), icompute = item_size(g.compute);
@@ -187,9 +191,44 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
         store_wrapped(acc.data(), c_count, g.result, c_rows);
       }
     }
+    // Streaming (larger than memory): the rows of A and C this chunk is done with need not stay
+    // resident (file mappings: clean pages dropped, dirty ones written back).
+    if (release) {
+      if ((k <= 1 || g.a.col_stride == 1) && (nr <= 1 || g.a.row_stride == k))
+        advise_pages(a_block.base, nr * k * ia, MADV_DONTNEED);
+      advise_pages(c_rows, nr * n * ic, MADV_DONTNEED);
+    }
     f += nr;
     done(f - rows.begin);
   }
+}
+
+// For footprint experiments (Options::copy_inputs, as joblib without memmapping): a private copy
+// of B (as the multiply reads it: prepared, or as it is) and of the span of A that rows `rows`
+// read (all of A for a stack), and the operands that read them.
+GeneralOperands private_inputs(const JobDescriptor& job, const GeneralOperands& ops, RowRange rows,
+                               std::vector<std::byte>& own_a, std::vector<std::byte>& own_b) {
+  const GeneralJob& g = job.general;
+  GeneralOperands use = ops;
+  if (g.b_prepared) {
+    own_b.assign(ops.prepared,
+                 ops.prepared + prepared_elements(g, job.k, job.n) * item_size(g.compute));
+    use.prepared = own_b.data();
+  } else {
+    own_b.assign(ops.b, ops.b + g.b.elements * item_size(g.b.dtype));
+    use.b = own_b.data();
+  }
+  const std::size_t ia = item_size(g.a.dtype);
+  std::uint64_t lo = 0, hi = g.a.elements;
+  if (g.batch == 1 && rows.size() > 0 && job.k > 0) {
+    lo = rows.begin * g.a.row_stride;
+    hi = (rows.end - 1) * g.a.row_stride + (job.k - 1) * g.a.col_stride + 1;
+  }
+  own_a.assign(ops.a + lo * ia, ops.a + hi * ia);
+  // Element e of A is at own_a[(e - lo) * ia]: the base lies lo elements before the copy.
+  use.a =
+      reinterpret_cast<const std::byte*>(reinterpret_cast<std::uintptr_t>(own_a.data()) - lo * ia);
+  return use;
 }
 
 }  // namespace
@@ -205,9 +244,14 @@ void run_phase(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
     case Phase::prepare:
       prepare_rows(g, job.k, job.n, ops, prepare_share(g, job.k, id, job.workers));
       return;
-    case Phase::multiply:
-      multiply_rows(g, job.k, job.n, ops, {slot.row_begin, slot.row_end}, job.chunk_rows, done);
+    case Phase::multiply: {
+      const RowRange rows{slot.row_begin, slot.row_end};
+      std::vector<std::byte> own_a, own_b;
+      const GeneralOperands use =
+          job.copy_inputs ? private_inputs(job, ops, rows, own_a, own_b) : ops;
+      multiply_rows(g, job.k, job.n, use, rows, job.chunk_rows, job.stream != 0, done);
       return;
+    }
   }
 }
 

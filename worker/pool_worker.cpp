@@ -6,6 +6,7 @@
 #include "common/job.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
+#include "worker/worker_run.hpp"
 
 namespace shmgemm {
 namespace {
@@ -32,16 +33,22 @@ PoolTask* take_task(PoolControl& control, unsigned id) {
   return claimed ? &task : nullptr;
 }
 
-void run_task(PoolTask& task, std::byte* arena, std::uint64_t arena_bytes) {
-  if (const std::string problem = check_task(task, arena_bytes); !problem.empty()) {
+void run_task(PoolTask& task, unsigned id, std::byte* arena, std::uint64_t arena_bytes) {
+  std::string problem;
+  JobDescriptor* job = task_job(task, arena, arena_bytes, problem);
+  if (!job) {
     copy_name(task.message, problem);
     task.state.store(static_cast<std::uint32_t>(TaskState::failed));
     return;
   }
-  const ConstMatrixRef a{arena + task.a_offset, task.m, task.k, task.a_ld, task.a_layout};
-  const ConstMatrixRef b{arena + task.b_offset, task.k, task.n, task.b_ld, task.b_layout};
-  const MatrixRef c{arena + task.c_offset, task.m, task.n, task.c_ld, Layout::row_major};
-  compute_rows(task.dtype, a, b, c, {task.row_begin, task.row_end});
+  inject_test_fault(id, 0, [](std::string_view) {});
+  const GeneralOperands ops{arena + job->a.offset, arena + job->b.offset, arena + job->c.offset,
+                            job->general.b_prepared ? arena + job->prepared.offset : nullptr};
+  if (run_worker(*job, task.slot, {{}, {}, {}, ops}, false) != 0) {
+    copy_name(task.message, job->slots[task.slot].message);
+    task.state.store(static_cast<std::uint32_t>(TaskState::failed), std::memory_order_release);
+    return;
+  }
   task.state.store(static_cast<std::uint32_t>(TaskState::done), std::memory_order_release);
 }
 
@@ -56,8 +63,7 @@ int run_pool_worker(PoolControl& control, std::byte* arena, unsigned id) noexcep
       if (control.stop.load()) return 0;
       PoolTask* task = take_task(control, id);
       if (task == nullptr) continue;
-      inject_test_fault(id, 0, [](std::string_view) {});
-      run_task(*task, arena, control.arena_bytes);
+      run_task(*task, id, arena, control.arena_bytes);
       control.completed.post();
     }
   } catch (const std::exception&) {

@@ -57,14 +57,15 @@ void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noe
   slot.state.store(static_cast<std::uint32_t>(SlotState::failed), std::memory_order_release);
 }
 
-int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept {
+int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops, bool inject) noexcept {
   WorkerSlot& slot = job.slots[id];
   // A SIGBUS on an operand's file (it shrank mid-run) fails this slot with a message.
   report_bus_errors_to(slot.message, sizeof slot.message, &slot.state,
                        static_cast<std::uint32_t>(SlotState::failed));
   try {
     set_blas_threads(static_cast<int>(job.threads_per_worker));
-    inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });
+    if (inject)
+      inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });
     if (job.kind == JobKind::general) {
       run_phase(job, id, ops.general, [&slot](std::uint64_t done) {
         slot.rows_done.store(done, std::memory_order_release);

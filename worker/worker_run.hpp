@@ -20,7 +20,10 @@ struct BoundOperands {
 // Sets the BLAS thread count, computes worker `id`'s rows (or its share of a general job's phase)
 // and records the outcome in its slot (rows done, state, message). Returns the process exit status:
 // 0 on success. Never throws.
-int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops) noexcept;
+// `inject`: whether the test fault hook is asked about slot `id` (a Pool's workers ask about
+// themselves instead).
+int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops,
+               bool inject = true) noexcept;
 
 // Releases the pages of rows `rows` of A (row-major) and of C in this process: done with, they
 // need not stay resident (file mappings: clean pages are dropped, dirty ones written back).

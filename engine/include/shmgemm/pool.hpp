@@ -8,61 +8,74 @@
 #include <string>
 #include <type_traits>
 
+#include <vector>
+
+#include "shmgemm/array_view.hpp"
 #include "shmgemm/error.hpp"
+#include "shmgemm/export.hpp"
 #include "shmgemm/matrix_view.hpp"
 
 namespace shmgemm {
 
 struct Options;
+struct Report;
 class Pool;
 
 namespace detail {
 class PoolState;
-void* pool_allocate(PoolState& pool, std::size_t bytes);
-void pool_free(PoolState& pool, void* p) noexcept;
 }  // namespace detail
 
+// A block of a Pool's arena, freed when the last owner lets it go; it keeps the pool's memory
+// mapped until then, even past the Pool.
+using PoolBlock = std::shared_ptr<void>;
+
 // A row-major matrix in a Pool's shared memory: operands here reach the workers with no copy.
-// Move-only; frees its memory when destroyed (it keeps the pool's memory mapped until then,
-// even past the Pool). Thread-safety: as a value; the elements are the caller's to guard.
+// Move-only; frees its memory when destroyed. Thread-safety: as a value; the elements are the
+// caller's to guard.
 template <class T>
 class SharedMatrix {
  public:
-  SharedMatrix(SharedMatrix&& other) noexcept
-      : pool_(std::move(other.pool_)), data_(other.data_), rows_(other.rows_), cols_(other.cols_) {
-    other.data_ = nullptr;
-  }
-  SharedMatrix& operator=(SharedMatrix&& other) noexcept {
-    if (this != &other) {
-      release();
-      pool_ = std::move(other.pool_);
-      data_ = other.data_;
-      rows_ = other.rows_;
-      cols_ = other.cols_;
-      other.data_ = nullptr;
-    }
-    return *this;
-  }
+  SharedMatrix(SharedMatrix&&) noexcept = default;
+  SharedMatrix& operator=(SharedMatrix&&) noexcept = default;
   SharedMatrix(const SharedMatrix&) = delete;
   SharedMatrix& operator=(const SharedMatrix&) = delete;
-  ~SharedMatrix() { release(); }
 
-  T* data() const { return data_; }
+  T* data() const { return static_cast<T*>(block_.get()); }
   std::size_t rows() const { return rows_; }
   std::size_t cols() const { return cols_; }
-  MatrixView<T> view() const { return MatrixView<T>(data_, rows_, cols_); }
+  MatrixView<T> view() const { return MatrixView<T>(data(), rows_, cols_); }
 
  private:
   friend class Pool;
-  SharedMatrix(std::shared_ptr<detail::PoolState> pool, T* data, std::size_t rows, std::size_t cols)
-      : pool_(std::move(pool)), data_(data), rows_(rows), cols_(cols) {}
-  void release() noexcept {
-    if (data_ && pool_) detail::pool_free(*pool_, data_);
-    data_ = nullptr;
-  }
-  std::shared_ptr<detail::PoolState> pool_;
-  T* data_ = nullptr;
+  SharedMatrix(PoolBlock block, std::size_t rows, std::size_t cols)
+      : block_(std::move(block)), rows_(rows), cols_(cols) {}
+  PoolBlock block_;
   std::size_t rows_ = 0, cols_ = 0;
+};
+
+// A C-contiguous N-D array in a Pool's shared memory, zero-filled. Move-only; frees its memory
+// when destroyed (share() gives the block to another owner, such as a Python array's base).
+class SHMGEMM_API SharedArray {
+ public:
+  SharedArray(SharedArray&&) noexcept = default;
+  SharedArray& operator=(SharedArray&&) noexcept = default;
+  SharedArray(const SharedArray&) = delete;
+  SharedArray& operator=(const SharedArray&) = delete;
+
+  void* data() const { return block_.get(); }
+  DType dtype() const { return dtype_; }
+  const std::vector<std::int64_t>& shape() const { return shape_; }
+  ArrayView view() const { return ArrayView(data(), dtype_, shape_); }
+  // The block, for an owner that outlives this object.
+  PoolBlock share() const { return block_; }
+
+ private:
+  friend class Pool;
+  SharedArray(PoolBlock block, DType dtype, std::vector<std::int64_t> shape)
+      : block_(std::move(block)), dtype_(dtype), shape_(std::move(shape)) {}
+  PoolBlock block_;
+  DType dtype_ = DType::float64;
+  std::vector<std::int64_t> shape_;
 };
 
 // What a pool has done so far.
@@ -90,7 +103,7 @@ struct PoolStats {
 //
 // A worker that dies fails only the tasks it held: their jobs' futures carry
 // Error(worker_failed), and the pool starts a new worker in its place.
-class Pool {
+class SHMGEMM_API Pool {
  public:
   // Starts the workers and maps the arena (options.pool_bytes; 0: half of /dev/shm's free
   // space, reserved page by page as it is allocated). Throws Error. Thread-safety: n/a.
@@ -102,7 +115,7 @@ class Pool {
   Pool& operator=(const Pool&) = delete;
 
   // A rows x cols matrix in the pool's shared memory, zero-filled. Throws Error(resource) when
-  // the arena or /dev/shm is full. Thread-safe.
+  // the arena or /dev/shm is full, Error(invalid_argument) when the size overflows. Thread-safe.
   template <class T>
   SharedMatrix<T> alloc(std::size_t rows, std::size_t cols) {
     static_assert(std::is_same_v<T, double> || std::is_same_v<T, float>);
@@ -113,26 +126,35 @@ class Pool {
                                                    std::to_string(cols) + " elements of " +
                                                    std::to_string(sizeof(T)) +
                                                    " bytes overflow the size of memory");
-    T* p = static_cast<T*>(detail::pool_allocate(*state_, bytes));
-    return SharedMatrix<T>(state_, p, rows, cols);
+    return SharedMatrix<T>(allocate(bytes), rows, cols);
   }
+  // A C-contiguous array of `shape` in the pool's shared memory, zero-filled. Throws as above,
+  // and Error(invalid_argument) for a negative dimension. Thread-safe.
+  SharedArray alloc(DType dtype, std::vector<std::int64_t> shape);
 
-  // c = a·b; returns when done. Views outside the pool's memory are staged: a and b copied in,
-  // c computed in the pool and copied out (counted in stats().staged_bytes). Throws Error.
-  // Thread-safe: any number of threads may submit at once.
+  // out = np.matmul(a, b), with matmul()'s rules (every dtype pair, 1-D, broadcast stacks, any
+  // strides), on the pool's workers; returns when done. Operands outside the pool's memory are
+  // staged: a and b copied in, C computed in the pool and copied out (counted in
+  // stats().staged_bytes). Throws Error. Thread-safe: any number of threads may submit at once.
+  Report matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+  // The same, without waiting. a, b and out must stay valid until the future is ready. Shape
+  // and dtype errors throw here; failures while computing arrive through the future.
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+
+  // The 2-D float conveniences over the above.
   void matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);
   void matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c);
-  // The same, without waiting. a, b and c must stay valid until the future is ready. Shape
-  // errors throw here; failures while computing arrive through the future. Thread-safe.
-  std::future<void> submit(MatrixView<const double> a, MatrixView<const double> b,
-                           MatrixView<double> c);
-  std::future<void> submit(MatrixView<const float> a, MatrixView<const float> b,
-                           MatrixView<float> c);
+  std::future<Report> submit(MatrixView<const double> a, MatrixView<const double> b,
+                             MatrixView<double> c);
+  std::future<Report> submit(MatrixView<const float> a, MatrixView<const float> b,
+                             MatrixView<float> c);
 
   unsigned workers() const;  // thread-safe
   PoolStats stats() const;   // thread-safe
 
  private:
+  // `bytes` zero-filled bytes of the arena, 64-byte aligned.
+  PoolBlock allocate(std::size_t bytes);
   std::shared_ptr<detail::PoolState> state_;
 };
 

@@ -8,7 +8,10 @@
 #include <string_view>
 #include <vector>
 
+#include "shmgemm/array_view.hpp"
+#include "shmgemm/dtype.hpp"
 #include "shmgemm/error.hpp"
+#include "shmgemm/export.hpp"
 #include "shmgemm/matrix_view.hpp"
 #include "shmgemm/pool.hpp"
 
@@ -62,29 +65,6 @@ struct Options {
   std::function<void(const std::string&)> on_retry;
 };
 
-// Machine figures behind the automatic plan. `shmgemm calibrate` measures them and caches them
-// (calibration_path()); without a cache, built-in defaults for a current x86-64 core apply.
-struct Calibration {
-  double gflops_f64 = 40;            // dgemm, one thread, large square
-  double gflops_f32 = 80;            // sgemm, one thread, large square
-  double thread_scaling = 0.9;       // all cores in one process / (cores x one thread), 1024^3
-  double thread_scaling_512 = 0.85;  // the same at 512^3
-  double half_rate_dim = 48;         // smallest dimension at which one thread runs at half rate
-  // Skinny products, one dimension long (131072) and the other two 64: [0] k long, [1] m long, [2]
-  // n long. One-thread rate relative to gflops_*, and the thread scaling in one process.
-  double skinny_rate[3] = {0.4, 0.3, 0.3};
-  double skinny_scaling[3] = {0.6, 0.6, 0.6};
-  double process_scaling = 0.9;     // cores one-thread processes at once / (cores x one thread)
-  double fork_base_us = 300;        // fork and join workers on an empty block: base cost ...
-  double fork_per_worker_us = 100;  // ... plus this per worker
-  double spawn_base_us = 1500;      // the same, starting shmgemm-worker executables
-  double spawn_per_worker_us = 1500;
-  double fault_us_per_mib = 60;  // mapping one MiB of shared pages into one more process
-  double copy_gbs = 6;           // memcpy bandwidth, for the shm backing's copies
-  unsigned cores = 0;            // the cores when measured; 0 for the defaults
-  std::string source = "built-in defaults";
-};
-
 // One plan the automatic choice considered.
 struct PlanCandidate {
   unsigned workers = 0;  // 0: in process
@@ -93,7 +73,7 @@ struct PlanCandidate {
 };
 
 // What a run did.
-struct Report {
+struct SHMGEMM_API Report {
   std::uint64_t m = 0, k = 0, n = 0;  // one product: (m x k) @ (k x n)
   std::uint64_t batch = 1;            // products (stacked operands)
   std::string dtype;                  // the result's, numpy's name
@@ -116,31 +96,53 @@ struct Report {
   double gflops() const;                  // 2 batch mnk / seconds
 };
 
-// Computes C = A·B for the 2-D .npy files `a` and `b` (float32 or float64, C or Fortran order)
-// and writes `out` as a C-order .npy file. `out` is replaced only by a complete result: it is
-// written under a temporary name beside it and renamed at the end. Throws Error naming the file
-// or option at fault. Thread-safety: may be called from several threads at once.
-Report multiply_npy(const std::filesystem::path& a, const std::filesystem::path& b,
-                    const std::filesystem::path& out, const Options& options = {});
+// np.matmul's result for operands of these shapes, whatever their strides: numpy's rules (1-D
+// operands, broadcast stacks). Throws Error(shape_mismatch) with numpy's message ("matmul:
+// Input operand 1 has a mismatch in its core dimension 0, ...").
+SHMGEMM_API std::vector<std::int64_t> matmul_shape(const ArrayView& a, const ArrayView& b);
+// np.result_type of the operands: numpy's promotion over the twelve dtypes (int32 @ float32 ->
+// float64, uint64 @ int64 -> float64).
+SHMGEMM_API DType result_dtype(DType a, DType b);
+SHMGEMM_API DType result_dtype(const ArrayView& a, const ArrayView& b);
 
-// Computes c = a·b for matrices in the host program's memory and blocks until done. The plan
-// and launch follow `options` as for multiply_npy (workers = 0: the automatic plan).
-// - fork: the workers inherit a and b copy-on-write: no copy. spawn: a and b are copied once into
-//   shared segments (unless they lie in a Pool's shared memory), since a new process cannot see
-//   this one's memory.
-// - With workers, the result is written into shared memory and copied once into c, unless c
-//   lies in a Pool's shared memory and is row-major, where workers write it in place. The copy
-//   runs at memcpy speed: 6 ms for 4000 x 4000 doubles on the development machine
-//   (shmgemm-pool-benchmark, BM_CopyBackC4000), more if c's pages were never touched.
-// - In process (chosen by the plan for small products) nothing is copied.
-// Throws Error: shape_mismatch ("shapes (3,4) and (5,6) not aligned: ..."), resource,
-// worker_failed, ... Thread-safety: may be called from several threads at once; fork from a
-// program that already runs threads (its own, or OpenBLAS's) is safe only as far as fork is:
-// prefer Launch::spawn there, or create a Pool before starting threads.
-Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
-              const Options& options = {});
-Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
-              const Options& options = {});
+// out = np.matmul(a, b) for arrays in the host program's memory, on worker processes (or in
+// process, when the plan finds the product too small for workers); blocks until done. Every
+// dtype pair (numpy's promotion; integers exact, wrapping as numpy's do), 1-D operands, N-D
+// stacks with broadcast batch axes, any strides. `out` must have matmul_shape(a, b) (else
+// Error(shape_mismatch)) and result_dtype(a, b) (else Error(invalid_argument)), and may have
+// any strides. The plan and launch follow `options` (workers = 0: the automatic plan).
+// - Operands are read where they are when their strides are non-negative multiples of their
+//   item size (C or Fortran order, slices, broadcast axes of stride 0); others are copied
+//   once, in C order (Report::copied_bytes counts it).
+// - fork: workers inherit a and b copy-on-write: no copy. spawn: a and b are copied once into
+//   shared segments (unless they lie in a Pool's arena), since a new process cannot see this
+//   one's memory.
+// - With workers, C is written into shared memory and copied once into out, unless out is
+//   C-contiguous in a Pool's arena, where workers write it in place. In process, C is written
+//   into out directly when it is C-contiguous.
+// Throws Error: shape_mismatch, invalid_argument, unsupported, resource, worker_failed,
+// interrupted, timed_out. Thread-safety: may be called from several threads at once; fork
+// from a program that already runs threads (its own, or OpenBLAS's) is safe only as far as
+// fork is: prefer Launch::spawn there, or create a Pool before starting threads.
+SHMGEMM_API Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options = {});
+
+// The 2-D float conveniences over the above (numpy's 2-D messages: "shapes (3,4) and (5,6) not
+// aligned: 4 (dim 1) != 5 (dim 0)").
+SHMGEMM_API Report matmul(MatrixView<const double> a, MatrixView<const double> b,
+                          MatrixView<double> c, const Options& options = {});
+SHMGEMM_API Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
+                          const Options& options = {});
+
+// C = np.matmul(A, B) for the .npy files `a` and `b` (any of the twelve dtypes, C or Fortran
+// order, 1-D or N-D), written to `out` as a C-order .npy of numpy's result dtype and shape.
+// `out` is replaced only by a complete result: written under a temporary name beside it and
+// renamed at the end (symlinks followed, the old file's mode kept; with options.fsync, on disk
+// first). Options::backing says where the workers read and write (the files mapped, or shared
+// segments the files are copied into); Options::rows_per_step streams a product larger than
+// memory. Throws Error naming the file or option at fault. Thread-safety: may be called from
+// several threads at once.
+SHMGEMM_API Report multiply_npy(const std::filesystem::path& a, const std::filesystem::path& b,
+                                const std::filesystem::path& out, const Options& options = {});
 
 // Makes SIGINT, SIGTERM, SIGHUP and the other signals that end a process by default (SIGQUIT,
 // SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGPIPE) stop the call in
@@ -152,32 +154,12 @@ Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<f
 // Installs process-wide handlers (SA_RESTART); call it once, from the main thread, in programs
 // that own their signal handling (the shmgemm program does). interrupted_signal(): the latest
 // such signal, or 0.
-void handle_interrupts();
-int interrupted_signal();
-
-// Where calibrations are cached: $XDG_CACHE_HOME/shmgemm/calibration.json, or
-// ~/.cache/shmgemm/calibration.json.
-std::filesystem::path calibration_path();
-// The cached calibration if there is a valid one for this many cores, else the defaults.
-Calibration load_calibration();
-// Measures this machine (a few seconds, using every core) and returns the figures.
-Calibration measure_calibration();
-// `c` as JSON (the cache's format); indent < 0: one line.
-std::string calibration_json(const Calibration& c, int indent = -1);
-// Writes `c` to calibration_path(). Throws Error naming the file.
-void save_calibration(const Calibration& c);
-
-// Median microseconds to start `workers` workers that do nothing and join them.
-double launch_cost_us(Launch launch, unsigned workers, unsigned repeats = 20);
+SHMGEMM_API void handle_interrupts();
+SHMGEMM_API int interrupted_signal();
 
 // CPUs this process may run on (its affinity mask).
-unsigned available_cores();
+SHMGEMM_API unsigned available_cores();
 
-std::string_view to_string(Launch launch);
-std::string_view to_string(Backing backing);
-// "in process x 2 threads", "2 workers x 1 thread".
-std::string to_string(const PlanCandidate& candidate);
-// The plan of a run and why it was chosen, a few lines ending in a newline.
-std::string explain(const Report& report);
-
+SHMGEMM_API std::string_view to_string(Launch launch);
+SHMGEMM_API std::string_view to_string(Backing backing);
 }  // namespace shmgemm

@@ -1,0 +1,77 @@
+#include "engine/pool_arena.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/statvfs.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/segment.hpp"
+#include "shmgemm/error.hpp"
+
+namespace bip = boost::interprocess;
+
+namespace shmgemm::detail {
+namespace {
+
+constexpr std::uint64_t kMiB = 1 << 20;
+
+std::size_t default_arena_bytes() {
+  struct statvfs st {};
+  const std::uint64_t free =
+      ::statvfs("/dev/shm", &st) == 0 ? std::uint64_t(st.f_bavail) * st.f_frsize : 0;
+  return std::clamp<std::uint64_t>(free / 2, 64 * kMiB, std::uint64_t{64} << 30);
+}
+
+}  // namespace
+
+PoolArena::PoolArena(std::size_t bytes) : bytes_(bytes ? bytes : default_arena_bytes()) {
+  // Its name lives only while it is created and opened again for its descriptor.
+  const std::string name = make_segment_name("arena");
+  try {
+    memory_ = std::make_unique<bip::managed_shared_memory>(bip::create_only, name.c_str(), bytes_,
+                                                           nullptr, bip::permissions(0600));
+  } catch (const bip::interprocess_exception& e) {
+    bip::shared_memory_object::remove(name.c_str());
+    throw Error(ErrorCode::resource,
+                fmt::format("pool: cannot create a {}-byte arena in /dev/shm/{}: {}", bytes_, name,
+                            e.what()));
+  }
+  fd_.reset(::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0));
+  const int open_error = errno;
+  bip::shared_memory_object::remove(name.c_str());
+  if (!fd_)
+    throw Error(ErrorCode::resource, fmt::format("pool: cannot open its arena /dev/shm/{}: {}",
+                                                 name, std::strerror(open_error)));
+  path_ = fd_.path_for_others();
+  base_ = static_cast<std::byte*>(memory_->get_address());
+}
+
+void* PoolArena::allocate(std::size_t bytes) {
+  void* p = nullptr;
+  try {
+    p = memory_->allocate_aligned(std::max<std::size_t>(bytes, 1), 64);
+  } catch (const bip::bad_alloc&) {
+    throw Error(ErrorCode::resource,
+                fmt::format("pool: its {}-byte arena has no room for {} bytes more (see "
+                            "Options::pool_bytes)",
+                            bytes_, bytes));
+  }
+  const auto offset = static_cast<off_t>(offset_of(p));
+  if (const int err = ::posix_fallocate(fd_.get(), offset, static_cast<off_t>(bytes)); err) {
+    memory_->deallocate(p);
+    throw Error(ErrorCode::resource, fmt::format("pool: cannot reserve {} bytes in /dev/shm: {}",
+                                                 bytes, std::strerror(err)));
+  }
+  std::memset(p, 0, bytes);
+  return p;
+}
+
+void PoolArena::free(void* p) noexcept {
+  if (p) memory_->deallocate(p);
+}
+
+}  // namespace shmgemm::detail

@@ -1,0 +1,46 @@
+// A Pool's arena: one shared segment, never named once open (workers map it through
+// /proc/<pid>/fd/N), managed by Boost.Interprocess's allocator; pages reserved as blocks are
+// allocated, so a large arena costs nothing until used.
+#pragma once
+
+#include <boost/interprocess/managed_shared_memory.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/fd.hpp"
+
+namespace shmgemm::detail {
+
+class PoolArena {
+ public:
+  // `bytes` of arena; 0: half of /dev/shm's free space (64 MiB to 64 GiB). Throws Error(resource).
+  explicit PoolArena(std::size_t bytes);
+  // `bytes` zero-filled bytes, 64-byte aligned, their pages reserved (a full /dev/shm is an
+  // error here, not a SIGBUS in a worker). Throws Error(resource). Thread-safe.
+  void* allocate(std::size_t bytes);
+  void free(void* p) noexcept;
+  bool contains(const void* p, std::size_t bytes) const {
+    const auto* q = static_cast<const std::byte*>(p);
+    return q >= base_ && q + bytes <= base_ + bytes_;
+  }
+  std::uint64_t offset_of(const void* p) const {
+    return std::uint64_t(static_cast<const std::byte*>(p) - base_);
+  }
+  std::byte* base() const { return base_; }
+  std::size_t bytes() const { return bytes_; }
+  std::size_t used() const { return memory_->get_size() - memory_->get_free_memory(); }
+  // How other processes (spawned workers) map it: /proc/<pid>/fd/<fd>.
+  const std::string& path_for_workers() const { return path_; }
+
+ private:
+  std::unique_ptr<boost::interprocess::managed_shared_memory> memory_;
+  Fd fd_;
+  std::string path_;
+  std::byte* base_ = nullptr;
+  std::size_t bytes_ = 0;
+};
+
+}  // namespace shmgemm::detail

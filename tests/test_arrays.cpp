@@ -1,0 +1,444 @@
+// np.matmul from the host's memory through the ArrayView API: every dtype pair, exact
+// integers, broadcast stacks, 1-D operands and any strides, in process, with fork and spawn
+// workers and through a Pool, each against a naive reference written here.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <complex>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "shmgemm/shmgemm.hpp"
+#include "tests/test_support.hpp"
+
+using namespace shmgemm;
+
+namespace {
+
+using Complex = std::complex<long double>;
+
+// An array of `shape` in a buffer of its own, strided as asked (byte strides; empty: C order),
+// the view's first element placed so that negative strides stay inside the buffer.
+struct Array {
+  std::vector<std::byte> store;
+  ArrayView view;
+  Array(DType dtype, std::vector<std::int64_t> shape, std::vector<std::int64_t> strides = {}) {
+    const auto item = static_cast<std::int64_t>(item_size(dtype));
+    if (strides.empty()) {
+      strides.resize(shape.size());
+      std::int64_t step = item;
+      for (std::size_t i = shape.size(); i-- > 0;) {
+        strides[i] = step;
+        step *= std::max<std::int64_t>(shape[i], 1);
+      }
+    }
+    std::int64_t lo = 0, hi = item;
+    for (std::size_t i = 0; i < shape.size(); ++i)
+      if (shape[i] > 1) (strides[i] < 0 ? lo : hi) += (shape[i] - 1) * strides[i];
+    store.resize(static_cast<std::size_t>(hi - lo) + 16);
+    view = ArrayView(static_cast<void*>(store.data() - lo), dtype, shape, strides);
+  }
+  std::byte* at(const std::vector<std::int64_t>& index) const {
+    auto* p = static_cast<std::byte*>(view.data());
+    for (std::size_t i = 0; i < index.size(); ++i)
+      p += index[i] * view.strides()[i];
+    return p;
+  }
+};
+
+// Element as its exact bits (integers, wrapping as numpy converts them to the result) or as a
+// complex value (floats).
+std::uint64_t bits_of(const std::byte* p, DType d) {
+  std::uint64_t v = 0;
+  switch (d) {
+    case DType::int8:
+      return std::uint64_t(std::int64_t(*reinterpret_cast<const std::int8_t*>(p)));
+    case DType::int16:
+      return std::uint64_t(std::int64_t(*reinterpret_cast<const std::int16_t*>(p)));
+    case DType::int32:
+      return std::uint64_t(std::int64_t(*reinterpret_cast<const std::int32_t*>(p)));
+    case DType::int64:
+      std::memcpy(&v, p, 8);
+      return v;
+    case DType::uint8:
+      return *reinterpret_cast<const std::uint8_t*>(p);
+    case DType::uint16:
+      return *reinterpret_cast<const std::uint16_t*>(p);
+    case DType::uint32:
+      return *reinterpret_cast<const std::uint32_t*>(p);
+    case DType::uint64:
+      std::memcpy(&v, p, 8);
+      return v;
+    default:
+      return 0;
+  }
+}
+
+Complex value_of(const std::byte* p, DType d) {
+  switch (d) {
+    case DType::float32:
+      return *reinterpret_cast<const float*>(p);
+    case DType::float64:
+      return *reinterpret_cast<const double*>(p);
+    case DType::complex64: {
+      const auto z = *reinterpret_cast<const std::complex<float>*>(p);
+      return {z.real(), z.imag()};
+    }
+    case DType::complex128: {
+      const auto z = *reinterpret_cast<const std::complex<double>*>(p);
+      return {z.real(), z.imag()};
+    }
+    case DType::int8:
+    case DType::int16:
+    case DType::int32:
+    case DType::int64:
+      return static_cast<long double>(static_cast<std::int64_t>(bits_of(p, d)));
+    default:
+      return static_cast<long double>(bits_of(p, d));
+  }
+}
+
+bool is_int(DType d) {
+  return d != DType::float32 && d != DType::float64 && d != DType::complex64 &&
+         d != DType::complex128;
+}
+
+void fill(const Array& x, std::mt19937_64& rng) {
+  const DType d = x.view.dtype();
+  const std::size_t item = item_size(d);
+  std::vector<std::int64_t> index(x.view.ndim(), 0);
+  std::uniform_real_distribution<double> real(-1, 1);
+  for (std::int64_t e = 0; e < x.view.size(); ++e) {
+    std::byte* p = x.at(index);
+    if (is_int(d)) {
+      const std::uint64_t r = rng();  // the full range, every bit
+      std::memcpy(p, &r, item);
+    } else if (d == DType::float32 || d == DType::complex64) {
+      const float f[2] = {float(real(rng)), float(real(rng))};
+      std::memcpy(p, f, item);
+    } else {
+      const double f[2] = {real(rng), real(rng)};
+      std::memcpy(p, f, item);
+    }
+    for (std::size_t i = index.size(); i-- > 0;)
+      if (++index[i] < x.view.shape()[i])
+        break;
+      else
+        index[i] = 0;
+  }
+}
+
+// np.matmul(a, b) computed naively, compared element by element with `out`: integers exactly
+// (products summed modulo 2^64, then cut to the result's width), floats within a tolerance.
+std::size_t mismatches_with_reference(const Array& a, const Array& b, const Array& out,
+                                      DType result) {
+  std::vector<std::int64_t> sa = a.view.shape(), sb = b.view.shape();
+  const bool a_vec = sa.size() == 1, b_vec = sb.size() == 1;
+  if (a_vec) sa.insert(sa.begin(), 1);
+  if (b_vec) sb.push_back(1);
+  const std::int64_t m = sa[sa.size() - 2], k = sa.back(), n = sb.back();
+  const std::size_t nd = std::max(sa.size(), sb.size()) - 2;
+  std::vector<std::int64_t> batch(nd, 1);
+  for (std::size_t j = 0; j < nd; ++j) {
+    const std::int64_t da = j + 2 < sa.size() ? sa[sa.size() - 3 - j] : 1;
+    const std::int64_t db = j + 2 < sb.size() ? sb[sb.size() - 3 - j] : 1;
+    batch[nd - 1 - j] = std::max(da, db);
+  }
+  const std::size_t out_item = item_size(result);
+  const unsigned bits = unsigned(out_item * 8);
+  std::vector<std::int64_t> bi(nd, 0);
+  std::int64_t batches = 1;
+  for (std::int64_t d : batch)
+    batches *= d;
+  std::size_t mismatches = 0;
+  for (std::int64_t q = 0; q < batches; ++q) {
+    auto index_of = [&](const Array& x, bool vec_left, bool vec_right, std::int64_t i,
+                        std::int64_t j, std::int64_t l, bool left) {
+      std::vector<std::int64_t> idx;
+      const std::size_t own = x.view.ndim() - (vec_left || vec_right ? 1 : 2);
+      for (std::size_t t = 0; t < own; ++t) {
+        const std::int64_t dim = x.view.shape()[t];
+        idx.push_back(dim == 1 ? 0 : bi[nd - own + t]);
+      }
+      if (left) {
+        if (!vec_left) idx.push_back(i);
+        idx.push_back(l);
+      } else {
+        idx.push_back(l);
+        if (!vec_right) idx.push_back(j);
+      }
+      return idx;
+    };
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) {
+        std::uint64_t exact = 0;
+        Complex sum = 0;
+        long double scale = 0;
+        for (std::int64_t l = 0; l < k; ++l) {
+          const std::byte* pa = a.at(index_of(a, a_vec, false, i, j, l, true));
+          const std::byte* pb = b.at(index_of(b, false, b_vec, i, j, l, false));
+          if (is_int(result)) {
+            exact += bits_of(pa, a.view.dtype()) * bits_of(pb, b.view.dtype());
+          } else {
+            const Complex x = value_of(pa, a.view.dtype()) * value_of(pb, b.view.dtype());
+            sum += x;
+            scale += std::abs(x);
+          }
+        }
+        std::vector<std::int64_t> oi(bi);
+        if (!a_vec) oi.push_back(i);
+        if (!b_vec) oi.push_back(j);
+        const std::byte* po = out.at(oi);
+        bool ok;
+        if (is_int(result)) {
+          std::uint64_t got = 0;
+          std::memcpy(&got, po, out_item);
+          const std::uint64_t mask = bits == 64 ? ~0ULL : (1ULL << bits) - 1;
+          ok = (got & mask) == (exact & mask);
+        } else {
+          const Complex got = value_of(po, result);
+          const bool single = result == DType::float32 || result == DType::complex64;
+          ok = std::abs(got - sum) <= (single ? 1e-5L : 1e-12L) * (scale + 1);
+        }
+        if (!ok) ++mismatches;
+      }
+    for (std::size_t t = nd; t-- > 0;)
+      if (++bi[t] < batch[t])
+        break;
+      else
+        bi[t] = 0;
+  }
+  return mismatches;
+}
+
+std::vector<std::int64_t> result_shape(const Array& a, const Array& b) {
+  return matmul_shape(a.view, b.view);
+}
+
+struct Case {
+  std::string name;
+  std::function<Array()> a, b;
+  bool fortran_out = false;
+};
+
+std::vector<Case> cases() {
+  const auto i64 = DType::int64;
+  return {
+      {"int64 @ int64, full range",
+       [=] {
+         return Array(i64, {23, 17});
+       },
+       [=] {
+         return Array(i64, {17, 11});
+       }},
+      {"int32 @ float32 -> float64",
+       [] {
+         return Array(DType::int32, {9, 13});
+       },
+       [] {
+         return Array(DType::float32, {13, 7});
+       }},
+      {"complex128",
+       [] {
+         return Array(DType::complex128, {12, 10});
+       },
+       [] {
+         return Array(DType::complex128, {10, 6});
+       }},
+      {"(3,1,5,6) @ (4,6,2), uint16 @ int8",
+       [] {
+         return Array(DType::uint16, {3, 1, 5, 6});
+       },
+       [] {
+         return Array(DType::int8, {4, 6, 2});
+       }},
+      {"(3,1,5,6) @ (4,6,2), float64",
+       [] {
+         return Array(DType::float64, {3, 1, 5, 6});
+       },
+       [] {
+         return Array(DType::float64, {4, 6, 2});
+       }},
+      {"1-D @ 2-D", [] { return Array(DType::float64, {8}); },
+       [] {
+         return Array(DType::float64, {8, 5});
+       }},
+      {"2-D @ 1-D, int64",
+       [=] {
+         return Array(i64, {6, 8});
+       },
+       [=] { return Array(i64, {8}); }},
+      // A with its rows reversed and every other column; B transposed with a step of 3.
+      {"negative and non-unit strides",
+       [] {
+         return Array(DType::float64, {7, 5}, {-80, 16});
+       },
+       [] {
+         return Array(DType::float64, {5, 4}, {8, 120});
+       },
+       true},
+      {"negative strides, int64",
+       [=] {
+         return Array(i64, {7, 5}, {-80, 16});
+       },
+       [=] {
+         return Array(i64, {5, 4}, {-8, -120});
+       },
+       true},
+  };
+}
+
+void run_cases(
+    const std::string& how,
+    const std::function<Report(const ArrayView&, const ArrayView&, const ArrayView&)>& call) {
+  std::mt19937_64 rng(7);
+  for (const Case& c : cases()) {
+    CAPTURE(how);
+    CAPTURE(c.name);
+    const Array a = c.a(), b = c.b();
+    fill(a, rng);
+    fill(b, rng);
+    const DType result = result_dtype(a.view, b.view);
+    std::vector<std::int64_t> shape = result_shape(a, b);
+    std::vector<std::int64_t> strides;
+    if (c.fortran_out && shape.size() == 2)
+      strides = {std::int64_t(item_size(result)), std::int64_t(item_size(result)) * shape[0]};
+    const Array out(result, shape, strides);
+    const ArrayView ca(static_cast<const void*>(a.view.data()), a.view.dtype(), a.view.shape(),
+                       a.view.strides());
+    const ArrayView cb(static_cast<const void*>(b.view.data()), b.view.dtype(), b.view.shape(),
+                       b.view.strides());
+    const std::vector<std::byte> a_before = a.store, b_before = b.store;
+    const Report r = call(ca, cb, out.view);
+    CHECK(r.dtype == std::string(dtype_name(result)));
+    CHECK(mismatches_with_reference(a, b, out, result) == 0);
+    CHECK(a.store == a_before);  // the operands are never written
+    CHECK(b.store == b_before);
+  }
+  CHECK(test::segments_of(::getpid()).empty());
+}
+
+}  // namespace
+
+TEST_CASE("matmul(ArrayView): numpy's result dtype and shape, and the product of a naive loop") {
+  CHECK(result_dtype(DType::int32, DType::float32) == DType::float64);
+  CHECK(result_dtype(DType::uint8, DType::int8) == DType::int16);
+  CHECK(result_dtype(DType::uint64, DType::int64) == DType::float64);
+  const Array s(DType::float64, {3, 1, 5, 6}), t(DType::float64, {4, 6, 2});
+  CHECK(matmul_shape(s.view, t.view) == std::vector<std::int64_t>{3, 4, 5, 2});
+  const Array v(DType::float64, {6});
+  CHECK(matmul_shape(v.view, v.view).empty());
+  CHECK_THROWS_WITH_AS(matmul_shape(s.view, s.view),
+                       "matmul: Input operand 1 has a mismatch in its core dimension 0, with "
+                       "gufunc signature (n?,k),(k,m?)->(n?,m?) (size 5 is different from 6)",
+                       Error);
+  // The reference finds a wrong product: a zero C, and C off by one in its last element.
+  {
+    std::mt19937_64 rng(1);
+    const Array x(DType::int64, {5, 4}), y(DType::int64, {4, 3});
+    fill(x, rng);
+    fill(y, rng);
+    const Array z(DType::int64, {5, 3});
+    CHECK(mismatches_with_reference(x, y, z, DType::int64) == 15);
+    matmul(x.view, y.view, z.view);
+    CHECK(mismatches_with_reference(x, y, z, DType::int64) == 0);
+    ++*reinterpret_cast<std::int64_t*>(z.at({4, 2}));
+    CHECK(mismatches_with_reference(x, y, z, DType::int64) == 1);
+  }
+  for (unsigned workers : {0u, 1u, 3u}) {
+    Options in;
+    in.in_process = workers == 0;
+    in.workers = workers;
+    run_cases(fmt::format("fork, {} workers", workers),
+              [&](const ArrayView& a, const ArrayView& b, const ArrayView& c) {
+                return matmul(a, b, c, in);
+              });
+  }
+  Options spawn;
+  spawn.launch = Launch::spawn;
+  spawn.workers = 2;
+  run_cases("spawn, 2 workers", [&](const ArrayView& a, const ArrayView& b, const ArrayView& c) {
+    return matmul(a, b, c, spawn);
+  });
+}
+
+TEST_CASE("Pool::matmul(ArrayView): the same rules, operands staged or in the arena") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    Options o;
+    o.launch = launch;
+    o.workers = 2;
+    o.pool_bytes = 64 << 20;
+    {
+      Pool pool(o);
+      run_cases(fmt::format("pool, {}", to_string(launch)),
+                [&](const ArrayView& a, const ArrayView& b, const ArrayView& c) {
+                  return pool.matmul(a, b, c);
+                });
+      // Operands and result in the arena: nothing staged; integers exact on a stack.
+      std::mt19937_64 rng(3);
+      SharedArray a = pool.alloc(DType::int64, {4, 30, 20}), b = pool.alloc(DType::int64, {20, 9});
+      SharedArray c = pool.alloc(DType::int64, {4, 30, 9});
+      for (SharedArray* x : {&a, &b})
+        for (std::int64_t e = 0; e < x->view().size(); ++e)
+          static_cast<std::uint64_t*>(x->data())[e] = rng();
+      const std::uint64_t staged = pool.stats().staged_bytes;
+      std::future<Report> f = pool.submit(a.view(), b.view(), c.view());
+      const Report r = f.get();
+      CHECK(r.batch == 4);
+      CHECK(r.limb_products > 1);
+      CHECK(pool.stats().staged_bytes == staged);
+      for (std::int64_t q = 0; q < 4; ++q)
+        for (std::int64_t i = 0; i < 30; ++i)
+          for (std::int64_t j = 0; j < 9; ++j) {
+            std::uint64_t sum = 0;
+            for (std::int64_t l = 0; l < 20; ++l)
+              sum += static_cast<std::uint64_t*>(a.data())[(q * 30 + i) * 20 + l] *
+                     static_cast<std::uint64_t*>(b.data())[l * 9 + j];
+            if (static_cast<std::uint64_t*>(c.data())[(q * 30 + i) * 9 + j] != sum) {
+              CHECK(false);
+              q = 4, i = 30, j = 9;
+            }
+          }
+      // An out of the wrong dtype or shape: numpy's kind of refusal, before any work.
+      SharedArray wrong = pool.alloc(DType::float64, {4, 30, 9});
+      CHECK_THROWS_AS(pool.matmul(a.view(), b.view(), wrong.view()), Error);
+      SharedArray small = pool.alloc(DType::int64, {4, 30, 8});
+      CHECK_THROWS_WITH(pool.matmul(a.view(), b.view(), small.view()),
+                        doctest::Contains("out: shape (4,30,8)"));
+    }
+    CHECK(test::segments_of(::getpid()).empty());
+  }
+}
+
+TEST_CASE("matmul(ArrayView) refuses a bad out, naming it, and writes nothing") {
+  const Array a(DType::int32, {4, 5}), b(DType::float32, {5, 3});
+  Array wrong_dtype(DType::float32, {4, 3}), wrong_shape(DType::float64, {4, 4});
+  const std::vector<std::byte> before = wrong_shape.store;
+  try {
+    matmul(a.view, b.view, wrong_dtype.view);
+    CHECK(false);
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::invalid_argument);
+    CHECK(std::string(e.what()) ==
+          "out: dtype float32, where np.matmul(int32, float32) gives float64");
+  }
+  try {
+    matmul(a.view, b.view, wrong_shape.view);
+    CHECK(false);
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::shape_mismatch);
+    CHECK(std::string(e.what()) ==
+          "out: shape (4,4), where the product of (4,5) and (5,3) has shape (4,3)");
+  }
+  CHECK(wrong_shape.store == before);
+  const ArrayView read_only(static_cast<const void*>(wrong_shape.store.data()), DType::float64,
+                            {4, 3});
+  CHECK_THROWS_WITH(matmul(a.view, b.view, read_only), doctest::Contains("read-only"));
+  CHECK_THROWS_WITH(ArrayView(static_cast<void*>(nullptr), DType::float64, {2, -1}),
+                    doctest::Contains("negative dimension"));
+  CHECK_THROWS_WITH(ArrayView(static_cast<void*>(nullptr), DType::float64, {2, 2}, {8}),
+                    doctest::Contains("1 strides for the 2 dimensions"));
+}

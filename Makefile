@@ -22,7 +22,7 @@ run: build
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
-# The host program in examples/host_app, built against a copy installed into a temporary
+# The host programs in examples/host_app, built against a copy installed into a temporary
 # prefix (find_package), and against this source tree (add_subdirectory); both are run.
 example: build
 	@set -e; prefix=$$(mktemp -d); trap 'rm -rf "$$prefix"' EXIT; \
@@ -31,10 +31,12 @@ example: build
 	cmake --build $(BUILD_DIR)/host-installed -j $(JOBS) >/dev/null; \
 	echo "host_app against the copy installed in $$prefix:"; \
 	$(BUILD_DIR)/host-installed/host_app; \
+	$(BUILD_DIR)/host-installed/host_arrays; \
 	cmake -S examples/host_app -B $(BUILD_DIR)/host-subdir -DSHMGEMM_SOURCE_DIR=$(CURDIR) >/dev/null; \
 	cmake --build $(BUILD_DIR)/host-subdir -j $(JOBS) >/dev/null; \
 	echo "host_app with add_subdirectory:"; \
-	$(BUILD_DIR)/host-subdir/host_app
+	$(BUILD_DIR)/host-subdir/host_app; \
+	$(BUILD_DIR)/host-subdir/host_arrays
 
 # The library's figures (Google Benchmark): pool dispatch, pool throughput, 10,000-job stress.
 pool-bench: build

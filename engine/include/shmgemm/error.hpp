@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "shmgemm/export.hpp"
+
 namespace shmgemm {
 
 // What kind of failure an Error reports. Stable: host programs may switch on it.
@@ -22,7 +24,7 @@ enum class ErrorCode {
 
 // Thrown by every shmgemm call that fails. what() is one line that names the operand
 // (file, option or worker) and the problem.
-class Error : public std::runtime_error {
+class SHMGEMM_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
   ErrorCode code() const noexcept { return code_; }

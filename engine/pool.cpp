@@ -7,33 +7,19 @@
 #include <algorithm>
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <mutex>
 #include <new>
-#include <optional>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
-#include "common/job.hpp"
-#include "common/pool_protocol.hpp"
-#include "common/segment.hpp"
 #include "engine/engine_memory.hpp"
 #include "engine/interrupt.hpp"
-#include "engine/launcher.hpp"
-#include "engine/plan.hpp"
-#include "engine/pool_arena.hpp"
-#include "engine/product.hpp"
-#include "engine/views.hpp"
+#include "engine/pool_state.hpp"
 #include "engine/worker_path.hpp"
-#include "shmgemm/shmgemm.hpp"
 #include "worker/pool_worker.hpp"
 
 namespace bip = boost::interprocess;
 
 namespace shmgemm::detail {
-namespace {
 
 OperandRef arena_ref(std::uint64_t offset) {
   OperandRef r;
@@ -42,83 +28,6 @@ OperandRef arena_ref(std::uint64_t offset) {
   copy_name(r.name, "arena");
   return r;
 }
-
-// A job: its phases, its tasks still out, its first failure, and what to do when it is done.
-struct JobRecord {
-  std::promise<Report> promise;
-  Report report;
-  Product product;
-  Plan plan;
-  JobDescriptor* job = nullptr;  // in the arena
-  std::unique_ptr<Phases> phases;
-  GeneralOperands local;
-  unsigned remaining = 0;
-  std::string error;
-  ErrorCode code = ErrorCode::worker_failed;
-  std::vector<void*> blocks;         // arena blocks to free: staging, descriptor, prepared B
-  std::optional<ArrayView> copy_to;  // C was computed in the arena: copy it here
-  std::chrono::steady_clock::time_point start, compute_start;
-  // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
-  std::optional<std::chrono::steady_clock::time_point> deadline;
-  bool timed_out = false;
-};
-
-}  // namespace
-
-class PoolState {
- public:
-  explicit PoolState(const Options& options);
-  ~PoolState();
-  void shutdown() noexcept;
-  PoolArena& arena() { return arena_; }
-  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
-  PoolStats stats() const {
-    const std::lock_guard lock(mutex_);
-    PoolStats s = stats_;
-    s.arena_used_bytes = arena_.used();
-    return s;
-  }
-  unsigned workers() const { return workers_; }
-
- private:
-  void monitor() noexcept;
-  void start_worker(unsigned id);
-  void collect_finished();
-  // Starts the next phase of a job whose tasks are all done, or ends it. Under mutex_.
-  void advance(std::uint64_t id, JobRecord& job, std::vector<JobRecord>& finished);
-  // Queues the current phase's tasks, one per slot, when there are free task slots. Under mutex_.
-  bool enqueue(std::uint64_t id, JobRecord& job);
-  // Kills the workers still on the rows of jobs past their deadline; their jobs fail.
-  void expire_jobs();
-  void fail_tasks_of(const WorkerExit& exit);
-  void finish_job(JobRecord& job) noexcept;
-  const WorkerSlot& slot_of(const PoolTask& t) const {
-    return reinterpret_cast<const JobDescriptor*>(arena_.base() + t.job_offset)->slots[t.slot];
-  }
-
-  Options options_;
-  unsigned workers_ = 1;
-  unsigned threads_ = 1;
-  std::string worker_exe_;
-  PoolArena arena_;
-  SharedSegment control_segment_;
-  PoolControl* control_ = nullptr;
-
-  mutable std::mutex mutex_;  // guards what follows
-  std::condition_variable slot_free_;
-  std::vector<std::uint32_t> free_slots_;
-  std::vector<std::uint32_t> in_flight_;
-  std::unordered_map<std::uint32_t, std::uint64_t> slot_job_;
-  std::unordered_map<std::uint64_t, JobRecord> jobs_;
-  std::vector<std::uint64_t> waiting_;  // jobs whose next phase waits for free task slots
-  std::uint64_t next_job_ = 0;
-  PoolStats stats_;
-
-  std::atomic<bool> stopping_{false};
-  std::promise<void> started_;
-  Launcher launcher_;  // used by the monitor thread only
-  std::thread monitor_;
-};
 
 PoolState::PoolState(const Options& options)
     : options_(options),
@@ -422,169 +331,4 @@ void PoolState::shutdown() noexcept {
   if (monitor_.joinable()) monitor_.join();
 }
 
-std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
-                                      const ArrayView& out) {
-  JobRecord job;
-  job.start = std::chrono::steady_clock::now();
-  Product& p = job.product;
-  p.result = check_arrays(a, b, &out).result;
-  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
-  Report& report = job.report;
-  report.dtype = dtype_name(p.result);
-  report.launch = options_.launch;
-  report.backing = Backing::shm;
-  std::uint64_t staged = 0;
-  try {
-    // Operands in the arena are used where they are; others are copied in.
-    auto place = [&](const ArrayView& v) {
-      std::optional<Operand> op = operand_in_place(v);
-      if (op && arena_.contains(op->local, op->bytes())) {
-        op->ref = arena_ref(arena_.offset_of(op->local));
-        return *op;
-      }
-      const std::size_t bytes =
-          op ? op->bytes() : static_cast<std::size_t>(v.size()) * item_size(v.dtype());
-      auto* to = static_cast<std::byte*>(arena_.allocate(bytes));
-      job.blocks.push_back(to);
-      Operand placed = op ? *op : gather_into(v, to);
-      if (op) {
-        std::memcpy(to, op->local, bytes);
-        placed.local = to;
-      }
-      placed.ref = arena_ref(arena_.offset_of(to));
-      staged += bytes;
-      return placed;
-    };
-    p.a = place(a);
-    p.b = place(b);
-    p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
-    report.m = p.shape.m;
-    report.k = p.shape.k;
-    report.n = p.shape.n;
-    report.batch = p.shape.batch;
-    std::promise<Report> ready;
-    if (p.c_elements() == 0 || p.shape.k == 0) {
-      if (p.c_elements() > 0) {
-        const std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
-        scatter_from(zeros.data(), out);
-      }
-      for (void* block : job.blocks)
-        arena_.free(block);
-      ready.set_value(report);
-      return ready.get_future();
-    }
-    const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
-    if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes)) {
-      p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
-    } else {
-      void* c = arena_.allocate(c_bytes);
-      job.blocks.push_back(c);
-      p.c = {static_cast<std::byte*>(c), arena_ref(arena_.offset_of(c))};
-      job.copy_to = out;
-      staged += c_bytes;
-    }
-    job.plan = pool_plan(p.work(), workers_, threads_);
-    report.workers = static_cast<unsigned>(job.plan.rows.size());
-    report.threads_per_worker = threads_;
-    report.plan_reason = job.plan.reason;
-    report.copied_bytes = staged;
-    void* descriptor = arena_.allocate(sizeof(JobDescriptor));
-    job.blocks.push_back(descriptor);
-    job.job = new (descriptor) JobDescriptor{};
-    describe_job(*job.job, p, job.plan, options_);
-    job.phases = std::make_unique<Phases>(*job.job);
-    job.local = {p.a.local, p.b.local, p.c.local, nullptr};
-    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
-    std::future<Report> future = job.promise.get_future();
-    std::unique_lock lock(mutex_);
-    slot_free_.wait(lock, [&] {
-      return stopping_.load() ||
-             free_slots_.size() >= std::max<std::size_t>(job.job->workers, kPoolTasks / 4);
-    });
-    if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
-    stats_.staged_bytes += staged;
-    const std::uint64_t id = next_job_++;
-    JobRecord& record = jobs_.emplace(id, std::move(job)).first->second;
-    record.compute_start = std::chrono::steady_clock::now();
-    std::vector<JobRecord> finished;
-    advance(id, record, finished);  // its first phase
-    lock.unlock();
-    for (JobRecord& f : finished)
-      finish_job(f);
-    return future;
-  } catch (...) {
-    if (job.job) job.job->~JobDescriptor();
-    for (void* block : job.blocks)
-      arena_.free(block);
-    throw;
-  }
-}
-
 }  // namespace shmgemm::detail
-
-namespace shmgemm {
-
-Pool::Pool(const Options& options) : state_(std::make_shared<detail::PoolState>(options)) {}
-
-Pool::~Pool() {
-  if (state_) state_->shutdown();
-}
-
-PoolBlock Pool::allocate(std::size_t bytes) {
-  void* p = state_->arena().allocate(bytes);
-  // The block keeps the pool's state (and so its arena's mapping) alive.
-  return PoolBlock(p, [state = state_](void* q) { state->arena().free(q); });
-}
-
-SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
-  std::size_t bytes = item_size(dtype);
-  for (std::int64_t d : shape)
-    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<std::size_t>(d), &bytes))
-      throw Error(
-          ErrorCode::invalid_argument,
-          fmt::format("Pool::alloc: shape ({}) of {} {}", fmt::join(shape, ","), dtype_name(dtype),
-                      d < 0 ? "has a negative dimension" : "overflows the size of memory"));
-  return SharedArray(allocate(bytes), dtype, std::move(shape));
-}
-
-std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
-  return state_->submit(a, b, out);
-}
-
-Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
-  return submit(a, b, out).get();
-}
-
-template <class T>
-std::future<Report> submit_matrices(detail::PoolState& pool, MatrixView<const T> a,
-                                    MatrixView<const T> b, MatrixView<T> c) {
-  detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
-  return pool.submit(detail::array_view(a), detail::array_view(b), detail::array_view(c));
-}
-
-std::future<Report> Pool::submit(MatrixView<const double> a, MatrixView<const double> b,
-                                 MatrixView<double> c) {
-  return submit_matrices<double>(*state_, a, b, c);
-}
-
-std::future<Report> Pool::submit(MatrixView<const float> a, MatrixView<const float> b,
-                                 MatrixView<float> c) {
-  return submit_matrices<float>(*state_, a, b, c);
-}
-
-void Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {
-  submit(a, b, c).get();
-}
-
-void Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c) {
-  submit(a, b, c).get();
-}
-
-unsigned Pool::workers() const {
-  return state_->workers();
-}
-PoolStats Pool::stats() const {
-  return state_->stats();
-}
-
-}  // namespace shmgemm

@@ -73,7 +73,8 @@ def run(args):
 with tempfile.TemporaryDirectory() as tmp:
     pa, pb, pc = (os.path.join(tmp, name) for name in ("A.npy", "B.npy", "C.npy"))
     modes = [["--in-process"], ["--workers", "2"], ["--workers", "3", "--launch", "spawn"],
-             []]
+             [], ["--workers", "2", "--backing", "shm"], ["--workers", "2", "--inputs", "copy"],
+             ["--workers", "2", "--rows-per-step", "3"]]
     for case in range(cases):
         da, db = DTYPES[case % 12], DTYPES[(case // 12) % 12]
         sa, sb = shapes()
@@ -118,19 +119,53 @@ with tempfile.TemporaryDirectory() as tmp:
     for sa, sb, message in refused:
         np.save(pa, np.ones(sa))
         np.save(pb, np.ones(sb))
+        numpy_says = ""
         with np.errstate(all="ignore"):
             try:
                 np.matmul(np.ones(sa), np.ones(sb))
                 failures.append(f"numpy accepts {sa} @ {sb}")
             except ValueError as e:
-                if message not in str(e):
+                numpy_says = str(e)
+                if message not in numpy_says:
                     failures.append(f"numpy says {e} for {sa} @ {sb}")
         if os.path.exists(pc):
             os.remove(pc)
         r = run([pa, pb, "-o", pc])
-        if r.returncode == 0 or message not in r.stderr or r.stderr.count("\n") != 1 \
-                or os.path.exists(pc):
-            failures.append(f"{sa} @ {sb}: {r.returncode} {r.stderr!r}")
+        # numpy's own words, after the files' names and shapes.
+        if r.returncode == 0 or not r.stderr.rstrip("\n").endswith(": " + numpy_says) \
+                or r.stderr.count("\n") != 1 or os.path.exists(pc):
+            failures.append(f"{sa} @ {sb}: {r.returncode} {r.stderr!r}, numpy {numpy_says!r}")
+
+    # Complex infinities and nans where numpy does not call zgemm (a dimension of 1: a row by a
+    # column through zdotu, vectors through zgemv, k = 1 term by term): the same nan and inf
+    # parts as numpy's.
+    specials = np.array([-np.inf * 1j, np.inf, 1 + 1j, np.nan, 2 - 1j, 0, -np.inf + np.inf * 1j],
+                        dtype=np.complex128)
+    pairs = [((1,), (1,)), ((3,), (3,)), ((1, 1), (1, 4)), ((4, 1), (1, 4)), ((4, 3), (3,)),
+             ((3,), (3, 4)), ((1, 3), (3, 1)), ((4, 3), (3, 1)), ((1, 3), (3, 5)),
+             ((2, 4, 3), (3,)), ((3,), (2, 3, 4)), ((1,), (1, 3)), ((3, 1), (1,)), ((4, 3), (3, 5))]
+    for i in range(120):
+        sa, sb = pairs[i % len(pairs)]
+        a, b = rng.choice(specials, size=sa), rng.choice(specials, size=sb)
+        if i % 3 == 1:
+            b = b.astype(np.complex64)
+        if i % 3 == 2:
+            a = rng.integers(0, 3, size=sa).astype(np.uint32)
+        if i % 5 == 3 and a.ndim == 2:
+            a = np.asfortranarray(a)
+        np.save(pa, a)
+        np.save(pb, b)
+        mode = modes[i % 3]
+        with np.errstate(all="ignore"):
+            expect = np.matmul(a, b)
+        r = run([pa, pb, "-o", pc] + mode)
+        got = np.load(pc) if r.returncode == 0 else None
+        if got is None or not all(
+                np.array_equal(np.isnan(f(got)), np.isnan(f(expect))) and
+                np.array_equal(np.nan_to_num(f(got)), np.nan_to_num(f(expect)))
+                for f in (np.real, np.imag)):
+            failures.append(f"complex specials {a.dtype}{a.ravel()} @ {b.dtype}{b.ravel()} "
+                            f"{' '.join(mode)}: got {got}, numpy {expect}")
 
 for f in failures[:20]:
     print("FAIL:", f)

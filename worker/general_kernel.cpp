@@ -2,9 +2,13 @@
 
 #include <sys/mman.h>
 
+#include <cblas.h>
 #include <algorithm>
 #include <climits>
+
+#include <complex>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "common/mapped_file.hpp"
@@ -102,6 +106,81 @@ void prepare_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n, const G
   }
 }
 
+// c = a·b for complex products with a dimension of 1 (a vector operand, k = 1), computed as
+// numpy's matmul loop computes them, which never calls zgemm there: a row by a column with
+// zdotu (k > 1), a vector and a matrix with zgemv (transposed as numpy passes them), and the rest
+// term by term, (ar br - ai bi) + (ar bi + ai br) i from zero. Infinities then come out as numpy's
+// (nan-infj where zgemm's kernels give nan+nanj). `m` is the product's rows (c may hold a chunk
+// of them).
+template <class T>
+void complex_like_numpy_of(std::uint64_t m, const ConstMatrixRef& a, const ConstMatrixRef& b,
+                           const MatrixRef& c) {
+  using R = typename T::value_type;
+  const std::uint64_t k = a.cols, n = c.cols;
+  // Element strides along rows and columns of a matrix ref.
+  auto rs = [](const auto& x) { return x.layout == Layout::row_major ? x.ld : 1; };
+  auto cs = [](const auto& x) { return x.layout == Layout::row_major ? 1 : x.ld; };
+  const auto* pa = reinterpret_cast<const T*>(a.data);
+  const auto* pb = reinterpret_cast<const T*>(b.data);
+  auto* pc = reinterpret_cast<T*>(c.data);
+  const T one(1, 0), zero(0, 0);
+  auto blas_int = [](std::uint64_t x) { return static_cast<blasint>(x); };
+  auto gemv = [&](CBLAS_ORDER order, std::uint64_t rows, std::uint64_t cols, const T* mat,
+                  std::uint64_t ld, const T* x, std::uint64_t incx, T* y, std::uint64_t incy) {
+    if constexpr (std::is_same_v<R, double>)
+      cblas_zgemv(order, CblasTrans, blas_int(rows), blas_int(cols), &one, mat, blas_int(ld), x,
+                  blas_int(incx), &zero, y, blas_int(incy));
+    else
+      cblas_cgemv(order, CblasTrans, blas_int(rows), blas_int(cols), &one, mat, blas_int(ld), x,
+                  blas_int(incx), &zero, y, blas_int(incy));
+  };
+  // A row by a column: zdotu, except for k = 1, where numpy's iterator gives the axis of size 1
+  // a stride of 0, which BLAS cannot take, and numpy's dot loops term by term.
+  if (m == 1 && n == 1 && k > 1) {
+    T r;
+    if constexpr (std::is_same_v<R, double>)
+      cblas_zdotu_sub(blas_int(k), pa, blas_int(std::max<std::uint64_t>(cs(a), 1)), pb,
+                      blas_int(std::max<std::uint64_t>(rs(b), 1)), &r);
+    else
+      cblas_cdotu_sub(blas_int(k), pa, blas_int(std::max<std::uint64_t>(cs(a), 1)), pb,
+                      blas_int(std::max<std::uint64_t>(rs(b), 1)), &r);
+    pc[0] = r;
+    return;
+  }
+  if (k > 1 && m == 1) {  // vector @ matrix: numpy's gemv of B (k x n) transposed
+    if (b.layout == Layout::col_major)
+      gemv(CblasColMajor, k, n, pb, b.ld, pa, std::max<std::uint64_t>(cs(a), 1), pc, 1);
+    else
+      gemv(CblasRowMajor, k, n, pb, b.ld, pa, std::max<std::uint64_t>(cs(a), 1), pc, 1);
+    return;
+  }
+  if (k > 1 && n == 1) {  // matrix @ vector: numpy's gemv of A (rows x k)
+    if (a.layout == Layout::row_major)
+      gemv(CblasColMajor, k, c.rows, pa, a.ld, pb, std::max<std::uint64_t>(rs(b), 1), pc, c.ld);
+    else
+      gemv(CblasRowMajor, k, c.rows, pa, a.ld, pb, std::max<std::uint64_t>(rs(b), 1), pc, c.ld);
+    return;
+  }
+  for (std::uint64_t i = 0; i < c.rows; ++i)
+    for (std::uint64_t j = 0; j < n; ++j) {
+      R re = 0, im = 0;
+      for (std::uint64_t l = 0; l < k; ++l) {
+        const T x = pa[i * rs(a) + l * cs(a)], y = pb[l * rs(b) + j * cs(b)];
+        re += x.real() * y.real() - x.imag() * y.imag();
+        im += x.real() * y.imag() + x.imag() * y.real();
+      }
+      pc[i * c.ld + j] = T(re, im);
+    }
+}
+
+void complex_like_numpy(DType dtype, std::uint64_t m, const ConstMatrixRef& a,
+                        const ConstMatrixRef& b, const MatrixRef& c) {
+  if (dtype == DType::complex64)
+    complex_like_numpy_of<std::complex<float>>(m, a, b, c);
+  else
+    complex_like_numpy_of<std::complex<double>>(m, a, b, c);
+}
+
 // Phase::multiply: rows `rows` of the flattened C (batch x m rows of n), at most `chunk_rows`
 // per BLAS call, calling done(rows finished) after each. Integer products run limb pair by limb
 // pair in doubles and wrap into the result modulo 2^bits.
@@ -150,7 +229,10 @@ void multiply_rows(const GeneralJob& g, std::uint64_t k, std::uint64_t n,
         b = blas_view(ops.b + b_at * ib, k, n, g.b.row_stride, g.b.col_stride);
       }
       const MatrixRef c{c_rows, nr, n, std::max<std::uint64_t>(n, 1), Layout::row_major};
-      compute_rows(g.compute, *a, *b, c, {0, nr});
+      if (is_complex(g.compute) && (m == 1 || k == 1 || n == 1))
+        complex_like_numpy(g.compute, m, *a, *b, c);
+      else
+        compute_rows(g.compute, *a, *b, c, {0, nr});
     } else {
       // A's rows as int64 (uint64 taken modulo 2^64, as the scan took them), split into limbs.
       const std::uint64_t a_count = nr * k, c_count = nr * n;

@@ -66,12 +66,18 @@ void for_each_index(const std::vector<std::int64_t>& shape,
 
 std::complex<double> value(const std::byte* p, DType d) {
   switch (d) {
-    case DType::int32: return *reinterpret_cast<const std::int32_t*>(p);
-    case DType::int64: return double(*reinterpret_cast<const std::int64_t*>(p));
-    case DType::float32: return *reinterpret_cast<const float*>(p);
-    case DType::float64: return *reinterpret_cast<const double*>(p);
-    case DType::complex128: return *reinterpret_cast<const std::complex<double>*>(p);
-    default: return 0;
+    case DType::int32:
+      return *reinterpret_cast<const std::int32_t*>(p);
+    case DType::int64:
+      return double(*reinterpret_cast<const std::int64_t*>(p));
+    case DType::float32:
+      return *reinterpret_cast<const float*>(p);
+    case DType::float64:
+      return *reinterpret_cast<const double*>(p);
+    case DType::complex128:
+      return *reinterpret_cast<const std::complex<double>*>(p);
+    default:
+      return 0;
   }
 }
 
@@ -80,13 +86,23 @@ void fill(const Array& x, std::mt19937_64& rng) {
   for_each_index(x.view.shape(), [&](const std::vector<std::int64_t>& i) {
     std::byte* p = x.at(i);
     switch (x.view.dtype()) {
-      case DType::int32: *reinterpret_cast<std::int32_t*>(p) = std::int32_t(rng() % 2001) - 1000;
+      case DType::int32:
+        *reinterpret_cast<std::int32_t*>(p) = std::int32_t(rng() % 2001) - 1000;
         break;
-      case DType::int64: *reinterpret_cast<std::uint64_t*>(p) = rng(); break;  // every bit
-      case DType::float32: *reinterpret_cast<float*>(p) = float(u(rng)); break;
-      case DType::float64: *reinterpret_cast<double*>(p) = u(rng); break;
-      case DType::complex128: *reinterpret_cast<std::complex<double>*>(p) = {u(rng), u(rng)}; break;
-      default: break;
+      case DType::int64:
+        *reinterpret_cast<std::uint64_t*>(p) = rng();
+        break;  // every bit
+      case DType::float32:
+        *reinterpret_cast<float*>(p) = float(u(rng));
+        break;
+      case DType::float64:
+        *reinterpret_cast<double*>(p) = u(rng);
+        break;
+      case DType::complex128:
+        *reinterpret_cast<std::complex<double>*>(p) = {u(rng), u(rng)};
+        break;
+      default:
+        break;
     }
   });
 }
@@ -127,8 +143,8 @@ bool matches(const Array& a, const Array& b, const Array& out) {
             wrapped += *reinterpret_cast<const std::uint64_t*>(a.at(ia)) *
                        *reinterpret_cast<const std::uint64_t*>(b.at(ib));
           } else {
-            const std::complex<double> x = value(a.at(ia), a.view.dtype()) *
-                                           value(b.at(ib), b.view.dtype());
+            const std::complex<double> x =
+                value(a.at(ia), a.view.dtype()) * value(b.at(ib), b.view.dtype());
             sum += x;
             scale += std::abs(x);
           }

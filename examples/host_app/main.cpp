@@ -65,7 +65,8 @@ int main() {
       pb.data()[i] = b[i];
     pool.matmul(pa.view(), pb.view(), pc.view());  // zero copies
     const double e2 = max_error(pa.view(), pb.view(), pc.view());
-    std::vector<std::future<shmgemm::Report>> jobs;  // many at once, from this program's memory (staged)
+    std::vector<std::future<shmgemm::Report>>
+        jobs;  // many at once, from this program's memory (staged)
     std::vector<std::vector<double>> outs(8, std::vector<double>(m * n));
     for (auto& out : outs)
       jobs.push_back(pool.submit(av, bv, shmgemm::MatrixView<double>(out.data(), m, n)));

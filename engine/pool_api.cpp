@@ -1,0 +1,72 @@
+// shmgemm::Pool, the facade: allocation from the arena, and the calls in their public forms.
+#include <fmt/format.h>
+
+#include "engine/pool_state.hpp"
+#include "engine/views.hpp"
+
+namespace shmgemm {
+
+Pool::Pool(const Options& options) : state_(std::make_shared<detail::PoolState>(options)) {}
+
+Pool::~Pool() {
+  if (state_) state_->shutdown();
+}
+
+PoolBlock Pool::allocate(std::size_t bytes) {
+  void* p = state_->arena().allocate(bytes);
+  // The block keeps the pool's state (and so its arena's mapping) alive.
+  return PoolBlock(p, [state = state_](void* q) { state->arena().free(q); });
+}
+
+SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
+  std::size_t bytes = item_size(dtype);
+  for (std::int64_t d : shape)
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<std::size_t>(d), &bytes))
+      throw Error(
+          ErrorCode::invalid_argument,
+          fmt::format("Pool::alloc: shape ({}) of {} {}", fmt::join(shape, ","), dtype_name(dtype),
+                      d < 0 ? "has a negative dimension" : "overflows the size of memory"));
+  return SharedArray(allocate(bytes), dtype, std::move(shape));
+}
+
+std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
+  return state_->submit(a, b, out);
+}
+
+Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
+  return submit(a, b, out).get();
+}
+
+template <class T>
+std::future<Report> submit_matrices(detail::PoolState& pool, MatrixView<const T> a,
+                                    MatrixView<const T> b, MatrixView<T> c) {
+  detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
+  return pool.submit(detail::array_view(a), detail::array_view(b), detail::array_view(c));
+}
+
+std::future<Report> Pool::submit(MatrixView<const double> a, MatrixView<const double> b,
+                                 MatrixView<double> c) {
+  return submit_matrices<double>(*state_, a, b, c);
+}
+
+std::future<Report> Pool::submit(MatrixView<const float> a, MatrixView<const float> b,
+                                 MatrixView<float> c) {
+  return submit_matrices<float>(*state_, a, b, c);
+}
+
+void Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {
+  submit(a, b, c).get();
+}
+
+void Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c) {
+  submit(a, b, c).get();
+}
+
+unsigned Pool::workers() const {
+  return state_->workers();
+}
+PoolStats Pool::stats() const {
+  return state_->stats();
+}
+
+}  // namespace shmgemm

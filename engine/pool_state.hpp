@@ -1,0 +1,107 @@
+// The state behind a Pool: its arena, its workers (started and replaced by the monitor
+// thread), the task queue they share with it, and the jobs in flight. pool.cpp follows the
+// workers and the tasks, pool_submit.cpp turns a call into a job, pool_api.cpp is the facade.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/job.hpp"
+#include "common/pool_protocol.hpp"
+#include "common/segment.hpp"
+#include "engine/launcher.hpp"
+#include "engine/plan.hpp"
+#include "engine/pool_arena.hpp"
+#include "engine/product.hpp"
+#include "shmgemm/shmgemm.hpp"
+
+namespace shmgemm::detail {
+
+// An operand or the job descriptor at `offset` bytes into the arena, as pool workers find it.
+OperandRef arena_ref(std::uint64_t offset);
+
+// A job: its phases, its tasks still out, its first failure, and what to do when it is done.
+struct JobRecord {
+  std::promise<Report> promise;
+  Report report;
+  Product product;
+  Plan plan;
+  JobDescriptor* job = nullptr;  // in the arena
+  std::unique_ptr<Phases> phases;
+  GeneralOperands local;
+  unsigned remaining = 0;
+  std::string error;
+  ErrorCode code = ErrorCode::worker_failed;
+  std::vector<void*> blocks;         // arena blocks to free: staging, descriptor, prepared B
+  std::optional<ArrayView> copy_to;  // C was computed in the arena: copy it here
+  std::chrono::steady_clock::time_point start, compute_start;
+  // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  bool timed_out = false;
+};
+
+class PoolState {
+ public:
+  explicit PoolState(const Options& options);
+  ~PoolState();
+  void shutdown() noexcept;
+  PoolArena& arena() { return arena_; }
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+  PoolStats stats() const {
+    const std::lock_guard lock(mutex_);
+    PoolStats s = stats_;
+    s.arena_used_bytes = arena_.used();
+    return s;
+  }
+  unsigned workers() const { return workers_; }
+
+ private:
+  void monitor() noexcept;
+  void start_worker(unsigned id);
+  void collect_finished();
+  // Starts the next phase of a job whose tasks are all done, or ends it. Under mutex_.
+  void advance(std::uint64_t id, JobRecord& job, std::vector<JobRecord>& finished);
+  // Queues the current phase's tasks, one per slot, when there are free task slots. Under mutex_.
+  bool enqueue(std::uint64_t id, JobRecord& job);
+  // Kills the workers still on the rows of jobs past their deadline; their jobs fail.
+  void expire_jobs();
+  void fail_tasks_of(const WorkerExit& exit);
+  void finish_job(JobRecord& job) noexcept;
+  const WorkerSlot& slot_of(const PoolTask& t) const {
+    return reinterpret_cast<const JobDescriptor*>(arena_.base() + t.job_offset)->slots[t.slot];
+  }
+
+  Options options_;
+  unsigned workers_ = 1;
+  unsigned threads_ = 1;
+  std::string worker_exe_;
+  PoolArena arena_;
+  SharedSegment control_segment_;
+  PoolControl* control_ = nullptr;
+
+  mutable std::mutex mutex_;  // guards what follows
+  std::condition_variable slot_free_;
+  std::vector<std::uint32_t> free_slots_;
+  std::vector<std::uint32_t> in_flight_;
+  std::unordered_map<std::uint32_t, std::uint64_t> slot_job_;
+  std::unordered_map<std::uint64_t, JobRecord> jobs_;
+  std::vector<std::uint64_t> waiting_;  // jobs whose next phase waits for free task slots
+  std::uint64_t next_job_ = 0;
+  PoolStats stats_;
+
+  std::atomic<bool> stopping_{false};
+  std::promise<void> started_;
+  Launcher launcher_;  // used by the monitor thread only
+  std::thread monitor_;
+};
+
+}  // namespace shmgemm::detail

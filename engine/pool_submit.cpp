@@ -1,0 +1,114 @@
+// Pool::submit's side: a call's operands placed in the arena (used where they are, or staged),
+// its job described there, and its first phase queued.
+#include <fmt/format.h>
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "engine/engine_memory.hpp"
+#include "engine/interrupt.hpp"
+#include "engine/pool_state.hpp"
+
+namespace shmgemm::detail {
+
+std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
+                                      const ArrayView& out) {
+  JobRecord job;
+  job.start = std::chrono::steady_clock::now();
+  Product& p = job.product;
+  p.result = check_arrays(a, b, &out).result;
+  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
+  Report& report = job.report;
+  report.dtype = dtype_name(p.result);
+  report.launch = options_.launch;
+  report.backing = Backing::shm;
+  std::uint64_t staged = 0;
+  try {
+    // Operands in the arena are used where they are; others are copied in.
+    auto place = [&](const ArrayView& v) {
+      std::optional<Operand> op = operand_in_place(v);
+      if (op && arena_.contains(op->local, op->bytes())) {
+        op->ref = arena_ref(arena_.offset_of(op->local));
+        return *op;
+      }
+      const std::size_t bytes =
+          op ? op->bytes() : static_cast<std::size_t>(v.size()) * item_size(v.dtype());
+      auto* to = static_cast<std::byte*>(arena_.allocate(bytes));
+      job.blocks.push_back(to);
+      Operand placed = op ? *op : gather_into(v, to);
+      if (op) {
+        std::memcpy(to, op->local, bytes);
+        placed.local = to;
+      }
+      placed.ref = arena_ref(arena_.offset_of(to));
+      staged += bytes;
+      return placed;
+    };
+    p.a = place(a);
+    p.b = place(b);
+    p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
+    report.m = p.shape.m;
+    report.k = p.shape.k;
+    report.n = p.shape.n;
+    report.batch = p.shape.batch;
+    std::promise<Report> ready;
+    if (p.c_elements() == 0 || p.shape.k == 0) {
+      if (p.c_elements() > 0) {
+        const std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
+        scatter_from(zeros.data(), out);
+      }
+      for (void* block : job.blocks)
+        arena_.free(block);
+      ready.set_value(report);
+      return ready.get_future();
+    }
+    const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
+    if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes)) {
+      p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
+    } else {
+      void* c = arena_.allocate(c_bytes);
+      job.blocks.push_back(c);
+      p.c = {static_cast<std::byte*>(c), arena_ref(arena_.offset_of(c))};
+      job.copy_to = out;
+      staged += c_bytes;
+    }
+    job.plan = pool_plan(p.work(), workers_, threads_);
+    report.workers = static_cast<unsigned>(job.plan.rows.size());
+    report.threads_per_worker = threads_;
+    report.plan_reason = job.plan.reason;
+    report.copied_bytes = staged;
+    void* descriptor = arena_.allocate(sizeof(JobDescriptor));
+    job.blocks.push_back(descriptor);
+    job.job = new (descriptor) JobDescriptor{};
+    describe_job(*job.job, p, job.plan, options_);
+    job.phases = std::make_unique<Phases>(*job.job);
+    job.local = {p.a.local, p.b.local, p.c.local, nullptr};
+    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
+    std::future<Report> future = job.promise.get_future();
+    std::unique_lock lock(mutex_);
+    slot_free_.wait(lock, [&] {
+      return stopping_.load() ||
+             free_slots_.size() >= std::max<std::size_t>(job.job->workers, kPoolTasks / 4);
+    });
+    if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
+    stats_.staged_bytes += staged;
+    const std::uint64_t id = next_job_++;
+    JobRecord& record = jobs_.emplace(id, std::move(job)).first->second;
+    record.compute_start = std::chrono::steady_clock::now();
+    std::vector<JobRecord> finished;
+    advance(id, record, finished);  // its first phase
+    lock.unlock();
+    for (JobRecord& f : finished)
+      finish_job(f);
+    return future;
+  } catch (...) {
+    if (job.job) job.job->~JobDescriptor();
+    for (void* block : job.blocks)
+      arena_.free(block);
+    throw;
+  }
+}
+
+}  // namespace shmgemm::detail

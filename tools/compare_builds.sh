@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Two builds of shmgemm side by side on this machine, in one run, alternating: `shmgemm bench`
+# (the engine's plans on 4000^2, 2000^2, 50x100000x60 and 64^2 float64, no peers) and
+# `shmgemm bench --matmul` (np.matmul's cases), each ROUNDS times per build, then the median
+# seconds of every variant for both builds and their ratio (new / old: below 1 is faster).
+# Usage: tools/compare_builds.sh OLD_SHMGEMM NEW_SHMGEMM [ROUNDS]
+#   e.g. git worktree add /tmp/old <commit> && cmake -S /tmp/old -B /tmp/old/build &&
+#        cmake --build /tmp/old/build --target shmgemm-cli shmgemm-worker &&
+#        tools/compare_builds.sh /tmp/old/build/bin/shmgemm build/bin/shmgemm 5
+set -euo pipefail
+old=$1 new=$2 rounds=${3:-5}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+for ((r = 0; r < rounds; r++)); do
+  for which in old new; do
+    exe=$old; [[ $which == new ]] && exe=$new
+    "$exe" bench --no-peers --rounds 1 --shapes 4000,2000,50x100000x60,64 --json \
+      >"$out/bench-$which-$r.json"
+    "$exe" bench --matmul --rounds 1 --json >"$out/matmul-$which-$r.json" 2>/dev/null
+  done
+done
+/usr/bin/python3 - "$out" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+def collect(kind, key, value):
+    table = {}
+    for which in ("old", "new"):
+        for r in range(rounds):
+            for row in json.load(open(f"{out}/{kind}-{which}-{r}.json"))["results"]:
+                table.setdefault(key(row), {"old": [], "new": []})[which].append(value(row))
+    return table
+def show(title, table):
+    print(f"{title:<44} {'old s':>9} {'new s':>9} {'new/old':>8}")
+    for name, v in table.items():
+        o, n = statistics.median(v["old"]), statistics.median(v["new"])
+        print(f"{name:<44} {o:9.4f} {n:9.4f} {n / o:8.3f}")
+show("bench (shape, variant), median of %d" % rounds,
+     collect("bench", lambda r: f"{r['shape']} {r['variant']}", lambda r: r["seconds"]))
+print()
+show("bench --matmul (case), whole job",
+     collect("matmul", lambda r: r["label"], lambda r: r["shmgemm_seconds"]))
+PY

@@ -86,10 +86,6 @@ Plan plan_product(const ProductShape& shape, const Options& options, Report& rep
 }
 
 std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
-  if (options.rows_per_step > 0 && options.backing == Backing::shm)
-    throw Error(ErrorCode::invalid_argument,
-                "--rows-per-step: streaming needs --backing file (shared memory segments live "
-                "in memory)");
   if (options.rows_per_step > 0) return options.rows_per_step;
   return options.backing == Backing::file && bytes > memory_available() ? kChunkRows : 0;
 }

@@ -32,7 +32,7 @@ Plan plan_product(const ProductShape& shape, const Options& options, Report& rep
 
 // Rows of C per step when streaming a product whose A, B and C take `bytes` (file backing):
 // options.rows_per_step, or kChunkRows when they do not fit in memory_available(); 0: no
-// streaming. Throws Error for --rows-per-step with the shm backing.
+// streaming.
 std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes);
 
 struct RunStats {

@@ -26,6 +26,9 @@ void check_options(const Options& o, Entry entry) {
     refuse("rows_per_step",
            "applies to mapped files only (multiply_npy): streaming releases the pages of A and C "
            "that are done, and the host's memory is not the engine's to release");
+  if (entry == Entry::files && o.rows_per_step != 0 && o.backing == Backing::shm)
+    refuse("rows_per_step",
+           "streaming needs Options::backing file (shared memory segments live in memory)");
   if (entry == Entry::pool) {
     if (o.rows_per_step != 0) refuse("rows_per_step", "applies to mapped files only");
     if (o.copy_inputs)
@@ -109,7 +112,7 @@ WorkSplit split_work(const ProductShape& p, std::size_t parts) {
 
 namespace {
 
-void split_rows(Plan& plan, const ProductShape& p, std::size_t workers) {
+void assign_rows(Plan& plan, const ProductShape& p, std::size_t workers) {
   WorkSplit split = split_work(p, workers);
   plan.workers = split.rows.size();
   plan.block_factor = split.block_factor;
@@ -122,7 +125,7 @@ Plan pool_plan(const ProductShape& p, std::size_t workers, std::size_t threads) 
   constexpr double kSplitFlops = 1e7;
   const double flops = 2.0 * double(p.m) * double(p.n) * double(p.k);
   Plan plan;
-  split_rows(plan, p, flops < kSplitFlops ? 1 : workers);
+  assign_rows(plan, p, flops < kSplitFlops ? 1 : workers);
   plan.threads_per_worker = threads;
   plan.reason = "the pool's workers";
   return plan;
@@ -180,7 +183,7 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
                                 : std::max<std::size_t>(1, cores / workers);
   };
   if (o.workers > 0) {
-    split_rows(plan, p, o.workers);
+    assign_rows(plan, p, o.workers);
     plan.threads_per_worker = threads_for(std::max<std::size_t>(plan.workers, 1));
     plan.reason = fmt::format("{} workers, as asked", o.workers);
     return plan;
@@ -203,7 +206,7 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
   }
   if (best_workers.workers > 0 &&
       best_workers.predicted_seconds < kWorkersMargin * in.predicted_seconds) {
-    split_rows(plan, p, best_workers.workers);
+    assign_rows(plan, p, best_workers.workers);
     plan.threads_per_worker = best_workers.threads;
     plan.reason = fmt::format("{} predicted {} against {} for {}", describe(best_workers),
                               duration_string(best_workers.predicted_seconds),

@@ -24,6 +24,9 @@ using Action = std::function<int()>;
 // Adds --workers, --threads, --launch, --backing and --retries, stored into `options`; retries
 // are announced on stderr. With `mpi`, --launch also takes "mpi", which sets *mpi.
 void add_engine_options(CLI::App& cmd, Options& options, bool* mpi = nullptr);
+// The library's messages with its Options fields named as the flags that set them
+// ("Options::rows_per_step: ..." -> "--rows-per-step: ...").
+std::string as_flags(std::string message);
 
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);

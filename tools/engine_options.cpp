@@ -2,6 +2,8 @@
 
 #include <charconv>
 #include <cmath>
+#include <string_view>
+#include <utility>
 
 #include "common/job.hpp"
 #include "tools/commands.hpp"
@@ -50,6 +52,25 @@ CLI::Validator whole_from_one() {
 }
 
 }  // namespace
+
+std::string as_flags(std::string message) {
+  static constexpr std::pair<std::string_view, std::string_view> kFlags[] = {
+      {"Options::workers", "--workers"},
+      {"Options::threads_per_worker", "--threads"},
+      {"Options::launch", "--launch"},
+      {"Options::backing", "--backing"},
+      {"Options::in_process", "--in-process"},
+      {"Options::copy_inputs", "--inputs copy"},
+      {"Options::rows_per_step", "--rows-per-step"},
+      {"Options::retries", "--retries"},
+      {"Options::fsync", "--fsync"},
+      {"Options::timeout", "--timeout"},
+  };
+  for (const auto& [field, flag] : kFlags)
+    for (std::size_t at; (at = message.find(field)) != std::string::npos;)
+      message.replace(at, field.size(), flag);
+  return message;
+}
 
 std::string plural(unsigned count, std::string_view noun) {
   return fmt::format("{} {}{}", count, noun, count == 1 ? "" : "s");

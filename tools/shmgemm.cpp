@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
     const detail::StopScope interrupts;
     return action();
   } catch (const Error& e) {
-    // One line, whatever the message quotes (a file's bytes, a name with a newline).
-    fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
+    // One line, whatever the message quotes (a file's bytes, a name with a newline), naming
+    // the library's fields as the flags that set them.
+    fmt::print(stderr, "shmgemm: {}\n", escaped(cli::as_flags(e.what())));
     return e.code() == ErrorCode::interrupted ? 128 + interrupted_signal() : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));

@@ -42,7 +42,7 @@ extern "C" void on_interrupt(int sig) {
 }  // namespace
 
 void handle_interrupts() {
-  if (g_event_fd < 0) g_event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  enable_interrupt_requests();
   struct sigaction sa {};
   sa.sa_handler = on_interrupt;
   sa.sa_flags = SA_RESTART;  // calls that can be restarted are; the interrupt check decides
@@ -58,6 +58,14 @@ void handle_interrupts() {
 
 int interrupted_signal() {
   return g_signal;
+}
+
+void enable_interrupt_requests() {
+  if (g_event_fd < 0) g_event_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+void request_interrupt(int sig) {
+  on_interrupt(sig);
 }
 
 namespace detail {

@@ -314,12 +314,19 @@ void PoolState::finish_job(JobRecord& job) noexcept {
     arena_.free(p);
   if (!job.error.empty()) {
     job.promise.set_exception(std::make_exception_ptr(Error(job.code, job.error)));
-    return;
+  } else {
+    const auto now = std::chrono::steady_clock::now();
+    job.report.seconds = std::chrono::duration<double>(now - job.start).count();
+    job.report.compute_seconds = std::chrono::duration<double>(now - job.compute_start).count();
+    job.promise.set_value(std::move(job.report));
   }
-  const auto now = std::chrono::steady_clock::now();
-  job.report.seconds = std::chrono::duration<double>(now - job.start).count();
-  job.report.compute_seconds = std::chrono::duration<double>(now - job.compute_start).count();
-  job.promise.set_value(std::move(job.report));
+  if (job.on_done) {
+    try {
+      job.on_done();
+    } catch (...) {
+      // A host's callback must not take the pool down.
+    }
+  }
 }
 
 void PoolState::shutdown() noexcept {

@@ -29,8 +29,9 @@ SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
   return SharedArray(allocate(bytes), dtype, std::move(shape));
 }
 
-std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
-  return state_->submit(a, b, out);
+std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                                 std::function<void()> on_done) {
+  return state_->submit(a, b, out, std::move(on_done));
 }
 
 Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,7 @@ struct JobRecord {
   // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
   std::optional<std::chrono::steady_clock::time_point> deadline;
   bool timed_out = false;
+  std::function<void()> on_done;  // after the promise is kept
 };
 
 class PoolState {
@@ -55,7 +57,8 @@ class PoolState {
   ~PoolState();
   void shutdown() noexcept;
   PoolArena& arena() { return arena_; }
-  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                             std::function<void()> on_done = {});
   PoolStats stats() const {
     const std::lock_guard lock(mutex_);
     PoolStats s = stats_;

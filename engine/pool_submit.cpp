@@ -14,8 +14,9 @@
 namespace shmgemm::detail {
 
 std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
-                                      const ArrayView& out) {
+                                      const ArrayView& out, std::function<void()> on_done) {
   JobRecord job;
+  job.on_done = std::move(on_done);
   job.start = std::chrono::steady_clock::now();
   Product& p = job.product;
   p.result = check_arrays(a, b, &out).result;
@@ -62,7 +63,9 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
       for (void* block : job.blocks)
         arena_.free(block);
       ready.set_value(report);
-      return ready.get_future();
+      std::future<Report> future = ready.get_future();
+      if (job.on_done) job.on_done();
+      return future;
     }
     const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
     if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes)) {

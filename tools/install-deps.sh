@@ -11,6 +11,8 @@ packages=(
   doctest-dev libbenchmark-dev           # tests, the pool benchmark
   libcli11-dev nlohmann-json3-dev libfmt-dev
   python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
+  pybind11-dev python3-dev               # the Python package (python/)
+  python3-pytest python3-hypothesis python3-venv  # its tests, and pip installs in a venv
   gnuplot-nox                            # footprint --plot, make plot
   libopenmpi-dev openmpi-bin             # shmgemm-mpi, its tests
   libscalapack-openmpi-dev               # the pdgemm baseline of bench --mpi

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <future>
 #include <memory>
 #include <string>
@@ -139,7 +140,11 @@ class SHMGEMM_API Pool {
   Report matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out);
   // The same, without waiting. a, b and out must stay valid until the future is ready. Shape
   // and dtype errors throw here; failures while computing arrive through the future.
-  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+  // `on_done`, when given, is called once the future is ready: from the pool's monitor thread
+  // (or from this one, before submit returns, for an empty product). It must be quick and must
+  // not call the pool.
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                             std::function<void()> on_done = {});
 
   // The 2-D float conveniences over the above.
   void matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);

@@ -156,6 +156,14 @@ SHMGEMM_API Report multiply_npy(const std::filesystem::path& a, const std::files
 // such signal, or 0.
 SHMGEMM_API void handle_interrupts();
 SHMGEMM_API int interrupted_signal();
+// For hosts that own their signal handling (a Python interpreter): calls from here on can be
+// stopped by request_interrupt(), and long in-process products run in steps so that they can,
+// but no signal handler is installed. handle_interrupts() implies it.
+SHMGEMM_API void enable_interrupt_requests();
+// Stops the calls in progress, in every thread, as if `sig` had arrived under
+// handle_interrupts(): their workers are killed, and they throw Error(interrupted).
+// Async-signal-safe.
+SHMGEMM_API void request_interrupt(int sig);
 
 // CPUs this process may run on (its affinity mask).
 SHMGEMM_API unsigned available_cores();

@@ -1,0 +1,381 @@
+"""shmgemm: np.matmul on worker processes that share memory with this one.
+
+The functions take numpy arrays (or anything ``np.asarray`` takes) and give numpy's answers:
+numpy's result dtype and shape, exact integers that wrap as numpy's do, 1-D operands and
+broadcast stacks. The work is split into blocks of rows of C, computed by OpenBLAS in worker
+processes that read A and B where they are and write C in place; nothing is pickled.
+
+- ``matmul(a, b)``: one product, workers started for the call (or none, for a small product).
+- ``Pool()``: persistent workers, ``pool.submit`` returning ``concurrent.futures.Future``, and
+  arrays in the pool's shared arena (``pool.empty``, ``pool.zeros``, ``pool.asarray``).
+- ``matmul_many(pairs)``: any set of products at once, spread over the workers.
+- ``multiply_files(a_path, b_path, out_path)``: ``.npy`` files to ``.npy`` file, mapped.
+
+When to prefer ``launch="spawn"``: ``fork`` (the default) starts workers as children of this
+process, which run only C++ and ``_exit``; it is safe with Python threads and numpy's OpenBLAS
+threads running (glibc and OpenBLAS reset their state in the child), but a program whose other
+threads hold locks of libraries without fork handlers should use ``spawn``, which starts the
+``shmgemm-worker`` executable and never forks this process (operands outside a pool's arena are
+then copied once into shared memory).
+"""
+
+import concurrent.futures
+import threading
+import weakref
+
+import numpy as np
+
+from . import _core
+from ._core import (Error, FileError, InterruptedError, InternalError, InvalidArgumentError,
+                    PoolClosedError, ResourceError, ShapeError, TimeoutError, UnsupportedError,
+                    WorkerError)
+
+__all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "result_type",
+           "Error", "FileError", "InterruptedError", "InternalError", "InvalidArgumentError",
+           "PoolClosedError", "ResourceError", "ShapeError", "TimeoutError", "UnsupportedError",
+           "WorkerError", "SUPPORTED_DTYPES"]
+
+SUPPORTED_DTYPES = tuple(np.dtype(name) for name in _core.supported_dtypes().split(", "))
+_local = threading.local()
+
+
+def last_report():
+    """The report of this thread's last product (a dict, the CLI's ``--json`` keys), or None."""
+    return getattr(_local, "report", None)
+
+
+def _remember(report):
+    _local.report = report
+    return report
+
+
+def _operand(x, name):
+    a = np.asarray(x)
+    if a.dtype not in SUPPORTED_DTYPES:
+        if a.dtype.kind in "biufc" and a.dtype.newbyteorder("=") in SUPPORTED_DTYPES and \
+                not a.dtype.isnative:
+            return a.astype(a.dtype.newbyteorder("="))  # byte-swapped: numpy's values, native
+        raise TypeError(
+            f"shmgemm.matmul: {name} has dtype {a.dtype}, which shmgemm does not multiply; "
+            f"supported: {', '.join(d.name for d in SUPPORTED_DTYPES)}")
+    return a
+
+
+def result_type(a, b):
+    """np.result_type of two operands over the supported dtypes (``int32, float32 -> float64``)."""
+    return np.dtype(_core.result_dtype(_operand(a, "a").dtype, _operand(b, "b").dtype))
+
+
+def _prepare(a, b, out):
+    a, b = _operand(a, "a"), _operand(b, "b")
+    if a.ndim == 0 or b.ndim == 0:
+        # numpy's words for a 0-d operand.
+        which = 0 if a.ndim == 0 else 1
+        raise ValueError(
+            f"matmul: Input operand {which} does not have enough dimensions (has 0, gufunc core "
+            f"with signature (n?,k),(k,m?)->(n?,m?) requires 1)")
+    shape = tuple(_core.matmul_shape(a, b))
+    dtype = np.dtype(_core.result_dtype(a.dtype, b.dtype))
+    if out is None:
+        out = np.empty(shape, dtype)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError("return arrays must be of ArrayType")
+        if out.shape != shape:
+            raise ValueError(
+                f"matmul: Output operand 0 has a mismatch in its core dimension 0, with gufunc "
+                f"signature (n?,k),(k,m?)->(n?,m?) (shape {out.shape} is different from "
+                f"{shape})")
+        if out.dtype != dtype:
+            if np.can_cast(dtype, out.dtype, "same_kind"):
+                # numpy casts into out: compute in numpy's result dtype, then assign.
+                result = _prepare(a, b, None)[2]
+                return a, b, out, result
+            raise TypeError(f"Cannot cast ufunc 'matmul' output from {dtype!r} to "
+                            f"{out.dtype!r} with casting rule 'same_kind'")
+    return a, b, out, None
+
+
+def _workers(workers):
+    if workers == "auto" or workers is None:
+        return 0
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers: {workers!r} is neither 'auto' nor a count of at least 1")
+    return int(workers)
+
+
+def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, progress=False,
+           timeout=None, report=False):
+    """Matrix product of two arrays, as ``np.matmul``, on worker processes.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Operands of any of the supported dtypes (int8 ... uint64, float32, float64, complex64,
+        complex128), mixed by numpy's promotion. 1-D operands are a row (``a``) or a column
+        (``b``); N-D operands are stacks of matrices whose leading axes broadcast. Any strides:
+        C- and Fortran-ordered operands, slices and broadcast views are read where they are
+        (never copied with ``launch="fork"``); negative strides are copied once.
+    out : ndarray, optional
+        Where to write the result: numpy's result shape, and its dtype (or one numpy casts to).
+        Written in place, at its strides.
+    workers : int or "auto"
+        Worker processes; "auto" lets the cost model choose (in process for small products).
+    launch : {"fork", "spawn"}
+        How workers start (see the module's docstring for when to prefer spawn).
+    threads : int, optional
+        OpenBLAS threads per worker; default: cores / workers.
+    progress : bool
+        Draw a progress bar on stderr for long products.
+    timeout : float, optional
+        Seconds after which the workers are killed and ``shmgemm.TimeoutError`` raised.
+    report : bool
+        Return ``(result, report)``: the plan, workers, seconds and bytes copied (the CLI's
+        ``--json``). ``shmgemm.last_report()`` gives the same afterwards.
+
+    Returns
+    -------
+    ndarray
+        ``np.matmul(a, b)``.
+
+    Raises
+    ------
+    ValueError
+        Shapes numpy refuses, with numpy's message (``shmgemm.ShapeError`` is a ValueError).
+    TypeError
+        bool, float16, object, string or structured dtypes.
+    KeyboardInterrupt
+        Ctrl-C while computing: the workers are stopped and nothing is left in /dev/shm.
+    shmgemm.WorkerError
+        A worker died (killed, out of memory); the message names it and its rows.
+
+    The GIL is released while the product runs.
+
+    Examples
+    --------
+    >>> import numpy as np, shmgemm
+    >>> a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    >>> shmgemm.matmul(a, a.T)
+    array([[ 5, 14],
+           [14, 50]])
+    """
+    a, b, target, staged = _prepare(a, b, out)
+    into = target if staged is None else staged
+    rep = _core.matmul(a, b, into, workers=_workers(workers), launch=launch,
+                       threads=int(threads or 0), in_process=(workers == 0), progress=progress,
+                       timeout=float(timeout or 0.0))
+    if staged is not None:
+        np.copyto(target, staged, casting="same_kind")
+    _remember(rep)
+    return (target, rep) if report else target
+
+
+def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="fork", threads=None,
+                   backing="file", inputs="shared", rows_per_step=0, retries=0, fsync=False,
+                   timeout=None):
+    """``shmgemm multiply`` as a function: C = np.matmul(A, B) from .npy files to a .npy file.
+
+    The files are mapped, not read: workers compute straight from A's and B's pages into the
+    output's, which replaces ``out_path`` only when complete. Options as the command line's.
+    Returns the report (a dict, the CLI's ``--json`` keys).
+    """
+    if inputs not in ("shared", "copy"):
+        raise ValueError(f"inputs: {inputs!r} is neither 'shared' nor 'copy'")
+    rep = _core.multiply_files(str(a_path), str(b_path), str(out_path),
+                               workers=_workers(workers), launch=launch,
+                               threads=int(threads or 0), backing=backing,
+                               copy_inputs=(inputs == "copy"), rows_per_step=int(rows_per_step),
+                               retries=int(retries), fsync=bool(fsync),
+                               timeout=float(timeout or 0.0))
+    return _remember(rep)
+
+
+class Pool:
+    """Persistent worker processes and a shared arena, for many products.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: one per core).
+    launch : {"fork", "spawn"}
+        How workers start; see the module's docstring.
+    threads : int, optional
+        OpenBLAS threads per worker (default: cores / workers).
+    arena_bytes : int, optional
+        Size of the shared arena (default: half of /dev/shm's free space, reserved page by page
+        as arrays are allocated, so a large arena costs nothing until used).
+    timeout : float, optional
+        Seconds each job may take; a worker still on a late job is killed and replaced.
+
+    Use it as a context manager; ``close()`` stops the workers (jobs not finished fail with
+    ``shmgemm.PoolClosedError``). Arrays from ``empty``/``zeros``/``asarray`` live in the arena:
+    workers read and write them with no copy, and they stay valid while any view of them exists,
+    even after the pool is closed. Thread-safe: any number of threads may submit at once.
+    """
+
+    def __init__(self, workers=None, launch="fork", *, threads=None, arena_bytes=0,
+                 timeout=None):
+        self._core = _core.Pool(workers=int(workers or 0), launch=launch,
+                                threads=int(threads or 0), pool_bytes=int(arena_bytes),
+                                timeout=float(timeout or 0.0))
+        self._futures = {}
+        self._lock = threading.Lock()
+        self._collector = None
+        _pools.add(self)
+
+    # Arrays in the arena.
+    def empty(self, shape, dtype=np.float64):
+        """A C-ordered array of ``shape`` in the pool's arena (zero-filled, as the arena is)."""
+        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+        return self._core.alloc(np.dtype(dtype), list(shape))
+
+    def zeros(self, shape, dtype=np.float64):
+        """A zero-filled C-ordered array of ``shape`` in the pool's arena."""
+        return self.empty(shape, dtype)
+
+    def asarray(self, x, dtype=None):
+        """A copy of ``x`` in the pool's arena (C order), for operands used many times."""
+        x = np.asarray(x, dtype=dtype)
+        y = self.empty(x.shape, x.dtype)
+        np.copyto(y, x)
+        return y
+
+    def matmul(self, a, b, out=None):
+        """``np.matmul(a, b)`` on the pool's workers; returns when done (GIL released)."""
+        a, b, target, staged = _prepare(a, b, out)
+        rep = self._core.matmul(a, b, target if staged is None else staged)
+        if staged is not None:
+            np.copyto(target, staged, casting="same_kind")
+        _remember(rep)
+        return target
+
+    def submit(self, a, b, out=None):
+        """``np.matmul(a, b)`` without waiting: a ``concurrent.futures.Future`` of the result.
+
+        ``a``, ``b`` and ``out`` are kept alive until the job is done; callbacks,
+        ``concurrent.futures.wait`` and ``as_completed`` work as with any Future.
+        """
+        a, b, target, staged = _prepare(a, b, out)
+        future = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()
+        with self._lock:
+            job = self._core.submit(a, b, target if staged is None else staged)
+            self._futures[job] = (future, target, staged)
+            if self._collector is None:
+                self._collector = threading.Thread(target=self._collect, daemon=True,
+                                                   name="shmgemm-pool-futures")
+                self._collector.start()
+        return future
+
+    def _collect(self):
+        # Resolves futures as jobs finish (the pool's monitor queues them).
+        while True:
+            with self._lock:
+                if not self._futures and (self._core.closed() or self._core.pending() == 0):
+                    self._collector = None
+                    return
+            for job, outcome in self._core.collect(0.1):
+                with self._lock:
+                    future, target, staged = self._futures.pop(job)
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                    continue
+                if staged is not None:
+                    np.copyto(target, staged, casting="same_kind")
+                future.report = outcome
+                future.set_result(target)
+
+    def matmul_many(self, pairs):
+        """The products of ``pairs`` (a sequence of ``(a, b)``), in order; see matmul_many."""
+        return _many(self, pairs)
+
+    def stats(self):
+        """Jobs, tasks, staged bytes, workers replaced, failed jobs and arena bytes in use."""
+        return self._core.stats()
+
+    @property
+    def workers(self):
+        return self._core.workers()
+
+    def close(self):
+        """Stops the workers; jobs not finished fail with ``shmgemm.PoolClosedError``."""
+        if not self._core.closed():
+            self._core.close()
+        collector = self._collector
+        if collector is not None and collector is not threading.current_thread():
+            collector.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+_pools = weakref.WeakSet()
+
+
+def _close_pools():
+    for pool in list(_pools):
+        pool.close()
+
+
+import atexit  # noqa: E402  (pools close before the interpreter finalizes)
+atexit.register(_close_pools)
+
+# Products below this many flops are computed in the calling process, one after another: a
+# round trip to a worker (~50 us) costs more than they do.
+_SMALL_FLOPS = 2e6
+
+
+def _flops(a, b):
+    k = a.shape[-1]
+    m = a.shape[-2] if a.ndim > 1 else 1
+    n = b.shape[-1] if b.ndim > 1 else 1
+    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) \
+        if a.ndim > 2 or b.ndim > 2 else 1
+    return 2.0 * batch * m * n * k
+
+
+def _many(pool, pairs):
+    prepared = [_prepare(a, b, None) for a, b in pairs]
+    results = [None] * len(prepared)
+    big = []
+    for i, (a, b, out, _) in enumerate(prepared):
+        if _flops(a, b) < _SMALL_FLOPS:
+            continue
+        big.append(i)
+    # Largest first, so that the workers finish together.
+    big.sort(key=lambda i: -_flops(prepared[i][0], prepared[i][1]))
+    futures = {i: pool.submit(prepared[i][0], prepared[i][1], prepared[i][2]) for i in big}
+    # Meanwhile, the small ones here, in process.
+    for i, (a, b, out, _) in enumerate(prepared):
+        if i not in futures:
+            _core.matmul(a, b, out, in_process=True, stoppable=False)
+            results[i] = out
+    for i, f in futures.items():
+        results[i] = f.result()
+    return results
+
+
+def matmul_many(pairs, *, workers="auto", launch="fork"):
+    """Any set of products at once: ``[np.matmul(a, b) for a, b in pairs]``, in parallel.
+
+    Each pair may have its own shapes and dtypes. Products large enough to pay for a worker go
+    to a pool's workers, largest first so that they finish together; the small ones (below 2
+    MFLOP) are computed meanwhile in this process, so that no worker runs one tiny product per
+    round trip. Returns the results in the order of ``pairs``.
+
+    For many windows of one matrix (``a @ b[:, i:i+n]`` for every i), one product and a gather
+    is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
+    """
+    pairs = list(pairs)
+    count = None if workers == "auto" else _workers(workers)
+    with Pool(workers=count, launch=launch) as pool:
+        return _many(pool, pairs)

@@ -1,0 +1,390 @@
+// shmgemm._core: the public C++ API (libshmgemm) for Python, over numpy arrays. The pure-Python
+// layer (__init__.py) gives it numpy's conventions; this file converts arrays to ArrayViews,
+// releases the GIL while products run, turns a KeyboardInterrupt into a stopped call, and maps
+// shmgemm::Error onto Python exceptions.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <shmgemm/shmgemm.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace py = pybind11;
+using shmgemm::ArrayView;
+using shmgemm::DType;
+using shmgemm::ErrorCode;
+
+namespace {
+
+// Python's classes for shmgemm::Error, by ErrorCode (set up in PYBIND11_MODULE).
+PyObject* g_error = nullptr;
+std::unordered_map<int, PyObject*> g_errors;
+
+[[noreturn]] void raise(const shmgemm::Error& e) {
+  const auto it = g_errors.find(static_cast<int>(e.code()));
+  PyErr_SetString(it != g_errors.end() ? it->second : g_error, e.what());
+  throw py::error_already_set();
+}
+
+DType dtype_of(const py::array& a) {
+  const std::string name = py::str(a.dtype().attr("name"));
+  if (const auto d = shmgemm::dtype_from_name(name); d && a.dtype().attr("isnative").cast<bool>())
+    return *d;
+  throw py::type_error("shmgemm: dtype " + name + " is not supported (" +
+                       std::string(shmgemm::supported_dtypes()) + ", native byte order)");
+}
+
+ArrayView view_of(const py::array& a, bool writable) {
+  std::vector<std::int64_t> shape, strides;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    shape.push_back(a.shape(i));
+    strides.push_back(a.strides(i));
+  }
+  if (writable) {
+    if (!a.writeable()) throw py::value_error("out: the array is read-only");
+    return ArrayView(const_cast<void*>(a.data()), dtype_of(a), shape, strides);
+  }
+  return ArrayView(a.data(), dtype_of(a), shape, strides);
+}
+
+py::dict report_dict(const shmgemm::Report& r) {
+  py::list candidates;
+  for (const auto& c : r.candidates)
+    candidates.append(py::dict(py::arg("workers") = c.workers, py::arg("threads") = c.threads,
+                               py::arg("predicted_seconds") = c.predicted_seconds));
+  return py::dict(
+      py::arg("m") = r.m, py::arg("k") = r.k, py::arg("n") = r.n, py::arg("batch") = r.batch,
+      py::arg("dtype") = r.dtype, py::arg("workers") = r.workers,
+      py::arg("threads_per_worker") = r.threads_per_worker,
+      py::arg("launch") = r.in_process ? std::string("none")
+                                       : std::string(shmgemm::to_string(r.launch)),
+      py::arg("backing") = std::string(shmgemm::to_string(r.backing)),
+      py::arg("in_process") = r.in_process, py::arg("seconds") = r.seconds,
+      py::arg("compute_seconds") = r.compute_seconds, py::arg("gflops") = r.gflops(),
+      py::arg("retries") = r.retries, py::arg("copied_bytes") = r.copied_bytes,
+      py::arg("rows_per_step") = r.rows_per_step, py::arg("prepared_bytes") = r.prepared_bytes,
+      py::arg("limb_products") = r.limb_products, py::arg("automatic") = r.automatic,
+      py::arg("plan") = r.plan_reason, py::arg("calibration") = r.calibration,
+      py::arg("candidates") = candidates);
+}
+
+shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigned threads,
+                            bool in_process, bool progress, double timeout) {
+  shmgemm::Options o;
+  o.workers = workers;
+  o.threads_per_worker = threads;
+  o.in_process = in_process;
+  o.progress = progress;
+  o.timeout = timeout;
+  if (launch == "fork")
+    o.launch = shmgemm::Launch::fork;
+  else if (launch == "spawn")
+    o.launch = shmgemm::Launch::spawn;
+  else
+    throw py::value_error("launch: '" + launch + "' is neither 'fork' nor 'spawn'");
+  return o;
+}
+
+// Runs `call` with the GIL released on a thread of its own, while this thread looks for a
+// KeyboardInterrupt (Python's signal handler only sets a flag): one stops the call (its workers
+// killed, nothing left in /dev/shm) and is raised here.
+shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call) {
+  std::packaged_task<shmgemm::Report()> task(std::move(call));
+  std::future<shmgemm::Report> result = task.get_future();
+  bool interrupted = false;
+  {
+    py::gil_scoped_release release;
+    std::thread runner(std::move(task));
+    while (result.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+      py::gil_scoped_acquire acquire;
+      if (PyErr_CheckSignals() != 0) {  // the KeyboardInterrupt is now pending in this thread
+        interrupted = true;
+        shmgemm::request_interrupt(SIGINT);
+        break;
+      }
+    }
+    result.wait();
+    runner.join();
+  }
+  if (interrupted) throw py::error_already_set();
+  try {
+    return result.get();
+  } catch (const shmgemm::Error& e) {
+    raise(e);
+  }
+}
+
+// A Pool and its jobs in flight: each keeps its arrays alive until done, and its completion is
+// queued (from the pool's monitor thread) for the Python thread that resolves futures.
+class PyPool {
+ public:
+  PyPool(unsigned workers, const std::string& launch, unsigned threads, std::size_t bytes,
+         double timeout) {
+    shmgemm::Options o = options_of(workers, launch, threads, false, false, timeout);
+    o.pool_bytes = bytes;
+    py::gil_scoped_release release;
+    try {
+      pool_ = std::make_unique<shmgemm::Pool>(o);
+    } catch (const shmgemm::Error& e) {
+      py::gil_scoped_acquire acquire;
+      raise(e);
+    }
+  }
+  ~PyPool() {
+    py::gil_scoped_release release;
+    pool_.reset();
+  }
+
+  py::dict matmul(const py::array& a, const py::array& b, const py::array& out) {
+    const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+    std::future<shmgemm::Report> f;
+    try {
+      py::gil_scoped_release release;
+      f = live().submit(av, bv, ov);
+      f.wait();
+    } catch (const shmgemm::Error& e) {
+      raise(e);
+    }
+    try {
+      return report_dict(f.get());
+    } catch (const shmgemm::Error& e) {
+      raise(e);
+    }
+  }
+
+  // Queues a job; returns its id. `keep` holds the arrays until the job is collected.
+  std::uint64_t submit(const py::array& a, const py::array& b, const py::array& out) {
+    const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+    const std::uint64_t id = next_id_++;
+    std::future<shmgemm::Report> f;
+    try {
+      py::gil_scoped_release release;
+      f = live().submit(av, bv, ov, [this, id] {
+        const std::lock_guard lock(mutex_);
+        done_.push_back(id);
+        ready_.notify_all();
+      });
+    } catch (const shmgemm::Error& e) {
+      raise(e);
+    }
+    const std::lock_guard lock(mutex_);
+    jobs_.emplace(id, Job{std::move(f), py::make_tuple(a, b, out)});
+    return id;
+  }
+
+  // Waits up to `timeout` seconds for jobs to finish; returns [(id, report dict or Error)].
+  py::list collect(double timeout) {
+    std::vector<std::pair<std::uint64_t, Job>> finished;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock lock(mutex_);
+      ready_.wait_for(lock, std::chrono::duration<double>(timeout), [&] { return !done_.empty(); });
+      for (std::uint64_t id : done_) {
+        auto it = jobs_.find(id);
+        if (it == jobs_.end()) continue;  // queued before submit() recorded it: next time
+        finished.emplace_back(id, std::move(it->second));
+        jobs_.erase(it);
+      }
+      std::erase_if(done_, [&](std::uint64_t id) {
+        for (const auto& f : finished)
+          if (f.first == id) return true;
+        return false;
+      });
+    }
+    py::list out;
+    for (auto& [id, job] : finished) {
+      try {
+        out.append(py::make_tuple(id, report_dict(job.future.get())));
+      } catch (const shmgemm::Error& e) {
+        const auto it = g_errors.find(static_cast<int>(e.code()));
+        py::object cls =
+            py::reinterpret_borrow<py::object>(it != g_errors.end() ? it->second : g_error);
+        out.append(py::make_tuple(id, cls(e.what())));
+      }
+    }
+    return out;
+  }
+
+  std::size_t pending() {
+    const std::lock_guard lock(mutex_);
+    return jobs_.size();
+  }
+
+  py::array alloc(const py::dtype& dtype, const std::vector<std::int64_t>& shape) {
+    const auto d = shmgemm::dtype_from_name(std::string(py::str(dtype.attr("name"))));
+    if (!d)
+      throw py::type_error("shmgemm: dtype " + std::string(py::str(dtype.attr("name"))) +
+                           " is not supported (" + std::string(shmgemm::supported_dtypes()) + ")");
+    shmgemm::SharedArray array = [&] {
+      try {
+        return live().alloc(*d, shape);
+      } catch (const shmgemm::Error& e) {
+        raise(e);
+      }
+    }();
+    // The array's base owns the block: it stays valid while any view of it lives, even past
+    // the pool.
+    auto* block = new shmgemm::PoolBlock(array.share());
+    py::capsule owner(block, [](void* p) { delete static_cast<shmgemm::PoolBlock*>(p); });
+    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+    return py::array(dtype, dims, {}, array.data(), owner);
+  }
+
+  py::dict stats() {
+    const shmgemm::PoolStats s = live().stats();
+    return py::dict(py::arg("jobs") = s.jobs, py::arg("tasks") = s.tasks,
+                    py::arg("staged_bytes") = s.staged_bytes,
+                    py::arg("workers_replaced") = s.workers_replaced,
+                    py::arg("failed_jobs") = s.failed_jobs,
+                    py::arg("arena_used_bytes") = s.arena_used_bytes);
+  }
+  unsigned workers() { return live().workers(); }
+
+  // Stops the workers; jobs not finished fail (their completions are queued as usual).
+  void close() {
+    std::unique_ptr<shmgemm::Pool> pool = std::move(pool_);
+    py::gil_scoped_release release;
+    pool.reset();
+  }
+  bool closed() const { return !pool_; }
+
+ private:
+  struct Job {
+    std::future<shmgemm::Report> future;
+    py::object keep;
+  };
+  shmgemm::Pool& live() {
+    if (!pool_) {
+      PyErr_SetString(g_errors.at(static_cast<int>(ErrorCode::shut_down)), "the pool is closed");
+      throw py::error_already_set();
+    }
+    return *pool_;
+  }
+  std::unique_ptr<shmgemm::Pool> pool_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::uint64_t> done_;
+  std::unordered_map<std::uint64_t, Job> jobs_;
+  std::uint64_t next_id_ = 0;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "shmgemm's engine for Python (use the shmgemm package, not this module)";
+  // Interrupts reach calls through request_interrupt(); Python keeps its signal handlers.
+  shmgemm::enable_interrupt_requests();
+
+  g_error = PyErr_NewException("shmgemm.Error", PyExc_Exception, nullptr);
+  m.attr("Error") = py::handle(g_error);
+  auto sub = [&](const char* name, ErrorCode code, PyObject* also) {
+    PyObject* bases = also ? PyTuple_Pack(2, g_error, also) : PyTuple_Pack(1, g_error);
+    PyObject* cls = PyErr_NewException((std::string("shmgemm.") + name).c_str(), bases, nullptr);
+    Py_DECREF(bases);
+    g_errors[static_cast<int>(code)] = cls;
+    m.attr(name) = py::handle(cls);
+  };
+  sub("InvalidArgumentError", ErrorCode::invalid_argument, PyExc_ValueError);
+  sub("FileError", ErrorCode::bad_file, PyExc_OSError);
+  sub("ShapeError", ErrorCode::shape_mismatch, PyExc_ValueError);
+  sub("UnsupportedError", ErrorCode::unsupported, PyExc_TypeError);
+  sub("ResourceError", ErrorCode::resource, PyExc_OSError);
+  sub("WorkerError", ErrorCode::worker_failed, nullptr);
+  sub("InterruptedError", ErrorCode::interrupted, nullptr);
+  sub("PoolClosedError", ErrorCode::shut_down, nullptr);
+  sub("TimeoutError", ErrorCode::timed_out, PyExc_TimeoutError);
+  sub("InternalError", ErrorCode::internal, nullptr);
+
+  m.def(
+      "matmul",
+      [](const py::array& a, const py::array& b, const py::array& out, unsigned workers,
+         const std::string& launch, unsigned threads, bool in_process, bool progress,
+         double timeout, bool stoppable) {
+        const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+        const shmgemm::Options o =
+            options_of(workers, launch, threads, in_process, progress, timeout);
+        auto call = [av, bv, ov, o] { return shmgemm::matmul(av, bv, ov, o); };
+        if (stoppable) return report_dict(run_stoppable(call));
+        shmgemm::Report r;
+        try {
+          py::gil_scoped_release release;
+          r = call();
+        } catch (const shmgemm::Error& e) {
+          raise(e);
+        }
+        return report_dict(r);
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
+      py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,
+      py::arg("progress") = false, py::arg("timeout") = 0.0, py::arg("stoppable") = true);
+
+  m.def(
+      "matmul_shape",
+      [](const py::array& a, const py::array& b) {
+        try {
+          return shmgemm::matmul_shape(view_of(a, false), view_of(b, false));
+        } catch (const shmgemm::Error& e) {
+          raise(e);
+        }
+      },
+      py::arg("a"), py::arg("b"));
+  m.def(
+      "result_dtype",
+      [](const py::dtype& a, const py::dtype& b) {
+        const auto da = shmgemm::dtype_from_name(std::string(py::str(a.attr("name"))));
+        const auto db = shmgemm::dtype_from_name(std::string(py::str(b.attr("name"))));
+        if (!da || !db) throw py::type_error("unsupported dtype");
+        return std::string(shmgemm::dtype_name(shmgemm::result_dtype(*da, *db)));
+      },
+      py::arg("a"), py::arg("b"));
+
+  m.def(
+      "multiply_files",
+      [](const std::string& a, const std::string& b, const std::string& out, unsigned workers,
+         const std::string& launch, unsigned threads, bool in_process, const std::string& backing,
+         bool copy_inputs, std::uint64_t rows_per_step, unsigned retries, bool fsync,
+         double timeout) {
+        shmgemm::Options o = options_of(workers, launch, threads, in_process, false, timeout);
+        if (backing == "shm")
+          o.backing = shmgemm::Backing::shm;
+        else if (backing != "file")
+          throw py::value_error("backing: '" + backing + "' is neither 'file' nor 'shm'");
+        o.copy_inputs = copy_inputs;
+        o.rows_per_step = rows_per_step;
+        o.retries = retries;
+        o.fsync = fsync;
+        return report_dict(run_stoppable([=] { return shmgemm::multiply_npy(a, b, out, o); }));
+      },
+      py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
+      py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,
+      py::arg("backing") = "file", py::arg("copy_inputs") = false, py::arg("rows_per_step") = 0,
+      py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
+
+  m.def("available_cores", &shmgemm::available_cores);
+  m.def("supported_dtypes", [] { return std::string(shmgemm::supported_dtypes()); });
+
+  py::class_<PyPool>(m, "Pool")
+      .def(py::init<unsigned, const std::string&, unsigned, std::size_t, double>(),
+           py::arg("workers") = 0, py::arg("launch") = "fork", py::arg("threads") = 0,
+           py::arg("pool_bytes") = 0, py::arg("timeout") = 0.0)
+      .def("matmul", &PyPool::matmul)
+      .def("submit", &PyPool::submit)
+      .def("collect", &PyPool::collect, py::arg("timeout"))
+      .def("pending", &PyPool::pending)
+      .def("alloc", &PyPool::alloc)
+      .def("stats", &PyPool::stats)
+      .def("workers", &PyPool::workers)
+      .def("close", &PyPool::close)
+      .def("closed", &PyPool::closed);
+}

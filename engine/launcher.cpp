@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <spawn.h>
+
 #include <fmt/format.h>
 #include <algorithm>
 #include <boost/date_time/posix_time/posix_time_types.hpp>
 #include <boost/interprocess/exceptions.hpp>
-#include <boost/process.hpp>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -20,7 +22,8 @@
 #include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 
-namespace bp = boost::process;
+
+extern char** environ;
 
 namespace shmgemm::detail {
 namespace {
@@ -98,25 +101,39 @@ void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
 void Launcher::spawn_worker(std::size_t id, const std::string& exe,
                             const std::vector<std::string>& args,
                             const std::vector<std::pair<std::string, std::string>>& env) {
-  bp::environment child_env = boost::this_process::environment();
-  // set(), not operator[]: Boost 1.74's environment::find reads past entries shorter than the
-  // key (AddressSanitizer shows it); set() compares lengths first.
-  for (const auto& [key, value] : env)
-    child_env.set(key, value);
-  std::error_code ec;
-  errno = 0;
-  bp::child child(bp::exe = exe, bp::args = args, child_env, ec);
-  // Boost.Process 1.74 returns a child with pid -1 and no error when its pipe() fails (EMFILE):
-  // that pid must never reach kill() or waitpid().
-  const pid_t pid = child.id();
-  if (ec || pid <= 0) {
-    const int err = errno;
-    child.detach();
-    kill_and_reap(pid);
-    const std::string why = ec ? ec.message() : err ? std::strerror(err) : "no process was created";
-    throw Error(ErrorCode::resource, fmt::format("cannot start worker {}: {}", id, why));
+  std::vector<std::string> argv_s = {exe};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  // This process's environment, with `env`'s keys replaced.
+  std::vector<std::string> env_s;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view entry(*e);
+    const bool replaced = std::any_of(env.begin(), env.end(), [&](const auto& kv) {
+      return entry.size() > kv.first.size() && entry.substr(0, kv.first.size()) == kv.first &&
+             entry[kv.first.size()] == '=';
+    });
+    if (!replaced) env_s.emplace_back(entry);
   }
-  child.detach();  // reaped through its pidfd, below
+  for (const auto& [key, value] : env)
+    env_s.push_back(key + "=" + value);
+  auto pointers = [](std::vector<std::string>& strings) {
+    std::vector<char*> p;
+    for (std::string& x : strings)
+      p.push_back(x.data());
+    p.push_back(nullptr);
+    return p;
+  };
+  std::vector<char*> argv = pointers(argv_s), envp = pointers(env_s);
+  // The descriptor the worker's pidfd takes: with none free, the worker cannot start, and is
+  // never started.
+  if (Fd room(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !room)
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot start worker {}: {}", id, std::strerror(errno)));
+  // posix_spawn, not fork: glibc's runs no fork handlers, and OpenBLAS's (blas_thread_shutdown_)
+  // deadlocks when another thread of this process is inside OpenBLAS (a host's numpy).
+  pid_t pid = 0;
+  if (const int err = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()))
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot start worker {}: {}", id, std::strerror(err)));
   watch(id, pid);
 }
 

@@ -12,11 +12,13 @@ processes that read A and B where they are and write C in place; nothing is pick
 - ``multiply_files(a_path, b_path, out_path)``: ``.npy`` files to ``.npy`` file, mapped.
 
 When to prefer ``launch="spawn"``: ``fork`` (the default) starts workers as children of this
-process, which run only C++ and ``_exit``; it is safe with Python threads and numpy's OpenBLAS
-threads running (glibc and OpenBLAS reset their state in the child), but a program whose other
-threads hold locks of libraries without fork handlers should use ``spawn``, which starts the
-``shmgemm-worker`` executable and never forks this process (operands outside a pool's arena are
-then copied once into shared memory).
+process, which run only C++ and ``_exit``; other Python threads may run meanwhile. But a fork
+while another thread of this process is inside OpenBLAS (numpy's ``@`` in a thread) deadlocks
+in OpenBLAS's own fork handler (0.3.21's ``blas_thread_shutdown_``), and a library whose locks
+have no fork handlers is only as safe as those locks. ``spawn`` starts the ``shmgemm-worker``
+executable with ``posix_spawn``, which runs no fork handlers: the choice for a program that
+computes with numpy in other threads (operands outside a pool's arena are then copied once into
+shared memory). A ``Pool`` forks only when it starts and when it replaces a dead worker.
 """
 
 import concurrent.futures
@@ -51,22 +53,40 @@ def _remember(report):
 
 def _operand(x, name):
     a = np.asarray(x)
-    if a.dtype not in SUPPORTED_DTYPES:
-        if a.dtype.kind in "biufc" and a.dtype.newbyteorder("=") in SUPPORTED_DTYPES and \
+    if a.dtype not in SUPPORTED_DTYPES and a.dtype != np.bool_:
+        if a.dtype.kind in "iufc" and a.dtype.newbyteorder("=") in SUPPORTED_DTYPES and \
                 not a.dtype.isnative:
             return a.astype(a.dtype.newbyteorder("="))  # byte-swapped: numpy's values, native
         raise TypeError(
             f"shmgemm.matmul: {name} has dtype {a.dtype}, which shmgemm does not multiply; "
-            f"supported: {', '.join(d.name for d in SUPPORTED_DTYPES)}")
+            f"supported: {', '.join(d.name for d in SUPPORTED_DTYPES)} (and bool)")
     return a
+
+
+def _without_bools(a, b):
+    """bool operands as numpy treats them: 0 and 1 of the other operand's dtype; bool @ bool
+    as int64 sums (exact), true where non-zero. Returns (a, b, whether the result is bool)."""
+    if a.dtype == np.bool_ and b.dtype == np.bool_:
+        return a.astype(np.int64), b.astype(np.int64), True
+    if a.dtype == np.bool_:
+        a = a.astype(b.dtype)
+    elif b.dtype == np.bool_:
+        b = b.astype(a.dtype)
+    return a, b, False
 
 
 def result_type(a, b):
     """np.result_type of two operands over the supported dtypes (``int32, float32 -> float64``)."""
-    return np.dtype(_core.result_dtype(_operand(a, "a").dtype, _operand(b, "b").dtype))
+    a, b = _operand(a, "a"), _operand(b, "b")
+    if a.dtype == np.bool_ and b.dtype == np.bool_:
+        return np.dtype(np.bool_)
+    a, b, _ = _without_bools(a, b)
+    return np.dtype(_core.result_dtype(a.dtype, b.dtype))
 
 
 def _prepare(a, b, out):
+    """The operands as the engine takes them, the array to return, and (when that array cannot
+    take the engine's result directly) the array the engine writes, copied into it after."""
     a, b = _operand(a, "a"), _operand(b, "b")
     if a.ndim == 0 or b.ndim == 0:
         # numpy's words for a 0-d operand.
@@ -74,34 +94,54 @@ def _prepare(a, b, out):
         raise ValueError(
             f"matmul: Input operand {which} does not have enough dimensions (has 0, gufunc core "
             f"with signature (n?,k),(k,m?)->(n?,m?) requires 1)")
+    a, b, boolean = _without_bools(a, b)
     shape = tuple(_core.matmul_shape(a, b))
-    dtype = np.dtype(_core.result_dtype(a.dtype, b.dtype))
+    engine_dtype = np.dtype(_core.result_dtype(a.dtype, b.dtype))
+    # An operand's own dtype object when it is the result's: numpy keeps int64 and longlong
+    # apart as types, though they are one dtype here.
+    engine_dtype = next((d for d in (a.dtype, b.dtype) if d == engine_dtype), engine_dtype)
+    dtype = np.dtype(np.bool_) if boolean else engine_dtype
     if out is None:
         out = np.empty(shape, dtype)
     else:
         if not isinstance(out, np.ndarray):
             raise TypeError("return arrays must be of ArrayType")
         if out.shape != shape:
+            if out.ndim != len(shape) or out.shape[:-2] != shape[:-2]:
+                raise ValueError(
+                    f"non-broadcastable output operand with shape {out.shape} doesn't match the "
+                    f"broadcast shape {shape}")
+            axis = 0 if out.shape[-2:][:1] != shape[-2:][:1] else 1
             raise ValueError(
-                f"matmul: Output operand 0 has a mismatch in its core dimension 0, with gufunc "
-                f"signature (n?,k),(k,m?)->(n?,m?) (shape {out.shape} is different from "
-                f"{shape})")
-        if out.dtype != dtype:
-            if np.can_cast(dtype, out.dtype, "same_kind"):
-                # numpy casts into out: compute in numpy's result dtype, then assign.
-                result = _prepare(a, b, None)[2]
-                return a, b, out, result
+                f"matmul: Output operand 0 has a mismatch in its core dimension {axis}, with "
+                f"gufunc signature (n?,k),(k,m?)->(n?,m?) (size {out.shape[axis - 2]} is "
+                f"different from {shape[axis - 2]})")
+        if not np.can_cast(dtype, out.dtype, "same_kind"):
             raise TypeError(f"Cannot cast ufunc 'matmul' output from {dtype!r} to "
                             f"{out.dtype!r} with casting rule 'same_kind'")
+    if out.dtype != engine_dtype or boolean:
+        return a, b, out, np.empty(shape, engine_dtype)
     return a, b, out, None
 
 
+def _finish(target, staged, returned_new):
+    """Copies the engine's result into the array returned (casting as numpy does; bool: true
+    where non-zero); a 0-d result of a vector @ vector becomes numpy's scalar."""
+    if staged is not None:
+        if target.dtype == np.bool_:
+            np.not_equal(staged, 0, out=target)
+        else:
+            np.copyto(target, staged, casting="same_kind")
+    return target[()] if returned_new and target.ndim == 0 else target
+
+
 def _workers(workers):
-    if workers == "auto" or workers is None:
-        return 0
-    if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers: {workers!r} is neither 'auto' nor a count of at least 1")
-    return int(workers)
+    """(worker count for the engine, whether in process): "auto" -> the plan's; 0 -> none."""
+    if isinstance(workers, str) and workers == "auto" or workers is None:
+        return 0, False
+    if not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers: {workers!r} is neither 'auto' nor a count of at least 0")
+    return int(workers), workers == 0
 
 
 def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, progress=False,
@@ -120,7 +160,8 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
         Where to write the result: numpy's result shape, and its dtype (or one numpy casts to).
         Written in place, at its strides.
     workers : int or "auto"
-        Worker processes; "auto" lets the cost model choose (in process for small products).
+        Worker processes; 0: none, the product in this process; "auto": the cost model
+        chooses (in process for small products).
     launch : {"fork", "spawn"}
         How workers start (see the module's docstring for when to prefer spawn).
     threads : int, optional
@@ -161,13 +202,13 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
     """
     a, b, target, staged = _prepare(a, b, out)
     into = target if staged is None else staged
-    rep = _core.matmul(a, b, into, workers=_workers(workers), launch=launch,
-                       threads=int(threads or 0), in_process=(workers == 0), progress=progress,
+    count, in_process = _workers(workers)
+    rep = _core.matmul(a, b, into, workers=count, launch=launch, in_process=in_process,
+                       threads=int(threads or 0), progress=progress,
                        timeout=float(timeout or 0.0))
-    if staged is not None:
-        np.copyto(target, staged, casting="same_kind")
+    result = _finish(target, staged, out is None)
     _remember(rep)
-    return (target, rep) if report else target
+    return (result, rep) if report else result
 
 
 def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="fork", threads=None,
@@ -181,8 +222,9 @@ def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="fork", t
     """
     if inputs not in ("shared", "copy"):
         raise ValueError(f"inputs: {inputs!r} is neither 'shared' nor 'copy'")
+    count, in_process = _workers(workers)
     rep = _core.multiply_files(str(a_path), str(b_path), str(out_path),
-                               workers=_workers(workers), launch=launch,
+                               workers=count, in_process=in_process, launch=launch,
                                threads=int(threads or 0), backing=backing,
                                copy_inputs=(inputs == "copy"), rows_per_step=int(rows_per_step),
                                retries=int(retries), fsync=bool(fsync),
@@ -244,10 +286,8 @@ class Pool:
         """``np.matmul(a, b)`` on the pool's workers; returns when done (GIL released)."""
         a, b, target, staged = _prepare(a, b, out)
         rep = self._core.matmul(a, b, target if staged is None else staged)
-        if staged is not None:
-            np.copyto(target, staged, casting="same_kind")
         _remember(rep)
-        return target
+        return _finish(target, staged, out is None)
 
     def submit(self, a, b, out=None):
         """``np.matmul(a, b)`` without waiting: a ``concurrent.futures.Future`` of the result.
@@ -260,7 +300,7 @@ class Pool:
         future.set_running_or_notify_cancel()
         with self._lock:
             job = self._core.submit(a, b, target if staged is None else staged)
-            self._futures[job] = (future, target, staged)
+            self._futures[job] = (future, target, staged, out is None)
             if self._collector is None:
                 self._collector = threading.Thread(target=self._collect, daemon=True,
                                                    name="shmgemm-pool-futures")
@@ -276,14 +316,12 @@ class Pool:
                     return
             for job, outcome in self._core.collect(0.1):
                 with self._lock:
-                    future, target, staged = self._futures.pop(job)
+                    future, target, staged, new = self._futures.pop(job)
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                     continue
-                if staged is not None:
-                    np.copyto(target, staged, casting="same_kind")
                 future.report = outcome
-                future.set_result(target)
+                future.set_result(_finish(target, staged, new))
 
     def matmul_many(self, pairs):
         """The products of ``pairs`` (a sequence of ``(a, b)``), in order; see matmul_many."""
@@ -344,21 +382,19 @@ def _flops(a, b):
 
 
 def _many(pool, pairs):
-    prepared = [_prepare(a, b, None) for a, b in pairs]
-    results = [None] * len(prepared)
-    big = []
-    for i, (a, b, out, _) in enumerate(prepared):
-        if _flops(a, b) < _SMALL_FLOPS:
-            continue
-        big.append(i)
+    pairs = [(_operand(a, "a"), _operand(b, "b")) for a, b in pairs]
+    flops = [_flops(a, b) for a, b in pairs]
     # Largest first, so that the workers finish together.
-    big.sort(key=lambda i: -_flops(prepared[i][0], prepared[i][1]))
-    futures = {i: pool.submit(prepared[i][0], prepared[i][1], prepared[i][2]) for i in big}
-    # Meanwhile, the small ones here, in process.
-    for i, (a, b, out, _) in enumerate(prepared):
+    big = sorted((i for i, f in enumerate(flops) if f >= _SMALL_FLOPS), key=lambda i: -flops[i])
+    futures = {i: pool.submit(*pairs[i]) for i in big}
+    results = [None] * len(pairs)
+    # Meanwhile, the small ones here, in process, one engine call each.
+    for i, (a, b) in enumerate(pairs):
         if i not in futures:
-            _core.matmul(a, b, out, in_process=True, stoppable=False)
-            results[i] = out
+            a, b, target, staged = _prepare(a, b, None)
+            _core.matmul(a, b, target if staged is None else staged, in_process=True,
+                         stoppable=False)
+            results[i] = _finish(target, staged, True)
     for i, f in futures.items():
         results[i] = f.result()
     return results
@@ -376,6 +412,6 @@ def matmul_many(pairs, *, workers="auto", launch="fork"):
     is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
     """
     pairs = list(pairs)
-    count = None if workers == "auto" else _workers(workers)
+    count = None if workers == "auto" else max(_workers(workers)[0], 1)
     with Pool(workers=count, launch=launch) as pool:
         return _many(pool, pairs)

@@ -1,0 +1,278 @@
+"""shmgemm.matmul, Pool, matmul_many and multiply_files from Python, against numpy."""
+import concurrent.futures
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import shmgemm
+
+rng = np.random.default_rng(0)
+
+
+def test_matmul_matches_numpy_in_every_mode():
+    a = rng.standard_normal((300, 200))
+    b = rng.standard_normal((200, 150))
+    for kw in [dict(workers=0), dict(workers=1), dict(workers=2),
+               dict(workers=2, launch="spawn"), dict()]:
+        c = shmgemm.matmul(a, b, **kw)
+        np.testing.assert_allclose(c, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_exact_integers_and_promotion():
+    a = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (40, 50), dtype=np.int64)
+    b = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (50, 30), dtype=np.int64)
+    with np.errstate(all="ignore"):
+        assert np.array_equal(shmgemm.matmul(a, b, workers=2), a @ b)
+    x = rng.integers(-100, 100, (20, 30)).astype(np.int32)
+    y = rng.standard_normal((30, 10)).astype(np.float32)
+    r = shmgemm.matmul(x, y)
+    assert r.dtype == np.float64
+    np.testing.assert_allclose(r, x @ y, rtol=1e-6)
+
+
+def test_stacks_vectors_and_strides_are_read_where_they_are():
+    a = rng.standard_normal((3, 1, 50, 60))
+    b = rng.standard_normal((4, 60, 20))
+    np.testing.assert_allclose(shmgemm.matmul(a, b, workers=2), a @ b, rtol=1e-12)
+    v = rng.standard_normal(60)
+    np.testing.assert_allclose(shmgemm.matmul(a, v), a @ v, rtol=1e-12)
+    m = rng.standard_normal((80, 90))
+    for x, y in [(m[::2, 1::3], m[:30, ::-3][:, :10]), (m.T[:, :50], np.asfortranarray(m)[:50]),
+                 (m[::-1], m.T[::-1])]:
+        c, rep = shmgemm.matmul(x, y, workers=2, report=True)
+        np.testing.assert_allclose(c, x @ y, rtol=1e-12, atol=1e-12)
+    # C and Fortran order with fork: no copy at all.
+    f = np.asfortranarray(rng.standard_normal((400, 300)))
+    _, rep = shmgemm.matmul(f, f.T, workers=2, report=True)
+    assert rep["workers"] == 2
+    assert rep["copied_bytes"] == 400 * 400 * 8  # only C, back from the shared segment
+
+
+def test_out_is_written_in_place_and_checked():
+    a = rng.standard_normal((5, 2))
+    b = rng.standard_normal((2, 3))
+    out = np.zeros((5, 3))
+    assert shmgemm.matmul(a, b, out) is out
+    np.testing.assert_allclose(out, a @ b)
+    with pytest.raises(ValueError, match="mismatch in its core dimension"):
+        shmgemm.matmul(a, b, np.zeros((5, 4)))
+    with pytest.raises(TypeError, match="Cannot cast ufunc 'matmul' output"):
+        shmgemm.matmul(a, b, np.zeros((5, 3), np.int32))
+
+
+def test_errors_are_numpys():
+    with pytest.raises(ValueError) as e:
+        shmgemm.matmul(np.ones((3, 4)), np.ones((5, 6)))
+    with pytest.raises(ValueError) as n:
+        np.matmul(np.ones((3, 4)), np.ones((5, 6)))
+    assert str(e.value) == str(n.value)
+    assert isinstance(e.value, shmgemm.ShapeError)
+    for bad in [np.float16, object, "U3"]:
+        with pytest.raises(TypeError, match="supported: int8"):
+            shmgemm.matmul(np.ones((2, 2), dtype=bad), np.ones((2, 2)))
+
+
+def test_pool_futures_arena_arrays_and_stats():
+    a = rng.standard_normal((200, 100))
+    b = rng.standard_normal((100, 50))
+    with shmgemm.Pool(2) as pool:
+        A, B = pool.asarray(a), pool.asarray(b)
+        C = pool.empty((200, 50))
+        assert pool.matmul(A, B, C) is C
+        np.testing.assert_allclose(C, a @ b)
+        assert pool.stats()["staged_bytes"] == 0
+        futures = [pool.submit(a, b) for _ in range(20)]
+        seen = []
+        futures[0].add_done_callback(lambda f: seen.append(f.result().shape))
+        for f in concurrent.futures.as_completed(futures):
+            np.testing.assert_allclose(f.result(), a @ b)
+        assert seen == [(200, 50)]
+        ints = pool.zeros((3, 40, 30), np.int64)
+        ints[...] = rng.integers(-2**62, 2**62, ints.shape)
+        k = pool.asarray(rng.integers(-2**62, 2**62, (30, 7)))
+        with np.errstate(all="ignore"):
+            assert np.array_equal(pool.matmul(ints, k), ints @ k)
+        s = pool.stats()
+        assert s["jobs"] == 22 and s["failed_jobs"] == 0
+    # Arrays from the arena outlive the pool.
+    np.testing.assert_allclose(C, a @ b)
+    del A, B, C
+
+
+def test_pool_from_eight_threads():
+    a = rng.standard_normal((64, 64))
+    errors = []
+    with shmgemm.Pool(2) as pool:
+        def work():
+            try:
+                for _ in range(25):
+                    np.testing.assert_allclose(pool.submit(a, a).result(), a @ a)
+                    np.testing.assert_allclose(pool.matmul(a, a.T), a @ a.T)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert pool.stats()["jobs"] == 8 * 50
+    assert errors == []
+
+
+def test_fork_with_python_threads_running_and_spawn_with_openblas_busy():
+    """fork while other Python threads run; spawn while numpy's OpenBLAS threads are busy too.
+    (fork while another thread is inside OpenBLAS deadlocks in OpenBLAS 0.3.21's own fork
+    handler, blas_thread_shutdown_: the reason to prefer spawn there; see the package's
+    docstring.)"""
+    stop = threading.Event()
+    big = rng.standard_normal((1500, 1500))
+
+    def python_busy():
+        x = 0
+        while not stop.is_set():
+            x += sum(range(1000))
+
+    def blas_busy():
+        while not stop.is_set():
+            big @ big
+    a = rng.standard_normal((500, 400))
+    for launch, busy in (("fork", python_busy), ("spawn", blas_busy)):
+        stop.clear()
+        threads = [threading.Thread(target=busy) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            for _ in range(5):
+                np.testing.assert_allclose(shmgemm.matmul(a, a.T, workers=2, launch=launch),
+                                           a @ a.T, rtol=1e-12)
+            with shmgemm.Pool(2, launch=launch) as pool:
+                np.testing.assert_allclose(pool.matmul(a, a.T), a @ a.T, rtol=1e-12)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+
+
+def test_matmul_many_in_order_any_shapes():
+    pairs = []
+    for i in range(60):
+        m, k, n = (int(x) for x in rng.integers(1, 200, 3))
+        dt = [np.float64, np.float32, np.int64, np.complex128][i % 4]
+        pairs.append((rng.standard_normal((m, k)).astype(dt), rng.standard_normal((k, n)).astype(dt)))
+    got = shmgemm.matmul_many(pairs, workers=2)
+    for (a, b), c in zip(pairs, got):
+        assert c.dtype == (a @ b).dtype and c.shape == (a @ b).shape
+        if c.dtype.kind in "iu":
+            assert np.array_equal(c, a @ b)
+            continue
+        scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        eps = np.finfo(c.dtype).eps
+        assert (np.abs(c - a @ b) <= 4 * a.shape[-1] * eps * scale + 1e-30).all()
+
+
+def test_sliding_windows_both_ways():
+    a = rng.standard_normal((100, 200))
+    b = rng.standard_normal((200, 1000))
+    windows = [(a, b[:, i:i + 200]) for i in range(801)]
+    many = shmgemm.matmul_many(windows, workers=2)
+    whole = shmgemm.matmul(a, b)
+    for i in range(0, 801, 50):
+        np.testing.assert_allclose(many[i], a @ b[:, i:i + 200], rtol=1e-12)
+        np.testing.assert_allclose(whole[:, i:i + 200], many[i], rtol=1e-12)
+
+
+def test_multiply_files(tmp_path):
+    a = rng.standard_normal((120, 80))
+    b = rng.integers(0, 9, (80, 40))
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    rep = shmgemm.multiply_files(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "c.npy",
+                                 workers=2, backing="shm")
+    np.testing.assert_allclose(np.load(tmp_path / "c.npy"), a @ b, rtol=1e-12)
+    assert rep["workers"] == 2 and rep["backing"] == "shm"
+    with pytest.raises(shmgemm.FileError, match="missing.npy"):
+        shmgemm.multiply_files(tmp_path / "missing.npy", tmp_path / "b.npy", tmp_path / "c.npy")
+
+
+def test_reports():
+    a = rng.standard_normal((50, 60))
+    c, rep = shmgemm.matmul(a, a.T, report=True)
+    assert shmgemm.last_report() == rep
+    assert {"m", "k", "n", "workers", "seconds", "copied_bytes", "plan"} <= rep.keys()
+    assert (rep["m"], rep["k"], rep["n"]) == (50, 60, 50)
+
+
+def test_ten_thousand_calls_leave_rss_and_dev_shm_flat():
+    a = rng.standard_normal((8, 8))
+
+    def rss_kib():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+    with shmgemm.Pool(2) as pool:
+        for _ in range(500):
+            pool.matmul(a, a)
+            shmgemm.matmul(a, a)
+        before = rss_kib()
+        for _ in range(10000):
+            pool.matmul(a, a)
+            shmgemm.matmul(a, a)
+        grown = rss_kib() - before
+    assert grown < 4096, f"RSS grew by {grown} KiB over 10,000 calls"
+
+
+CHILD = r"""
+import numpy as np, shmgemm, sys
+a = np.random.default_rng(0).standard_normal((3000, 3000))
+print("ready", flush=True)
+try:
+    shmgemm.matmul(a, a, workers=2, threads=1)
+    for _ in range(20):
+        shmgemm.matmul(a, a, workers=2, threads=1)
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(3)
+"""
+
+
+def test_keyboard_interrupt_stops_the_workers():
+    p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ))
+    assert p.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    assert p.returncode == 3 and "KeyboardInterrupt" in out
+    # No worker of the child is left (they died with it, or were killed first).
+    assert not [n for n in os.listdir("/dev/shm") if n.startswith(f"shmgemm-{p.pid}-")]
+
+
+def test_a_killed_worker_fails_only_its_futures():
+    a = rng.standard_normal((2500, 2500))
+    with shmgemm.Pool(2, threads=1) as pool:
+        victims = [pool.submit(a, a) for _ in range(2)]
+        time.sleep(0.3)
+        children = [int(x) for x in open(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read().split()]
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
+            children += [int(x) for x in open(f"/proc/{os.getpid()}/task/{task}/children").read().split()]
+        workers = sorted(set(children))
+        assert len(workers) >= 2
+        os.kill(workers[0], signal.SIGKILL)
+        outcomes = []
+        for f in victims:
+            try:
+                f.result(timeout=60)
+                outcomes.append("ok")
+            except shmgemm.WorkerError as e:
+                assert "killed by signal 9" in str(e)
+                outcomes.append("failed")
+        assert "failed" in outcomes
+        # The pool goes on, with a new worker in place of the dead one.
+        small = rng.standard_normal((100, 100))
+        np.testing.assert_allclose(pool.matmul(small, small), small @ small)
+        assert pool.stats()["workers_replaced"] >= 1

@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test sanitize fuzz bench plot example pool-bench format format-check clean
+.PHONY: python bench-python all deps build run test sanitize fuzz bench plot example pool-bench format format-check clean
 
 all: build
 
@@ -37,6 +37,15 @@ example: build
 	echo "host_app with add_subdirectory:"; \
 	$(BUILD_DIR)/host-subdir/host_app; \
 	$(BUILD_DIR)/host-subdir/host_arrays
+
+# The Python package in the tree: build/python/shmgemm (PYTHONPATH=build/python to import it).
+python: build
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target shmgemm_python
+	@echo "python: PYTHONPATH=$(BUILD_DIR)/python /usr/bin/python3 -c 'import shmgemm'"
+
+# shmgemm from Python against numpy and the joblib recipe (python -m shmgemm.bench).
+bench-python: python
+	PYTHONPATH=$(BUILD_DIR)/python /usr/bin/python3 -m shmgemm.bench --rounds 5
 
 # The library's figures (Google Benchmark): pool dispatch, pool throughput, 10,000-job stress.
 pool-bench: build

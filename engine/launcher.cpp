@@ -22,7 +22,6 @@
 #include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 
-
 extern char** environ;
 
 namespace shmgemm::detail {

@@ -13,8 +13,8 @@
 
 namespace shmgemm::detail {
 
-std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
-                                      const ArrayView& out, std::function<void()> on_done) {
+std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                                      std::function<void()> on_done) {
   JobRecord job;
   job.on_done = std::move(on_done);
   job.start = std::chrono::steady_clock::now();

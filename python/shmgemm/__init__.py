@@ -367,9 +367,10 @@ def _close_pools():
 import atexit  # noqa: E402  (pools close before the interpreter finalizes)
 atexit.register(_close_pools)
 
-# Products below this many flops are computed in the calling process, one after another: a
-# round trip to a worker (~50 us) costs more than they do.
-_SMALL_FLOPS = 2e6
+# Products below this many flops are computed in the calling process (with every core's
+# OpenBLAS threads), one after another: a pool job from Python (staging a window, the job
+# descriptor, the future) costs ~0.3 ms, more than such a product takes here.
+_SMALL_FLOPS = 5e7
 
 
 def _flops(a, b):
@@ -404,7 +405,7 @@ def matmul_many(pairs, *, workers="auto", launch="fork"):
     """Any set of products at once: ``[np.matmul(a, b) for a, b in pairs]``, in parallel.
 
     Each pair may have its own shapes and dtypes. Products large enough to pay for a worker go
-    to a pool's workers, largest first so that they finish together; the small ones (below 2
+    to a pool's workers, largest first so that they finish together; the small ones (below 50
     MFLOP) are computed meanwhile in this process, so that no worker runs one tiny product per
     round trip. Returns the results in the order of ``pairs``.
 

@@ -67,8 +67,8 @@ py::dict report_dict(const shmgemm::Report& r) {
       py::arg("m") = r.m, py::arg("k") = r.k, py::arg("n") = r.n, py::arg("batch") = r.batch,
       py::arg("dtype") = r.dtype, py::arg("workers") = r.workers,
       py::arg("threads_per_worker") = r.threads_per_worker,
-      py::arg("launch") = r.in_process ? std::string("none")
-                                       : std::string(shmgemm::to_string(r.launch)),
+      py::arg("launch") =
+          r.in_process ? std::string("none") : std::string(shmgemm::to_string(r.launch)),
       py::arg("backing") = std::string(shmgemm::to_string(r.backing)),
       py::arg("in_process") = r.in_process, py::arg("seconds") = r.seconds,
       py::arg("compute_seconds") = r.compute_seconds, py::arg("gflops") = r.gflops(),
@@ -243,11 +243,10 @@ class PyPool {
 
   py::dict stats() {
     const shmgemm::PoolStats s = live().stats();
-    return py::dict(py::arg("jobs") = s.jobs, py::arg("tasks") = s.tasks,
-                    py::arg("staged_bytes") = s.staged_bytes,
-                    py::arg("workers_replaced") = s.workers_replaced,
-                    py::arg("failed_jobs") = s.failed_jobs,
-                    py::arg("arena_used_bytes") = s.arena_used_bytes);
+    return py::dict(
+        py::arg("jobs") = s.jobs, py::arg("tasks") = s.tasks,
+        py::arg("staged_bytes") = s.staged_bytes, py::arg("workers_replaced") = s.workers_replaced,
+        py::arg("failed_jobs") = s.failed_jobs, py::arg("arena_used_bytes") = s.arena_used_bytes);
   }
   unsigned workers() { return live().workers(); }
 

@@ -1,1 +1,151 @@
+"""python -m shmgemm.bench: shmgemm from Python against numpy (and the joblib row-block recipe),
+side by side in one run, alternating, medians of --rounds, in-memory arrays, every answer
+checked against numpy's.
 
+usage: python -m shmgemm.bench [--rounds 5] [--cases a,b,...] [--quick] [--json]
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import shmgemm
+
+
+def _joblib_recipe(a, b, n_jobs):
+    """The joblib row-block recipe: a's rows split into n_jobs blocks, each np.dot in a worker."""
+    from joblib import Parallel, delayed
+    blocks = np.array_split(np.arange(a.shape[0]), n_jobs)
+    parts = Parallel(n_jobs=n_jobs)(delayed(np.dot)(a[idx], b) for idx in blocks)
+    return np.vstack(parts)
+
+
+def _as_strided_windows(a, b, width):
+    """The sliding-window answer with as_strided and a repeated A."""
+    from numpy.lib.stride_tricks import as_strided
+    count = b.shape[1] - width + 1
+    windows = as_strided(b, shape=(count, b.shape[0], width),
+                         strides=(b.strides[1], b.strides[0], b.strides[1]))
+    return np.matmul(np.broadcast_to(a, (count,) + a.shape), windows)
+
+
+def cases(quick):
+    rng = np.random.default_rng(0)
+    s = 1000 if quick else 4000
+    big_a, big_b = rng.standard_normal((s, s)), rng.standard_normal((s, s))
+    skinny_a, skinny_b = rng.standard_normal((50, 100000)), rng.standard_normal((100000, 60))
+    small_int = rng.integers(0, 10, (1000, 1000)).astype(np.int64)
+    full_int = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (1000, 1000),
+                            dtype=np.int64)
+    batch_a = rng.standard_normal((100, 200))
+    batch_b = rng.standard_normal((200 if quick else 2000, 200, 200))
+    shapes = [tuple(int(x) for x in rng.integers(20, 401, 3)) for _ in range(100 if quick else 1000)]
+    many = [(rng.standard_normal((m, k)), rng.standard_normal((k, n))) for m, k, n in shapes]
+    win_a, win_b = rng.standard_normal((100, 200)), rng.standard_normal((200, 1000))
+    windows = [(win_a, win_b[:, i:i + 200]) for i in range(801)]
+    tiny = rng.standard_normal((8, 8))
+    cores = shmgemm._core.available_cores()
+    pool = shmgemm.Pool()
+
+    def loop(pairs):
+        return [np.matmul(x, y) for x, y in pairs]
+
+    out = [
+        (f"{s}^2 float64", "numpy", {
+            "numpy": lambda: big_a @ big_b,
+            "shmgemm.matmul": lambda: shmgemm.matmul(big_a, big_b),
+            "in-process dgemm (workers=0)": lambda: shmgemm.matmul(big_a, big_b, workers=0),
+            "joblib recipe": lambda: _joblib_recipe(big_a, big_b, cores),
+        }),
+        ("50x100000x60 float64", "numpy", {
+            "numpy": lambda: skinny_a @ skinny_b,
+            "shmgemm.matmul": lambda: shmgemm.matmul(skinny_a, skinny_b),
+        }),
+        ("int64 randint(0,10) 1000^2", "numpy", {
+            "numpy": lambda: small_int @ small_int,
+            "shmgemm.matmul": lambda: shmgemm.matmul(small_int, small_int),
+        }),
+        ("int64 full range 1000^2", "numpy", {
+            "numpy": lambda: full_int @ full_int,
+            "shmgemm.matmul": lambda: shmgemm.matmul(full_int, full_int),
+        }),
+        (f"{batch_b.shape[0]} x (100x200 @ 200x200), A broadcast", "numpy", {
+            "numpy": lambda: np.matmul(batch_a, batch_b),
+            "shmgemm.matmul": lambda: shmgemm.matmul(batch_a, batch_b),
+        }),
+        (f"{len(many)} products, sides 20-400", "numpy loop", {
+            "numpy loop": lambda: loop(many),
+            "shmgemm.matmul_many": lambda: pool.matmul_many(many),
+        }),
+        ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", {
+            "as_strided + repeated A": lambda: _as_strided_windows(win_a, win_b, 200),
+            "numpy loop": lambda: loop(windows),
+            "shmgemm.matmul_many": lambda: pool.matmul_many(windows),
+            "one product, then the windows": lambda: [
+                w for p in [shmgemm.matmul(win_a, win_b)] for w in
+                (p[:, i:i + 200] for i in range(801))],
+        }),
+        ("pool.matmul round trip, 8x8", "numpy a @ b", {
+            "numpy a @ b": lambda: tiny @ tiny,
+            "pool.matmul": lambda: pool.matmul(tiny, tiny),
+        }),
+    ]
+    return out, pool
+
+
+def _same(x, y):
+    if isinstance(x, list):
+        return all(_same(p, q) for p, q in zip(x, y)) and len(x) == len(y)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    if x.dtype.kind in "iu":
+        return bool(np.array_equal(x, y))
+    return bool(np.allclose(x, y, rtol=1e-9, atol=1e-9))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m shmgemm.bench", description=__doc__.split(
+        "\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each variant (median)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    args = parser.parse_args(argv)
+    table, pool = cases(args.quick)
+    results = []
+    with np.errstate(all="ignore"), pool:
+        for name, baseline, variants in table:
+            times = {v: [] for v in variants}
+            answers = {}
+            repeats = 200 if "round trip" in name else 1
+            for r in range(args.rounds):
+                order = list(variants) if r % 2 == 0 else list(reversed(variants))
+                for v in order:
+                    t0 = time.perf_counter()
+                    for _ in range(repeats):
+                        got = variants[v]()
+                    times[v].append((time.perf_counter() - t0) / repeats)
+                    answers.setdefault(v, got)
+            ref = answers[baseline]
+            base = statistics.median(times[baseline])
+            for v in variants:
+                med = statistics.median(times[v])
+                results.append({"case": name, "variant": v, "seconds": med,
+                                "speedup_vs_" + "baseline": base / med,
+                                "baseline": baseline, "answer_matches": _same(answers[v], ref)})
+    if args.json:
+        print(json.dumps({"rounds": args.rounds, "cores": os.cpu_count(), "results": results}))
+        return 0
+    print(f"{'case':<50} {'variant':<32} {'median s':>10} {'vs baseline':>11}  answer")
+    for r in results:
+        print(f"{r['case']:<50} {r['variant']:<32} {r['seconds']:10.5f} "
+              f"{r['speedup_vs_baseline']:10.2f}x  {'same' if r['answer_matches'] else 'DIFFERS'}")
+    return 0 if all(r["answer_matches"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -100,13 +100,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }();
   static_cast<void>(made);
   std::memcpy(static_cast<void*>(mem), pristine, sizeof(Block));
-  const std::size_t mapped = fuzz::apply_patches(reinterpret_cast<std::byte*>(mem), sizeof(Block),
-                                                 data, size);
+  const std::size_t mapped =
+      fuzz::apply_patches(reinterpret_cast<std::byte*>(mem), sizeof(Block), data, size);
   std::string problem;
-  const PoolControl* c = validate_pool(
-      std::span<std::byte>(reinterpret_cast<std::byte*>(&mem->control),
-                           std::min(mapped, sizeof(PoolControl))),
-      problem);
+  const PoolControl* c =
+      validate_pool(std::span<std::byte>(reinterpret_cast<std::byte*>(&mem->control),
+                                         std::min(mapped, sizeof(PoolControl))),
+                    problem);
   if (c != nullptr) check_control(*c);
   if ((c == nullptr) == problem.empty()) __builtin_trap();
   problem.clear();

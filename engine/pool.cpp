@@ -66,6 +66,8 @@ PoolState::PoolState(const Options& options)
 
 PoolState::~PoolState() {
   shutdown();
+  for (JobDescriptor* job : spare_descriptors_)
+    job->~JobDescriptor();
   unregister_engine_memory(arena_.base());
   control_->~PoolControl();
 }
@@ -309,7 +311,7 @@ void PoolState::collect_finished() {
 
 void PoolState::finish_job(JobRecord& job) noexcept {
   if (job.copy_to && job.error.empty()) scatter_from(job.product.c.local, *job.copy_to);
-  if (job.job) job.job->~JobDescriptor();
+  if (job.job) return_descriptor(job.job);
   for (void* p : job.blocks)
     arena_.free(p);
   if (!job.error.empty()) {

@@ -50,8 +50,10 @@ PoolArena::PoolArena(std::size_t bytes) : bytes_(bytes ? bytes : default_arena_b
   base_ = static_cast<std::byte*>(memory_->get_address());
 }
 
-void* PoolArena::allocate(std::size_t bytes) {
+void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint) {
   void* p = nullptr;
+  std::unique_lock lock(mutex_);
+  const std::size_t before = used();
   try {
     p = memory_->allocate_aligned(std::max<std::size_t>(bytes, 1), 64);
   } catch (const bip::bad_alloc&) {
@@ -60,9 +62,11 @@ void* PoolArena::allocate(std::size_t bytes) {
                             "Options::pool_bytes)",
                             bytes_, bytes));
   }
+  if (footprint) *footprint = used() - before;
+  lock.unlock();
   const auto offset = static_cast<off_t>(offset_of(p));
   if (const int err = ::posix_fallocate(fd_.get(), offset, static_cast<off_t>(bytes)); err) {
-    memory_->deallocate(p);
+    free(p);
     throw Error(ErrorCode::resource, fmt::format("pool: cannot reserve {} bytes in /dev/shm: {}",
                                                  bytes, std::strerror(err)));
   }
@@ -71,6 +75,7 @@ void* PoolArena::allocate(std::size_t bytes) {
 }
 
 void PoolArena::free(void* p) noexcept {
+  const std::lock_guard lock(mutex_);
   if (p) memory_->deallocate(p);
 }
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "common/fd.hpp"
@@ -20,7 +21,9 @@ class PoolArena {
   explicit PoolArena(std::size_t bytes);
   // `bytes` zero-filled bytes, 64-byte aligned, their pages reserved (a full /dev/shm is an
   // error here, not a SIGBUS in a worker). Throws Error(resource). Thread-safe.
-  void* allocate(std::size_t bytes);
+  // `footprint`, when given, receives the arena bytes the block takes (its size, header and
+  // alignment).
+  void* allocate(std::size_t bytes, std::size_t* footprint = nullptr);
   void free(void* p) noexcept;
   bool contains(const void* p, std::size_t bytes) const {
     const auto* q = static_cast<const std::byte*>(p);
@@ -36,6 +39,7 @@ class PoolArena {
   const std::string& path_for_workers() const { return path_; }
 
  private:
+  std::mutex mutex_;  // one allocation or free at a time, so that a footprint is exact
   std::unique_ptr<boost::interprocess::managed_shared_memory> memory_;
   Fd fd_;
   std::string path_;

@@ -62,7 +62,8 @@ class PoolState {
   PoolStats stats() const {
     const std::lock_guard lock(mutex_);
     PoolStats s = stats_;
-    s.arena_used_bytes = arena_.used();
+    // Spare job descriptors are the pool's, not in use.
+    s.arena_used_bytes = arena_.used() - spare_bytes_;
     return s;
   }
   unsigned workers() const { return workers_; }
@@ -79,6 +80,8 @@ class PoolState {
   void expire_jobs();
   void fail_tasks_of(const WorkerExit& exit);
   void finish_job(JobRecord& job) noexcept;
+  JobDescriptor* take_descriptor();
+  void return_descriptor(JobDescriptor* job) noexcept;
   const WorkerSlot& slot_of(const PoolTask& t) const {
     return reinterpret_cast<const JobDescriptor*>(arena_.base() + t.job_offset)->slots[t.slot];
   }
@@ -98,6 +101,11 @@ class PoolState {
   std::unordered_map<std::uint32_t, std::uint64_t> slot_job_;
   std::unordered_map<std::uint64_t, JobRecord> jobs_;
   std::vector<std::uint64_t> waiting_;  // jobs whose next phase waits for free task slots
+  // Job descriptors of finished jobs, reused: a new one is 180 KB of fresh arena pages to
+  // reserve, fault in and zero (describe_job and each phase set every field a job reads).
+  std::vector<JobDescriptor*> spare_descriptors_;
+  std::unordered_map<const JobDescriptor*, std::size_t> descriptor_bytes_;  // arena footprints
+  std::size_t spare_bytes_ = 0;
   std::uint64_t next_job_ = 0;
   PoolStats stats_;
 

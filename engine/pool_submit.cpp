@@ -13,6 +13,41 @@
 
 namespace shmgemm::detail {
 
+JobDescriptor* PoolState::take_descriptor() {
+  {
+    const std::lock_guard lock(mutex_);
+    if (!spare_descriptors_.empty()) {
+      JobDescriptor* job = spare_descriptors_.back();
+      spare_descriptors_.pop_back();
+      spare_bytes_ -= descriptor_bytes_.at(job);
+      return job;
+    }
+  }
+  std::size_t footprint = 0;
+  auto* job = new (arena_.allocate(sizeof(JobDescriptor), &footprint)) JobDescriptor{};
+  try {
+    const std::lock_guard lock(mutex_);
+    descriptor_bytes_[job] = footprint;
+  } catch (...) {
+    job->~JobDescriptor();
+    arena_.free(job);
+    throw;
+  }
+  return job;
+}
+
+void PoolState::return_descriptor(JobDescriptor* job) noexcept {
+  const std::lock_guard lock(mutex_);
+  try {
+    spare_descriptors_.push_back(job);
+    spare_bytes_ += descriptor_bytes_.at(job);
+  } catch (...) {
+    descriptor_bytes_.erase(job);
+    job->~JobDescriptor();
+    arena_.free(job);
+  }
+}
+
 std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
                                       std::function<void()> on_done) {
   JobRecord job;
@@ -82,9 +117,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
     report.threads_per_worker = threads_;
     report.plan_reason = job.plan.reason;
     report.copied_bytes = staged;
-    void* descriptor = arena_.allocate(sizeof(JobDescriptor));
-    job.blocks.push_back(descriptor);
-    job.job = new (descriptor) JobDescriptor{};
+    job.job = take_descriptor();
     describe_job(*job.job, p, job.plan, options_);
     job.phases = std::make_unique<Phases>(*job.job);
     job.local = {p.a.local, p.b.local, p.c.local, nullptr};
@@ -107,7 +140,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
       finish_job(f);
     return future;
   } catch (...) {
-    if (job.job) job.job->~JobDescriptor();
+    if (job.job) return_descriptor(job.job);
     for (void* block : job.blocks)
       arena_.free(block);
     throw;

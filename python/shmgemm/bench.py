@@ -2,7 +2,7 @@
 side by side in one run, alternating, medians of --rounds, in-memory arrays, every answer
 checked against numpy's.
 
-usage: python -m shmgemm.bench [--rounds 5] [--cases a,b,...] [--quick] [--json]
+usage: python -m shmgemm.bench [--rounds 5] [--only TEXT] [--quick] [--json]
 """
 import argparse
 import json
@@ -114,11 +114,14 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5, help="runs of each variant (median)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    parser.add_argument("--only", default="", help="only the cases whose name contains this")
     args = parser.parse_args(argv)
     table, pool = cases(args.quick)
     results = []
     with np.errstate(all="ignore"), pool:
         for name, baseline, variants in table:
+            if args.only not in name:
+                continue
             times = {v: [] for v in variants}
             answers = {}
             repeats = 200 if "round trip" in name else 1
@@ -142,7 +145,7 @@ def main(argv=None):
         return 0
     print(f"{'case':<50} {'variant':<32} {'median s':>10} {'vs baseline':>11}  answer")
     for r in results:
-        print(f"{r['case']:<50} {r['variant']:<32} {r['seconds']:10.5f} "
+        print(f"{r['case']:<50} {r['variant']:<32} {r['seconds']:10.6f} "
               f"{r['speedup_vs_baseline']:10.2f}x  {'same' if r['answer_matches'] else 'DIFFERS'}")
     return 0 if all(r["answer_matches"] for r in results) else 1
 

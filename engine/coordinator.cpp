@@ -45,7 +45,7 @@ MatmulShape npy_matmul_shape(const NpyMapping& a, const NpyMapping& b) {
     return ArrayShape{h.shape, contiguous_strides(h.shape, h.fortran_order)};
   };
   MatmulShape shape = matmul_shape(shape_of(a.header()), shape_of(b.header()), a.path(), b.path());
-  check_blas_dims(shape, a.header().shape, b.header().shape, a.path(), b.path());
+  check_blas_dims(a.header().shape, b.header().shape, a.path(), b.path());
   return shape;
 }
 
@@ -76,11 +76,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   p.a = operand(a);
   p.b = operand(b);
   Report report;
-  report.m = p.shape.m;
-  report.k = p.shape.k;
-  report.n = p.shape.n;
-  report.batch = p.shape.batch;
-  report.dtype = dtype_name(p.result);
+  p.describe(report);
   report.launch = options.launch;
   report.backing = options.backing;
   report.in_process = options.in_process;

@@ -188,10 +188,10 @@ class InProcessExecutor final : public Executor {
   InProcessExecutor(const Plan& plan, const Options& options) : options_(options) {
     set_blas_threads(static_cast<int>(plan.threads_per_worker));
   }
-  JobDescriptor& job() override { return *job_; }
+  JobDescriptor& job() override { return job_; }
   void run(const GeneralOperands& local, double flops_per_row) override {
-    ProgressBar bar(options_.progress && flops_per_row > 0, job_->m, flops_per_row);
-    run_phase(*job_, 0, local, [&](std::uint64_t done) {
+    ProgressBar bar(options_.progress && flops_per_row > 0, job_.m, flops_per_row);
+    run_phase(job_, 0, local, [&](std::uint64_t done) {
       bar.update(done);
       throw_if_interrupted();
     });
@@ -202,8 +202,14 @@ class InProcessExecutor final : public Executor {
   }
 
  private:
+  // This thread's descriptor, reused call after call: a new one is 180 KB to zero, which small
+  // products would pay every time (describe_job sets every field the phases read).
+  static JobDescriptor& thread_descriptor() {
+    thread_local const std::unique_ptr<JobDescriptor> job = std::make_unique<JobDescriptor>();
+    return *job;
+  }
   const Options& options_;
-  std::unique_ptr<JobDescriptor> job_ = std::make_unique<JobDescriptor>();
+  JobDescriptor& job_ = thread_descriptor();
   std::vector<std::byte> prepared_;
 };
 

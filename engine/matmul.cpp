@@ -123,7 +123,6 @@ Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
   detail::Product p;
   p.result = detail::check_arrays(a, b, &out).result;
   Report report;
-  report.dtype = dtype_name(p.result);
   report.launch = options.launch;
   report.backing = Backing::shm;
   // Operands whose strides the kernels cannot follow (negative, or not whole elements) are
@@ -138,10 +137,7 @@ Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
   p.a = operand(a, a_copy);
   p.b = operand(b, b_copy);
   p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
-  report.m = p.shape.m;
-  report.k = p.shape.k;
-  report.n = p.shape.n;
-  report.batch = p.shape.batch;
+  p.describe(report);
   auto done = [&] {
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -149,9 +145,7 @@ Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
   };
   if (p.c_elements() == 0) return done();
   if (p.shape.k == 0) {
-    // np.matmul's zeros.
-    std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
-    detail::scatter_from(zeros.data(), out);
+    detail::fill_zeros(out);
     return done();
   }
   const detail::Plan plan = detail::plan_call(p, options, report);

@@ -65,7 +65,7 @@ Placement::Placement(Product& p, const NpyMapping& a, const NpyMapping& b, const
   c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes_, 1));
   p.c = {c_seg_->data(), ref_to(Storage::shm, c_seg_->name(), 0)};
   c_from_ = c_seg_->data();
-  c_to_ = c_order_view(out.data(), p.result, signed_shape(p.shape.out_shape));
+  c_to_ = ArrayView(static_cast<void*>(out.data()), p.result, signed_shape(p.shape.out_shape));
   output_ = &out;
   copied_ += c_bytes_;
 }

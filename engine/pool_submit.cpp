@@ -57,7 +57,6 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
   p.result = check_arrays(a, b, &out).result;
   if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
   Report& report = job.report;
-  report.dtype = dtype_name(p.result);
   report.launch = options_.launch;
   report.backing = Backing::shm;
   std::uint64_t staged = 0;
@@ -85,16 +84,10 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
     p.a = place(a);
     p.b = place(b);
     p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
-    report.m = p.shape.m;
-    report.k = p.shape.k;
-    report.n = p.shape.n;
-    report.batch = p.shape.batch;
+    p.describe(report);
     std::promise<Report> ready;
     if (p.c_elements() == 0 || p.shape.k == 0) {
-      if (p.c_elements() > 0) {
-        const std::vector<std::byte> zeros(p.c_elements() * item_size(p.result));
-        scatter_from(zeros.data(), out);
-      }
+      if (p.c_elements() > 0) fill_zeros(out);
       for (void* block : job.blocks)
         arena_.free(block);
       ready.set_value(report);

@@ -82,9 +82,8 @@ ProductShape Product::work() const {
           item_size(result)};
 }
 
-void check_blas_dims(const MatmulShape& shape, std::span<const std::uint64_t> a_dims,
-                     std::span<const std::uint64_t> b_dims, std::string_view a_name,
-                     std::string_view b_name) {
+void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std::uint64_t> b_dims,
+                     std::string_view a_name, std::string_view b_name) {
   for (int which = 0; which < 2; ++which) {
     const auto dims = which == 0 ? a_dims : b_dims;
     for (std::size_t i = dims.size() < 2 ? 0 : dims.size() - 2; i < dims.size(); ++i)
@@ -97,7 +96,6 @@ void check_blas_dims(const MatmulShape& shape, std::span<const std::uint64_t> a_
                         name, name.empty() ? "" : ": ", dims[i], shape_string(dims), INT_MAX));
       }
   }
-  static_cast<void>(shape);
 }
 
 Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* out) {
@@ -105,7 +103,7 @@ Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* ou
   Checked c;
   c.shape = matmul_shape(ArrayShape{sa, contiguous_strides(sa, false)},
                          ArrayShape{sb, contiguous_strides(sb, false)}, "", "");
-  check_blas_dims(c.shape, sa, sb, "", "");
+  check_blas_dims(sa, sb, "", "");
   c.result = result_type(a.dtype(), b.dtype());
   if (out == nullptr) return c;
   if (!out->writable())
@@ -146,7 +144,7 @@ Operand gather_into(const ArrayView& v, std::byte* to) {
   for_each_element(v, [&](std::int64_t offset, std::int64_t e) {
     std::memcpy(to + static_cast<std::size_t>(e) * item, from + offset, item);
   });
-  return *operand_in_place(c_order_view(to, v.dtype(), v.shape()));
+  return *operand_in_place(ArrayView(static_cast<void*>(to), v.dtype(), v.shape()));
 }
 
 void scatter_from(const std::byte* from, const ArrayView& out) {
@@ -161,8 +159,17 @@ void scatter_from(const std::byte* from, const ArrayView& out) {
   });
 }
 
-ArrayView c_order_view(std::byte* data, DType dtype, const std::vector<std::int64_t>& shape) {
-  return ArrayView(static_cast<void*>(data), dtype, shape);
+void fill_zeros(const ArrayView& out) {
+  const std::vector<std::byte> zeros(static_cast<std::size_t>(out.size()) * item_size(out.dtype()));
+  scatter_from(zeros.data(), out);
+}
+
+void Product::describe(Report& report) const {
+  report.m = shape.m;
+  report.k = shape.k;
+  report.n = shape.n;
+  report.batch = shape.batch;
+  report.dtype = dtype_name(result);
 }
 
 void describe_job(JobDescriptor& job, const Product& p, const Plan& plan, const Options& options) {

@@ -48,6 +48,8 @@ struct Product {
   ProductShape work() const;
   std::uint64_t c_elements() const { return shape.batch * shape.m * shape.n; }
   bool empty() const { return shape.batch == 0 || shape.m == 0 || shape.n == 0 || shape.k == 0; }
+  // The report's description of it (m, k, n, batch, dtype): the same in every front end.
+  void describe(Report& report) const;
 };
 
 // The front end for arrays: np.matmul's shape rules and numpy's messages, the result dtype,
@@ -61,9 +63,8 @@ Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* ou
 
 // Throws Error(unsupported), naming the operand, for a matrix dimension beyond OpenBLAS's 32-bit
 // int.
-void check_blas_dims(const MatmulShape& shape, std::span<const std::uint64_t> a_dims,
-                     std::span<const std::uint64_t> b_dims, std::string_view a_name,
-                     std::string_view b_name);
+void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std::uint64_t> b_dims,
+                     std::string_view a_name, std::string_view b_name);
 // np.matmul's shape of two .npy files' arrays, numpy's messages after their names.
 MatmulShape npy_matmul_shape(const NpyMapping& a, const NpyMapping& b);
 
@@ -74,8 +75,8 @@ std::optional<Operand> operand_in_place(const ArrayView& v);
 Operand gather_into(const ArrayView& v, std::byte* to);
 // Copies the C-order elements at `from` into `out`, at its strides.
 void scatter_from(const std::byte* from, const ArrayView& out);
-// The C-contiguous view of `shape` at `data`.
-ArrayView c_order_view(std::byte* data, DType dtype, const std::vector<std::int64_t>& shape);
+// np.matmul's zeros for a product with k = 0, into `out` at its strides.
+void fill_zeros(const ArrayView& out);
 
 // Runs a job's phases on workers. Implementations: in process, one-shot workers, a Pool.
 class Executor {

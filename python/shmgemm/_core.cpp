@@ -31,9 +31,13 @@ namespace {
 PyObject* g_error = nullptr;
 std::unordered_map<int, PyObject*> g_errors;
 
+PyObject* error_class(ErrorCode code) {
+  const auto it = g_errors.find(static_cast<int>(code));
+  return it != g_errors.end() ? it->second : g_error;
+}
+
 [[noreturn]] void raise(const shmgemm::Error& e) {
-  const auto it = g_errors.find(static_cast<int>(e.code()));
-  PyErr_SetString(it != g_errors.end() ? it->second : g_error, e.what());
+  PyErr_SetString(error_class(e.code()), e.what());
   throw py::error_already_set();
 }
 
@@ -190,26 +194,23 @@ class PyPool {
       py::gil_scoped_release release;
       std::unique_lock lock(mutex_);
       ready_.wait_for(lock, std::chrono::duration<double>(timeout), [&] { return !done_.empty(); });
+      std::deque<std::uint64_t> not_recorded;  // done before submit() recorded them: next time
       for (std::uint64_t id : done_) {
-        auto it = jobs_.find(id);
-        if (it == jobs_.end()) continue;  // queued before submit() recorded it: next time
-        finished.emplace_back(id, std::move(it->second));
-        jobs_.erase(it);
+        if (auto it = jobs_.find(id); it != jobs_.end()) {
+          finished.emplace_back(id, std::move(it->second));
+          jobs_.erase(it);
+        } else {
+          not_recorded.push_back(id);
+        }
       }
-      std::erase_if(done_, [&](std::uint64_t id) {
-        for (const auto& f : finished)
-          if (f.first == id) return true;
-        return false;
-      });
+      done_.swap(not_recorded);
     }
     py::list out;
     for (auto& [id, job] : finished) {
       try {
         out.append(py::make_tuple(id, report_dict(job.future.get())));
       } catch (const shmgemm::Error& e) {
-        const auto it = g_errors.find(static_cast<int>(e.code()));
-        py::object cls =
-            py::reinterpret_borrow<py::object>(it != g_errors.end() ? it->second : g_error);
+        py::object cls = py::reinterpret_borrow<py::object>(error_class(e.code()));
         out.append(py::make_tuple(id, cls(e.what())));
       }
     }
@@ -265,7 +266,7 @@ class PyPool {
   };
   shmgemm::Pool& live() {
     if (!pool_) {
-      PyErr_SetString(g_errors.at(static_cast<int>(ErrorCode::shut_down)), "the pool is closed");
+      PyErr_SetString(error_class(ErrorCode::shut_down), "the pool is closed");
       throw py::error_already_set();
     }
     return *pool_;

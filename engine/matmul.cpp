@@ -115,13 +115,18 @@ DType result_dtype(const ArrayView& a, const ArrayView& b) {
   return result_type(a.dtype(), b.dtype());
 }
 
-Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
+namespace {
+
+// The one body of both matmul forms: into `out`, or (out == nullptr) into a new array, made
+// once the plan is known and returned in `made`.
+Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
+                  const Options& options, OwnedArray* made) {
   const auto start = std::chrono::steady_clock::now();
   // What stops this call: the interrupts that arrive from here on, and its timeout.
   const detail::StopScope interrupts(options.timeout);
   detail::check_options(options, detail::Entry::matmul);
   detail::Product p;
-  p.result = detail::check_arrays(a, b, &out).result;
+  p.result = detail::check_arrays(a, b, out).result;
   Report report;
   report.launch = options.launch;
   report.backing = Backing::shm;
@@ -143,19 +148,53 @@ Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report;
   };
-  if (p.c_elements() == 0) return done();
+  const std::vector<std::int64_t> shape(p.shape.out_shape.begin(), p.shape.out_shape.end());
+  const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
+  // A new result that needs no workers (empty, or k = 0: numpy's zeros).
+  auto make_small = [&] {
+    detail::NewResult c(c_bytes, false);
+    *made = {ArrayView(c.area(options.launch).local, p.result, shape), c.release()};
+    return made->view;
+  };
+  if (p.c_elements() == 0) {
+    if (made) make_small();
+    return done();
+  }
   if (p.shape.k == 0) {
-    detail::fill_zeros(out);
+    detail::fill_zeros(made ? make_small() : *out);
     return done();
   }
   const detail::Plan plan = detail::plan_call(p, options, report);
-  detail::Placement placement(p, out, options.launch, !plan.in_process);
   const std::unique_ptr<detail::Executor> executor = detail::one_shot_executor(plan, options);
+  if (made) {
+    detail::NewResult c(c_bytes, !plan.in_process);
+    detail::Placement placement(p, c, options.launch, !plan.in_process);
+    detail::execute(*executor, p, plan, options, report);
+    detail::throw_if_interrupted();
+    report.copied_bytes += placement.copied_bytes();
+    const std::shared_ptr<void> memory = c.release();
+    *made = {ArrayView(memory.get(), p.result, shape), memory};
+    return done();
+  }
+  detail::Placement placement(p, *out, options.launch, !plan.in_process);
   detail::execute(*executor, p, plan, options, report);
   detail::throw_if_interrupted();
   placement.finish();
   report.copied_bytes += placement.copied_bytes();
   return done();
+}
+
+}  // namespace
+
+Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
+  return run_matmul(a, b, &out, options, nullptr);
+}
+
+OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Options& options, Report* report) {
+  OwnedArray made;
+  const Report r = run_matmul(a, b, nullptr, options, &made);
+  if (report) *report = r;
+  return made;
 }
 
 // The matrix overloads: numpy's 2-D rules, with the messages they always had.

@@ -1,9 +1,12 @@
 #include "engine/placement.hpp"
 
+#include <fmt/format.h>
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "common/mapped_file.hpp"
 #include "engine/engine_memory.hpp"
@@ -12,6 +15,16 @@ namespace shmgemm::detail {
 namespace {
 
 constexpr std::uint64_t kCopyChunk = 16 << 20;
+constexpr std::uint64_t kHugePage = 2 << 20;
+
+// A mapping of `bytes`, unmapped with the last copy of the pointer.
+std::shared_ptr<void> map_memory(std::uint64_t bytes, int flags, int fd) {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, fd, 0);
+  if (p == MAP_FAILED)
+    throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
+                                                 bytes, std::strerror(errno)));
+  return {p, [bytes](void* q) { ::munmap(q, bytes); }};
+}
 
 OperandRef ref_to(Storage storage, const std::string& name, std::uint64_t offset) {
   OperandRef r;
@@ -80,15 +93,7 @@ Placement::Placement(Product& p, const ArrayView& out, Launch launch, bool worke
     c_own_.resize(c_bytes_);
     p.c.local = c_own_.data();
   } else {
-    // Forked workers read A and B where they are (the refs are never read); spawned ones
-    // need them staged where they can map them.
-    if (launch == Launch::spawn) {
-      stage(p.a, "a", a_seg_, nullptr);
-      stage(p.b, "b", b_seg_, nullptr);
-    } else {
-      p.a.ref = ref_to(Storage::shm, "inherited", 0);
-      p.b.ref = ref_to(Storage::shm, "inherited", 0);
-    }
+    place_inputs(p, launch);
     // Written in place when the workers can reach it: forked ones inherit a Pool's arena,
     // spawned ones map it by its descriptor.
     if (out.is_c_contiguous())
@@ -103,6 +108,63 @@ Placement::Placement(Product& p, const ArrayView& out, Launch launch, bool worke
   c_from_ = p.c.local;
   c_to_ = out;
   copied_ += c_bytes_;
+}
+
+void Placement::place_inputs(Product& p, Launch launch) {
+  // Forked workers read A and B where they are (the refs are never read); spawned ones need
+  // them staged where they can map them.
+  if (launch == Launch::spawn) {
+    stage(p.a, "a", a_seg_, nullptr);
+    stage(p.b, "b", b_seg_, nullptr);
+  } else {
+    p.a.ref = ref_to(Storage::shm, "inherited", 0);
+    p.b.ref = ref_to(Storage::shm, "inherited", 0);
+  }
+}
+
+Placement::Placement(Product& p, const NewResult& out, Launch launch, bool workers) {
+  if (workers) place_inputs(p, launch);
+  p.c = out.area(launch);
+}
+
+NewResult::NewResult(std::uint64_t bytes, bool workers)
+    : bytes_(std::max<std::uint64_t>(bytes, 1)) {
+  if (!workers) {
+    if (bytes_ < kHugePage) {
+      private_ = std::shared_ptr<std::byte[]>(new std::byte[bytes_]);
+      return;
+    }
+    private_ = map_memory(bytes_, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    ::madvise(private_.get(), bytes_, MADV_HUGEPAGE);  // advice: THP may be off
+    return;
+  }
+  memfd_ = Fd(::memfd_create("shmgemm-c", MFD_CLOEXEC));
+  if (!memfd_ || ::ftruncate(memfd_.get(), static_cast<off_t>(bytes_)) != 0)
+    throw Error(ErrorCode::resource, fmt::format("cannot create the result's memory ({} bytes): {}",
+                                                 bytes_, std::strerror(errno)));
+  private_ = map_memory(bytes_, MAP_PRIVATE, memfd_.get());
+  void* shared = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(), 0);
+  if (shared == MAP_FAILED)
+    throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
+                                                 bytes_, std::strerror(errno)));
+  shared_ = static_cast<std::byte*>(shared);
+}
+
+NewResult::~NewResult() {
+  if (shared_) ::munmap(shared_, bytes_);
+}
+
+ResultArea NewResult::area(Launch launch) const {
+  if (!shared_) return {static_cast<std::byte*>(private_.get()), {}};
+  // Forked workers write through the shared mapping they inherit.
+  const std::string name = launch == Launch::spawn ? memfd_.path_for_others() : "inherited";
+  return {shared_, ref_to(launch == Launch::spawn ? Storage::file : Storage::shm, name, 0)};
+}
+
+std::shared_ptr<void> NewResult::release() {
+  if (shared_) ::munmap(std::exchange(shared_, nullptr), bytes_);
+  memfd_.reset();  // the private mapping keeps the pages
+  return std::move(private_);
 }
 
 void Placement::finish() {

@@ -3,8 +3,10 @@
 // and a Pool's arena (no copy; see pool_jobs.cpp). Sets each operand's ref and C's area.
 #pragma once
 
+#include <memory>
 #include <optional>
 
+#include "common/fd.hpp"
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
 #include "engine/product.hpp"
@@ -12,6 +14,29 @@
 #include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::detail {
+
+// A new C-order result for a call whose plan is known (matmul's OwnedArray form). In process:
+// private memory, with huge pages asked for when large. With workers: a memfd, written through
+// a shared mapping (forked workers inherit it; spawned ones open /proc/PID/fd/N) and seen by
+// this process through a private mapping of the same pages, so that nothing is copied back and
+// the array is private memory as numpy's are (a later fork gets copy-on-write pages).
+class NewResult {
+ public:
+  NewResult(std::uint64_t bytes, bool workers);
+  NewResult(const NewResult&) = delete;
+  NewResult& operator=(const NewResult&) = delete;
+  ~NewResult();
+  // Where the engine writes C, and how workers find it.
+  ResultArea area(Launch launch) const;
+  // The result's memory, for an OwnedArray; the shared mapping is gone after this.
+  std::shared_ptr<void> release();
+
+ private:
+  std::uint64_t bytes_ = 0;
+  Fd memfd_;
+  std::byte* shared_ = nullptr;    // the workers' mapping (with workers)
+  std::shared_ptr<void> private_;  // what the caller keeps
+};
 
 // The operands of one one-shot call. Thread-safety: none.
 class Placement {
@@ -30,6 +55,8 @@ class Placement {
   //  - C: written in place when `out` is C-contiguous and the workers reach it (in process, or
   //    in a Pool's arena); else computed in an area of its own and copied into `out` by finish().
   Placement(Product& p, const ArrayView& out, Launch launch, bool workers);
+  // The same operands, written into a new result (in place, whatever the plan).
+  Placement(Product& p, const NewResult& out, Launch launch, bool workers);
 
   // Moves the result to its destination, when C was computed elsewhere. Then frees the rest.
   void finish();
@@ -40,6 +67,7 @@ class Placement {
   void stage(Operand& op, std::string_view role, std::optional<SharedSegment>& seg,
              const NpyMapping* file);
   void release_rows(std::uint64_t begin, std::uint64_t bytes);
+  void place_inputs(Product& p, Launch launch);
 
   std::optional<SharedSegment> a_seg_, b_seg_, c_seg_;
   std::vector<std::byte> c_own_;  // in process, for an `out` that is not C-contiguous

@@ -2,13 +2,16 @@
 // integers, broadcast stacks, 1-D operands and any strides, in process, with fork and spawn
 // workers and through a Pool, each against a naive reference written here.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <complex>
 #include <cstring>
 #include <functional>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "shmgemm/shmgemm.hpp"
@@ -363,6 +366,59 @@ TEST_CASE("matmul(ArrayView): numpy's result dtype and shape, and the product of
   run_cases("spawn, 2 workers", [&](const ArrayView& a, const ArrayView& b, const ArrayView& c) {
     return matmul(a, b, c, spawn);
   });
+}
+
+TEST_CASE("matmul(a, b) into a new array: written where it is returned, private afterwards") {
+  std::mt19937_64 rng(11);
+  for (const auto& [how, workers, launch] :
+       {std::tuple{"in process", 0u, Launch::fork}, std::tuple{"fork", 2u, Launch::fork},
+        std::tuple{"spawn", 2u, Launch::spawn}}) {
+    Options o;
+    o.in_process = workers == 0;
+    o.workers = workers;
+    o.launch = launch;
+    for (const Case& c : cases()) {
+      CAPTURE(how);
+      CAPTURE(c.name);
+      const Array a = c.a(), b = c.b();
+      fill(a, rng);
+      fill(b, rng);
+      Report r;
+      const OwnedArray made = matmul(a.view, b.view, o, &r);
+      const DType result = result_dtype(a.view, b.view);
+      CHECK(made.view.dtype() == result);
+      CHECK(made.view.shape() == result_shape(a, b));
+      CHECK(made.view.is_c_contiguous());
+      Array out(result, made.view.shape());
+      std::memcpy(out.view.data(), made.view.data(), made.view.size() * item_size(result));
+      CHECK(mismatches_with_reference(a, b, out, result) == 0);
+      // Nothing copied back from the workers: only operands the kernels cannot read in place
+      // (negative strides), and with spawn, A and B, which a new process cannot see.
+      const bool in_place = std::ranges::none_of(a.view.strides(), [](auto s) { return s < 0; }) &&
+                            std::ranges::none_of(b.view.strides(), [](auto s) { return s < 0; });
+      if (in_place && launch == Launch::fork) CHECK(r.copied_bytes == 0);
+    }
+  }
+  // Computed by workers, yet private memory: a forked child's writes stay in the child.
+  Options o;
+  o.workers = 2;
+  const Array a(DType::float64, {200, 100}), b(DType::float64, {100, 300});
+  fill(a, rng);
+  fill(b, rng);
+  const OwnedArray c = matmul(a.view, b.view, o);
+  auto* first = static_cast<double*>(c.view.data());
+  const double before = *first;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    *first = before + 1;
+    ::_exit(*first == before + 1 ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK(*first == before);
+  CHECK(test::segments_of(::getpid()).empty());
 }
 
 TEST_CASE("Pool::matmul(ArrayView): the same rules, operands staged or in the arena") {

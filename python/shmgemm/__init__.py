@@ -84,9 +84,9 @@ def result_type(a, b):
     return np.dtype(_core.result_dtype(a.dtype, b.dtype))
 
 
-def _prepare(a, b, out):
-    """The operands as the engine takes them, the array to return, and (when that array cannot
-    take the engine's result directly) the array the engine writes, copied into it after."""
+def _typed(a, b):
+    """The operands as the engine takes them, numpy's result shape, the engine's result dtype
+    and the result's (bool for bool @ bool)."""
     a, b = _operand(a, "a"), _operand(b, "b")
     if a.ndim == 0 or b.ndim == 0:
         # numpy's words for a 0-d operand.
@@ -100,7 +100,13 @@ def _prepare(a, b, out):
     # An operand's own dtype object when it is the result's: numpy keeps int64 and longlong
     # apart as types, though they are one dtype here.
     engine_dtype = next((d for d in (a.dtype, b.dtype) if d == engine_dtype), engine_dtype)
-    dtype = np.dtype(np.bool_) if boolean else engine_dtype
+    return a, b, shape, engine_dtype, np.dtype(np.bool_) if boolean else engine_dtype
+
+
+def _prepare(a, b, out):
+    """The operands as the engine takes them, the array to return, and (when that array cannot
+    take the engine's result directly) the array the engine writes, copied into it after."""
+    a, b, shape, engine_dtype, dtype = _typed(a, b)
     if out is None:
         out = np.empty(shape, dtype)
     else:
@@ -119,7 +125,7 @@ def _prepare(a, b, out):
         if not np.can_cast(dtype, out.dtype, "same_kind"):
             raise TypeError(f"Cannot cast ufunc 'matmul' output from {dtype!r} to "
                             f"{out.dtype!r} with casting rule 'same_kind'")
-    if out.dtype != engine_dtype or boolean:
+    if out.dtype != engine_dtype or dtype != engine_dtype:
         return a, b, out, np.empty(shape, engine_dtype)
     return a, b, out, None
 
@@ -200,13 +206,22 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
     array([[ 5, 14],
            [14, 50]])
     """
-    a, b, target, staged = _prepare(a, b, out)
-    into = target if staged is None else staged
     count, in_process = _workers(workers)
-    rep = _core.matmul(a, b, into, workers=count, launch=launch, in_process=in_process,
-                       threads=int(threads or 0), progress=progress,
-                       timeout=float(timeout or 0.0))
-    result = _finish(target, staged, out is None)
+    options = dict(workers=count, launch=launch, in_process=in_process,
+                   threads=int(threads or 0), progress=progress, timeout=float(timeout or 0.0))
+    if out is None:
+        # Into memory the engine allocates where its workers write it: nothing copied back.
+        a, b, _, engine_dtype, dtype = _typed(a, b)
+        result, rep = _core.matmul_new(a, b, **options)
+        if dtype != engine_dtype:
+            result = np.not_equal(result, 0)  # bool @ bool: true where the sum is non-zero
+        elif result.dtype.char != engine_dtype.char:
+            result = result.view(engine_dtype)  # longlong stays longlong, as with numpy
+        result = result[()] if result.ndim == 0 else result
+    else:
+        a, b, target, staged = _prepare(a, b, out)
+        rep = _core.matmul(a, b, target if staged is None else staged, **options)
+        result = _finish(target, staged, False)
     _remember(rep)
     return (result, rep) if report else result
 

@@ -100,6 +100,16 @@ shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigne
   return o;
 }
 
+// A numpy array over memory the engine allocated; its base owns the memory, so the array (and
+// every view of it) stays valid as long as any of them lives.
+py::array owned_array(const shmgemm::OwnedArray& made) {
+  auto* owner = new std::shared_ptr<void>(made.owner);
+  py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
+  const std::vector<py::ssize_t> dims(made.view.shape().begin(), made.view.shape().end());
+  return py::array(py::dtype(std::string(shmgemm::dtype_name(made.view.dtype()))), dims, {},
+                   made.view.data(), base);
+}
+
 // Runs `call` with the GIL released on a thread of its own, while this thread looks for a
 // KeyboardInterrupt (Python's signal handler only sets a flag): one stops the call (its workers
 // killed, nothing left in /dev/shm) and is raised here.
@@ -234,12 +244,8 @@ class PyPool {
         raise(e);
       }
     }();
-    // The array's base owns the block: it stays valid while any view of it lives, even past
-    // the pool.
-    auto* block = new shmgemm::PoolBlock(array.share());
-    py::capsule owner(block, [](void* p) { delete static_cast<shmgemm::PoolBlock*>(p); });
-    std::vector<py::ssize_t> dims(shape.begin(), shape.end());
-    return py::array(dtype, dims, {}, array.data(), owner);
+    // Valid while any view of it lives, even past the pool.
+    return owned_array({array.view(), array.share()});
   }
 
   py::dict stats() {
@@ -328,6 +334,25 @@ PYBIND11_MODULE(_core, m) {
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("progress") = false, py::arg("timeout") = 0.0, py::arg("stoppable") = true);
+
+  m.def(
+      "matmul_new",
+      [](const py::array& a, const py::array& b, unsigned workers, const std::string& launch,
+         unsigned threads, bool in_process, bool progress, double timeout) {
+        const ArrayView av = view_of(a, false), bv = view_of(b, false);
+        const shmgemm::Options o =
+            options_of(workers, launch, threads, in_process, progress, timeout);
+        auto made = std::make_shared<shmgemm::OwnedArray>();
+        const shmgemm::Report r = run_stoppable([av, bv, o, made] {
+          shmgemm::Report report;
+          *made = shmgemm::matmul(av, bv, o, &report);
+          return report;
+        });
+        return py::make_tuple(owned_array(*made), report_dict(r));
+      },
+      py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "fork",
+      py::arg("threads") = 0, py::arg("in_process") = false, py::arg("progress") = false,
+      py::arg("timeout") = 0.0);
 
   m.def(
       "matmul_shape",

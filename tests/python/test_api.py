@@ -1,5 +1,6 @@
 """shmgemm.matmul, Pool, matmul_many and multiply_files from Python, against numpy."""
 import concurrent.futures
+import gc
 import os
 import signal
 import subprocess
@@ -47,11 +48,57 @@ def test_stacks_vectors_and_strides_are_read_where_they_are():
                  (m[::-1], m.T[::-1])]:
         c, rep = shmgemm.matmul(x, y, workers=2, report=True)
         np.testing.assert_allclose(c, x @ y, rtol=1e-12, atol=1e-12)
-    # C and Fortran order with fork: no copy at all.
+    # C and Fortran order with fork: no copy at all (C is written where it is returned).
     f = np.asfortranarray(rng.standard_normal((400, 300)))
-    _, rep = shmgemm.matmul(f, f.T, workers=2, report=True)
+    c, rep = shmgemm.matmul(f, f.T, workers=2, report=True)
     assert rep["workers"] == 2
-    assert rep["copied_bytes"] == 400 * 400 * 8  # only C, back from the shared segment
+    assert rep["copied_bytes"] == 0
+    np.testing.assert_allclose(c, f @ f.T, rtol=1e-12)
+    # Into an out= of the host's: C comes back from the workers' shared memory, once.
+    out = np.empty((400, 400))
+    _, rep = shmgemm.matmul(f, f.T, out=out, workers=2, report=True)
+    assert rep["copied_bytes"] == 400 * 400 * 8
+
+
+def _mapping_of(address):
+    """The line of /proc/self/maps whose range holds `address`, or None."""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= address < hi:
+                return line
+    return None
+
+
+@pytest.mark.parametrize("launch", ["fork", "spawn"])
+def test_a_result_computed_by_workers_is_private_memory_they_wrote(launch):
+    a, b = rng.standard_normal((300, 200)), rng.standard_normal((200, 250))
+    c, rep = shmgemm.matmul(a, b, workers=2, launch=launch, report=True)
+    assert rep["workers"] == 2 and rep["launch"] == launch
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    # Nothing copied back: spawn copies only A and B, which a new process cannot see.
+    assert rep["copied_bytes"] == (0 if launch == "fork" else a.nbytes + b.nbytes)
+    line = _mapping_of(c.ctypes.data)
+    assert "memfd:shmgemm-c" in line and line.split()[1] == "rw-p", line
+    # Private as any numpy array: a forked child's writes stay in the child.
+    before = c.copy()
+    pid = os.fork()
+    if pid == 0:
+        c[:] = 7.0
+        os._exit(0 if (c == 7.0).all() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert np.array_equal(c, before)
+    # And writable here; its memory goes with the last view of it.
+    view = c[10:20]
+    address = c.ctypes.data
+    del c
+    view[:] = 1.0
+    assert "memfd:shmgemm-c" in _mapping_of(address)
+    del view
+    gc.collect()
+    line = _mapping_of(address)
+    assert line is None or "memfd:shmgemm-c" not in line
 
 
 def test_out_is_written_in_place_and_checked():
@@ -142,6 +189,8 @@ def test_fork_with_python_threads_running_and_spawn_with_openblas_busy():
         while not stop.is_set():
             big @ big
     a = rng.standard_normal((500, 400))
+    # numpy computes a @ a.T with syrk, the workers with gemm: the same within rounding.
+    tol = dict(rtol=1e-12, atol=1e-12 * float((abs(a) @ abs(a.T)).max()))
     for launch, busy in (("fork", python_busy), ("spawn", blas_busy)):
         stop.clear()
         threads = [threading.Thread(target=busy) for _ in range(2)]
@@ -150,9 +199,9 @@ def test_fork_with_python_threads_running_and_spawn_with_openblas_busy():
         try:
             for _ in range(5):
                 np.testing.assert_allclose(shmgemm.matmul(a, a.T, workers=2, launch=launch),
-                                           a @ a.T, rtol=1e-12)
+                                           a @ a.T, **tol)
             with shmgemm.Pool(2, launch=launch) as pool:
-                np.testing.assert_allclose(pool.matmul(a, a.T), a @ a.T, rtol=1e-12)
+                np.testing.assert_allclose(pool.matmul(a, a.T), a @ a.T, **tol)
         finally:
             stop.set()
             for t in threads:

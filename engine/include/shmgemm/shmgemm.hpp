@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -125,6 +126,22 @@ SHMGEMM_API DType result_dtype(const ArrayView& a, const ArrayView& b);
 // from a program that already runs threads (its own, or OpenBLAS's) is safe only as far as
 // fork is: prefer Launch::spawn there, or create a Pool before starting threads.
 SHMGEMM_API Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options = {});
+
+// An array the engine allocated (C order): `owner` frees its memory when the last copy of it is
+// gone (a Python array's base holds one).
+struct OwnedArray {
+  ArrayView view;
+  std::shared_ptr<void> owner;
+};
+
+// np.matmul(a, b) into a new array, allocated where this call's plan writes it, so that
+// nothing is copied back: in process, private memory (huge pages where the kernel gives them);
+// with workers, a memory file (memfd) that they write through a shared mapping, which this
+// process sees through a private one. The array behaves as any other: a later fork of this
+// process gets copy-on-write pages of it, not shared ones; the first write to each of its pages
+// copies that page. The rest as matmul() above; `report`, when given, receives the report.
+SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Options& options = {},
+                              Report* report = nullptr);
 
 // The 2-D float conveniences over the above (numpy's 2-D messages: "shapes (3,4) and (5,6) not
 // aligned: 4 (dim 1) != 5 (dim 0)").

@@ -14,6 +14,7 @@
 
 #include "common/segment.hpp"
 #include "engine/launcher.hpp"
+#include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/shmgemm.hpp"
@@ -117,6 +118,23 @@ double copy_gbs() {
   return best;
 }
 
+// What a fork costs per KiB of this process's page tables: one fork with 256 MiB more of
+// touched 4 KiB pages, against `without` (the cost measured without them).
+double fork_us_per_pte_kib(double without) {
+  constexpr std::size_t kBytes = 256 << 20;
+  void* p = ::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return Calibration{}.fork_us_per_pte_kib;
+  ::madvise(p, kBytes, MADV_NOHUGEPAGE);
+  const double before = detail::page_tables_kib();
+  for (std::size_t at = 0; at < kBytes; at += 4096)
+    static_cast<volatile char*>(p)[at] = 1;
+  const double added = detail::page_tables_kib() - before;
+  const double with = launch_cost_us(Launch::fork, 1, 9);
+  ::munmap(p, kBytes);
+  if (added <= 0) return Calibration{}.fork_us_per_pte_kib;
+  return std::max(0.0, (with - without) / added);
+}
+
 }  // namespace
 
 double launch_cost_us(Launch launch, unsigned workers, unsigned repeats) {
@@ -164,6 +182,7 @@ Calibration measure_calibration() {
     (launch == Launch::fork ? c.fork_per_worker_us : c.spawn_per_worker_us) = per;
     (launch == Launch::fork ? c.fork_base_us : c.spawn_base_us) = std::max(0.0, one - per);
   }
+  c.fork_us_per_pte_kib = fork_us_per_pte_kib(c.fork_base_us + c.fork_per_worker_us);
   // Several one-thread processes at once, before this process runs any BLAS itself.
   const double together = c.cores > 1 ? concurrent_rate(c.cores) : 0;
   c.fault_us_per_mib = fault_us_per_mib();
@@ -209,6 +228,7 @@ std::string calibration_json(const Calibration& c, int indent) {
                             {"half_rate_dim", c.half_rate_dim},
                             {"fork_base_us", c.fork_base_us},
                             {"fork_per_worker_us", c.fork_per_worker_us},
+                            {"fork_us_per_pte_kib", c.fork_us_per_pte_kib},
                             {"spawn_base_us", c.spawn_base_us},
                             {"spawn_per_worker_us", c.spawn_per_worker_us},
                             {"fault_us_per_mib", c.fault_us_per_mib},
@@ -264,6 +284,7 @@ Calibration load_calibration() {
     m.half_rate_dim = j.at("half_rate_dim");
     m.fork_base_us = j.at("fork_base_us");
     m.fork_per_worker_us = j.at("fork_per_worker_us");
+    m.fork_us_per_pte_kib = j.value("fork_us_per_pte_kib", m.fork_us_per_pte_kib);
     m.spawn_base_us = j.at("spawn_base_us");
     m.spawn_per_worker_us = j.at("spawn_per_worker_us");
     m.fault_us_per_mib = j.at("fault_us_per_mib");

@@ -6,7 +6,10 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 #include <initializer_list>
+#include <string>
 
 namespace shmgemm::detail {
 
@@ -143,14 +146,25 @@ double predict_in_process(const ProductShape& p, std::size_t threads, const Cali
          map_seconds((m * k + k * n + m * n) * item, c);
 }
 
+double page_tables_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("VmPTE:")) return std::strtod(line.c_str() + 6, nullptr);
+  return 0;
+}
+
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
-                       Launch launch, Backing backing, const Calibration& c) {
+                       Launch launch, Backing backing, const Calibration& c,
+                       double page_tables_kib) {
   const double w = double(std::max<std::size_t>(workers, 1));
   const double n = double(p.n), k = double(p.k);
   const double rows = std::ceil(double(p.m) / w);  // the largest block decides
   const double item = double(item_size(p.dtype));
-  const double launch_us = launch == Launch::fork ? c.fork_base_us + c.fork_per_worker_us * w
-                                                  : c.spawn_base_us + c.spawn_per_worker_us * w;
+  const double launch_us =
+      launch == Launch::fork
+          ? c.fork_base_us + (c.fork_per_worker_us + c.fork_us_per_pte_kib * page_tables_kib) * w
+          : c.spawn_base_us + c.spawn_per_worker_us * w;
   // Several processes at once share the memory system: process_scaling.
   const double together = workers > 1 ? c.process_scaling : 1.0;
   const double compute = 2.0 * rows * n * k / (process_rate(p, rows, threads, c) * together);
@@ -196,10 +210,11 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
                          predict_in_process(p, in_threads, c)};
   plan.candidates.push_back(in);
   PlanCandidate best_workers{0, 0, 0};
+  const double ptes = o.launch == Launch::fork ? page_tables_kib() : 0;
   for (std::size_t w = 1; w <= std::min<std::uint64_t>(cores, p.m); ++w) {
     const std::size_t t = threads_for(w);
     const PlanCandidate x{static_cast<unsigned>(w), static_cast<unsigned>(t),
-                          predict_workers(p, w, t, o.launch, o.backing, c)};
+                          predict_workers(p, w, t, o.launch, o.backing, c, ptes)};
     plan.candidates.push_back(x);
     if (best_workers.workers == 0 || x.predicted_seconds < best_workers.predicted_seconds)
       best_workers = x;

@@ -84,9 +84,13 @@ double predict_in_process(const ProductShape& p, std::size_t threads, const Cali
 // Seconds with `workers` workers of `threads` threads each: launching and joining them, the
 // largest block's product (at the rate above for its shape, slowed by process_scaling when
 // several processes run at once), mapping its rows of A and C and all of B (the workers in
-// parallel), and for the shm backing copying A and B in and C out.
+// parallel), and for the shm backing copying A and B in and C out. A fork also copies the
+// forking process's page tables (`page_tables_kib` of them) into each worker.
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
-                       Launch launch, Backing backing, const Calibration& c);
+                       Launch launch, Backing backing, const Calibration& c,
+                       double page_tables_kib = 0);
+// The size of this process's page tables (VmPTE), in KiB; 0 if unknown.
+double page_tables_kib();
 
 // True when, by the built-in figures, the whole product in process takes less than launching
 // one worker: no calibration can make workers pay, and the plan need not read the cache.

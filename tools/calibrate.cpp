@@ -32,6 +32,8 @@ int run_calibrate(bool show, bool json) {
   fmt::print("  half-rate dimension:        {:.0f}\n", c.half_rate_dim);
   fmt::print("  fork + join:                {:.0f} us + {:.0f} us per worker\n", c.fork_base_us,
              c.fork_per_worker_us);
+  fmt::print("  fork's page-table copy:     {:.1f} us per KiB of page tables, per worker\n",
+             c.fork_us_per_pte_kib);
   fmt::print("  spawn + join:               {:.0f} us + {:.0f} us per worker\n", c.spawn_base_us,
              c.spawn_per_worker_us);
   fmt::print("  mapping shared pages:       {:.0f} us per MiB\n", c.fault_us_per_mib);

@@ -97,6 +97,15 @@ def cases(quick):
     return out, pool
 
 
+def _plan(report):
+    """A shmgemm call's plan in a few words ("in process x 2", "2 workers x 1"), or None."""
+    if not report:
+        return None
+    if report["in_process"]:
+        return f"in process x {report['threads_per_worker']}"
+    return f"{report['workers']} {report['launch']} x {report['threads_per_worker']}"
+
+
 def _same(x, y):
     if isinstance(x, list):
         return all(_same(p, q) for p, q in zip(x, y)) and len(x) == len(y)
@@ -123,30 +132,34 @@ def main(argv=None):
             if args.only not in name:
                 continue
             times = {v: [] for v in variants}
-            answers = {}
+            answers, plans = {}, {}
             repeats = 200 if "round trip" in name else 1
             for r in range(args.rounds):
                 order = list(variants) if r % 2 == 0 else list(reversed(variants))
                 for v in order:
+                    shmgemm._local.report = None
                     t0 = time.perf_counter()
                     for _ in range(repeats):
                         got = variants[v]()
                     times[v].append((time.perf_counter() - t0) / repeats)
                     answers.setdefault(v, got)
+                    plans.setdefault(v, set()).add(_plan(shmgemm.last_report()))
             ref = answers[baseline]
             base = statistics.median(times[baseline])
             for v in variants:
                 med = statistics.median(times[v])
                 results.append({"case": name, "variant": v, "seconds": med,
                                 "speedup_vs_" + "baseline": base / med,
-                                "baseline": baseline, "answer_matches": _same(answers[v], ref)})
+                                "baseline": baseline, "answer_matches": _same(answers[v], ref),
+                                "plans": sorted(p for p in plans[v] if p)})
     if args.json:
         print(json.dumps({"rounds": args.rounds, "cores": os.cpu_count(), "results": results}))
         return 0
-    print(f"{'case':<50} {'variant':<32} {'median s':>10} {'vs baseline':>11}  answer")
+    print(f"{'case':<48} {'variant':<30} {'median s':>10} {'vs baseline':>11}  answer  plan")
     for r in results:
-        print(f"{r['case']:<50} {r['variant']:<32} {r['seconds']:10.6f} "
-              f"{r['speedup_vs_baseline']:10.2f}x  {'same' if r['answer_matches'] else 'DIFFERS'}")
+        print(f"{r['case']:<48} {r['variant']:<30} {r['seconds']:10.6f} "
+              f"{r['speedup_vs_baseline']:10.2f}x  {'same' if r['answer_matches'] else 'DIFFERS'}"
+              f"    {', '.join(r['plans'])}")
     return 0 if all(r["answer_matches"] for r in results) else 1
 
 

@@ -127,7 +127,7 @@ Placement::Placement(Product& p, const NewResult& out, Launch launch, bool worke
   p.c = out.area(launch);
 }
 
-NewResult::NewResult(std::uint64_t bytes, bool workers)
+NewResult::NewResult(std::uint64_t bytes, bool workers, bool huge_pages)
     : bytes_(std::max<std::uint64_t>(bytes, 1)) {
   if (!workers) {
     if (bytes_ < kHugePage) {
@@ -135,7 +135,7 @@ NewResult::NewResult(std::uint64_t bytes, bool workers)
       return;
     }
     private_ = map_memory(bytes_, MAP_PRIVATE | MAP_ANONYMOUS, -1);
-    ::madvise(private_.get(), bytes_, MADV_HUGEPAGE);  // advice: THP may be off
+    if (huge_pages) ::madvise(private_.get(), bytes_, MADV_HUGEPAGE);  // advice: THP may be off
     return;
   }
   memfd_ = Fd(::memfd_create("shmgemm-c", MFD_CLOEXEC));
@@ -148,6 +148,15 @@ NewResult::NewResult(std::uint64_t bytes, bool workers)
     throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
                                                  bytes_, std::strerror(errno)));
   shared_ = static_cast<std::byte*>(shared);
+}
+
+void populate_for_writing(std::byte* p, std::uint64_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  advise_pages(p, bytes, MADV_POPULATE_WRITE);
+#else
+  static_cast<void>(p);
+  static_cast<void>(bytes);
+#endif
 }
 
 NewResult::~NewResult() {

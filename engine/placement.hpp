@@ -16,13 +16,15 @@
 namespace shmgemm::detail {
 
 // A new C-order result for a call whose plan is known (matmul's OwnedArray form). In process:
-// private memory, with huge pages asked for when large. With workers: a memfd, written through
+// private memory, with huge pages asked for when large and `huge_pages` (as numpy does for an
+// array of 4 MiB or more; not for many small results in one block, whose first touch would
+// then pay for compacting memory into huge pages). With workers: a memfd, written through
 // a shared mapping (forked workers inherit it; spawned ones open /proc/PID/fd/N) and seen by
 // this process through a private mapping of the same pages, so that nothing is copied back and
 // the array is private memory as numpy's are (a later fork gets copy-on-write pages).
 class NewResult {
  public:
-  NewResult(std::uint64_t bytes, bool workers);
+  NewResult(std::uint64_t bytes, bool workers, bool huge_pages = true);
   NewResult(const NewResult&) = delete;
   NewResult& operator=(const NewResult&) = delete;
   ~NewResult();
@@ -37,6 +39,10 @@ class NewResult {
   std::byte* shared_ = nullptr;    // the workers' mapping (with workers)
   std::shared_ptr<void> private_;  // what the caller keeps
 };
+
+// Faults in the pages of [p, p + bytes) for writing, in one system call (MADV_POPULATE_WRITE;
+// nothing where the kernel lacks it).
+void populate_for_writing(std::byte* p, std::uint64_t bytes);
 
 // The operands of one one-shot call. Thread-safety: none.
 class Placement {

@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 #include <algorithm>
-#include <cmath>
 #include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstring>
 
 #include "common/limbs.hpp"

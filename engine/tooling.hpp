@@ -28,7 +28,7 @@ struct Calibration {
   // ... plus this per KiB of the forking process's page tables, per worker: fork copies them
   // (a Python process holding many arrays of 4 KiB pages has megabytes of them).
   double fork_us_per_pte_kib = 9;
-  double spawn_base_us = 1500;      // the same, starting shmgemm-worker executables
+  double spawn_base_us = 1500;  // the same, starting shmgemm-worker executables
   double spawn_per_worker_us = 1500;
   double fault_us_per_mib = 60;  // mapping one MiB of shared pages into one more process
   double copy_gbs = 6;           // memcpy bandwidth, for the shm backing's copies

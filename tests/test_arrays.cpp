@@ -421,6 +421,49 @@ TEST_CASE("matmul(a, b) into a new array: written where it is returned, private 
   CHECK(test::segments_of(::getpid()).empty());
 }
 
+TEST_CASE("matmul_many: every pair's product in order, on forked workers or in process") {
+  std::mt19937_64 rng(5);
+  std::vector<Array> operands;
+  std::vector<std::pair<ArrayView, ArrayView>> pairs;
+  for (const Case& c : cases()) {
+    operands.push_back(c.a());
+    operands.push_back(c.b());
+  }
+  for (Array& x : operands)
+    fill(x, rng);
+  for (std::size_t i = 0; i < operands.size(); i += 2)
+    pairs.emplace_back(operands[i].view, operands[i + 1].view);
+  for (unsigned workers : {0u, 2u, 3u}) {
+    CAPTURE(workers);
+    Options o;
+    o.workers = workers;
+    o.in_process = workers == 0;
+    Report r;
+    const std::vector<OwnedArray> got = matmul_many(pairs, o, &r);
+    REQUIRE(got.size() == pairs.size());
+    CHECK(r.workers == (workers == 0 ? 0u : std::min<unsigned>(workers, pairs.size())));
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      CAPTURE(i);
+      const Array& a = operands[2 * i];
+      const Array& b = operands[2 * i + 1];
+      const DType result = result_dtype(a.view, b.view);
+      REQUIRE(got[i].view.shape() == result_shape(a, b));
+      Array out(result, got[i].view.shape());
+      std::memcpy(out.view.data(), got[i].view.data(), got[i].view.size() * item_size(result));
+      CHECK(mismatches_with_reference(a, b, out, result) == 0);
+    }
+  }
+  // Every pair checked before any work, the one at fault named; spawn is refused.
+  std::vector<std::pair<ArrayView, ArrayView>> bad = pairs;
+  bad.emplace_back(operands[0].view, operands[0].view);
+  const std::string named = fmt::format("pair {}: ", pairs.size());
+  CHECK_THROWS_WITH_AS(matmul_many(bad), doctest::Contains(named.c_str()), Error);
+  Options spawn;
+  spawn.launch = Launch::spawn;
+  CHECK_THROWS_AS(matmul_many(pairs, spawn), Error);
+  CHECK(test::segments_of(::getpid()).empty());
+}
+
 TEST_CASE("Pool::matmul(ArrayView): the same rules, operands staged or in the arena") {
   for (Launch launch : {Launch::fork, Launch::spawn}) {
     Options o;

@@ -130,6 +130,16 @@ def _prepare(a, b, out):
     return a, b, out, None
 
 
+def _as_numpy_result(result, engine_dtype, dtype):
+    """The engine's new array as numpy returns it: bool for bool @ bool, the operand's own
+    dtype object (longlong stays longlong), a scalar for vector @ vector."""
+    if dtype != engine_dtype:
+        result = np.not_equal(result, 0)  # bool @ bool: true where the sum is non-zero
+    elif result.dtype.char != engine_dtype.char:
+        result = result.view(engine_dtype)
+    return result[()] if result.ndim == 0 else result
+
+
 def _finish(target, staged, returned_new):
     """Copies the engine's result into the array returned (casting as numpy does; bool: true
     where non-zero); a 0-d result of a vector @ vector becomes numpy's scalar."""
@@ -213,11 +223,7 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
         # Into memory the engine allocates where its workers write it: nothing copied back.
         a, b, _, engine_dtype, dtype = _typed(a, b)
         result, rep = _core.matmul_new(a, b, **options)
-        if dtype != engine_dtype:
-            result = np.not_equal(result, 0)  # bool @ bool: true where the sum is non-zero
-        elif result.dtype.char != engine_dtype.char:
-            result = result.view(engine_dtype)  # longlong stays longlong, as with numpy
-        result = result[()] if result.ndim == 0 else result
+        result = _as_numpy_result(result, engine_dtype, dtype)
     else:
         a, b, target, staged = _prepare(a, b, out)
         rep = _core.matmul(a, b, target if staged is None else staged, **options)
@@ -419,15 +425,26 @@ def _many(pool, pairs):
 def matmul_many(pairs, *, workers="auto", launch="fork"):
     """Any set of products at once: ``[np.matmul(a, b) for a, b in pairs]``, in parallel.
 
-    Each pair may have its own shapes and dtypes. Products large enough to pay for a worker go
-    to a pool's workers, largest first so that they finish together; the small ones (below 50
-    MFLOP) are computed meanwhile in this process, so that no worker runs one tiny product per
-    round trip. Returns the results in the order of ``pairs``.
+    Each pair may have its own shapes and dtypes. With ``launch="fork"`` (the default), one
+    worker per core is forked once for the whole set and computes its share of the products one
+    after another (one OpenBLAS thread each, largest first to the least loaded worker), reading
+    the operands where they are and writing the results where they are returned: no worker runs
+    one product per round trip, and nothing is copied. When the whole set is too small to pay
+    for launching workers, it runs in this process. With ``launch="spawn"``, a Pool's workers
+    take the products (operands copied into its arena). Returns the results in the order of
+    ``pairs``; they share one block of memory, freed with the last of them.
 
     For many windows of one matrix (``a @ b[:, i:i+n]`` for every i), one product and a gather
     is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
     """
     pairs = list(pairs)
-    count = None if workers == "auto" else max(_workers(workers)[0], 1)
-    with Pool(workers=count, launch=launch) as pool:
-        return _many(pool, pairs)
+    if launch != "fork":
+        count = None if workers == "auto" else max(_workers(workers)[0], 1)
+        with Pool(workers=count, launch=launch) as pool:
+            return _many(pool, pairs)
+    count, in_process = _workers(workers)
+    typed = [_typed(a, b) for a, b in pairs]
+    results, rep = _core.matmul_many([(t[0], t[1]) for t in typed], workers=count,
+                                     in_process=in_process)
+    _remember(rep)
+    return [_as_numpy_result(r, t[3], t[4]) for r, t in zip(results, typed)]

@@ -355,6 +355,29 @@ PYBIND11_MODULE(_core, m) {
       py::arg("timeout") = 0.0);
 
   m.def(
+      "matmul_many",
+      [](const std::vector<std::pair<py::array, py::array>>& pairs, unsigned workers,
+         bool in_process, double timeout) {
+        std::vector<std::pair<ArrayView, ArrayView>> views;
+        views.reserve(pairs.size());
+        for (const auto& [a, b] : pairs)
+          views.emplace_back(view_of(a, false), view_of(b, false));
+        const shmgemm::Options o = options_of(workers, "fork", 0, in_process, false, timeout);
+        auto made = std::make_shared<std::vector<shmgemm::OwnedArray>>();
+        const shmgemm::Report r = run_stoppable([&views, o, made] {
+          shmgemm::Report report;
+          *made = shmgemm::matmul_many(views, o, &report);
+          return report;
+        });
+        py::list arrays;
+        for (const shmgemm::OwnedArray& x : *made)
+          arrays.append(owned_array(x));
+        return py::make_tuple(arrays, report_dict(r));
+      },
+      py::arg("pairs"), py::arg("workers") = 0, py::arg("in_process") = false,
+      py::arg("timeout") = 0.0);
+
+  m.def(
       "matmul_shape",
       [](const py::array& a, const py::array& b) {
         try {

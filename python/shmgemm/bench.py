@@ -79,12 +79,14 @@ def cases(quick):
         }),
         (f"{len(many)} products, sides 20-400", "numpy loop", {
             "numpy loop": lambda: loop(many),
-            "shmgemm.matmul_many": lambda: pool.matmul_many(many),
+            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(many),
+            "pool.matmul_many": lambda: pool.matmul_many(many),
         }),
         ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", {
             "as_strided + repeated A": lambda: _as_strided_windows(win_a, win_b, 200),
             "numpy loop": lambda: loop(windows),
-            "shmgemm.matmul_many": lambda: pool.matmul_many(windows),
+            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(windows),
+            "pool.matmul_many": lambda: pool.matmul_many(windows),
             "one product, then the windows": lambda: [
                 w for p in [shmgemm.matmul(win_a, win_b)] for w in
                 (p[:, i:i + 200] for i in range(801))],

@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "shmgemm/array_view.hpp"
@@ -142,6 +144,18 @@ struct OwnedArray {
 // copies that page. The rest as matmul() above; `report`, when given, receives the report.
 SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Options& options = {},
                               Report* report = nullptr);
+
+// Any set of products at once: [np.matmul(a, b) for (a, b) in pairs], each pair of its own
+// shapes and dtypes, each result a new array as above (all of them in one block of memory,
+// freed with the last of them). Fork workers only (options.launch = spawn: Error(unsupported);
+// use a Pool): each is forked once and computes its share of the products one after another
+// with one OpenBLAS thread, largest first to the least loaded worker, reading the operands
+// where they are. options.workers = 0: one per core, or none (every product here, with every
+// core's threads) when launching them would cost more than they save. Every pair is checked
+// before any work (Error(shape_mismatch) names the pair). `report`, when given: the plan.
+SHMGEMM_API std::vector<OwnedArray> matmul_many(
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options = {},
+    Report* report = nullptr);
 
 // The 2-D float conveniences over the above (numpy's 2-D messages: "shapes (3,4) and (5,6) not
 // aligned: 4 (dim 1) != 5 (dim 0)").

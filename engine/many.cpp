@@ -1,0 +1,178 @@
+// matmul_many: any set of products at once. Each worker, forked once, computes its share of
+// the products one after another with one OpenBLAS thread, reading the operands where they are
+// (inherited) and writing the results into one memory file, seen here as private arrays.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include "engine/interrupt.hpp"
+#include "engine/job_runner.hpp"
+#include "engine/placement.hpp"
+#include "engine/plan.hpp"
+#include "engine/product.hpp"
+#include "engine/tooling.hpp"
+#include "shmgemm/shmgemm.hpp"
+
+namespace shmgemm {
+namespace {
+
+struct Item {
+  ArrayView a, b;
+  DType result = DType::float64;
+  std::vector<std::int64_t> shape;
+  std::uint64_t offset = 0, bytes = 0;  // in the results' memory
+  double flops = 0;
+};
+
+constexpr std::uint64_t kAlign = 64;
+
+Options one_thread_in_process(const Options& o) {
+  Options in;
+  in.in_process = true;
+  in.threads_per_worker = 1;
+  in.timeout = o.timeout;
+  return in;
+}
+
+}  // namespace
+
+std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
+                                    const Options& options, Report* report_out) {
+  const auto start = std::chrono::steady_clock::now();
+  const detail::StopScope interrupts(options.timeout);
+  detail::check_options(options, detail::Entry::matmul);
+  if (options.launch != Launch::fork)
+    throw Error(ErrorCode::unsupported,
+                "matmul_many: only fork workers can read the operands where they are (use a "
+                "Pool for spawn)");
+  // Every pair checked before any work: numpy's messages, naming the pair.
+  std::vector<Item> items(pairs.size());
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    Item& it = items[i];
+    it.a = pairs[i].first;
+    it.b = pairs[i].second;
+    try {
+      it.shape = matmul_shape(it.a, it.b);
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("pair {}: {}", i, e.what()));
+    }
+    it.result = result_dtype(it.a, it.b);
+    std::uint64_t elements = 1;
+    for (std::int64_t d : it.shape)
+      elements *= static_cast<std::uint64_t>(d);
+    it.bytes = elements * item_size(it.result);
+    it.offset = total;
+    total += (it.bytes + kAlign - 1) / kAlign * kAlign;
+    const std::int64_t k = it.a.shape().back();
+    it.flops = 2.0 * double(elements) * double(k);
+  }
+  const double all_flops = std::accumulate(items.begin(), items.end(), 0.0,
+                                           [](double s, const Item& it) { return s + it.flops; });
+
+  // The workers: at most one per core, fewer when launching them costs more than they save.
+  const unsigned cores = available_cores();
+  const Calibration c = load_calibration();
+  const double rate = c.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
+  unsigned workers = options.workers ? options.workers : cores;
+  workers = static_cast<unsigned>(std::min<std::size_t>(workers, items.size()));
+  const double launch =
+      (c.fork_base_us +
+       (c.fork_per_worker_us + c.fork_us_per_pte_kib * detail::page_tables_kib()) * workers) *
+      1e-6;
+  // Small products hardly run faster on more threads (packing dominates), but do on more
+  // processes: workers unless launching them costs about what the whole set takes.
+  const bool in_process = options.in_process || workers <= 1 ||
+                          (options.workers == 0 && all_flops / (rate * cores) < 4 * launch);
+  Report report;
+  report.launch = options.launch;
+  report.batch = items.size();
+  report.in_process = in_process;
+  report.workers = in_process ? 0 : workers;
+  report.threads_per_worker = in_process ? cores : 1;
+  report.plan_reason = in_process
+                           ? fmt::format(
+                                 "{} products in process: launching workers would cost more than "
+                                 "they save",
+                                 items.size())
+                           : fmt::format("{} products on {} workers x 1 thread, largest first",
+                                         items.size(), workers);
+  detail::NewResult memory(total, !in_process, false);
+  std::byte* area = memory.area(options.launch).local;
+  auto out_of = [&](const Item& it) { return ArrayView(area + it.offset, it.result, it.shape); };
+
+  if (in_process) {
+    Options in = one_thread_in_process(options);
+    in.threads_per_worker = cores;
+    for (const Item& it : items)
+      matmul(it.a, it.b, out_of(it), in);
+  } else {
+    // Largest first, each to the worker with the least work so far; each worker's products
+    // then lie in one range of `order`, which its slot's rows name.
+    std::vector<std::size_t> by_size(items.size());
+    std::iota(by_size.begin(), by_size.end(), 0);
+    std::stable_sort(by_size.begin(), by_size.end(),
+                     [&](std::size_t x, std::size_t y) { return items[x].flops > items[y].flops; });
+    std::vector<std::vector<std::size_t>> share(workers);
+    std::vector<double> load(workers, 0);
+    for (std::size_t i : by_size) {
+      const auto w =
+          static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+      share[w].push_back(i);
+      load[w] += items[i].flops + 2e5;  // a call's own cost, in flops
+    }
+    std::vector<std::size_t> order;
+    detail::Plan plan;
+    plan.workers = workers;
+    plan.threads_per_worker = 1;
+    detail::JobSegment described;
+    JobDescriptor& job = *described.job;
+    job.m = items.size();
+    for (std::size_t w = 0; w < workers; ++w) {
+      job.slots[w].row_begin = order.size();
+      order.insert(order.end(), share[w].begin(), share[w].end());
+      job.slots[w].row_end = order.size();
+    }
+    const Options in = one_thread_in_process(options);
+    auto body = [&](std::size_t w) {
+      WorkerSlot& slot = job.slots[w];
+      try {
+        // This worker's results, faulted in at once (a page fault each costs more).
+        for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r)
+          detail::populate_for_writing(area + items[order[r]].offset, items[order[r]].bytes);
+        for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
+          const Item& it = items[order[r]];
+          matmul(it.a, it.b, out_of(it), in);
+          slot.rows_done.store(r + 1 - slot.row_begin);
+        }
+        slot.state.store(static_cast<std::uint32_t>(SlotState::done));
+        return 0;
+      } catch (const std::exception& e) {
+        std::snprintf(slot.message, sizeof slot.message, "%s", e.what());
+        slot.state.store(static_cast<std::uint32_t>(SlotState::failed));
+        return 1;
+      }
+    };
+    Options launch_options = options;
+    launch_options.progress = false;
+    report.compute_seconds =
+        detail::launch_and_join(job, described.segment.name(), plan, body, launch_options, 0)
+            .compute_seconds;
+  }
+  detail::throw_if_interrupted();
+  const std::shared_ptr<void> owner = memory.release();
+  std::vector<OwnedArray> out;
+  out.reserve(items.size());
+  for (const Item& it : items)
+    out.push_back(
+        {ArrayView(static_cast<std::byte*>(owner.get()) + it.offset, it.result, it.shape), owner});
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (report_out) *report_out = report;
+  return out;
+}
+
+}  // namespace shmgemm

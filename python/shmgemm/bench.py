@@ -2,12 +2,18 @@
 side by side in one run, alternating, medians of --rounds, in-memory arrays, every answer
 checked against numpy's.
 
-usage: python -m shmgemm.bench [--rounds 5] [--only TEXT] [--quick] [--json]
+usage: python -m shmgemm.bench [--rounds 5] [--only TEXT] [--quick] [--json] [--memory]
+
+--memory: instead, the peak PSS of the whole process tree (a fresh Python process and the
+workers it starts, sampled every 2 ms from /proc/PID/smaps_rollup by this process, which is
+not part of the tree) while it computes a 4000^2 float64 product, per variant, against
+|A| + |B| + |C|.
 """
 import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -99,6 +105,107 @@ def cases(quick):
     return out, pool
 
 
+_MEMORY_VARIANTS = {
+    "numpy": "c = a @ b",
+    "shmgemm.matmul": "c = shmgemm.matmul(a, b)",
+    "shmgemm.matmul, 2 fork workers": "c = shmgemm.matmul(a, b, workers=2)",
+    "shmgemm.matmul, 2 spawn workers": "c = shmgemm.matmul(a, b, workers=2, launch='spawn')",
+}
+
+_MEMORY_CHILD = """
+import sys, numpy as np, shmgemm
+s = int(sys.argv[1])
+rng = np.random.default_rng(0)
+a, b = rng.standard_normal((s, s)), rng.standard_normal((s, s))
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+{}
+assert c.shape == (s, s)
+sys.stdout.write("done\\n"); sys.stdout.flush(); sys.stdin.readline()
+"""
+
+
+def _tree_pss(root):
+    """Summed PSS (bytes) of `root` and its descendants, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def _peak_pss(code, size):
+    """(PSS before the product, peak PSS while computing it) of a fresh Python process tree."""
+    child = subprocess.Popen([sys.executable, "-c", _MEMORY_CHILD.format(code), str(size)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        before = _tree_pss(child.pid)
+        peak = before
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        import selectors
+        sel = selectors.DefaultSelector()
+        sel.register(child.stdout, selectors.EVENT_READ)
+        while not sel.select(timeout=0.002):
+            peak = max(peak, _tree_pss(child.pid))
+        assert child.stdout.readline() == "done\n"
+        peak = max(peak, _tree_pss(child.pid))
+        child.stdin.write("end\n")
+        child.stdin.flush()
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return before, peak
+
+
+def memory(rounds, quick, as_json):
+    size = 1000 if quick else 4000
+    operands = 3 * size * size * 8
+    mib = 1 << 20
+    peaks = {v: [] for v in _MEMORY_VARIANTS}
+    befores = {v: [] for v in _MEMORY_VARIANTS}
+    for r in range(rounds):
+        order = list(_MEMORY_VARIANTS) if r % 2 == 0 else list(reversed(_MEMORY_VARIANTS))
+        for v in order:
+            before, peak = _peak_pss(_MEMORY_VARIANTS[v], size)
+            peaks[v].append(peak)
+            befores[v].append(before)
+    rows = [{"variant": v, "peak_pss_mib": statistics.median(peaks[v]) / mib,
+             "before_mib": statistics.median(befores[v]) / mib,
+             "over_operands_mib": (statistics.median(peaks[v]) - operands) / mib}
+            for v in _MEMORY_VARIANTS]
+    if as_json:
+        print(json.dumps({"size": size, "operands_mib": operands / mib, "rounds": rounds,
+                          "results": rows}))
+        return 0
+    print(f"{size}^2 float64, |A| + |B| + |C| = {operands / mib:.1f} MiB; peak PSS of the "
+          f"process tree, medians of {rounds}")
+    print(f"{'variant':<34} {'before MiB':>10} {'peak MiB':>10} {'over |A|+|B|+|C|':>17}")
+    for row in rows:
+        print(f"{row['variant']:<34} {row['before_mib']:10.1f} {row['peak_pss_mib']:10.1f} "
+              f"{row['over_operands_mib']:+16.1f}")
+    return 0
+
+
 def _plan(report):
     """A shmgemm call's plan in a few words ("in process x 2", "2 workers x 1"), or None."""
     if not report:
@@ -126,7 +233,11 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a smoke test)")
     parser.add_argument("--json", action="store_true", help="one JSON object on stdout")
     parser.add_argument("--only", default="", help="only the cases whose name contains this")
+    parser.add_argument("--memory", action="store_true",
+                        help="peak PSS of the process tree instead of times (see above)")
     args = parser.parse_args(argv)
+    if args.memory:
+        return memory(args.rounds, args.quick, args.json)
     table, pool = cases(args.quick)
     results = []
     with np.errstate(all="ignore"), pool:

@@ -84,10 +84,14 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
       (c.fork_base_us +
        (c.fork_per_worker_us + c.fork_us_per_pte_kib * detail::page_tables_kib()) * workers) *
       1e-6;
-  // Small products hardly run faster on more threads (packing dominates), but do on more
-  // processes: workers unless launching them costs about what the whole set takes.
-  const bool in_process = options.in_process || workers <= 1 ||
-                          (options.workers == 0 && all_flops / (rate * cores) < 4 * launch);
+  // Workers pay when products are large enough that packing does not dominate them: measured
+  // here, sets of products of 20-400 a side (18 MFLOP on average) ran as fast in process as
+  // on one-thread workers, which also fault in fresh shared pages for every result.
+  constexpr double kWorkerProductFlops = 5e7;
+  const bool in_process =
+      options.in_process || workers <= 1 ||
+      (options.workers == 0 && (all_flops / double(items.size()) < kWorkerProductFlops ||
+                                all_flops / (rate * cores) < 4 * launch));
   Report report;
   report.launch = options.launch;
   report.batch = items.size();
@@ -101,16 +105,27 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
                                  items.size())
                            : fmt::format("{} products on {} workers x 1 thread, largest first",
                                          items.size(), workers);
-  detail::NewResult memory(total, !in_process, false);
-  std::byte* area = memory.area(options.launch).local;
-  auto out_of = [&](const Item& it) { return ArrayView(area + it.offset, it.result, it.shape); };
-
+  std::vector<OwnedArray> out;
+  out.reserve(items.size());
+  auto done = [&] {
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (report_out) *report_out = report;
+    return std::move(out);
+  };
   if (in_process) {
+    // Each result an array of its own, as numpy's loop makes them (small ones from the heap,
+    // whose pages are warm from earlier calls; one block would be fresh pages to fault in).
     Options in = one_thread_in_process(options);
     in.threads_per_worker = cores;
     for (const Item& it : items)
-      matmul(it.a, it.b, out_of(it), in);
-  } else {
+      out.push_back(matmul(it.a, it.b, in));
+    return done();
+  }
+  detail::NewResult memory(total, true);
+  std::byte* area = memory.area(options.launch).local;
+  auto out_of = [&](const Item& it) { return ArrayView(area + it.offset, it.result, it.shape); };
+  {
     // Largest first, each to the worker with the least work so far; each worker's products
     // then lie in one range of `order`, which its slot's rows name.
     std::vector<std::size_t> by_size(items.size());
@@ -165,14 +180,10 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   }
   detail::throw_if_interrupted();
   const std::shared_ptr<void> owner = memory.release();
-  std::vector<OwnedArray> out;
-  out.reserve(items.size());
   for (const Item& it : items)
     out.push_back(
         {ArrayView(static_cast<std::byte*>(owner.get()) + it.offset, it.result, it.shape), owner});
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (report_out) *report_out = report;
-  return out;
+  return done();
 }
 
 }  // namespace shmgemm

@@ -410,13 +410,11 @@ def _many(pool, pairs):
     big = sorted((i for i, f in enumerate(flops) if f >= _SMALL_FLOPS), key=lambda i: -flops[i])
     futures = {i: pool.submit(*pairs[i]) for i in big}
     results = [None] * len(pairs)
-    # Meanwhile, the small ones here, in process, one engine call each.
-    for i, (a, b) in enumerate(pairs):
-        if i not in futures:
-            a, b, target, staged = _prepare(a, b, None)
-            _core.matmul(a, b, target if staged is None else staged, in_process=True,
-                         stoppable=False)
-            results[i] = _finish(target, staged, True)
+    # Meanwhile, the small ones here, in process, in one engine call.
+    small = [i for i in range(len(pairs)) if i not in futures]
+    results_small = _in_process_many([pairs[i] for i in small])
+    for i, r in zip(small, results_small):
+        results[i] = r
     for i, f in futures.items():
         results[i] = f.result()
     return results
@@ -429,10 +427,11 @@ def matmul_many(pairs, *, workers="auto", launch="fork"):
     worker per core is forked once for the whole set and computes its share of the products one
     after another (one OpenBLAS thread each, largest first to the least loaded worker), reading
     the operands where they are and writing the results where they are returned: no worker runs
-    one product per round trip, and nothing is copied. When the whole set is too small to pay
-    for launching workers, it runs in this process. With ``launch="spawn"``, a Pool's workers
+    one product per round trip, and nothing is copied. With ``workers="auto"``, a set whose
+    products average under 50 MFLOP runs in this process instead (on this kind of machine such
+    products run no faster on workers: packing the operands dominates them). With ``launch="spawn"``, a Pool's workers
     take the products (operands copied into its arena). Returns the results in the order of
-    ``pairs``; they share one block of memory, freed with the last of them.
+    ``pairs`` (computed by workers, they share one block of memory, freed with the last of them).
 
     For many windows of one matrix (``a @ b[:, i:i+n]`` for every i), one product and a gather
     is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
@@ -443,8 +442,15 @@ def matmul_many(pairs, *, workers="auto", launch="fork"):
         with Pool(workers=count, launch=launch) as pool:
             return _many(pool, pairs)
     count, in_process = _workers(workers)
+    return _engine_many(pairs, workers=count, in_process=in_process)
+
+
+def _engine_many(pairs, **options):
     typed = [_typed(a, b) for a, b in pairs]
-    results, rep = _core.matmul_many([(t[0], t[1]) for t in typed], workers=count,
-                                     in_process=in_process)
+    results, rep = _core.matmul_many([(t[0], t[1]) for t in typed], **options)
     _remember(rep)
     return [_as_numpy_result(r, t[3], t[4]) for r, t in zip(results, typed)]
+
+
+def _in_process_many(pairs):
+    return _engine_many(pairs, in_process=True) if pairs else []

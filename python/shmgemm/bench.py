@@ -30,6 +30,31 @@ def _joblib_recipe(a, b, n_jobs):
     return np.vstack(parts)
 
 
+def _mp_init(a, b, out, shape):
+    global _mp_a, _mp_b, _mp_out
+    _mp_a, _mp_b = a, b
+    _mp_out = np.frombuffer(out, dtype=np.float64).reshape(shape)
+
+
+def _mp_rows(rows):
+    np.dot(_mp_a[rows], _mp_b, out=_mp_out[rows])
+
+
+def _multiprocessing_recipe(a, b, processes):
+    """The multiprocessing recipe: a fork Pool whose workers inherit A and B copy-on-write and
+    write their row blocks of C into a shared RawArray."""
+    import ctypes
+    import multiprocessing as mp
+    shape = (a.shape[0], b.shape[1])
+    out = mp.RawArray(ctypes.c_double, shape[0] * shape[1])
+    step = -(-a.shape[0] // processes)
+    blocks = [slice(i, min(i + step, a.shape[0])) for i in range(0, a.shape[0], step)]
+    with mp.get_context("fork").Pool(processes, initializer=_mp_init,
+                                     initargs=(a, b, out, shape)) as pool:
+        list(pool.imap_unordered(_mp_rows, blocks))
+    return np.frombuffer(out, dtype=np.float64).reshape(shape)
+
+
 def _as_strided_windows(a, b, width):
     """The sliding-window answer with as_strided and a repeated A."""
     from numpy.lib.stride_tricks import as_strided
@@ -53,6 +78,7 @@ def cases(quick):
     many = [(rng.standard_normal((m, k)), rng.standard_normal((k, n))) for m, k, n in shapes]
     win_a, win_b = rng.standard_normal((100, 200)), rng.standard_normal((200, 1000))
     windows = [(win_a, win_b[:, i:i + 200]) for i in range(801)]
+    window_index = np.lib.stride_tricks.sliding_window_view(np.arange(1000), 200)
     tiny = rng.standard_normal((8, 8))
     cores = shmgemm._core.available_cores()
     pool = shmgemm.Pool()
@@ -66,10 +92,12 @@ def cases(quick):
             "shmgemm.matmul": lambda: shmgemm.matmul(big_a, big_b),
             "in-process dgemm (workers=0)": lambda: shmgemm.matmul(big_a, big_b, workers=0),
             "joblib recipe": lambda: _joblib_recipe(big_a, big_b, cores),
+            "multiprocessing recipe": lambda: _multiprocessing_recipe(big_a, big_b, cores),
         }),
         ("50x100000x60 float64", "numpy", {
             "numpy": lambda: skinny_a @ skinny_b,
             "shmgemm.matmul": lambda: shmgemm.matmul(skinny_a, skinny_b),
+            "multiprocessing recipe": lambda: _multiprocessing_recipe(skinny_a, skinny_b, cores),
         }),
         ("int64 randint(0,10) 1000^2", "numpy", {
             "numpy": lambda: small_int @ small_int,
@@ -96,6 +124,8 @@ def cases(quick):
             "one product, then the windows": lambda: [
                 w for p in [shmgemm.matmul(win_a, win_b)] for w in
                 (p[:, i:i + 200] for i in range(801))],
+            "numpy: one product, gathered": lambda: list(
+                (win_a @ win_b)[:, window_index].transpose(1, 0, 2)),
         }),
         ("pool.matmul round trip, 8x8", "numpy a @ b", {
             "numpy a @ b": lambda: tiny @ tiny,

@@ -151,7 +151,9 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Opti
 // use a Pool): each is forked once and computes its share of the products one after another
 // with one OpenBLAS thread, largest first to the least loaded worker, reading the operands
 // where they are. options.workers = 0: one per core, or none (every product here, with every
-// core's threads) when launching them would cost more than they save. Every pair is checked
+// core's threads, each result an array of its own) when the products average under 50 MFLOP
+// (measured: packing dominates them, and workers gain nothing) or launching workers would cost
+// about what the set takes. Every pair is checked
 // before any work (Error(shape_mismatch) names the pair). `report`, when given: the plan.
 SHMGEMM_API std::vector<OwnedArray> matmul_many(
     std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options = {},

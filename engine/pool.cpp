@@ -309,6 +309,17 @@ void PoolState::collect_finished() {
     finish_job(job);
 }
 
+Report PoolState::wait(std::future<Report>& f) {
+  constexpr auto kWaitSpin = std::chrono::microseconds(200);
+  const auto until = std::chrono::steady_clock::now() + kWaitSpin;
+  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
+         std::chrono::steady_clock::now() < until) {
+    collect_finished();
+    cpu_relax();
+  }
+  return f.get();
+}
+
 void PoolState::finish_job(JobRecord& job) noexcept {
   if (job.copy_to && job.error.empty()) scatter_from(job.product.c.local, *job.copy_to);
   if (job.job) return_descriptor(job.job);

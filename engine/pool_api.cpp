@@ -35,7 +35,8 @@ std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const A
 }
 
 Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
-  return submit(a, b, out).get();
+  std::future<Report> f = submit(a, b, out);
+  return state_->wait(f);
 }
 
 template <class T>
@@ -56,11 +57,13 @@ std::future<Report> Pool::submit(MatrixView<const float> a, MatrixView<const flo
 }
 
 void Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {
-  submit(a, b, c).get();
+  std::future<Report> f = submit(a, b, c);
+  state_->wait(f);
 }
 
 void Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c) {
-  submit(a, b, c).get();
+  std::future<Report> f = submit(a, b, c);
+  state_->wait(f);
 }
 
 unsigned Pool::workers() const {

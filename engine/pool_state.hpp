@@ -67,6 +67,10 @@ class PoolState {
     return s;
   }
   unsigned workers() const { return workers_; }
+  // Waits for `f`, a job of this pool: first for a short while (kWaitSpin) by looking at the
+  // tasks itself, as the monitor thread does, so that a small job's result reaches a caller
+  // that waits for it without two more thread wake-ups; then as any future.
+  Report wait(std::future<Report>& f);
 
  private:
   void monitor() noexcept;

@@ -1,6 +1,7 @@
 #include "worker/pool_worker.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 
 #include "common/job.hpp"
@@ -59,7 +60,14 @@ int run_pool_worker(PoolControl& control, std::byte* arena, unsigned id) noexcep
     set_blas_threads(static_cast<int>(control.threads_per_worker));
     control.attached.post();
     for (;;) {
-      control.queued.wait();
+      // A short spin first (kTaskSpin): a host that submits small jobs one after another
+      // finds this worker awake, not asleep in the kernel.
+      constexpr auto kTaskSpin = std::chrono::microseconds(200);
+      const auto until = std::chrono::steady_clock::now() + kTaskSpin;
+      bool taken = false;
+      while (!(taken = control.queued.try_wait()) && std::chrono::steady_clock::now() < until)
+        cpu_relax();
+      if (!taken) control.queued.wait();
       if (control.stop.load()) return 0;
       PoolTask* task = take_task(control, id);
       if (task == nullptr) continue;

@@ -64,75 +64,93 @@ def _as_strided_windows(a, b, width):
     return np.matmul(np.broadcast_to(a, (count,) + a.shape), windows)
 
 
-def cases(quick):
-    rng = np.random.default_rng(0)
+def cases(quick, pool):
+    """[(name, baseline, make)]: make() builds the case's operands (only for the cases run, so
+    that one case's arrays do not weigh on another's) and returns {variant: function}."""
     s = 1000 if quick else 4000
-    big_a, big_b = rng.standard_normal((s, s)), rng.standard_normal((s, s))
-    skinny_a, skinny_b = rng.standard_normal((50, 100000)), rng.standard_normal((100000, 60))
-    small_int = rng.integers(0, 10, (1000, 1000)).astype(np.int64)
-    full_int = rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (1000, 1000),
-                            dtype=np.int64)
-    batch_a = rng.standard_normal((100, 200))
-    batch_b = rng.standard_normal((200 if quick else 2000, 200, 200))
-    shapes = [tuple(int(x) for x in rng.integers(20, 401, 3)) for _ in range(100 if quick else 1000)]
-    many = [(rng.standard_normal((m, k)), rng.standard_normal((k, n))) for m, k, n in shapes]
-    win_a, win_b = rng.standard_normal((100, 200)), rng.standard_normal((200, 1000))
-    windows = [(win_a, win_b[:, i:i + 200]) for i in range(801)]
-    window_index = np.lib.stride_tricks.sliding_window_view(np.arange(1000), 200)
-    tiny = rng.standard_normal((8, 8))
+    stack = 200 if quick else 2000
+    count = 100 if quick else 1000
     cores = shmgemm._core.available_cores()
-    pool = shmgemm.Pool()
+
+    def rng():
+        return np.random.default_rng(0)
 
     def loop(pairs):
         return [np.matmul(x, y) for x, y in pairs]
 
-    out = [
-        (f"{s}^2 float64", "numpy", {
-            "numpy": lambda: big_a @ big_b,
-            "shmgemm.matmul": lambda: shmgemm.matmul(big_a, big_b),
-            "in-process dgemm (workers=0)": lambda: shmgemm.matmul(big_a, big_b, workers=0),
-            "joblib recipe": lambda: _joblib_recipe(big_a, big_b, cores),
-            "multiprocessing recipe": lambda: _multiprocessing_recipe(big_a, big_b, cores),
-        }),
-        ("50x100000x60 float64", "numpy", {
-            "numpy": lambda: skinny_a @ skinny_b,
-            "shmgemm.matmul": lambda: shmgemm.matmul(skinny_a, skinny_b),
-            "multiprocessing recipe": lambda: _multiprocessing_recipe(skinny_a, skinny_b, cores),
-        }),
-        ("int64 randint(0,10) 1000^2", "numpy", {
-            "numpy": lambda: small_int @ small_int,
-            "shmgemm.matmul": lambda: shmgemm.matmul(small_int, small_int),
-        }),
-        ("int64 full range 1000^2", "numpy", {
-            "numpy": lambda: full_int @ full_int,
-            "shmgemm.matmul": lambda: shmgemm.matmul(full_int, full_int),
-        }),
-        (f"{batch_b.shape[0]} x (100x200 @ 200x200), A broadcast", "numpy", {
-            "numpy": lambda: np.matmul(batch_a, batch_b),
-            "shmgemm.matmul": lambda: shmgemm.matmul(batch_a, batch_b),
-        }),
-        (f"{len(many)} products, sides 20-400", "numpy loop", {
-            "numpy loop": lambda: loop(many),
-            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(many),
-            "pool.matmul_many": lambda: pool.matmul_many(many),
-        }),
-        ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", {
-            "as_strided + repeated A": lambda: _as_strided_windows(win_a, win_b, 200),
-            "numpy loop": lambda: loop(windows),
-            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(windows),
-            "pool.matmul_many": lambda: pool.matmul_many(windows),
+    def square():
+        r = rng()
+        a, b = r.standard_normal((s, s)), r.standard_normal((s, s))
+        return {
+            "numpy": lambda: a @ b,
+            "shmgemm.matmul": lambda: shmgemm.matmul(a, b),
+            "in-process dgemm (workers=0)": lambda: shmgemm.matmul(a, b, workers=0),
+            "joblib recipe": lambda: _joblib_recipe(a, b, cores),
+            "multiprocessing recipe": lambda: _multiprocessing_recipe(a, b, cores),
+        }
+
+    def skinny():
+        r = rng()
+        a, b = r.standard_normal((50, 100000)), r.standard_normal((100000, 60))
+        return {
+            "numpy": lambda: a @ b,
+            "shmgemm.matmul": lambda: shmgemm.matmul(a, b),
+            "multiprocessing recipe": lambda: _multiprocessing_recipe(a, b, cores),
+        }
+
+    def small_int():
+        x = rng().integers(0, 10, (1000, 1000)).astype(np.int64)
+        return {"numpy": lambda: x @ x, "shmgemm.matmul": lambda: shmgemm.matmul(x, x)}
+
+    def full_int():
+        x = rng().integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, (1000, 1000),
+                           dtype=np.int64)
+        return {"numpy": lambda: x @ x, "shmgemm.matmul": lambda: shmgemm.matmul(x, x)}
+
+    def batch():
+        r = rng()
+        a, b = r.standard_normal((100, 200)), r.standard_normal((stack, 200, 200))
+        return {"numpy": lambda: np.matmul(a, b), "shmgemm.matmul": lambda: shmgemm.matmul(a, b)}
+
+    def many():
+        r = rng()
+        shapes = [tuple(int(x) for x in r.integers(20, 401, 3)) for _ in range(count)]
+        pairs = [(r.standard_normal((m, k)), r.standard_normal((k, n))) for m, k, n in shapes]
+        return {
+            "numpy loop": lambda: loop(pairs),
+            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
+            "pool.matmul_many": lambda: pool().matmul_many(pairs),
+        }
+
+    def windows():
+        r = rng()
+        a, b = r.standard_normal((100, 200)), r.standard_normal((200, 1000))
+        pairs = [(a, b[:, i:i + 200]) for i in range(801)]
+        index = np.lib.stride_tricks.sliding_window_view(np.arange(1000), 200)
+        return {
+            "as_strided + repeated A": lambda: _as_strided_windows(a, b, 200),
+            "numpy loop": lambda: loop(pairs),
+            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
+            "pool.matmul_many": lambda: pool().matmul_many(pairs),
             "one product, then the windows": lambda: [
-                w for p in [shmgemm.matmul(win_a, win_b)] for w in
-                (p[:, i:i + 200] for i in range(801))],
-            "numpy: one product, gathered": lambda: list(
-                (win_a @ win_b)[:, window_index].transpose(1, 0, 2)),
-        }),
-        ("pool.matmul round trip, 8x8", "numpy a @ b", {
-            "numpy a @ b": lambda: tiny @ tiny,
-            "pool.matmul": lambda: pool.matmul(tiny, tiny),
-        }),
+                w for p in [shmgemm.matmul(a, b)] for w in (p[:, i:i + 200] for i in range(801))],
+            "numpy: one product, gathered": lambda: list((a @ b)[:, index].transpose(1, 0, 2)),
+        }
+
+    def round_trip():
+        tiny = rng().standard_normal((8, 8))
+        return {"numpy a @ b": lambda: tiny @ tiny, "pool.matmul": lambda: pool().matmul(tiny, tiny)}
+
+    return [
+        (f"{s}^2 float64", "numpy", square),
+        ("50x100000x60 float64", "numpy", skinny),
+        ("int64 randint(0,10) 1000^2", "numpy", small_int),
+        ("int64 full range 1000^2", "numpy", full_int),
+        (f"{stack} x (100x200 @ 200x200), A broadcast", "numpy", batch),
+        (f"{count} products, sides 20-400", "numpy loop", many),
+        ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", windows),
+        ("pool.matmul round trip, 8x8", "numpy a @ b", round_trip),
     ]
-    return out, pool
 
 
 _MEMORY_VARIANTS = {
@@ -268,12 +286,20 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.memory:
         return memory(args.rounds, args.quick, args.json)
-    table, pool = cases(args.quick)
+    # One pool for the cases that use one, started when the first of them runs.
+    pools = []
+
+    def pool():
+        if not pools:
+            pools.append(shmgemm.Pool())
+        return pools[0]
+
     results = []
-    with np.errstate(all="ignore"), pool:
-        for name, baseline, variants in table:
+    with np.errstate(all="ignore"):
+        for name, baseline, make in cases(args.quick, pool):
             if args.only not in name:
                 continue
+            variants = make()
             times = {v: [] for v in variants}
             answers, plans = {}, {}
             repeats = 200 if "round trip" in name else 1
@@ -295,6 +321,9 @@ def main(argv=None):
                                 "speedup_vs_" + "baseline": base / med,
                                 "baseline": baseline, "answer_matches": _same(answers[v], ref),
                                 "plans": sorted(p for p in plans[v] if p)})
+            variants = answers = got = ref = None  # this case's arrays go before the next's
+    for p in pools:
+        p.close()
     if args.json:
         print(json.dumps({"rounds": args.rounds, "cores": os.cpu_count(), "results": results}))
         return 0

@@ -158,6 +158,10 @@ _MEMORY_VARIANTS = {
     "shmgemm.matmul": "c = shmgemm.matmul(a, b)",
     "shmgemm.matmul, 2 fork workers": "c = shmgemm.matmul(a, b, workers=2)",
     "shmgemm.matmul, 2 spawn workers": "c = shmgemm.matmul(a, b, workers=2, launch='spawn')",
+    # (their imports count in their peaks: joblib's, and this module's, ~1 MiB)
+    "joblib recipe, 2 jobs": "from shmgemm.bench import _joblib_recipe\nc = _joblib_recipe(a, b, 2)",
+    "multiprocessing recipe, 2 processes":
+        "from shmgemm.bench import _multiprocessing_recipe\nc = _multiprocessing_recipe(a, b, 2)",
 }
 
 _MEMORY_CHILD = """
@@ -247,9 +251,9 @@ def memory(rounds, quick, as_json):
         return 0
     print(f"{size}^2 float64, |A| + |B| + |C| = {operands / mib:.1f} MiB; peak PSS of the "
           f"process tree, medians of {rounds}")
-    print(f"{'variant':<34} {'before MiB':>10} {'peak MiB':>10} {'over |A|+|B|+|C|':>17}")
+    print(f"{'variant':<38} {'before MiB':>10} {'peak MiB':>10} {'over |A|+|B|+|C|':>17}")
     for row in rows:
-        print(f"{row['variant']:<34} {row['before_mib']:10.1f} {row['peak_pss_mib']:10.1f} "
+        print(f"{row['variant']:<38} {row['before_mib']:10.1f} {row['peak_pss_mib']:10.1f} "
               f"{row['over_operands_mib']:+16.1f}")
     return 0
 

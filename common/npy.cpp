@@ -211,6 +211,11 @@ std::uint32_t read_le(std::string_view bytes, std::size_t at, std::size_t width)
 }  // namespace
 
 NpyHeader parse_npy_header(std::string_view bytes, std::string_view what) {
+  if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4))
+    fail(
+        what,
+        "a .npz archive (np.savez: a zip of arrays), not a .npy file; extract one array with "
+        "python3 -c \"import numpy as np; z = np.load('F.npz'); np.save('A.npy', z[z.files[0]])\"");
   if (bytes.size() < kMagic.size() || bytes.substr(0, kMagic.size()) != kMagic)
     fail(what, "not a .npy file (no \\x93NUMPY magic)");
   if (bytes.size() < 10) fail(what, "truncated .npy header");

@@ -183,29 +183,54 @@ bool too_small_for_workers(const ProductShape& p, std::size_t cores) {
          (defaults.fork_base_us + defaults.fork_per_worker_us) * 1e-6;
 }
 
+std::size_t blas_thread_limit() {
+  for (const char* name : {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name); v && *v) {
+      char* end = nullptr;
+      const unsigned long n = std::strtoul(v, &end, 10);
+      if (*end == '\0' && n > 0) return n;
+    }
+  return 0;
+}
+
+namespace {
+std::string plural_workers(unsigned n) {
+  return fmt::format("{} worker{}", n, n == 1 ? "" : "s");
+}
+}  // namespace
+
 Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c) {
   cores = std::max<std::size_t>(cores, 1);
+  // Threads per process when not asked for: at most what the environment allows numpy's BLAS.
+  const std::size_t limit = blas_thread_limit();
+  auto capped = [limit](std::size_t threads) {
+    return limit > 0 ? std::min(threads, limit) : threads;
+  };
   Plan plan;
   if (o.in_process) {
     plan.in_process = true;
-    plan.threads_per_worker = o.threads_per_worker ? o.threads_per_worker : cores;
+    plan.threads_per_worker = o.threads_per_worker ? o.threads_per_worker : capped(cores);
     plan.reason = "in process, as asked";
     return plan;
   }
   auto threads_for = [&](std::size_t workers) {
     return o.threads_per_worker ? std::size_t{o.threads_per_worker}
-                                : std::max<std::size_t>(1, cores / workers);
+                                : capped(std::max<std::size_t>(1, cores / workers));
   };
   if (o.workers > 0) {
     assign_rows(plan, p, o.workers);
     plan.threads_per_worker = threads_for(std::max<std::size_t>(plan.workers, 1));
-    plan.reason = fmt::format("{} workers, as asked", o.workers);
+    plan.reason =
+        plan.workers == o.workers
+            ? fmt::format("{} workers, as asked", o.workers)
+            : fmt::format("{} asked, {}: one per row of C at most", plural_workers(o.workers),
+                          plural_workers(static_cast<unsigned>(plan.workers)));
     return plan;
   }
 
   // The automatic plan: weigh in process against each worker count.
   plan.automatic = true;
-  const std::size_t in_threads = o.threads_per_worker ? o.threads_per_worker : cores;
+  const std::size_t in_threads = o.threads_per_worker ? o.threads_per_worker : capped(cores);
   const PlanCandidate in{0, static_cast<unsigned>(in_threads),
                          predict_in_process(p, in_threads, c)};
   plan.candidates.push_back(in);
@@ -229,11 +254,14 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
   } else {
     plan.in_process = true;
     plan.threads_per_worker = in.threads;
-    plan.reason = best_workers.workers == 0
-                      ? fmt::format("{}: nothing to split", describe(in))
-                      : fmt::format("{} predicted {}; the best with workers, {}, {}", describe(in),
-                                    duration_string(in.predicted_seconds), describe(best_workers),
-                                    duration_string(best_workers.predicted_seconds));
+    plan.reason =
+        best_workers.workers == 0
+            ? fmt::format("{}: nothing to split", describe(in))
+            : fmt::format(
+                  "{} predicted {}; the best with workers, {}, {} (workers are "
+                  "chosen only when predicted at least {:.0f}% faster)",
+                  describe(in), duration_string(in.predicted_seconds), describe(best_workers),
+                  duration_string(best_workers.predicted_seconds), (1 - kWorkersMargin) * 100);
   }
   return plan;
 }

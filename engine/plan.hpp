@@ -89,6 +89,10 @@ double predict_in_process(const ProductShape& p, std::size_t threads, const Cali
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
                        Launch launch, Backing backing, const Calibration& c,
                        double page_tables_kib = 0);
+// OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, when set to a whole number above 0: the most
+// OpenBLAS threads a plan gives a process unless Options::threads_per_worker says otherwise.
+// 0 when neither is set.
+std::size_t blas_thread_limit();
 // The size of this process's page tables (VmPTE), in KiB; 0 if unknown.
 double page_tables_kib();
 

@@ -170,6 +170,9 @@ void Product::describe(Report& report) const {
   report.k = shape.k;
   report.n = shape.n;
   report.batch = shape.batch;
+  report.a_shape = a.shape.shape;
+  report.b_shape = b.shape.shape;
+  report.shape = shape.out_shape;
   report.dtype = dtype_name(result);
 }
 

@@ -494,3 +494,126 @@ TEST_CASE(
     CHECK(r.err.size() < 100);  // not DBL_MAX written out in full
   }
 }
+
+TEST_CASE("the command line's conventions: --version, help, suggestions, exit statuses") {
+  Fixture f;
+  const std::string a = f.p("A.npy"), b = f.p("B.npy"), c = f.p("C.npy");
+  const std::string cli = test::cli_path();
+  for (const char* flag : {"--version", "-V"}) {
+    const test::RunResult r = test::run({cli, flag});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "shmgemm "));
+    CHECK(contains(r.out, "OpenBLAS 0."));  // openblas_get_config()
+    CHECK(contains(r.out, "kernel "));
+  }
+  {
+    const test::RunResult r = test::run({cli, "help"});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "multiply"));
+    const test::RunResult m = test::run({cli, "help", "multiply"});
+    CHECK(m.status == 0);
+    CHECK(contains(m.out, "Usage: shmgemm multiply"));
+  }
+  // A mistyped subcommand or option: the nearest suggested, the subcommand's --help named.
+  auto usage = [&](const std::vector<std::string>& args, const std::string& expect) {
+    std::vector<std::string> argv = {cli};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto before = names_in(f.tmp.path());
+    const test::RunResult r = test::run(argv);
+    CAPTURE(args);
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err, expect));
+    CHECK(test::read_file(f.tmp / "C.npy") == "the previous result");
+    CHECK(names_in(f.tmp.path()) == before);
+  };
+  usage({"multiplyy", a, b}, "unknown command 'multiplyy' (did you mean 'multiply'?)");
+  usage({"multiply", a, b, "-o", c, "--workerz", "2"},
+        "unknown option '--workerz' (did you mean --workers?); run 'shmgemm multiply --help'");
+  usage({"multiply", a, b, "-o", c, "--frobnicate"}, "run 'shmgemm multiply --help'");
+  // Usage errors exit 2 in every subcommand; failures exit 1.
+  usage({"gen", "--shape", "abc", "-o", f.p("G.npy")}, "--shape 'abc'");
+  usage({"gen", "--shape", "3x3", "--seed", "-1", "-o", f.p("G.npy")}, "--seed: '-1'");
+  usage({"bench", "--shapes", "abc"}, "--shapes 'abc'");
+  usage({"footprint", "--workers", "0"}, "--workers '0'");
+  usage({"demo", "--frob"}, "run 'shmgemm demo --help'");
+  usage({"calibrate", "--frob"}, "run 'shmgemm calibrate --help'");
+  usage({"gc", "--frob"}, "run 'shmgemm gc --help'");
+  usage({"multiply", a, b, "-o", c, "--hostfile", f.p("hosts")},
+        "--hostfile: only with --launch mpi");
+  usage({"multiply", a, b, "-o", c, "--backing", "shm", "--rows-per-step", "10"},
+        "--rows-per-step");
+  usage({"multiply", a, b, "-o", c, "--workers", "0"}, "--workers");
+  usage({"multiply", a, b, "-o", c, "--workers", "AUTO"}, "neither auto nor a whole number");
+  usage({"multiply", a, b, "-o", c, "--retries", "200"}, "'200' is not a whole number from 0");
+  // Conflicting options are refused, not ignored.
+  for (const std::vector<std::string>& conflict :
+       {std::vector<std::string>{"--workers", "2"}, {"--launch", "spawn"}, {"--backing", "shm"}}) {
+    std::vector<std::string> args = {"multiply", a, b, "-o", c, "--in-process"};
+    args.insert(args.end(), conflict.begin(), conflict.end());
+    usage(args, "--in-process: " + conflict[0] + " does not apply");
+  }
+  usage({"multiply", a, b, "-o", "-"}, "--output -: writing to standard output is not supported");
+  CHECK(!std::filesystem::exists("-"));
+  // A failure, not a usage error: exit 1.
+  f.expect_failure({f.p("missing.npy"), b, "-o", c}, "missing.npy");
+  CHECK(test::run({cli, "multiply", f.p("missing.npy"), b, "-o", c}).status == 1);
+  // An .npz says what it is and how to get an array out of it.
+  test::write_file(f.tmp / "Z.npz", std::string("PK\x03\x04", 4) + "zip bytes");
+  f.expect_failure({f.p("Z.npz"), b, "-o", c}, "a .npz archive (np.savez");
+  // gen says what it wrote, and refuses what the disk cannot hold before writing anything.
+  const test::RunResult g = test::run({cli, "gen", "--shape", "3x4", "-o", f.p("G.npy")});
+  CHECK(g.status == 0);
+  CHECK(contains(g.out, "G.npy: (3,4) float64, 96 bytes written"));
+  std::filesystem::remove(f.tmp / "G.npy");
+  const test::RunResult huge =
+      test::run({cli, "gen", "--shape", "100000x100000x1000", "-o", f.p("G.npy")});
+  CHECK(huge.status == 1);
+  CHECK(contains(huge.err, "free"));
+  CHECK(!std::filesystem::exists(f.tmp / "G.npy"));
+  // Help without CLI11's type clutter; defaults in words.
+  const test::RunResult help = test::run({cli, "multiply", "--help"});
+  CHECK(!contains(help.out, "UINT"));
+  CHECK(!contains(help.out, "TEXT:"));
+  CHECK(contains(help.out, "auto (the default)"));
+}
+
+TEST_CASE("the summary and --json give the operands' and the result's real shapes") {
+  TempDir tmp;
+  const std::string cli = test::cli_path(), out = (tmp / "C.npy").string();
+  auto write = [&](const std::string& name, const std::string& shape) {
+    REQUIRE(test::run({cli, "gen", "--shape", shape, "-o", (tmp / name).string()}).status == 0);
+  };
+  write("M.npy", "300x200");
+  write("v.npy", "200");
+  write("S.npy", "3x1x40x50");
+  write("T.npy", "2x50x60");
+  const test::RunResult vec =
+      test::run({cli, "multiply", (tmp / "M.npy").string(), (tmp / "v.npy").string(), "-o", out});
+  CHECK(vec.status == 0);
+  CHECK(contains(vec.out, ": (300,) float64 = (300,200) @ (200,) in "));
+  const test::RunResult stack = test::run(
+      {cli, "multiply", (tmp / "S.npy").string(), (tmp / "T.npy").string(), "-o", out, "--json"});
+  REQUIRE(stack.status == 0);
+  const auto j = nlohmann::json::parse(stack.out);
+  CHECK(j["a_shape"] == nlohmann::json({3, 1, 40, 50}));
+  CHECK(j["b_shape"] == nlohmann::json({2, 50, 60}));
+  CHECK(j["shape"] == nlohmann::json({3, 2, 40, 60}));
+  // OPENBLAS_NUM_THREADS bounds the threads a plan gives a process, as numpy's OpenBLAS obeys.
+  const test::RunResult one =
+      test::run({cli, "multiply", (tmp / "S.npy").string(), (tmp / "T.npy").string(), "-o", out,
+                 "--json", "--in-process"},
+                {"OPENBLAS_NUM_THREADS=1"});
+  REQUIRE(one.status == 0);
+  CHECK(nlohmann::json::parse(one.out)["threads_per_worker"] == 1);
+  // A plan's reason agrees with what ran: 8 workers asked for 3 rows run 3.
+  write("R.npy", "3x300");
+  const test::RunResult few =
+      test::run({cli, "multiply", (tmp / "R.npy").string(), (tmp / "M.npy").string(), "-o", out,
+                 "--json", "--workers", "8"});
+  REQUIRE(few.status == 0);
+  const auto k = nlohmann::json::parse(few.out);
+  CHECK(k["workers"] == 3);
+  CHECK(contains(k["plan"]["reason"].get<std::string>(), "3 workers"));
+}

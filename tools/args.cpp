@@ -1,7 +1,12 @@
 // Arguments the subcommands share: dimensions, lists, medians.
 #include <fmt/format.h>
+#include <sys/statvfs.h>
 #include <algorithm>
+
 #include <charconv>
+#include <limits>
+
+#include "common/npy.hpp"
 
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -49,6 +54,49 @@ std::vector<std::string> split_list(const std::string& text) {
     pos = comma + 1;
   }
   return items;
+}
+
+void check_output_name(const std::string& out) {
+  if (out == "-")
+    throw Error(ErrorCode::invalid_argument,
+                "--output -: writing to standard output is not supported (a .npy is written "
+                "under a temporary name beside its destination and renamed when complete); name "
+                "a file");
+}
+
+std::uint64_t npy_data_bytes(DType dtype, const std::vector<std::uint64_t>& shape,
+                             std::string_view option) {
+  uint128 bytes = item_size(dtype);
+  for (std::uint64_t d : shape) {
+    bytes *= d;
+    if (bytes > uint128(std::numeric_limits<std::uint64_t>::max() / 2))
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{} ({}): too many bytes for any file", option, shape_string(shape)));
+  }
+  return static_cast<std::uint64_t>(bytes);
+}
+
+void check_room(const std::filesystem::path& out, std::uint64_t bytes) {
+  std::filesystem::path dir = out.parent_path();
+  if (dir.empty()) dir = ".";
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return;  // the write reports what is wrong
+  const auto free = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  if (bytes > free)
+    throw Error(ErrorCode::resource,
+                fmt::format("{}: needs {}, and its filesystem has {} free", out.string(),
+                            size_string(bytes), size_string(free)));
+}
+
+std::string size_string(std::uint64_t bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  double v = double(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 5) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} bytes", bytes) : fmt::format("{:.1f} {}", v, units[u]);
 }
 
 double median(std::vector<double> v) {

@@ -89,11 +89,12 @@ int run_bench(const BenchArgs& args) {
   const double fork2 = launch_cost_us(Launch::fork, 2, 50);
   const double spawn2 = launch_cost_us(Launch::spawn, 2, 20);
 
-  std::vector<Variant> variants = {{"auto", {"--workers", "auto"}}};
+  std::vector<Variant> variants = {{"auto", {"--workers", "auto", "--backing", "file"}}};
   for (const char* launch : {"fork", "spawn"})
     for (unsigned w = 1; w <= cores; ++w)
-      variants.push_back({fmt::format("{} {}", launch, plural(w, "worker")),
-                          {"--workers", std::to_string(w), "--launch", launch}});
+      variants.push_back(
+          {fmt::format("{} {}", launch, plural(w, "worker")),
+           {"--workers", std::to_string(w), "--launch", launch, "--backing", "file"}});
   variants.push_back({"OpenBLAS in process", {"--in-process"}});
   const std::string jobs = std::to_string(cores);
   if (peers) {
@@ -126,8 +127,7 @@ int run_bench(const BenchArgs& args) {
           argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
           argv.insert(argv.end(), v.argv_tail.begin() + 1, v.argv_tail.end());
         } else {
-          argv = {self,       "multiply", a.string(),  b.string(), "-o",
-                  c.string(), "--json",   "--backing", "file"};
+          argv = {self, "multiply", a.string(), b.string(), "-o", c.string(), "--json"};
           argv.insert(argv.end(), v.argv_tail.begin(), v.argv_tail.end());
         }
         const Measured m = run_measured(argv, args.interval_ms);

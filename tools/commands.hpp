@@ -28,6 +28,23 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi = nullptr);
 // ("Options::rows_per_step: ..." -> "--rows-per-step: ...").
 std::string as_flags(std::string message);
 
+// The conventions every subcommand shares (conventions.cpp).
+// Levenshtein distance, and the choice nearest `word` when close enough to be a typo (else "").
+std::size_t edit_distance(std::string_view a, std::string_view b);
+std::string nearest(std::string_view word, const std::vector<std::string>& choices);
+// `shmgemm --version`: the version, git revision, OpenBLAS's configuration and CPU kernel.
+std::string version_text();
+// What answers before CLI11 parses `args` (argv without the program): --version (0), an
+// unknown subcommand (its message printed, 2), or nothing; rewrites `help [SUBCOMMAND]` to
+// `[SUBCOMMAND] --help`.
+std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::string>& args);
+// The message for arguments CLI11 did not expect: each named, the nearest option suggested,
+// and the subcommand's --help.
+std::string unknown_arguments(const CLI::App& app);
+// Exit status 2 (usage) rather than 1: a bad or conflicting option, named first ("--shape
+// 'abc': ...").
+bool is_usage_error(const Error& e, const std::string& message);
+
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);
 void add_demo(CLI::App& app, Action& action);
@@ -45,6 +62,15 @@ std::array<std::uint64_t, 3> parse_product_shape(const std::string& text, std::s
 std::uint64_t parse_count(const std::string& text, std::string_view option);
 // "a,b,c" -> {"a", "b", "c"}; empty items are dropped.
 std::vector<std::string> split_list(const std::string& text);
+// Error(invalid_argument) for --output - (standard output: not supported, say so).
+void check_output_name(const std::string& out);
+// The data bytes of a .npy of `shape` (Error naming `option` when they overflow).
+std::uint64_t npy_data_bytes(DType dtype, const std::vector<std::uint64_t>& shape,
+                             std::string_view option);
+// Error(resource) before writing `bytes` to `out` when its filesystem has less room.
+void check_room(const std::filesystem::path& out, std::uint64_t bytes);
+// "1.5 GiB", "512 bytes".
+std::string size_string(std::uint64_t bytes);
 // The median of `v` (not empty).
 double median(std::vector<double> v);
 

@@ -82,19 +82,24 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
          [&options](const std::string& v) {
            options.workers = v == "auto" ? 0 : static_cast<unsigned>(std::stoul(v));
          },
-         "worker processes, or auto: the cost model chooses between running in process and "
-         "1..cores workers (see --explain; `shmgemm calibrate` measures this machine)")
+         "worker processes, or auto (the default): the cost model chooses between running in "
+         "process and 1..cores workers (see --explain; `shmgemm calibrate` measures this "
+         "machine)")
       ->check(CLI::Validator(
           [](std::string& v) -> std::string {
             if (v == "auto") return {};
             std::string copy = v;
-            return count_from_one(kMaxWorkers)(copy);
+            if (count_from_one(kMaxWorkers)(copy).empty()) return {};
+            return fmt::format("'{}' is neither auto nor a whole number from 1 to {}", v,
+                               kMaxWorkers);
           },
-          "auto|1..256"))
-      ->default_str("auto");
+          ""))
+      ->option_text("auto|N");
   cmd.add_option("-t,--threads", options.threads_per_worker,
-                 "OpenBLAS threads per worker (default: cores / workers, at least 1)")
-      ->check(count_from_one(1024));
+                 "OpenBLAS threads per worker (default: cores / workers, at least 1; "
+                 "OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, when set, is the most)")
+      ->check(count_from_one(1024))
+      ->option_text("N");
   std::vector<std::string> launches = {"fork", "spawn"};
   if (mpi != nullptr) launches.push_back("mpi");
   cmd.add_option_function<std::string>(
@@ -109,36 +114,47 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
                "shmgemm-mpi --help)"
              : "fork: children of this process; spawn: shmgemm-worker executables")
       ->check(CLI::IsMember(launches))
-      ->default_str("fork");
+      ->option_text(mpi != nullptr ? "fork|spawn|mpi" : "fork|spawn");
   cmd.add_option_function<std::string>(
          "--backing",
          [&options](const std::string& v) {
            options.backing = v == "shm" ? Backing::shm : Backing::file;
          },
-         "file: map the .npy files themselves; shm: named shared-memory segments (2-D "
-         "products of one float dtype; the others always map the files)")
+         "file (the default): workers map the .npy files themselves; shm: A and B are copied "
+         "into shared-memory segments and C is computed in one, then copied into the output")
       ->check(CLI::IsMember({"file", "shm"}))
-      ->default_str("file");
+      ->option_text("file|shm");
   cmd.add_option_function<std::string>(
          "--inputs", [&options](const std::string& v) { options.copy_inputs = v == "copy"; },
-         "shared: workers map A and B; copy: each worker copies B and its rows of A privately, "
-         "as joblib does (for footprint experiments; 2-D products of one float dtype)")
+         "shared (the default): workers map A and B; copy: each worker copies B and its rows "
+         "of A privately, as joblib does (for footprint experiments)")
       ->check(CLI::IsMember({"shared", "copy"}))
-      ->default_str("shared");
+      ->option_text("shared|copy");
   cmd.add_option("--rows-per-step", options.rows_per_step,
                  "larger than memory: compute this many rows of C at a time and release the "
                  "pages of A and C that are done (file backing); default: only when A, B and C "
-                 "do not fit in the memory available, then 512 (2-D products of one float dtype)")
-      ->check(whole_from_one());
+                 "do not fit in the memory available, then 512")
+      ->check(whole_from_one())
+      ->option_text("N");
   cmd.add_option("--retries", options.retries,
-                 "recompute a failed worker's block in a fresh worker up to this many times")
-      ->check(CLI::Range(0u, 100u))
-      ->capture_default_str();
+                 "recompute a failed worker's block in a fresh worker up to this many times "
+                 "(default: 0)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            unsigned value = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+            if (ec != std::errc() || end != text.data() + text.size() || value > 100)
+              return fmt::format("'{}' is not a whole number from 0 to 100", text);
+            return {};
+          },
+          ""))
+      ->option_text("N");
   cmd.add_option("--timeout", options.timeout,
                  "give up after this many seconds: workers killed, output left unchanged, exit 1 "
                  "naming the workers that had not finished (default: no limit; a worker stopped "
                  "by a signal is reported, and waited for)")
-      ->check(positive_seconds());
+      ->check(positive_seconds())
+      ->option_text("SECONDS");
   options.on_retry = [](const std::string& what) { fmt::print(stderr, "shmgemm: {}\n", what); };
   options.on_stall = options.on_retry;
 }

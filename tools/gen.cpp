@@ -5,6 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -112,25 +113,45 @@ void add_gen(CLI::App& app, Action& action) {
       "--int-range.");
   cmd->add_option("--shape", args->shape,
                   "dimensions: 4000x4000, 7 (1-D), 2000x200x200 (a stack of 2000 matrices)")
-      ->required();
+      ->required()
+      ->option_text("DIMS REQUIRED");
   std::vector<std::string> names;
   for (DType d : all_dtypes())
     names.emplace_back(dtype_name(d));
-  cmd->add_option("--dtype", args->dtype, fmt::format("one of {}", supported_dtypes()))
+  cmd->add_option("--dtype", args->dtype,
+                  fmt::format("one of {} (default: float64)", supported_dtypes()))
       ->check(CLI::IsMember(names))
-      ->capture_default_str();
+      ->option_text("DTYPE");
   cmd->add_option("--int-range", args->int_range,
                   "LO,HI: integers LO <= x < HI, as numpy's randint(LO, HI) (for floats: "
-                  "integer values)");
-  cmd->add_option("--seed", args->seed, "random seed")->capture_default_str();
-  cmd->add_option("-o,--output", args->out, "the .npy file to write")->required();
+                  "integer values)")
+      ->option_text("LO,HI");
+  cmd->add_option("--seed", args->seed, "random seed: a whole number from 0 (the default)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            std::uint64_t v = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (ec != std::errc() || end != text.data() + text.size())
+              return fmt::format("'{}' is not a whole number from 0 to 2^64-1", text);
+            return {};
+          },
+          ""))
+      ->option_text("N");
+  cmd->add_option("-o,--output", args->out, "the .npy file to write")
+      ->required()
+      ->option_text("FILE REQUIRED");
   cmd->callback([args, &action] {
     action = [args] {
       const DType dtype = *dtype_from_name(args->dtype);
       std::optional<IntRange> range;
       if (!args->int_range.empty()) range = parse_int_range(args->int_range, dtype);
-      write_random_npy(args->out, dtype, parse_dims(args->shape, "--shape", true), args->seed,
-                       range);
+      check_output_name(args->out);
+      const std::vector<std::uint64_t> shape = parse_dims(args->shape, "--shape", true);
+      const std::uint64_t bytes = npy_data_bytes(dtype, shape, "--shape");
+      check_room(args->out, bytes);
+      write_random_npy(args->out, dtype, shape, args->seed, range);
+      fmt::print("{}: {} {}, {} written\n", args->out, shape_string(shape), args->dtype,
+                 size_string(bytes));
       return 0;
     };
   });

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fd.hpp"
+#include "common/npy.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/tooling.hpp"
 #include "tools/commands.hpp"
@@ -148,9 +149,15 @@ nlohmann::json plan_json(const Report& r) {
 }
 
 int run_multiply(const MultiplyArgs& args) {
+  check_output_name(args.out);
   if (args.mpi) return run_multiply_mpi(args);
   if (!args.hostfile.empty())
     throw Error(ErrorCode::invalid_argument, "--hostfile: only with --launch mpi");
+  if (args.options.in_process)
+    for (const char* option : {"--workers", "--launch", "--backing", "--retries"})
+      if (args.cmd->count(option) > 0)
+        throw Error(ErrorCode::invalid_argument,
+                    fmt::format("--in-process: {} does not apply (no workers run)", option));
   const Report r = multiply_npy(args.a, args.b, args.out, args.options);
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
@@ -160,6 +167,9 @@ int run_multiply(const MultiplyArgs& args) {
                         {"k", r.k},
                         {"n", r.n},
                         {"batch", r.batch},
+                        {"a_shape", r.a_shape},
+                        {"b_shape", r.b_shape},
+                        {"shape", r.shape},
                         {"dtype", r.dtype},
                         {"workers", r.workers},
                         {"threads_per_worker", r.threads_per_worker},
@@ -177,14 +187,17 @@ int run_multiply(const MultiplyArgs& args) {
     fmt::print("{}\n", j.dump());
     return 0;
   }
+  const bool nothing = r.m * r.n * r.batch == 0 || r.k == 0;
   const std::string how =
-      r.in_process ? fmt::format("in process, {}", plural(r.threads_per_worker, "OpenBLAS thread"))
-                   : fmt::format("{} x {}, {}, {}", plural(r.workers, "worker"),
-                                 plural(r.threads_per_worker, "thread"), to_string(r.launch),
-                                 to_string(r.backing));
-  const std::string products = r.batch == 1 ? "" : fmt::format("{} x ", r.batch);
-  fmt::print("{}: {}({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
-             products, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(), how);
+      nothing ? "nothing to compute"
+      : r.in_process
+          ? fmt::format("in process, {}", plural(r.threads_per_worker, "OpenBLAS thread"))
+          : fmt::format("{} x {}, {}, {}", plural(r.workers, "worker"),
+                        plural(r.threads_per_worker, "thread"), to_string(r.launch),
+                        to_string(r.backing));
+  fmt::print("{}: {} {} = {} @ {} in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
+             shape_string(r.shape), r.dtype, shape_string(r.a_shape), shape_string(r.b_shape),
+             r.seconds, r.gflops(), how);
   return 0;
 }
 
@@ -201,13 +214,20 @@ void add_multiply(CLI::App& app, Action& action) {
       "row and a 1-D B a column (removed from C); N-D operands are stacks of matrices whose "
       "leading axes broadcast. The output is written under a temporary name and renamed when "
       "complete, so a failed run never leaves a partial file.");
-  cmd->add_option("A", args->a, "left operand: (..., m, k), or (k,)")->required();
-  cmd->add_option("B", args->b, "right operand: (..., k, n), or (k,)")->required();
-  cmd->add_option("-o,--output", args->out, "where to write C ((..., m, n) .npy)")->required();
+  cmd->add_option("A", args->a, "left operand: (..., m, k), or (k,)")
+      ->required()
+      ->option_text("FILE");
+  cmd->add_option("B", args->b, "right operand: (..., k, n), or (k,)")
+      ->required()
+      ->option_text("FILE");
+  cmd->add_option("-o,--output", args->out, "where to write C ((..., m, n) .npy)")
+      ->required()
+      ->option_text("FILE REQUIRED");
   add_engine_options(*cmd, args->options, &args->mpi);
   cmd->add_option("--hostfile", args->hostfile,
                   "with --launch mpi: mpirun's hostfile (the nodes and their slots); "
-                  "--workers ranks are placed on them");
+                  "--workers ranks are placed on them")
+      ->option_text("FILE");
   args->cmd = cmd;
   cmd->add_flag("--in-process", args->options.in_process,
                 "no workers: one OpenBLAS call in this process (the single-process reference)");

@@ -2,6 +2,11 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "common/npy.hpp"
 #include "engine/interrupt.hpp"
 #include "tools/commands.hpp"
@@ -23,8 +28,14 @@ int main(int argc, char** argv) {
   cli::add_bench(app, action);
   cli::add_footprint(app, action);
 
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (const std::optional<int> status = cli::answer_without_parsing(app, args)) return *status;
+  std::reverse(args.begin(), args.end());  // CLI11 takes them last first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
+  } catch (const CLI::ExtrasError&) {
+    fmt::print(stderr, "shmgemm: {}\n", escaped(cli::unknown_arguments(app)));
+    return 2;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
@@ -43,8 +54,10 @@ int main(int argc, char** argv) {
   } catch (const Error& e) {
     // One line, whatever the message quotes (a file's bytes, a name with a newline), naming
     // the library's fields as the flags that set them.
-    fmt::print(stderr, "shmgemm: {}\n", escaped(cli::as_flags(e.what())));
-    return e.code() == ErrorCode::interrupted ? 128 + interrupted_signal() : 1;
+    const std::string message = cli::as_flags(e.what());
+    fmt::print(stderr, "shmgemm: {}\n", escaped(message));
+    if (e.code() == ErrorCode::interrupted) return 128 + interrupted_signal();
+    return cli::is_usage_error(e, message) ? 2 : 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
     return 1;

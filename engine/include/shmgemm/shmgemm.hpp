@@ -33,8 +33,10 @@ enum class Backing {
 };
 
 struct Options {
-  unsigned workers = 0;             // worker processes; 0: the automatic plan (see Plan)
-  unsigned threads_per_worker = 0;  // OpenBLAS threads in each worker; 0: cores / workers, >= 1
+  unsigned workers = 0;  // worker processes; 0: the automatic plan (see Plan)
+  // OpenBLAS threads in each worker; 0: cores / workers, >= 1, and at most OPENBLAS_NUM_THREADS
+  // (else OMP_NUM_THREADS) when the environment sets it, as numpy's OpenBLAS would.
+  unsigned threads_per_worker = 0;
   Launch launch = Launch::fork;
   Backing backing = Backing::file;
   bool in_process = false;  // no workers: one OpenBLAS call in this process
@@ -77,10 +79,12 @@ struct PlanCandidate {
 
 // What a run did.
 struct SHMGEMM_API Report {
-  std::uint64_t m = 0, k = 0, n = 0;  // one product: (m x k) @ (k x n)
-  std::uint64_t batch = 1;            // products (stacked operands)
-  std::string dtype;                  // the result's, numpy's name
-  unsigned workers = 0;               // 0 when the product ran in process or was empty
+  std::uint64_t m = 0, k = 0, n = 0;            // one product: (m x k) @ (k x n)
+  std::uint64_t batch = 1;                      // products (stacked operands)
+  std::vector<std::uint64_t> a_shape, b_shape;  // the operands' shapes, as given
+  std::vector<std::uint64_t> shape;             // the result's: np.matmul's shape
+  std::string dtype;                            // the result's, numpy's name
+  unsigned workers = 0;                         // 0 when the product ran in process or was empty
   unsigned threads_per_worker = 0;
   Launch launch = Launch::fork;
   Backing backing = Backing::file;

@@ -1,0 +1,114 @@
+// What every subcommand shares on the command line: --version, `shmgemm help`, suggestions for
+// a mistyped subcommand or option, and the exit-status rule (2: usage; 1: failure; 128 + N:
+// signal N).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common/npy.hpp"
+#include "tools/commands.hpp"
+
+extern "C" {
+char* openblas_get_config(void);
+char* openblas_get_corename(void);
+}
+
+namespace shmgemm::cli {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j)
+    row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] != b[j - 1] ? 1 : 0)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string nearest(std::string_view word, const std::vector<std::string>& choices) {
+  std::string best;
+  std::size_t best_distance = std::string::npos;
+  for (const std::string& c : choices) {
+    const std::size_t d = edit_distance(word, c);
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  // Close enough to be a typo: at most a third of the word wrong.
+  return best_distance <= std::max<std::size_t>(2, word.size() / 3) ? best : std::string();
+}
+
+std::string version_text() {
+  return fmt::format("shmgemm {} (git {})\nOpenBLAS: {} (kernel {})\n", SHMGEMM_VERSION,
+                     SHMGEMM_GIT_REVISION, openblas_get_config(), openblas_get_corename());
+}
+
+std::string unknown_arguments(const CLI::App& app) {
+  // The subcommand the user was in: the last one parsed; what it did not expect.
+  const CLI::App* in = &app;
+  for (const CLI::App* sub : app.get_subcommands())
+    in = sub;
+  const std::vector<std::string> extras = app.remaining(true);
+  std::vector<std::string> names;
+  for (const CLI::Option* o : in->get_options())
+    for (const std::string& l : o->get_lnames())
+      names.push_back("--" + l);
+  std::string text;
+  bool after_option = false;
+  for (const std::string& e : extras) {
+    const std::string word = e.substr(0, e.find('='));
+    // An unknown option's value is not news.
+    const bool value = after_option && word.rfind("-", 0) != 0;
+    after_option = word.rfind("-", 0) == 0 && e.find('=') == std::string::npos;
+    if (value) continue;
+    text += text.empty() ? "" : "; ";
+    text += word.rfind("-", 0) == 0 ? fmt::format("unknown option '{}'", word)
+                                    : fmt::format("unexpected argument '{}'", word);
+    if (word.rfind("--", 0) == 0)
+      if (const std::string guess = nearest(word, names); !guess.empty())
+        text += fmt::format(" (did you mean {}?)", guess);
+  }
+  const std::string help = in == &app ? "shmgemm --help" : "shmgemm " + in->get_name() + " --help";
+  return fmt::format("{}; run '{}'", text, help);
+}
+
+std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::string>& args) {
+  if (args.empty()) return std::nullopt;
+  if (args[0] == "--version" || args[0] == "-V") {
+    fmt::print("{}", version_text());
+    return 0;
+  }
+  // `shmgemm help [SUBCOMMAND]` is `shmgemm [SUBCOMMAND] --help`.
+  if (args[0] == "help") {
+    args.erase(args.begin());
+    args.resize(std::min<std::size_t>(args.size(), 1));
+    args.push_back("--help");
+    return std::nullopt;
+  }
+  if (args[0].rfind("-", 0) == 0) return std::nullopt;
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({}))
+    names.push_back(sub->get_name());
+  if (std::find(names.begin(), names.end(), args[0]) != names.end()) return std::nullopt;
+  const std::string guess = nearest(args[0], names);
+  fmt::print(stderr, "shmgemm: unknown command '{}'{}; run 'shmgemm --help'\n", escaped(args[0]),
+             guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
+  return 2;
+}
+
+bool is_usage_error(const Error& e, const std::string& message) {
+  // Bad or conflicting options: the messages that name an option first.
+  return e.code() == ErrorCode::invalid_argument && message.rfind("--", 0) == 0;
+}
+
+}  // namespace shmgemm::cli

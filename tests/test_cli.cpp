@@ -617,3 +617,14 @@ TEST_CASE("the summary and --json give the operands' and the result's real shape
   CHECK(k["workers"] == 3);
   CHECK(contains(k["plan"]["reason"].get<std::string>(), "3 workers"));
 }
+
+TEST_CASE("bench says why peers are missing, and calls a ratio between the same plans noise") {
+  const test::RunResult r = test::run({test::cli_path(), "bench", "--shapes", "64", "--rounds", "3",
+                                       "--peers-dir", "/nonexistent/peers"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.out, "(peers skipped: no peer scripts in /nonexistent/peers)"));
+  // 64^3 runs in process under the automatic plan, as the in-process variant does.
+  CHECK(contains(r.out, "64: auto "));
+  CHECK(contains(r.out, "(the same plan: the difference is noise)"));
+}

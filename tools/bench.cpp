@@ -12,6 +12,7 @@
 #include <numeric>
 #include <optional>
 #include <random>
+#include <set>
 
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
@@ -67,12 +68,34 @@ struct BenchArgs {
   int ranks = 2;
 };
 
+// The peer scripts: --peers-dir, else beside an installed program (PREFIX/share/shmgemm/peers),
+// else the source tree this program was built from.
+fs::path peers_folder(const BenchArgs& args) {
+  if (!args.peers_dir.empty()) return args.peers_dir;
+  const fs::path installed =
+      fs::path(self_executable()).parent_path().parent_path() / "share" / "shmgemm" / "peers";
+  if (fs::exists(installed / "numpy_matmul.py")) return installed;
+  return SHMGEMM_PEERS_DIR;
+}
+
+// A variant's plan, from its --json ("2 fork x 1", "in process x 2"), to tell noise from a
+// real difference between variants that ran the same plan.
+std::string plan_of(const Measured& m) {
+  try {
+    const auto j = nlohmann::json::parse(m.out);
+    if (j.at("in_process").get<bool>())
+      return fmt::format("in process x {}", j.at("threads_per_worker").get<unsigned>());
+    return fmt::format("{} {} x {}", j.at("workers").get<unsigned>(),
+                       j.at("launch").get<std::string>(),
+                       j.at("threads_per_worker").get<unsigned>());
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
 int run_bench(const BenchArgs& args) {
   if (args.mpi) return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json);
-  if (args.matmul)
-    return run_matmul_bench(
-        args.cases, args.rounds,
-        args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR) : fs::path(args.peers_dir), args.json);
+  if (args.matmul) return run_matmul_bench(args.cases, args.rounds, peers_folder(args), args.json);
   std::vector<Shape> shapes;
   for (const std::string& item : split_list(args.shapes)) {
     const auto [m, k, n] = parse_product_shape(item, "--shapes");
@@ -81,9 +104,16 @@ int run_bench(const BenchArgs& args) {
   const DType dtype = *dtype_from_name(args.dtype);
   const unsigned cores = available_cores();
   const std::string self = self_executable();
-  const fs::path peers_dir =
-      args.peers_dir.empty() ? fs::path(SHMGEMM_PEERS_DIR) : fs::path(args.peers_dir);
-  const bool peers = !args.no_peers && peers_available() && fs::exists(peers_dir);
+  const fs::path peers_dir = peers_folder(args);
+  // Why peers are left out, if they are.
+  std::string no_peers_because;
+  if (args.no_peers)
+    no_peers_because = "--no-peers";
+  else if (!fs::exists(peers_dir / "numpy_matmul.py"))
+    no_peers_because = fmt::format("no peer scripts in {}", peers_dir.string());
+  else if (!peers_available())
+    no_peers_because = "/usr/bin/python3 with numpy and joblib not found";
+  const bool peers = no_peers_because.empty();
 
   // Launch costs first, while this process has run no BLAS.
   const double fork2 = launch_cost_us(Launch::fork, 2, 50);
@@ -108,11 +138,15 @@ int run_bench(const BenchArgs& args) {
   const fs::path dir = tmp.path();
 
   std::vector<Result> results;
+  // Progress on a terminal; each variant's plans, per shape.
+  const bool progress = ::isatty(2) != 0 && !args.json;
+  std::map<std::string, std::map<std::string, std::set<std::string>>> plans;
   for (const Shape& s : shapes) {
     const fs::path a = dir / "A.npy", b = dir / "B.npy", c = dir / "C.npy";
     write_random_npy(a, dtype, {s.m, s.k}, 1);
     write_random_npy(b, dtype, {s.k, s.n}, 2);
     std::map<std::string, std::vector<double>> seconds, walls, pss;
+    std::map<std::string, std::set<std::string>> plan_seen;
     std::vector<std::size_t> order(variants.size());
     std::iota(order.begin(), order.end(), 0);
     std::mt19937 shuffle_rng(12345);
@@ -120,6 +154,8 @@ int run_bench(const BenchArgs& args) {
       // A new order every round, so that no variant always follows the same one (a peer's
       // output still being written back, say).
       std::shuffle(order.begin(), order.end(), shuffle_rng);
+      if (progress)
+        fmt::print(stderr, "\rbench: {} round {} of {}\x1b[K", s.label(), round + 1, args.rounds);
       for (std::size_t index : order) {
         const Variant& v = variants[index];
         std::vector<std::string> argv;
@@ -135,6 +171,7 @@ int run_bench(const BenchArgs& args) {
           throw Error(ErrorCode::internal,
                       fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
         seconds[v.name].push_back(reported_number(m, "seconds", v.name));
+        if (!v.python) plan_seen[v.name].insert(plan_of(m));
         walls[v.name].push_back(m.wall_seconds);
         pss[v.name].push_back(double(m.peak_pss));
       }
@@ -154,8 +191,10 @@ int run_bench(const BenchArgs& args) {
       results.push_back(r);
     }
     if (!args.json)
-      fmt::print(stderr, "bench: {} done ({} variants x {} rounds)\n", s.label(), variants.size(),
-                 args.rounds);
+      fmt::print(stderr, "{}bench: {} done ({} variants x {} rounds)\n", progress ? "\r" : "",
+                 s.label(), variants.size(), args.rounds);
+    for (const auto& [name, set] : plan_seen)
+      plans[s.label()][name] = set;
   }
 
   // The targets' checks: auto against the faster of in process and the best fixed count.
@@ -174,9 +213,15 @@ int run_bench(const BenchArgs& args) {
       }
     }
     const double best = std::min(in_s, best_fixed);
+    const std::string alternative = in_s <= best_fixed ? "OpenBLAS in process" : best_name;
+    // The same plan on both sides: whatever their ratio, it is the machine's noise.
+    const auto& p = plans[s.label()];
+    const bool same_plan = p.count("auto") && p.count(alternative) && p.at("auto").size() == 1 &&
+                           p.at("auto") == p.at(alternative);
     checks.push_back({{"shape", s.label()},
+                      {"same_plan", same_plan},
                       {"auto_seconds", auto_s},
-                      {"best_alternative", in_s <= best_fixed ? "OpenBLAS in process" : best_name},
+                      {"best_alternative", alternative},
                       {"best_seconds", best},
                       {"auto_over_best", auto_s / best}});
   }
@@ -221,7 +266,7 @@ int run_bench(const BenchArgs& args) {
       "(read A and B, multiply, write C); vs OpenBLAS: throughput against one process "
       "with every core; wall: the whole process; peak PSS: summed over the process tree\n\n",
       args.dtype, cores, args.rounds);
-  if (!peers) fmt::print("(peers skipped: /usr/bin/python3 with numpy and joblib not found)\n\n");
+  if (!peers) fmt::print("(peers skipped: {})\n\n", no_peers_because);
   fmt::print("| shape | variant | seconds | GFLOP/s | vs OpenBLAS | wall s | peak PSS MiB |\n");
   fmt::print("|---|---|---|---|---|---|---|\n");
   // A process that ends before the first sample shows "-": too short to measure.
@@ -231,10 +276,11 @@ int run_bench(const BenchArgs& args) {
                r.peak_pss ? fmt::format("{:.0f}", double(r.peak_pss) / (1 << 20)) : "-");
   fmt::print("\nauto against the faster of in process and the best fixed worker count:\n");
   for (const auto& c : checks)
-    fmt::print("  {}: auto {:.4f} s, best {} {:.4f} s, ratio {:.3f}\n",
+    fmt::print("  {}: auto {:.4f} s, best {} {:.4f} s, ratio {:.3f}{}\n",
                c["shape"].get<std::string>(), c["auto_seconds"].get<double>(),
                c["best_alternative"].get<std::string>(), c["best_seconds"].get<double>(),
-               c["auto_over_best"].get<double>());
+               c["auto_over_best"].get<double>(),
+               c["same_plan"].get<bool>() ? " (the same plan: the difference is noise)" : "");
   fmt::print("\nlaunch and join 2 workers on an empty block: fork {:.0f} us, spawn {:.0f} us\n",
              fork2, spawn2);
   return 0;

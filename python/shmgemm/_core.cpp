@@ -69,8 +69,10 @@ py::dict report_dict(const shmgemm::Report& r) {
                                py::arg("predicted_seconds") = c.predicted_seconds));
   return py::dict(
       py::arg("m") = r.m, py::arg("k") = r.k, py::arg("n") = r.n, py::arg("batch") = r.batch,
-      py::arg("dtype") = r.dtype, py::arg("workers") = r.workers,
-      py::arg("threads_per_worker") = r.threads_per_worker,
+      py::arg("a_shape") = py::tuple(py::cast(r.a_shape)),
+      py::arg("b_shape") = py::tuple(py::cast(r.b_shape)),
+      py::arg("shape") = py::tuple(py::cast(r.shape)), py::arg("dtype") = r.dtype,
+      py::arg("workers") = r.workers, py::arg("threads_per_worker") = r.threads_per_worker,
       py::arg("launch") =
           r.in_process ? std::string("none") : std::string(shmgemm::to_string(r.launch)),
       py::arg("backing") = std::string(shmgemm::to_string(r.backing)),

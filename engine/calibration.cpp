@@ -135,6 +135,17 @@ double fork_us_per_pte_kib(double without) {
   return std::max(0.0, (with - without) / added);
 }
 
+// The CPU's model name (/proc/cpuinfo), which the cache is keyed on: its figures are per core
+// and per process, and hold under taskset or mpirun's binding, with fewer cores available.
+std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0)
+      if (const auto colon = line.find(':'); colon != std::string::npos)
+        return line.substr(line.find_first_not_of(' ', colon + 1));
+  return {};
+}
+
 }  // namespace
 
 double launch_cost_us(Launch launch, unsigned workers, unsigned repeats) {
@@ -218,6 +229,7 @@ std::string calibration_json(const Calibration& c, int indent) {
   const nlohmann::json j = {{"version", kCacheVersion},
                             {"source", c.source},
                             {"cores", c.cores},
+                            {"cpu", cpu_model()},
                             {"gflops_f64", c.gflops_f64},
                             {"gflops_f32", c.gflops_f32},
                             {"thread_scaling", c.thread_scaling},
@@ -263,13 +275,15 @@ Calibration load_calibration() {
   if (!f) return c;
   try {
     const nlohmann::json j = nlohmann::json::parse(f);
-    if (j.at("version") != kCacheVersion || j.at("cores") != c.cores) {
-      c.source =
-          fmt::format("built-in defaults ({} is for another version or core count)", path.string());
+    const std::string cpu = j.value("cpu", std::string());
+    const bool same_machine = cpu.empty() ? j.at("cores") == c.cores : cpu == cpu_model();
+    if (j.at("version") != kCacheVersion || !same_machine) {
+      c.source = fmt::format("built-in defaults ({} is for another version or CPU)", path.string());
       return c;
     }
     Calibration m;
     m.cores = c.cores;
+    const unsigned measured_cores = j.at("cores");
     m.gflops_f64 = j.at("gflops_f64");
     m.gflops_f32 = j.at("gflops_f32");
     m.thread_scaling = j.at("thread_scaling");
@@ -292,7 +306,10 @@ Calibration load_calibration() {
     if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 &&
           m.thread_scaling_512 > 0 && m.process_scaling > 0 && m.copy_gbs > 0))
       throw std::runtime_error("non-positive figure");
-    m.source = path.string();
+    m.source = measured_cores == c.cores
+                   ? path.string()
+                   : fmt::format("{} (measured with {} cores; {} available here)", path.string(),
+                                 measured_cores, c.cores);
     return m;
   } catch (const std::exception& e) {
     c.source = fmt::format("built-in defaults ({} is unreadable: {})", path.string(), e.what());

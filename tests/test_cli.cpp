@@ -628,3 +628,34 @@ TEST_CASE("bench says why peers are missing, and calls a ratio between the same 
   CHECK(contains(r.out, "64: auto "));
   CHECK(contains(r.out, "(the same plan: the difference is noise)"));
 }
+
+TEST_CASE("the calibration cache holds for the same CPU with fewer cores, not for another CPU") {
+  TempDir tmp;
+  const std::string cli = test::cli_path();
+  const std::vector<std::string> env = {"XDG_CACHE_HOME=" + tmp.path().string()};
+  REQUIRE(test::run({cli, "calibrate"}, env).status == 0);
+  const std::filesystem::path cache = tmp / "shmgemm" / "calibration.json";
+  REQUIRE(std::filesystem::exists(cache));
+  for (const char* name : {"A.npy", "B.npy"})
+    REQUIRE(test::run({cli, "gen", "--shape", "1000x1000", "-o", (tmp / name).string()}).status ==
+            0);
+  auto calibration_used = [&] {
+    const test::RunResult r =
+        test::run({cli, "multiply", (tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o",
+                   (tmp / "C.npy").string(), "--json"},
+                  env);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out)["plan"]["calibration"].get<std::string>();
+  };
+  CHECK(calibration_used() == cache.string());
+  auto edit = [&](const char* key, const nlohmann::json& value) {
+    nlohmann::json j = nlohmann::json::parse(test::read_file(cache));
+    j[key] = value;
+    test::write_file(cache, j.dump());
+  };
+  // Measured with more cores than this process may use (taskset, mpirun's binding): kept.
+  edit("cores", 64);
+  CHECK(contains(calibration_used(), "(measured with 64 cores;"));
+  edit("cpu", "Another CPU");
+  CHECK(contains(calibration_used(), "built-in defaults"));
+}

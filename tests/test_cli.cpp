@@ -659,3 +659,18 @@ TEST_CASE("the calibration cache holds for the same CPU with fewer cores, not fo
   edit("cpu", "Another CPU");
   CHECK(contains(calibration_used(), "built-in defaults"));
 }
+
+TEST_CASE("demo: the square product, then an int64 product where shmgemm wins, each checked") {
+  TempDir tmp;
+  const test::RunResult r = test::run({test::cli_path(), "demo", "--size", "200", "--rounds", "1"},
+                                      {"TMPDIR=" + tmp.path().string()});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.out, "results agree"));
+  CHECK(contains(r.out, "Where it wins: 600x600 int64"));
+  CHECK((contains(r.out, "results identical, bit for bit") || contains(r.out, "(skipped: ")));
+  CHECK(names_in(tmp.path()).empty());  // its folder removed
+  const test::RunResult help = test::run({test::cli_path(), "demo", "--help"});
+  CHECK(contains(help.out, "(default: one per core)"));
+  CHECK(!contains(help.out, "=auto"));
+}

@@ -68,16 +68,6 @@ struct BenchArgs {
   int ranks = 2;
 };
 
-// The peer scripts: --peers-dir, else beside an installed program (PREFIX/share/shmgemm/peers),
-// else the source tree this program was built from.
-fs::path peers_folder(const BenchArgs& args) {
-  if (!args.peers_dir.empty()) return args.peers_dir;
-  const fs::path installed =
-      fs::path(self_executable()).parent_path().parent_path() / "share" / "shmgemm" / "peers";
-  if (fs::exists(installed / "numpy_matmul.py")) return installed;
-  return SHMGEMM_PEERS_DIR;
-}
-
 // A variant's plan, from its --json ("2 fork x 1", "in process x 2"), to tell noise from a
 // real difference between variants that ran the same plan.
 std::string plan_of(const Measured& m) {
@@ -95,7 +85,8 @@ std::string plan_of(const Measured& m) {
 
 int run_bench(const BenchArgs& args) {
   if (args.mpi) return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json);
-  if (args.matmul) return run_matmul_bench(args.cases, args.rounds, peers_folder(args), args.json);
+  if (args.matmul)
+    return run_matmul_bench(args.cases, args.rounds, peers_folder(args.peers_dir), args.json);
   std::vector<Shape> shapes;
   for (const std::string& item : split_list(args.shapes)) {
     const auto [m, k, n] = parse_product_shape(item, "--shapes");
@@ -104,7 +95,7 @@ int run_bench(const BenchArgs& args) {
   const DType dtype = *dtype_from_name(args.dtype);
   const unsigned cores = available_cores();
   const std::string self = self_executable();
-  const fs::path peers_dir = peers_folder(args);
+  const fs::path peers_dir = peers_folder(args.peers_dir);
   // Why peers are left out, if they are.
   std::string no_peers_because;
   if (args.no_peers)
@@ -309,8 +300,10 @@ void add_bench(CLI::App& app, Action& action) {
       ->check(CLI::Range(1.0, 1000.0))
       ->capture_default_str();
   cmd->add_flag("--no-peers", args->no_peers, "skip numpy, joblib and multiprocessing");
-  cmd->add_option("--peers-dir", args->peers_dir, "where the peer scripts are")
-      ->default_str(SHMGEMM_PEERS_DIR);
+  cmd->add_option("--peers-dir", args->peers_dir,
+                  "where the peer scripts are (default: PREFIX/share/shmgemm/peers beside an "
+                  "installed program, else the source tree's tools/peers)")
+      ->option_text("DIR");
   cmd->add_flag("--matmul", args->matmul,
                 "instead: np.matmul's cases against numpy (exact int64 and int32 products, "
                 "with small and full-range values; 2000 products with A broadcast; 981 small "

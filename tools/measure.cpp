@@ -186,6 +186,17 @@ std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostf
   return argv;
 }
 
+// The peer scripts: --peers-dir, else beside an installed program (PREFIX/share/shmgemm/peers),
+// else the source tree this program was built from.
+std::filesystem::path peers_folder(const std::string& given) {
+  namespace fs = std::filesystem;
+  if (!given.empty()) return given;
+  const fs::path installed =
+      fs::path(self_executable()).parent_path().parent_path() / "share" / "shmgemm" / "peers";
+  if (fs::exists(installed / "numpy_matmul.py")) return installed;
+  return SHMGEMM_PEERS_DIR;
+}
+
 std::string self_executable() {
   return std::filesystem::read_symlink("/proc/self/exe").string();
 }

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,5 +57,9 @@ std::string self_executable();
 
 // The `shmgemm multiply` arguments that ask for `options`.
 std::vector<std::string> engine_args(const Options& options);
+
+// bench's peer scripts: `given` (--peers-dir), else beside an installed program
+// (PREFIX/share/shmgemm/peers), else the source tree this program was built from.
+std::filesystem::path peers_folder(const std::string& given);
 
 }  // namespace shmgemm::cli

@@ -11,6 +11,7 @@ script, which is not part of the tree). Standard library only.
 usage: core_figures.py [--size 4000] [--rounds 5] [--shmgemm build/bin/shmgemm] [--csv FILE]
 """
 import argparse
+import shutil
 import os
 import statistics
 import subprocess
@@ -70,9 +71,17 @@ def main():
     ap.add_argument("--size", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--interval", type=float, default=5, help="PSS sampling interval, ms")
-    ap.add_argument("--shmgemm", default="build/bin/shmgemm")
+    # The program beside this script's repository (build/bin/shmgemm), else on PATH.
+    repo_build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+                              "shmgemm")
+    default = repo_build if os.access(repo_build, os.X_OK) else shutil.which("shmgemm")
+    ap.add_argument("--shmgemm", default=default,
+                    help="the shmgemm program (default: this repository's build/bin/shmgemm, "
+                         "else shmgemm on PATH)")
     ap.add_argument("--csv", help="also write the table as CSV")
     args = ap.parse_args()
+    if not args.shmgemm or not os.access(args.shmgemm, os.X_OK):
+        ap.error(f"--shmgemm {args.shmgemm or ''}: no such program; build it (make) or name it")
     cores = len(os.sched_getaffinity(0))
 
     variants = [

@@ -107,8 +107,14 @@ int run_footprint(const FootprintArgs& args) {
   write_random_npy(b, dtype, {k, n}, 2);
 
   std::vector<Row> rows;
+  // Progress on a terminal, as multiply and bench show it.
+  const bool progress = ::isatty(2) != 0 && !args.json;
+  const std::size_t runs = modes.size() * counts.size();
   for (const std::string& mode : modes)
     for (unsigned w : counts) {
+      if (progress)
+        fmt::print(stderr, "\rfootprint: {} with {} ({} of {})\x1b[K", mode, plural(w, "worker"),
+                   rows.size() + 1, runs);
       std::vector<std::string> argv = {self_executable(), "multiply", a.string(),
                                        b.string(),        "-o",       c.string()};
       const std::vector<std::string> extra = mode_args(mode, w);
@@ -128,6 +134,7 @@ int run_footprint(const FootprintArgs& args) {
       r.seconds = run.wall_seconds;
       r.zero_copy = mode == "shm" || mode == "file";
       rows.push_back(r);
+      if (progress && rows.size() == runs) fmt::print(stderr, "\r\x1b[K");
       fs::remove(c);
     }
 

@@ -208,8 +208,8 @@ Calibration measure_calibration() {
   c.thread_scaling_512 = c.cores > 1 ? std::min(1.0, gemm_rate(DType::float64, 512, all) /
                                                          (gemm_rate(DType::float64, 512, 1) * all))
                                      : 1.0;
-  // The skinny classes, shaped as the seeds' products: k, m or n long, the others 64.
-  // 64 MiB operands, beyond the caches, as the seeds' products are.
+  // The skinny classes, shaped as typical skinny products: k, m or n long, the others 64.
+  // 64 MiB operands, beyond the caches.
   const std::uint64_t shapes[3][3] = {{64, 131072, 64}, {131072, 64, 64}, {64, 64, 131072}};
   for (int i = 0; i < 3; ++i) {
     const auto [m, k, n] = shapes[i];

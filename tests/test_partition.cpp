@@ -98,7 +98,7 @@ TEST_CASE("plan_row_split: no idle worker, aligned where the shape allows") {
   }
 }
 
-TEST_CASE("the seeds' failing cases split cleanly") {
+TEST_CASE("the shapes the joblib and multiprocessing recipes fail on split cleanly") {
   // joblib's np.split(A, 3) fails on 10 rows; the multiprocessing `slices` made empty and
   // inverted slices for 1 row on 3 processes.
   const RowSplit s10 = plan_row_split(10, 3, 1);

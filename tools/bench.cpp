@@ -282,12 +282,13 @@ int run_bench(const BenchArgs& args) {
 void add_bench(CLI::App& app, Action& action) {
   auto args = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "bench",
+      "bench", "the engine's plans, OpenBLAS and the peers side by side, alternating");
+  cmd->footer(
       "Benchmark side by side in one run, alternating between variants in a new shuffled order "
       "every round, reporting medians: the "
       "automatic plan, every fixed worker count with fork and with spawn, single-process "
       "OpenBLAS with every core, and (when /usr/bin/python3 has numpy and joblib) numpy's "
-      "A @ B and the seed documents' joblib and multiprocessing recipes.");
+      "A @ B and the joblib row-block and multiprocessing recipes.");
   cmd->add_option("--shapes", args->shapes, "comma-separated N (square) or MxKxN")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float64 or float32")
@@ -309,7 +310,7 @@ void add_bench(CLI::App& app, Action& action) {
                 "with small and full-range values; 2000 products with A broadcast; 981 small "
                 "products), with the answers compared");
   cmd->add_option("--cases", args->cases,
-                  "with --matmul: some of seed-int64, int64, seed-int32, int32, batch, small "
+                  "with --matmul: some of int64-small, int64, int32-small, int32, batch, small "
                   "(default: all)");
   cmd->add_flag("--mpi", args->mpi,
                 "instead: shmgemm-mpi (nodes by host, and --one-rank-per-node) against "

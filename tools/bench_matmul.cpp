@@ -34,16 +34,16 @@ struct Case {
 };
 
 std::vector<Case> all_cases() {
-  const IntRange seed{0, 10};  // np.random.randint(0, 10), as the seed documents draw
+  const IntRange seed{0, 10};  // np.random.randint(0, 10), small values
   const std::vector<std::uint64_t> sq{1000, 1000};
   return {
-      {"seed-int64",
+      {"int64-small",
        "int64 randint(0,10) 1000^2",
        ">= 15x",
        {DType::int64, sq, seed},
        {DType::int64, sq, seed}},
       {"int64", "int64 full range 1000^2", ">= 2x", {DType::int64, sq, {}}, {DType::int64, sq, {}}},
-      {"seed-int32",
+      {"int32-small",
        "int32 randint(0,10) 1000^2",
        ">= 15x",
        {DType::int32, sq, seed},
@@ -114,7 +114,7 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
     if (names.empty() || std::ranges::count(split_list(names), c.name) > 0) cases.push_back(c);
   if (cases.empty())
     throw Error(ErrorCode::invalid_argument,
-                fmt::format("--cases '{}': expected some of seed-int64, int64, seed-int32, "
+                fmt::format("--cases '{}': expected some of int64-small, int64, int32-small, "
                             "int32, batch, small",
                             names));
   const fs::path peer = peers_dir / "numpy_matmul.py";

@@ -46,8 +46,9 @@ int run_calibrate(bool show, bool json) {
 void add_calibrate(CLI::App& app, Action& action) {
   auto show = std::make_shared<bool>(false);
   auto json = std::make_shared<bool>(false);
-  CLI::App* cmd = app.add_subcommand(
-      "calibrate",
+  CLI::App* cmd = app.add_subcommand("calibrate",
+                                     "measure this machine for the automatic plan (a few seconds)");
+  cmd->footer(
       "Measure this machine's GEMM rates, launch costs, page-mapping cost and memory bandwidth "
       "(a few seconds, every core), and cache them for the automatic plan (--workers auto).");
   cmd->add_flag("--show", *show, "print the figures in use (cached or built-in), measure nothing");

@@ -41,6 +41,9 @@ std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::
 // The message for arguments CLI11 did not expect: each named, the nearest option suggested,
 // and the subcommand's --help.
 std::string unknown_arguments(const CLI::App& app);
+// Help without CLI11's type clutter: "N" or "a|b" after each option, its default said in its
+// description; for every subcommand.
+void tidy_help(CLI::App& app);
 // Exit status 2 (usage) rather than 1: a bad or conflicting option, named first ("--shape
 // 'abc': ...").
 bool is_usage_error(const Error& e, const std::string& message);

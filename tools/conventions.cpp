@@ -106,6 +106,30 @@ std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::
   return 2;
 }
 
+void tidy_help(CLI::App& app) {
+  for (CLI::Option* o : app.get_options()) {
+    if (o->get_expected_min() == 0 || !o->get_option_text().empty()) continue;  // flags; done
+    // CLI11's "INT:INT in [1 - 1000]=5" becomes "N", with "(default: 5)" in the description.
+    const std::string type = o->get_type_name();
+    const std::size_t colon = type.find(':');
+    std::string text = "VALUE";
+    if (colon != std::string::npos && type.compare(colon + 1, 1, "{") == 0) {
+      text = type.substr(colon + 2, type.find('}', colon) - colon - 2);
+      std::replace(text.begin(), text.end(), ',', '|');
+    } else if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0 ||
+               type.rfind("FLOAT", 0) == 0) {
+      text = "N";
+    }
+    if (o->get_required()) text += " REQUIRED";
+    o->option_text(text);
+    const std::string fallback = o->get_default_str();
+    if (!fallback.empty() && o->get_description().find("default") == std::string::npos)
+      o->description(fmt::format("{} (default: {})", o->get_description(), fallback));
+  }
+  for (CLI::App* sub : app.get_subcommands({}))
+    tidy_help(*sub);
+}
+
 bool is_usage_error(const Error& e, const std::string& message) {
   // Bad or conflicting options: the messages that name an option first.
   return e.code() == ErrorCode::invalid_argument && message.rfind("--", 0) == 0;

@@ -150,7 +150,8 @@ void add_demo(CLI::App& app, Action& action) {
   // The demo shows the workers: one per core unless --workers says otherwise (auto included).
   args->options.workers = available_cores();
   CLI::App* cmd = app.add_subcommand(
-      "demo",
+      "demo", "the engine against OpenBLAS and numpy on generated matrices, checked");
+  cmd->footer(
       "Generate two random float64 matrices in a temporary folder, multiply them with the "
       "engine (one worker per core unless --workers says otherwise) and with single-process "
       "OpenBLAS, each as a `shmgemm multiply` process, check that the results agree, print "

@@ -194,7 +194,8 @@ int run_footprint(const FootprintArgs& args) {
 void add_footprint(CLI::App& app, Action& action) {
   auto args = std::make_shared<FootprintArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "footprint",
+      "footprint", "the memory of each mode's process tree against the operands' floor");
+  cmd->footer(
       "Run the same product under each mode and measure every process of the tree while it "
       "runs (RSS, PSS, USS from /proc/PID/smaps_rollup, sampled by this process, which is not "
       "part of the tree): shm (fork, named segments), file (spawn, mapped .npy files), copy "

@@ -143,7 +143,8 @@ int run_gc(const GcArgs& args) {
 void add_gc(CLI::App& app, Action& action) {
   auto args = std::make_shared<GcArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "gc",
+      "gc", "remove what killed runs left in /dev/shm, $TMPDIR and output folders");
+  cmd->footer(
       "List shmgemm segments in /dev/shm and remove those of coordinators that are no longer "
       "running (a coordinator killed before its workers attached). Segment names carry the "
       "coordinator's pid and PID namespace: shmgemm-<pid>-p<namespace>-<counter>-<role>-<random>. "

@@ -106,8 +106,9 @@ void add_gen(CLI::App& app, Action& action) {
     std::uint64_t seed = 0;
   };
   auto args = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand(
-      "gen",
+  CLI::App* cmd =
+      app.add_subcommand("gen", "write a .npy file of random values (any dtype, any shape)");
+  cmd->footer(
       "Write a .npy file of random values, reproducible from --seed: uniform in [0, 1) for "
       "floats (both parts for complex), the whole range for integers, or the integers of "
       "--int-range.");

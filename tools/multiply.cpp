@@ -206,7 +206,8 @@ int run_multiply(const MultiplyArgs& args) {
 void add_multiply(CLI::App& app, Action& action) {
   auto args = std::make_shared<MultiplyArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "multiply",
+      "multiply", "C = np.matmul(A, B) from .npy files to a .npy file, on worker processes");
+  cmd->footer(
       "Compute C = np.matmul(A, B) for two .npy files (C or Fortran order) and write C as "
       "a C-order .npy: numpy's result dtype, shape and, for integers, bits (wrapping modulo "
       "2^bits as numpy does). Dtypes: int8..int64, uint8..uint64, float32, float64, "

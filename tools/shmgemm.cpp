@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   cli::add_calibrate(app, action);
   cli::add_bench(app, action);
   cli::add_footprint(app, action);
+  cli::tidy_help(app);
 
   std::vector<std::string> args(argv + 1, argv + argc);
   if (const std::optional<int> status = cli::answer_without_parsing(app, args)) return *status;

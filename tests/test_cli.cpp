@@ -616,6 +616,16 @@ TEST_CASE("the summary and --json give the operands' and the result's real shape
   const auto k = nlohmann::json::parse(few.out);
   CHECK(k["workers"] == 3);
   CHECK(contains(k["plan"]["reason"].get<std::string>(), "3 workers"));
+  // --explain says when the plan passed over workers predicted faster than in process.
+  write("Q.npy", "1500x1500");
+  const test::RunResult why =
+      test::run({cli, "multiply", (tmp / "Q.npy").string(), (tmp / "Q.npy").string(), "-o", out,
+                 "--json", "--explain"});
+  REQUIRE(why.status == 0);
+  if (nlohmann::json::parse(why.out)["in_process"].get<bool>())
+    CHECK(contains(why.err, "workers are chosen only when predicted at least 3% faster"));
+  else
+    CHECK(contains(why.err, "predicted"));
 }
 
 TEST_CASE("bench says why peers are missing, and calls a ratio between the same plans noise") {

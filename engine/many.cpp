@@ -88,23 +88,31 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   // here, sets of products of 20-400 a side (18 MFLOP on average) ran as fast in process as
   // on one-thread workers, which also fault in fresh shared pages for every result.
   constexpr double kWorkerProductFlops = 5e7;
+  const bool small_products = all_flops / double(items.size()) < kWorkerProductFlops;
   const bool in_process =
       options.in_process || workers <= 1 ||
-      (options.workers == 0 && (all_flops / double(items.size()) < kWorkerProductFlops ||
-                                all_flops / (rate * cores) < 4 * launch));
+      (options.workers == 0 && (small_products || all_flops / (rate * cores) < 4 * launch));
+  const std::size_t limit = detail::blas_thread_limit();
+  const unsigned in_threads = options.threads_per_worker ? options.threads_per_worker
+                              : limit > 0
+                                  ? static_cast<unsigned>(std::min<std::size_t>(cores, limit))
+                                  : cores;
   Report report;
   report.launch = options.launch;
   report.batch = items.size();
   report.in_process = in_process;
   report.workers = in_process ? 0 : workers;
-  report.threads_per_worker = in_process ? cores : 1;
-  report.plan_reason = in_process
-                           ? fmt::format(
-                                 "{} products in process: launching workers would cost more than "
-                                 "they save",
-                                 items.size())
-                           : fmt::format("{} products on {} workers x 1 thread, largest first",
-                                         items.size(), workers);
+  report.threads_per_worker = in_process ? in_threads : 1;
+  const std::string why = options.in_process ? "as asked"
+                          : workers <= 1     ? "one worker would add only its launch"
+                          : small_products   ? "the products average under 50 MFLOP, which run "
+                                               "no faster on workers"
+                                             : "launching workers would cost about what the set "
+                                               "takes";
+  report.plan_reason =
+      in_process ? fmt::format("{} products in process x {}: {}", items.size(), in_threads, why)
+                 : fmt::format("{} products on {} workers x 1 thread, largest first", items.size(),
+                               workers);
   std::vector<OwnedArray> out;
   out.reserve(items.size());
   auto done = [&] {
@@ -117,7 +125,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
     // Each result an array of its own, as numpy's loop makes them (small ones from the heap,
     // whose pages are warm from earlier calls; one block would be fresh pages to fault in).
     Options in = one_thread_in_process(options);
-    in.threads_per_worker = cores;
+    in.threads_per_worker = in_threads;
     for (const Item& it : items)
       out.push_back(matmul(it.a, it.b, in));
     return done();

@@ -80,10 +80,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   const double rate = c.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
   unsigned workers = options.workers ? options.workers : cores;
   workers = static_cast<unsigned>(std::min<std::size_t>(workers, items.size()));
-  const double launch =
-      (c.fork_base_us +
-       (c.fork_per_worker_us + c.fork_us_per_pte_kib * detail::page_tables_kib()) * workers) *
-      1e-6;
+  const double launch = detail::launch_seconds(Launch::fork, workers, c, detail::page_tables_kib());
   // Workers pay when products are large enough that packing does not dominate them: measured
   // here, sets of products of 20-400 a side (18 MFLOP on average) ran as fast in process as
   // on one-thread workers, which also fault in fresh shared pages for every result.
@@ -92,11 +89,8 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   const bool in_process =
       options.in_process || workers <= 1 ||
       (options.workers == 0 && (small_products || all_flops / (rate * cores) < 4 * launch));
-  const std::size_t limit = detail::blas_thread_limit();
-  const unsigned in_threads = options.threads_per_worker ? options.threads_per_worker
-                              : limit > 0
-                                  ? static_cast<unsigned>(std::min<std::size_t>(cores, limit))
-                                  : cores;
+  const auto in_threads = static_cast<unsigned>(
+      options.threads_per_worker ? options.threads_per_worker : detail::within_thread_limit(cores));
   Report report;
   report.launch = options.launch;
   report.batch = items.size();

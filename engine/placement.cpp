@@ -17,13 +17,18 @@ namespace {
 constexpr std::uint64_t kCopyChunk = 16 << 20;
 constexpr std::uint64_t kHugePage = 2 << 20;
 
-// A mapping of `bytes`, unmapped with the last copy of the pointer.
-std::shared_ptr<void> map_memory(std::uint64_t bytes, int flags, int fd) {
+// A read-write mapping of `bytes` for the result, or Error(resource).
+void* map_or_throw(std::uint64_t bytes, int flags, int fd) {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, fd, 0);
   if (p == MAP_FAILED)
     throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
                                                  bytes, std::strerror(errno)));
-  return {p, [bytes](void* q) { ::munmap(q, bytes); }};
+  return p;
+}
+
+// The same, unmapped with the last copy of the pointer.
+std::shared_ptr<void> map_memory(std::uint64_t bytes, int flags, int fd) {
+  return {map_or_throw(bytes, flags, fd), [bytes](void* q) { ::munmap(q, bytes); }};
 }
 
 OperandRef ref_to(Storage storage, const std::string& name, std::uint64_t offset) {
@@ -143,11 +148,7 @@ NewResult::NewResult(std::uint64_t bytes, bool workers, bool huge_pages)
     throw Error(ErrorCode::resource, fmt::format("cannot create the result's memory ({} bytes): {}",
                                                  bytes_, std::strerror(errno)));
   private_ = map_memory(bytes_, MAP_PRIVATE, memfd_.get());
-  void* shared = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(), 0);
-  if (shared == MAP_FAILED)
-    throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
-                                                 bytes_, std::strerror(errno)));
-  shared_ = static_cast<std::byte*>(shared);
+  shared_ = static_cast<std::byte*>(map_or_throw(bytes_, MAP_SHARED, memfd_.get()));
 }
 
 void populate_for_writing(std::byte* p, std::uint64_t bytes) {

@@ -154,6 +154,16 @@ double page_tables_kib() {
   return 0;
 }
 
+double launch_seconds(Launch launch, std::size_t workers, const Calibration& c,
+                      double page_tables_kib) {
+  const double w = double(std::max<std::size_t>(workers, 1));
+  const double us =
+      launch == Launch::fork
+          ? c.fork_base_us + (c.fork_per_worker_us + c.fork_us_per_pte_kib * page_tables_kib) * w
+          : c.spawn_base_us + c.spawn_per_worker_us * w;
+  return us * 1e-6;
+}
+
 double predict_workers(const ProductShape& p, std::size_t workers, std::size_t threads,
                        Launch launch, Backing backing, const Calibration& c,
                        double page_tables_kib) {
@@ -161,10 +171,7 @@ double predict_workers(const ProductShape& p, std::size_t workers, std::size_t t
   const double n = double(p.n), k = double(p.k);
   const double rows = std::ceil(double(p.m) / w);  // the largest block decides
   const double item = double(item_size(p.dtype));
-  const double launch_us =
-      launch == Launch::fork
-          ? c.fork_base_us + (c.fork_per_worker_us + c.fork_us_per_pte_kib * page_tables_kib) * w
-          : c.spawn_base_us + c.spawn_per_worker_us * w;
+
   // Several processes at once share the memory system: process_scaling.
   const double together = workers > 1 ? c.process_scaling : 1.0;
   const double compute = 2.0 * rows * n * k / (process_rate(p, rows, threads, c) * together);
@@ -174,7 +181,7 @@ double predict_workers(const ProductShape& p, std::size_t workers, std::size_t t
       backing == Backing::shm
           ? (double(p.m) * k + k * n + 2.0 * double(p.m) * n) * item / (c.copy_gbs * 1e9)
           : 0.0;
-  return launch_us * 1e-6 + compute + map + copies;
+  return launch_seconds(launch, workers, c, page_tables_kib) + compute + map + copies;
 }
 
 bool too_small_for_workers(const ProductShape& p, std::size_t cores) {
@@ -193,6 +200,11 @@ std::size_t blas_thread_limit() {
   return 0;
 }
 
+std::size_t within_thread_limit(std::size_t threads) {
+  const std::size_t limit = blas_thread_limit();
+  return limit > 0 ? std::min(threads, limit) : threads;
+}
+
 namespace {
 std::string plural_workers(unsigned n) {
   return fmt::format("{} worker{}", n, n == 1 ? "" : "s");
@@ -202,10 +214,7 @@ std::string plural_workers(unsigned n) {
 Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c) {
   cores = std::max<std::size_t>(cores, 1);
   // Threads per process when not asked for: at most what the environment allows numpy's BLAS.
-  const std::size_t limit = blas_thread_limit();
-  auto capped = [limit](std::size_t threads) {
-    return limit > 0 ? std::min(threads, limit) : threads;
-  };
+  const auto capped = within_thread_limit;
   Plan plan;
   if (o.in_process) {
     plan.in_process = true;

@@ -93,6 +93,12 @@ double predict_workers(const ProductShape& p, std::size_t workers, std::size_t t
 // OpenBLAS threads a plan gives a process unless Options::threads_per_worker says otherwise.
 // 0 when neither is set.
 std::size_t blas_thread_limit();
+// `threads` within blas_thread_limit(), when one is set.
+std::size_t within_thread_limit(std::size_t threads);
+// Seconds to launch and join `workers` workers: the calibrated base and per-worker costs, and
+// for fork the copy of the forking process's page tables (`page_tables_kib`) into each.
+double launch_seconds(Launch launch, std::size_t workers, const Calibration& c,
+                      double page_tables_kib);
 // The size of this process's page tables (VmPTE), in KiB; 0 if unknown.
 double page_tables_kib();
 

@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: python bench-python all deps build run test sanitize fuzz bench plot example pool-bench format format-check clean
+.PHONY: python bench-python all deps build run test sanitize fuzz bench plot example pool-bench docs-examples format format-check clean
 
 all: build
 
@@ -57,6 +57,11 @@ BENCH_CSV = $(BUILD_DIR)/bench/sweep.csv
 bench: build
 	@mkdir -p $(BUILD_DIR)/bench
 	$(BUILD_DIR)/bin/shmgemm bench --csv $(BENCH_CSV) | tee $(BUILD_DIR)/bench/sweep.md
+
+# Every example of README.md and docs/, the measurements too (those marked `example: slow`,
+# tens of minutes): each runs as the docs show it, in a temporary folder; their output is printed.
+docs-examples: build python
+	/usr/bin/python3 tests/readme_examples.py . $(BUILD_DIR) --slow
 
 plot:
 	@bash tools/install-deps.sh gnuplot-nox

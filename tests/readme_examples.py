@@ -1,44 +1,92 @@
-"""Runs the shell and Python blocks of README.md and docs/*.md that are marked as examples (a
-`<!-- example -->` line just before the fence), each in a fresh temporary folder, with the build's
-shmgemm first on PATH and its Python package on PYTHONPATH. Fails naming the file and line of the
-first block that fails.
+"""Runs the blocks of README.md and docs/*.md that are marked as examples, each in a fresh
+temporary folder, with the build's programs first on PATH and its Python package on PYTHONPATH.
+Fails naming the file and line of the first block that fails.
 
-usage: readme_examples.py SOURCE_DIR BUILD_DIR
+A marker is a line just before the fence:
+  <!-- example -->        a sh or python block, run every time; a cpp block is compiled into a
+                          program (its #include lines first, the rest as the body of main),
+                          linked with the build's libshmgemm, and run;
+  <!-- example: mpi -->   run when the build has shmgemm-mpi, skipped (and counted) otherwise;
+  <!-- example: slow -->  a measurement (minutes): run only with --slow (`make docs-examples`).
+Slow blocks run in a folder holding `tools` (a link to the source's) and an empty `docs`, so
+that the commands run as the docs show them without touching the source tree.
+
+usage: readme_examples.py SOURCE_DIR BUILD_DIR [CXX [CXXFLAGS]] [--slow]
 """
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 
-source, build = (os.path.abspath(p) for p in sys.argv[1:3])
+args = [a for a in sys.argv[1:] if a != "--slow"]
+slow = "--slow" in sys.argv[1:]
+source, build = (os.path.abspath(p) for p in args[:2])
+cxx = args[2] if len(args) > 2 else "c++"
+cxxflags = shlex.split(args[3]) if len(args) > 3 else []
 files = [os.path.join(source, "README.md")] + sorted(
     os.path.join(source, "docs", f) for f in os.listdir(os.path.join(source, "docs"))
     if f.endswith(".md"))
-block = re.compile(r"<!-- example -->\n```(sh|python)\n(.*?)```", re.S)
+block = re.compile(r"<!-- example(?:: (mpi|slow))? -->\n```(sh|python|cpp)\n(.*?)```", re.S)
 env = dict(os.environ, PATH=os.path.join(build, "bin") + os.pathsep + os.environ["PATH"],
            PYTHONPATH=os.path.join(build, "python"))
-# A build without the Python package (the sanitizer and fuzz builds) runs the shell blocks only.
+# A build without the Python package (the sanitizer and fuzz builds) runs the other blocks only.
 has_python = os.path.isdir(os.path.join(build, "python", "shmgemm"))
-ran = skipped = 0
+has_mpi = os.path.exists(os.path.join(build, "bin", "shmgemm-mpi"))
+
+
+def cpp_program(code, folder):
+    """Compiles a cpp block: #include lines at the top, every other line inside main."""
+    lines = code.splitlines()
+    includes = [l for l in lines if l.startswith("#include")]
+    body = [l for l in lines if not l.startswith("#include")]
+    path = os.path.join(folder, "example.cpp")
+    with open(path, "w") as f:
+        f.write("\n".join(includes + ["int main() {"] + body + ["}"]) + "\n")
+    lib = os.path.join(build, "lib")
+    subprocess.run([cxx, "-std=c++20", *cxxflags, "-I", os.path.join(source, "engine", "include"),
+                    path, "-o", os.path.join(folder, "example"), f"-L{lib}", "-lshmgemm",
+                    f"-Wl,-rpath,{lib}"], check=True, capture_output=True, text=True)
+    return [os.path.join(folder, "example")]
+
+
+ran, skipped = 0, []
 for path in files:
     text = open(path).read()
     for m in block.finditer(text):
         line = text.count("\n", 0, m.start()) + 2
-        kind, code = m.groups()
-        if kind == "python" and not has_python:
-            skipped += 1
+        tag, kind, code = m.groups()
+        where = f"{os.path.relpath(path, source)}:{line}"
+        reason = ("no Python package in this build" if kind == "python" and not has_python else
+                  "no shmgemm-mpi in this build" if tag == "mpi" and not has_mpi else
+                  "a measurement: run with --slow (make docs-examples)" if tag == "slow" and
+                  not slow else None)
+        if reason:
+            skipped.append(f"{where}: {reason}")
             continue
         with tempfile.TemporaryDirectory(prefix="shmgemm-readme-") as d:
-            argv = ["sh", "-eu", "-c", code] if kind == "sh" else ["/usr/bin/python3", "-c", code]
-            r = subprocess.run(argv, cwd=d, env=env, capture_output=True, text=True, timeout=600)
+            if tag == "slow":
+                os.symlink(os.path.join(source, "tools"), os.path.join(d, "tools"))
+                os.mkdir(os.path.join(d, "docs"))
+            try:
+                argv = (["sh", "-eu", "-c", code] if kind == "sh" else
+                        ["/usr/bin/python3", "-c", code] if kind == "python" else
+                        cpp_program(code, d))
+                r = subprocess.run(argv, cwd=d, env=env, capture_output=True, text=True,
+                                   timeout=3600 if tag == "slow" else 600)
+            except subprocess.CalledProcessError as e:
+                r = e
+            if tag == "slow":
+                print(f"{where}:\n{code}{r.stdout}{r.stderr}", flush=True)
         if r.returncode != 0:
-            print(f"{os.path.relpath(path, source)}:{line}: the {kind} example failed "
-                  f"(exit {r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
+            print(f"{where}: the {kind} example failed (exit {r.returncode}):\n"
+                  f"{r.stdout}{r.stderr}", file=sys.stderr)
             sys.exit(1)
         ran += 1
 if ran == 0:
     print("no examples found", file=sys.stderr)
     sys.exit(1)
-print(f"{ran} examples ran" + (f"; {skipped} Python examples skipped (no Python package in "
-                                f"this build)" if skipped else ""))
+print(f"{ran} examples ran" + (f"; {len(skipped)} skipped:" if skipped else ""))
+for s in skipped:
+    print(f"  {s}")

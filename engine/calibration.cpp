@@ -18,6 +18,7 @@
 #include "engine/tooling.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/shmgemm.hpp"
+#include "worker/blas_core.hpp"
 #include "worker/slice_kernel.hpp"
 
 namespace fs = std::filesystem;
@@ -135,15 +136,20 @@ double fork_us_per_pte_kib(double without) {
   return std::max(0.0, (with - without) / added);
 }
 
-// The CPU's model name (/proc/cpuinfo), which the cache is keyed on: its figures are per core
-// and per process, and hold under taskset or mpirun's binding, with fewer cores available.
-std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  for (std::string line; std::getline(f, line);)
-    if (line.rfind("model name", 0) == 0)
-      if (const auto colon = line.find(':'); colon != std::string::npos)
-        return line.substr(line.find_first_not_of(' ', colon + 1));
-  return {};
+// The CPU's model name (/proc/cpuinfo) and OpenBLAS's kernel, which the cache is keyed on: its
+// figures are per core and per process, and hold under taskset or mpirun's binding, with fewer
+// cores available; another kernel computes at another rate. Read once per process.
+const std::string& cpu_model() {
+  static const std::string key = [] {
+    std::string model;
+    std::ifstream f("/proc/cpuinfo");
+    for (std::string line; model.empty() && std::getline(f, line);)
+      if (line.rfind("model name", 0) == 0)
+        if (const auto colon = line.find(':'); colon != std::string::npos)
+          model = line.substr(line.find_first_not_of(' ', colon + 1));
+    return model + ", OpenBLAS " + detail::blas_core().name;
+  }();
+  return key;
 }
 
 }  // namespace
@@ -278,7 +284,8 @@ Calibration load_calibration() {
     const std::string cpu = j.value("cpu", std::string());
     const bool same_machine = cpu.empty() ? j.at("cores") == c.cores : cpu == cpu_model();
     if (j.at("version") != kCacheVersion || !same_machine) {
-      c.source = fmt::format("built-in defaults ({} is for another version or CPU)", path.string());
+      c.source = fmt::format("built-in defaults ({} is for another version, CPU or BLAS kernel)",
+                             path.string());
       return c;
     }
     Calibration m;

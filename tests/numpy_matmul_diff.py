@@ -15,6 +15,15 @@ import subprocess
 import sys
 import tempfile
 
+# numpy's reference computed with the OpenBLAS kernels shmgemm computes with: where OpenBLAS
+# falls back to its Prescott kernels on a CPU it does not know, shmgemm chooses others (see
+# `shmgemm --version`), and complex products of infinities and NaNs differ between kernels.
+if "OPENBLAS_CORETYPE" not in os.environ:
+    version = subprocess.run([sys.argv[1], "--version"], capture_output=True, text=True).stdout
+    for line in version.splitlines():
+        if line.startswith("OpenBLAS kernel: "):
+            os.environ["OPENBLAS_CORETYPE"] = line.split()[2]
+
 try:
     import numpy as np
 except ImportError:

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -504,7 +506,7 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
     CHECK(r.status == 0);
     CHECK(contains(r.out, "shmgemm "));
     CHECK(contains(r.out, "OpenBLAS 0."));  // openblas_get_config()
-    CHECK(contains(r.out, "kernel "));
+    CHECK(contains(r.out, "OpenBLAS kernel: "));
   }
   {
     const test::RunResult r = test::run({cli, "help"});
@@ -637,6 +639,35 @@ TEST_CASE("bench says why peers are missing, and calls a ratio between the same 
   // 64^3 runs in process under the automatic plan, as the in-process variant does.
   CHECK(contains(r.out, "64: auto "));
   CHECK(contains(r.out, "(the same plan: the difference is noise)"));
+}
+
+TEST_CASE("OpenBLAS's kernels follow the CPU's features where OpenBLAS does not know the CPU") {
+  const std::string cli = test::cli_path();
+  // As a user's shell runs it: no OPENBLAS_CORETYPE (this test program's own OpenBLAS may have
+  // set one for its children). OPENBLAS_VERBOSE=2 makes OpenBLAS print its own choice as it
+  // loads ("Core: Prescott"), before shmgemm's initialiser runs.
+  const test::RunResult r =
+      test::run({"/usr/bin/env", "-u", "OPENBLAS_CORETYPE", "OPENBLAS_VERBOSE=2", cli, "-V"});
+  REQUIRE(r.status == 0);
+  const std::size_t at = r.err.find("Core: ");
+  REQUIRE(at != std::string::npos);
+  const std::string own = r.err.substr(at + 6, r.err.find('\n', at) - at - 6);
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  const std::string info((std::istreambuf_iterator<char>(cpuinfo)), {});
+  CAPTURE(own);
+  CAPTURE(r.out);
+  if (own == "Prescott" && contains(info, " avx2 ")) {
+    // The fallback replaced: by the features' kernel, said on --version, and in effect.
+    CHECK(contains(r.out, "chosen by shmgemm: OpenBLAS fell back to Prescott"));
+    CHECK(!contains(r.out, "kernel: Prescott"));
+    CHECK(contains(r.err.substr(at + 6), "Core: "));  // OpenBLAS initialised a second time
+  } else {
+    CHECK(contains(r.out, "kernel: " + own + "\n"));  // OpenBLAS's own choice kept
+    CHECK(!contains(r.out, "chosen by shmgemm"));
+  }
+  // A user's OPENBLAS_CORETYPE is left as it is, even the fallback's.
+  const test::RunResult kept = test::run({cli, "-V"}, {"OPENBLAS_CORETYPE=Prescott"});
+  CHECK(contains(kept.out, "kernel: Prescott\n"));
 }
 
 TEST_CASE("the calibration cache holds for the same CPU with fewer cores, not for another CPU") {

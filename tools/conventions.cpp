@@ -10,10 +10,10 @@
 
 #include "common/npy.hpp"
 #include "tools/commands.hpp"
+#include "worker/blas_core.hpp"
 
 extern "C" {
 char* openblas_get_config(void);
-char* openblas_get_corename(void);
 }
 
 namespace shmgemm::cli {
@@ -49,8 +49,8 @@ std::string nearest(std::string_view word, const std::vector<std::string>& choic
 }
 
 std::string version_text() {
-  return fmt::format("shmgemm {} (git {})\nOpenBLAS: {} (kernel {})\n", SHMGEMM_VERSION,
-                     SHMGEMM_GIT_REVISION, openblas_get_config(), openblas_get_corename());
+  return fmt::format("shmgemm {} (git {})\nOpenBLAS: {}\nOpenBLAS kernel: {}\n", SHMGEMM_VERSION,
+                     SHMGEMM_GIT_REVISION, openblas_get_config(), detail::blas_core_text());
 }
 
 std::string unknown_arguments(const CLI::App& app) {

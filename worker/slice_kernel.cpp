@@ -13,9 +13,14 @@
 #include <type_traits>
 
 #include "shmgemm/error.hpp"
+#include "worker/blas_core.hpp"
 
 namespace shmgemm {
 namespace {
+
+// Whatever links the kernel links blas_core.o too, whose initialiser chooses OpenBLAS's kernels.
+[[gnu::used]] const void* const blas_core_anchor =
+    reinterpret_cast<const void*>(&detail::blas_core);
 
 // C = A·B through cblas_?gemm, row-major; complex alpha and beta go by pointer.
 template <class T>

@@ -4,7 +4,7 @@ BUILD_TYPE ?= Release
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: python bench-python all deps build run test sanitize fuzz bench plot example pool-bench docs-examples format format-check clean
+.PHONY: python bench-python all deps build run test sanitize fuzz bench plot example pool-bench docs-examples small-gemm-bench format format-check clean
 
 all: build
 
@@ -57,6 +57,13 @@ BENCH_CSV = $(BUILD_DIR)/bench/sweep.csv
 bench: build
 	@mkdir -p $(BUILD_DIR)/bench
 	$(BUILD_DIR)/bin/shmgemm bench --csv $(BENCH_CSV) | tee $(BUILD_DIR)/bench/sweep.md
+
+# libxsmm against OpenBLAS on small products: why shmgemm does not use libxsmm (docs/performance.md).
+# OpenBLAS runs the kernels shmgemm runs (`shmgemm --version`).
+small-gemm-bench: build
+	@bash tools/install-deps.sh libxsmm-dev
+	g++ -O2 -std=c++20 tools/small_gemm_bench.cpp -o $(BUILD_DIR)/small-gemm-bench $$(pkg-config --cflags --libs libxsmm) -lopenblas
+	OPENBLAS_CORETYPE=$$($(BUILD_DIR)/bin/shmgemm -V | sed -n 's/^OpenBLAS kernel: \([A-Za-z0-9]*\).*/\1/p') $(BUILD_DIR)/small-gemm-bench
 
 # Every example of README.md and docs/, the measurements too (those marked `example: slow`,
 # tens of minutes): each runs as the docs show it, in a temporary folder; their output is printed.

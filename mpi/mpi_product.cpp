@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 
+#include "common/mapped_file.hpp"
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "engine/plan.hpp"
@@ -40,6 +41,7 @@ struct Operand {
 struct Checked {
   Operand a, b;
   std::optional<NpyMapping> a_map;  // A, mapped and checked; its rows are used in place
+  std::optional<NpyMapping> b_map;  // B, the same (used in place on one node)
   MatmulShape shape;
   DType dtype = DType::float64;
   NpyHeader out;  // C's header as it will be written
@@ -74,7 +76,7 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
                        const std::filesystem::path& out_path) {
   Checked c;
   const NpyMapping& a = c.a_map.emplace(NpyMapping::open(a_path));
-  const NpyMapping b = NpyMapping::open(b_path);
+  const NpyMapping& b = c.b_map.emplace(NpyMapping::open(b_path));
   c.seen = fmt::format("{}: {}; {}: {}#{:016x}{:016x}", a.path(), describe_file(a), b.path(),
                        describe_file(b), sampled_hash(a), sampled_hash(b));
   c.shape = detail::npy_matmul_shape(a, b);
@@ -115,7 +117,9 @@ void reserve(const std::string& path, std::uint64_t bytes, const std::string& ta
   if (fd < 0)
     throw Error(ErrorCode::resource,
                 fmt::format("{}: cannot open {}: {}", target, path, std::strerror(errno)));
-  const int rc = bytes > 0 ? ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+  int rc = bytes > 0 ? ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+  // A file system without fallocate: the size at least, for the ranks that map the file.
+  if (rc == EOPNOTSUPP && ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) rc = errno;
   ::close(fd);
   if (rc != 0 && rc != EOPNOTSUPP)
     throw Error(ErrorCode::resource, fmt::format("{}: cannot reserve {} bytes for the output: {}",
@@ -142,7 +146,16 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.ranks = topo.size;
   r.nodes = topo.nodes;
   r.one_rank_per_node = topo.one_rank_per_node;
-  r.b_from = options.b_from;
+  // On one node, the engine's way: B and C mapped, nothing copied into a window or written
+  // through MPI-IO. Across nodes (or asked), B by MPI and C by collective MPI-IO.
+  const bool one_node = topo.nodes == 1 && !options.mpi_io;
+  r.b_from = options.b_from != BFrom::automatic ? options.b_from
+             : one_node                         ? BFrom::map
+                                                : BFrom::broadcast;
+  if (r.b_from == BFrom::map && topo.nodes > 1)
+    throw Error(ErrorCode::invalid_argument,
+                "--b-from map: the ranks are on more than one node; B is mapped only on one");
+  r.c_mapped = one_node;
 
   // Check the operands on every rank: every rank reads them, and a file that only some ranks
   // can see is an error too.
@@ -220,33 +233,40 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   r.phases.open_output = slowest(since(t));
 
-  // B: once per node, in a window every rank of the node maps.
+  // B: once per node, mapped from the file, or in a window every rank of the node maps.
   t = Clock::now();
+  const std::byte* b_data = nullptr;
   std::optional<SharedWindow> b_window;
-  on_all_ranks(MPI_COMM_WORLD, [&] { b_window.emplace(topo.node.get(), r.b_bytes); });
-  // The ranks of a node that reads B each read a part of it (at page boundaries), in parallel.
-  const bool node_reads_b = options.b_from == BFrom::path || topo.node_index == 0;
-  const std::uint64_t pages = (r.b_bytes + kPage - 1) / kPage;
-  const RowRange my_pages =
-      partition_rows(pages, std::size_t(topo.node_size), std::size_t(topo.node_rank), 1);
-  const std::uint64_t part_begin = std::min(r.b_bytes, my_pages.begin * kPage);
-  const std::uint64_t part_bytes = std::min(r.b_bytes, my_pages.end * kPage) - part_begin;
-  on_all_ranks(MPI_COMM_WORLD, [&] {
-    if (!node_reads_b || part_bytes == 0) return;
-    File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
-    b_file.set_view(c.b.header.data_offset + part_begin);
-    b_file.read_all(MPI_COMM_SELF, b_window->data() + part_begin, part_bytes);
-    b_file.close();
-  });
-  // Then the first node's leader sends it to the other nodes' leaders.
-  on_all_ranks(MPI_COMM_WORLD, [&] {
-    b_window->fence();
-    if (options.b_from == BFrom::broadcast && topo.node_rank == 0 && topo.nodes > 1)
-      broadcast(topo.leaders.get(), 0, b_window->data(), r.b_bytes);
-    b_window->fence();
-  });
-  const bool reads_b = node_reads_b && part_bytes > 0;
-  r.b_bytes_read = reads_b ? part_bytes : 0;
+  if (r.b_from == BFrom::map) {
+    b_data = c.b_map->data();
+    r.b_bytes_read = topo.rank == 0 ? r.b_bytes : 0;  // one node's page cache reads it once
+  } else {
+    on_all_ranks(MPI_COMM_WORLD, [&] { b_window.emplace(topo.node.get(), r.b_bytes); });
+    // The ranks of a node that reads B each read a part of it (at page boundaries), in parallel.
+    const bool node_reads_b = r.b_from == BFrom::path || topo.node_index == 0;
+    const std::uint64_t pages = (r.b_bytes + kPage - 1) / kPage;
+    const RowRange my_pages =
+        partition_rows(pages, std::size_t(topo.node_size), std::size_t(topo.node_rank), 1);
+    const std::uint64_t part_begin = std::min(r.b_bytes, my_pages.begin * kPage);
+    const std::uint64_t part_bytes = std::min(r.b_bytes, my_pages.end * kPage) - part_begin;
+    on_all_ranks(MPI_COMM_WORLD, [&] {
+      if (!node_reads_b || part_bytes == 0) return;
+      File b_file(MPI_COMM_SELF, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
+      b_file.set_view(c.b.header.data_offset + part_begin);
+      b_file.read_all(MPI_COMM_SELF, b_window->data() + part_begin, part_bytes);
+      b_file.close();
+    });
+    // Then the first node's leader sends it to the other nodes' leaders.
+    on_all_ranks(MPI_COMM_WORLD, [&] {
+      b_window->fence();
+      if (r.b_from == BFrom::broadcast && topo.node_rank == 0 && topo.nodes > 1)
+        broadcast(topo.leaders.get(), 0, b_window->data(), r.b_bytes);
+      b_window->fence();
+    });
+    r.b_bytes_read = node_reads_b && part_bytes > 0 ? part_bytes : 0;
+    b_data = b_window->data();
+    c.b_map.reset();
+  }
   r.phases.read_b = slowest(since(t));
 
   // This rank's rows of A: a mapping of the file, of which only these rows are ever touched
@@ -277,30 +297,45 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   r.phases.read_a = slowest(since(t));
 
-  // The product of this rank's rows.
+  // The product of this rank's rows: into the mapped output on one node, else into this rank's
+  // memory, written below.
   t = Clock::now();
   const std::uint64_t c_bytes = rows * r.n * item;
-  auto c_block = buffer(c_bytes);
+  std::unique_ptr<std::byte[]> c_block;
+  std::optional<boost::interprocess::mapped_region> c_map;
+  std::byte* c_rows = nullptr;
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    if (r.c_mapped && out_bytes > 0) {
+      c_map.emplace(map_whole_file(temp.path(), true));
+      c_rows = static_cast<std::byte*>(c_map->get_address()) + c.out.data_offset +
+               mine.rows.begin * r.n * item;
+    } else {
+      c_block = buffer(c_bytes);
+      c_rows = c_block.get();
+    }
+  });
   on_all_ranks(MPI_COMM_WORLD, [&] {
     inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
     if (rows == 0 || r.n == 0) return;
     ConstMatrixRef a{a_rows, rows, r.k, c.a.fortran ? rows : r.k,
                      c.a.fortran ? Layout::col_major : Layout::row_major};
-    ConstMatrixRef b{b_window->data(), r.k, r.n, c.b.fortran ? r.k : r.n,
+    ConstMatrixRef b{b_data, r.k, r.n, c.b.fortran ? r.k : r.n,
                      c.b.fortran ? Layout::col_major : Layout::row_major};
     a.ld = std::max<std::uint64_t>(a.ld, 1);
     b.ld = std::max<std::uint64_t>(b.ld, 1);
-    MatrixRef c_ref{c_block.get(), rows, r.n, r.n, Layout::row_major};
+    MatrixRef c_ref{c_rows, rows, r.n, r.n, Layout::row_major};
     set_blas_threads(static_cast<int>(mine.threads));
     compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
   });
   a_block.reset();
   c.a_map.reset();
+  c.b_map.reset();
   const double compute = since(t);
   r.compute_seconds = slowest(compute);
   r.phases.compute = r.compute_seconds;
 
-  // C: the header by rank 0, every rank's rows at their offset, collectively.
+  // C: the header by rank 0, and every rank's rows at their offset, collectively (unless they
+  // are in place already).
   t = Clock::now();
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (topo.rank == 0) {
@@ -311,8 +346,10 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     }
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
-    out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.n * item,
-                      c_block.get(), c_bytes);
+    c_map.reset();
+    if (!r.c_mapped)
+      out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.n * item,
+                        c_block.get(), c_bytes);
     out->close();
   });
   c_block.reset();
@@ -323,7 +360,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.seconds = since(start);
 
   r.b_bytes_between_nodes =
-      options.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;
+      r.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;
   std::uint64_t read_total = 0;
   check(MPI_Reduce(&r.b_bytes_read, &read_total, 1, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD),
         "MPI_Reduce");

@@ -1,7 +1,9 @@
 // C = A·B across MPI ranks, row-sliced as on one machine: each rank owns a contiguous block of
 // rows of C, the ranks of a node share one copy of B in an MPI-3 shared-memory window, each rank
 // reads only its rows of A (MPI-IO) and writes its rows of C (collective MPI-IO) into a
-// temporary file that is renamed into place once every rank has succeeded.
+// temporary file that is renamed into place once every rank has succeeded. When every rank is
+// on one node, B and C are mapped files instead, as the single-machine engine maps them: the
+// ranks share B's pages in the page cache and write their rows of C in place.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +18,10 @@ namespace shmgemm::mpi {
 
 // How B reaches every node.
 enum class BFrom {
+  automatic,  // map on one node, else broadcast
   broadcast,  // the first node's leader reads it, then MPI_Bcast between node leaders
   path,       // every node's leader reads it from the (shared) path
+  map,        // every rank maps the file (one node: one copy, in the page cache)
 };
 
 // How a rank gets its rows of A.
@@ -29,8 +33,9 @@ enum class AFrom {
 
 struct MpiOptions {
   unsigned threads = 0;  // OpenBLAS threads per rank; 0: the cores the rank owns
-  BFrom b_from = BFrom::broadcast;
+  BFrom b_from = BFrom::automatic;
   AFrom a_from = AFrom::map;
+  bool mpi_io = false;  // on one node too: B in a window, C by collective MPI-IO
 };
 
 // One rank's part of a run.
@@ -52,8 +57,9 @@ struct MpiReport {
   std::string dtype;
   int ranks = 1, nodes = 1;
   bool one_rank_per_node = false;
-  BFrom b_from = BFrom::broadcast;
-  bool a_mapped = false;   // the ranks mapped their rows of A (else read them with MPI-IO)
+  BFrom b_from = BFrom::broadcast;  // as resolved: never automatic
+  bool a_mapped = false;            // the ranks mapped their rows of A (else read them with MPI-IO)
+  bool c_mapped = false;   // the ranks wrote their rows of C in place (else collective MPI-IO)
   bool automatic = false;  // threads and rows chosen by the plan
   std::string plan_reason, calibration;
   std::vector<RankPart> parts;  // one per rank

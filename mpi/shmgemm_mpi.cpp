@@ -42,7 +42,7 @@ extern "C" void on_signal(int sig) {
 }
 
 std::string_view to_string(BFrom f) {
-  return f == BFrom::broadcast ? "broadcast" : "path";
+  return f == BFrom::broadcast ? "broadcast" : f == BFrom::map ? "map" : "path";
 }
 
 nlohmann::json report_json(const Args& args, const MpiReport& r) {
@@ -81,6 +81,7 @@ nlohmann::json report_json(const Args& args, const MpiReport& r) {
             {"one_rank_per_node", r.one_rank_per_node},
             {"b_from", to_string(r.b_from)},
             {"a_from", r.a_mapped ? "map" : "read"},
+            {"c_to", r.c_mapped ? "map" : "mpi-io"},
             {"b_bytes", r.b_bytes},
             {"b_bytes_between_nodes", r.b_bytes_between_nodes},
             {"b_bytes_read", r.b_bytes_read},
@@ -106,7 +107,10 @@ std::string explain(const MpiReport& r) {
       "B ({} bytes) reaches {} by {}\n", r.b_bytes, detail::count(unsigned(r.nodes), "node"),
       r.b_from == BFrom::broadcast
           ? "one read (each of the first node's ranks a part) and MPI_Bcast between node leaders"
-          : "a read by every node (each of its ranks a part)");
+      : r.b_from == BFrom::map ? "a mapping of its file (one copy, in the node's page cache)"
+                               : "a read by every node (each of its ranks a part)");
+  s += r.c_mapped ? "C: every rank writes its rows in place, in a mapping of the output\n"
+                  : "C: every rank computes its rows in its memory, then collective MPI-IO\n";
   return s;
 }
 
@@ -174,13 +178,18 @@ int main(int argc, char** argv) {
   cmd->add_option_function<std::string>(
          "--b-from",
          [&args](const std::string& v) {
-           args.options.b_from = v == "path" ? BFrom::path : BFrom::broadcast;
+           args.options.b_from = v == "path"  ? BFrom::path
+                                 : v == "map" ? BFrom::map
+                                              : BFrom::broadcast;
          },
          "broadcast: the first node's ranks read a part of B each and its leader MPI_Bcasts it "
          "to the other nodes' leaders; path: every node's ranks read a part of B each from its "
-         "path")
-      ->check(CLI::IsMember({"broadcast", "path"}))
-      ->default_str("broadcast");
+         "path; map: every rank maps the file (ranks on one node only)")
+      ->check(CLI::IsMember({"broadcast", "path", "map"}))
+      ->default_str("map on one node, else broadcast");
+  cmd->add_flag("--mpi-io", args.options.mpi_io,
+                "on one node too, B in a window and C by collective MPI-IO, as across nodes (by "
+                "default the ranks of one node map B and write C in place, as the engine does)");
   cmd->add_option_function<std::string>(
          "--a-from",
          [&args](const std::string& v) {

@@ -14,6 +14,11 @@
 #include <random>
 #include <set>
 
+#include <cblas.h>
+
+#include <chrono>
+#include <complex>
+
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -36,12 +41,19 @@ struct Variant {
   std::string name;  // "auto", "fork 2 workers", "OpenBLAS in process", "numpy", ...
   std::vector<std::string> argv_tail;  // after the program, A, B, C
   bool python = false;                 // a peer script, run with /usr/bin/python3
+  bool limit = false;                  // `shmgemm bench --limit`: the product alone, in memory
 };
+
+// The row every variant is measured against: OpenBLAS's ?gemm with every core, on operands
+// already in memory (filled, so their pages are there), C's pages faulted, OpenBLAS's threads
+// started by a small product first; only the product is timed. No file is read or written.
+constexpr const char* kLimit = "limit: OpenBLAS gemm, in memory";
 
 struct Result {
   std::string shape, variant;
   Shape dims{};
   double seconds = 0, wall = 0, gflops = 0, ratio = 0;
+  double vs_limit = 0;  // the limit's seconds over this variant's: 1 is the limit
   std::uint64_t peak_pss = 0;
 };
 
@@ -61,6 +73,7 @@ struct BenchArgs {
   bool json = false;
   std::string csv;
   std::string peers_dir;
+  std::string limit;  // hidden: time the limit of this MxKxN product and print {"seconds": s}
   bool matmul = false;
   std::string cases;
   bool mpi = false;
@@ -83,7 +96,43 @@ std::string plan_of(const Measured& m) {
   }
 }
 
+template <class T>
+double time_gemm(std::uint64_t m, std::uint64_t k, std::uint64_t n) {
+  std::vector<T> a(m * k), b(k * n), c(m * n, T(0));
+  std::mt19937_64 rng(1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  for (T& x : a)
+    x = T(u(rng));
+  for (T& x : b)
+    x = T(u(rng));
+  auto gemm = [](int rows, int cols, int depth, const T* x, const T* y, T* z) {
+    if constexpr (std::is_same_v<T, double>)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, depth, 1.0, x, depth, y,
+                  cols, 0.0, z, cols);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, depth, 1.f, x, depth, y,
+                  cols, 0.f, z, cols);
+  };
+  const int mi = int(m), ki = int(k), ni = int(n);
+  const int w = std::min({mi, ki, ni, 256});  // threads started, kernels paged in
+  gemm(w, w, w, a.data(), b.data(), c.data());
+  const auto start = std::chrono::steady_clock::now();
+  gemm(mi, ni, ki, a.data(), b.data(), c.data());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+int run_limit(const BenchArgs& args) {
+  const auto [m, k, n] = parse_product_shape(args.limit, "--limit");
+  openblas_set_num_threads(int(available_cores()));
+  const double seconds = m * k * n == 0            ? 0.0
+                         : args.dtype == "float32" ? time_gemm<float>(m, k, n)
+                                                   : time_gemm<double>(m, k, n);
+  fmt::print("{}\n", nlohmann::json{{"seconds", seconds}}.dump());
+  return 0;
+}
+
 int run_bench(const BenchArgs& args) {
+  if (!args.limit.empty()) return run_limit(args);
   if (args.mpi) return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json);
   if (args.matmul)
     return run_matmul_bench(args.cases, args.rounds, peers_folder(args.peers_dir), args.json);
@@ -110,7 +159,8 @@ int run_bench(const BenchArgs& args) {
   const double fork2 = launch_cost_us(Launch::fork, 2, 50);
   const double spawn2 = launch_cost_us(Launch::spawn, 2, 20);
 
-  std::vector<Variant> variants = {{"auto", {"--workers", "auto", "--backing", "file"}}};
+  std::vector<Variant> variants = {{kLimit, {}, false, true},
+                                   {"auto", {"--workers", "auto", "--backing", "file"}}};
   for (const char* launch : {"fork", "spawn"})
     for (unsigned w = 1; w <= cores; ++w)
       variants.push_back(
@@ -150,7 +200,10 @@ int run_bench(const BenchArgs& args) {
       for (std::size_t index : order) {
         const Variant& v = variants[index];
         std::vector<std::string> argv;
-        if (v.python) {
+        if (v.limit) {
+          argv = {self,      "bench",   "--limit", fmt::format("{}x{}x{}", s.m, s.k, s.n),
+                  "--dtype", args.dtype};
+        } else if (v.python) {
           argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
           argv.insert(argv.end(), v.argv_tail.begin() + 1, v.argv_tail.end());
         } else {
@@ -162,13 +215,14 @@ int run_bench(const BenchArgs& args) {
           throw Error(ErrorCode::internal,
                       fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
         seconds[v.name].push_back(reported_number(m, "seconds", v.name));
-        if (!v.python) plan_seen[v.name].insert(plan_of(m));
+        if (!v.python && !v.limit) plan_seen[v.name].insert(plan_of(m));
         walls[v.name].push_back(m.wall_seconds);
         pss[v.name].push_back(double(m.peak_pss));
       }
     }
     const double flops = 2.0 * double(s.m) * double(s.k) * double(s.n);
     const double openblas = median(seconds["OpenBLAS in process"]);
+    const double limit = median(seconds[kLimit]);
     for (const Variant& v : variants) {
       Result r;
       r.shape = s.label();
@@ -178,6 +232,7 @@ int run_bench(const BenchArgs& args) {
       r.wall = median(walls[v.name]);
       r.gflops = flops / r.seconds / 1e9;
       r.ratio = openblas / r.seconds;
+      r.vs_limit = limit / r.seconds;
       r.peak_pss = static_cast<std::uint64_t>(median(pss[v.name]));
       results.push_back(r);
     }
@@ -219,11 +274,12 @@ int run_bench(const BenchArgs& args) {
 
   if (!args.csv.empty()) {
     std::ofstream f(args.csv);
-    f << "shape,m,k,n,dtype,variant,seconds,gflops,ratio_vs_openblas,wall_seconds,peak_pss_mib\n";
+    f << "shape,m,k,n,dtype,variant,seconds,gflops,ratio_vs_openblas,wall_seconds,peak_pss_mib,"
+         "vs_limit\n";
     for (const Result& r : results)
-      f << fmt::format("{},{},{},{},{},{},{:.6f},{:.3f},{:.4f},{:.6f},{:.1f}\n", r.shape, r.dims.m,
-                       r.dims.k, r.dims.n, args.dtype, r.variant, r.seconds, r.gflops, r.ratio,
-                       r.wall, double(r.peak_pss) / (1 << 20));
+      f << fmt::format("{},{},{},{},{},{},{:.6f},{:.3f},{:.4f},{:.6f},{:.1f},{:.4f}\n", r.shape,
+                       r.dims.m, r.dims.k, r.dims.n, args.dtype, r.variant, r.seconds, r.gflops,
+                       r.ratio, r.wall, double(r.peak_pss) / (1 << 20), r.vs_limit);
     if (!f) throw Error(ErrorCode::resource, fmt::format("{}: cannot write the CSV", args.csv));
   }
 
@@ -238,6 +294,7 @@ int run_bench(const BenchArgs& args) {
                       {"seconds", r.seconds},
                       {"gflops", r.gflops},
                       {"ratio_vs_openblas", r.ratio},
+                      {"vs_limit", r.vs_limit},
                       {"wall_seconds", r.wall},
                       {"peak_pss_mib", double(r.peak_pss) / (1 << 20)}});
     fmt::print("{}\n", nlohmann::json{{"dtype", args.dtype},
@@ -255,15 +312,18 @@ int run_bench(const BenchArgs& args) {
   fmt::print(
       "{} products, {} cores, median of {} alternating runs; seconds: the whole job "
       "(read A and B, multiply, write C); vs OpenBLAS: throughput against one process "
-      "with every core; wall: the whole process; peak PSS: summed over the process tree\n\n",
+      "with every core; vs limit: against the first row, OpenBLAS's product alone on operands "
+      "in memory (1 is the limit); wall: the whole process; peak PSS: summed over the process "
+      "tree\n\n",
       args.dtype, cores, args.rounds);
   if (!peers) fmt::print("(peers skipped: {})\n\n", no_peers_because);
-  fmt::print("| shape | variant | seconds | GFLOP/s | vs OpenBLAS | wall s | peak PSS MiB |\n");
-  fmt::print("|---|---|---|---|---|---|---|\n");
+  fmt::print(
+      "| shape | variant | seconds | GFLOP/s | vs OpenBLAS | vs limit | wall s | peak PSS MiB |\n");
+  fmt::print("|---|---|---|---|---|---|---|---|\n");
   // A process that ends before the first sample shows "-": too short to measure.
   for (const Result& r : results)
-    fmt::print("| {} | {} | {:.4f} | {:.1f} | {:.2f} | {:.4f} | {} |\n", r.shape, r.variant,
-               r.seconds, r.gflops, r.ratio, r.wall,
+    fmt::print("| {} | {} | {:.4f} | {:.1f} | {:.2f} | {:.2f} | {:.4f} | {} |\n", r.shape,
+               r.variant, r.seconds, r.gflops, r.ratio, r.vs_limit, r.wall,
                r.peak_pss ? fmt::format("{:.0f}", double(r.peak_pss) / (1 << 20)) : "-");
   fmt::print("\nauto against the faster of in process and the best fixed worker count:\n");
   for (const auto& c : checks)
@@ -287,7 +347,8 @@ void add_bench(CLI::App& app, Action& action) {
       "Benchmark side by side in one run, alternating between variants in a new shuffled order "
       "every round, reporting medians: the "
       "automatic plan, every fixed worker count with fork and with spawn, single-process "
-      "OpenBLAS with every core, and (when /usr/bin/python3 has numpy and joblib) numpy's "
+      "OpenBLAS with every core, the limit (OpenBLAS's product alone on operands in memory, "
+      "every core), and (when /usr/bin/python3 has numpy and joblib) numpy's "
       "A @ B and the joblib row-block and multiprocessing recipes.");
   cmd->add_option("--shapes", args->shapes, "comma-separated N (square) or MxKxN")
       ->capture_default_str();
@@ -323,6 +384,8 @@ void add_bench(CLI::App& app, Action& action) {
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the results as one JSON object");
+  // How bench measures its limit row, in a process of its own: not for users.
+  cmd->add_option("--limit", args->limit)->group("");
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
   cmd->callback([args, &action] { action = [args] { return run_bench(*args); }; });
 }

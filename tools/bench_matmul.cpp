@@ -125,6 +125,14 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
   const TempDir tmp("shmgemm-bench");
   const std::string self = self_executable();
   nlohmann::json rows = nlohmann::json::array();
+  // The limit the products are measured against: OpenBLAS's dgemm alone, 2000^2 in memory with
+  // every core (`shmgemm bench --limit`), once per round among the cases' runs.
+  std::vector<double> limit_seconds;
+  auto measure_limit = [&] {
+    const Measured m = run_measured({self, "bench", "--limit", "2000x2000x2000"}, 0);
+    if (m.status != 0) throw Error(ErrorCode::internal, fmt::format("bench: limit: {}", m.err));
+    limit_seconds.push_back(reported_number(m, "seconds", "the limit"));
+  };
   for (const Case& c : cases) {
     const fs::path a = tmp.path() / "A.npy", b = tmp.path() / "B.npy";
     const fs::path ours = tmp.path() / "C.npy", theirs = tmp.path() / "N.npy";
@@ -132,6 +140,7 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
     write_random_npy(b, c.b.dtype, c.b.shape, 2, c.b.range);
     std::map<std::string, std::vector<double>> s;
     for (int round = 0; round < rounds; ++round) {
+      measure_limit();
       // Alternating, and each side first every other round.
       for (int side = 0; side < 2; ++side) {
         if ((side + round) % 2 == 0) {
@@ -153,6 +162,18 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
     }
     const double o = median(s["ours"]), n = median(s["numpy"]);
     const double oc = median(s["ours_compute"]), nm = median(s["numpy_matmul"]);
+    // np.matmul's flops: 2mkn per product of the broadcast stack.
+    auto lead = [](const std::vector<std::uint64_t>& shape) {
+      double p = 1;
+      for (std::size_t i = 0; i + 2 < shape.size(); ++i)
+        p *= double(shape[i]);
+      return p;
+    };
+    const auto& as = c.a.shape;
+    const auto& bs = c.b.shape;
+    const double flops = 2.0 * std::max(lead(as), lead(bs)) * double(as[as.size() - 2]) *
+                         double(as.back()) * double(bs.back());
+    const double limit_gflops = 2.0 * 2000.0 * 2000.0 * 2000.0 / median(limit_seconds) / 1e9;
     rows.push_back({{"case", c.name},
                     {"label", c.label},
                     {"target", c.target},
@@ -162,6 +183,9 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
                     {"shmgemm_compute_seconds", oc},
                     {"numpy_matmul_seconds", nm},
                     {"compute_speedup", nm / oc},
+                    {"product_gflops", flops / oc / 1e9},
+                    {"limit_gflops", limit_gflops},
+                    {"product_vs_limit", flops / oc / 1e9 / limit_gflops},
                     {"answer", compare(ours, theirs)}});
     if (!json) fmt::print(stderr, "bench --matmul: {} done\n", c.name);
   }
@@ -172,18 +196,24 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
   fmt::print(
       "np.matmul's cases, median of {} alternating runs. Whole job: read A and B, multiply, "
       "write C (both sides). Product only: shmgemm's compute seconds (workers' or in-process "
-      "phases) against numpy's np.matmul call alone.\n\n",
-      rounds);
+      "phases) against numpy's np.matmul call alone; GFLOP/s: np.matmul's 2mkn flops over "
+      "shmgemm's product seconds; vs limit: against OpenBLAS's dgemm alone, 2000^2 in memory "
+      "with every core ({:.1f} GFLOP/s, median of {} runs among these).\n\n",
+      rounds, 16.0 / median(limit_seconds), limit_seconds.size());
   fmt::print(
       "| case | shmgemm s | numpy s | speedup | target | product only: shmgemm s | numpy "
-      "s | speedup | answer |\n|---|---|---|---|---|---|---|---|---|\n");
+      "s | speedup | GFLOP/s | vs limit | answer "
+      "|\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& r : rows)
-    fmt::print("| {} | {:.4f} | {:.4f} | {:.1f}x | {} | {:.4f} | {:.4f} | {:.1f}x | {} |\n",
-               r["label"].get<std::string>(), r["shmgemm_seconds"].get<double>(),
-               r["numpy_seconds"].get<double>(), r["speedup"].get<double>(),
-               r["target"].get<std::string>(), r["shmgemm_compute_seconds"].get<double>(),
-               r["numpy_matmul_seconds"].get<double>(), r["compute_speedup"].get<double>(),
-               r["answer"].get<std::string>());
+    fmt::print(
+        "| {} | {:.4f} | {:.4f} | {:.1f}x | {} | {:.4f} | {:.4f} | {:.1f}x | {:.1f} | {:.2f} | {} "
+        "|\n",
+        r["label"].get<std::string>(), r["shmgemm_seconds"].get<double>(),
+        r["numpy_seconds"].get<double>(), r["speedup"].get<double>(),
+        r["target"].get<std::string>(), r["shmgemm_compute_seconds"].get<double>(),
+        r["numpy_matmul_seconds"].get<double>(), r["compute_speedup"].get<double>(),
+        r["product_gflops"].get<double>(), r["product_vs_limit"].get<double>(),
+        r["answer"].get<std::string>());
   return 0;
 }
 

@@ -89,6 +89,8 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   const std::string mpi_exe = (bin / "shmgemm-mpi").string();
   std::vector<Variant> variants = {
       {"shmgemm-mpi", with({mpi_exe, "multiply", a.string(), b.string(), "--json", "-o"})},
+      {"shmgemm-mpi --mpi-io",
+       with({mpi_exe, "multiply", a.string(), b.string(), "--mpi-io", "--json", "-o"})},
       {"shmgemm-mpi --one-rank-per-node",
        with({mpi_exe, "multiply", a.string(), b.string(), "--one-rank-per-node", "--json", "-o"})},
       {"ScaLAPACK pdgemm",

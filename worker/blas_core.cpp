@@ -18,10 +18,8 @@ const char* kernel_for_features() {
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
       __builtin_cpu_supports("avx512vl"))
     return "SkylakeX";
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    return "Haswell";
-  if (__builtin_cpu_supports("avx"))
-    return "SandyBridge";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (__builtin_cpu_supports("avx")) return "SandyBridge";
 #endif
   return nullptr;
 }
@@ -51,16 +49,19 @@ const BlasCore& chosen() {
 
 // At load: after OpenBLAS's own initialisation (a library's initialisers run after those of the
 // libraries it needs, and an executable's after every library's), before any call of ours.
-[[gnu::constructor]] void choose_at_load() { chosen(); }
+[[gnu::constructor]] void choose_at_load() {
+  chosen();
+}
 
 }  // namespace
 
-const BlasCore& blas_core() { return chosen(); }
+const BlasCore& blas_core() {
+  return chosen();
+}
 
 std::string blas_core_text() {
   const BlasCore& core = blas_core();
-  if (core.fallback.empty())
-    return core.name;
+  if (core.fallback.empty()) return core.name;
   return core.name + " (chosen by shmgemm: OpenBLAS fell back to " + core.fallback +
          " on this CPU; OPENBLAS_CORETYPE=" + core.fallback + " keeps that)";
 }

@@ -223,10 +223,19 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
   CHECK(j["launch_fork_2_workers_us"].get<double>() > 0);
   CHECK(j["launch_spawn_2_workers_us"].get<double>() > 0);
   const unsigned cores = j["cores"];
-  // auto, fork and spawn with 1..cores workers, in process, and three peers when available.
-  const std::size_t per_shape = 2 + 2 * cores + (j["peers"].get<bool>() ? 3 : 0);
+  // The limit, auto, fork and spawn with 1..cores workers, in process, and three peers when
+  // available.
+  const std::size_t per_shape = 3 + 2 * cores + (j["peers"].get<bool>() ? 3 : 0);
   CHECK(j["results"].size() == 2 * per_shape);
+  std::map<std::string, double> limit;  // per shape: the limit row's seconds
+  for (const auto& row : j["results"])
+    if (row["variant"].get<std::string>().rfind("limit: ", 0) == 0)
+      limit[row["shape"]] = row["seconds"];
+  CHECK(limit.size() == 2);
   for (const auto& row : j["results"]) {
+    // Every row against the limit: its seconds over the row's.
+    CHECK(row["vs_limit"].get<double>() ==
+          doctest::Approx(limit[row["shape"]] / row["seconds"].get<double>()));
     CAPTURE(row.dump());
     CHECK(row["seconds"].get<double>() > 0);
     CHECK(row["wall_seconds"].get<double>() >= row["seconds"].get<double>());

@@ -74,6 +74,7 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
     for (const Case& c : cases)
       for (const std::vector<std::string>& mode :
            std::vector<std::vector<std::string>>{{},
+                                                 {"--mpi-io"},
                                                  {"--one-rank-per-node", "--a-from", "read"},
                                                  {"--one-rank-per-node", "--b-from", "path"}}) {
         CAPTURE(ranks);
@@ -97,7 +98,13 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
         const test::Dense got = test::read_npy(tmp / "C.npy");
         CHECK(test::max_rel_diff(got, test::reference_product(a, b)) <=
               test::tolerance(c.dtype, c.k));
-        const bool apart = !mode.empty();
+        const bool apart = mode.size() == 3;
+        // On one node B is mapped and C written in place, unless --mpi-io asks for the window
+        // and collective MPI-IO, which is the only way across nodes.
+        const bool mapped = mode.empty();
+        CHECK(j["mpi"]["c_to"] == (mapped ? "map" : "mpi-io"));
+        if (mapped) CHECK(j["mpi"]["b_from"] == "map");
+        if (mode.size() == 1) CHECK(j["mpi"]["b_from"] == "broadcast");
         CHECK(j["mpi"]["ranks"] == ranks);
         CHECK(j["mpi"]["nodes"] == (apart ? ranks : 1));
         const std::uint64_t b_bytes = j["mpi"]["b_bytes"];

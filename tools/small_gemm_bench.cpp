@@ -21,9 +21,10 @@ static double us_since(Clock::time_point t) {
 int main() {
   openblas_set_num_threads(1);
   std::printf("OpenBLAS kernel: %s\n\n", openblas_get_corename());
-  std::printf("| m x k x n | libxsmm first dispatch us | libxsmm us/product | OpenBLAS us/product "
-              "| libxsmm / OpenBLAS |\n|---|---|---|---|---|\n");
-  const int shapes[][3] = {{4, 8, 8},    {8, 16, 16},   {10, 20, 20},   {16, 32, 32},
+  std::printf(
+      "| m x k x n | libxsmm first dispatch us | libxsmm us/product | OpenBLAS us/product "
+      "| libxsmm / OpenBLAS |\n|---|---|---|---|---|\n");
+  const int shapes[][3] = {{4, 8, 8},    {8, 16, 16},  {10, 20, 20}, {16, 32, 32},
                            {24, 48, 48}, {32, 64, 64}, {48, 96, 96}, {64, 128, 128}};
   for (const auto& s : shapes) {
     const int m = s[0], k = s[1], n = s[2], count = 981;

@@ -262,6 +262,34 @@ TEST_CASE("shmgemm multiply --launch mpi starts mpirun and gives the same answer
   CHECK(refused.status != 0);
   CHECK(test::contains(refused.err, "--backing does not apply"));
   CHECK_FALSE(fs::exists(tmp / "D.npy"));
+  // On one machine (no hostfile) mpirun is told to use shared memory only, without probing for
+  // a network; with a hostfile, Open MPI chooses. A wrapper records the arguments it was given.
+  const fs::path wrapper = tmp / "mpirun";
+  test::write_file(wrapper, fmt::format("#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+                                        (tmp / "args").string(), mpirun_path()));
+  fs::permissions(wrapper, fs::perms::owner_all);
+  test::write_file(tmp / "hosts", "localhost slots=2\n");
+  for (const bool hostfile : {false, true}) {
+    std::vector<std::string> argv = {test::cli_path(),
+                                     "multiply",
+                                     (tmp / "A.npy").string(),
+                                     (tmp / "B.npy").string(),
+                                     "-o",
+                                     (tmp / "E.npy").string(),
+                                     "--launch",
+                                     "mpi",
+                                     "--workers",
+                                     "2"};
+    if (hostfile) argv.insert(argv.end(), {"--hostfile", (tmp / "hosts").string()});
+    fs::remove(tmp / "args");
+    const test::RunResult w = test::run(argv, {"SHMGEMM_MPIRUN=" + wrapper.string()});
+    REQUIRE_MESSAGE(w.status == 0, w.err);
+    const std::string args = test::read_file(tmp / "args");
+    CAPTURE(args);
+    CHECK(test::contains(args, "--mca btl self,vader --mca pml ob1") == !hostfile);
+    CHECK(test::max_rel_diff(test::read_npy(tmp / "E.npy"), test::reference_product(a, b)) <=
+          test::tolerance(DType::float64, 23));
+  }
 }
 
 int main(int argc, char** argv) {

@@ -178,10 +178,14 @@ std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostf
   std::vector<std::string> argv = {mpirun};
   if (quiet) argv.push_back("-q");
   if (::geteuid() == 0) argv.push_back("--allow-run-as-root");
-  if (!hostfile.empty())
+  if (!hostfile.empty()) {
     argv.insert(argv.end(), {"--hostfile", hostfile});
-  else if (ranks > available_cores())
-    argv.push_back("--oversubscribe");
+  } else {
+    // One machine: shared memory between ranks, without probing for a network (UCX's start-up
+    // alone costs ~0.2 s of every run here: 0.34 s against 0.14 s for a 64^2 product).
+    argv.insert(argv.end(), {"--mca", "btl", "self,vader", "--mca", "pml", "ob1"});
+    if (ranks > available_cores()) argv.push_back("--oversubscribe");
+  }
   argv.insert(argv.end(), {"-n", std::to_string(ranks)});
   return argv;
 }

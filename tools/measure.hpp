@@ -47,8 +47,9 @@ std::string find_on_path(const std::string& name);
 
 // `mpirun -q ... -n RANKS` as shmgemm starts it: $SHMGEMM_MPIRUN, else mpirun on PATH; with
 // --allow-run-as-root as root (Open MPI refuses root unless told, and the user asked for this
-// run), and --hostfile F, or without one --oversubscribe when the ranks exceed this machine's
-// cores. Throws Error(invalid_argument) starting with `who` when there is no mpirun.
+// run), and --hostfile F, or without one (one machine) shared memory only (--mca btl
+// self,vader --mca pml ob1) and --oversubscribe when the ranks exceed this machine's cores. Throws
+// Error(invalid_argument) starting with `who` when there is no mpirun.
 std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostfile,
                                         std::string_view who, bool quiet = true);
 

@@ -147,6 +147,10 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
     const fs::path dir = tmp.path() / fmt::format("monitor{}", i);
     fs::create_directory(dir);
     std::vector<std::string> argv = v.argv;
+    // The monitoring pml wraps the one selected: allowed beside ob1 where mpirun_command chose
+    // ob1 for one machine.
+    for (std::size_t j = 0; j + 1 < argv.size(); ++j)
+      if (argv[j] == "pml" && argv[j + 1] == "ob1") argv[j + 1] = "ob1,monitoring";
     // (osc's monitoring wrapper refuses MPI_Win_shared_query: point-to-point only.)
     argv.insert(argv.begin() + 1, {"--mca", "osc", "^monitoring", "--mca", "pml_monitoring_enable",
                                    "1", "--mca", "pml_monitoring_enable_output", "3", "--mca",

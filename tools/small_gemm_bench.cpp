@@ -24,8 +24,8 @@ int main() {
   std::printf(
       "| m x k x n | libxsmm first dispatch us | libxsmm us/product | OpenBLAS us/product "
       "| libxsmm / OpenBLAS |\n|---|---|---|---|---|\n");
-  const int shapes[][3] = {{4, 8, 8},    {8, 16, 16},  {10, 20, 20}, {16, 32, 32},
-                           {24, 48, 48}, {32, 64, 64}, {48, 96, 96}, {64, 128, 128}};
+  const int shapes[][3] = {{4, 8, 8},    {8, 16, 16},  {10, 20, 20},   {16, 32, 32},   {24, 48, 48},
+                           {32, 64, 64}, {48, 96, 96}, {64, 128, 128}, {100, 200, 200}};
   for (const auto& s : shapes) {
     const int m = s[0], k = s[1], n = s[2], count = 981;
     std::vector<double> a(std::size_t(count) * m * k, 1.0), b(std::size_t(count) * k * n, 0.5),

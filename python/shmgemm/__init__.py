@@ -22,6 +22,7 @@ shared memory). A ``Pool`` forks only when it starts and when it replaces a dead
 """
 
 import concurrent.futures
+import os
 import threading
 import weakref
 
@@ -36,6 +37,14 @@ __all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "re
            "Error", "FileError", "InterruptedError", "InternalError", "InvalidArgumentError",
            "PoolClosedError", "ResourceError", "ShapeError", "TimeoutError", "UnsupportedError",
            "WorkerError", "SUPPORTED_DTYPES"]
+
+# Where OpenBLAS fell back to kernels far slower than this CPU's (an OpenBLAS older than the
+# CPU), loading shmgemm replaced them for this whole process (numpy's products too) and set
+# OPENBLAS_CORETYPE for the processes it starts: here for the ones Python starts (subprocess,
+# multiprocessing, joblib's workers), which take os.environ. A user's OPENBLAS_CORETYPE is kept.
+_kernel, _replaced = _core.blas_kernel()
+if _replaced:
+    os.environ.setdefault("OPENBLAS_CORETYPE", _kernel)
 
 SUPPORTED_DTYPES = tuple(np.dtype(name) for name in _core.supported_dtypes().split(", "))
 _local = threading.local()

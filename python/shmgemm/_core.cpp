@@ -423,6 +423,10 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("available_cores", &shmgemm::available_cores);
   m.def("supported_dtypes", [] { return std::string(shmgemm::supported_dtypes()); });
+  m.def("blas_kernel", [] {
+    const shmgemm::BlasKernel k = shmgemm::blas_kernel();
+    return py::make_tuple(k.name, k.replaced);
+  });
 
   py::class_<PyPool>(m, "Pool")
       .def(py::init<unsigned, const std::string&, unsigned, std::size_t, double>(),

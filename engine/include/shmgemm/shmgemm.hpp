@@ -205,6 +205,16 @@ SHMGEMM_API void request_interrupt(int sig);
 // CPUs this process may run on (its affinity mask).
 SHMGEMM_API unsigned available_cores();
 
+// OpenBLAS's kernels in this process ("SkylakeX"), and `replaced`: the ones OpenBLAS had chosen
+// itself when shmgemm replaced them at load ("Prescott", OpenBLAS's fallback for a CPU it does
+// not know; empty when it kept OpenBLAS's choice). Loading libshmgemm makes that choice once for
+// the whole process, numpy's OpenBLAS calls included, and sets OPENBLAS_CORETYPE for the
+// processes it starts; a user's OPENBLAS_CORETYPE is always kept. See docs/performance.md.
+struct BlasKernel {
+  std::string name, replaced;
+};
+SHMGEMM_API BlasKernel blas_kernel();
+
 SHMGEMM_API std::string_view to_string(Launch launch);
 SHMGEMM_API std::string_view to_string(Backing backing);
 }  // namespace shmgemm

@@ -1,9 +1,11 @@
 // `shmgemm bench`: the engine's plans and the peers, side by side in one run, alternating.
+#include <cblas.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,11 +15,7 @@
 #include <optional>
 #include <random>
 #include <set>
-
-#include <cblas.h>
-
-#include <chrono>
-#include <complex>
+#include <type_traits>
 
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
@@ -47,7 +45,7 @@ struct Variant {
 // The row every variant is measured against: OpenBLAS's ?gemm with every core, on operands
 // already in memory (filled, so their pages are there), C's pages faulted, OpenBLAS's threads
 // started by a small product first; only the product is timed. No file is read or written.
-constexpr const char* kLimit = "limit: OpenBLAS gemm, in memory";
+constexpr const char* kLimit = "limit: OpenBLAS gemm in memory";
 
 struct Result {
   std::string shape, variant;

@@ -32,6 +32,8 @@ def collect(kind, key, value):
 def show(title, table):
     print(f"{title:<44} {'old s':>9} {'new s':>9} {'new/old':>8}")
     for name, v in table.items():
+        if not v["old"] or not v["new"]:
+            continue  # a variant only one build has (the newer bench's limit row)
         o, n = statistics.median(v["old"]), statistics.median(v["new"])
         print(f"{name:<44} {o:9.4f} {n:9.4f} {n / o:8.3f}")
 show("bench (shape, variant), median of %d" % rounds,

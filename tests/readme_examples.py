@@ -8,8 +8,9 @@ A marker is a line just before the fence:
                           linked with the build's libshmgemm, and run;
   <!-- example: mpi -->   run when the build has shmgemm-mpi, skipped (and counted) otherwise;
   <!-- example: slow -->  a measurement (minutes): run only with --slow (`make docs-examples`).
-Slow blocks run in a folder holding `tools` (a link to the source's) and an empty `docs`, so
-that the commands run as the docs show them without touching the source tree.
+Slow blocks run in a folder holding `tools` and `python` (links to the source's) and an empty
+`docs`, so that the commands run as the docs show them, from the repository's root, without
+touching the source tree.
 
 usage: readme_examples.py SOURCE_DIR BUILD_DIR [CXX [CXXFLAGS]] [--slow]
 """
@@ -67,7 +68,8 @@ for path in files:
             continue
         with tempfile.TemporaryDirectory(prefix="shmgemm-readme-") as d:
             if tag == "slow":
-                os.symlink(os.path.join(source, "tools"), os.path.join(d, "tools"))
+                for folder in ("tools", "python"):
+                    os.symlink(os.path.join(source, folder), os.path.join(d, folder))
                 os.mkdir(os.path.join(d, "docs"))
             try:
                 argv = (["sh", "-eu", "-c", code] if kind == "sh" else

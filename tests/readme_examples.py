@@ -12,7 +12,8 @@ Slow blocks run in a folder holding `tools` and `python` (links to the source's)
 `docs`, so that the commands run as the docs show them, from the repository's root, without
 touching the source tree.
 
-usage: readme_examples.py SOURCE_DIR BUILD_DIR [CXX [CXXFLAGS]] [--slow]
+usage: readme_examples.py SOURCE_DIR BUILD_DIR [CXX [CXXFLAGS]] [--slow] [--only=FILE]
+  --only=docs/x.md: the blocks of that file alone
 """
 import os
 import re
@@ -21,8 +22,9 @@ import subprocess
 import sys
 import tempfile
 
-args = [a for a in sys.argv[1:] if a != "--slow"]
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
 slow = "--slow" in sys.argv[1:]
+only = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--only=")]
 source, build = (os.path.abspath(p) for p in args[:2])
 cxx = args[2] if len(args) > 2 else "c++"
 cxxflags = shlex.split(args[3]) if len(args) > 3 else []
@@ -54,6 +56,8 @@ def cpp_program(code, folder):
 
 ran, skipped = 0, []
 for path in files:
+    if only and os.path.relpath(path, source) not in only:
+        continue
     text = open(path).read()
     for m in block.finditer(text):
         line = text.count("\n", 0, m.start()) + 2

@@ -4,9 +4,11 @@
 # build). Prints the medians and their ratio.
 # Usage: tools/fsync_cost.sh [N=4000] [ROUNDS=5] [FOLDER=build/fsync-cost]
 set -euo pipefail
-here=$(cd "$(dirname "$0")/.." && pwd)
+here=$(cd -P "$(dirname "$0")/.." && pwd)
 n=${1:-4000} rounds=${2:-5} dir=${3:-$here/build/fsync-cost}
+# The build's program, else the one on PATH (an installed copy).
 shmgemm=$here/build/bin/shmgemm
+[[ -x $shmgemm ]] || shmgemm=$(command -v shmgemm)
 mkdir -p "$dir"
 trap 'rm -rf "$dir"' EXIT
 "$shmgemm" gen --shape "${n}x${n}" -o "$dir/A.npy"

@@ -79,7 +79,13 @@ for path in files:
                 argv = (["sh", "-eu", "-c", code] if kind == "sh" else
                         ["/usr/bin/python3", "-c", code] if kind == "python" else
                         cpp_program(code, d))
-                r = subprocess.run(argv, cwd=d, env=env, capture_output=True, text=True,
+                run_env = env
+                if tag == "mpi":
+                    # Under AddressSanitizer (make sanitize): Open MPI 4.1 leaks some 3,300
+                    # allocations at MPI_Finalize, outside shmgemm's code (see test_mpi.cpp).
+                    run_env = dict(env, ASAN_OPTIONS=(env.get("ASAN_OPTIONS", "") +
+                                                      ":detect_leaks=0").lstrip(":"))
+                r = subprocess.run(argv, cwd=d, env=run_env, capture_output=True, text=True,
                                    timeout=3600 if tag == "slow" else 600)
             except subprocess.CalledProcessError as e:
                 r = e

@@ -15,7 +15,6 @@
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
 #include "shmgemm/shmgemm.hpp"
-#include "worker/blas_core.hpp"
 
 namespace shmgemm {
 
@@ -30,11 +29,6 @@ unsigned available_cores() {
   if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
   const int count = CPU_COUNT(&set);
   return count > 0 ? static_cast<unsigned>(count) : 1;
-}
-
-BlasKernel blas_kernel() {
-  const detail::BlasCore& core = detail::blas_core();
-  return {core.name, core.fallback};
 }
 
 std::string_view to_string(Launch launch) {

@@ -1,5 +1,4 @@
 // `shmgemm bench`: the engine's plans and the peers, side by side in one run, alternating.
-#include <cblas.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -15,13 +14,13 @@
 #include <optional>
 #include <random>
 #include <set>
-#include <type_traits>
 
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
 #include "tools/temp_dir.hpp"
+#include "worker/slice_kernel.hpp"
 
 namespace fs = std::filesystem;
 
@@ -94,8 +93,11 @@ std::string plan_of(const Measured& m) {
   }
 }
 
+// The limit's product: operands filled with random values (their pages present), OpenBLAS's
+// threads started and C's pages faulted by a smaller product first, then one product timed,
+// through the kernel's own OpenBLAS call.
 template <class T>
-double time_gemm(std::uint64_t m, std::uint64_t k, std::uint64_t n) {
+double time_product(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n) {
   std::vector<T> a(m * k), b(k * n), c(m * n, T(0));
   std::mt19937_64 rng(1);
   std::uniform_real_distribution<double> u(-1, 1);
@@ -103,28 +105,23 @@ double time_gemm(std::uint64_t m, std::uint64_t k, std::uint64_t n) {
     x = T(u(rng));
   for (T& x : b)
     x = T(u(rng));
-  auto gemm = [](int rows, int cols, int depth, const T* x, const T* y, T* z) {
-    if constexpr (std::is_same_v<T, double>)
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, depth, 1.0, x, depth, y,
-                  cols, 0.0, z, cols);
-    else
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, depth, 1.f, x, depth, y,
-                  cols, 0.f, z, cols);
-  };
-  const int mi = int(m), ki = int(k), ni = int(n);
-  const int w = std::min({mi, ki, ni, 256});  // threads started, kernels paged in
-  gemm(w, w, w, a.data(), b.data(), c.data());
+  const ConstMatrixRef ar{reinterpret_cast<const std::byte*>(a.data()), m, k, k, Layout::row_major};
+  const ConstMatrixRef br{reinterpret_cast<const std::byte*>(b.data()), k, n, n, Layout::row_major};
+  const MatrixRef cr{reinterpret_cast<std::byte*>(c.data()), m, n, n, Layout::row_major};
+  const std::uint64_t w = std::min({m, k, n, std::uint64_t{256}});
+  compute_rows(dtype, {ar.data, w, w, k, Layout::row_major}, {br.data, w, w, n, Layout::row_major},
+               {cr.data, w, w, n, Layout::row_major}, {0, w});
   const auto start = std::chrono::steady_clock::now();
-  gemm(mi, ni, ki, a.data(), b.data(), c.data());
+  compute_rows(dtype, ar, br, cr, {0, m});
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 int run_limit(const BenchArgs& args) {
   const auto [m, k, n] = parse_product_shape(args.limit, "--limit");
-  openblas_set_num_threads(int(available_cores()));
+  set_blas_threads(int(available_cores()));
   const double seconds = m * k * n == 0            ? 0.0
-                         : args.dtype == "float32" ? time_gemm<float>(m, k, n)
-                                                   : time_gemm<double>(m, k, n);
+                         : args.dtype == "float32" ? time_product<float>(DType::float32, m, k, n)
+                                                   : time_product<double>(DType::float64, m, k, n);
   fmt::print("{}\n", nlohmann::json{{"seconds", seconds}}.dump());
   return 0;
 }

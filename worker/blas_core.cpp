@@ -3,11 +3,11 @@
 #include <dlfcn.h>
 
 #include <cstdlib>
-#include <mutex>
 
 extern "C" char* openblas_get_corename(void);
 
-namespace shmgemm::detail {
+namespace shmgemm {
+namespace detail {
 namespace {
 
 // The kernels a CPU's features call for, or nullptr: OpenBLAS's names (OPENBLAS_CORETYPE).
@@ -24,46 +24,48 @@ const char* kernel_for_features() {
   return nullptr;
 }
 
-BlasCore choose() {
-  BlasCore core{openblas_get_corename(), {}};
+BlasKernel choose() {
+  const std::string own = openblas_get_corename();
   const char* wanted = kernel_for_features();
-  // Only OpenBLAS's fallback for a CPU it does not know is replaced, and only by a user's leave.
-  if (core.name != "Prescott" || wanted == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr)
-    return core;
-  ::setenv("OPENBLAS_CORETYPE", wanted, 1);  // for the processes this one starts
+  // Only OpenBLAS's fallback for a CPU it does not know is replaced, and never against a user's
+  // OPENBLAS_CORETYPE.
+  if (own != "Prescott" || wanted == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr)
+    return {own, {}};
   using Fn = void (*)();
   auto quit = reinterpret_cast<Fn>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
   auto init = reinterpret_cast<Fn>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
   if (quit == nullptr || init == nullptr)
-    return core;  // not a DYNAMIC_ARCH build: it has one kernel, and keeps it
+    return {own, {}};  // not a DYNAMIC_ARCH build: it has one kernel, and keeps it
+  ::setenv("OPENBLAS_CORETYPE", wanted, 1);  // read by init, and by the processes started
   quit();
-  init();  // reads OPENBLAS_CORETYPE
-  BlasCore now{openblas_get_corename(), core.name};
-  return now;
-}
-
-const BlasCore& chosen() {
-  static const BlasCore core = choose();
-  return core;
+  init();
+  return {openblas_get_corename(), own};
 }
 
 // At load: after OpenBLAS's own initialisation (a library's initialisers run after those of the
 // libraries it needs, and an executable's after every library's), before any call of ours.
 [[gnu::constructor]] void choose_at_load() {
-  chosen();
+  blas_core();
 }
 
 }  // namespace
 
-const BlasCore& blas_core() {
-  return chosen();
+const BlasKernel& blas_core() {
+  static const BlasKernel core = choose();
+  return core;
 }
 
 std::string blas_core_text() {
-  const BlasCore& core = blas_core();
-  if (core.fallback.empty()) return core.name;
-  return core.name + " (chosen by shmgemm: OpenBLAS fell back to " + core.fallback +
-         " on this CPU; OPENBLAS_CORETYPE=" + core.fallback + " keeps that)";
+  const BlasKernel& core = blas_core();
+  if (core.replaced.empty()) return core.name;
+  return core.name + " (chosen by shmgemm: OpenBLAS fell back to " + core.replaced +
+         " on this CPU; OPENBLAS_CORETYPE=" + core.replaced + " keeps that)";
 }
 
-}  // namespace shmgemm::detail
+}  // namespace detail
+
+BlasKernel blas_kernel() {
+  return detail::blas_core();
+}
+
+}  // namespace shmgemm

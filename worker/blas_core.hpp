@@ -16,15 +16,13 @@
 // to keep OpenBLAS's own choice (OPENBLAS_CORETYPE=Prescott).
 #include <string>
 
+#include "shmgemm/shmgemm.hpp"
+
 namespace shmgemm::detail {
 
-struct BlasCore {
-  std::string name;      // the kernel OpenBLAS uses now (openblas_get_corename)
-  std::string fallback;  // empty, or the kernel OpenBLAS had chosen, which shmgemm replaced
-};
-
-// What happened when this process was loaded; the first call makes sure it happened.
-const BlasCore& blas_core();
+// What happened when this process was loaded (shmgemm::blas_kernel() returns a copy); the first
+// call makes sure it happened.
+const BlasKernel& blas_core();
 
 // "SkylakeX", or "SkylakeX (chosen by shmgemm: OpenBLAS fell back to Prescott on this CPU)".
 std::string blas_core_text();

@@ -107,6 +107,9 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
   };
   for (std::size_t i = 0; i < plan.workers; ++i)
     reset_slot(i, 0);
+  // Spawned workers compute while this process waits: its OpenBLAS threads must not spin
+  // beside them (a fork stops them by itself).
+  if (!fork) stop_blas_pool();
   Launcher launcher;
   auto start_worker = [&](std::size_t i) {
     if (fork)
@@ -185,12 +188,19 @@ namespace {
 // In this process: slot 0 covers all of C, with the plan's BLAS threads.
 class InProcessExecutor final : public Executor {
  public:
-  InProcessExecutor(const Plan& plan, const Options& options) : options_(options) {
-    set_blas_threads(static_cast<int>(plan.threads_per_worker));
+  InProcessExecutor(const Plan& plan, const Options& options)
+      : options_(options), threads_(static_cast<int>(plan.threads_per_worker)) {
+    set_blas_threads(threads_);
   }
   JobDescriptor& job() override { return job_; }
   void run(const GeneralOperands& local, double flops_per_row) override {
     ProgressBar bar(options_.progress && flops_per_row > 0, job_.m, flops_per_row);
+    // Where OpenBLAS would use its threads at all (from 64^3 multiply-adds a product; a stack
+    // is one call per product), and the few system calls are nothing beside the product.
+    constexpr double kPlaceFrom = 128.0 * 128.0 * 128.0;
+    const double rows = double(job_.m) / double(std::max<std::uint64_t>(job_.general.batch, 1));
+    const bool large = rows * double(job_.n) * double(job_.k) >= kPlaceFrom;
+    const BlasThreadPlacement placement(large ? threads_ : 1);
     run_phase(job_, 0, local, [&](std::uint64_t done) {
       bar.update(done);
       throw_if_interrupted();
@@ -209,6 +219,7 @@ class InProcessExecutor final : public Executor {
     return *job;
   }
   const Options& options_;
+  const int threads_;
   JobDescriptor& job_ = thread_descriptor();
   std::vector<std::byte> prepared_;
 };

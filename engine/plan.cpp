@@ -244,7 +244,10 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
                          predict_in_process(p, in_threads, c)};
   plan.candidates.push_back(in);
   PlanCandidate best_workers{0, 0, 0};
-  const double ptes = o.launch == Launch::fork ? page_tables_kib() : 0;
+  // Fork's copy of the page tables (VmPTE, read from /proc: ~10 us) matters only where a worker
+  // could win; where in process beats launching one worker with none, it is left out.
+  const bool workers_may_pay = in.predicted_seconds >= launch_seconds(o.launch, 1, c, 0);
+  const double ptes = o.launch == Launch::fork && workers_may_pay ? page_tables_kib() : 0;
   for (std::size_t w = 1; w <= std::min<std::uint64_t>(cores, p.m); ++w) {
     const std::size_t t = threads_for(w);
     const PlanCandidate x{static_cast<unsigned>(w), static_cast<unsigned>(t),

@@ -2,6 +2,12 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <thread>
+#include <vector>
 
 #include "common/npy_file.hpp"
 #include "shmgemm/shmgemm.hpp"
@@ -149,4 +155,51 @@ TEST_CASE("a spawn run with a worker executable that is not there fails cleanly"
   ::unsetenv("SHMGEMM_WORKER");
   CHECK(!std::filesystem::exists(tmp / "C.npy"));
   CHECK(test::segments_of(::getpid()).empty());
+}
+
+TEST_CASE("one-thread fork workers run alone: no OpenBLAS thread pool beside them") {
+  // OpenBLAS shuts its thread pool down before a fork; a worker that restarted it would run a
+  // spinning pool thread beside its product, on the other worker's core.
+  const std::size_t s = 1500;
+  std::mt19937_64 rng(9);
+  std::uniform_real_distribution<double> u(-1, 1);
+  std::vector<double> a(s * s), c(s * s), d(s * s);
+  for (double& x : a)
+    x = u(rng);
+  std::atomic<bool> running{true};
+  std::atomic<int> seen{0}, most{0};
+  std::thread watcher([&] {
+    const std::string children = fmt::format("/proc/{0}/task/{0}/children", ::getpid());
+    while (running.load()) {
+      std::ifstream list(children);
+      for (pid_t child; list >> child;) {
+        const int tasks = static_cast<int>(test::threads_of(child).size());
+        if (tasks > 0) {
+          seen.fetch_add(1);
+          most.store(std::max(most.load(), tasks));
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
+  Options o;
+  o.workers = 2;
+  o.threads_per_worker = 1;
+  o.launch = Launch::fork;
+  const Report r =
+      matmul(MatrixView<const double>(a.data(), s, s), MatrixView<const double>(a.data(), s, s),
+             MatrixView<double>(c.data(), s, s), o);
+  running.store(false);
+  watcher.join();
+  CHECK(r.workers == 2);
+  REQUIRE(seen.load() > 0);  // the watcher saw the workers computing
+  CHECK(most.load() == 1);
+  Options in;
+  in.in_process = true;
+  matmul(MatrixView<const double>(a.data(), s, s), MatrixView<const double>(a.data(), s, s),
+         MatrixView<double>(d.data(), s, s), in);
+  double worst = 0;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    worst = std::max(worst, std::abs(c[i] - d[i]));
+  CHECK(worst <= 1e-12 * double(s));  // another split of the sums, the same product
 }

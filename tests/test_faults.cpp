@@ -81,17 +81,17 @@ struct Operands {
 };
 
 // Starts a run whose workers all stall before computing, and waits until they have started
-// (and, for spawn, attached: the names are gone). Returns the worker pids.
+// (and, for spawn, attached: the names are gone) and reached the stall. Returns the worker pids.
 std::vector<pid_t> start_stalled(const test::Process& p, std::size_t workers) {
   std::vector<pid_t> kids;
   const bool ready = test::eventually(
       [&] {
         kids = test::children_of(p.pid());
-        return kids.size() == workers && test::segments_of(p.pid()).empty();
+        return kids.size() == workers && test::segments_of(p.pid()).empty() &&
+               std::all_of(kids.begin(), kids.end(), test::paused);
       },
       10.0);
   REQUIRE(ready);
-  ::usleep(50 * 1000);  // let them reach the stall
   return kids;
 }
 

@@ -3,7 +3,14 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <random>
+#include <set>
+#include <thread>
 #include <vector>
 
 #include "shmgemm/shmgemm.hpp"
@@ -86,6 +93,62 @@ TEST_CASE("matmul with workers copies C back once, and with spawn stages A and B
   in.in_process = true;
   CHECK(matmul(MatrixView<const double>(a.view), MatrixView<const double>(b.view), c.view, in)
             .copied_bytes == 0);
+}
+
+namespace {
+// Each thread of this process and its Cpus_allowed_list, from /proc.
+std::map<std::string, std::string> thread_affinities() {
+  std::map<std::string, std::string> out;
+  for (const std::filesystem::path& task : test::threads_of(::getpid())) {
+    std::ifstream f(task / "status");
+    for (std::string line; std::getline(f, line);)
+      if (line.starts_with("Cpus_allowed_list:"))
+        out[task.filename().string()] = line.substr(line.find_first_not_of(" \t", 18));
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE(
+    "in process with two threads, the caller and OpenBLAS's thread compute on two CPUs, "
+    "and get their affinity back after") {
+  const std::map<std::string, std::string> before = thread_affinities();
+  const std::string all = before.begin()->second;
+  if (std::thread::hardware_concurrency() < 2 || all.find_first_of(",-") == std::string::npos) {
+    MESSAGE("skipped: needs two CPUs");
+    return;
+  }
+  std::mt19937_64 rng(3);
+  HostMatrix<double> a(800, 800, Order::row_major, 0, rng), b(800, 800, Order::row_major, 0, rng),
+      c(800, 800, Order::row_major, 0, rng);
+  Options in;
+  in.in_process = true;
+  in.threads_per_worker = 2;
+  // Watch the threads' affinities while products run; a one-CPU list on two threads at once,
+  // two different CPUs, is the placement.
+  std::atomic<bool> done{false};
+  std::set<std::string> single_cpus_at_once;
+  std::thread watcher([&] {
+    while (!done.load()) {
+      std::set<std::string> singles;
+      for (const auto& [tid, cpus] : thread_affinities())
+        if (cpus.find_first_of(",-") == std::string::npos) singles.insert(cpus);
+      if (singles.size() >= 2) single_cpus_at_once = singles;
+      ::usleep(500);
+    }
+  });
+  for (int i = 0; i < 10; ++i)
+    matmul(MatrixView<const double>(a.view), MatrixView<const double>(b.view), c.view, in);
+  done = true;
+  watcher.join();
+  CHECK(single_cpus_at_once.size() == 2);
+  // Afterwards every thread (OpenBLAS's included) may run anywhere it could before.
+  for (const auto& [tid, cpus] : thread_affinities()) {
+    CAPTURE(tid);
+    CHECK(cpus == all);
+  }
+  CHECK(test::max_rel_diff(dense(c.view), test::reference_product(dense(a.view), dense(b.view))) <=
+        test::tolerance(DType::float64, 800));
 }
 
 TEST_CASE("matmul refuses shapes that do not multiply, the way numpy words it") {

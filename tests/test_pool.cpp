@@ -140,8 +140,11 @@ TEST_CASE("workers killed under load fail only their jobs; the pool replaces the
     CAPTURE(to_string(launch));
     {
       ::setenv("SHMGEMM_TEST_FAULT", "1:stall", 1);  // worker 1 stalls holding its first task
+      const std::string preload = test::fault_preload();
+      ::setenv("LD_PRELOAD", preload.substr(preload.find('=') + 1).c_str(), 1);  // spawned ones
       Pool pool(pool_options(launch));
       ::unsetenv("SHMGEMM_TEST_FAULT");  // not for the replacements
+      ::unsetenv("LD_PRELOAD");
       std::mt19937_64 rng(4);
       SharedMatrix<double> a = pool.alloc<double>(600, 600), b = pool.alloc<double>(600, 600),
                            c = pool.alloc<double>(600, 600);
@@ -150,11 +153,12 @@ TEST_CASE("workers killed under load fail only their jobs; the pool replaces the
       std::vector<std::future<Report>> jobs;
       for (int i = 0; i < 40; ++i)
         jobs.push_back(pool.submit(a.view(), b.view(), c.view()));
-      // Then both workers are killed mid-run: the stalled one surely held a task, the other
-      // perhaps.
-      ::usleep(100 * 1000);
+      // Then both workers are killed mid-run, once the stalled one holds its task (a loaded
+      // machine may not have run it within any fixed delay); the other holds one perhaps.
       const std::vector<pid_t> workers = test::children_of(::getpid());
       REQUIRE(workers.size() == 2);
+      REQUIRE(test::eventually([&] { return test::paused(workers[0]) || test::paused(workers[1]); },
+                               10.0));
       for (pid_t w : workers)
         ::kill(w, SIGKILL);
       int ok = 0, failed = 0;

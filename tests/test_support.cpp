@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -224,15 +225,39 @@ RunResult run_isolated(const std::string& script, bool mounts,
   return run(argv, env);
 }
 
+std::vector<fs::path> threads_of(pid_t pid) {
+  std::vector<fs::path> tasks;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec))
+    tasks.push_back(it->path());
+  return tasks;
+}
+
 std::vector<pid_t> children_of(pid_t pid) {
   std::vector<pid_t> kids;
-  std::error_code ec;
-  for (const auto& task : fs::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
-    std::ifstream f(task.path() / "children");
+  for (const fs::path& task : threads_of(pid)) {
+    std::ifstream f(task / "children");
     for (pid_t k; f >> k;)
       kids.push_back(k);
   }
   return kids;
+}
+
+bool paused([[maybe_unused]] pid_t pid) {
+#ifdef SYS_pause
+  bool readable = false;
+  for (const fs::path& task : threads_of(pid)) {
+    std::ifstream f(task / "syscall");
+    std::string first;
+    if (!(f >> first)) continue;  // not ours to read (ptrace rules), or gone
+    readable = true;
+    if (first == std::to_string(SYS_pause)) return true;
+  }
+  if (readable || has_exited(pid)) return false;
+#endif
+  ::usleep(50 * 1000);  // cannot tell: give it the time it used to be given
+  return true;
 }
 
 bool has_exited(pid_t pid) {

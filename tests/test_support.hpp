@@ -110,8 +110,16 @@ bool can_isolate();
 RunResult run_isolated(const std::string& script, bool mounts = false,
                        const std::vector<std::string>& env = {});
 
+// The folders of `pid`'s threads, /proc/PID/task/TID (none once it has gone).
+std::vector<fs::path> threads_of(pid_t pid);
+
 // The children of `pid` (from /proc/PID/task/*/children).
 std::vector<pid_t> children_of(pid_t pid);
+
+// Whether some thread of `pid` is blocked in pause(2): where the test fault "stall" waits.
+// Where that cannot be read (no pause system call, as off x86-64, or /proc/PID/task/*/syscall
+// not readable here), true after a wait of 50 ms.
+bool paused(pid_t pid);
 
 // True when `pid` has exited (gone, or a zombie).
 bool has_exited(pid_t pid);

@@ -181,11 +181,35 @@ int run_bench(const BenchArgs& args) {
     const fs::path a = dir / "A.npy", b = dir / "B.npy", c = dir / "C.npy";
     write_random_npy(a, dtype, {s.m, s.k}, 1);
     write_random_npy(b, dtype, {s.k, s.n}, 2);
-    std::map<std::string, std::vector<double>> seconds, walls, pss;
+    std::map<std::string, std::vector<double>> seconds, walls;
+    std::map<std::string, std::uint64_t> peak_pss;
     std::map<std::string, std::set<std::string>> plan_seen;
     std::vector<std::size_t> order(variants.size());
     std::iota(order.begin(), order.end(), 0);
     std::mt19937 shuffle_rng(12345);
+    auto argv_of = [&](const Variant& v) {
+      std::vector<std::string> argv;
+      if (v.limit) {
+        argv = {self,      "bench",   "--limit", fmt::format("{}x{}x{}", s.m, s.k, s.n),
+                "--dtype", args.dtype};
+      } else if (v.python) {
+        argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
+        argv.insert(argv.end(), v.argv_tail.begin() + 1, v.argv_tail.end());
+      } else {
+        argv = {self, "multiply", a.string(), b.string(), "-o", c.string(), "--json"};
+        argv.insert(argv.end(), v.argv_tail.begin(), v.argv_tail.end());
+      }
+      return argv;
+    };
+    auto run = [&](const Variant& v, double interval_ms) {
+      const Measured m = run_measured(argv_of(v), interval_ms);
+      if (m.status != 0)
+        throw Error(ErrorCode::internal,
+                    fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
+      return m;
+    };
+    // The timed runs are not sampled: reading a process's smaps_rollup walks its page tables,
+    // and every 5 ms that slowed a 4000^2 product by a third here.
     for (int round = 0; round < args.rounds; ++round) {
       // A new order every round, so that no variant always follows the same one (a peer's
       // output still being written back, say).
@@ -194,27 +218,15 @@ int run_bench(const BenchArgs& args) {
         fmt::print(stderr, "\rbench: {} round {} of {}\x1b[K", s.label(), round + 1, args.rounds);
       for (std::size_t index : order) {
         const Variant& v = variants[index];
-        std::vector<std::string> argv;
-        if (v.limit) {
-          argv = {self,      "bench",   "--limit", fmt::format("{}x{}x{}", s.m, s.k, s.n),
-                  "--dtype", args.dtype};
-        } else if (v.python) {
-          argv = {kPython, v.argv_tail[0], a.string(), b.string(), c.string()};
-          argv.insert(argv.end(), v.argv_tail.begin() + 1, v.argv_tail.end());
-        } else {
-          argv = {self, "multiply", a.string(), b.string(), "-o", c.string(), "--json"};
-          argv.insert(argv.end(), v.argv_tail.begin(), v.argv_tail.end());
-        }
-        const Measured m = run_measured(argv, args.interval_ms);
-        if (m.status != 0)
-          throw Error(ErrorCode::internal,
-                      fmt::format("bench: {} on {} failed: {}", v.name, s.label(), m.err));
+        const Measured m = run(v, 0);
         seconds[v.name].push_back(reported_number(m, "seconds", v.name));
         if (!v.python && !v.limit) plan_seen[v.name].insert(plan_of(m));
         walls[v.name].push_back(m.wall_seconds);
-        pss[v.name].push_back(double(m.peak_pss));
       }
     }
+    // Memory: one more run of each variant, sampled.
+    for (const Variant& v : variants)
+      peak_pss[v.name] = run(v, args.interval_ms).peak_pss;
     const double flops = 2.0 * double(s.m) * double(s.k) * double(s.n);
     const double openblas = median(seconds["OpenBLAS in process"]);
     const double limit = median(seconds[kLimit]);
@@ -228,7 +240,7 @@ int run_bench(const BenchArgs& args) {
       r.gflops = flops / r.seconds / 1e9;
       r.ratio = openblas / r.seconds;
       r.vs_limit = limit / r.seconds;
-      r.peak_pss = static_cast<std::uint64_t>(median(pss[v.name]));
+      r.peak_pss = peak_pss[v.name];
       results.push_back(r);
     }
     if (!args.json)
@@ -309,8 +321,9 @@ int run_bench(const BenchArgs& args) {
       "(read A and B, multiply, write C); vs OpenBLAS: throughput against one process "
       "with every core; vs limit: against the first row, OpenBLAS's product alone on operands "
       "in memory (1 is the limit); wall: the whole process; peak PSS: summed over the process "
-      "tree\n\n",
-      args.dtype, cores, args.rounds);
+      "tree, in one more run of each variant, sampled every {} ms (the timed runs are not "
+      "sampled)\n\n",
+      args.dtype, cores, args.rounds, args.interval_ms);
   if (!peers) fmt::print("(peers skipped: {})\n\n", no_peers_because);
   fmt::print(
       "| shape | variant | seconds | GFLOP/s | vs OpenBLAS | vs limit | wall s | peak PSS MiB |\n");
@@ -353,7 +366,8 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_option("--rounds", args->rounds, "runs of each variant (the median is reported)")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
-  cmd->add_option("--interval-ms", args->interval_ms, "memory sampling interval")
+  cmd->add_option("--interval-ms", args->interval_ms,
+                  "memory sampling interval, in one more run of each variant after the timed ones")
       ->check(CLI::Range(1.0, 1000.0))
       ->capture_default_str();
   cmd->add_flag("--no-peers", args->no_peers, "skip numpy, joblib and multiprocessing");

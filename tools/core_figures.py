@@ -4,9 +4,10 @@
 Generates A and B (SIZE x SIZE, float64) with `shmgemm gen`, then runs each variant ROUNDS
 times, alternating between variants so all see the same machine, and reports per variant the
 median wall seconds of the whole `shmgemm multiply` process, GFLOP/s (2*SIZE^3 / median), the
-ratio to one-process OpenBLAS with all cores, and the median over the runs of each run's peak of
-the summed PSS of the process tree (sampled every INTERVAL ms from /proc/PID/smaps_rollup by this
-script, which is not part of the tree). Standard library only.
+ratio to one-process OpenBLAS with all cores, and the peak of the summed PSS of the process tree
+in one more run of each variant (sampled every INTERVAL ms from /proc/PID/smaps_rollup by this
+script, which is not part of the tree; the timed runs are not sampled, since reading smaps_rollup
+walks the process's page tables and slowed a 4000^2 product by a third). Standard library only.
 
 usage: core_figures.py [--size 4000] [--rounds 5] [--shmgemm build/bin/shmgemm] [--csv FILE]
 """
@@ -51,11 +52,14 @@ def pss_kib(pid):
     return 0
 
 
-def measure(cmd, interval):
-    """Runs cmd; returns (wall seconds, peak summed PSS in MiB of its process tree)."""
+def measure(cmd, interval=None):
+    """Runs cmd; returns (wall seconds, peak summed PSS in MiB of its process tree, sampled every
+    `interval` ms; 0 without an interval)."""
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = 0
+    if interval is None:
+        p.wait()
     while p.poll() is None:
         peak = max(peak, sum(pss_kib(x) for x in tree(p.pid)))
         time.sleep(interval / 1000)
@@ -100,9 +104,10 @@ def main():
         peaks = {name: [] for name, _ in variants}
         for _ in range(args.rounds):
             for name, extra in variants:
-                w, p = measure([args.shmgemm, "multiply", a, b, "-o", c, *extra], args.interval)
-                walls[name].append(w)
-                peaks[name].append(p)
+                walls[name].append(measure([args.shmgemm, "multiply", a, b, "-o", c, *extra])[0])
+        for name, extra in variants:
+            peaks[name].append(
+                measure([args.shmgemm, "multiply", a, b, "-o", c, *extra], args.interval)[1])
 
     flops = 2.0 * args.size ** 3
     floor = 3 * args.size * args.size * 8 / 2 ** 20

@@ -7,11 +7,13 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -33,6 +35,39 @@ std::string read_all(int fd) {
   for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
     s.append(buf, static_cast<size_t>(n));
   return s;
+}
+
+// A process's children now, from every one of its threads' /proc children list.
+void append_children(pid_t pid, std::vector<pid_t>& out) {
+  std::error_code ec;
+  for (const auto& task :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/task", pid), ec)) {
+    std::ifstream f(task.path() / "children");
+    for (pid_t child; f >> child;)
+      out.push_back(child);
+  }
+}
+
+std::vector<pid_t> own_children() {
+  std::vector<pid_t> children;
+  append_children(::getpid(), children);
+  return children;
+}
+
+// What a measured program left running (a peer's helper processes, say): this process is their
+// subreaper, so they are its children once the program has ended. Each is waited for, up to two
+// seconds in all, so that it does not run beside the next measured program.
+void wait_for_orphans(const std::vector<pid_t>& before) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (;;) {
+    bool left = false;
+    for (pid_t child : own_children()) {
+      if (std::find(before.begin(), before.end(), child) != before.end()) continue;
+      if (::waitpid(child, nullptr, WNOHANG) == 0) left = true;
+    }
+    if (!left || std::chrono::steady_clock::now() > deadline) return;
+    ::usleep(2000);
+  }
 }
 
 }  // namespace
@@ -58,15 +93,8 @@ bool read_memory(pid_t pid, ProcessMemory& out) {
 
 std::vector<pid_t> process_tree(pid_t root) {
   std::vector<pid_t> all{root};
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    std::error_code ec;
-    for (const auto& task :
-         std::filesystem::directory_iterator(fmt::format("/proc/{}/task", all[i]), ec)) {
-      std::ifstream f(task.path() / "children");
-      for (pid_t child; f >> child;)
-        all.push_back(child);
-    }
-  }
+  for (std::size_t i = 0; i < all.size(); ++i)
+    append_children(all[i], all);
   return all;
 }
 
@@ -90,6 +118,9 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
     envp.push_back(e.data());
   envp.push_back(nullptr);
 
+  // The measured program's orphans become this process's children, to be waited for.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  const std::vector<pid_t> before = own_children();
   Measured m;
   const auto start = std::chrono::steady_clock::now();
   pid_t pid = 0;
@@ -140,6 +171,7 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
   m.err = read_all(err_fd);
   ::close(out_fd);
   ::close(err_fd);
+  wait_for_orphans(before);
   return m;
 }
 

@@ -1,5 +1,7 @@
 #include "worker/slice_kernel.hpp"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -8,9 +10,12 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <complex>
 #include <cstring>
+#include <filesystem>
 #include <type_traits>
+#include <vector>
 
 #include "shmgemm/error.hpp"
 #include "worker/blas_core.hpp"
@@ -83,6 +88,24 @@ namespace {
 // for the allocations around them (measured: 400-500 MiB limits hang with 216 MiB of operands
 // mapped, 600 MiB runs).
 constexpr std::size_t kBlasBufferRoom = std::size_t{160} << 20;
+
+// One of OpenBLAS's exported variables, or null where this OpenBLAS has none by that name.
+int* openblas_variable(const char* name) {
+  return static_cast<int*>(::dlsym(RTLD_DEFAULT, name));
+}
+
+// One thread where OpenBLAS's thread pool is down, without starting it: true if done so.
+// openblas_set_num_threads starts the pool even for one thread (0.3.21), and a new pool's
+// threads spin on sched_yield for about 2^28 cycles before they sleep. OpenBLAS shuts its pool
+// down before every fork, so each one-thread fork worker started one, which ran beside the
+// worker and took the core from the other worker (docs/performance.md, target 2).
+bool single_thread_without_pool() {
+  static int* const cpu_number = openblas_variable("blas_cpu_number");
+  static int* const server_avail = openblas_variable("blas_server_avail");
+  if (cpu_number == nullptr || server_avail == nullptr || *server_avail != 0) return false;
+  *cpu_number = 1;  // what openblas_set_num_threads(1) sets; gemm then never calls the pool
+  return true;
+}
 }  // namespace
 
 void set_blas_threads(int threads) {
@@ -108,7 +131,72 @@ void set_blas_threads(int threads) {
                               "OpenBLAS's buffers ({} MiB a thread): raise the limit",
                               limit.rlim_cur >> 20, kBlasBufferRoom >> 20));
   }
+  if (threads == 1 && single_thread_without_pool()) return;
   openblas_set_num_threads(threads);
+}
+
+namespace {
+using SetAffinity = int (*)(int, std::size_t, cpu_set_t*);
+SetAffinity openblas_setaffinity_fn() {
+  static const auto f =
+      reinterpret_cast<SetAffinity>(::dlsym(RTLD_DEFAULT, "openblas_setaffinity"));
+  return f;
+}
+std::atomic<bool> placement_held{false};
+}  // namespace
+
+BlasThreadPlacement::BlasThreadPlacement(int threads) {
+  const SetAffinity set = openblas_setaffinity_fn();
+  if (threads < 2 || set == nullptr || ::openblas_get_num_threads() < threads) return;
+  if (::pthread_getaffinity_np(::pthread_self(), sizeof saved_, &saved_) != 0 ||
+      CPU_COUNT(&saved_) < threads || placement_held.exchange(true))
+    return;
+  std::vector<int> cpus;  // the caller's CPU, then the others in order
+  const int here = ::sched_getcpu();
+  if (here >= 0 && CPU_ISSET(here, &saved_)) cpus.push_back(here);
+  for (int cpu = 0; cpu < CPU_SETSIZE && cpus.size() < std::size_t(threads); ++cpu)
+    if (cpu != here && CPU_ISSET(cpu, &saved_)) cpus.push_back(cpu);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(cpus[0], &one);
+  if (::pthread_setaffinity_np(::pthread_self(), sizeof one, &one) != 0) {
+    placement_held.store(false);
+    return;
+  }
+  placed_ = 1;
+  // openblas_setaffinity's index: 0 .. threads - 2 are the pool's threads (threads - 1 is the
+  // caller's, set above).
+  for (int i = 0; i + 1 < threads; ++i) {
+    CPU_ZERO(&one);
+    CPU_SET(cpus[std::size_t(i) + 1], &one);
+    if (set(i, sizeof one, &one) != 0) break;
+    ++placed_;
+  }
+}
+
+BlasThreadPlacement::~BlasThreadPlacement() {
+  if (placed_ == 0) return;
+  for (int i = 0; i + 1 < placed_; ++i)
+    openblas_setaffinity_fn()(i, sizeof saved_, &saved_);
+  ::pthread_setaffinity_np(::pthread_self(), sizeof saved_, &saved_);
+  placement_held.store(false);
+}
+
+void stop_blas_pool() {
+  using Shutdown = int (*)();
+  static const auto shutdown =
+      reinterpret_cast<Shutdown>(::dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"));
+  static int* const pool_threads = openblas_variable("blas_num_threads");  // with the caller's
+  static int* const server_avail = openblas_variable("blas_server_avail");
+  if (shutdown == nullptr || pool_threads == nullptr || server_avail == nullptr ||
+      *server_avail == 0)
+    return;
+  std::error_code ec;
+  long tasks = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++tasks;
+  if (!ec && tasks == *pool_threads) shutdown();
 }
 
 }  // namespace shmgemm

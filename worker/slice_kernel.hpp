@@ -6,6 +6,8 @@
 #include "common/matrix.hpp"
 #include "common/partition.hpp"
 
+#include <sched.h>
+
 namespace shmgemm {
 
 // Computes rows [rows.begin, rows.end) of C = A·B. A (m x k) and B (k x n) may be row- or
@@ -18,5 +20,33 @@ void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b,
 
 // Sets the number of threads OpenBLAS uses in this process.
 void set_blas_threads(int threads);
+
+// For its lifetime, places the calling thread and OpenBLAS's `threads - 1` pool threads on
+// distinct CPUs of the caller's allowed set (the caller's own CPU first), and then gives them all
+// the caller's former affinity again. Left alone, Linux often runs the pool thread that a call
+// wakes on the caller's CPU (wake-affine) for milliseconds: OpenBLAS's threads then take turns
+// at their sched_yield synchronisations, and a product of tens of milliseconds runs no faster on
+// two threads than on one (docs/performance.md, target 7). Does nothing for one thread, with
+// fewer allowed CPUs than threads, without OpenBLAS's openblas_setaffinity, or while another
+// thread of the process holds a placement.
+class BlasThreadPlacement {
+ public:
+  explicit BlasThreadPlacement(int threads);
+  ~BlasThreadPlacement();
+  BlasThreadPlacement(const BlasThreadPlacement&) = delete;
+  BlasThreadPlacement& operator=(const BlasThreadPlacement&) = delete;
+
+ private:
+  int placed_ = 0;  // pool threads placed, plus the caller; 0: nothing changed
+  cpu_set_t saved_{};
+};
+
+// Stops OpenBLAS's thread pool in this process, as OpenBLAS itself does before every fork; the
+// next call that needs its threads starts it again. For a process about to wait on workers it
+// did not fork: a pool spins on sched_yield for about 2^28 cycles after it starts or last ran,
+// on the workers' cores. Done only where the calling thread is the process's one thread besides
+// OpenBLAS's own (a program like the CLI): in a host with threads of its own, another of them
+// may be in an OpenBLAS call.
+void stop_blas_pool();
 
 }  // namespace shmgemm

@@ -8,11 +8,13 @@
 
 #include <shmgemm/shmgemm.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <deque>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -112,10 +114,42 @@ py::array owned_array(const shmgemm::OwnedArray& made) {
                    made.view.data(), base);
 }
 
+// The multiply-adds of np.matmul(a, b) as the shapes give them (1-D operands as numpy takes
+// them, batch axes broadcast); shapes numpy refuses are the engine's to report.
+double multiply_adds(const ArrayView& a, const ArrayView& b) {
+  const auto& sa = a.shape();
+  const auto& sb = b.shape();
+  if (sa.empty() || sb.empty()) return 0;
+  const double m = sa.size() >= 2 ? double(sa[sa.size() - 2]) : 1, k = double(sa.back());
+  const double n = sb.size() >= 2 ? double(sb.back()) : 1;
+  const std::size_t ba = sa.size() >= 2 ? sa.size() - 2 : 0,
+                    bb = sb.size() >= 2 ? sb.size() - 2 : 0;
+  double batch = 1;
+  for (std::size_t i = 0; i < std::max(ba, bb); ++i) {
+    const std::int64_t x = i < ba ? sa[ba - 1 - i] : 1, y = i < bb ? sb[bb - 1 - i] : 1;
+    batch *= double(std::max(x, y));
+  }
+  return batch * m * k * n;
+}
+
+// Products up to this many multiply-adds (about a millisecond of float64 on one core) run on
+// the calling thread: a thread of their own would cost more than they do (it is started, and
+// builds its job descriptor, each call). A KeyboardInterrupt then lands when the call returns.
+constexpr double kDirectMultiplyAdds = double(1 << 24);
+
 // Runs `call` with the GIL released on a thread of its own, while this thread looks for a
 // KeyboardInterrupt (Python's signal handler only sets a flag): one stops the call (its workers
-// killed, nothing left in /dev/shm) and is raised here.
-shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call) {
+// killed, nothing left in /dev/shm) and is raised here. Calls of at most kDirectMultiplyAdds run
+// on this thread instead.
+shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call, double multiply_adds) {
+  if (multiply_adds <= kDirectMultiplyAdds) {
+    try {
+      py::gil_scoped_release release;
+      return call();
+    } catch (const shmgemm::Error& e) {
+      raise(e);
+    }
+  }
   std::packaged_task<shmgemm::Report()> task(std::move(call));
   std::future<shmgemm::Report> result = task.get_future();
   bool interrupted = false;
@@ -323,7 +357,7 @@ PYBIND11_MODULE(_core, m) {
         const shmgemm::Options o =
             options_of(workers, launch, threads, in_process, progress, timeout);
         auto call = [av, bv, ov, o] { return shmgemm::matmul(av, bv, ov, o); };
-        if (stoppable) return report_dict(run_stoppable(call));
+        if (stoppable) return report_dict(run_stoppable(call, multiply_adds(av, bv)));
         shmgemm::Report r;
         try {
           py::gil_scoped_release release;
@@ -345,11 +379,13 @@ PYBIND11_MODULE(_core, m) {
         const shmgemm::Options o =
             options_of(workers, launch, threads, in_process, progress, timeout);
         auto made = std::make_shared<shmgemm::OwnedArray>();
-        const shmgemm::Report r = run_stoppable([av, bv, o, made] {
-          shmgemm::Report report;
-          *made = shmgemm::matmul(av, bv, o, &report);
-          return report;
-        });
+        const shmgemm::Report r = run_stoppable(
+            [av, bv, o, made] {
+              shmgemm::Report report;
+              *made = shmgemm::matmul(av, bv, o, &report);
+              return report;
+            },
+            multiply_adds(av, bv));
         return py::make_tuple(owned_array(*made), report_dict(r));
       },
       py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "fork",
@@ -365,12 +401,17 @@ PYBIND11_MODULE(_core, m) {
         for (const auto& [a, b] : pairs)
           views.emplace_back(view_of(a, false), view_of(b, false));
         const shmgemm::Options o = options_of(workers, "fork", 0, in_process, false, timeout);
+        double work = 0;
+        for (const auto& [a, b] : views)
+          work += multiply_adds(a, b);
         auto made = std::make_shared<std::vector<shmgemm::OwnedArray>>();
-        const shmgemm::Report r = run_stoppable([&views, o, made] {
-          shmgemm::Report report;
-          *made = shmgemm::matmul_many(views, o, &report);
-          return report;
-        });
+        const shmgemm::Report r = run_stoppable(
+            [&views, o, made] {
+              shmgemm::Report report;
+              *made = shmgemm::matmul_many(views, o, &report);
+              return report;
+            },
+            work);
         py::list arrays;
         for (const shmgemm::OwnedArray& x : *made)
           arrays.append(owned_array(x));
@@ -414,7 +455,9 @@ PYBIND11_MODULE(_core, m) {
         o.rows_per_step = rows_per_step;
         o.retries = retries;
         o.fsync = fsync;
-        return report_dict(run_stoppable([=] { return shmgemm::multiply_npy(a, b, out, o); }));
+        // (the files' sizes are not known here: on a thread of its own)
+        return report_dict(run_stoppable([=] { return shmgemm::multiply_npy(a, b, out, o); },
+                                         std::numeric_limits<double>::infinity()));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,

@@ -202,18 +202,29 @@ std::string make_segment_name(std::string_view role) {
                      random_u64());
 }
 
+Fd create_unnamed_shm(std::string_view role) {
+  Fd fd(::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  int err = errno;
+  if (!fd && (err == EOPNOTSUPP || err == EISDIR || err == EINVAL)) {
+    // No O_TMPFILE here (EISDIR: a kernel older than 3.11 takes it for O_DIRECTORY). O_EXCL and
+    // 0600: a leftover or foreign name fails loudly; the name lives until the shm_unlink below.
+    const std::string path = fmt::format("/{}", make_segment_name(role));
+    fd.reset(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
+    err = errno;
+    if (fd) ::shm_unlink(path.c_str());
+  }
+  if (!fd)
+    throw Error(ErrorCode::resource, fmt::format("cannot create the {} segment in /dev/shm: {}", role,
+                                                 std::strerror(err)));
+  // The mode as asked, whatever the umask: spawned workers open it again by /proc path, which
+  // checks the file's permissions.
+  ::fchmod(fd.get(), 0600);
+  return fd;
+}
+
 SharedSegment SharedSegment::create(std::string_view role, std::size_t bytes) {
   SharedSegment seg;
-  const std::string name = make_segment_name(role);
-  const std::string path = "/" + name;
-  // O_EXCL and 0600: a leftover or foreign name fails loudly. The name lives only until the
-  // shm_unlink below: from then on the segment is reached through its descriptor alone, so
-  // that no crash can leave it behind and nobody can put another segment under its name.
-  seg.fd_.reset(::shm_open(path.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600));
-  if (!seg.fd_)
-    throw Error(ErrorCode::resource, fmt::format("cannot create shared segment /dev/shm/{}: {}",
-                                                 name, std::strerror(errno)));
-  ::shm_unlink(path.c_str());
+  seg.fd_ = create_unnamed_shm(role);
   seg.name_ = seg.fd_.path_for_others();
   // Reserve the pages now: a full tmpfs is an error here, not a SIGBUS at first touch.
   if (const int err = ::posix_fallocate(seg.fd_.get(), 0, static_cast<off_t>(bytes)); err != 0)

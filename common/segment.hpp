@@ -76,17 +76,23 @@ struct SegmentEntry {
 // Every "shmgemm-<pid>-..." name in /dev/shm (why_kept() says whether one may go).
 std::vector<SegmentEntry> list_segments();
 
-// A mapped segment of shared memory. One that this process creates is never-named memory: its
-// /dev/shm name exists only for the moment of its creation, and other processes (spawned
-// workers) map it through its descriptor, /proc/<pid>/fd/<fd> (name()), for as long as this
-// handle lives. Nothing is left behind by a crash, and no name can be swapped under a worker.
+// A new, empty file of shared memory that no name ever reaches, mode 0600: an O_TMPFILE file in
+// /dev/shm, or, where that filesystem or kernel has no O_TMPFILE, shm_open of a fresh name
+// (O_EXCL) unlinked at once (a SIGKILL in between would leave that name, for `shmgemm gc`).
+// Other processes open it as /proc/<pid>/fd/<fd>. `role` goes into the fallback's name and the
+// error's text. Throws Error(resource).
+Fd create_unnamed_shm(std::string_view role);
+
+// A mapped segment of shared memory. One that this process creates is never-named memory
+// (create_unnamed_shm): other processes (spawned workers) map it through its descriptor,
+// /proc/<pid>/fd/<fd> (name()), for as long as this handle lives. Nothing is left behind by a
+// crash, and no name can be swapped under a worker.
 // Thread-safety: none; one handle belongs to one thread at a time.
 class SharedSegment {
  public:
   SharedSegment() = default;  // empty: maps nothing, names nothing
 
-  // Creates a new segment of `bytes` (> 0) with O_EXCL and mode 0600, unlinks its name at once,
-  // reserves its pages (so a full /dev/shm fails here, not with SIGBUS later) and maps it
+  // Creates a new segment of `bytes` (> 0), unnamed and of mode 0600, reserves its pages (so a full /dev/shm fails here, not with SIGBUS later) and maps it
   // read-write. Throws Error(resource) naming the role, the bytes needed and the bytes free.
   static SharedSegment create(std::string_view role, std::size_t bytes);
 

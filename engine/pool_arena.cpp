@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/mapped_file.hpp"
 #include "common/segment.hpp"
 #include "shmgemm/error.hpp"
 
@@ -28,26 +30,29 @@ std::size_t default_arena_bytes() {
 
 }  // namespace
 
-PoolArena::PoolArena(std::size_t bytes) : bytes_(bytes ? bytes : default_arena_bytes()) {
-  // Its name lives only while it is created and opened again for its descriptor.
-  const std::string name = make_segment_name("arena");
+PoolArena::PoolArena(std::size_t bytes)
+    : fd_(create_unnamed_shm("arena")), bytes_(bytes ? bytes : default_arena_bytes()) {
+  // Sparse: pages are reserved as blocks are allocated.
+  if (::ftruncate(fd_.get(), static_cast<off_t>(bytes_)) != 0)
+    throw Error(ErrorCode::resource, fmt::format("pool: cannot size a {}-byte arena in /dev/shm: {}",
+                                                 bytes_, std::strerror(errno)));
   try {
-    memory_ = std::make_unique<bip::managed_shared_memory>(bip::create_only, name.c_str(), bytes_,
-                                                           nullptr, bip::permissions(0600));
-  } catch (const bip::interprocess_exception& e) {
-    bip::shared_memory_object::remove(name.c_str());
+    region_ = map_whole_file(fd_.path_here(), true);
+  } catch (const Error& e) {
+    const std::string why = e.what();  // "PATH: cannot map: REASON"
     throw Error(ErrorCode::resource,
-                fmt::format("pool: cannot create a {}-byte arena in /dev/shm/{}: {}", bytes_, name,
-                            e.what()));
+                fmt::format("pool: cannot map a {}-byte arena{} (see Options::pool_bytes)", bytes_,
+                            why.substr(why.find(": cannot map") + 12)));
   }
-  fd_.reset(::shm_open(("/" + name).c_str(), O_RDWR | O_CLOEXEC, 0));
-  const int open_error = errno;
-  bip::shared_memory_object::remove(name.c_str());
-  if (!fd_)
-    throw Error(ErrorCode::resource, fmt::format("pool: cannot open its arena /dev/shm/{}: {}",
-                                                 name, std::strerror(open_error)));
+  try {
+    memory_ = std::make_unique<bip::managed_external_buffer>(bip::create_only,
+                                                             region_.get_address(), bytes_);
+  } catch (const bip::interprocess_exception& e) {
+    throw Error(ErrorCode::resource,
+                fmt::format("pool: cannot lay out a {}-byte arena: {}", bytes_, e.what()));
+  }
   path_ = fd_.path_for_others();
-  base_ = static_cast<std::byte*>(memory_->get_address());
+  base_ = static_cast<std::byte*>(region_.get_address());
 }
 
 void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint) {

@@ -1,9 +1,10 @@
-// A Pool's arena: one shared segment, never named once open (workers map it through
+// A Pool's arena: one shared segment, never named (workers map it through
 // /proc/<pid>/fd/N), managed by Boost.Interprocess's allocator; pages reserved as blocks are
 // allocated, so a large arena costs nothing until used.
 #pragma once
 
-#include <boost/interprocess/managed_shared_memory.hpp>
+#include <boost/interprocess/managed_external_buffer.hpp>
+#include <boost/interprocess/mapped_region.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -40,11 +41,12 @@ class PoolArena {
 
  private:
   std::mutex mutex_;  // one allocation or free at a time, so that a footprint is exact
-  std::unique_ptr<boost::interprocess::managed_shared_memory> memory_;
-  Fd fd_;
+  Fd fd_;             // unnamed (create_unnamed_shm)
+  std::size_t bytes_ = 0;
+  boost::interprocess::mapped_region region_;
+  std::unique_ptr<boost::interprocess::managed_external_buffer> memory_;  // lives in region_
   std::string path_;
   std::byte* base_ = nullptr;
-  std::size_t bytes_ = 0;
 };
 
 }  // namespace shmgemm::detail

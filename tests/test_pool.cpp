@@ -299,6 +299,23 @@ TEST_CASE("one-shot matmul on a pool's matrices: in place where workers can reac
   CHECK(clean_shm());
 }
 
+TEST_CASE("a pool and its jobs never name memory in /dev/shm, not even for a moment") {
+  // A SIGKILL while a name lives would leave it behind.
+  std::mt19937_64 rng(7);
+  const auto created = test::names_created_in("/dev/shm", [&] {
+    for (const Launch launch : {Launch::fork, Launch::spawn}) {
+      Pool pool(pool_options(launch));
+      SharedMatrix<double> a = pool.alloc<double>(64, 64), b = pool.alloc<double>(64, 64),
+                           c = pool.alloc<double>(64, 64);
+      fill(a.view(), rng);
+      fill(b.view(), rng);
+      pool.matmul(a.view(), b.view(), c.view());
+      CHECK(error_of(a.view(), b.view(), c.view()) <= test::tolerance(DType::float64, 64));
+    }
+  });
+  CHECK(created.empty());
+}
+
 TEST_CASE("a pool whose workers cannot start throws and leaves nothing behind, and does not hang") {
   // Each starts and exits at once without attaching: with a failure, and with status 0 (which
   // a pool worker never has before its pool stops).

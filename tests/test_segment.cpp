@@ -42,6 +42,16 @@ TEST_CASE("SharedSegment::create makes private, reserved, never-named memory") {
   CHECK(SharedSegment::create("t", 1).name() != name);
 }
 
+TEST_CASE("SharedSegment::create never names its memory, not even for a moment") {
+  // A name that lived between shm_open and shm_unlink was left in /dev/shm by a coordinator
+  // SIGKILLed in between (test_faults, "the coordinator killed at any moment...").
+  const auto created = test::names_created_in("/dev/shm", [] {
+    for (int i = 0; i < 20; ++i)
+      CHECK(SharedSegment::create("t", 4096).size() >= 4096);
+  });
+  CHECK(created.empty());
+}
+
 TEST_CASE("SharedSegment: moved and destroyed, its memory goes with its last handle") {
   std::string second;
   {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -291,6 +292,32 @@ std::vector<std::string> names_in(const fs::path& dir) {
   for (const auto& e : fs::directory_iterator(dir))
     names.push_back(e.path().filename().string());
   std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<std::string> names_created_in(const fs::path& dir, const std::function<void()>& f) {
+  const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(fmt::format("inotify_init1: {}", std::strerror(errno)));
+  if (::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
+    ::close(fd);
+    throw std::runtime_error(fmt::format("inotify_add_watch {}: {}", dir.string(),
+                                         std::strerror(errno)));
+  }
+  std::vector<std::string> names;
+  try {
+    f();
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  alignas(inotify_event) char buf[1 << 16];
+  for (ssize_t got; (got = ::read(fd, buf, sizeof buf)) > 0;)
+    for (ssize_t at = 0; at < got;) {
+      const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+      if (e->len > 0) names.emplace_back(e->name);
+      at += ssize_t(sizeof(inotify_event) + e->len);
+    }
+  ::close(fd);
   return names;
 }
 

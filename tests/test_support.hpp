@@ -136,6 +136,10 @@ std::size_t count_lines(const std::string& s);
 // The names in a folder, sorted.
 std::vector<std::string> names_in(const fs::path& dir);
 
+// Every name that appeared in `dir` while `f` ran, however briefly (inotify's IN_CREATE and
+// IN_MOVED_TO), in order.
+std::vector<std::string> names_created_in(const fs::path& dir, const std::function<void()>& f);
+
 // "LD_PRELOAD=<the test fault library>", for the programs a test starts with SHMGEMM_TEST_FAULT.
 std::string fault_preload();
 

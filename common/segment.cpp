@@ -214,8 +214,8 @@ Fd create_unnamed_shm(std::string_view role) {
     if (fd) ::shm_unlink(path.c_str());
   }
   if (!fd)
-    throw Error(ErrorCode::resource, fmt::format("cannot create the {} segment in /dev/shm: {}", role,
-                                                 std::strerror(err)));
+    throw Error(ErrorCode::resource, fmt::format("cannot create the {} segment in /dev/shm: {}",
+                                                 role, std::strerror(err)));
   // The mode as asked, whatever the umask: spawned workers open it again by /proc path, which
   // checks the file's permissions.
   ::fchmod(fd.get(), 0600);

@@ -92,8 +92,9 @@ class SharedSegment {
  public:
   SharedSegment() = default;  // empty: maps nothing, names nothing
 
-  // Creates a new segment of `bytes` (> 0), unnamed and of mode 0600, reserves its pages (so a full /dev/shm fails here, not with SIGBUS later) and maps it
-  // read-write. Throws Error(resource) naming the role, the bytes needed and the bytes free.
+  // Creates a new segment of `bytes` (> 0), unnamed and of mode 0600, reserves its pages (so a full
+  // /dev/shm fails here, not with SIGBUS later) and maps it read-write. Throws Error(resource)
+  // naming the role, the bytes needed and the bytes free.
   static SharedSegment create(std::string_view role, std::size_t bytes);
 
   // Maps an existing segment: a /proc/<pid>/fd/<fd> path as name() gives, or a /dev/shm name.

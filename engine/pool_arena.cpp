@@ -34,8 +34,9 @@ PoolArena::PoolArena(std::size_t bytes)
     : fd_(create_unnamed_shm("arena")), bytes_(bytes ? bytes : default_arena_bytes()) {
   // Sparse: pages are reserved as blocks are allocated.
   if (::ftruncate(fd_.get(), static_cast<off_t>(bytes_)) != 0)
-    throw Error(ErrorCode::resource, fmt::format("pool: cannot size a {}-byte arena in /dev/shm: {}",
-                                                 bytes_, std::strerror(errno)));
+    throw Error(ErrorCode::resource,
+                fmt::format("pool: cannot size a {}-byte arena in /dev/shm: {}", bytes_,
+                            std::strerror(errno)));
   try {
     region_ = map_whole_file(fd_.path_here(), true);
   } catch (const Error& e) {

@@ -300,8 +300,8 @@ std::vector<std::string> names_created_in(const fs::path& dir, const std::functi
   if (fd < 0) throw std::runtime_error(fmt::format("inotify_init1: {}", std::strerror(errno)));
   if (::inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO) < 0) {
     ::close(fd);
-    throw std::runtime_error(fmt::format("inotify_add_watch {}: {}", dir.string(),
-                                         std::strerror(errno)));
+    throw std::runtime_error(
+        fmt::format("inotify_add_watch {}: {}", dir.string(), std::strerror(errno)));
   }
   std::vector<std::string> names;
   try {

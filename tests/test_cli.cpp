@@ -63,6 +63,18 @@ struct Fixture {
 
 }  // namespace
 
+TEST_CASE(
+    "test::Process returns once the program runs, not while the child has the test's handlers") {
+  // doctest catches SIGTERM; a program started by test::Process that catches nothing must not
+  // show SIGTERM caught, not even right after the fork.
+  for (int i = 0; i < 20; ++i) {
+    test::Process p({"/bin/sleep", "5"});
+    CHECK_FALSE(test::handles(p.pid(), SIGTERM));
+    ::kill(p.pid(), SIGKILL);
+    CHECK(p.wait().status == 128 + SIGKILL);
+  }
+}
+
 TEST_CASE("multiply succeeds, prints a summary or JSON, leaves nothing behind") {
   Fixture f;
   for (const char* launch : {"fork", "spawn"}) {

@@ -169,6 +169,12 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   const int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   const int err_fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
   if (out_fd < 0 || err_fd < 0) throw std::runtime_error("cannot capture the output of " + argv[0]);
+  // Closed in the child by its exec: the constructor returns once the program runs. Before the
+  // exec the child still has this process's signal handlers, so /proc showed SIGTERM caught
+  // (test::handles) before the program had even started, and a SIGTERM sent then killed it
+  // before it could catch one (test_mpi, "--launch mpi: an interrupt...", under ASan).
+  int exec_pipe[2];
+  if (::pipe2(exec_pipe, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 for " + argv[0]);
   pid_ = ::fork();
   if (pid_ == 0) {
     // As posix_spawn does: the test framework's signal handlers must not run in the child
@@ -183,6 +189,13 @@ Process::Process(const std::vector<std::string>& argv, const std::vector<std::st
   }
   ::close(out_fd);
   ::close(err_fd);
+  ::close(exec_pipe[1]);
+  if (pid_ > 0) {
+    char byte;
+    while (::read(exec_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(exec_pipe[0]);
   if (pid_ < 0) throw std::runtime_error("cannot start " + argv[0]);
 }
 

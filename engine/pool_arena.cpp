@@ -40,10 +40,11 @@ PoolArena::PoolArena(std::size_t bytes)
   try {
     region_ = map_whole_file(fd_.path_here(), true);
   } catch (const Error& e) {
-    const std::string why = e.what();  // "PATH: cannot map: REASON"
+    const std::string what = e.what();  // "PATH: cannot map: REASON"
+    const std::size_t at = what.find(": cannot map: ");
     throw Error(ErrorCode::resource,
-                fmt::format("pool: cannot map a {}-byte arena{} (see Options::pool_bytes)", bytes_,
-                            why.substr(why.find(": cannot map") + 12)));
+                fmt::format("pool: cannot map a {}-byte arena: {} (see Options::pool_bytes)",
+                            bytes_, at == std::string::npos ? what : what.substr(at + 14)));
   }
   try {
     memory_ = std::make_unique<bip::managed_external_buffer>(bip::create_only,

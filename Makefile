@@ -68,6 +68,7 @@ small-gemm-bench: build
 # Every example of README.md and docs/, the measurements too (those marked `example: slow`,
 # tens of minutes): each runs as the docs show it, in a temporary folder; their output is printed.
 docs-examples: build python
+	@bash tools/install-deps.sh linux-perf
 	/usr/bin/python3 tests/readme_examples.py . $(BUILD_DIR) --slow
 
 plot:

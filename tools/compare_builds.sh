@@ -3,6 +3,8 @@
 # (the engine's plans on 4000^2, 2000^2, 50x100000x60 and 64^2 float64, no peers) and
 # `shmgemm bench --matmul` (np.matmul's cases), each ROUNDS times per build, then the median
 # seconds of every variant for both builds and their ratio (new / old: below 1 is faster).
+# Each build calibrates first, into a cache of its own (XDG_CACHE_HOME): a build cannot read
+# another version's cache, and would plan with its built-in defaults.
 # Usage: tools/compare_builds.sh OLD_SHMGEMM NEW_SHMGEMM [ROUNDS]
 #   e.g. git worktree add /tmp/old <commit> && cmake -S /tmp/old -B /tmp/old/build &&
 #        cmake --build /tmp/old/build --target shmgemm-cli shmgemm-worker &&
@@ -11,9 +13,14 @@ set -euo pipefail
 old=$1 new=$2 rounds=${3:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+for which in old new; do
+  exe=$old; [[ $which == new ]] && exe=$new
+  XDG_CACHE_HOME="$out/cache-$which" "$exe" calibrate >/dev/null
+done
 for ((r = 0; r < rounds; r++)); do
   for which in old new; do
     exe=$old; [[ $which == new ]] && exe=$new
+    export XDG_CACHE_HOME="$out/cache-$which"
     "$exe" bench --no-peers --rounds 1 --shapes 4000,2000,50x100000x60,64 --json \
       >"$out/bench-$which-$r.json"
     "$exe" bench --matmul --rounds 1 --json >"$out/matmul-$which-$r.json" 2>/dev/null

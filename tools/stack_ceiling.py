@@ -7,8 +7,8 @@ faults are timed), one np.matmul call per product:
 
 - 1 process, all N products (B_i streamed from memory);
 - 1 process, the same B every call (in cache: the call's own rate);
-- P processes at once (fork, a barrier before each round), N / P products each: the ceiling
-  of shmgemm's plan (P one-thread workers, one call per product), without its files.
+- P processes at once (forked once, started together each round), N / P products each: the
+  ceiling of shmgemm's plan (P one-thread workers, one call per product), without its files.
 
 With --shmgemm PATH it also runs `shmgemm multiply` on the same stack from .npy files, with P
 workers, and reports its product time (--json's compute_seconds) and the process tree's CPU
@@ -121,7 +121,12 @@ def main():
             np.save(paths[1], b)
             names.append(f"shmgemm multiply, {procs} workers, from files")
             times[names[-1]] = []
-            runs.append(lambda: cpu.append(shmgemm_run(args.shmgemm, paths, procs)) or cpu[-1][0])
+
+            def shmgemm_product():
+                cpu.append(shmgemm_run(args.shmgemm, paths, procs))
+                return cpu[-1][0]
+
+            runs.append(shmgemm_product)
         for _ in range(rounds):
             for name, run in zip(names, runs):
                 times[name].append(run())

@@ -5,12 +5,17 @@
 #include <fmt/format.h>
 #include <boost/interprocess/file_mapping.hpp>
 #include <cstring>
+#include <utility>
 
 #include "shmgemm/error.hpp"
 
 namespace bip = boost::interprocess;
 
 namespace shmgemm {
+
+MapError::MapError(const std::string& path, std::string reason)
+    : Error(ErrorCode::resource, fmt::format("{}: cannot map: {}", path, reason)),
+      reason_(std::move(reason)) {}
 
 bip::mapped_region map_whole_file(const std::string& path, bool writable) {
   const bip::mode_t mode = writable ? bip::read_write : bip::read_only;
@@ -19,8 +24,7 @@ bip::mapped_region map_whole_file(const std::string& path, bool writable) {
     return bip::mapped_region(file, mode);
   } catch (const bip::interprocess_exception& e) {
     const int err = e.get_native_error();
-    throw Error(ErrorCode::resource,
-                fmt::format("{}: cannot map: {}", path, err ? std::strerror(err) : e.what()));
+    throw MapError(path, err ? std::strerror(err) : e.what());
   }
 }
 

@@ -97,9 +97,8 @@ NpyMapping NpyMapping::open(const fs::path& path) {
 
   try {
     m.region_ = map_whole_file(m.fd_.path_here(), false);
-  } catch (const Error& e) {
-    const std::string why = e.what();
-    throw Error(e.code(), m.path_ + why.substr(why.find(": cannot map: ")));
+  } catch (const MapError& e) {
+    throw Error(e.code(), fmt::format("{}: cannot map: {}", m.path_, e.reason()));
   }
   // Named in a signal handler's message, which cannot escape it then.
   m.guard_ = MappingGuard(m.region_.get_address(), m.region_.get_size(), escaped(m.path_));
@@ -261,11 +260,9 @@ NpyOutput NpyOutput::create(const fs::path& target, DType dtype,
   }
   try {
     out.region_ = map_whole_file(out.fd_.path_here(), true);
-  } catch (const Error& e) {
+  } catch (const MapError& e) {
     // Name the output, not the descriptor it was mapped through.
-    const std::string why = e.what();
-    throw Error(e.code(), fmt::format("{}: cannot map the output: {}", out.target_,
-                                      why.substr(why.find(": cannot map: ") + 14)));
+    throw Error(e.code(), fmt::format("{}: cannot map the output: {}", out.target_, e.reason()));
   }
   return out;
 }

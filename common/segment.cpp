@@ -243,10 +243,10 @@ SharedSegment SharedSegment::attach(const std::string& name, bool writable) {
     // A segment handed over by descriptor: /proc/<pid>/fd/<fd> of the process that made it.
     try {
       seg.region_ = map_whole_file(name, writable);
-    } catch (const Error& e) {
-      const std::string why = e.what();
-      throw Error(ErrorCode::resource, fmt::format("cannot attach to shared segment {}{}", name,
-                                                   why.substr(why.find(": cannot map"))));
+    } catch (const MapError& e) {
+      throw Error(
+          ErrorCode::resource,
+          fmt::format("cannot attach to shared segment {}: cannot map: {}", name, e.reason()));
     }
     return seg;
   }

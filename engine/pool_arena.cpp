@@ -39,12 +39,10 @@ PoolArena::PoolArena(std::size_t bytes)
                             std::strerror(errno)));
   try {
     region_ = map_whole_file(fd_.path_here(), true);
-  } catch (const Error& e) {
-    const std::string what = e.what();  // "PATH: cannot map: REASON"
-    const std::size_t at = what.find(": cannot map: ");
+  } catch (const MapError& e) {
     throw Error(ErrorCode::resource,
                 fmt::format("pool: cannot map a {}-byte arena: {} (see Options::pool_bytes)",
-                            bytes_, at == std::string::npos ? what : what.substr(at + 14)));
+                            bytes_, e.reason()));
   }
   try {
     memory_ = std::make_unique<bip::managed_external_buffer>(bip::create_only,

@@ -383,7 +383,14 @@ TEST_CASE("a pool that cannot map its default arena (ulimit -v) throws and leave
       Pool pool(Options{});
       verdict = 'y';  // a machine with little /dev/shm: the arena fitted
     } catch (const Error& e) {
-      verdict = e.code() == ErrorCode::resource ? 'r' : 'e';
+      // One line naming the arena and the reason, not the descriptor it was mapped through.
+      const std::string what = e.what();
+      const bool named = what.starts_with("pool: cannot map a ") &&
+                         what.find("-byte arena: ") != std::string::npos &&
+                         what.find("/proc/") == std::string::npos &&
+                         what.ends_with(" (see Options::pool_bytes)");
+      verdict = e.code() != ErrorCode::resource ? 'e' : named ? 'r' : 'm';
+      if (!named) fmt::print(stderr, "the arena's message: {}\n", what);
     } catch (...) {
       verdict = 'x';
     }

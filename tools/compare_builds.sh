@@ -13,17 +13,20 @@ set -euo pipefail
 old=$1 new=$2 rounds=${3:-5}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# A build's program, run with its own calibration cache: shmgemm_of old|new ARGS...
+shmgemm_of() {
+  local which=$1 exe=$old
+  [[ $which == new ]] && exe=$new
+  XDG_CACHE_HOME="$out/cache-$which" "$exe" "${@:2}"
+}
 for which in old new; do
-  exe=$old; [[ $which == new ]] && exe=$new
-  XDG_CACHE_HOME="$out/cache-$which" "$exe" calibrate >/dev/null
+  shmgemm_of "$which" calibrate >/dev/null
 done
 for ((r = 0; r < rounds; r++)); do
   for which in old new; do
-    exe=$old; [[ $which == new ]] && exe=$new
-    export XDG_CACHE_HOME="$out/cache-$which"
-    "$exe" bench --no-peers --rounds 1 --shapes 4000,2000,50x100000x60,64 --json \
+    shmgemm_of "$which" bench --no-peers --rounds 1 --shapes 4000,2000,50x100000x60,64 --json \
       >"$out/bench-$which-$r.json"
-    "$exe" bench --matmul --rounds 1 --json >"$out/matmul-$which-$r.json" 2>/dev/null
+    shmgemm_of "$which" bench --matmul --rounds 1 --json >"$out/matmul-$which-$r.json" 2>/dev/null
   done
 done
 /usr/bin/python3 - "$out" "$rounds" <<'PY'

@@ -9,6 +9,7 @@
 #include "common/promote.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
+#include "engine/overlap.hpp"
 #include "engine/placement.hpp"
 #include "engine/product.hpp"
 #include "engine/views.hpp"
@@ -122,11 +123,22 @@ namespace {
 Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
                   const Options& options, OwnedArray* made) {
   const auto start = std::chrono::steady_clock::now();
+  detail::Product p;
+  p.result = detail::check_arrays(a, b, out).result;
+  // numpy's rule for an `out` that shares memory with an operand: the product is computed into
+  // a new array first, then copied in.
+  if (out && (detail::may_share_memory(a, *out) || detail::may_share_memory(b, *out))) {
+    OwnedArray temp;
+    Report report = run_matmul(a, b, nullptr, options, &temp);
+    detail::scatter_from(static_cast<const std::byte*>(temp.view.data()), *out);
+    report.copied_bytes += static_cast<std::uint64_t>(out->size()) * item_size(out->dtype());
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
   // What stops this call: the interrupts that arrive from here on, and its timeout.
   const detail::StopScope interrupts(options.timeout);
   detail::check_options(options, detail::Entry::matmul);
-  detail::Product p;
-  p.result = detail::check_arrays(a, b, out).result;
   Report report;
   report.launch = options.launch;
   report.backing = Backing::shm;

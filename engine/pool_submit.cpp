@@ -9,6 +9,7 @@
 
 #include "engine/engine_memory.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/overlap.hpp"
 #include "engine/pool_state.hpp"
 
 namespace shmgemm::detail {
@@ -96,7 +97,10 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
       return future;
     }
     const std::uint64_t c_bytes = p.c_elements() * item_size(p.result);
-    if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes)) {
+    // In place when the workers reach `out` and it shares no memory with an operand (numpy's
+    // rule: else computed apart, then copied in).
+    if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes) &&
+        !may_share_memory(a, out) && !may_share_memory(b, out)) {
       p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
     } else {
       void* c = arena_.allocate(c_bytes);

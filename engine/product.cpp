@@ -100,6 +100,12 @@ void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std:
 }
 
 Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* out) {
+  // A null pointer to elements there are: the view of no array.
+  for (const auto& [view, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}, std::pair{out, "out"}})
+    if (view && view->data() == nullptr && view->size() > 0)
+      throw Error(ErrorCode::invalid_argument,
+                  fmt::format("{}: a null data pointer for shape {}", name,
+                              shape_string(unsigned_shape(view->shape()))));
   const std::vector<std::uint64_t> sa = unsigned_shape(a.shape()), sb = unsigned_shape(b.shape());
   Checked c;
   c.shape = matmul_shape(ArrayShape{sa, contiguous_strides(sa, false)},

@@ -541,3 +541,90 @@ TEST_CASE("matmul(ArrayView) refuses a bad out, naming it, and writes nothing") 
   CHECK_THROWS_WITH(ArrayView(static_cast<void*>(nullptr), DType::float64, {2, 2}, {8}),
                     doctest::Contains("1 strides for the 2 dimensions"));
 }
+
+TEST_CASE("matmul(ArrayView) with an out that is, or overlaps, an operand: numpy's answer") {
+  // The product goes to a temporary first, as numpy computes an overlapping out; written in
+  // place, row i of C overwrites row i of A before later rows of C are computed from it.
+  std::mt19937_64 rng(25);
+  Options in_process, fork, spawn, automatic;
+  in_process.in_process = true;
+  fork.workers = 2;
+  spawn.workers = 2;
+  spawn.launch = Launch::spawn;
+  Options pool_options;
+  pool_options.workers = 2;
+  pool_options.pool_bytes = 64 << 20;
+  Pool pool(pool_options);
+  const std::pair<const char*, std::function<Report(ArrayView, ArrayView, ArrayView)>> calls[] = {
+      {"in process", [&](auto a, auto b, auto c) { return matmul(a, b, c, in_process); }},
+      {"fork", [&](auto a, auto b, auto c) { return matmul(a, b, c, fork); }},
+      {"spawn", [&](auto a, auto b, auto c) { return matmul(a, b, c, spawn); }},
+      {"automatic", [&](auto a, auto b, auto c) { return matmul(a, b, c, automatic); }},
+      {"pool", [&](auto a, auto b, auto c) { return pool.matmul(a, b, c); }},
+  };
+  for (const auto& [how, call] : calls) {
+    CAPTURE(how);
+    for (const char* which : {"out = a", "out = b", "out shifted 100 rows into a"}) {
+      CAPTURE(which);
+      // One base of 400 x 300 in the pool's arena, so that a pool's workers could write in place.
+      SharedArray base = pool.alloc(DType::float64, {400, 300});
+      auto* p = static_cast<double*>(base.data());
+      for (std::int64_t e = 0; e < 400 * 300; ++e)
+        p[e] = std::uniform_real_distribution<double>(-1, 1)(rng);
+      std::vector<double> other(300 * 300);
+      for (double& x : other)
+        x = std::uniform_real_distribution<double>(-1, 1)(rng);
+      const ArrayView rows0(static_cast<void*>(p), DType::float64, {300, 300});
+      const ArrayView rows100(static_cast<void*>(p + 100 * 300), DType::float64, {300, 300});
+      const ArrayView second(static_cast<void*>(other.data()), DType::float64, {300, 300});
+      const std::string w = which;
+      const ArrayView a = w == "out = b" ? second : rows0;
+      const ArrayView b = w == "out = b" ? rows0 : second;
+      const ArrayView out = w == "out shifted 100 rows into a" ? rows100 : rows0;
+      // The reference, from copies.
+      const Array ac(DType::float64, {300, 300}), bc(DType::float64, {300, 300});
+      std::memcpy(ac.view.data(), a.data(), 300 * 300 * 8);
+      std::memcpy(bc.view.data(), b.data(), 300 * 300 * 8);
+      const Array expected(DType::float64, {300, 300});
+      matmul(ac.view, bc.view, expected.view, in_process);
+      call(a, b, out);
+      double worst = 0;
+      for (std::int64_t e = 0; e < 300 * 300; ++e)
+        worst = std::max(worst, std::abs(static_cast<double*>(out.data())[e] -
+                                         static_cast<double*>(expected.view.data())[e]));
+      CHECK(worst < 1e-10);
+    }
+  }
+  CHECK(test::segments_of(::getpid()).empty());
+}
+
+TEST_CASE(
+    "a null data pointer with elements is refused, naming the operand; with none, it is empty") {
+  const Array a(DType::float64, {3, 4}), b(DType::float64, {4, 3});
+  const ArrayView null_a(static_cast<void*>(nullptr), DType::float64, {3, 4});
+  const ArrayView null_b(static_cast<void*>(nullptr), DType::float64, {4, 3});
+  const ArrayView null_out(static_cast<void*>(nullptr), DType::float64, {3, 3});
+  Array out(DType::float64, {3, 3});
+  Options workers;
+  workers.workers = 2;
+  for (const Options& o : {Options{}, workers}) {
+    CHECK_THROWS_WITH_AS(matmul(null_a, b.view, out.view, o),
+                         "a: a null data pointer for shape (3,4)", Error);
+    CHECK_THROWS_WITH_AS(matmul(a.view, null_b, out.view, o),
+                         "b: a null data pointer for shape (4,3)", Error);
+    CHECK_THROWS_WITH_AS(matmul(a.view, b.view, null_out, o),
+                         "out: a null data pointer for shape (3,3)", Error);
+    CHECK_THROWS_WITH_AS(matmul(null_a, b.view, o), "a: a null data pointer for shape (3,4)",
+                         Error);
+  }
+  Options pool_options;
+  pool_options.workers = 1;
+  pool_options.pool_bytes = 16 << 20;
+  Pool pool(pool_options);
+  CHECK_THROWS_WITH_AS(pool.matmul(null_a, b.view, out.view),
+                       "a: a null data pointer for shape (3,4)", Error);
+  // An empty array may have no memory at all.
+  const ArrayView empty(static_cast<void*>(nullptr), DType::float64, {0, 4});
+  const OwnedArray c = matmul(empty, b.view);
+  CHECK(c.view.shape() == std::vector<std::int64_t>{0, 3});
+}

@@ -31,6 +31,7 @@ OperandRef arena_ref(std::uint64_t offset) {
 
 PoolState::PoolState(const Options& options)
     : options_(options),
+      owner_(::getpid()),
       arena_((check_options(options, Entry::pool), options.pool_bytes)),
       control_segment_(SharedSegment::create("pool", sizeof(PoolControl))) {
   const unsigned cores = available_cores();
@@ -340,6 +341,19 @@ void PoolState::finish_job(JobRecord& job) noexcept {
       // A host's callback must not take the pool down.
     }
   }
+}
+
+bool PoolState::owned_here() const {
+  return ::getpid() == owner_;
+}
+
+void PoolState::check_usable() const {
+  if (!owned_here())
+    throw Error(ErrorCode::wrong_process,
+                fmt::format("this Pool belongs to process {}; a pool cannot be used in a child "
+                            "made by fork() (make a new one there)",
+                            owner_));
+  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is closed");
 }
 
 void PoolState::shutdown() noexcept {

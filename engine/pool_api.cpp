@@ -9,16 +9,33 @@ namespace shmgemm {
 Pool::Pool(const Options& options) : state_(std::make_shared<detail::PoolState>(options)) {}
 
 Pool::~Pool() {
-  if (state_) state_->shutdown();
+  if (!state_) return;
+  if (!state_->owned_here()) {
+    // A forked child's copy: its monitor thread, workers, queue and arena are the parent's.
+    // Nothing of it may be stopped, joined, freed or unmapped here, so it is left as it is.
+    static_cast<void>(new std::shared_ptr<detail::PoolState>(std::move(state_)));
+    return;
+  }
+  state_->shutdown();
+}
+
+void Pool::close() {
+  if (state_->owned_here()) state_->shutdown();
+}
+
+bool Pool::closed() const {
+  return state_->closed();
 }
 
 PoolBlock Pool::allocate(std::size_t bytes) {
+  state_->check_usable();
   void* p = state_->arena().allocate(bytes);
   // The block keeps the pool's state (and so its arena's mapping) alive.
   return PoolBlock(p, [state = state_](void* q) { state->arena().free(q); });
 }
 
 SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
+  state_->check_usable();
   std::size_t bytes = item_size(dtype);
   for (std::int64_t d : shape)
     if (d < 0 || __builtin_mul_overflow(bytes, static_cast<std::size_t>(d), &bytes))
@@ -42,6 +59,7 @@ Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out
 template <class T>
 std::future<Report> submit_matrices(detail::PoolState& pool, MatrixView<const T> a,
                                     MatrixView<const T> b, MatrixView<T> c) {
+  pool.check_usable();
   detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
   return pool.submit(detail::array_view(a), detail::array_view(b), detail::array_view(c));
 }
@@ -67,9 +85,11 @@ void Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixVi
 }
 
 unsigned Pool::workers() const {
+  state_->check_usable();
   return state_->workers();
 }
 PoolStats Pool::stats() const {
+  state_->check_usable();
   return state_->stats();
 }
 

@@ -31,7 +31,9 @@ std::size_t default_arena_bytes() {
 }  // namespace
 
 PoolArena::PoolArena(std::size_t bytes)
-    : fd_(create_unnamed_shm("arena")), bytes_(bytes ? bytes : default_arena_bytes()) {
+    : owner_(::getpid()),
+      fd_(create_unnamed_shm("arena")),
+      bytes_(bytes ? bytes : default_arena_bytes()) {
   // Sparse: pages are reserved as blocks are allocated.
   if (::ftruncate(fd_.get(), static_cast<off_t>(bytes_)) != 0)
     throw Error(ErrorCode::resource,
@@ -80,8 +82,9 @@ void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint) {
 }
 
 void PoolArena::free(void* p) noexcept {
+  if (p == nullptr || ::getpid() != owner_) return;
   const std::lock_guard lock(mutex_);
-  if (p) memory_->deallocate(p);
+  memory_->deallocate(p);
 }
 
 }  // namespace shmgemm::detail

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <string>
 
+#include <sys/types.h>
+
 #include "common/fd.hpp"
 
 namespace shmgemm::detail {
@@ -25,6 +27,8 @@ class PoolArena {
   // `footprint`, when given, receives the arena bytes the block takes (its size, header and
   // alignment).
   void* allocate(std::size_t bytes, std::size_t* footprint = nullptr);
+  // Gives a block back; in a process other than the arena's maker (a forked child), nothing:
+  // the allocator's state is shared with the maker, whose block it still is.
   void free(void* p) noexcept;
   bool contains(const void* p, std::size_t bytes) const {
     const auto* q = static_cast<const std::byte*>(p);
@@ -41,6 +45,7 @@ class PoolArena {
 
  private:
   std::mutex mutex_;  // one allocation or free at a time, so that a footprint is exact
+  pid_t owner_ = 0;   // the process that made it
   Fd fd_;             // unnamed (create_unnamed_shm)
   std::size_t bytes_ = 0;
   boost::interprocess::mapped_region region_;

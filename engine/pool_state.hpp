@@ -56,6 +56,12 @@ class PoolState {
   explicit PoolState(const Options& options);
   ~PoolState();
   void shutdown() noexcept;
+  // Throws Error(wrong_process) in a process other than the one that made the pool, and
+  // Error(shut_down) once it is shut down.
+  void check_usable() const;
+  // Whether this is the process that made the pool.
+  bool owned_here() const;
+  bool closed() const { return stopping_.load(); }
   PoolArena& arena() { return arena_; }
   std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
                              std::function<void()> on_done = {});
@@ -91,6 +97,7 @@ class PoolState {
   }
 
   Options options_;
+  pid_t owner_ = 0;  // the process that made the pool
   unsigned workers_ = 1;
   unsigned threads_ = 1;
   std::string worker_exe_;

@@ -55,8 +55,8 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
   job.on_done = std::move(on_done);
   job.start = std::chrono::steady_clock::now();
   Product& p = job.product;
+  check_usable();
   p.result = check_arrays(a, b, &out).result;
-  if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
   Report& report = job.report;
   report.launch = options_.launch;
   report.backing = Backing::shm;
@@ -125,7 +125,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
       return stopping_.load() ||
              free_slots_.size() >= std::max<std::size_t>(job.job->workers, kPoolTasks / 4);
     });
-    if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is shut down");
+    if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is closed");
     stats_.staged_bytes += staged;
     const std::uint64_t id = next_job_++;
     JobRecord& record = jobs_.emplace(id, std::move(job)).first->second;

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <thread>
@@ -467,4 +469,97 @@ TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls
     CHECK(error_of(a.view(), b.view(), host_c) <= test::tolerance(DType::float64, 200));
   }
   CHECK(clean_shm());
+}
+
+TEST_CASE("every call on a closed pool throws Error(shut_down); arrays made before stay valid") {
+  Pool pool(pool_options(Launch::fork, 1));
+  SharedMatrix<double> a = pool.alloc<double>(8, 8);
+  a.view()(0, 0) = 3;
+  pool.close();
+  CHECK(pool.closed());
+  pool.close();  // again: nothing
+  std::vector<double> x(64, 1.0), y(64);
+  const MatrixView<const double> xv(x.data(), 8, 8);
+  const MatrixView<double> yv(y.data(), 8, 8);
+  const ArrayView av(x.data(), DType::float64, {8, 8});
+  const ArrayView out(static_cast<void*>(y.data()), DType::float64, {8, 8});
+  const std::pair<const char*, std::function<void()>> calls[] = {
+      {"matmul", [&] { pool.matmul(av, av, out); }},
+      {"submit", [&] { pool.submit(av, av, out); }},
+      {"matmul(MatrixView)", [&] { pool.matmul(xv, xv, yv); }},
+      {"submit(MatrixView)", [&] { pool.submit(xv, xv, yv); }},
+      {"alloc<double>", [&] { pool.alloc<double>(2, 2); }},
+      {"alloc(DType)", [&] { pool.alloc(DType::int32, {2}); }},
+      {"workers", [&] { static_cast<void>(pool.workers()); }},
+      {"stats", [&] { static_cast<void>(pool.stats()); }},
+  };
+  for (const auto& [name, call] : calls) {
+    CAPTURE(name);
+    try {
+      call();
+      FAIL("a closed pool took the call");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::shut_down);
+      CHECK(std::string(e.what()) == "the pool is closed");
+    }
+  }
+  CHECK(a.view()(0, 0) == 3);
+  CHECK(clean_shm());
+}
+
+TEST_CASE("a pool in a forked child: every call throws there, and the parent's pool goes on") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    auto pool = std::make_unique<Pool>(pool_options(launch));
+    std::optional<SharedMatrix<double>> block(pool->alloc<double>(100, 100));
+    std::vector<double> x(100 * 100, 1.0), y(100 * 100);
+    const MatrixView<const double> xv(x.data(), 100, 100);
+    const MatrixView<double> yv(y.data(), 100, 100);
+    pool->matmul(xv, xv, yv);
+    // In the child: a call, freeing a block, closing and destroying the pool, exiting normally.
+    for (const char* how : {"call", "free a block", "close", "destroy", "exit"}) {
+      CAPTURE(how);
+      const pid_t parent = ::getpid();
+      const pid_t child = ::fork();
+      if (child == 0) {
+        const std::string h = how;
+        int code = 0;
+        if (h == "call") {
+          try {
+            pool->matmul(xv, xv, yv);
+            code = 1;
+          } catch (const Error& e) {
+            const std::string expected = fmt::format("this Pool belongs to process {}", parent);
+            code = e.code() == ErrorCode::wrong_process &&
+                           std::string(e.what()).find(expected) != std::string::npos
+                       ? 0
+                       : 2;
+          }
+        } else if (h == "free a block") {
+          block.reset();
+        } else if (h == "close") {
+          pool->close();
+        } else if (h == "destroy") {
+          block.reset();
+          pool.reset();
+        }
+        if (h == "exit") std::exit(0);  // static destructors and atexit handlers run
+        ::_exit(code);
+      }
+      int status = 0;
+      REQUIRE(::waitpid(child, &status, 0) == child);
+      CHECK(WIFEXITED(status));
+      CHECK(WEXITSTATUS(status) == 0);
+      std::fill(y.begin(), y.end(), 0.0);
+      pool->matmul(xv, xv, yv);
+      CHECK(y[0] == 100.0);
+      CHECK(pool->stats().failed_jobs == 0);
+      CHECK(pool->stats().workers_replaced == 0);
+    }
+    // The block freed in the children is the parent's still.
+    block->view()(99, 99) = 1;
+    block.reset();
+    pool.reset();
+    CHECK(clean_shm());
+  }
 }

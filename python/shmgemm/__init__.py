@@ -30,12 +30,12 @@ import numpy as np
 
 from . import _core
 from ._core import (Error, FileError, InterruptedError, InternalError, InvalidArgumentError,
-                    PoolClosedError, ResourceError, ShapeError, TimeoutError, UnsupportedError,
-                    WorkerError)
+                    PoolClosedError, PoolError, ResourceError, ShapeError, TimeoutError,
+                    UnsupportedError, WorkerError)
 
 __all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "result_type",
            "Error", "FileError", "InterruptedError", "InternalError", "InvalidArgumentError",
-           "PoolClosedError", "ResourceError", "ShapeError", "TimeoutError", "UnsupportedError",
+           "PoolClosedError", "PoolError", "ResourceError", "ShapeError", "TimeoutError", "UnsupportedError",
            "WorkerError", "SUPPORTED_DTYPES"]
 
 # Where OpenBLAS fell back to kernels far slower than this CPU's (an OpenBLAS older than the
@@ -280,9 +280,14 @@ class Pool:
         Seconds each job may take; a worker still on a late job is killed and replaced.
 
     Use it as a context manager; ``close()`` stops the workers (jobs not finished fail with
-    ``shmgemm.PoolClosedError``). Arrays from ``empty``/``zeros``/``asarray`` live in the arena:
-    workers read and write them with no copy, and they stay valid while any view of them exists,
-    even after the pool is closed. Thread-safe: any number of threads may submit at once.
+    ``shmgemm.PoolClosedError``), and every later call raises ``shmgemm.PoolClosedError``.
+    Arrays from ``empty``/``zeros``/``asarray`` live in the arena: workers read and write them
+    with no copy, and they stay valid while any view of them exists, even after the pool is
+    closed. Thread-safe: any number of threads may submit at once.
+
+    A pool belongs to the process that made it: in a child made by ``os.fork()`` (or a
+    ``multiprocessing`` fork), every call raises ``shmgemm.PoolError``, and ``close()``, garbage
+    collection and the interpreter's exit do nothing to it there; the parent's pool goes on.
     """
 
     def __init__(self, workers=None, launch="fork", *, threads=None, arena_bytes=0,
@@ -290,10 +295,19 @@ class Pool:
         self._core = _core.Pool(workers=int(workers or 0), launch=launch,
                                 threads=int(threads or 0), pool_bytes=int(arena_bytes),
                                 timeout=float(timeout or 0.0))
+        self._pid = os.getpid()
         self._futures = {}
         self._lock = threading.Lock()
         self._collector = None
         _pools.add(self)
+
+    def _check(self):
+        """Raises where the pool cannot be used: closed, or in another process."""
+        if os.getpid() != self._pid:
+            raise PoolError(f"this Pool belongs to process {self._pid}; a pool cannot be used in "
+                            f"a child made by fork() (make a new one there)")
+        if self._core.closed():
+            raise PoolClosedError("the pool is closed")
 
     # Arrays in the arena.
     def empty(self, shape, dtype=np.float64):
@@ -355,6 +369,7 @@ class Pool:
 
     def matmul_many(self, pairs):
         """The products of ``pairs`` (a sequence of ``(a, b)``), in order; see matmul_many."""
+        self._check()
         return _many(self, pairs)
 
     def stats(self):
@@ -366,7 +381,10 @@ class Pool:
         return self._core.workers()
 
     def close(self):
-        """Stops the workers; jobs not finished fail with ``shmgemm.PoolClosedError``."""
+        """Stops the workers; jobs not finished fail with ``shmgemm.PoolClosedError``. Again, or
+        in a process other than the pool's: nothing."""
+        if os.getpid() != self._pid:
+            return
         if not self._core.closed():
             self._core.close()
         collector = self._collector
@@ -381,7 +399,8 @@ class Pool:
 
     def __del__(self):
         try:
-            self.close()
+            if hasattr(self, "_core"):
+                self.close()
         except Exception:
             pass
 

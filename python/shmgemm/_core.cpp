@@ -43,6 +43,16 @@ PyObject* error_class(ErrorCode code) {
   throw py::error_already_set();
 }
 
+// f(), with a shmgemm::Error raised as its Python class.
+template <class F>
+auto call(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const shmgemm::Error& e) {
+    raise(e);
+  }
+}
+
 DType dtype_of(const py::array& a) {
   const std::string name = py::str(a.dtype().attr("name"));
   if (const auto d = shmgemm::dtype_from_name(name); d && a.dtype().attr("isnative").cast<bool>())
@@ -201,7 +211,7 @@ class PyPool {
     std::future<shmgemm::Report> f;
     try {
       py::gil_scoped_release release;
-      f = live().submit(av, bv, ov);
+      f = pool_->submit(av, bv, ov);
       f.wait();
     } catch (const shmgemm::Error& e) {
       raise(e);
@@ -220,7 +230,7 @@ class PyPool {
     std::future<shmgemm::Report> f;
     try {
       py::gil_scoped_release release;
-      f = live().submit(av, bv, ov, [this, id] {
+      f = pool_->submit(av, bv, ov, [this, id] {
         const std::lock_guard lock(mutex_);
         done_.push_back(id);
         ready_.notify_all();
@@ -275,7 +285,7 @@ class PyPool {
                            " is not supported (" + std::string(shmgemm::supported_dtypes()) + ")");
     shmgemm::SharedArray array = [&] {
       try {
-        return live().alloc(*d, shape);
+        return pool_->alloc(*d, shape);
       } catch (const shmgemm::Error& e) {
         raise(e);
       }
@@ -285,34 +295,29 @@ class PyPool {
   }
 
   py::dict stats() {
-    const shmgemm::PoolStats s = live().stats();
+    const shmgemm::PoolStats s = call([this] { return pool_->stats(); });
     return py::dict(
         py::arg("jobs") = s.jobs, py::arg("tasks") = s.tasks,
         py::arg("staged_bytes") = s.staged_bytes, py::arg("workers_replaced") = s.workers_replaced,
         py::arg("failed_jobs") = s.failed_jobs, py::arg("arena_used_bytes") = s.arena_used_bytes);
   }
-  unsigned workers() { return live().workers(); }
-
-  // Stops the workers; jobs not finished fail (their completions are queued as usual).
-  void close() {
-    std::unique_ptr<shmgemm::Pool> pool = std::move(pool_);
-    py::gil_scoped_release release;
-    pool.reset();
+  unsigned workers() {
+    return call([this] { return pool_->workers(); });
   }
-  bool closed() const { return !pool_; }
+
+  // Stops the workers; jobs not finished fail (their completions are queued as usual). In a
+  // process other than the pool's, nothing.
+  void close() {
+    py::gil_scoped_release release;
+    pool_->close();
+  }
+  bool closed() const { return pool_->closed(); }
 
  private:
   struct Job {
     std::future<shmgemm::Report> future;
     py::object keep;
   };
-  shmgemm::Pool& live() {
-    if (!pool_) {
-      PyErr_SetString(error_class(ErrorCode::shut_down), "the pool is closed");
-      throw py::error_already_set();
-    }
-    return *pool_;
-  }
   std::unique_ptr<shmgemm::Pool> pool_;
   std::mutex mutex_;
   std::condition_variable ready_;
@@ -328,25 +333,35 @@ PYBIND11_MODULE(_core, m) {
   // Interrupts reach calls through request_interrupt(); Python keeps its signal handlers.
   shmgemm::enable_interrupt_requests();
 
+  // One class per ErrorCode, each a subclass of shmgemm.Error and of the builtin class a Python
+  // user catches for it.
   g_error = PyErr_NewException("shmgemm.Error", PyExc_Exception, nullptr);
   m.attr("Error") = py::handle(g_error);
-  auto sub = [&](const char* name, ErrorCode code, PyObject* also) {
-    PyObject* bases = also ? PyTuple_Pack(2, g_error, also) : PyTuple_Pack(1, g_error);
+  auto sub = [&](const char* name, ErrorCode code, std::initializer_list<PyObject*> also) {
+    PyObject* bases = PyTuple_New(static_cast<py::ssize_t>(also.size()));
+    py::ssize_t i = 0;
+    for (PyObject* base : also) {
+      Py_INCREF(base);
+      PyTuple_SET_ITEM(bases, i++, base);
+    }
     PyObject* cls = PyErr_NewException((std::string("shmgemm.") + name).c_str(), bases, nullptr);
     Py_DECREF(bases);
     g_errors[static_cast<int>(code)] = cls;
     m.attr(name) = py::handle(cls);
+    return cls;
   };
-  sub("InvalidArgumentError", ErrorCode::invalid_argument, PyExc_ValueError);
-  sub("FileError", ErrorCode::bad_file, PyExc_OSError);
-  sub("ShapeError", ErrorCode::shape_mismatch, PyExc_ValueError);
-  sub("UnsupportedError", ErrorCode::unsupported, PyExc_TypeError);
-  sub("ResourceError", ErrorCode::resource, PyExc_OSError);
-  sub("WorkerError", ErrorCode::worker_failed, nullptr);
-  sub("InterruptedError", ErrorCode::interrupted, nullptr);
-  sub("PoolClosedError", ErrorCode::shut_down, nullptr);
-  sub("TimeoutError", ErrorCode::timed_out, PyExc_TimeoutError);
-  sub("InternalError", ErrorCode::internal, nullptr);
+  sub("InvalidArgumentError", ErrorCode::invalid_argument, {g_error, PyExc_ValueError});
+  sub("FileError", ErrorCode::bad_file, {g_error, PyExc_OSError});
+  sub("ShapeError", ErrorCode::shape_mismatch, {g_error, PyExc_ValueError});
+  sub("UnsupportedError", ErrorCode::unsupported, {g_error, PyExc_TypeError});
+  sub("ResourceError", ErrorCode::resource, {g_error, PyExc_OSError});
+  sub("WorkerError", ErrorCode::worker_failed, {g_error});
+  sub("InterruptedError", ErrorCode::interrupted, {g_error});
+  PyObject* pool_error = sub("PoolError", ErrorCode::wrong_process, {g_error, PyExc_RuntimeError});
+  sub("PoolClosedError", ErrorCode::shut_down, {pool_error});
+  sub("CancelledError", ErrorCode::cancelled, {g_error});
+  sub("TimeoutError", ErrorCode::timed_out, {g_error, PyExc_TimeoutError});
+  sub("InternalError", ErrorCode::internal, {g_error});
 
   m.def(
       "matmul",

@@ -8,7 +8,8 @@
 
 namespace shmgemm {
 
-// What kind of failure an Error reports. Stable: host programs may switch on it.
+// What kind of failure an Error reports. Stable: host programs may switch on it; new codes are
+// appended.
 enum class ErrorCode {
   invalid_argument,  // a bad option or parameter (worker count, shape, path)
   bad_file,          // an operand file that is missing, unreadable or not a valid .npy
@@ -20,6 +21,8 @@ enum class ErrorCode {
   shut_down,         // a Pool was destroyed before the job finished
   timed_out,         // Options::timeout passed before the product was done
   internal,          // a broken invariant: a bug in shmgemm
+  wrong_process,     // a Pool used in a process other than the one that made it (a forked child)
+  cancelled,         // a Pool job stopped before it started: it never ran
 };
 
 // Thrown by every shmgemm call that fails. what() is one line that names the operand

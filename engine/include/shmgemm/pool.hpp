@@ -104,16 +104,27 @@ struct PoolStats {
 //
 // A worker that dies fails only the tasks it held: their jobs' futures carry
 // Error(worker_failed), and the pool starts a new worker in its place.
+//
+// A pool belongs to the process that made it. In another process (a child made by fork()),
+// every call throws Error(wrong_process) ("this Pool belongs to process N"), and close() and
+// the destructor do nothing there: the workers, the queue and the arena are the parent's, and
+// the parent's pool goes on as if the child had never been. Blocks of the arena a child holds
+// are the parent's too: freeing them in the child does nothing.
 class SHMGEMM_API Pool {
  public:
   // Starts the workers and maps the arena (options.pool_bytes; 0: half of /dev/shm's free
   // space, reserved page by page as it is allocated). Throws Error. Thread-safety: n/a.
   explicit Pool(const Options& options);
-  // Stops and joins the workers (jobs not finished fail with Error(shut_down)) and removes the
-  // pool's shared memory names. Must not run while another thread uses the pool.
+  // close(). Must not run while another thread uses the pool.
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
+
+  // Stops and joins the workers; jobs not finished fail with Error(shut_down). Afterwards every
+  // call but close() throws Error(shut_down) ("the pool is closed"); arrays already allocated
+  // stay valid. Closing again does nothing. Thread-safe.
+  void close();
+  bool closed() const;
 
   // A rows x cols matrix in the pool's shared memory, zero-filled. Throws Error(resource) when
   // the arena or /dev/shm is full, Error(invalid_argument) when the size overflows. Thread-safe.

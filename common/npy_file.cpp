@@ -26,7 +26,8 @@ namespace {
 
 [[noreturn]] void throw_errno(ErrorCode code, std::string_view what, std::string_view action,
                               int err) {
-  throw Error(code, fmt::format("{}: {}: {}", what, action, std::strerror(err)));
+  throw Error(code, fmt::format("{}: {}: {}", what, action, std::strerror(err)), err,
+              std::string(what));
 }
 
 ConstMatrixRef matrix_of(const std::byte* data, const NpyHeader& h, std::string_view what) {
@@ -91,7 +92,8 @@ NpyMapping NpyMapping::open(const fs::path& path) {
   struct stat st {};
   if (::fstat(m.fd_.get(), &st) != 0)
     throw_errno(ErrorCode::bad_file, m.path_, "cannot open", errno);
-  if (S_ISDIR(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": is a directory");
+  if (S_ISDIR(st.st_mode))
+    throw Error(ErrorCode::bad_file, m.path_ + ": is a directory", EISDIR, m.path_);
   if (!S_ISREG(st.st_mode)) throw Error(ErrorCode::bad_file, m.path_ + ": not a regular file");
   if (st.st_size == 0) throw Error(ErrorCode::bad_file, m.path_ + ": not a .npy file (empty)");
 
@@ -137,8 +139,10 @@ void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
 
 OutputTarget resolve_output(const fs::path& target) {
   const std::string what = target.string();
-  auto refuse = [&](const std::string& problem) {
-    throw Error(ErrorCode::invalid_argument, fmt::format("{}: {}", what, problem));
+  // The system's error number where np.save's open() would fail with one.
+  auto refuse = [&](const std::string& problem, int err = 0) {
+    if (err == 0) throw Error(ErrorCode::invalid_argument, fmt::format("{}: {}", what, problem));
+    throw Error(ErrorCode::invalid_argument, fmt::format("{}: {}", what, problem), err, what);
   };
   if (target.empty() || !target.has_filename()) refuse("not a file name");
   // Follow symlinks, as np.save's open() does: the file they lead to is the one replaced.
@@ -148,29 +152,31 @@ OutputTarget resolve_output(const fs::path& target) {
   auto check_length = [&](const fs::path& p) {
     if (p.filename().string().size() > 255)
       refuse(
-          fmt::format("file name too long ({} bytes; at most 255)", p.filename().string().size()));
+          fmt::format("file name too long ({} bytes; at most 255)", p.filename().string().size()),
+          ENAMETOOLONG);
     if (p.string().size() >= 4096)
-      refuse(fmt::format("path too long ({} bytes; at most 4095)", p.string().size()));
+      refuse(fmt::format("path too long ({} bytes; at most 4095)", p.string().size()),
+             ENAMETOOLONG);
   };
   for (int hops = 0;; ++hops) {
     check_length(path);
     if (::lstat(path.c_str(), &st) != 0) {
       // Missing: created new; a component that is no folder: reported below.
       if (errno != ENOENT && errno != ENOTDIR)
-        refuse(fmt::format("cannot look at it: {}", std::strerror(errno)));
+        refuse(fmt::format("cannot look at it: {}", std::strerror(errno)), errno);
       break;
     }
     if (!S_ISLNK(st.st_mode)) {
       exists = true;
       break;
     }
-    if (hops == 40) refuse("too many levels of symbolic links");
+    if (hops == 40) refuse("too many levels of symbolic links", ELOOP);
     std::error_code ec;
     const fs::path to = fs::read_symlink(path, ec);
-    if (ec) refuse(fmt::format("cannot read the symbolic link: {}", ec.message()));
+    if (ec) refuse(fmt::format("cannot read the symbolic link: {}", ec.message()), ec.value());
     path = to.is_absolute() ? to : path.parent_path() / to;
   }
-  if (exists && S_ISDIR(st.st_mode)) refuse("is a directory");
+  if (exists && S_ISDIR(st.st_mode)) refuse("is a directory", EISDIR);
   if (exists && !S_ISREG(st.st_mode))
     refuse(
         fmt::format("is a {}, not a regular file: shmgemm writes its output under a "
@@ -183,10 +189,12 @@ OutputTarget resolve_output(const fs::path& target) {
   if (!path.has_filename()) refuse("not a file name");
   const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
   std::error_code ec;
-  if (!fs::exists(dir, ec)) refuse(fmt::format("folder '{}' does not exist", dir.string()));
-  if (!fs::is_directory(dir, ec)) refuse(fmt::format("'{}' is not a folder", dir.string()));
+  if (!fs::exists(dir, ec)) refuse(fmt::format("folder '{}' does not exist", dir.string()), ENOENT);
+  if (!fs::is_directory(dir, ec))
+    refuse(fmt::format("'{}' is not a folder", dir.string()), ENOTDIR);
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    refuse(fmt::format("folder '{}' is not writable: {}", dir.string(), std::strerror(errno)));
+    refuse(fmt::format("folder '{}' is not writable: {}", dir.string(), std::strerror(errno)),
+           errno);
   if (temp_name_beside(path).size() >= 4096)
     refuse(
         fmt::format("path too long ({} bytes; with the temporary name beside it, it must stay "

@@ -148,7 +148,7 @@ const std::string& cpu_model() {
       if (line.rfind("model name", 0) == 0)
         if (const auto colon = line.find(':'); colon != std::string::npos)
           model = line.substr(line.find_first_not_of(' ', colon + 1));
-    return model + ", OpenBLAS " + detail::blas_core().name;
+    return model + ", OpenBLAS " + detail::worker_kernel();
   }();
   return key;
 }

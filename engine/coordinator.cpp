@@ -9,12 +9,14 @@
 #include "common/npy_file.hpp"
 #include "common/promote.hpp"
 #include "common/segment.hpp"
+#include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
 #include "shmgemm/shmgemm.hpp"
+#include "worker/slice_kernel.hpp"
 
 namespace shmgemm {
 
@@ -31,8 +33,16 @@ unsigned available_cores() {
   return count > 0 ? static_cast<unsigned>(count) : 1;
 }
 
+unsigned max_threads_per_worker() {
+  return static_cast<unsigned>(blas_max_threads());
+}
+
+Launch automatic_launch() {
+  return detail::resolve_launch(Launch::automatic);
+}
+
 std::string_view to_string(Launch launch) {
-  return launch == Launch::fork ? "fork" : "spawn";
+  return launch == Launch::fork ? "fork" : launch == Launch::spawn ? "spawn" : "auto";
 }
 std::string_view to_string(Backing backing) {
   return backing == Backing::shm ? "shm" : "file";
@@ -55,7 +65,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
                     const std::filesystem::path& out_path, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
   // What stops this run: the interrupts that arrive from here on, and its timeout.
-  const detail::StopScope interrupts(options.timeout);
+  const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::files);
   const NpyMapping a = NpyMapping::open(a_path);
   const NpyMapping b = NpyMapping::open(b_path);
@@ -77,13 +87,12 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   p.b = operand(b);
   Report report;
   p.describe(report);
-  report.launch = options.launch;
   report.backing = options.backing;
   report.in_process = options.in_process;
   NpyOutput out = NpyOutput::create(out_path, p.result, p.shape.out_shape);
   auto finish = [&] {
     // An interrupt that came during a step that cannot be stopped still leaves C.npy alone.
-    detail::throw_if_interrupted();
+    detail::throw_if_interrupted(/*deadline=*/false);
     out.commit(options.fsync);
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -109,7 +118,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
   detail::Placement placement(p, a, b, out, options.backing, !plan.in_process);
   const std::unique_ptr<detail::Executor> executor = detail::one_shot_executor(plan, run_options);
   detail::execute(*executor, p, plan, run_options, report);
-  detail::throw_if_interrupted();
+  detail::throw_if_interrupted(/*deadline=*/false);
   placement.finish();
   report.copied_bytes = placement.copied_bytes();
   return finish();

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstring>
 
@@ -70,12 +71,20 @@ void request_interrupt(int sig) {
 
 namespace detail {
 
-StopScope::StopScope(double timeout_seconds) noexcept
+StopScope::StopScope(double timeout_seconds, std::stop_token stop)
     // Nested in another scope: part of its operation, stopped by what stops it.
     : start_(t_scope ? t_scope->start_ : g_count.load(std::memory_order_relaxed)),
-      timeout_(timeout_seconds > 0 ? timeout_seconds : 0),
+      timeout_(timeout_seconds > 0 && std::isfinite(timeout_seconds) ? timeout_seconds : 0),
       deadline_(deadline_after(timeout_)),
+      stop_(std::move(stop)),
       outer_(t_scope) {
+  if (stop_.stop_possible()) {
+    wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_)
+      throw Error(ErrorCode::resource,
+                  fmt::format("cannot create an event descriptor: {}", std::strerror(errno)));
+    on_stop_.emplace(stop_, Wake{wake_.get()});
+  }
   // An interrupt that a finished call already answered must not wake this one's poll().
   if (g_event_fd >= 0 && t_scope == nullptr) {
     std::uint64_t drained = 0;
@@ -86,11 +95,24 @@ StopScope::StopScope(double timeout_seconds) noexcept
 }
 
 StopScope::~StopScope() {
+  on_stop_.reset();  // before the descriptor it writes to
   t_scope = outer_;
+}
+
+void StopScope::Wake::operator()() const noexcept {
+  const std::uint64_t one = 1;
+  const ssize_t n = ::write(fd, &one, sizeof one);
+  static_cast<void>(n);
 }
 
 int StopScope::signal() const noexcept {
   return g_count.load(std::memory_order_relaxed) != start_ ? g_signal : 0;
+}
+
+bool StopScope::stop_requested() const noexcept {
+  for (const StopScope* s = this; s != nullptr; s = s->outer_)
+    if (s->stop_.stop_requested()) return true;
+  return false;
 }
 
 long long StopScope::left_ms() const noexcept {
@@ -101,24 +123,34 @@ long long StopScope::left_ms() const noexcept {
 }
 
 std::chrono::steady_clock::time_point deadline_after(double seconds) {
-  return std::chrono::steady_clock::now() +
-         std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-             std::chrono::duration<double>(seconds));
+  // Past what the clock can hold (2^63 ns, 292 years): the end of time.
+  const auto now = std::chrono::steady_clock::now();
+  const double room =
+      std::chrono::duration<double>(std::chrono::steady_clock::time_point::max() - now).count();
+  if (!(seconds < room)) return std::chrono::steady_clock::time_point::max();
+  return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(seconds));
 }
 
 const StopScope* current_stop_scope() noexcept {
   return t_scope;
 }
 
-bool interrupts_handled() noexcept {
-  return g_event_fd >= 0;
+bool StopScope::stoppable() const noexcept {
+  for (const StopScope* s = this; s != nullptr; s = s->outer_)
+    if (s->stop_.stop_possible() || s->timeout_ > 0) return true;
+  return false;
+}
+
+bool call_is_stoppable() noexcept {
+  return g_event_fd >= 0 || (t_scope != nullptr && t_scope->stoppable());
 }
 
 int interrupt_fd() {
   return g_event_fd;
 }
 
-void throw_if_interrupted() {
+void throw_if_interrupted(bool deadline) {
   if (t_scope == nullptr) return;
   if (const int sig = t_scope->signal()) {
     const char* abbrev = sigabbrev_np(sig);
@@ -126,7 +158,9 @@ void throw_if_interrupted() {
         ErrorCode::interrupted,
         fmt::format("interrupted by SIG{}: stopped, output left unchanged", abbrev ? abbrev : "?"));
   }
-  if (t_scope->left_ms() == 0)
+  if (t_scope->stop_requested())
+    throw Error(ErrorCode::interrupted, "stopped on request: output left unchanged");
+  if (deadline && t_scope->left_ms() == 0)
     throw Error(ErrorCode::timed_out,
                 fmt::format("timed out after {:g} s: stopped, output left unchanged",
                             t_scope->timeout_seconds()));

@@ -12,11 +12,13 @@
 #include <vector>
 
 #include "common/segment.hpp"
+#include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/launcher.hpp"
 #include "engine/progress.hpp"
 #include "engine/worker_path.hpp"
 #include "shmgemm/error.hpp"
+#include "worker/blas_core.hpp"
 #include "worker/general_kernel.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/worker_run.hpp"
@@ -28,6 +30,12 @@ std::string worker_name(const JobDescriptor& job, std::size_t id) {
   const WorkerSlot& slot = job.slots[id];
   return fmt::format("worker {} (rows {}-{})", id, slot.row_begin,
                      slot.row_end == 0 ? 0 : slot.row_end - 1);
+}
+
+bool all_done(const JobDescriptor& job, std::size_t workers) {
+  for (std::size_t i = 0; i < workers; ++i)
+    if (job.slots[i].state.load() != static_cast<std::uint32_t>(SlotState::done)) return false;
+  return true;
 }
 
 Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
@@ -66,15 +74,20 @@ Error timeout_failure(const JobDescriptor& job, std::size_t workers, const Error
 
 }  // namespace
 
-Plan plan_product(const ProductShape& shape, const Options& options, Report& report) {
+Plan plan_product(const ProductShape& shape, Options& options, Report& report) {
   const unsigned cores = available_cores();
   const bool automatic = !options.in_process && options.workers == 0;
   // Reading the cache costs ~0.2 ms in a fresh process: not for products too small to split.
   const bool tiny = automatic && too_small_for_workers(shape, cores);
+  if (!options.in_process && !tiny) options.launch = resolve_launch(options.launch);
+  report.launch = options.launch;
   Calibration calibration;
   if (automatic && !tiny) calibration = load_calibration();
   if (tiny) calibration.source = "built-in defaults (the product is too small for workers to pay)";
-  Plan plan = make_plan(shape, options, cores, calibration);
+  // This process may run slower kernels than its workers (OpenBLAS's fallback).
+  if (kernel_here() != worker_kernel()) calibration.in_process_rate = calibration.fallback_rate;
+  Plan plan =
+      make_plan(shape, options, cores, calibration, static_cast<std::size_t>(blas_threads()));
   report.automatic = plan.automatic;
   report.candidates = plan.candidates;
   report.plan_reason = plan.reason;
@@ -93,7 +106,7 @@ std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
 RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
                          const std::function<int(std::size_t)>& fork_body, const Options& options,
                          double flops_per_row) {
-  const bool fork = options.launch == Launch::fork;
+  const bool fork = resolve_launch(options.launch) == Launch::fork;
   const std::string exe = fork ? std::string() : worker_executable();
   const std::string threads = std::to_string(plan.threads_per_worker);
   const auto start = std::chrono::steady_clock::now();
@@ -130,8 +143,8 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
         return job.slots[i].state.load() != static_cast<std::uint32_t>(SlotState::pending);
       });
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::timed_out) throw timeout_failure(job, plan.workers, e, {});
-      throw;
+      if (e.code() != ErrorCode::timed_out) throw;
+      if (!all_done(job, plan.workers)) throw timeout_failure(job, plan.workers, e, {});
     }
   }
 
@@ -157,8 +170,10 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
     try {
       exits = launcher.wait_exits(options.progress ? 100 : 1000);
     } catch (const Error& e) {
-      if (e.code() == ErrorCode::timed_out) throw timeout_failure(job, plan.workers, e, stopped);
-      throw;
+      if (e.code() != ErrorCode::timed_out) throw;
+      // Work that is all done is never thrown away: the deadline applies while some remains.
+      if (all_done(job, plan.workers)) break;
+      throw timeout_failure(job, plan.workers, e, stopped);
     }
     for (const WorkerExit& exit : exits) {
       if (exit.ok() &&
@@ -185,13 +200,12 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
 
 namespace {
 
-// In this process: slot 0 covers all of C, with the plan's BLAS threads.
+// In this process: slot 0 covers all of C, with the plan's BLAS threads (InProcessBlas: the
+// host's count and CPUs as they were afterwards, and no fork of shmgemm's meanwhile).
 class InProcessExecutor final : public Executor {
  public:
   InProcessExecutor(const Plan& plan, const Options& options)
-      : options_(options), threads_(static_cast<int>(plan.threads_per_worker)) {
-    set_blas_threads(threads_);
-  }
+      : options_(options), threads_(static_cast<int>(plan.threads_per_worker)) {}
   JobDescriptor& job() override { return job_; }
   void run(const GeneralOperands& local, double flops_per_row) override {
     ProgressBar bar(options_.progress && flops_per_row > 0, job_.m, flops_per_row);
@@ -200,10 +214,11 @@ class InProcessExecutor final : public Executor {
     constexpr double kPlaceFrom = 128.0 * 128.0 * 128.0;
     const double rows = double(job_.m) / double(std::max<std::uint64_t>(job_.general.batch, 1));
     const bool large = rows * double(job_.n) * double(job_.k) >= kPlaceFrom;
-    const BlasThreadPlacement placement(large ? threads_ : 1);
+    const InProcessBlas blas(threads_, large);
+    const std::uint64_t all_rows = job_.slots[0].row_end - job_.slots[0].row_begin;
     run_phase(job_, 0, local, [&](std::uint64_t done) {
       bar.update(done);
-      throw_if_interrupted();
+      if (done < all_rows) throw_if_interrupted();  // work all done is never thrown away
     });
   }
   std::byte* prepared_area(std::uint64_t bytes, std::uint64_t) override {
@@ -263,7 +278,7 @@ std::unique_ptr<Executor> one_shot_executor(const Plan& plan, const Options& opt
   return std::make_unique<LaunchedExecutor>(plan, options);
 }
 
-Plan plan_call(const Product& p, const Options& options, Report& report) {
+Plan plan_call(const Product& p, Options& options, Report& report) {
   return plan_product(p.work(), options, report);
 }
 

@@ -27,8 +27,10 @@ struct JobSegment {
 
 // The plan for `shape` as `options` ask, reading the calibration only when the cost model
 // needs it; records the plan in the report (automatic, candidates, reason, calibration,
-// threads, workers, in_process).
-Plan plan_product(const ProductShape& shape, const Options& options, Report& report);
+// threads, workers, in_process, launch). Where workers may run, Launch::automatic in
+// options.launch is decided first (resolve_launch), so that the plan weighs the launch the
+// workers will have; in-process products run on at most the caller's OpenBLAS thread count.
+Plan plan_product(const ProductShape& shape, Options& options, Report& report);
 
 // Rows of C per step when streaming a product whose A, B and C take `bytes` (file backing):
 // options.rows_per_step, or kChunkRows when they do not fit in memory_available(); 0: no

@@ -19,8 +19,10 @@
 #include <cstdio>
 #include <cstring>
 
+#include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
+#include "worker/blas_core.hpp"
 
 extern char** environ;
 
@@ -78,11 +80,19 @@ void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
   // Unflushed output would be written twice, once by the child.
   std::fflush(nullptr);
   const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
+  pid_t pid = 0;
+  {
+    // No in-process product of shmgemm's is inside OpenBLAS while its fork handler runs.
+    ForkGuard guard;
+    pid = ::fork();
+    if (pid == 0) guard.in_child();
+  }
   if (pid < 0)
     throw Error(ErrorCode::resource,
                 fmt::format("cannot start worker {}: cannot fork: {}", id, std::strerror(errno)));
   if (pid == 0) {
+    // One thread: the kernels the workers run may be chosen here (worker/blas_core.hpp).
+    use_worker_kernels();
     reset_interrupt_handlers_in_child();
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(3);
@@ -114,6 +124,11 @@ void Launcher::spawn_worker(std::size_t id, const std::string& exe,
   }
   for (const auto& [key, value] : env)
     env_s.push_back(key + "=" + value);
+  // The kernels the workers run, where OpenBLAS would fall back in them (worker/blas_core.hpp).
+  if (const auto kernel = worker_kernel_env()) {
+    std::erase_if(env_s, [&](const std::string& e) { return e.starts_with(kernel->first + "="); });
+    env_s.push_back(kernel->first + "=" + kernel->second);
+  }
   auto pointers = [](std::vector<std::string>& strings) {
     std::vector<char*> p;
     for (std::string& x : strings)
@@ -168,6 +183,8 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
       polled.push_back(&c);
     }
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    if (const StopScope* scope = current_stop_scope(); scope && scope->stop_fd() >= 0)
+      fds.push_back({scope->stop_fd(), POLLIN, 0});
     const int ready = ::poll(fds.data(), fds.size(), wait_ms);
     if (ready < 0 && errno != EINTR)
       throw Error(ErrorCode::internal, fmt::format("poll on workers: {}", std::strerror(errno)));

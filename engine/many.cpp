@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
 #include "engine/placement.hpp"
@@ -43,9 +44,9 @@ Options one_thread_in_process(const Options& o) {
 std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
                                     const Options& options, Report* report_out) {
   const auto start = std::chrono::steady_clock::now();
-  const detail::StopScope interrupts(options.timeout);
+  const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::matmul);
-  if (options.launch != Launch::fork)
+  if (options.launch == Launch::spawn)
     throw Error(ErrorCode::unsupported,
                 "matmul_many: only fork workers can read the operands where they are (use a "
                 "Pool for spawn)");
@@ -86,19 +87,24 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   // on one-thread workers, which also fault in fresh shared pages for every result.
   constexpr double kWorkerProductFlops = 5e7;
   const bool small_products = all_flops / double(items.size()) < kWorkerProductFlops;
+  // Launch::automatic: no fork while another thread may be in OpenBLAS; the set runs here then.
+  const bool fork_unsafe =
+      !options.in_process && workers > 1 && detail::resolve_launch(options.launch) != Launch::fork;
   const bool in_process =
-      options.in_process || workers <= 1 ||
+      options.in_process || workers <= 1 || fork_unsafe ||
       (options.workers == 0 && (small_products || all_flops / (rate * cores) < 4 * launch));
   const auto in_threads = static_cast<unsigned>(
       options.threads_per_worker ? options.threads_per_worker : detail::within_thread_limit(cores));
   Report report;
-  report.launch = options.launch;
+  report.launch = Launch::fork;
   report.batch = items.size();
   report.in_process = in_process;
   report.workers = in_process ? 0 : workers;
   report.threads_per_worker = in_process ? in_threads : 1;
   const std::string why = options.in_process ? "as asked"
                           : workers <= 1     ? "one worker would add only its launch"
+                          : fork_unsafe      ? "other threads of this process may be inside "
+                                               "OpenBLAS, and a fork then is unsafe"
                           : small_products   ? "the products average under 50 MFLOP, which run "
                                                "no faster on workers"
                                              : "launching workers would cost about what the set "
@@ -125,7 +131,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
     return done();
   }
   detail::NewResult memory(total, true);
-  std::byte* area = memory.area(options.launch).local;
+  std::byte* area = memory.area(Launch::fork).local;
   auto out_of = [&](const Item& it) { return ArrayView(area + it.offset, it.result, it.shape); };
   {
     // Largest first, each to the worker with the least work so far; each worker's products
@@ -176,11 +182,12 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
     };
     Options launch_options = options;
     launch_options.progress = false;
+    launch_options.launch = Launch::fork;
     report.compute_seconds =
         detail::launch_and_join(job, described.segment.name(), plan, body, launch_options, 0)
             .compute_seconds;
   }
-  detail::throw_if_interrupted();
+  detail::throw_if_interrupted(/*deadline=*/false);
   const std::shared_ptr<void> owner = memory.release();
   for (const Item& it : items)
     out.push_back(

@@ -14,6 +14,7 @@
 #include "engine/product.hpp"
 #include "engine/views.hpp"
 #include "shmgemm/shmgemm.hpp"
+#include "worker/blas_core.hpp"
 
 namespace shmgemm {
 namespace {
@@ -108,6 +109,10 @@ std::vector<std::int64_t> matmul_shape(const ArrayView& a, const ArrayView& b) {
   return {shape.out_shape.begin(), shape.out_shape.end()};
 }
 
+BlasKernel blas_kernel() {
+  return {detail::kernel_here(), detail::worker_kernel()};
+}
+
 DType result_dtype(DType a, DType b) {
   return result_type(a, b);
 }
@@ -119,9 +124,10 @@ DType result_dtype(const ArrayView& a, const ArrayView& b) {
 namespace {
 
 // The one body of both matmul forms: into `out`, or (out == nullptr) into a new array, made
-// once the plan is known and returned in `made`.
-Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
-                  const Options& options, OwnedArray* made) {
+// once the plan is known and returned in `made`. `options` is this call's copy: the plan
+// decides its launch.
+Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, Options options,
+                  OwnedArray* made) {
   const auto start = std::chrono::steady_clock::now();
   detail::Product p;
   p.result = detail::check_arrays(a, b, out).result;
@@ -137,7 +143,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
     return report;
   }
   // What stops this call: the interrupts that arrive from here on, and its timeout.
-  const detail::StopScope interrupts(options.timeout);
+  const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::matmul);
   Report report;
   report.launch = options.launch;
@@ -182,7 +188,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
     detail::NewResult c(c_bytes, !plan.in_process);
     detail::Placement placement(p, c, options.launch, !plan.in_process);
     detail::execute(*executor, p, plan, options, report);
-    detail::throw_if_interrupted();
+    detail::throw_if_interrupted(/*deadline=*/false);
     report.copied_bytes += placement.copied_bytes();
     const std::shared_ptr<void> memory = c.release();
     *made = {ArrayView(memory.get(), p.result, shape), memory};
@@ -190,7 +196,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out,
   }
   detail::Placement placement(p, *out, options.launch, !plan.in_process);
   detail::execute(*executor, p, plan, options, report);
-  detail::throw_if_interrupted();
+  detail::throw_if_interrupted(/*deadline=*/false);
   placement.finish();
   report.copied_bytes += placement.copied_bytes();
   return done();

@@ -2,6 +2,7 @@
 
 #include "common/job.hpp"
 #include "common/pool_protocol.hpp"
+#include "worker/slice_kernel.hpp"
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -21,9 +22,15 @@ void check_options(const Options& o, Entry entry) {
   if (o.workers > max_workers)
     refuse("workers", fmt::format("{}: at most {}{}", o.workers, max_workers,
                                   entry == Entry::pool ? " in a Pool" : ""));
-  if (o.threads_per_worker > 1024)
-    refuse("threads_per_worker", fmt::format("{}: at most 1024", o.threads_per_worker));
+  if (o.threads_per_worker > unsigned(blas_max_threads()))
+    refuse("threads_per_worker",
+           fmt::format("{}: at most {}, the most OpenBLAS runs in one process (its MAX_THREADS)",
+                       o.threads_per_worker, blas_max_threads()));
   if (o.retries > 100) refuse("retries", fmt::format("{}: at most 100", o.retries));
+  if (!(o.timeout >= 0))  // NaN too
+    refuse("timeout", fmt::format("{}: not a number of seconds of at least 0 (0 or infinity: no "
+                                  "limit)",
+                                  o.timeout));
   if (entry != Entry::pool && o.pool_bytes != 0) refuse("pool_bytes", "applies to a Pool only");
   if (entry == Entry::matmul && o.rows_per_step != 0)
     refuse("rows_per_step",
@@ -142,7 +149,7 @@ double predict_in_process(const ProductShape& p, std::size_t threads, const Cali
   const double m = double(p.m), n = double(p.n), k = double(p.k);
   const double item = double(item_size(p.dtype));
   // Mapping A, B and C: one process maps them all, in effect one page after another.
-  return 2.0 * m * n * k / process_rate(p, m, threads, c) +
+  return 2.0 * m * n * k / (process_rate(p, m, threads, c) * c.in_process_rate) +
          map_seconds((m * k + k * n + m * n) * item, c);
 }
 
@@ -211,14 +218,19 @@ std::string plural_workers(unsigned n) {
 }
 }  // namespace
 
-Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c) {
+Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c,
+               std::size_t host_threads) {
   cores = std::max<std::size_t>(cores, 1);
   // Threads per process when not asked for: at most what the environment allows numpy's BLAS.
   const auto capped = within_thread_limit;
+  // In this process: at most the host's count, which is the host's to set.
+  auto in_host = [host_threads](std::size_t threads) {
+    return host_threads > 0 ? std::min(threads, host_threads) : threads;
+  };
   Plan plan;
   if (o.in_process) {
     plan.in_process = true;
-    plan.threads_per_worker = o.threads_per_worker ? o.threads_per_worker : capped(cores);
+    plan.threads_per_worker = in_host(o.threads_per_worker ? o.threads_per_worker : capped(cores));
     plan.reason = "in process, as asked";
     return plan;
   }
@@ -239,7 +251,8 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
 
   // The automatic plan: weigh in process against each worker count.
   plan.automatic = true;
-  const std::size_t in_threads = o.threads_per_worker ? o.threads_per_worker : capped(cores);
+  const std::size_t in_threads =
+      in_host(o.threads_per_worker ? o.threads_per_worker : capped(cores));
   const PlanCandidate in{0, static_cast<unsigned>(in_threads),
                          predict_in_process(p, in_threads, c)};
   plan.candidates.push_back(in);

@@ -112,8 +112,9 @@ inline constexpr double kWorkersMargin = 0.97;
 // The plan for `p`. Options fixed by the caller are kept: in_process, workers (> 0), threads.
 // With workers == 0 the cost model weighs in process against 1..min(cores, m) workers with
 // cores / workers threads each, and takes the fastest prediction (workers only when they beat
-// in process by kWorkersMargin).
+// in process by kWorkersMargin). In process, at most `host_threads` threads (the host's
+// OpenBLAS count; 0: no limit).
 Plan make_plan(const ProductShape& p, const Options& options, std::size_t cores,
-               const Calibration& c);
+               const Calibration& c, std::size_t host_threads = 0);
 
 }  // namespace shmgemm::detail

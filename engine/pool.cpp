@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/engine_memory.hpp"
+#include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/pool_state.hpp"
 #include "engine/worker_path.hpp"
@@ -39,7 +40,10 @@ PoolState::PoolState(const Options& options)
       std::clamp<unsigned>(options.workers ? options.workers : cores, 1, unsigned(kPoolMaxWorkers));
   threads_ =
       options.threads_per_worker ? options.threads_per_worker : std::max(1u, cores / workers_);
-  if (options.launch == Launch::spawn) worker_exe_ = worker_executable();
+  // Decided here, in the thread that makes the pool (the monitor thread starts the workers while
+  // this one waits); a replacement's is decided when it starts.
+  launch_ = resolve_launch(options.launch);
+  if (launch_ == Launch::spawn) worker_exe_ = worker_executable();
 
   // The control block (never named: see SharedSegment).
   control_ = new (control_segment_.data()) PoolControl{};
@@ -73,10 +77,12 @@ PoolState::~PoolState() {
   control_->~PoolControl();
 }
 
-void PoolState::start_worker(unsigned id) {
-  if (options_.launch == Launch::fork) {
+void PoolState::start_worker(unsigned id, Launch launch) {
+  if (launch == Launch::automatic) launch = resolve_launch(launch);
+  if (launch == Launch::fork) {
     launcher_.fork_worker(id, [this, id] { return run_pool_worker(*control_, arena_.base(), id); });
   } else {
+    if (worker_exe_.empty()) worker_exe_ = worker_executable();
     launcher_.spawn_worker(
         id, worker_exe_, {"--pool", control_segment_.name(), "--id", std::to_string(id)},
         {{"OPENBLAS_NUM_THREADS", std::to_string(control_->threads_per_worker)}});
@@ -84,9 +90,11 @@ void PoolState::start_worker(unsigned id) {
 }
 
 void PoolState::monitor() noexcept {
+  // This thread never calls OpenBLAS: the host's may run it meanwhile.
+  const OwnThread own;
   try {
     for (unsigned i = 0; i < workers_; ++i)
-      start_worker(i);
+      start_worker(i, launch_);
     // A pool worker never exits before the pool stops: one that does (even with status 0) did
     // not start.
     if (!launcher_.wait_attached(control_->attached, workers_, [](std::size_t) { return false; }))
@@ -110,11 +118,19 @@ void PoolState::monitor() noexcept {
     }
     collect_finished();
     expire_jobs();
+    std::vector<std::size_t> kill;
+    {
+      const std::lock_guard lock(mutex_);
+      kill.swap(to_kill_);
+    }
+    for (std::size_t id : kill)
+      launcher_.kill_one(id);
     try {
       for (const WorkerExit& exit : launcher_.wait_exits(0)) {
         if (stopping_.load()) break;
         fail_tasks_of(exit);
-        start_worker(static_cast<unsigned>(exit.id));
+        // With Launch::automatic: spawned where another thread may be in OpenBLAS now.
+        start_worker(static_cast<unsigned>(exit.id), options_.launch);
         const std::lock_guard lock(mutex_);
         ++stats_.workers_replaced;
       }
@@ -168,6 +184,65 @@ void PoolState::fail_tasks_of(const WorkerExit& exit) {
   }
   // It may have taken a wake-up for a task it never took off the queue: one more for others.
   control_->queued.post();
+}
+
+void PoolState::unqueue(std::uint32_t slot) {
+  std::uint32_t kept = 0;
+  for (std::uint32_t i = 0; i < control_->count; ++i) {
+    const std::uint32_t entry = control_->queue[(control_->head + i) % kPoolTasks];
+    if (entry != slot) control_->queue[(control_->head + kept++) % kPoolTasks] = entry;
+  }
+  control_->count = kept;
+  // Its wake-up: a worker that took it already finds no task, and goes back to waiting.
+  static_cast<void>(control_->queued.try_wait());
+}
+
+void PoolState::stop_job(std::uint64_t id, bool running_too) noexcept {
+  std::vector<JobRecord> finished;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto it = jobs_.find(id);
+    if (it == jobs_.end() || !it->second.error.empty()) return;  // done, or failing already
+    JobRecord& job = it->second;
+    std::vector<std::uint32_t> mine;
+    for (std::uint32_t slot : in_flight_)
+      if (slot_job_[slot] == id) mine.push_back(slot);
+    {
+      // A worker claims a task under the queue's lock: under it, the states are final.
+      const RobustLock queue_lock(control_->queue_mutex);
+      bool running = job.started;
+      for (std::uint32_t slot : mine)
+        running |= control_->tasks[slot].state.load() != std::uint32_t(TaskState::queued);
+      if (running && !running_too) return;
+      for (std::uint32_t slot : mine) {
+        PoolTask& t = control_->tasks[slot];
+        std::uint32_t queued = std::uint32_t(TaskState::queued);
+        if (!t.state.compare_exchange_strong(queued, std::uint32_t(TaskState::free))) {
+          if (t.worker.load() >= 0) to_kill_.push_back(std::size_t(t.worker.load()));
+          continue;
+        }
+        unqueue(slot);
+        --job.remaining;
+        slot_job_.erase(slot);
+        free_slots_.push_back(slot);
+        std::erase(in_flight_, slot);
+      }
+      job.code = running ? ErrorCode::interrupted : ErrorCode::cancelled;
+      job.error = running ? "stopped on request: the workers on its rows were stopped and replaced"
+                          : "cancelled before it started";
+    }
+    std::erase(waiting_, id);
+    if (job.remaining == 0) {
+      ++stats_.jobs;
+      if (job.code != ErrorCode::cancelled) ++stats_.failed_jobs;
+      finished.push_back(std::move(job));
+      jobs_.erase(it);
+    }
+  }
+  slot_free_.notify_all();
+  control_->completed.post();  // the monitor kills the workers on its rows, if any
+  for (JobRecord& job : finished)
+    finish_job(job);
 }
 
 void PoolState::expire_jobs() {
@@ -284,6 +359,7 @@ void PoolState::collect_finished() {
       const auto it = jobs_.find(slot_job_[slot]);
       if (it != jobs_.end()) {
         JobRecord& job = it->second;
+        job.started = true;
         if (state == TaskState::failed && job.error.empty()) job.error = t.message;
         if (--job.remaining == 0) phase_done.push_back(it->first);
       }
@@ -303,7 +379,7 @@ void PoolState::collect_finished() {
       if (const auto it = jobs_.find(id); it != jobs_.end()) advance(id, it->second, finished);
     stats_.jobs += finished.size();
     for (const JobRecord& job : finished)
-      if (!job.error.empty()) ++stats_.failed_jobs;
+      if (!job.error.empty() && job.code != ErrorCode::cancelled) ++stats_.failed_jobs;
   }
   slot_free_.notify_all();
   for (JobRecord& job : finished)

@@ -47,8 +47,8 @@ SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
 }
 
 std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                                 std::function<void()> on_done) {
-  return state_->submit(a, b, out, std::move(on_done));
+                                 std::function<void()> on_done, JobControl control) {
+  return state_->submit(a, b, out, std::move(on_done), std::move(control));
 }
 
 Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {

@@ -48,7 +48,9 @@ struct JobRecord {
   // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
   std::optional<std::chrono::steady_clock::time_point> deadline;
   bool timed_out = false;
-  std::function<void()> on_done;  // after the promise is kept
+  bool started = false;                  // a worker has taken one of its tasks
+  std::function<void()> on_done;         // after the promise is kept
+  std::shared_ptr<void> stop_callbacks;  // JobControl's, registered while the job is in flight
 };
 
 class PoolState {
@@ -64,7 +66,11 @@ class PoolState {
   bool closed() const { return stopping_.load(); }
   PoolArena& arena() { return arena_; }
   std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                             std::function<void()> on_done = {});
+                             std::function<void()> on_done = {}, JobControl control = {});
+  // Stops job `id` (JobControl): one not started is taken off the queue and fails with
+  // Error(cancelled); one running, when `running_too`, has the workers on its tasks killed (by
+  // the monitor thread) and fails with Error(interrupted) once they are gone. Thread-safe.
+  void stop_job(std::uint64_t id, bool running_too) noexcept;
   PoolStats stats() const {
     const std::lock_guard lock(mutex_);
     PoolStats s = stats_;
@@ -80,7 +86,8 @@ class PoolState {
 
  private:
   void monitor() noexcept;
-  void start_worker(unsigned id);
+  // Starts worker `id` as `launch` says (Launch::automatic: decided now, in this thread).
+  void start_worker(unsigned id, Launch launch);
   void collect_finished();
   // Starts the next phase of a job whose tasks are all done, or ends it. Under mutex_.
   void advance(std::uint64_t id, JobRecord& job, std::vector<JobRecord>& finished);
@@ -89,6 +96,9 @@ class PoolState {
   // Kills the workers still on the rows of jobs past their deadline; their jobs fail.
   void expire_jobs();
   void fail_tasks_of(const WorkerExit& exit);
+  // Takes a queued task off the ring (a worker claims tasks under its lock). Under mutex_ and
+  // the queue's lock.
+  void unqueue(std::uint32_t slot);
   void finish_job(JobRecord& job) noexcept;
   JobDescriptor* take_descriptor();
   void return_descriptor(JobDescriptor* job) noexcept;
@@ -100,6 +110,7 @@ class PoolState {
   pid_t owner_ = 0;  // the process that made the pool
   unsigned workers_ = 1;
   unsigned threads_ = 1;
+  Launch launch_ = Launch::fork;  // the first workers'
   std::string worker_exe_;
   PoolArena arena_;
   SharedSegment control_segment_;
@@ -112,6 +123,7 @@ class PoolState {
   std::unordered_map<std::uint32_t, std::uint64_t> slot_job_;
   std::unordered_map<std::uint64_t, JobRecord> jobs_;
   std::vector<std::uint64_t> waiting_;  // jobs whose next phase waits for free task slots
+  std::vector<std::size_t> to_kill_;    // workers the monitor kills: on rows of stopped jobs
   // Job descriptors of finished jobs, reused: a new one is 180 KB of fresh arena pages to
   // reserve, fault in and zero (describe_job and each phase set every field a job reads).
   std::vector<JobDescriptor*> spare_descriptors_;

@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <new>
+#include <optional>
+#include <stop_token>
 #include <vector>
 
 #include "engine/engine_memory.hpp"
@@ -49,8 +52,17 @@ void PoolState::return_descriptor(JobDescriptor* job) noexcept {
   }
 }
 
+namespace {
+
+// A job's JobControl callbacks: each stops the job when its token asks.
+struct StopCallbacks {
+  std::optional<std::stop_callback<std::function<void()>>> cancel, stop;
+};
+
+}  // namespace
+
 std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                                      std::function<void()> on_done) {
+                                      std::function<void()> on_done, JobControl control) {
   JobRecord job;
   job.on_done = std::move(on_done);
   job.start = std::chrono::steady_clock::now();
@@ -58,7 +70,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
   check_usable();
   p.result = check_arrays(a, b, &out).result;
   Report& report = job.report;
-  report.launch = options_.launch;
+  report.launch = launch_;
   report.backing = Backing::shm;
   std::uint64_t staged = 0;
   try {
@@ -118,16 +130,31 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
     describe_job(*job.job, p, job.plan, options_);
     job.phases = std::make_unique<Phases>(*job.job);
     job.local = {p.a.local, p.b.local, p.c.local, nullptr};
-    if (options_.timeout > 0) job.deadline = deadline_after(options_.timeout);
+    if (options_.timeout > 0 && std::isfinite(options_.timeout))
+      job.deadline = deadline_after(options_.timeout);
     std::future<Report> future = job.promise.get_future();
     std::unique_lock lock(mutex_);
+    const std::uint64_t id = next_job_++;
+    lock.unlock();
+    // JobControl's callbacks, registered before the job is in: a request from now on stops it
+    // (one that comes before it is in finds no job, and is looked at again below).
+    if (control.cancel.stop_possible() || control.stop.stop_possible()) {
+      auto callbacks = std::make_shared<StopCallbacks>();
+      if (control.cancel.stop_possible())
+        callbacks->cancel.emplace(control.cancel,
+                                  std::function<void()>([this, id] { stop_job(id, false); }));
+      if (control.stop.stop_possible())
+        callbacks->stop.emplace(control.stop,
+                                std::function<void()>([this, id] { stop_job(id, true); }));
+      job.stop_callbacks = std::move(callbacks);
+    }
+    lock.lock();
     slot_free_.wait(lock, [&] {
       return stopping_.load() ||
              free_slots_.size() >= std::max<std::size_t>(job.job->workers, kPoolTasks / 4);
     });
     if (stopping_.load()) throw Error(ErrorCode::shut_down, "the pool is closed");
     stats_.staged_bytes += staged;
-    const std::uint64_t id = next_job_++;
     JobRecord& record = jobs_.emplace(id, std::move(job)).first->second;
     record.compute_start = std::chrono::steady_clock::now();
     std::vector<JobRecord> finished;
@@ -135,6 +162,8 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
     lock.unlock();
     for (JobRecord& f : finished)
       finish_job(f);
+    if (control.cancel.stop_requested()) stop_job(id, false);
+    if (control.stop.stop_requested()) stop_job(id, true);
     return future;
   } catch (...) {
     if (job.job) return_descriptor(job.job);

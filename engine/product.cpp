@@ -207,7 +207,7 @@ void describe_job(JobDescriptor& job, const Product& p, const Plan& plan, const 
   // timeout that may stop the call, pages to release).
   // In process, a step is ~4e10 flops (0.2-0.4 s at this machine's rates), in steps of equal
   // rows: each BLAS call packs B again, which 512-row steps of a 4000^2 product pay 8% for.
-  const bool stoppable = interrupts_handled() || options.timeout > 0;
+  const bool stoppable = call_is_stoppable() || options.timeout > 0;
   std::uint64_t step = options.rows_per_step ? options.rows_per_step : kChunkRows;
   if (plan.in_process && !options.rows_per_step) {
     constexpr double kStepFlops = 4e10;

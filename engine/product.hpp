@@ -120,7 +120,8 @@ void execute(Executor& executor, const Product& p, const Plan& plan, const Optio
 // this call and joined (fork or spawn, as options.launch says).
 std::unique_ptr<Executor> one_shot_executor(const Plan& plan, const Options& options);
 
-// The plan for a one-shot call, recorded in the report.
-Plan plan_call(const Product& p, const Options& options, Report& report);
+// The plan for a one-shot call, recorded in the report; decides Launch::automatic in `options`
+// where workers may run (plan_product).
+Plan plan_call(const Product& p, Options& options, Report& report);
 
 }  // namespace shmgemm::detail

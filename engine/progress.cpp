@@ -2,13 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <string>
 
 namespace shmgemm::detail {
 
 ProgressBar::ProgressBar(bool enabled, std::uint64_t total_rows, double flops_per_row)
-    : enabled_(enabled && total_rows > 0),
+    // Only where someone watches it: into a pipe or a log, carriage returns and escape codes
+    // are noise.
+    : enabled_(enabled && total_rows > 0 && ::isatty(STDERR_FILENO) != 0),
       total_(total_rows),
       flops_per_row_(flops_per_row),
       start_(std::chrono::steady_clock::now()),

@@ -32,7 +32,13 @@ struct Calibration {
   double spawn_per_worker_us = 1500;
   double fault_us_per_mib = 60;  // mapping one MiB of shared pages into one more process
   double copy_gbs = 6;           // memcpy bandwidth, for the shm backing's copies
-  unsigned cores = 0;            // the cores when measured; 0 for the defaults
+  // Where OpenBLAS falls back on this CPU (blas_kernel()), a host that keeps its fallback
+  // kernels computes in process at this fraction of the workers' one-thread dgemm rate.
+  double fallback_rate = 0.25;
+  // This process's in-process rate relative to its workers': fallback_rate where it runs
+  // OpenBLAS's fallback and its workers do not, else 1. Set for each plan, not cached.
+  double in_process_rate = 1;
+  unsigned cores = 0;  // the cores when measured; 0 for the defaults
   std::string source = "built-in defaults";
 };
 

@@ -18,6 +18,7 @@
 #include "mpi/agree.hpp"
 #include "mpi/mpi_product.hpp"
 #include "mpi/temp_output.hpp"
+#include "worker/blas_core.hpp"
 
 namespace {
 
@@ -136,6 +137,8 @@ int run(const Args& args, int rank) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before MPI starts its threads: the kernels this CPU calls for, where OpenBLAS fell back.
+  detail::use_worker_kernels();
   // A rank whose launcher dies (mpirun killed, even by SIGKILL) gets SIGTERM, whose handler
   // removes the temporary output: no rank runs on to write an output nobody waits for.
   const pid_t launcher = ::getppid();

@@ -50,7 +50,7 @@ std::string nearest(std::string_view word, const std::vector<std::string>& choic
 
 std::string version_text() {
   return fmt::format("shmgemm {} (git {})\nOpenBLAS: {}\nOpenBLAS kernel: {}\n", SHMGEMM_VERSION,
-                     SHMGEMM_GIT_REVISION, openblas_get_config(), detail::blas_core_text());
+                     SHMGEMM_GIT_REVISION, openblas_get_config(), detail::kernel_text());
 }
 
 std::string unknown_arguments(const CLI::App& app) {

@@ -7,6 +7,7 @@
 
 #include "common/job.hpp"
 #include "tools/commands.hpp"
+#include "worker/slice_kernel.hpp"
 
 namespace shmgemm::cli {
 namespace {
@@ -96,25 +97,30 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
           ""))
       ->option_text("auto|N");
   cmd.add_option("-t,--threads", options.threads_per_worker,
-                 "OpenBLAS threads per worker (default: cores / workers, at least 1; "
-                 "OPENBLAS_NUM_THREADS or OMP_NUM_THREADS, when set, is the most)")
-      ->check(count_from_one(1024))
+                 fmt::format("OpenBLAS threads per worker, at most {} (OpenBLAS's MAX_THREADS; "
+                             "default: cores / workers, at least 1; OPENBLAS_NUM_THREADS or "
+                             "OMP_NUM_THREADS, when set, is the most)",
+                             blas_max_threads()))
+      ->check(count_from_one(unsigned(blas_max_threads())))
       ->option_text("N");
-  std::vector<std::string> launches = {"fork", "spawn"};
+  std::vector<std::string> launches = {"auto", "fork", "spawn"};
   if (mpi != nullptr) launches.push_back("mpi");
   cmd.add_option_function<std::string>(
          "--launch",
          [&options, mpi](const std::string& v) {
-           options.launch = v == "spawn" ? Launch::spawn : Launch::fork;
+           options.launch = v == "spawn"  ? Launch::spawn
+                            : v == "fork" ? Launch::fork
+                                          : Launch::automatic;
            if (mpi != nullptr) *mpi = v == "mpi";
          },
-         mpi != nullptr
-             ? "fork: children of this process; spawn: shmgemm-worker executables; mpi: "
-               "`mpirun -n W shmgemm-mpi multiply ...` (W from --workers, else the cores; see "
-               "shmgemm-mpi --help)"
-             : "fork: children of this process; spawn: shmgemm-worker executables")
+         std::string("auto (the default): fork where no other thread may be inside OpenBLAS, "
+                     "else spawn; fork: children of this process; spawn: shmgemm-worker "
+                     "executables") +
+             (mpi != nullptr ? "; mpi: `mpirun -n W shmgemm-mpi multiply ...` (W from "
+                               "--workers, else the cores; see shmgemm-mpi --help)"
+                             : ""))
       ->check(CLI::IsMember(launches))
-      ->option_text(mpi != nullptr ? "fork|spawn|mpi" : "fork|spawn");
+      ->option_text(mpi != nullptr ? "auto|fork|spawn|mpi" : "auto|fork|spawn");
   cmd.add_option_function<std::string>(
          "--backing",
          [&options](const std::string& v) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "shmgemm/shmgemm.hpp"
+#include "worker/blas_core.hpp"
 
 namespace {
 
@@ -183,6 +184,7 @@ BENCHMARK(BM_Stress10000Jobs)
     ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
+  shmgemm::detail::use_worker_kernels();
   // Start the pool before Google Benchmark's threads exist: fork then copies one thread.
   the_pool();
   benchmark::Initialize(&argc, argv);

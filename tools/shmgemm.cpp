@@ -10,9 +10,12 @@
 #include "common/npy.hpp"
 #include "engine/interrupt.hpp"
 #include "tools/commands.hpp"
+#include "worker/blas_core.hpp"
 
 int main(int argc, char** argv) {
   using namespace shmgemm;
+  // Before any thread: the kernels this CPU calls for, where OpenBLAS fell back.
+  detail::use_worker_kernels();
   CLI::App app{
       "shmgemm: large matrix products C = A·B on worker processes that share memory.\n"
       "Each worker computes a contiguous block of rows of C with OpenBLAS, straight into a\n"

@@ -6,8 +6,7 @@
 
 extern "C" char* openblas_get_corename(void);
 
-namespace shmgemm {
-namespace detail {
+namespace shmgemm::detail {
 namespace {
 
 // The kernels a CPU's features call for, or nullptr: OpenBLAS's names (OPENBLAS_CORETYPE).
@@ -24,48 +23,73 @@ const char* kernel_for_features() {
   return nullptr;
 }
 
-BlasKernel choose() {
-  const std::string own = openblas_get_corename();
-  const char* wanted = kernel_for_features();
-  // Only OpenBLAS's fallback for a CPU it does not know is replaced, and never against a user's
-  // OPENBLAS_CORETYPE.
-  if (own != "Prescott" || wanted == nullptr || std::getenv("OPENBLAS_CORETYPE") != nullptr)
-    return {own, {}};
-  using Fn = void (*)();
-  auto quit = reinterpret_cast<Fn>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
-  auto init = reinterpret_cast<Fn>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
-  if (quit == nullptr || init == nullptr)
-    return {own, {}};  // not a DYNAMIC_ARCH build: it has one kernel, and keeps it
-  ::setenv("OPENBLAS_CORETYPE", wanted, 1);  // read by init, and by the processes started
-  quit();
-  init();
-  return {openblas_get_corename(), own};
+using Fn = void (*)();
+Fn openblas_function(const char* name) {
+  return reinterpret_cast<Fn>(::dlsym(RTLD_DEFAULT, name));
 }
 
-// At load: after OpenBLAS's own initialisation (a library's initialisers run after those of the
-// libraries it needs, and an executable's after every library's), before any call of ours.
-[[gnu::constructor]] void choose_at_load() {
-  blas_core();
+struct Kernels {
+  std::string openblas;  // OpenBLAS's own choice
+  std::string workers;
+};
+
+const Kernels& kernels() {
+  static const Kernels k = [] {
+    Kernels r;
+    r.openblas = openblas_get_corename();
+    r.workers = r.openblas;
+    // Only OpenBLAS's fallback for a CPU it does not know is replaced, never against a user's
+    // OPENBLAS_CORETYPE, and only where OpenBLAS can switch (a DYNAMIC_ARCH build).
+    const char* wanted = kernel_for_features();
+    if (r.openblas == "Prescott" && wanted != nullptr &&
+        std::getenv("OPENBLAS_CORETYPE") == nullptr &&
+        openblas_function("gotoblas_dynamic_quit") != nullptr &&
+        openblas_function("gotoblas_dynamic_init") != nullptr)
+      r.workers = wanted;
+    return r;
+  }();
+  return k;
 }
 
 }  // namespace
 
-const BlasKernel& blas_core() {
-  static const BlasKernel core = choose();
-  return core;
+std::string kernel_here() {
+  return openblas_get_corename();
 }
 
-std::string blas_core_text() {
-  const BlasKernel& core = blas_core();
-  if (core.replaced.empty()) return core.name;
-  return core.name + " (chosen by shmgemm: OpenBLAS fell back to " + core.replaced +
-         " on this CPU; OPENBLAS_CORETYPE=" + core.replaced + " keeps that)";
+const std::string& worker_kernel() {
+  return kernels().workers;
 }
 
-}  // namespace detail
-
-BlasKernel blas_kernel() {
-  return detail::blas_core();
+const std::string& openblas_fallback() {
+  static const std::string none;
+  return kernels().workers != kernels().openblas ? kernels().openblas : none;
 }
 
-}  // namespace shmgemm
+void use_worker_kernels() {
+  const std::string& wanted = worker_kernel();
+  if (kernel_here() == wanted) return;
+  ::setenv("OPENBLAS_CORETYPE", wanted.c_str(), 1);  // read by init, and by the processes started
+  openblas_function("gotoblas_dynamic_quit")();
+  openblas_function("gotoblas_dynamic_init")();
+}
+
+std::optional<std::pair<std::string, std::string>> worker_kernel_env() {
+  if (openblas_fallback().empty()) return std::nullopt;
+  return std::pair<std::string, std::string>{"OPENBLAS_CORETYPE", worker_kernel()};
+}
+
+std::string kernel_text() {
+  const std::string here = kernel_here();
+  if (openblas_fallback().empty()) return here;
+  if (here == worker_kernel())
+    return here + " (chosen by shmgemm: OpenBLAS falls back to " + openblas_fallback() +
+           " on this CPU; OPENBLAS_CORETYPE=" + here +
+           " gives other programs, numpy among them, the same kernels)";
+  return here + " in this process, " + worker_kernel() +
+         " in shmgemm's workers (OpenBLAS falls back to " + here +
+         " on this CPU; start the program with OPENBLAS_CORETYPE=" + worker_kernel() +
+         " for its own products to run them too)";
+}
+
+}  // namespace shmgemm::detail

@@ -11,6 +11,7 @@
 #include "common/pool_protocol.hpp"
 #include "common/segment.hpp"
 #include "worker/attach.hpp"
+#include "worker/blas_core.hpp"
 #include "worker/pool_worker.hpp"
 #include "worker/worker_run.hpp"
 
@@ -67,6 +68,9 @@ int main(int argc, char** argv) {
       ->excludes(job_opt);
   CLI11_PARSE(app, argc, argv);
   if (probe) return 0;
+  // One thread so far: the kernels this CPU calls for, where OpenBLAS fell back and the
+  // coordinator's environment did not say (a program started by hand).
+  detail::use_worker_kernels();
   // Die with the coordinator.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!pool_name.empty()) return serve_pool(pool_name, id);

@@ -11,21 +11,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <complex>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
 #include "shmgemm/error.hpp"
-#include "worker/blas_core.hpp"
 
 namespace shmgemm {
 namespace {
-
-// Whatever links the kernel links blas_core.o too, whose initialiser chooses OpenBLAS's kernels.
-[[gnu::used]] const void* const blas_core_anchor =
-    reinterpret_cast<const void*>(&detail::blas_core);
 
 // C = A·B through cblas_?gemm, row-major; complex alpha and beta go by pointer.
 template <class T>
@@ -99,16 +96,20 @@ int* openblas_variable(const char* name) {
 // threads spin on sched_yield for about 2^28 cycles before they sleep. OpenBLAS shuts its pool
 // down before every fork, so each one-thread fork worker started one, which ran beside the
 // worker and took the core from the other worker (docs/performance.md, target 2).
-bool single_thread_without_pool() {
+// The same for any count where the pool is down: the next call that needs threads starts it.
+bool threads_without_pool(int threads) {
   static int* const cpu_number = openblas_variable("blas_cpu_number");
   static int* const server_avail = openblas_variable("blas_server_avail");
   if (cpu_number == nullptr || server_avail == nullptr || *server_avail != 0) return false;
-  *cpu_number = 1;  // what openblas_set_num_threads(1) sets; gemm then never calls the pool
+  *cpu_number = threads;  // what openblas_set_num_threads sets; 1: gemm never calls the pool
   return true;
+}
+bool single_thread_without_pool() {
+  return threads_without_pool(1);
 }
 }  // namespace
 
-void set_blas_threads(int threads) {
+int affordable_blas_threads(int threads) {
   // Under an address-space limit (ulimit -v) an OpenBLAS thread that cannot map its buffer
   // retries for ever, and the process no longer answers signals (numpy hangs the same way).
   // Reserve, without touching, the room the threads' buffers take first: where it is not
@@ -131,8 +132,51 @@ void set_blas_threads(int threads) {
                               "OpenBLAS's buffers ({} MiB a thread): raise the limit",
                               limit.rlim_cur >> 20, kBlasBufferRoom >> 20));
   }
+  return threads;
+}
+
+void set_blas_threads(int threads) {
+  threads = affordable_blas_threads(threads);
   if (threads == 1 && single_thread_without_pool()) return;
   openblas_set_num_threads(threads);
+}
+
+int blas_threads() {
+  return ::openblas_get_num_threads();
+}
+
+ScopedBlasThreads::ScopedBlasThreads(int threads) : saved_(blas_threads()) {
+  if (threads == saved_) return;
+  set_blas_threads(threads);
+  changed_ = true;
+}
+
+ScopedBlasThreads::~ScopedBlasThreads() {
+  if (!changed_ || blas_threads() == saved_) return;
+  // A pool that is down stays down: the host's next call that needs it starts it.
+  if (threads_without_pool(saved_)) return;
+  openblas_set_num_threads(saved_);
+}
+
+int blas_max_threads() {
+  static const int most = [] {
+    const std::string_view config = ::openblas_get_config();
+    const std::size_t at = config.find("MAX_THREADS=");
+    int n = 0;
+    if (at != std::string_view::npos) {
+      const std::string_view digits = config.substr(at + 12);
+      std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    }
+    return n > 0 ? n : 1024;
+  }();
+  return most;
+}
+
+int blas_pool_threads() {
+  static int* const pool_threads = openblas_variable("blas_num_threads");  // with the caller's
+  static int* const server_avail = openblas_variable("blas_server_avail");
+  if (pool_threads == nullptr || server_avail == nullptr || *server_avail == 0) return 0;
+  return std::max(*pool_threads - 1, 0);
 }
 
 namespace {
@@ -148,6 +192,11 @@ std::atomic<bool> placement_held{false};
 BlasThreadPlacement::BlasThreadPlacement(int threads) {
   const SetAffinity set = openblas_setaffinity_fn();
   if (threads < 2 || set == nullptr || ::openblas_get_num_threads() < threads) return;
+  // OpenBLAS's fork handler stops its pool, and its next threaded call starts it again: a pool
+  // that is down has no threads to place (openblas_setaffinity would use the old ones' handles),
+  // so it is started first, as that call would.
+  if (blas_pool_threads() < threads - 1) openblas_set_num_threads(::openblas_get_num_threads());
+  if (blas_pool_threads() < threads - 1) return;
   if (::pthread_getaffinity_np(::pthread_self(), sizeof saved_, &saved_) != 0 ||
       CPU_COUNT(&saved_) < threads || placement_held.exchange(true))
     return;

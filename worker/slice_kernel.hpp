@@ -18,8 +18,39 @@ namespace shmgemm {
 void compute_rows(DType dtype, const ConstMatrixRef& a, const ConstMatrixRef& b, const MatrixRef& c,
                   RowRange rows);
 
-// Sets the number of threads OpenBLAS uses in this process.
+// `threads`, or fewer where an address-space limit (ulimit -v) leaves no room for their
+// buffers (an OpenBLAS thread that cannot map one retries for ever); Error(resource) when not
+// even one fits.
+int affordable_blas_threads(int threads);
+
+// Sets the number of threads OpenBLAS uses in this process (at most the affordable ones).
 void set_blas_threads(int threads);
+
+// OpenBLAS's thread count now (openblas_get_num_threads: a host's threadpoolctl limit, or
+// OPENBLAS_NUM_THREADS, or the cores).
+int blas_threads();
+
+// For its lifetime, OpenBLAS uses `threads` threads in this process; then it has the count it
+// had before again (and a pool that was down is left down). Whoever holds one must keep other
+// threads from changing the count meanwhile.
+class ScopedBlasThreads {
+ public:
+  explicit ScopedBlasThreads(int threads);
+  ~ScopedBlasThreads();
+  ScopedBlasThreads(const ScopedBlasThreads&) = delete;
+  ScopedBlasThreads& operator=(const ScopedBlasThreads&) = delete;
+
+ private:
+  int saved_ = 0;
+  bool changed_ = false;
+};
+
+// The threads of OpenBLAS's own pool in this process (0 while it is down).
+int blas_pool_threads();
+
+// The most threads this OpenBLAS runs in one process (its build's MAX_THREADS; more are
+// ignored), or 1024 where its configuration does not say.
+int blas_max_threads();
 
 // For its lifetime, places the calling thread and OpenBLAS's `threads - 1` pool threads on
 // distinct CPUs of the caller's allowed set (the caller's own CPU first), and then gives them all

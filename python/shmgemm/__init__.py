@@ -11,40 +11,40 @@ processes that read A and B where they are and write C in place; nothing is pick
 - ``matmul_many(pairs)``: any set of products at once, spread over the workers.
 - ``multiply_files(a_path, b_path, out_path)``: ``.npy`` files to ``.npy`` file, mapped.
 
-When to prefer ``launch="spawn"``: ``fork`` (the default) starts workers as children of this
-process, which run only C++ and ``_exit``; other Python threads may run meanwhile. But a fork
-while another thread of this process is inside OpenBLAS (numpy's ``@`` in a thread) deadlocks
-in OpenBLAS's own fork handler (0.3.21's ``blas_thread_shutdown_``), and a library whose locks
-have no fork handlers is only as safe as those locks. ``spawn`` starts the ``shmgemm-worker``
-executable with ``posix_spawn``, which runs no fork handlers: the choice for a program that
-computes with numpy in other threads (operands outside a pool's arena are then copied once into
-shared memory). A ``Pool`` forks only when it starts and when it replaces a dead worker.
+How workers start (``launch``): ``"auto"`` (the default) forks them where no other thread of
+this process may be inside OpenBLAS, and spawns the ``shmgemm-worker`` executable otherwise
+(``posix_spawn`` runs no fork handlers; operands outside a pool's arena are then copied once
+into shared memory). A fork while another thread computes in OpenBLAS (numpy's ``@`` in a
+thread) deadlocks in OpenBLAS's own fork handler, so ``launch="fork"`` with other threads alive
+warns once, as CPython 3.12's ``os.fork()`` does. shmgemm's own calls never fork while another
+of them is inside OpenBLAS. A ``Pool`` starts its workers once (and replaces a dead one).
+
+shmgemm is a guest in its host: it never changes this process's OpenBLAS kernels, thread count,
+environment or signal handlers beyond a call. Products it runs in this process use at most the
+host's OpenBLAS thread count (threadpoolctl's limits hold), and whatever a call changes is given
+back when it returns. A KeyboardInterrupt stops the call of the thread that receives it.
 """
 
 import concurrent.futures
+import math
+import numbers
 import os
 import threading
+import time
+import warnings
 import weakref
 
 import numpy as np
 
 from . import _core
-from ._core import (Error, FileError, InterruptedError, InternalError, InvalidArgumentError,
-                    PoolClosedError, PoolError, ResourceError, ShapeError, TimeoutError,
-                    UnsupportedError, WorkerError)
+from ._core import (CancelledError, Error, FileError, InterruptedError, InternalError,
+                    InvalidArgumentError, PoolClosedError, PoolError, ResourceError, ShapeError,
+                    TimeoutError, UnsupportedError, WorkerError)
 
 __all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "result_type",
-           "Error", "FileError", "InterruptedError", "InternalError", "InvalidArgumentError",
-           "PoolClosedError", "PoolError", "ResourceError", "ShapeError", "TimeoutError", "UnsupportedError",
-           "WorkerError", "SUPPORTED_DTYPES"]
-
-# Where OpenBLAS fell back to kernels far slower than this CPU's (an OpenBLAS older than the
-# CPU), loading shmgemm replaced them for this whole process (numpy's products too) and set
-# OPENBLAS_CORETYPE for the processes it starts: here for the ones Python starts (subprocess,
-# multiprocessing, joblib's workers), which take os.environ. A user's OPENBLAS_CORETYPE is kept.
-_kernel, _replaced = _core.blas_kernel()
-if _replaced:
-    os.environ.setdefault("OPENBLAS_CORETYPE", _kernel)
+           "show_config", "Error", "FileError", "InterruptedError", "InternalError",
+           "InvalidArgumentError", "PoolClosedError", "PoolError", "ResourceError",
+           "ShapeError", "TimeoutError", "UnsupportedError", "WorkerError", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = tuple(np.dtype(name) for name in _core.supported_dtypes().split(", "))
 _local = threading.local()
@@ -60,14 +60,102 @@ def _remember(report):
     return report
 
 
+# Arguments, checked here in Python's words: a TypeError for the wrong kind of value, a
+# ValueError for one out of range, each naming the argument as the signature spells it.
+
+def _whole(value, name, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ValueError(f"{name}: {value} is not a whole number {bound}")
+    return int(value)
+
+
+def _choice(value, name, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name}: {value!r} is not one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
+def _timeout(value):
+    """Seconds (0.0: no limit) from None or a number of at least 0; inf: no limit."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"timeout: expected a number of seconds or None, got {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"timeout: {value!r} is not a number of seconds of at least 0 "
+                         f"(None or inf: no limit)")
+    return float(value)
+
+
+def _threads(threads):
+    return 0 if threads is None else _whole(threads, "threads", 1, _core.max_threads())
+
+
+def _workers(workers):
+    """(worker count for the engine, whether in process): "auto" or None -> the plan's; 0 ->
+    none, in this process."""
+    if workers is None or isinstance(workers, str) and workers == "auto":
+        return 0, False
+    if isinstance(workers, str):
+        raise TypeError(f"workers: {workers!r} is neither 'auto' nor a whole number")
+    count = _whole(workers, "workers", 0, 256)
+    return count, count == 0
+
+
+_fork_warned = False
+
+
+def _launch(launch, workers=True):
+    """`launch` checked; "fork" with other threads alive warns once (workers: whether workers
+    may start)."""
+    global _fork_warned
+    _choice(launch, "launch", ("auto", "fork", "spawn"))
+    if launch == "fork" and workers and not _fork_warned and \
+            _core.automatic_launch() != "fork":
+        _fork_warned = True
+        warnings.warn("shmgemm: launch='fork' while this process runs other threads: a fork "
+                      "while one of them is inside OpenBLAS deadlocks (launch='auto' spawns "
+                      "workers then)", RuntimeWarning, stacklevel=3)
+    return launch
+
+
+def _pairs(pairs):
+    """`pairs` as a list of (a, b), or a TypeError naming the item that is not a pair."""
+    try:
+        items = list(pairs)
+    except TypeError:
+        raise TypeError(f"pairs: expected a sequence of (a, b) pairs, got "
+                        f"{type(pairs).__name__}") from None
+    for i, pair in enumerate(items):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"pairs: item {i} is not an (a, b) pair but a "
+                            f"{type(pair).__name__}")
+    return [(a, b) for a, b in items]
+
+
 def _operand(x, name):
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{name}: a numpy.ma.MaskedArray, whose mask shmgemm would ignore; "
+                        f"pass np.ma.filled({name}, 0) or {name}.data")
+    if isinstance(x, np.matrix):
+        raise TypeError(f"{name}: a np.matrix, whose product numpy returns as a np.matrix; "
+                        f"shmgemm returns ndarrays: pass np.asarray({name})")
     a = np.asarray(x)
     if a.dtype not in SUPPORTED_DTYPES and a.dtype != np.bool_:
         if a.dtype.kind in "iufc" and a.dtype.newbyteorder("=") in SUPPORTED_DTYPES and \
                 not a.dtype.isnative:
             return a.astype(a.dtype.newbyteorder("="))  # byte-swapped: numpy's values, native
         raise TypeError(
-            f"shmgemm.matmul: {name} has dtype {a.dtype}, which shmgemm does not multiply; "
+            f"{name}: dtype {a.dtype}, which shmgemm does not multiply; "
             f"supported: {', '.join(d.name for d in SUPPORTED_DTYPES)} (and bool)")
     return a
 
@@ -160,16 +248,7 @@ def _finish(target, staged, returned_new):
     return target[()] if returned_new and target.ndim == 0 else target
 
 
-def _workers(workers):
-    """(worker count for the engine, whether in process): "auto" -> the plan's; 0 -> none."""
-    if isinstance(workers, str) and workers == "auto" or workers is None:
-        return 0, False
-    if not isinstance(workers, (int, np.integer)) or workers < 0:
-        raise ValueError(f"workers: {workers!r} is neither 'auto' nor a count of at least 0")
-    return int(workers), workers == 0
-
-
-def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, progress=False,
+def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, progress=False,
            timeout=None, report=False):
     """Matrix product of two arrays, as ``np.matmul``, on worker processes.
 
@@ -183,18 +262,21 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
         (never copied with ``launch="fork"``); negative strides are copied once.
     out : ndarray, optional
         Where to write the result: numpy's result shape, and its dtype (or one numpy casts to).
-        Written in place, at its strides.
+        Written in place, at its strides; an ``out`` that shares memory with ``a`` or ``b``
+        gets numpy's answer too (the product is computed apart, then copied in).
     workers : int or "auto"
-        Worker processes; 0: none, the product in this process; "auto": the cost model
-        chooses (in process for small products).
-    launch : {"fork", "spawn"}
-        How workers start (see the module's docstring for when to prefer spawn).
+        Worker processes (0 to 256); 0: none, the product in this process; "auto": the cost
+        model chooses (in process for small products).
+    launch : {"auto", "fork", "spawn"}
+        How workers start (see the module's docstring).
     threads : int, optional
-        OpenBLAS threads per worker; default: cores / workers.
+        OpenBLAS threads per worker (1 to 1024); default: cores / workers. In this process, at
+        most the host's OpenBLAS thread count (threadpoolctl's limit, say).
     progress : bool
-        Draw a progress bar on stderr for long products.
+        Draw a progress bar on stderr for long products, when stderr is a terminal.
     timeout : float, optional
-        Seconds after which the workers are killed and ``shmgemm.TimeoutError`` raised.
+        Seconds after which the workers are killed and ``shmgemm.TimeoutError`` raised (None or
+        inf: no limit). A product whose work is all done is returned.
     report : bool
         Return ``(result, report)``: the plan, workers, seconds and bytes copied (the CLI's
         ``--json``). ``shmgemm.last_report()`` gives the same afterwards.
@@ -207,11 +289,14 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
     Raises
     ------
     ValueError
-        Shapes numpy refuses, with numpy's message (``shmgemm.ShapeError`` is a ValueError).
+        Shapes numpy refuses, with numpy's message (``shmgemm.ShapeError`` is a ValueError);
+        an argument out of range.
     TypeError
-        bool, float16, object, string or structured dtypes.
+        float16, object, string or structured dtypes; masked arrays and np.matrix; an argument
+        of the wrong kind.
     KeyboardInterrupt
-        Ctrl-C while computing: the workers are stopped and nothing is left in /dev/shm.
+        Ctrl-C while computing: the workers are stopped and nothing is left in /dev/shm. Only
+        this call stops: other threads' calls go on.
     shmgemm.WorkerError
         A worker died (killed, out of memory); the message names it and its rows.
 
@@ -226,8 +311,9 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
            [14, 50]])
     """
     count, in_process = _workers(workers)
-    options = dict(workers=count, launch=launch, in_process=in_process,
-                   threads=int(threads or 0), progress=progress, timeout=float(timeout or 0.0))
+    options = dict(workers=count, launch=_launch(launch, not in_process), in_process=in_process,
+                   threads=_threads(threads), progress=_flag(progress, "progress"),
+                   timeout=_timeout(timeout))
     if out is None:
         # Into memory the engine allocates where its workers write it: nothing copied back.
         a, b, _, engine_dtype, dtype = _typed(a, b)
@@ -241,25 +327,70 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="fork", threads=None, pr
     return (result, rep) if report else result
 
 
-def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="fork", threads=None,
+def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", threads=None,
                    backing="file", inputs="shared", rows_per_step=0, retries=0, fsync=False,
                    timeout=None):
     """``shmgemm multiply`` as a function: C = np.matmul(A, B) from .npy files to a .npy file.
 
     The files are mapped, not read: workers compute straight from A's and B's pages into the
-    output's, which replaces ``out_path`` only when complete. Options as the command line's.
-    Returns the report (a dict, the CLI's ``--json`` keys).
+    output's, which replaces ``out_path`` only when complete. Options as the command line's
+    (``rows_per_step=0``: only when A, B and C do not fit in memory). Returns the report (a
+    dict, the CLI's ``--json`` keys). A missing or unreadable file raises the builtin class
+    (``FileNotFoundError``, ``PermissionError``, with ``errno`` and ``filename``), as ``np.load``
+    and ``np.save`` do; each is also a ``shmgemm.FileError``.
     """
-    if inputs not in ("shared", "copy"):
-        raise ValueError(f"inputs: {inputs!r} is neither 'shared' nor 'copy'")
+    _choice(inputs, "inputs", ("shared", "copy"))
     count, in_process = _workers(workers)
-    rep = _core.multiply_files(str(a_path), str(b_path), str(out_path),
-                               workers=count, in_process=in_process, launch=launch,
-                               threads=int(threads or 0), backing=backing,
-                               copy_inputs=(inputs == "copy"), rows_per_step=int(rows_per_step),
-                               retries=int(retries), fsync=bool(fsync),
-                               timeout=float(timeout or 0.0))
+    rep = _core.multiply_files(os.fspath(a_path), os.fspath(b_path), os.fspath(out_path),
+                               workers=count, in_process=in_process,
+                               launch=_launch(launch, not in_process), threads=_threads(threads),
+                               backing=_choice(backing, "backing", ("file", "shm")),
+                               copy_inputs=(inputs == "copy"),
+                               rows_per_step=_whole(rows_per_step, "rows_per_step", 0),
+                               retries=_whole(retries, "retries", 0, 100),
+                               fsync=_flag(fsync, "fsync"), timeout=_timeout(timeout))
     return _remember(rep)
+
+
+class _PoolFuture(concurrent.futures.Future):
+    """A Pool job's Future: ``cancel()`` takes a job that no worker has taken yet off the
+    pool's queue (it never runs, and True); a job that runs cannot be cancelled."""
+
+    def __init__(self, pool):
+        super().__init__()
+        self._pool = pool
+        self._job = None
+
+    def result(self, timeout=None):
+        self._wait(timeout)
+        return super().result(timeout=0)
+
+    def exception(self, timeout=None):
+        self._wait(timeout)
+        return super().exception(timeout=0)
+
+    def _wait(self, timeout):
+        # In slices of 50 ms: a signal (Ctrl-C) may reach any thread of the process, and only
+        # the main thread, between two waits, runs Python's handler for it.
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._condition:
+            while not self.done():
+                left = 0.05 if end is None else min(0.05, end - time.monotonic())
+                if left <= 0:
+                    return  # result(0) raises TimeoutError
+                self._condition.wait(left)
+
+    def cancel(self):
+        if self._job is not None and self._pool._core.cancel(self._job):
+            super().cancel()
+            # As an executor does for a job it will never run: wait() and as_completed() then
+            # count it done.
+            self.set_running_or_notify_cancel()
+            return True
+        with self._condition:
+            if self._state == concurrent.futures._base.PENDING and self._job is not None:
+                self._state = concurrent.futures._base.RUNNING  # a worker has it
+        return super().cancel()
 
 
 class Pool:
@@ -268,16 +399,18 @@ class Pool:
     Parameters
     ----------
     workers : int, optional
-        Worker processes (default: one per core).
-    launch : {"fork", "spawn"}
-        How workers start; see the module's docstring.
+        Worker processes (1 to 64; default: one per core).
+    launch : {"auto", "fork", "spawn"}
+        How workers start; see the module's docstring. With "auto", a worker that replaces a
+        dead one is spawned when other threads run.
     threads : int, optional
-        OpenBLAS threads per worker (default: cores / workers).
+        OpenBLAS threads per worker (1 to 1024; default: cores / workers).
     arena_bytes : int, optional
         Size of the shared arena (default: half of /dev/shm's free space, reserved page by page
         as arrays are allocated, so a large arena costs nothing until used).
     timeout : float, optional
-        Seconds each job may take; a worker still on a late job is killed and replaced.
+        Seconds each job may take (None or inf: no limit); a worker still on a late job is
+        killed and replaced.
 
     Use it as a context manager; ``close()`` stops the workers (jobs not finished fail with
     ``shmgemm.PoolClosedError``), and every later call raises ``shmgemm.PoolClosedError``.
@@ -290,11 +423,12 @@ class Pool:
     collection and the interpreter's exit do nothing to it there; the parent's pool goes on.
     """
 
-    def __init__(self, workers=None, launch="fork", *, threads=None, arena_bytes=0,
+    def __init__(self, workers=None, launch="auto", *, threads=None, arena_bytes=0,
                  timeout=None):
-        self._core = _core.Pool(workers=int(workers or 0), launch=launch,
-                                threads=int(threads or 0), pool_bytes=int(arena_bytes),
-                                timeout=float(timeout or 0.0))
+        count = 0 if workers is None else _whole(workers, "workers", 1, 64)
+        self._core = _core.Pool(workers=count, launch=_launch(launch), threads=_threads(threads),
+                                pool_bytes=_whole(arena_bytes, "arena_bytes", 0),
+                                timeout=_timeout(timeout))
         self._pid = os.getpid()
         self._futures = {}
         self._lock = threading.Lock()
@@ -312,7 +446,9 @@ class Pool:
     # Arrays in the arena.
     def empty(self, shape, dtype=np.float64):
         """A C-ordered array of ``shape`` in the pool's arena (zero-filled, as the arena is)."""
-        shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+        self._check()
+        shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+        shape = tuple(_whole(d, "shape", 0) for d in shape)
         return self._core.alloc(np.dtype(dtype), list(shape))
 
     def zeros(self, shape, dtype=np.float64):
@@ -321,13 +457,16 @@ class Pool:
 
     def asarray(self, x, dtype=None):
         """A copy of ``x`` in the pool's arena (C order), for operands used many times."""
+        self._check()
         x = np.asarray(x, dtype=dtype)
         y = self.empty(x.shape, x.dtype)
         np.copyto(y, x)
         return y
 
     def matmul(self, a, b, out=None):
-        """``np.matmul(a, b)`` on the pool's workers; returns when done (GIL released)."""
+        """``np.matmul(a, b)`` on the pool's workers; returns when done (GIL released). A
+        KeyboardInterrupt meanwhile stops the job (its workers are replaced) and is raised."""
+        self._check()
         a, b, target, staged = _prepare(a, b, out)
         rep = self._core.matmul(a, b, target if staged is None else staged)
         _remember(rep)
@@ -336,19 +475,28 @@ class Pool:
     def submit(self, a, b, out=None):
         """``np.matmul(a, b)`` without waiting: a ``concurrent.futures.Future`` of the result.
 
-        ``a``, ``b`` and ``out`` are kept alive until the job is done; callbacks,
-        ``concurrent.futures.wait`` and ``as_completed`` work as with any Future.
+        As with ``concurrent.futures``, the product's own errors (shapes, dtypes) are raised
+        by the Future's ``result()``, and ``cancel()`` stops a job that has not started (it
+        never runs). ``a``, ``b`` and ``out`` are kept alive until the job is done; callbacks,
+        ``concurrent.futures.wait`` and ``as_completed`` work as with any Future. A closed pool
+        raises ``shmgemm.PoolClosedError`` here.
         """
-        a, b, target, staged = _prepare(a, b, out)
-        future = concurrent.futures.Future()
-        future.set_running_or_notify_cancel()
-        with self._lock:
-            job = self._core.submit(a, b, target if staged is None else staged)
-            self._futures[job] = (future, target, staged, out is None)
-            if self._collector is None:
-                self._collector = threading.Thread(target=self._collect, daemon=True,
-                                                   name="shmgemm-pool-futures")
-                self._collector.start()
+        self._check()
+        future = _PoolFuture(self)
+        try:
+            a, b, target, staged = _prepare(a, b, out)
+            with self._lock:
+                job = self._core.submit(a, b, target if staged is None else staged)
+                future._job = job
+                self._futures[job] = (future, target, staged, out is None)
+                if self._collector is None:
+                    self._collector = threading.Thread(target=self._collect, daemon=True,
+                                                       name="shmgemm-pool-futures")
+                    self._collector.start()
+        except PoolError:
+            raise
+        except Exception as e:  # noqa: BLE001  (the job's own failure: the Future's)
+            future.set_exception(e)
         return future
 
     def _collect(self):
@@ -361,6 +509,8 @@ class Pool:
             for job, outcome in self._core.collect(0.1):
                 with self._lock:
                     future, target, staged, new = self._futures.pop(job)
+                if isinstance(outcome, CancelledError) or future.cancelled():
+                    continue  # cancel() answers for it
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                     continue
@@ -370,14 +520,16 @@ class Pool:
     def matmul_many(self, pairs):
         """The products of ``pairs`` (a sequence of ``(a, b)``), in order; see matmul_many."""
         self._check()
-        return _many(self, pairs)
+        return _many(self, _pairs(pairs))
 
     def stats(self):
         """Jobs, tasks, staged bytes, workers replaced, failed jobs and arena bytes in use."""
+        self._check()
         return self._core.stats()
 
     @property
     def workers(self):
+        self._check()
         return self._core.workers()
 
     def close(self):
@@ -401,7 +553,7 @@ class Pool:
         try:
             if hasattr(self, "_core"):
                 self.close()
-        except Exception:
+        except Exception:  # noqa: BLE001  (nothing may escape a finalizer)
             pass
 
 
@@ -448,29 +600,58 @@ def _many(pool, pairs):
     return results
 
 
-def matmul_many(pairs, *, workers="auto", launch="fork"):
+def matmul_many(pairs, *, workers="auto", launch="auto"):
     """Any set of products at once: ``[np.matmul(a, b) for a, b in pairs]``, in parallel.
 
-    Each pair may have its own shapes and dtypes. With ``launch="fork"`` (the default), one
-    worker per core is forked once for the whole set and computes its share of the products one
-    after another (one OpenBLAS thread each, largest first to the least loaded worker), reading
-    the operands where they are and writing the results where they are returned: no worker runs
-    one product per round trip, and nothing is copied. With ``workers="auto"``, a set whose
-    products average under 50 MFLOP runs in this process instead (on this kind of machine such
-    products run no faster on workers: packing the operands dominates them). With ``launch="spawn"``, a Pool's workers
-    take the products (operands copied into its arena). Returns the results in the order of
-    ``pairs`` (computed by workers, they share one block of memory, freed with the last of them).
+    Each pair may have its own shapes and dtypes. With ``launch="auto"`` (the default) or
+    ``"fork"``, one worker per core is forked once for the whole set and computes its share of
+    the products one after another (one OpenBLAS thread each, largest first to the least loaded
+    worker), reading the operands where they are and writing the results where they are
+    returned: no worker runs one product per round trip, and nothing is copied. With
+    ``workers="auto"``, a set whose products average under 50 MFLOP runs in this process instead
+    (such products run no faster on workers: packing the operands dominates them), and so does
+    any set under ``launch="auto"`` while other threads run (a fork is unsafe then). With
+    ``launch="spawn"``, a Pool's workers take the products (operands copied into its arena).
+    Returns the results in the order of ``pairs`` (computed by workers, they share one block of
+    memory, freed with the last of them).
 
     For many windows of one matrix (``a @ b[:, i:i+n]`` for every i), one product and a gather
     is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
     """
-    pairs = list(pairs)
-    if launch != "fork":
-        count = None if workers == "auto" else max(_workers(workers)[0], 1)
-        with Pool(workers=count, launch=launch) as pool:
-            return _many(pool, pairs)
+    pairs = _pairs(pairs)
     count, in_process = _workers(workers)
-    return _engine_many(pairs, workers=count, in_process=in_process)
+    _launch(launch, not in_process)
+    if launch == "spawn":
+        with Pool(workers=None if workers in ("auto", None) else max(count, 1),
+                  launch=launch) as pool:
+            return _many(pool, pairs)
+    return _engine_many(pairs, workers=count, in_process=in_process, launch=launch)
+
+
+def show_config(mode="stdout"):
+    """What shmgemm runs on here: OpenBLAS's kernels in this process and in shmgemm's workers,
+    and the cores it may use. ``mode="stdout"`` prints it; ``mode="dicts"`` returns it as a
+    dict (``host``, ``workers``, ``cores``, ``advice``).
+
+    The two kernels differ only where OpenBLAS does not know the CPU and falls back to far
+    slower ones: the workers then run the CPU's, and ``advice`` says how this process gets them
+    too (shmgemm never switches a host's OpenBLAS: another thread may be computing in it).
+    """
+    _choice(mode, "mode", ("stdout", "dicts"))
+    host, workers = _core.blas_kernel()
+    advice = "" if host == workers else (
+        f"this process runs OpenBLAS's {host} kernels (its fallback on this CPU) and shmgemm's "
+        f"workers {workers}: start Python with OPENBLAS_CORETYPE={workers} for numpy and "
+        f"shmgemm's in-process products to run them too")
+    config = {"host": host, "workers": workers, "cores": _core.available_cores(),
+              "advice": advice}
+    if mode == "dicts":
+        return config
+    print(f"OpenBLAS kernels: {host} in this process, {workers} in shmgemm's workers")
+    print(f"cores: {config['cores']}")
+    if advice:
+        print(advice)
+    return None
 
 
 def _engine_many(pairs, **options):

@@ -12,11 +12,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -32,14 +35,50 @@ namespace {
 // Python's classes for shmgemm::Error, by ErrorCode (set up in PYBIND11_MODULE).
 PyObject* g_error = nullptr;
 std::unordered_map<int, PyObject*> g_errors;
+// For failures the system reported on a file: shmgemm's class (FileError, or ResourceError)
+// joined with the builtin class Python gives that errno (FileNotFoundError, PermissionError),
+// made on first use.
+std::map<std::pair<PyObject*, PyObject*>, PyObject*> g_os_errors;
 
 PyObject* error_class(ErrorCode code) {
   const auto it = g_errors.find(static_cast<int>(code));
   return it != g_errors.end() ? it->second : g_error;
 }
 
+PyObject* os_error_class(ErrorCode code, int error_number) {
+  PyObject* ours = error_class(code);
+  if (!PyObject_IsSubclass(ours, PyExc_OSError)) ours = error_class(ErrorCode::bad_file);
+  // OSError(errno, ...) is an instance of the builtin subclass for that errno.
+  const py::object probe = py::reinterpret_borrow<py::object>(PyExc_OSError)(error_number, "");
+  PyObject* builtin = reinterpret_cast<PyObject*>(Py_TYPE(probe.ptr()));
+  if (builtin == PyExc_OSError) return ours;
+  PyObject*& cls = g_os_errors[{ours, builtin}];
+  if (cls == nullptr) {
+    const std::string name =
+        "shmgemm." + py::str(py::handle(builtin).attr("__name__")).cast<std::string>();
+    PyObject* bases = PyTuple_Pack(2, ours, builtin);
+    cls = PyErr_NewException(name.c_str(), bases, nullptr);
+    Py_DECREF(bases);
+  }
+  return cls;
+}
+
+// The Python exception for `e`: its ErrorCode's class, with errno, strerror and filename set
+// for a failure the system reported on a file.
+py::object exception_of(const shmgemm::Error& e) {
+  if (e.error_number() == 0)
+    return py::reinterpret_borrow<py::object>(error_class(e.code()))(e.what());
+  py::object x =
+      py::reinterpret_borrow<py::object>(os_error_class(e.code(), e.error_number()))(e.what());
+  x.attr("errno") = e.error_number();
+  x.attr("strerror") = std::strerror(e.error_number());
+  if (!e.path().empty()) x.attr("filename") = e.path();
+  return x;
+}
+
 [[noreturn]] void raise(const shmgemm::Error& e) {
-  PyErr_SetString(error_class(e.code()), e.what());
+  const py::object x = exception_of(e);
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(x.ptr())), x.ptr());
   throw py::error_already_set();
 }
 
@@ -109,8 +148,10 @@ shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigne
     o.launch = shmgemm::Launch::fork;
   else if (launch == "spawn")
     o.launch = shmgemm::Launch::spawn;
+  else if (launch == "auto")
+    o.launch = shmgemm::Launch::automatic;
   else
-    throw py::value_error("launch: '" + launch + "' is neither 'fork' nor 'spawn'");
+    throw py::value_error("launch: '" + launch + "' is not one of 'auto', 'fork', 'spawn'");
   return o;
 }
 
@@ -147,20 +188,24 @@ double multiply_adds(const ArrayView& a, const ArrayView& b) {
 // builds its job descriptor, each call). A KeyboardInterrupt then lands when the call returns.
 constexpr double kDirectMultiplyAdds = double(1 << 24);
 
-// Runs `call` with the GIL released on a thread of its own, while this thread looks for a
-// KeyboardInterrupt (Python's signal handler only sets a flag): one stops the call (its workers
-// killed, nothing left in /dev/shm) and is raised here. Calls of at most kDirectMultiplyAdds run
-// on this thread instead.
-shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call, double multiply_adds) {
+// Runs `call` with `o` and the GIL released, on a thread of its own while this thread looks for
+// a KeyboardInterrupt (Python's signal handler only sets a flag, and only the main thread sees
+// it): one stops this call alone, through its own stop token (its workers killed, nothing left
+// in /dev/shm), and is raised here. Calls of at most kDirectMultiplyAdds run on this thread
+// instead. Launch::automatic is decided here first: this thread only waits, it is not inside
+// OpenBLAS.
+shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm::Options&)>& call,
+                              shmgemm::Options o, double multiply_adds) {
   if (multiply_adds <= kDirectMultiplyAdds) {
-    try {
+    return ::call([&] {
       py::gil_scoped_release release;
-      return call();
-    } catch (const shmgemm::Error& e) {
-      raise(e);
-    }
+      return call(o);
+    });
   }
-  std::packaged_task<shmgemm::Report()> task(std::move(call));
+  if (o.launch == shmgemm::Launch::automatic) o.launch = shmgemm::automatic_launch();
+  std::stop_source stop;
+  o.stop = stop.get_token();
+  std::packaged_task<shmgemm::Report()> task([&call, &o] { return call(o); });
   std::future<shmgemm::Report> result = task.get_future();
   bool interrupted = false;
   {
@@ -170,7 +215,7 @@ shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call, double mult
       py::gil_scoped_acquire acquire;
       if (PyErr_CheckSignals() != 0) {  // the KeyboardInterrupt is now pending in this thread
         interrupted = true;
-        shmgemm::request_interrupt(SIGINT);
+        stop.request_stop();
         break;
       }
     }
@@ -178,11 +223,7 @@ shmgemm::Report run_stoppable(std::function<shmgemm::Report()> call, double mult
     runner.join();
   }
   if (interrupted) throw py::error_already_set();
-  try {
-    return result.get();
-  } catch (const shmgemm::Error& e) {
-    raise(e);
-  }
+  return ::call([&] { return result.get(); });
 }
 
 // A Pool and its jobs in flight: each keeps its arrays alive until done, and its completion is
@@ -206,41 +247,73 @@ class PyPool {
     pool_.reset();
   }
 
+  // Runs a job and waits for it; a KeyboardInterrupt meanwhile stops the job (its workers are
+  // killed and replaced: the pool goes on) and is raised once they are gone, so that the
+  // arrays it wrote may be freed.
   py::dict matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
-    std::future<shmgemm::Report> f;
-    try {
+    std::stop_source stop;
+    std::future<shmgemm::Report> f = call([&] {
       py::gil_scoped_release release;
-      f = pool_->submit(av, bv, ov);
+      return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()});
+    });
+    bool interrupted = false;
+    {
+      py::gil_scoped_release release;
+      while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+        py::gil_scoped_acquire acquire;
+        if (PyErr_CheckSignals() != 0) {
+          interrupted = true;
+          stop.request_stop();
+          break;
+        }
+      }
       f.wait();
-    } catch (const shmgemm::Error& e) {
-      raise(e);
     }
-    try {
-      return report_dict(f.get());
-    } catch (const shmgemm::Error& e) {
-      raise(e);
-    }
+    if (interrupted) throw py::error_already_set();
+    return report_dict(call([&] { return f.get(); }));
   }
 
   // Queues a job; returns its id. `keep` holds the arrays until the job is collected.
   std::uint64_t submit(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     const std::uint64_t id = next_id_++;
-    std::future<shmgemm::Report> f;
-    try {
+    std::stop_source cancel;
+    std::future<shmgemm::Report> f = call([&] {
       py::gil_scoped_release release;
-      f = pool_->submit(av, bv, ov, [this, id] {
-        const std::lock_guard lock(mutex_);
-        done_.push_back(id);
-        ready_.notify_all();
-      });
-    } catch (const shmgemm::Error& e) {
-      raise(e);
-    }
+      return pool_->submit(av, bv, ov,
+                           [this, id] {
+                             const std::lock_guard lock(mutex_);
+                             done_.push_back(id);
+                             ready_.notify_all();
+                           },
+                           {cancel.get_token(), {}});
+    });
     const std::lock_guard lock(mutex_);
-    jobs_.emplace(id, Job{std::move(f), py::make_tuple(a, b, out)});
+    jobs_.emplace(id, Job{f.share(), py::make_tuple(a, b, out), cancel});
     return id;
+  }
+
+  // Cancels job `id` if no worker has taken it: then it never runs, and true.
+  bool cancel(std::uint64_t id) {
+    std::shared_future<shmgemm::Report> f;
+    std::stop_source source;
+    {
+      const std::lock_guard lock(mutex_);
+      const auto it = jobs_.find(id);
+      if (it == jobs_.end()) return false;
+      f = it->second.future;
+      source = it->second.cancel;
+    }
+    py::gil_scoped_release release;
+    source.request_stop();  // the job is dropped now, in this thread, or not at all
+    if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return false;
+    try {
+      f.get();
+      return false;
+    } catch (const shmgemm::Error& e) {
+      return e.code() == ErrorCode::cancelled;
+    }
   }
 
   // Waits up to `timeout` seconds for jobs to finish; returns [(id, report dict or Error)].
@@ -266,8 +339,7 @@ class PyPool {
       try {
         out.append(py::make_tuple(id, report_dict(job.future.get())));
       } catch (const shmgemm::Error& e) {
-        py::object cls = py::reinterpret_borrow<py::object>(error_class(e.code()));
-        out.append(py::make_tuple(id, cls(e.what())));
+        out.append(py::make_tuple(id, exception_of(e)));
       }
     }
     return out;
@@ -315,8 +387,9 @@ class PyPool {
 
  private:
   struct Job {
-    std::future<shmgemm::Report> future;
+    std::shared_future<shmgemm::Report> future;
     py::object keep;
+    std::stop_source cancel;
   };
   std::unique_ptr<shmgemm::Pool> pool_;
   std::mutex mutex_;
@@ -330,8 +403,8 @@ class PyPool {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "shmgemm's engine for Python (use the shmgemm package, not this module)";
-  // Interrupts reach calls through request_interrupt(); Python keeps its signal handlers.
-  shmgemm::enable_interrupt_requests();
+  // Python keeps its signal handlers: a KeyboardInterrupt stops the call of the thread that gets
+  // it, through that call's stop token (run_stoppable).
 
   // One class per ErrorCode, each a subclass of shmgemm.Error and of the builtin class a Python
   // user catches for it.
@@ -362,6 +435,15 @@ PYBIND11_MODULE(_core, m) {
   sub("CancelledError", ErrorCode::cancelled, {g_error});
   sub("TimeoutError", ErrorCode::timed_out, {g_error, PyExc_TimeoutError});
   sub("InternalError", ErrorCode::internal, {g_error});
+  // Wherever an Error escapes a binding: its class, never a bare RuntimeError.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const shmgemm::Error& e) {
+      const py::object x = exception_of(e);
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(x.ptr())), x.ptr());
+    }
+  });
 
   m.def(
       "matmul",
@@ -371,19 +453,13 @@ PYBIND11_MODULE(_core, m) {
         const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
         const shmgemm::Options o =
             options_of(workers, launch, threads, in_process, progress, timeout);
-        auto call = [av, bv, ov, o] { return shmgemm::matmul(av, bv, ov, o); };
-        if (stoppable) return report_dict(run_stoppable(call, multiply_adds(av, bv)));
-        shmgemm::Report r;
-        try {
-          py::gil_scoped_release release;
-          r = call();
-        } catch (const shmgemm::Error& e) {
-          raise(e);
-        }
-        return report_dict(r);
+        auto run = [av, bv, ov](const shmgemm::Options& x) {
+          return shmgemm::matmul(av, bv, ov, x);
+        };
+        return report_dict(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
-      py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,
+      py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("progress") = false, py::arg("timeout") = 0.0, py::arg("stoppable") = true);
 
   m.def(
@@ -393,47 +469,47 @@ PYBIND11_MODULE(_core, m) {
         const ArrayView av = view_of(a, false), bv = view_of(b, false);
         const shmgemm::Options o =
             options_of(workers, launch, threads, in_process, progress, timeout);
-        auto made = std::make_shared<shmgemm::OwnedArray>();
+        shmgemm::OwnedArray made;
         const shmgemm::Report r = run_stoppable(
-            [av, bv, o, made] {
+            [&](const shmgemm::Options& x) {
               shmgemm::Report report;
-              *made = shmgemm::matmul(av, bv, o, &report);
+              made = shmgemm::matmul(av, bv, x, &report);
               return report;
             },
-            multiply_adds(av, bv));
-        return py::make_tuple(owned_array(*made), report_dict(r));
+            o, multiply_adds(av, bv));
+        return py::make_tuple(owned_array(made), report_dict(r));
       },
-      py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "fork",
+      py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("threads") = 0, py::arg("in_process") = false, py::arg("progress") = false,
       py::arg("timeout") = 0.0);
 
   m.def(
       "matmul_many",
       [](const std::vector<std::pair<py::array, py::array>>& pairs, unsigned workers,
-         bool in_process, double timeout) {
+         const std::string& launch, bool in_process, double timeout) {
         std::vector<std::pair<ArrayView, ArrayView>> views;
         views.reserve(pairs.size());
         for (const auto& [a, b] : pairs)
           views.emplace_back(view_of(a, false), view_of(b, false));
-        const shmgemm::Options o = options_of(workers, "fork", 0, in_process, false, timeout);
+        const shmgemm::Options o = options_of(workers, launch, 0, in_process, false, timeout);
         double work = 0;
         for (const auto& [a, b] : views)
           work += multiply_adds(a, b);
-        auto made = std::make_shared<std::vector<shmgemm::OwnedArray>>();
+        std::vector<shmgemm::OwnedArray> made;
         const shmgemm::Report r = run_stoppable(
-            [&views, o, made] {
+            [&](const shmgemm::Options& x) {
               shmgemm::Report report;
-              *made = shmgemm::matmul_many(views, o, &report);
+              made = shmgemm::matmul_many(views, x, &report);
               return report;
             },
-            work);
+            o, work);
         py::list arrays;
-        for (const shmgemm::OwnedArray& x : *made)
+        for (const shmgemm::OwnedArray& x : made)
           arrays.append(owned_array(x));
         return py::make_tuple(arrays, report_dict(r));
       },
-      py::arg("pairs"), py::arg("workers") = 0, py::arg("in_process") = false,
-      py::arg("timeout") = 0.0);
+      py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
+      py::arg("in_process") = false, py::arg("timeout") = 0.0);
 
   m.def(
       "matmul_shape",
@@ -471,27 +547,32 @@ PYBIND11_MODULE(_core, m) {
         o.retries = retries;
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
-        return report_dict(run_stoppable([=] { return shmgemm::multiply_npy(a, b, out, o); },
-                                         std::numeric_limits<double>::infinity()));
+        return report_dict(run_stoppable(
+            [&](const shmgemm::Options& x) { return shmgemm::multiply_npy(a, b, out, x); }, o,
+            std::numeric_limits<double>::infinity()));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
-      py::arg("launch") = "fork", py::arg("threads") = 0, py::arg("in_process") = false,
+      py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("backing") = "file", py::arg("copy_inputs") = false, py::arg("rows_per_step") = 0,
       py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
 
   m.def("available_cores", &shmgemm::available_cores);
+  m.def("max_threads", &shmgemm::max_threads_per_worker);
+  m.def("automatic_launch",
+        [] { return std::string(shmgemm::to_string(shmgemm::automatic_launch())); });
   m.def("supported_dtypes", [] { return std::string(shmgemm::supported_dtypes()); });
   m.def("blas_kernel", [] {
     const shmgemm::BlasKernel k = shmgemm::blas_kernel();
-    return py::make_tuple(k.name, k.replaced);
+    return py::make_tuple(k.name, k.workers);
   });
 
   py::class_<PyPool>(m, "Pool")
       .def(py::init<unsigned, const std::string&, unsigned, std::size_t, double>(),
-           py::arg("workers") = 0, py::arg("launch") = "fork", py::arg("threads") = 0,
+           py::arg("workers") = 0, py::arg("launch") = "auto", py::arg("threads") = 0,
            py::arg("pool_bytes") = 0, py::arg("timeout") = 0.0)
       .def("matmul", &PyPool::matmul)
       .def("submit", &PyPool::submit)
+      .def("cancel", &PyPool::cancel)
       .def("collect", &PyPool::collect, py::arg("timeout"))
       .def("pending", &PyPool::pending)
       .def("alloc", &PyPool::alloc)

@@ -347,17 +347,3 @@ def test_a_killed_worker_fails_only_its_futures():
         small = rng.standard_normal((100, 100))
         np.testing.assert_allclose(pool.matmul(small, small), small @ small)
         assert pool.stats()["workers_replaced"] >= 1
-
-
-def test_processes_python_starts_compute_with_the_same_blas_kernels():
-    # Where shmgemm replaced OpenBLAS's fallback kernels, a process started through os.environ
-    # (subprocess, multiprocessing, joblib) gets the same kernels, not the fallback; OpenBLAS
-    # says which it uses (openblas_get_corename), in a child that does not import shmgemm.
-    kernel, replaced = shmgemm._core.blas_kernel()
-    probe = ("import ctypes; f = ctypes.CDLL('libopenblas.so.0').openblas_get_corename; "
-             "f.restype = ctypes.c_char_p; print(f().decode())")
-    child = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                           check=True).stdout.strip()
-    assert child.lower() == kernel.lower()
-    if replaced:
-        assert os.environ["OPENBLAS_CORETYPE"] == kernel

@@ -156,7 +156,7 @@ def test_workers_run_better_kernels_than_a_fallen_back_host_and_show_config_says
     import numpy as np
     del os.environ["OPENBLAS_CORETYPE"]
     import shmgemm
-    config = shmgemm.show_config(file=None)
+    config = shmgemm.show_config(mode="dicts")
     print(config["host"], config["workers"])
     print("HOW", config["advice"])
     a = np.random.default_rng(0).standard_normal((300, 300))
@@ -190,7 +190,8 @@ def test_threadpool_limits_cap_in_process_products_and_are_restored():
     # A count shmgemm sets for its product is given back, also when the call fails.
     shmgemm.matmul(a, a, workers=0, threads=1)
     assert openblas.openblas_get_num_threads() == before
-    big = rng.standard_normal((2000, 2000))
+    # Two steps of rows (a timeout is looked at between steps), the first past the deadline.
+    big = rng.standard_normal((3000, 3000)).astype(np.float32)
     with pytest.raises(shmgemm.TimeoutError):
         shmgemm.matmul(big, big, workers=0, threads=1, timeout=1e-3)
     assert openblas.openblas_get_num_threads() == before
@@ -295,16 +296,23 @@ def test_the_automatic_launch_spawns_while_numpy_computes_in_another_thread():
             c, rep = shmgemm.matmul(a, a.T, workers=2, report=True)
             assert np.allclose(c, a @ a.T)
             assert rep["launch"] == "spawn", rep["launch"]
-        with warnings.catch_warnings(record=True) as w:
-            warnings.simplefilter("always")
-            shmgemm.matmul(a, a.T, workers=2, launch="fork")
-            shmgemm.matmul(a, a.T, workers=2, launch="fork")
-        print("warnings", sum("fork" in str(x.message) for x in w))
     finally:
         stop.set()
         t.join()
     c, rep = shmgemm.matmul(a, a.T, workers=2, report=True)
     print("alone", rep["launch"])
+    # An explicit fork with a thread alive (here one that runs Python only: a fork while it
+    # were in OpenBLAS would deadlock) warns, once.
+    stop.clear()
+    t = threading.Thread(target=lambda: stop.wait())
+    t.start()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        shmgemm.matmul(a, a.T, workers=2, launch="fork")
+        shmgemm.matmul(a, a.T, workers=2, launch="fork")
+    stop.set()
+    t.join()
+    print("warnings", sum("fork" in str(x.message) for x in w))
     """
     r = run_child(code, timeout=120)
     assert r.returncode == 0, (r.stdout, r.stderr)
@@ -474,29 +482,47 @@ def test_file_permission_error_as_nobody(tmp_path):
     assert r.stdout.split() == ["True", str(tmp_path / "a.npy"), "True"], (r.stdout, r.stderr)
 
 
+def _worker_cpu_ticks():
+    """user + system clock ticks of each child of this process (a pool's workers)."""
+    ticks = {}
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            for pid in f.read().split():
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                ticks[int(pid)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
 def test_submit_follows_concurrent_futures():
-    with shmgemm.Pool(1) as pool:
+    with shmgemm.Pool(1, threads=1) as pool:
         bad = pool.submit(np.ones((3, 4)), np.ones((5, 6)))  # no exception here
         with pytest.raises(ValueError, match="mismatch"):
             bad.result(timeout=10)
+        with pytest.raises(TypeError, match="dtype"):
+            pool.submit(np.ones((3, 3), np.float16), np.ones((3, 3))).result(timeout=10)
         # A job that has not started can be cancelled: it never runs.
-        big = rng.standard_normal((1500, 1500))
-        running = [pool.submit(big, big) for _ in range(2)]
-        out = np.zeros((1500, 1500))
+        big = rng.standard_normal((2000, 2000))
+        idle = _worker_cpu_ticks()
+        running = pool.submit(big, big)  # the one worker takes it
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+                t - idle.get(pid, 0) >= 3 for pid, t in _worker_cpu_ticks().items()):
+            time.sleep(0.005)
+        out = np.zeros((2000, 2000))
         queued = pool.submit(big, big, out=out)
         assert queued.cancel()
         assert queued.cancelled()
         with pytest.raises(concurrent.futures.CancelledError):
             queued.result()
-        for f in concurrent.futures.as_completed(running + [queued], timeout=60):
-            pass
-        assert not out.any()  # it never ran
-        # One that is running cannot.
-        late = pool.submit(big, big)
-        while not late.running() and not late.done():
-            time.sleep(0.001)
-        assert not late.cancel()
-        late.result(timeout=60)
+        # The running one cannot be: it goes on, and its result is right.
+        assert not running.cancel()
+        assert running.running() or running.done()
+        done, _ = concurrent.futures.wait([running, queued], timeout=60)
+        assert len(done) == 2
+        np.testing.assert_allclose(running.result(), big @ big, rtol=1e-10, atol=1e-8)
+        assert not out.any()  # the cancelled job never ran
+        assert pool.stats()["jobs"] == 2 and pool.stats()["failed_jobs"] == 0
 
 
 def test_progress_draws_only_on_a_terminal():

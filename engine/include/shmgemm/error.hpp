@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "shmgemm/export.hpp"
 
@@ -30,10 +31,24 @@ enum class ErrorCode {
 class SHMGEMM_API Error : public std::runtime_error {
  public:
   Error(ErrorCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  // A failure the system reported on a file: also its error number (errno) and the file's name
+  // as given, so that a host reports it as it reports the system's errors (Python raises
+  // FileNotFoundError, PermissionError, ... with errno and filename set).
+  Error(ErrorCode code, const std::string& message, int error_number, std::string path)
+      : std::runtime_error(message),
+        code_(code),
+        error_number_(error_number),
+        path_(std::move(path)) {}
   ErrorCode code() const noexcept { return code_; }
+  // errno, or 0 for a failure that is not the system's.
+  int error_number() const noexcept { return error_number_; }
+  // The file the failure concerns, when error_number() is set; else empty.
+  const std::string& path() const noexcept { return path_; }
 
  private:
   ErrorCode code_;
+  int error_number_ = 0;
+  std::string path_;
 };
 
 }  // namespace shmgemm

@@ -6,6 +6,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <stop_token>
 #include <string>
 #include <type_traits>
 
@@ -79,6 +80,17 @@ class SHMGEMM_API SharedArray {
   std::vector<std::int64_t> shape_;
 };
 
+// How a job submitted to a Pool may be stopped.
+struct JobControl {
+  // A stop requested before the job starts: it never runs, and its future throws
+  // Error(cancelled). Once a worker has taken it, nothing (concurrent.futures' cancel()).
+  std::stop_token cancel;
+  // A stop requested at any time: before the job starts, as `cancel`; while it runs, the
+  // workers on its rows are killed (and replaced: the pool goes on), and its future throws
+  // Error(interrupted) once they are gone, so that its operands may be freed then.
+  std::stop_token stop;
+};
+
 // What a pool has done so far.
 struct PoolStats {
   std::uint64_t jobs = 0;              // products completed (or failed)
@@ -86,7 +98,7 @@ struct PoolStats {
   std::uint64_t staged_bytes = 0;      // copied into the pool for operands outside its memory,
                                        // and back out for results outside it
   std::uint64_t workers_replaced = 0;  // workers that died and were started again
-  std::uint64_t failed_jobs = 0;
+  std::uint64_t failed_jobs = 0;       // of those, failed (cancelled ones are not counted)
   std::uint64_t arena_used_bytes = 0;  // allocated in the arena now (SharedMatrix and staging)
 };
 
@@ -152,10 +164,10 @@ class SHMGEMM_API Pool {
   // The same, without waiting. a, b and out must stay valid until the future is ready. Shape
   // and dtype errors throw here; failures while computing arrive through the future.
   // `on_done`, when given, is called once the future is ready: from the pool's monitor thread
-  // (or from this one, before submit returns, for an empty product). It must be quick and must
-  // not call the pool.
+  // (or from the thread that submits or stops the job). It must be quick and must not call the
+  // pool. `control`: how the job may be stopped.
   std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                             std::function<void()> on_done = {});
+                             std::function<void()> on_done = {}, JobControl control = {});
 
   // The 2-D float conveniences over the above.
   void matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,7 +24,12 @@ namespace shmgemm {
 // How workers start.
 enum class Launch {
   fork,   // children of this process; they inherit its mappings, no exec
-  spawn,  // the shmgemm-worker executable, started with Boost.Process; it maps /proc/<pid>/fd/N
+  spawn,  // the shmgemm-worker executable, started with posix_spawn; it maps /proc/<pid>/fd/N
+  // fork where no other thread of this process may be inside OpenBLAS (this process runs no
+  // threads but the calling one, OpenBLAS's own and shmgemm's), else spawn: decided at each
+  // call (and for each worker a Pool starts). A fork while another thread computes in OpenBLAS
+  // deadlocks in OpenBLAS's fork handler; spawn runs none.
+  automatic,
 };
 
 // Where A, B and C live while workers compute.
@@ -37,7 +43,7 @@ struct Options {
   // OpenBLAS threads in each worker; 0: cores / workers, >= 1, and at most OPENBLAS_NUM_THREADS
   // (else OMP_NUM_THREADS) when the environment sets it, as numpy's OpenBLAS would.
   unsigned threads_per_worker = 0;
-  Launch launch = Launch::fork;
+  Launch launch = Launch::automatic;
   Backing backing = Backing::file;
   bool in_process = false;  // no workers: one OpenBLAS call in this process
   // Each worker works on its own private copy of B and of its rows of A, as joblib does
@@ -47,7 +53,8 @@ struct Options {
   // that are done (file backing). 0: only when A, B and C do not fit in the memory available
   // (MemAvailable, or the memory cgroup's limit), then 512 rows.
   std::uint64_t rows_per_step = 0;
-  bool progress = false;  // draw a progress bar on stderr for runs longer than a second
+  // Draw a progress bar on stderr for runs longer than a second, when stderr is a terminal.
+  bool progress = false;
   // A failed block is recomputed in a fresh worker up to this many times.
   unsigned retries = 0;
   // Pool: bytes of its shared arena; 0: half of /dev/shm's free space. Pages are reserved as
@@ -59,9 +66,16 @@ struct Options {
   bool fsync = false;
   // Give up after this many seconds: the workers are killed, the output left as it was, and the
   // call throws Error(timed_out) naming the workers that had not finished and how far each got
-  // (and which were stopped by a signal). 0: no limit. In process, checked between steps of
-  // rows. A Pool: per job; a worker still on a timed-out job's rows is killed and replaced.
+  // (and which were stopped by a signal). 0 or infinity: no limit; negative or NaN: refused
+  // (Error(invalid_argument)). In process, checked between steps of rows; a product whose work
+  // is all done is never discarded. A Pool: per job; a worker still on a timed-out job's rows is
+  // killed and replaced.
   double timeout = 0;
+  // Stops this call when a stop is requested on it, as an interrupt does (workers killed and
+  // reaped, the output left as it was, Error(interrupted)), and no other call: each call, or
+  // each thread, may have a std::stop_source of its own. In process, checked between steps of
+  // rows (a long product runs in steps when a stop is possible).
+  std::stop_token stop;
   // Called once for each worker found stopped by a signal (SIGSTOP, a debugger) while a run
   // waits for it: "worker 1 (rows 150-299) is stopped by SIGSTOP; waiting for it". May be empty.
   std::function<void(const std::string&)> on_stall;
@@ -86,7 +100,7 @@ struct SHMGEMM_API Report {
   std::string dtype;                            // the result's, numpy's name
   unsigned workers = 0;                         // 0 when the product ran in process or was empty
   unsigned threads_per_worker = 0;
-  Launch launch = Launch::fork;
+  Launch launch = Launch::fork;  // as it was decided (never automatic when workers ran)
   Backing backing = Backing::file;
   bool in_process = false;
   double seconds = 0;                     // the whole call: open, place, compute, write
@@ -199,19 +213,31 @@ SHMGEMM_API int interrupted_signal();
 SHMGEMM_API void enable_interrupt_requests();
 // Stops the calls in progress, in every thread, as if `sig` had arrived under
 // handle_interrupts(): their workers are killed, and they throw Error(interrupted).
-// Async-signal-safe.
+// Async-signal-safe. To stop one call only, give it a stop token (Options::stop).
 SHMGEMM_API void request_interrupt(int sig);
 
 // CPUs this process may run on (its affinity mask).
 SHMGEMM_API unsigned available_cores();
+// The most Options::threads_per_worker takes: OpenBLAS's MAX_THREADS (the most it runs in one
+// process).
+SHMGEMM_API unsigned max_threads_per_worker();
 
-// OpenBLAS's kernels in this process ("SkylakeX"), and `replaced`: the ones OpenBLAS had chosen
-// itself when shmgemm replaced them at load ("Prescott", OpenBLAS's fallback for a CPU it does
-// not know; empty when it kept OpenBLAS's choice). Loading libshmgemm makes that choice once for
-// the whole process, numpy's OpenBLAS calls included, and sets OPENBLAS_CORETYPE for the
-// processes it starts; a user's OPENBLAS_CORETYPE is always kept. See docs/performance.md.
+// What Launch::automatic stands for in a call made from this thread now: fork where no other
+// thread of this process may be inside OpenBLAS (none but this one, OpenBLAS's own and
+// shmgemm's), else spawn. A host that runs calls on a thread of its own while the calling thread
+// waits (which then counts as another thread) decides in the calling thread first.
+SHMGEMM_API Launch automatic_launch();
+
+// OpenBLAS's kernels: those this process runs ("Prescott"), and those shmgemm's worker
+// processes run ("SkylakeX"). They differ only where OpenBLAS does not know the CPU and falls
+// back to kernels far slower than the CPU's (OpenBLAS 0.3.21 on a CPU newer than it): the
+// workers then run the kernels the CPU's features call for, while this process keeps OpenBLAS's
+// choice, since switching OpenBLAS while another thread computes in it is unsafe. Starting the
+// program with OPENBLAS_CORETYPE=<workers> gives it the same kernels. shmgemm never changes
+// this process's OpenBLAS or environment. See docs/performance.md.
 struct BlasKernel {
-  std::string name, replaced;
+  std::string name;     // this process's
+  std::string workers;  // shmgemm's workers'
 };
 SHMGEMM_API BlasKernel blas_kernel();
 

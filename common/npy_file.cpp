@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
@@ -40,6 +41,30 @@ ConstMatrixRef matrix_of(const std::byte* data, const NpyHeader& h, std::string_
   ref.layout = h.fortran_order ? Layout::col_major : Layout::row_major;
   ref.ld = std::max<std::uint64_t>(1, h.fortran_order ? ref.rows : ref.cols);
   return ref;
+}
+
+}  // namespace
+
+namespace {
+
+// Whether this process has CAP_FOWNER (which overrides the sticky bit), from /proc/self/status.
+bool may_override_sticky() {
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  if (f == nullptr) return ::geteuid() == 0;
+  char line[256];
+  unsigned long long caps = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, f))
+    found = std::sscanf(line, "CapEff: %llx", &caps) == 1;
+  std::fclose(f);
+  constexpr unsigned kCapFowner = 3;
+  return found ? (caps >> kCapFowner) & 1 : ::geteuid() == 0;
+}
+
+// A folder where others may create files and only an entry's owner (or the folder's) may
+// remove or replace it: sticky and world-writable, as /tmp.
+bool sticky_and_shared(const struct stat& dir) {
+  return (dir.st_mode & S_ISVTX) != 0 && (dir.st_mode & S_IWOTH) != 0;
 }
 
 }  // namespace
@@ -171,6 +196,18 @@ OutputTarget resolve_output(const fs::path& target) {
       break;
     }
     if (hops == 40) refuse("too many levels of symbolic links", ELOOP);
+    // The kernel's protected_symlinks rule, whatever the sysctl says: in a sticky folder that
+    // anyone may write to (/tmp), a link is followed only when it is this user's or the
+    // folder owner's. Another user's link there could aim the output at any file this process
+    // may write.
+    const fs::path link_dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    struct stat folder {};
+    if (::stat(link_dir.c_str(), &folder) == 0 && sticky_and_shared(folder) &&
+        st.st_uid != ::geteuid() && st.st_uid != folder.st_uid)
+      refuse(fmt::format("a symbolic link of another user (uid {}) in the shared sticky folder "
+                         "'{}': not followed (protected_symlinks)",
+                         st.st_uid, link_dir.string()),
+             EACCES);
     std::error_code ec;
     const fs::path to = fs::read_symlink(path, ec);
     if (ec) refuse(fmt::format("cannot read the symbolic link: {}", ec.message()), ec.value());
@@ -195,6 +232,15 @@ OutputTarget resolve_output(const fs::path& target) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
     refuse(fmt::format("folder '{}' is not writable: {}", dir.string(), std::strerror(errno)),
            errno);
+  // The output is renamed over the file at the end: in a sticky folder only the file's owner,
+  // the folder's or a process with CAP_FOWNER may. Known now, so refused before any work.
+  struct stat folder {};
+  if (exists && ::stat(dir.c_str(), &folder) == 0 && (folder.st_mode & S_ISVTX) != 0 &&
+      st.st_uid != ::geteuid() && folder.st_uid != ::geteuid() && !may_override_sticky())
+    refuse(fmt::format("cannot replace it: the folder '{}' is sticky and the file belongs to "
+                       "another user (uid {})",
+                       dir.string(), st.st_uid),
+           EPERM);
   if (temp_name_beside(path).size() >= 4096)
     refuse(
         fmt::format("path too long ({} bytes; with the temporary name beside it, it must stay "

@@ -837,3 +837,76 @@ TEST_CASE("one-thread workers compute alone: no OpenBLAS thread spins beside the
     CHECK(coordinator_most == 1);
   }
 }
+
+TEST_CASE(
+    "outputs in a shared sticky folder: another user's link is not followed, another "
+    "user's file is refused before any work") {
+  namespace fs = std::filesystem;
+  if (::geteuid() != 0 || !fs::exists("/usr/bin/setpriv")) {
+    MESSAGE("skipped: needs root and setpriv, to act as two users");
+    return;
+  }
+  Fixture f;
+  // A folder like /tmp (1777), reachable by nobody (uid 65534).
+  ::chmod(f.tmp.path().c_str(), 0755);
+  for (const char* name : {"A.npy", "B.npy"})
+    ::chmod((f.tmp / name).c_str(), 0644);
+  const fs::path shared = f.tmp / "shared";
+  fs::create_directory(shared);
+  REQUIRE(::chmod(shared.c_str(), 01777) == 0);
+  const std::vector<std::string> as_nobody = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
+                                              "--clear-groups"};
+  auto run_as = [&](bool nobody, const std::vector<std::string>& args) {
+    std::vector<std::string> argv = nobody ? as_nobody : std::vector<std::string>{};
+    argv.push_back(test::cli_path());
+    argv.insert(argv.end(), args.begin(), args.end());
+    return test::run(argv);
+  };
+
+  // 1. A link that nobody planted there, aimed at a file only root may write: root's output
+  // does not follow it, and the file is untouched.
+  const fs::path secret = f.tmp / "root-only.npy";
+  test::write_file(secret, "root's");
+  ::chmod(secret.c_str(), 0600);
+  const fs::path link = shared / "out.npy";
+  REQUIRE(run_as(true, {"gen", "--shape", "2", "-o", (shared / "scratch.npy").string()}).status ==
+          0);
+  REQUIRE(test::run({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                     "/bin/ln", "-s", secret.string(), link.string()})
+              .status == 0);
+  const auto before = names_in(shared);
+  const test::RunResult r1 = run_as(false, {"multiply", f.p("A.npy"), f.p("B.npy"), "-o", link});
+  CAPTURE(r1.err);
+  CHECK(r1.status == 1);
+  CHECK(count_lines(r1.err) == 1);
+  CHECK(contains(r1.err, "a symbolic link of another user (uid 65534)"));
+  CHECK(test::read_file(secret) == "root's");
+  CHECK(names_in(shared) == before);
+  // Root's own link there is followed.
+  fs::remove(link);
+  fs::create_symlink(secret, link);
+  CHECK(run_as(false, {"multiply", f.p("A.npy"), f.p("B.npy"), "-o", link}).status == 0);
+  CHECK(test::read_file(secret) != "root's");
+  fs::remove(link);
+
+  // 2. Nobody writing over root's file there, which the file's mode would let it write: the
+  // rename at the end would fail, so the run is refused before any work, in a moment.
+  const fs::path roots = shared / "roots.npy";
+  test::write_file(roots, "root's result");
+  ::chmod(roots.c_str(), 0666);
+  const auto t0 = std::chrono::steady_clock::now();
+  const test::RunResult r2 =
+      run_as(true, {"multiply", f.p("A.npy"), f.p("B.npy"), "-o", roots.string()});
+  CAPTURE(r2.err);
+  CHECK(r2.status == 1);
+  CHECK(count_lines(r2.err) == 1);
+  CHECK(contains(r2.err, "cannot replace it: the folder"));
+  CHECK(contains(r2.err, "is sticky and the file belongs to another user (uid 0)"));
+  CHECK(test::read_file(roots) == "root's result");
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+  // Root replaces it (CAP_FOWNER), and so does nobody a file of its own there.
+  CHECK(run_as(false, {"multiply", f.p("A.npy"), f.p("B.npy"), "-o", roots.string()}).status == 0);
+  CHECK(run_as(true,
+               {"multiply", f.p("A.npy"), f.p("B.npy"), "-o", (shared / "scratch.npy").string()})
+            .status == 0);
+}

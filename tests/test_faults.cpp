@@ -765,3 +765,22 @@ TEST_CASE("the programs a user runs have no fault hook: SHMGEMM_TEST_FAULT chang
     ops.check_result();
   }
 }
+
+TEST_CASE("--timeout after the work is done: the finished product is kept, never thrown away") {
+  // Workers that compute their rows and then never exit: the deadline passes with every row
+  // done. The result is complete, so it is written, and the lingering workers are killed.
+  Operands ops;
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    const auto t0 = std::chrono::steady_clock::now();
+    const test::RunResult r =
+        test::run(ops.multiply(launch, {"--timeout", "0.5"}), fault_env("all:linger"));
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    CHECK(!contains(r.err, "timed out"));
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5));
+    ops.check_result();
+    CHECK(test::segments_of(r.pid).empty());
+    CHECK(test::children_of(r.pid).empty());
+  }
+}

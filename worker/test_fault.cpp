@@ -34,4 +34,11 @@ void inject_test_fault(std::size_t id, std::uint32_t attempt,
   }
 }
 
+void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt) {
+  if (shmgemm_test_fault_hook == nullptr) return;
+  if (shmgemm_test_fault_hook(id, attempt) == shmgemm_fault_linger)
+    for (;;)
+      ::pause();
+}
+
 }  // namespace shmgemm

@@ -13,12 +13,13 @@
 // What a worker does when the hook says so.
 enum ShmgemmTestFault : int {
   shmgemm_fault_none = 0,
-  shmgemm_fault_kill = 1,   // SIGKILL itself
-  shmgemm_fault_segv = 2,   // SIGSEGV
-  shmgemm_fault_abort = 3,  // SIGABRT
-  shmgemm_fault_exit = 4,   // status 7, after on_exit records a message
-  shmgemm_fault_throw = 5,  // Error(internal), for callers that report errors themselves
-  shmgemm_fault_stall = 6,  // sleep until killed
+  shmgemm_fault_kill = 1,    // SIGKILL itself
+  shmgemm_fault_segv = 2,    // SIGSEGV
+  shmgemm_fault_abort = 3,   // SIGABRT
+  shmgemm_fault_exit = 4,    // status 7, after on_exit records a message
+  shmgemm_fault_throw = 5,   // Error(internal), for callers that report errors themselves
+  shmgemm_fault_stall = 6,   // sleep until killed
+  shmgemm_fault_linger = 7,  // compute, say so, then sleep until killed (never exit)
 };
 
 // The hook: the fault for worker (or rank) `id` on attempt `attempt`. Undefined in production.
@@ -30,5 +31,7 @@ namespace shmgemm {
 // Returns at once unless a test's hook asks worker `id` to fail on attempt `attempt`.
 void inject_test_fault(std::size_t id, std::uint32_t attempt,
                        const std::function<void(std::string_view)>& on_exit);
+// After the work: returns at once unless the hook asks worker `id` to linger.
+void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt);
 
 }  // namespace shmgemm

@@ -71,6 +71,7 @@ int run_worker(JobDescriptor& job, std::size_t id, const BoundOperands& ops, boo
         slot.rows_done.store(done, std::memory_order_release);
       });
       slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
+      if (inject) inject_test_fault_after_work(id, slot.attempt);
       return 0;
     }
     // For footprint experiments: private copies of B and of this worker's rows of A.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -13,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -47,6 +49,17 @@ double error_of(MatrixView<T> a, MatrixView<T> b, MatrixView<T> c) {
 
 bool clean_shm() {
   return test::segments_of(::getpid()).empty();
+}
+
+// Clock ticks process `pid` has run (user and system).
+long cpu_ticks(pid_t pid) {
+  const std::string stat = test::read_file_if_any(fmt::format("/proc/{}/stat", pid));
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::string field;
+  long ticks = 0;
+  for (int i = 3; fields >> field && i <= 15; ++i)
+    if (i == 14 || i == 15) ticks += std::stol(field);
+  return ticks;
 }
 
 }  // namespace
@@ -562,4 +575,63 @@ TEST_CASE("a pool in a forked child: every call throws there, and the parent's p
     pool.reset();
     CHECK(clean_shm());
   }
+}
+
+TEST_CASE(
+    "JobControl: a job cancelled before it starts never runs; one stopped while it runs "
+    "ends at once, its workers replaced, and the pool goes on") {
+  for (Launch launch : {Launch::fork, Launch::spawn}) {
+    CAPTURE(to_string(launch));
+    Options o = pool_options(launch, 1);
+    o.threads_per_worker = 1;
+    o.pool_bytes = std::size_t{1} << 30;  // room to stage two jobs of 150 MB
+    Pool pool(o);
+    const std::size_t n = 2500;
+    std::vector<double> a(n * n, 1.0), c1(n * n), c2(n * n), c3(n * n);
+    const ArrayView av(a.data(), DType::float64, {std::int64_t(n), std::int64_t(n)});
+    auto out = [&](std::vector<double>& c) {
+      return ArrayView(static_cast<void*>(c.data()), DType::float64,
+                       {std::int64_t(n), std::int64_t(n)});
+    };
+    // The one worker takes the first job; the second waits in the queue, and is cancelled.
+    std::stop_source stop_first, cancel_second, cancel_first;
+    std::future<Report> first =
+        pool.submit(av, av, out(c1), {}, {cancel_first.get_token(), stop_first.get_token()});
+    // The worker has taken it once it computes (its CPU time grows).
+    const std::vector<pid_t> workers = test::children_of(::getpid());
+    REQUIRE(workers.size() == 1);
+    const long idle = cpu_ticks(workers[0]);
+    REQUIRE(test::eventually([&] { return cpu_ticks(workers[0]) >= idle + 3; }, 20.0));
+    std::future<Report> second = pool.submit(av, av, out(c2), {}, {cancel_second.get_token(), {}});
+    cancel_second.request_stop();
+    REQUIRE(second.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    try {
+      second.get();
+      FAIL("a cancelled job ran");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::cancelled);
+    }
+    // Cancelling a job that runs does nothing: it goes on.
+    cancel_first.request_stop();
+    CHECK(first.wait_for(std::chrono::milliseconds(100)) == std::future_status::timeout);
+    // Stopping it ends it within moments, once its worker is gone.
+    const auto t0 = std::chrono::steady_clock::now();
+    stop_first.request_stop();
+    REQUIRE(first.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::milliseconds(200));
+    try {
+      first.get();
+      FAIL("a stopped job finished");
+    } catch (const Error& e) {
+      CHECK(e.code() == ErrorCode::interrupted);
+    }
+    CHECK(std::all_of(c2.begin(), c2.end(), [](double x) { return x == 0.0; }));
+    // The pool goes on, with a new worker.
+    const Report r = pool.matmul(av, av, out(c3));
+    CHECK(c3[0] == double(n));
+    CHECK(r.workers == 1);
+    CHECK(pool.stats().workers_replaced >= 1);
+    CHECK(pool.stats().failed_jobs == 1);  // the stopped one; the cancelled one never ran
+  }
+  CHECK(clean_shm());
 }

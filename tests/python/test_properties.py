@@ -86,3 +86,75 @@ def test_against_numpy(ab, mode):
         ok = np.isnan(e) | (np.abs(g - e) <= 8 * max(a.shape[-1], 1) *
                             np.finfo(expect.dtype).eps * np.real(scale) + 1e-30)
         assert ok[finite].all()
+
+
+# --- out= that shares memory with the operands ------------------------------------------------
+
+_POOL = []
+
+
+def _pool():
+    """One pool for the aliasing cases (closed when the interpreter exits)."""
+    if not _POOL:
+        _POOL.append(shmgemm.Pool(2))
+    return _POOL[0]
+
+
+@st.composite
+def view_of(draw, base, rows, cols):
+    """A rows x cols view of 2-D `base`: shifted, with steps of 1 or 2 (either sign), maybe the
+    transpose of a view of the other orientation."""
+    transpose = draw(st.booleans())
+    r, c = (cols, rows) if transpose else (rows, cols)
+    sr, sc = draw(st.sampled_from([1, 1, 2, -1])), draw(st.sampled_from([1, 2, -2]))
+    span_r, span_c = abs(sr) * (r - 1) + 1, abs(sc) * (c - 1) + 1
+    r0 = draw(st.integers(0, base.shape[0] - span_r))
+    c0 = draw(st.integers(0, base.shape[1] - span_c))
+    rows_slice = slice(r0, r0 + span_r, sr) if sr > 0 else slice(r0 + span_r - 1,
+                                                                 r0 - 1 if r0 else None, sr)
+    cols_slice = slice(c0, c0 + span_c, sc) if sc > 0 else slice(c0 + span_c - 1,
+                                                                 c0 - 1 if c0 else None, sc)
+    v = base[rows_slice, cols_slice]
+    assert v.shape == (r, c)
+    return v.T if transpose else v
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data(), st.sampled_from(DTYPES),
+       st.sampled_from(["in process", "fork", "spawn", "pool"]))
+def test_out_sharing_memory_with_the_operands_gets_numpys_answer(data, dtype, mode):
+    m, k, n = (data.draw(st.integers(1, 7)) for _ in range(3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    values = rng.integers(-4, 5, (16, 16)) if dtype.kind in "iu" else rng.uniform(-4, 4, (16, 16))
+    if dtype.kind == "u":
+        values = np.abs(values)
+    base = values.astype(dtype)
+    if dtype.kind == "c":
+        base += 1j * rng.uniform(-4, 4, base.shape).astype(dtype)
+    if mode == "pool":
+        base = _pool().asarray(base)  # in the arena: workers could write `out` in place
+    a = data.draw(view_of(base, m, k))
+    b = data.draw(view_of(base, k, n))
+    out = data.draw(view_of(base, m, n))
+    before = base.copy()
+    with np.errstate(all="ignore"):
+        expect = np.matmul(a.copy(), b.copy())  # what numpy's out= gives: the operands' values
+        if mode == "pool":
+            _pool().matmul(a, b, out=out)
+        else:
+            kw = {"in process": dict(workers=0), "fork": dict(workers=2, launch="fork"),
+                  "spawn": dict(workers=2, launch="spawn")}[mode]
+            shmgemm.matmul(a, b, out=out, **kw)
+    # `out` holds the product; every other element of the base is as it was.
+    untouched = np.ones(base.shape, bool)
+    np.asarray(untouched)[np.unravel_index(
+        (out.__array_interface__["data"][0] - base.__array_interface__["data"][0]) //
+        base.itemsize + np.add.outer(np.arange(m) * (out.strides[0] // base.itemsize),
+                                     np.arange(n) * (out.strides[1] // base.itemsize)).ravel(),
+        base.shape)] = False
+    assert np.array_equal(base[untouched], before[untouched])
+    if dtype.kind in "iu":
+        assert np.array_equal(out, expect)
+    else:
+        tol = 8 * k * np.finfo(dtype).eps * 16 * 4 * 4
+        assert np.abs(out - expect).max() <= tol

@@ -356,35 +356,37 @@ def test_keyboard_interrupt_stops_only_the_main_threads_call():
 
 
 @pytest.mark.parametrize("how", ["matmul", "result"])
-def test_keyboard_interrupt_while_waiting_on_a_pool_is_prompt_and_the_pool_goes_on(how):
+def test_keyboard_interrupt_while_waiting_on_a_pool_comes_at_once_and_the_pool_goes_on(how):
+    # The wait is interrupted while the job runs: Pool.matmul stops the job (its worker is
+    # killed and replaced), a Future's result() raises with the job still running. How soon
+    # is measured by python -m shmgemm.bench --interrupts, not here (a time is no test).
     code = f"""
     import os, signal, threading, time, numpy as np, shmgemm
     a = np.random.default_rng(0).standard_normal((5000, 5000))
     x = np.random.default_rng(1).standard_normal((100, 100))
     with shmgemm.Pool(2) as pool:
         pool.matmul(x, x)
-        sent = []
-        def interrupt():
-            sent.append(time.monotonic())
-            os.kill(os.getpid(), signal.SIGINT)
-        threading.Timer(0.5, interrupt).start()
-        t0 = time.monotonic()
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        f = None
         try:
             if "{how}" == "matmul":
                 pool.matmul(a, a)
             else:
-                pool.submit(a, a).result()
-            print("not interrupted", time.monotonic() - t0)
+                f = pool.submit(a, a)
+                f.result()
+            print("not interrupted")
         except KeyboardInterrupt:
-            print("late", time.monotonic() - sent[0])
+            print("interrupted", "running" if f is None or not f.done() else "done")
+        s = pool.stats()
+        print("replaced", s["workers_replaced"], "failed", s["failed_jobs"])
         np.testing.assert_allclose(pool.matmul(x, x), x @ x)
         print("usable")
     """
     r = run_child(code, timeout=120)
     assert r.returncode == 0, (r.stdout, r.stderr)
-    assert "usable" in r.stdout and "late" in r.stdout, r.stdout
-    late = float(r.stdout.split("late")[1].split()[0])
-    assert late < 0.2, f"KeyboardInterrupt {late:.3f} s after SIGINT"
+    assert "interrupted running" in r.stdout and "usable" in r.stdout, r.stdout
+    if how == "matmul":
+        assert "replaced 0" not in r.stdout and "failed 1" in r.stdout, r.stdout
 
 
 # --- limits and arguments ---------------------------------------------------------------------
@@ -536,3 +538,64 @@ def test_progress_draws_only_on_a_terminal():
     r = run_child(code, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "\r" not in r.stderr and "\033" not in r.stderr, repr(r.stderr[:200])
+
+
+STRESS = """
+import sys, threading, warnings, numpy as np, shmgemm
+warnings.simplefilter("ignore", RuntimeWarning)  # explicit forks with threads alive warn
+numpy_busy = sys.argv[1] == "numpy"
+rng = np.random.default_rng(7)
+a = rng.standard_normal((150, 120))
+b = rng.standard_normal((120, 90))
+ints = rng.integers(-1000, 1000, (60, 50))
+ref, iref = a @ b, ints @ ints.T
+pool = shmgemm.Pool(2)
+stop = threading.Event()
+def numpy_loop():
+    big = rng.standard_normal((400, 400))
+    while not stop.is_set():
+        big @ big
+busy = threading.Thread(target=numpy_loop)
+if numpy_busy:
+    busy.start()
+# With numpy in another thread, a fork is unsafe: "auto" must spawn then.
+fork = "auto" if numpy_busy else "fork"
+calls = [
+    lambda: shmgemm.matmul(a, b, workers=0),
+    lambda: shmgemm.matmul(a, b, workers=2, launch=fork),
+    lambda: shmgemm.matmul(a, b, workers=2, launch="spawn"),
+    lambda: shmgemm.matmul(a, b),
+    lambda: pool.matmul(a, b),
+    lambda: pool.submit(a, b).result(),
+    lambda: shmgemm.matmul_many([(a, b), (a[:50], b)], launch=fork)[0],
+]
+wrong, errors, done = [], [], [0]
+def worker(t):
+    for r in range(100):
+        i = (r + t) % len(calls)
+        try:
+            c = calls[i]()
+            if not np.allclose(c, ref, rtol=1e-12, atol=1e-10):
+                wrong.append(i)
+            if r % 10 == 0 and not np.array_equal(shmgemm.matmul(ints, ints.T, workers=0), iref):
+                wrong.append("int")
+        except Exception as e:
+            errors.append(repr(e))
+        done[0] += 1
+threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+for t in threads: t.start()
+for t in threads: t.join()
+stop.set()
+if numpy_busy:
+    busy.join()
+pool.close()
+print("done", done[0], "wrong", wrong, "errors", errors[:3])
+"""
+
+
+@pytest.mark.parametrize("with_numpy", [False, True], ids=["shmgemm_alone", "numpy_busy"])
+def test_six_threads_mixing_every_kind_of_call_100_rounds(with_numpy):
+    r = subprocess.run([sys.executable, "-c", STRESS, "numpy" if with_numpy else "alone"],
+                       capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
+    assert r.stdout.strip() == "done 600 wrong [] errors []", r.stdout

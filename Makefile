@@ -23,7 +23,9 @@ test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 # The host programs in examples/host_app, built against a copy installed into a temporary
-# prefix (find_package), and against this source tree (add_subdirectory); both are run.
+# prefix (find_package), and against this source tree (add_subdirectory); both are run. Then
+# the C++ examples of README.md and docs/library.md, built by a project that finds the
+# installed copy and sets no C++ standard of its own.
 example: build
 	@set -e; prefix=$$(mktemp -d); trap 'rm -rf "$$prefix"' EXIT; \
 	cmake --install $(BUILD_DIR) --prefix "$$prefix" >/dev/null; \
@@ -36,7 +38,8 @@ example: build
 	cmake --build $(BUILD_DIR)/host-subdir -j $(JOBS) >/dev/null; \
 	echo "host_app with add_subdirectory:"; \
 	$(BUILD_DIR)/host-subdir/host_app; \
-	$(BUILD_DIR)/host-subdir/host_arrays
+	$(BUILD_DIR)/host-subdir/host_arrays; \
+	/usr/bin/python3 tests/readme_examples.py . $(BUILD_DIR) --cmake-consumer="$$prefix"
 
 # The Python package in the tree: build/python/shmgemm (PYTHONPATH=build/python to import it).
 python: build

@@ -13,7 +13,11 @@ Slow blocks run in a folder holding `tools` and `python` (links to the source's)
 touching the source tree.
 
 usage: readme_examples.py SOURCE_DIR BUILD_DIR [CXX [CXXFLAGS]] [--slow] [--only=FILE]
+                         [--cmake-consumer=PREFIX]
   --only=docs/x.md: the blocks of that file alone
+  --cmake-consumer=PREFIX: instead, builds the cpp blocks of README.md and docs/library.md as
+      one CMake project that finds the copy of shmgemm installed in PREFIX (find_package) and
+      sets no C++ standard of its own, and runs each program
 """
 import os
 import re
@@ -53,6 +57,48 @@ def cpp_program(code, folder):
                     f"-Wl,-rpath,{lib}"], check=True, capture_output=True, text=True)
     return [os.path.join(folder, "example")]
 
+
+consumer = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--cmake-consumer=")]
+if consumer:
+    programs = []
+    with tempfile.TemporaryDirectory(prefix="shmgemm-consumer-") as d:
+        for path in (os.path.join(source, "README.md"), os.path.join(source, "docs", "library.md")):
+            text = open(path).read()
+            for m in block.finditer(text):
+                if m.group(2) != "cpp":
+                    continue
+                lines = m.group(3).splitlines()
+                includes = [l for l in lines if l.startswith("#include")]
+                body = [l for l in lines if not l.startswith("#include")]
+                name = f"example{len(programs)}"
+                line = text.count("\n", 0, m.start()) + 2
+                programs.append((name, f"{os.path.relpath(path, source)}:{line}"))
+                with open(os.path.join(d, name + ".cpp"), "w") as f:
+                    f.write("\n".join(includes + ["int main() {"] + body + ["}"]) + "\n")
+        with open(os.path.join(d, "CMakeLists.txt"), "w") as f:
+            f.write("cmake_minimum_required(VERSION 3.25)\nproject(consumer LANGUAGES CXX)\n"
+                    "find_package(shmgemm CONFIG REQUIRED)\n" +
+                    "".join(f"add_executable({n} {n}.cpp)\n"
+                            f"target_link_libraries({n} PRIVATE shmgemm::shmgemm)\n"
+                            for n, _ in programs))
+        for step in (["cmake", "-S", d, "-B", os.path.join(d, "build"),
+                      f"-DCMAKE_PREFIX_PATH={consumer[0]}"],
+                     ["cmake", "--build", os.path.join(d, "build"), "-j"]):
+            r = subprocess.run(step, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"the consumer project failed: {' '.join(step)}\n{r.stdout}{r.stderr}",
+                      file=sys.stderr)
+                sys.exit(1)
+        for name, where in programs:
+            r = subprocess.run([os.path.join(d, "build", name)], capture_output=True, text=True,
+                               timeout=600)
+            if r.returncode != 0:
+                print(f"{where}: the example, built by a consumer project, failed (exit "
+                      f"{r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
+                sys.exit(1)
+    print(f"{len(programs)} C++ examples built by a consumer project that sets no C++ "
+          f"standard, and ran")
+    sys.exit(0)
 
 ran, skipped = 0, []
 for path in files:

@@ -91,6 +91,29 @@ double concurrent_rate(unsigned processes) {
   return sum;
 }
 
+// The one-thread dgemm rate of OpenBLAS's fallback kernels (Prescott) relative to this process's
+// kernels, measured in a forked child that switches to them (one thread: it may).
+double fallback_rate(double own_gflops) {
+  if (detail::kernel_here() == "Prescott") return 1.0;
+  auto* rate = static_cast<double*>(
+      ::mmap(nullptr, sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  if (rate == MAP_FAILED) return Calibration{}.fallback_rate;
+  *rate = 0;
+  {
+    detail::Launcher launcher;
+    launcher.fork_worker(0, [rate] {
+      if (!detail::use_kernels("Prescott")) return 1;
+      *rate = gemm_rate(DType::float64, 1024, 1);
+      return 0;
+    });
+    while (launcher.live() > 0)
+      launcher.wait_exits();
+  }
+  const double measured = *rate;
+  ::munmap(rate, sizeof(double));
+  return measured > 0 ? std::min(1.0, measured / own_gflops) : Calibration{}.fallback_rate;
+}
+
 // Microseconds to map one MiB of shared pages into one more mapping, touching every page.
 double fault_us_per_mib() {
   constexpr std::size_t kBytes = 64 << 20;
@@ -207,6 +230,7 @@ Calibration measure_calibration() {
   c.copy_gbs = copy_gbs();
   c.gflops_f64 = gemm_rate(DType::float64, 1024, 1);
   c.gflops_f32 = gemm_rate(DType::float32, 1024, 1);
+  c.fallback_rate = fallback_rate(c.gflops_f64);
   const int all = static_cast<int>(c.cores);
   c.process_scaling = c.cores > 1 ? std::min(1.0, together / (c.gflops_f64 * c.cores)) : 1.0;
   c.thread_scaling =
@@ -251,7 +275,8 @@ std::string calibration_json(const Calibration& c, int indent) {
                             {"spawn_base_us", c.spawn_base_us},
                             {"spawn_per_worker_us", c.spawn_per_worker_us},
                             {"fault_us_per_mib", c.fault_us_per_mib},
-                            {"copy_gbs", c.copy_gbs}};
+                            {"copy_gbs", c.copy_gbs},
+                            {"fallback_rate", c.fallback_rate}};
   return j.dump(indent);
 }
 
@@ -311,8 +336,10 @@ Calibration load_calibration() {
     m.spawn_per_worker_us = j.at("spawn_per_worker_us");
     m.fault_us_per_mib = j.at("fault_us_per_mib");
     m.copy_gbs = j.at("copy_gbs");
+    m.fallback_rate = j.value("fallback_rate", m.fallback_rate);
     if (!(m.gflops_f64 > 0 && m.gflops_f32 > 0 && m.thread_scaling > 0 &&
-          m.thread_scaling_512 > 0 && m.process_scaling > 0 && m.copy_gbs > 0))
+          m.thread_scaling_512 > 0 && m.process_scaling > 0 && m.copy_gbs > 0 &&
+          m.fallback_rate > 0))
       throw std::runtime_error("non-positive figure");
     m.source = measured_cores == c.cores
                    ? path.string()

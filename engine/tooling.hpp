@@ -33,8 +33,9 @@ struct Calibration {
   double fault_us_per_mib = 60;  // mapping one MiB of shared pages into one more process
   double copy_gbs = 6;           // memcpy bandwidth, for the shm backing's copies
   // Where OpenBLAS falls back on this CPU (blas_kernel()), a host that keeps its fallback
-  // kernels computes in process at this fraction of the workers' one-thread dgemm rate.
-  double fallback_rate = 0.25;
+  // kernels (Prescott) computes in process at this fraction of the workers' one-thread dgemm
+  // rate. Measured on every machine, by a child that switches to them.
+  double fallback_rate = 0.2;
   // This process's in-process rate relative to its workers': fallback_rate where it runs
   // OpenBLAS's fallback and its workers do not, else 1. Set for each plan, not cached.
   double in_process_rate = 1;

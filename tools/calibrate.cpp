@@ -38,6 +38,8 @@ int run_calibrate(bool show, bool json) {
              c.spawn_per_worker_us);
   fmt::print("  mapping shared pages:       {:.0f} us per MiB\n", c.fault_us_per_mib);
   fmt::print("  memcpy:                     {:.1f} GB/s\n", c.copy_gbs);
+  fmt::print("  OpenBLAS's fallback kernels: {:.2f} of this rate (for a host that runs them)\n",
+             c.fallback_rate);
   return 0;
 }
 

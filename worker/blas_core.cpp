@@ -66,12 +66,19 @@ const std::string& openblas_fallback() {
   return kernels().workers != kernels().openblas ? kernels().openblas : none;
 }
 
+bool use_kernels(const std::string& name) {
+  if (kernel_here() == name) return true;
+  const Fn quit = openblas_function("gotoblas_dynamic_quit");
+  const Fn init = openblas_function("gotoblas_dynamic_init");
+  if (quit == nullptr || init == nullptr) return false;
+  ::setenv("OPENBLAS_CORETYPE", name.c_str(), 1);  // read by init, and by the processes started
+  quit();
+  init();
+  return kernel_here() == name;
+}
+
 void use_worker_kernels() {
-  const std::string& wanted = worker_kernel();
-  if (kernel_here() == wanted) return;
-  ::setenv("OPENBLAS_CORETYPE", wanted.c_str(), 1);  // read by init, and by the processes started
-  openblas_function("gotoblas_dynamic_quit")();
-  openblas_function("gotoblas_dynamic_init")();
+  use_kernels(worker_kernel());
 }
 
 std::optional<std::pair<std::string, std::string>> worker_kernel_env() {

@@ -37,6 +37,10 @@ const std::string& openblas_fallback();
 // executable's main, or in a child just forked. Nothing where the kernels are the same.
 void use_worker_kernels();
 
+// The same for the kernels OpenBLAS calls `name` ("Prescott"): false where this OpenBLAS cannot
+// switch (not a DYNAMIC_ARCH build).
+bool use_kernels(const std::string& name);
+
 // What a spawned worker's environment needs so that it runs worker_kernel():
 // {"OPENBLAS_CORETYPE", kernel} where OpenBLAS would fall back in it, else nothing.
 std::optional<std::pair<std::string, std::string>> worker_kernel_env();

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -163,14 +164,30 @@ def test_workers_run_better_kernels_than_a_fallen_back_host_and_show_config_says
     for launch in ("fork", "spawn"):
         c = shmgemm.matmul(a, a, workers=1, launch=launch)
         assert np.allclose(c, a @ a), launch
+    # The plan knows this process computes on the slower kernels: workers for a product that
+    # a host on the CPU's kernels computes in process.
+    big = np.random.default_rng(1).standard_normal((1500, 1500))
+    c, rep = shmgemm.matmul(big, big, report=True)
+    assert np.allclose(c, big @ big)
+    print("auto", "workers" if rep["workers"] else "in process")
     """
-    r = run_child(code, env={"OPENBLAS_VERBOSE": "2"})
+    # The built-in figures (an empty cache folder): the same plan on every machine.
+    r = run_child(code, env={"OPENBLAS_VERBOSE": "2", "XDG_CACHE_HOME": tempfile.mkdtemp()})
     assert r.returncode == 0, r.stderr
     host, workers = r.stdout.splitlines()[0].split()
     assert host == "Prescott" and workers != "Prescott"
     assert f"OPENBLAS_CORETYPE={workers}" in r.stdout
     # Each worker says which kernels it runs (OpenBLAS's verbose start-up line).
     assert r.stderr.count(f"Core: {workers}") >= 2, r.stderr
+    assert "auto workers" in r.stdout, r.stdout
+    # A host on the CPU's own kernels computes the same product in process.
+    same = run_child("""
+    import numpy as np, shmgemm
+    big = np.random.default_rng(1).standard_normal((1500, 1500))
+    c, rep = shmgemm.matmul(big, big, report=True)
+    print("auto", "workers" if rep["workers"] else "in process")
+    """, env={"XDG_CACHE_HOME": tempfile.mkdtemp()})
+    assert "auto in process" in same.stdout, (same.stdout, same.stderr)
 
 
 # --- threadpoolctl's limits hold --------------------------------------------------------------

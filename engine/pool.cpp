@@ -126,9 +126,14 @@ void PoolState::monitor() noexcept {
     for (std::size_t id : kill)
       launcher_.kill_one(id);
     try {
-      for (const WorkerExit& exit : launcher_.wait_exits(0)) {
-        if (stopping_.load()) break;
+      // A worker just killed is waited for: its job's caller waits for the job to end.
+      const std::vector<WorkerExit> exits = launcher_.wait_exits(kill.empty() ? 0 : 1000);
+      for (const WorkerExit& exit : exits)
         fail_tasks_of(exit);
+      // Their jobs end first, then the workers are replaced (a fork or a spawn takes a while).
+      if (!exits.empty()) collect_finished();
+      for (const WorkerExit& exit : exits) {
+        if (stopping_.load()) break;
         // With Launch::automatic: spawned where another thread may be in OpenBLAS now.
         start_worker(static_cast<unsigned>(exit.id), options_.launch);
         const std::lock_guard lock(mutex_);

@@ -57,7 +57,7 @@ PoolArena::PoolArena(std::size_t bytes)
   base_ = static_cast<std::byte*>(region_.get_address());
 }
 
-void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint) {
+void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint, bool zero) {
   void* p = nullptr;
   std::unique_lock lock(mutex_);
   const std::size_t before = used();
@@ -77,7 +77,7 @@ void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint) {
     throw Error(ErrorCode::resource, fmt::format("pool: cannot reserve {} bytes in /dev/shm: {}",
                                                  bytes, std::strerror(err)));
   }
-  std::memset(p, 0, bytes);
+  if (zero) std::memset(p, 0, bytes);
   return p;
 }
 

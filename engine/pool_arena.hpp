@@ -22,11 +22,11 @@ class PoolArena {
  public:
   // `bytes` of arena; 0: half of /dev/shm's free space (64 MiB to 64 GiB). Throws Error(resource).
   explicit PoolArena(std::size_t bytes);
-  // `bytes` zero-filled bytes, 64-byte aligned, their pages reserved (a full /dev/shm is an
-  // error here, not a SIGBUS in a worker). Throws Error(resource). Thread-safe.
-  // `footprint`, when given, receives the arena bytes the block takes (its size, header and
-  // alignment).
-  void* allocate(std::size_t bytes, std::size_t* footprint = nullptr);
+  // `bytes` bytes, 64-byte aligned, their pages reserved (a full /dev/shm is an error here, not
+  // a SIGBUS in a worker), zero-filled unless `zero` is false (for a block that is written
+  // whole next). Throws Error(resource). Thread-safe. `footprint`, when given, receives the
+  // arena bytes the block takes (its size, header and alignment).
+  void* allocate(std::size_t bytes, std::size_t* footprint = nullptr, bool zero = true);
   // Gives a block back; in a process other than the arena's maker (a forked child), nothing:
   // the allocator's state is shared with the maker, whose block it still is.
   void free(void* p) noexcept;

@@ -74,7 +74,8 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
   report.backing = Backing::shm;
   std::uint64_t staged = 0;
   try {
-    // Operands in the arena are used where they are; others are copied in.
+    // Operands in the arena are used where they are; others are copied in (a stop request
+    // on the job ends the copy: it may take a while for large operands).
     auto place = [&](const ArrayView& v) {
       std::optional<Operand> op = operand_in_place(v);
       if (op && arena_.contains(op->local, op->bytes())) {
@@ -83,11 +84,17 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
       }
       const std::size_t bytes =
           op ? op->bytes() : static_cast<std::size_t>(v.size()) * item_size(v.dtype());
-      auto* to = static_cast<std::byte*>(arena_.allocate(bytes));
+      auto* to = static_cast<std::byte*>(arena_.allocate(bytes, nullptr, /*zero=*/false));
       job.blocks.push_back(to);
       Operand placed = op ? *op : gather_into(v, to);
       if (op) {
-        std::memcpy(to, op->local, bytes);
+        constexpr std::size_t kChunk = 16 << 20;
+        for (std::size_t at = 0; at < bytes; at += kChunk) {
+          if (control.stop.stop_requested())
+            throw Error(ErrorCode::interrupted,
+                        "stopped on request while its operands were staged");
+          std::memcpy(to + at, op->local + at, std::min(kChunk, bytes - at));
+        }
         placed.local = to;
       }
       placed.ref = arena_ref(arena_.offset_of(to));
@@ -115,7 +122,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
         !may_share_memory(a, out) && !may_share_memory(b, out)) {
       p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
     } else {
-      void* c = arena_.allocate(c_bytes);
+      void* c = arena_.allocate(c_bytes, nullptr, /*zero=*/false);  // the workers write all of C
       job.blocks.push_back(c);
       p.c = {static_cast<std::byte*>(c), arena_ref(arena_.offset_of(c))};
       job.copy_to = out;

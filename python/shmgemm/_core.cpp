@@ -188,24 +188,12 @@ double multiply_adds(const ArrayView& a, const ArrayView& b) {
 // builds its job descriptor, each call). A KeyboardInterrupt then lands when the call returns.
 constexpr double kDirectMultiplyAdds = double(1 << 24);
 
-// Runs `call` with `o` and the GIL released, on a thread of its own while this thread looks for
-// a KeyboardInterrupt (Python's signal handler only sets a flag, and only the main thread sees
-// it): one stops this call alone, through its own stop token (its workers killed, nothing left
-// in /dev/shm), and is raised here. Calls of at most kDirectMultiplyAdds run on this thread
-// instead. Launch::automatic is decided here first: this thread only waits, it is not inside
-// OpenBLAS.
-shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm::Options&)>& call,
-                              shmgemm::Options o, double multiply_adds) {
-  if (multiply_adds <= kDirectMultiplyAdds) {
-    return ::call([&] {
-      py::gil_scoped_release release;
-      return call(o);
-    });
-  }
-  if (o.launch == shmgemm::Launch::automatic) o.launch = shmgemm::automatic_launch();
-  std::stop_source stop;
-  o.stop = stop.get_token();
-  std::packaged_task<shmgemm::Report()> task([&call, &o] { return call(o); });
+// Runs `call` with the GIL released on a thread of its own, while this thread looks for a
+// KeyboardInterrupt every 20 ms (Python's signal handler only sets a flag, and only the main
+// thread sees it): one requests `stop`, which stops this call alone, and is raised here once the
+// call has returned (its workers gone, nothing left in /dev/shm).
+shmgemm::Report run_watched(const std::function<shmgemm::Report()>& call, std::stop_source& stop) {
+  std::packaged_task<shmgemm::Report()> task(call);
   std::future<shmgemm::Report> result = task.get_future();
   bool interrupted = false;
   {
@@ -224,6 +212,23 @@ shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm:
   }
   if (interrupted) throw py::error_already_set();
   return ::call([&] { return result.get(); });
+}
+
+// Runs `call` with `o`: on this thread (the GIL released) for products of at most
+// kDirectMultiplyAdds, else watched (run_watched) with a stop token of its own in `o`.
+// Launch::automatic is decided here first: this thread only waits, it is not inside OpenBLAS.
+shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm::Options&)>& call,
+                              shmgemm::Options o, double multiply_adds) {
+  if (multiply_adds <= kDirectMultiplyAdds) {
+    return ::call([&] {
+      py::gil_scoped_release release;
+      return call(o);
+    });
+  }
+  if (o.launch == shmgemm::Launch::automatic) o.launch = shmgemm::automatic_launch();
+  std::stop_source stop;
+  o.stop = stop.get_token();
+  return run_watched([&] { return call(o); }, stop);
 }
 
 // A Pool and its jobs in flight: each keeps its arrays alive until done, and its completion is
@@ -247,31 +252,18 @@ class PyPool {
     pool_.reset();
   }
 
-  // Runs a job and waits for it; a KeyboardInterrupt meanwhile stops the job (its workers are
-  // killed and replaced: the pool goes on) and is raised once they are gone, so that the
-  // arrays it wrote may be freed.
+  // Runs a job and waits for it, watched (run_watched): a KeyboardInterrupt meanwhile stops
+  // the job, while its operands are staged or while it runs (its workers are killed and
+  // replaced: the pool goes on), and is raised once they are gone, so that the arrays it wrote
+  // may be freed.
   py::dict matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     std::stop_source stop;
-    std::future<shmgemm::Report> f = call([&] {
-      py::gil_scoped_release release;
-      return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()});
-    });
-    bool interrupted = false;
-    {
-      py::gil_scoped_release release;
-      while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
-        py::gil_scoped_acquire acquire;
-        if (PyErr_CheckSignals() != 0) {
-          interrupted = true;
-          stop.request_stop();
-          break;
-        }
-      }
-      f.wait();
-    }
-    if (interrupted) throw py::error_already_set();
-    return report_dict(call([&] { return f.get(); }));
+    return report_dict(run_watched(
+        [&] {
+          return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()}).get();
+        },
+        stop));
   }
 
   // Queues a job; returns its id. `keep` holds the arrays until the job is collected.

@@ -3,11 +3,16 @@ side by side in one run, alternating, medians of --rounds, in-memory arrays, eve
 checked against numpy's.
 
 usage: python -m shmgemm.bench [--rounds 5] [--only TEXT] [--quick] [--json] [--memory]
+                              [--interrupts]
 
 --memory: instead, the peak PSS of the whole process tree (a fresh Python process and the
 workers it starts, sampled every 2 ms from /proc/PID/smaps_rollup by this process, which is
 not part of the tree) while it computes a 4000^2 float64 product, per variant, against
 |A| + |B| + |C|.
+
+--interrupts: instead, how soon Ctrl-C stops a long call: a fresh Python process starts a
+5000^2 float64 product and sends itself SIGINT 0.5 s later; the seconds from the signal to the
+KeyboardInterrupt, per way of calling, medians of --rounds.
 """
 import argparse
 import json
@@ -272,6 +277,55 @@ def memory(rounds, quick, as_json):
     return 0
 
 
+_INTERRUPT_CALLS = {
+    "matmul, 2 workers": "shmgemm.matmul(a, a, workers=2)",
+    "matmul, in process": "shmgemm.matmul(a, a, workers=0)",
+    "Pool.matmul": "pool.matmul(a, a)",
+    "Pool.submit(...).result()": "pool.submit(a, a).result()",
+}
+
+_INTERRUPT_CHILD = """
+import os, signal, sys, threading, time, numpy as np, shmgemm
+a = np.random.default_rng(0).standard_normal(({size}, {size}))
+pool = shmgemm.Pool(2)
+pool.matmul(a[:100, :100], a[:100, :100])
+sent = []
+def interrupt():
+    sent.append(time.monotonic())
+    os.kill(os.getpid(), signal.SIGINT)
+threading.Timer(0.5, interrupt).start()
+try:
+    {call}
+    print("finished")
+except KeyboardInterrupt:
+    print(time.monotonic() - sent[0])
+pool.close()
+"""
+
+
+def interrupts(rounds, quick, as_json):
+    size = 3000 if quick else 5000
+    seconds = {v: [] for v in _INTERRUPT_CALLS}
+    for r in range(rounds):
+        order = list(_INTERRUPT_CALLS) if r % 2 == 0 else list(reversed(_INTERRUPT_CALLS))
+        for v in order:
+            out = subprocess.run([sys.executable, "-c", _INTERRUPT_CHILD.format(
+                size=size, call=_INTERRUPT_CALLS[v])], capture_output=True, text=True,
+                timeout=300).stdout.strip()
+            seconds[v].append(float("inf") if out in ("", "finished") else float(out))
+    rows = [{"call": v, "seconds": statistics.median(seconds[v]), "all": seconds[v]}
+            for v in _INTERRUPT_CALLS]
+    if as_json:
+        print(json.dumps({"size": size, "rounds": rounds, "results": rows}))
+        return 0
+    print(f"SIGINT 0.5 s into a {size}^2 float64 product: seconds to the KeyboardInterrupt, "
+          f"medians of {rounds}")
+    for row in rows:
+        print(f"{row['call']:<28} {row['seconds']:8.3f}   "
+              f"({', '.join(f'{x:.3f}' for x in row['all'])})")
+    return 0
+
+
 def _plan(report):
     """A shmgemm call's plan in a few words ("in process x 2", "2 workers x 1"), or None."""
     if not report:
@@ -301,9 +355,13 @@ def main(argv=None):
     parser.add_argument("--only", default="", help="only the cases whose name contains this")
     parser.add_argument("--memory", action="store_true",
                         help="peak PSS of the process tree instead of times (see above)")
+    parser.add_argument("--interrupts", action="store_true",
+                        help="how soon Ctrl-C stops a long call, instead of times (see above)")
     args = parser.parse_args(argv)
     if args.memory:
         return memory(args.rounds, args.quick, args.json)
+    if args.interrupts:
+        return interrupts(args.rounds, args.quick, args.json)
     # One pool for the cases that use one, started when the first of them runs.
     pools = []
 

@@ -387,9 +387,11 @@ class _PoolFuture(concurrent.futures.Future):
             # count it done.
             self.set_running_or_notify_cancel()
             return True
-        with self._condition:
-            if self._state == concurrent.futures._base.PENDING and self._job is not None:
-                self._state = concurrent.futures._base.RUNNING  # a worker has it
+        if self._job is not None and not self.done() and not self.running():
+            try:
+                self.set_running_or_notify_cancel()  # a worker has it: it runs
+            except RuntimeError:
+                pass  # it finished meanwhile
         return super().cancel()
 
 

@@ -255,9 +255,15 @@ class PyPool {
   // Runs a job and waits for it, watched (run_watched): a KeyboardInterrupt meanwhile stops
   // the job, while its operands are staged or while it runs (its workers are killed and
   // replaced: the pool goes on), and is raised once they are gone, so that the arrays it wrote
-  // may be freed.
+  // may be freed. Jobs of at most kDirectMultiplyAdds are waited for on this thread, as one-shot
+  // calls are: a thread of their own would cost more than they take.
   py::dict matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+    if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
+      return report_dict(call([&] {
+        py::gil_scoped_release release;
+        return pool_->matmul(av, bv, ov);
+      }));
     std::stop_source stop;
     return report_dict(run_watched(
         [&] {

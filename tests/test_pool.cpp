@@ -626,6 +626,11 @@ TEST_CASE(
       CHECK(e.code() == ErrorCode::interrupted);
     }
     CHECK(std::all_of(c2.begin(), c2.end(), [](double x) { return x == 0.0; }));
+    // A stop requested while its operands are staged (here: before) ends the staging.
+    std::stop_source early;
+    early.request_stop();
+    CHECK_THROWS_WITH_AS(pool.submit(av, av, out(c2), {}, {{}, early.get_token()}),
+                         "stopped on request while its operands were staged", Error);
     // The pool goes on, with a new worker.
     const Report r = pool.matmul(av, av, out(c3));
     CHECK(c3[0] == double(n));

@@ -383,6 +383,7 @@ def test_keyboard_interrupt_while_waiting_on_a_pool_comes_at_once_and_the_pool_g
     x = np.random.default_rng(1).standard_normal((100, 100))
     with shmgemm.Pool(2) as pool:
         pool.matmul(x, x)
+        a = pool.asarray(a)  # in the arena: nothing to stage, the job runs at once
         threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
         f = None
         try:

@@ -193,7 +193,7 @@ def test_workers_run_better_kernels_than_a_fallen_back_host_and_show_config_says
 # --- threadpoolctl's limits hold --------------------------------------------------------------
 
 def test_threadpool_limits_cap_in_process_products_and_are_restored():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl  # Debian's python3-threadpoolctl (tools/install-deps.sh)
     openblas = ctypes.CDLL("libopenblas.so.0")
     a = rng.standard_normal((600, 600))
     before = openblas.openblas_get_num_threads()

@@ -188,14 +188,6 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
     problem = "operand labels are not NUL-terminated";
     return nullptr;
   }
-  if (job->kind != JobKind::gemm && job->kind != JobKind::general) {
-    problem = fmt::format("unknown job kind {}", static_cast<std::uint32_t>(job->kind));
-    return nullptr;
-  }
-  if (job->kind == JobKind::gemm && job->dtype != DType::float32 && job->dtype != DType::float64) {
-    problem = fmt::format("unknown dtype code {}", static_cast<std::uint32_t>(job->dtype));
-    return nullptr;
-  }
   if (job->workers == 0 || job->workers > kMaxWorkers || job->threads_per_worker == 0 ||
       job->threads_per_worker > 1024) {
     problem = fmt::format("bad worker count {} or thread count {}", job->workers,
@@ -206,12 +198,7 @@ const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string&
     problem = "chunk of 0 rows";
     return nullptr;
   }
-  if (job->kind == JobKind::general) {
-    if (!check_general(*job, problem)) return nullptr;
-  } else if (!check_operand(job->a, "A", job->m, job->k, job->dtype, problem) ||
-             !check_operand(job->b, "B", job->k, job->n, job->dtype, problem) ||
-             !check_operand(job->c, "C", job->m, job->n, job->dtype, problem))
-    return nullptr;
+  if (!check_general(*job, problem)) return nullptr;
   if (job->c.layout != Layout::row_major) {
     problem = "operand C: must be row-major";
     return nullptr;

@@ -19,7 +19,7 @@
 namespace shmgemm {
 
 inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
-inline constexpr std::uint32_t kJobVersion = 3;
+inline constexpr std::uint32_t kJobVersion = 4;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
@@ -41,10 +41,6 @@ struct OperandRef {
   std::uint64_t offset = 0;         // bytes from the start of the segment or file
   char name[kMaxOperandName] = {};  // segment name or file path, NUL-terminated
 };
-
-// gemm: one 2-D product of one float dtype, operands as matrices (a, b, c).
-// general: np.matmul's whole rules (any dtypes, 1-D, stacks, broadcasting), in phases.
-enum class JobKind : std::uint32_t { gemm = 0, general = 1 };
 
 // What the workers of a general job do in this launch.
 enum class Phase : std::uint32_t {
@@ -97,7 +93,6 @@ struct JobDescriptor {
   std::uint64_t magic = kJobMagic;
   std::uint32_t version = kJobVersion;
   std::uint32_t descriptor_bytes = sizeof(JobDescriptor);
-  DType dtype = DType::float64;
   std::uint32_t workers = 0;
   std::uint32_t threads_per_worker = 1;
   std::int32_t coordinator_pid = 0;
@@ -106,9 +101,9 @@ struct JobDescriptor {
   std::uint32_t copy_inputs = 0;  // 1: each worker first copies B and its rows of A privately
   // Rows per BLAS call; each worker publishes its progress after each.
   std::uint64_t chunk_rows = 1;
-  OperandRef a, b, c;  // m x k, k x n, m x n (C is row-major); general: see StackRef
-  JobKind kind = JobKind::gemm;
-  GeneralJob general;   // kind == general; m is then batch x m, the flattened rows of C
+  // Each operand is a column of its array's elements (see StackRef); C is row-major.
+  OperandRef a, b, c;
+  GeneralJob general;   // m is batch x m, the flattened rows of C
   OperandRef prepared;  // general.b_prepared: a column of float64/compute-type elements
   // How messages name A and B (their files, as the user named them); display only, cut to fit.
   char label_a[256] = {}, label_b[256] = {};

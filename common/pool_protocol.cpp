@@ -34,8 +34,8 @@ JobDescriptor* task_job(const PoolTask& task, std::byte* arena, std::uint64_t ar
   std::byte* at = arena + task.job_offset;
   const JobDescriptor* job = validate_job({at, sizeof(JobDescriptor)}, problem);
   if (!job) return nullptr;
-  if (job->kind != JobKind::general || task.slot >= job->workers) {
-    problem = "not a pool job, or a slot beyond its workers";
+  if (task.slot >= job->workers) {
+    problem = "a slot beyond the job's workers";
     return nullptr;
   }
   const GeneralJob& g = job->general;

@@ -250,7 +250,7 @@ class LaunchedExecutor final : public Executor {
     retries += launch_and_join(
                    *job, described_.segment.name(), plan_,
                    [job, local](std::size_t i) {
-                     return run_worker(*job, i, {{}, {}, {}, local});
+                     return run_worker(*job, i, local);
                    },
                    options_, flops_per_row)
                    .retries;

@@ -196,8 +196,6 @@ void describe_job(JobDescriptor& job, const Product& p, const Plan& plan, const 
   g.b_prepared = g.integer || p.b.dtype != g.compute ||
                  !blas_view(nullptr, shape.k, shape.n, g.b.row_stride, g.b.col_stride);
   const std::uint64_t rows = shape.batch * shape.m;
-  job.kind = JobKind::general;
-  job.dtype = g.compute;
   job.coordinator_pid = ::getpid();
   job.m = rows;
   job.k = shape.k;

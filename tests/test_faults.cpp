@@ -14,6 +14,7 @@
 
 #include "common/job.hpp"
 #include "common/segment.hpp"
+#include "tests/job_fixture.hpp"
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
@@ -209,14 +210,8 @@ TEST_CASE("shmgemm-worker refuses a corrupted job descriptor without reading out
     SharedSegment seg = SharedSegment::create("job", bytes);
     if (bytes >= sizeof(JobDescriptor)) {
       auto* job = new (seg.data()) JobDescriptor{};
-      job->workers = 1;
+      test::fill_valid_job(*job, 4, 4, 4, 1, "shmgemm-0-0-x-none");
       job->coordinator_pid = ::getpid();  // this test is the worker's parent
-      job->m = job->k = job->n = 4;
-      for (OperandRef* r : {&job->a, &job->b, &job->c}) {
-        r->rows = r->cols = r->ld = 4;
-        copy_name(r->name, "shmgemm-0-0-x-none");
-      }
-      job->slots[0].row_end = 4;
       corrupt(*job);
     } else {
       std::memset(seg.data(), 0xAB, bytes);
@@ -230,14 +225,10 @@ TEST_CASE("shmgemm-worker refuses a corrupted job descriptor without reading out
   const std::vector<Case> cases = {
       {[](JobDescriptor& j) { j.magic ^= 1; }, "bad magic"},
       {[](JobDescriptor& j) { j.version = 99; }, "version 99"},
-      {[](JobDescriptor& j) { j.kind = static_cast<JobKind>(7); }, "unknown job kind 7"},
-      {[](JobDescriptor& j) {
-         j.kind = JobKind::general;
-         j.general.batch = 3;
-       },
-       "shapes do not match"},
+      {[](JobDescriptor& j) { j.general.phase = static_cast<Phase>(7); }, "bad phase"},
+      {[](JobDescriptor& j) { j.general.batch = 3; }, "shapes do not match"},
       {[](JobDescriptor& j) { j.slots[0].row_end = 5; }, "rows [0, 5) outside [0, 4)"},
-      {[](JobDescriptor& j) { j.b.ld = 2; }, "operand B: leading dimension 2"},
+      {[](JobDescriptor& j) { j.b.ld = 0; }, "operand B: leading dimension 0"},
       {[](JobDescriptor& j) { j.a.offset = UINT64_MAX; }, "operand A"},
       {[](JobDescriptor& j) { std::memset(j.c.name, 'x', sizeof j.c.name); }, "NUL-terminated"},
       {[](JobDescriptor& j) { j.workers = 100000; }, "bad worker count"},

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "common/job.hpp"
+#include "tests/job_fixture.hpp"
 #include "tests/test_support.hpp"
 
 using namespace shmgemm;
@@ -15,24 +16,7 @@ namespace {
 // A valid descriptor for a 10x6 @ 6x4 float64 job on 2 workers.
 std::unique_ptr<JobDescriptor> valid_job() {
   auto job = std::make_unique<JobDescriptor>();
-  job->workers = 2;
-  job->m = 10;
-  job->k = 6;
-  job->n = 4;
-  auto set = [](OperandRef& r, std::uint64_t rows, std::uint64_t cols, const char* name) {
-    r.storage = Storage::shm;
-    r.rows = rows;
-    r.cols = cols;
-    r.ld = cols;
-    copy_name(r.name, name);
-  };
-  set(job->a, 10, 6, "shmgemm-1-0-a-0");
-  set(job->b, 6, 4, "shmgemm-1-1-b-0");
-  set(job->c, 10, 4, "shmgemm-1-2-c-0");
-  job->slots[0].row_begin = 0;
-  job->slots[0].row_end = 5;
-  job->slots[1].row_begin = 5;
-  job->slots[1].row_end = 10;
+  test::fill_valid_job(*job, 10, 6, 4, 2, "shmgemm-1-0-x-0");
   return job;
 }
 
@@ -51,7 +35,10 @@ std::string problem_with(const std::function<void(JobDescriptor&)>& corrupt,
 
 TEST_CASE("validate_job accepts a valid descriptor") {
   CHECK(problem_with([](JobDescriptor&) {}) == "");
-  CHECK(problem_with([](JobDescriptor& j) { j.a.layout = Layout::col_major, j.a.ld = 10; }) == "");
+  CHECK(problem_with([](JobDescriptor& j) { j.a.layout = Layout::col_major, j.a.ld = 60; }) == "");
+  CHECK(problem_with([](JobDescriptor& j) {
+          j.general.a.row_stride = 1, j.general.a.col_stride = 10;
+        }) == "");
 }
 
 TEST_CASE("validate_job refuses each kind of corruption") {
@@ -59,8 +46,14 @@ TEST_CASE("validate_job refuses each kind of corruption") {
   CHECK(contains(problem_with([](JobDescriptor& j) { j.magic = 0; }), "bad magic"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.version = 9; }), "version 9"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.descriptor_bytes = 1; }), "version"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.dtype = static_cast<DType>(7); }),
-                 "unknown dtype"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.general.result = static_cast<DType>(99); }),
+                 "result dtype"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.general.b.dtype = static_cast<DType>(99); }),
+                 "operand B: bad dtype"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.general.a.row_stride = 7; }),
+                 "operand A: strides reach beyond its 60 elements"));
+  CHECK(
+      contains(problem_with([](JobDescriptor& j) { j.general.batch = 2; }), "shapes do not match"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.workers = 0; }), "worker count"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.workers = kMaxWorkers + 1; }),
                  "worker count"));
@@ -69,8 +62,8 @@ TEST_CASE("validate_job refuses each kind of corruption") {
                  "operand B: bad storage"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.a.layout = static_cast<Layout>(5); }),
                  "operand A: bad layout"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.k = 7; }), "does not match"));
-  CHECK(contains(problem_with([](JobDescriptor& j) { j.c.ld = 3; }), "operand C: leading"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.k = 7; }), "shapes do not match"));
+  CHECK(contains(problem_with([](JobDescriptor& j) { j.c.ld = 0; }), "operand C: leading"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.a.offset = UINT64_MAX - 8; }),
                  "operand A: leading dimension"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.a.ld = UINT64_MAX / 2; }), "out of range"));
@@ -79,7 +72,7 @@ TEST_CASE("validate_job refuses each kind of corruption") {
                "not NUL-terminated"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.c.name[0] = '\0'; }), "empty"));
   CHECK(
-      contains(problem_with([](JobDescriptor& j) { j.c.layout = Layout::col_major, j.c.ld = 10; }),
+      contains(problem_with([](JobDescriptor& j) { j.c.layout = Layout::col_major, j.c.ld = 40; }),
                "must be row-major"));
   CHECK(contains(problem_with([](JobDescriptor& j) { j.slots[1].row_end = 11; }),
                  "worker 1: rows [5, 11) outside [0, 10)"));

@@ -36,27 +36,13 @@ std::byte* AttachedOperands::map(const OperandRef& ref, char which, DType dtype,
 }
 
 AttachedOperands::AttachedOperands(const JobDescriptor& job) {
-  if (job.kind == JobKind::general) {
-    const GeneralJob& g = job.general;
-    GeneralOperands& ops = bound_.general;
-    ops.a = map(job.a, 'A', g.a.dtype, false, job.label_a);
-    ops.b = map(job.b, 'B', g.b.dtype, false, job.label_b);
-    ops.c = map(job.c, 'C', g.result, true);
-    // The prepare phase writes the prepared B, the multiply phase reads it.
-    if (g.b_prepared && g.phase != Phase::scan)
-      ops.prepared = map(job.prepared, 'P', g.compute, true);
-    return;
-  }
-  auto bind = [&](const OperandRef& ref, char which, bool writable, const char* label = "") {
-    MatrixRef m{map(ref, which, job.dtype, writable, label), ref.rows, ref.cols, ref.ld,
-                ref.layout};
-    return m;
-  };
-  const MatrixRef a = bind(job.a, 'A', false, job.label_a);
-  const MatrixRef b = bind(job.b, 'B', false, job.label_b);
-  bound_.a = {a.data, a.rows, a.cols, a.ld, a.layout};
-  bound_.b = {b.data, b.rows, b.cols, b.ld, b.layout};
-  bound_.c = bind(job.c, 'C', true);
+  const GeneralJob& g = job.general;
+  bound_.a = map(job.a, 'A', g.a.dtype, false, job.label_a);
+  bound_.b = map(job.b, 'B', g.b.dtype, false, job.label_b);
+  bound_.c = map(job.c, 'C', g.result, true);
+  // The prepare phase writes the prepared B, the multiply phase reads it.
+  if (g.b_prepared && g.phase != Phase::scan)
+    bound_.prepared = map(job.prepared, 'P', g.compute, true);
 }
 
 }  // namespace shmgemm

@@ -8,7 +8,7 @@
 #include "common/bus_guard.hpp"
 #include "common/job.hpp"
 #include "common/segment.hpp"
-#include "worker/worker_run.hpp"
+#include "worker/general_kernel.hpp"
 
 namespace shmgemm {
 
@@ -18,7 +18,7 @@ class AttachedOperands {
  public:
   // Throws Error naming the operand whose segment or file cannot be mapped or is too small.
   explicit AttachedOperands(const JobDescriptor& job);
-  const BoundOperands& bound() const { return bound_; }
+  const GeneralOperands& bound() const { return bound_; }
 
  private:
   std::byte* map(const OperandRef& ref, char which, DType dtype, bool writable,
@@ -27,7 +27,7 @@ class AttachedOperands {
   std::vector<SharedSegment> segments_;
   std::vector<boost::interprocess::mapped_region> files_;
   std::vector<MappingGuard> guards_;
-  BoundOperands bound_;
+  GeneralOperands bound_;
 };
 
 }  // namespace shmgemm

@@ -1,4 +1,4 @@
-// np.matmul's general products, worker side: the phases of a JobKind::general job over a range
+// np.matmul's general products, worker side: the phases of a job over a range
 // of work, described by the job descriptor. They compute and nothing else: they know nothing of
 // processes, launches or segment names.
 #pragma once

@@ -45,7 +45,7 @@ void run_task(PoolTask& task, unsigned id, std::byte* arena, std::uint64_t arena
   inject_test_fault(id, 0, [](std::string_view) {});
   const GeneralOperands ops{arena + job->a.offset, arena + job->b.offset, arena + job->c.offset,
                             job->general.b_prepared ? arena + job->prepared.offset : nullptr};
-  if (run_worker(*job, task.slot, {{}, {}, {}, ops}, false) != 0) {
+  if (run_worker(*job, task.slot, ops, false) != 0) {
     copy_name(task.message, job->slots[task.slot].message);
     task.state.store(static_cast<std::uint32_t>(TaskState::failed), std::memory_order_release);
     return;

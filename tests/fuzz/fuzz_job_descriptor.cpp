@@ -12,6 +12,7 @@
 
 #include "common/job.hpp"
 #include "tests/fuzz/patch.hpp"
+#include "tests/job_fixture.hpp"
 
 namespace {
 
@@ -20,32 +21,16 @@ using namespace shmgemm;
 std::unique_ptr<std::byte[]> valid_descriptor() {
   auto mem = std::make_unique<std::byte[]>(sizeof(JobDescriptor));
   auto* job = new (mem.get()) JobDescriptor{};
-  job->workers = 2;
-  job->m = 10;
-  job->k = 6;
-  job->n = 4;
-  const std::uint64_t shapes[3][2] = {{10, 6}, {6, 4}, {10, 4}};
-  OperandRef* refs[3] = {&job->a, &job->b, &job->c};
-  for (int i = 0; i < 3; ++i) {
-    refs[i]->rows = shapes[i][0];
-    refs[i]->cols = shapes[i][1];
-    refs[i]->ld = shapes[i][1];
-    copy_name(refs[i]->name, "shmgemm-1-0-x-0");
-  }
-  job->slots[0].row_end = 5;
-  job->slots[1].row_begin = 5;
-  job->slots[1].row_end = 10;
+  test::fill_valid_job(*job, 10, 6, 4, 2, "shmgemm-1-0-x-0");
   return mem;
 }
 
 void check_safe(const JobDescriptor& job) {
   if (job.magic != kJobMagic || job.version != kJobVersion) __builtin_trap();
   if (job.workers == 0 || job.workers > kMaxWorkers) __builtin_trap();
-  const bool general = job.kind == JobKind::general;
   const GeneralJob& g = job.general;
   const OperandRef* refs[3] = {&job.a, &job.b, &job.c};
-  const DType dtypes[3] = {general ? g.a.dtype : job.dtype, general ? g.b.dtype : job.dtype,
-                           general ? g.result : job.dtype};
+  const DType dtypes[3] = {g.a.dtype, g.b.dtype, g.result};
   for (int i = 0; i < 3; ++i) {
     const OperandRef* r = refs[i];
     if (std::memchr(r->name, 0, sizeof r->name) == nullptr) __builtin_trap();
@@ -54,17 +39,12 @@ void check_safe(const JobDescriptor& job) {
     std::uint64_t end = 0;
     if (!extent || __builtin_add_overflow(r->offset, *extent, &end)) __builtin_trap();
   }
-  if (general) {
-    // Each operand's whole array is its column; C holds the flattened rows; B's own matrices
-    // are no more than the job's products.
-    if (job.a.rows != g.a.elements || job.b.rows != g.b.elements || job.c.rows != job.m * job.n ||
-        g.a.rows * g.batch != job.m || g.a.cols != job.k || g.b.cols != job.n ||
-        stack_matrices(g.b) > g.batch)
-      __builtin_trap();
-  } else if (job.a.rows != job.m || job.a.cols != job.k || job.b.cols != job.n ||
-             job.c.rows != job.m) {
+  // Each operand's whole array is its column; C holds the flattened rows; B's own matrices
+  // are no more than the job's products.
+  if (job.a.rows != g.a.elements || job.b.rows != g.b.elements || job.c.rows != job.m * job.n ||
+      g.a.rows * g.batch != job.m || g.a.cols != job.k || g.b.cols != job.n ||
+      stack_matrices(g.b) > g.batch)
     __builtin_trap();
-  }
   for (std::uint32_t i = 0; i < job.workers; ++i)
     if (job.slots[i].row_begin > job.slots[i].row_end || job.slots[i].row_end > job.m)
       __builtin_trap();

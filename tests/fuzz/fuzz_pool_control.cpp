@@ -15,6 +15,7 @@
 
 #include "common/pool_protocol.hpp"
 #include "tests/fuzz/patch.hpp"
+#include "tests/job_fixture.hpp"
 
 namespace {
 
@@ -53,14 +54,7 @@ void check_job(const PoolTask& t, const JobDescriptor& job, const std::byte* are
 }
 
 OperandRef column(std::uint64_t offset, std::uint64_t elements) {
-  OperandRef r;
-  r.storage = Storage::arena;
-  r.offset = offset;
-  r.rows = elements;
-  r.cols = 1;
-  r.ld = 1;
-  copy_name(r.name, "arena");
-  return r;
+  return test::column_operand(Storage::arena, elements, "arena", offset);
 }
 
 }  // namespace
@@ -75,8 +69,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     copy_name(c->arena_name, "/proc/1/fd/3");
     // One 4x3 @ 3x5 float64 job of two slots; its operands after the descriptor.
     auto* job = new (pristine->arena + kJobAt) JobDescriptor{};
-    job->kind = JobKind::general;
-    job->dtype = DType::float64;
     job->workers = 2;
     job->m = 4;
     job->k = 3;

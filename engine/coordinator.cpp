@@ -20,11 +20,6 @@
 
 namespace shmgemm {
 
-double Report::gflops() const {
-  return seconds > 0 ? 2.0 * double(batch) * double(m) * double(n) * double(k) / seconds / 1e9
-                     : 0.0;
-}
-
 unsigned available_cores() {
   cpu_set_t set;
   CPU_ZERO(&set);

@@ -3,6 +3,8 @@
 // the internal library (shmgemm_internal); libshmgemm does not export them.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <filesystem>
 #include <string>
 
@@ -60,6 +62,8 @@ double launch_cost_us(Launch launch, unsigned workers, unsigned repeats = 20);
 
 // "in process x 2 threads", "2 workers x 1 thread".
 std::string to_string(const PlanCandidate& candidate);
+// The report as JSON: to_json(report)'s object, for a tool that adds keys of its own.
+nlohmann::json report_json(const Report& report);
 // The plan of a run and why it was chosen, a few lines ending in a newline.
 std::string explain(const Report& report);
 

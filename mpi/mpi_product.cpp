@@ -134,10 +134,6 @@ std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
 
 }  // namespace
 
-double MpiReport::gflops() const {
-  return seconds > 0 ? 2.0 * double(m) * double(n) * double(k) / seconds / 1e9 : 0.0;
-}
-
 MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path,
                        const std::filesystem::path& b_path, const std::filesystem::path& out_path,
                        const MpiOptions& options) {
@@ -175,41 +171,48 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
                               readable(c.seen) == readable(root) ? " (the contents differ)" : ""));
     }
   });
-  r.m = c.shape.m;
-  r.k = c.shape.k;
-  r.n = c.shape.n;
-  r.dtype = std::string(dtype_name(c.dtype));
+  r.base.m = c.shape.m;
+  r.base.k = c.shape.k;
+  r.base.n = c.shape.n;
+  r.base.dtype = std::string(dtype_name(c.dtype));
+  r.base.a_shape = {r.base.m, r.base.k};
+  r.base.b_shape = {r.base.k, r.base.n};
+  r.base.shape = {r.base.m, r.base.n};
+  r.base.workers = static_cast<unsigned>(topo.size);
+  r.base.backing = Backing::file;
   const std::size_t item = item_size(c.dtype);
   r.b_bytes = c.b.header.data_bytes;
   r.phases.validate = slowest(since(start));
 
   // The plan: every rank computes with the cores it owns, and gets rows in proportion to them.
-  r.automatic = options.threads == 0;
+  r.base.automatic = options.threads == 0;
   std::vector<unsigned> weights(static_cast<std::size_t>(topo.size));
   for (int i = 0; i < topo.size; ++i)
     weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
-  const detail::WorkSplit split =
-      detail::split_work({r.m, r.k, r.n, c.dtype, 1, item}, std::span<const unsigned>(weights));
-  const Calibration calibration = r.m * r.n * r.k > 0 ? load_calibration() : Calibration{};
-  r.calibration = calibration.source;
+  const detail::WorkSplit split = detail::split_work(
+      {r.base.m, r.base.k, r.base.n, c.dtype, 1, item}, std::span<const unsigned>(weights));
+  const Calibration calibration =
+      r.base.m * r.base.n * r.base.k > 0 ? load_calibration() : Calibration{};
+  r.base.calibration = calibration.source;
   for (int i = 0; i < topo.size; ++i) {
     RankPart p;
     p.node = topo.node_of_rank[std::size_t(i)];
     p.host = topo.hosts[std::size_t(i)];
     p.rows = split.rows[std::size_t(i)];
     p.threads = weights[std::size_t(i)];
-    p.predicted_seconds = p.rows.size() == 0
-                              ? 0
-                              : detail::predict_in_process({p.rows.size(), r.k, r.n, c.dtype},
-                                                           p.threads, calibration);
+    p.predicted_seconds = p.rows.size() == 0 ? 0
+                                             : detail::predict_in_process(
+                                                   {p.rows.size(), r.base.k, r.base.n, c.dtype},
+                                                   p.threads, calibration);
     r.parts.push_back(std::move(p));
   }
+  r.base.threads_per_worker = r.parts.empty() ? 0 : r.parts[0].threads;
   const RankPart& mine = r.parts[std::size_t(topo.rank)];
-  r.plan_reason = fmt::format(
+  r.base.plan_reason = fmt::format(
       "{} ranks on {} node{}; each computes a block of rows of C in proportion to its {} "
       "({} rows each at most){}",
       topo.size, topo.nodes, topo.nodes == 1 ? "" : "s",
-      r.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
+      r.base.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
       std::max_element(
           r.parts.begin(), r.parts.end(),
           [](const RankPart& x, const RankPart& y) { return x.rows.size() < y.rows.size(); })
@@ -274,23 +277,24 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // (Fortran order, whose rows are strided, or --a-from read).
   t = Clock::now();
   const std::uint64_t rows = mine.rows.size();
-  const std::uint64_t a_bytes = rows * r.k * item;
+  const std::uint64_t a_bytes = rows * r.base.k * item;
   r.a_mapped = options.a_from == AFrom::map && !c.a.fortran;
   std::unique_ptr<std::byte[]> a_block;
   const std::byte* a_rows = nullptr;
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (r.a_mapped) {
-      a_rows = c.a_map->data() + mine.rows.begin * r.k * item;
+      a_rows = c.a_map->data() + mine.rows.begin * r.base.k * item;
       return;
     }
     a_block = buffer(a_bytes);
     a_rows = a_block.get();
     File a_file(MPI_COMM_WORLD, c.a.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
     // An empty block reads nothing; its view is the plain bytes.
-    const bool empty = rows == 0 || r.k == 0;
+    const bool empty = rows == 0 || r.base.k == 0;
     std::optional<Datatype> view;
     if (!empty)
-      view.emplace(row_block_type(r.m, r.k, item, c.a.fortran, mine.rows.begin, mine.rows.end));
+      view.emplace(
+          row_block_type(r.base.m, r.base.k, item, c.a.fortran, mine.rows.begin, mine.rows.end));
     a_file.set_view(c.a.header.data_offset, empty ? MPI_BYTE : view->get());
     a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
     a_file.close();
@@ -300,7 +304,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // The product of this rank's rows: into the mapped output on one node, else into this rank's
   // memory, written below.
   t = Clock::now();
-  const std::uint64_t c_bytes = rows * r.n * item;
+  const std::uint64_t c_bytes = rows * r.base.n * item;
   std::unique_ptr<std::byte[]> c_block;
   std::optional<boost::interprocess::mapped_region> c_map;
   std::byte* c_rows = nullptr;
@@ -308,7 +312,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     if (r.c_mapped && out_bytes > 0) {
       c_map.emplace(map_whole_file(temp.path(), true));
       c_rows = static_cast<std::byte*>(c_map->get_address()) + c.out.data_offset +
-               mine.rows.begin * r.n * item;
+               mine.rows.begin * r.base.n * item;
     } else {
       c_block = buffer(c_bytes);
       c_rows = c_block.get();
@@ -316,14 +320,14 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
     inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
-    if (rows == 0 || r.n == 0) return;
-    ConstMatrixRef a{a_rows, rows, r.k, c.a.fortran ? rows : r.k,
+    if (rows == 0 || r.base.n == 0) return;
+    ConstMatrixRef a{a_rows, rows, r.base.k, c.a.fortran ? rows : r.base.k,
                      c.a.fortran ? Layout::col_major : Layout::row_major};
-    ConstMatrixRef b{b_data, r.k, r.n, c.b.fortran ? r.k : r.n,
+    ConstMatrixRef b{b_data, r.base.k, r.base.n, c.b.fortran ? r.base.k : r.base.n,
                      c.b.fortran ? Layout::col_major : Layout::row_major};
     a.ld = std::max<std::uint64_t>(a.ld, 1);
     b.ld = std::max<std::uint64_t>(b.ld, 1);
-    MatrixRef c_ref{c_rows, rows, r.n, r.n, Layout::row_major};
+    MatrixRef c_ref{c_rows, rows, r.base.n, r.base.n, Layout::row_major};
     set_blas_threads(static_cast<int>(mine.threads));
     compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
   });
@@ -331,8 +335,8 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   c.a_map.reset();
   c.b_map.reset();
   const double compute = since(t);
-  r.compute_seconds = slowest(compute);
-  r.phases.compute = r.compute_seconds;
+  r.base.compute_seconds = slowest(compute);
+  r.phases.compute = r.base.compute_seconds;
 
   // C: the header by rank 0, and every rank's rows at their offset, collectively (unless they
   // are in place already).
@@ -348,7 +352,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   on_all_ranks(MPI_COMM_WORLD, [&] {
     c_map.reset();
     if (!r.c_mapped)
-      out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.n * item,
+      out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.base.n * item,
                         c_block.get(), c_bytes);
     out->close();
   });
@@ -357,7 +361,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
 
   // Every rank succeeded: rank 0 puts the file in place.
   on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(); });
-  r.seconds = since(start);
+  r.base.seconds = since(start);
 
   r.b_bytes_between_nodes =
       r.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;

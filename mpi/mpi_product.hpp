@@ -13,6 +13,7 @@
 
 #include "common/partition.hpp"
 #include "mpi/topology.hpp"
+#include "shmgemm/shmgemm.hpp"
 
 namespace shmgemm::mpi {
 
@@ -53,23 +54,19 @@ struct Phases {
 };
 
 struct MpiReport {
-  std::uint64_t m = 0, k = 0, n = 0;
-  std::string dtype;
+  // What every product reports (to_json's keys): the shapes, dtype, ranks as workers, the
+  // threads of each, the plan, the seconds of the call (rank 0) and of the slowest rank's product.
+  Report base;
   int ranks = 1, nodes = 1;
   bool one_rank_per_node = false;
   BFrom b_from = BFrom::broadcast;  // as resolved: never automatic
   bool a_mapped = false;            // the ranks mapped their rows of A (else read them with MPI-IO)
-  bool c_mapped = false;   // the ranks wrote their rows of C in place (else collective MPI-IO)
-  bool automatic = false;  // threads and rows chosen by the plan
-  std::string plan_reason, calibration;
+  bool c_mapped = false;        // the ranks wrote their rows of C in place (else collective MPI-IO)
   std::vector<RankPart> parts;  // one per rank
   Phases phases;
-  double seconds = 0;          // the whole call, on rank 0
-  double compute_seconds = 0;  // the slowest rank's product
   std::uint64_t b_bytes = 0;
   // Bytes of B sent between nodes by MPI (broadcast), and read from the file system by leaders.
   std::uint64_t b_bytes_between_nodes = 0, b_bytes_read = 0;
-  double gflops() const;
 };
 
 // Collective on MPI_COMM_WORLD. Throws RankFailure on every rank when any rank failed (the

@@ -46,7 +46,7 @@ std::string_view to_string(BFrom f) {
   return f == BFrom::broadcast ? "broadcast" : f == BFrom::map ? "map" : "path";
 }
 
-nlohmann::json report_json(const Args& args, const MpiReport& r) {
+nlohmann::json mpi_report_json(const Args& args, const MpiReport& r) {
   nlohmann::json ranks = nlohmann::json::array();
   for (std::size_t i = 0; i < r.parts.size(); ++i) {
     const RankPart& p = r.parts[i];
@@ -58,46 +58,32 @@ nlohmann::json report_json(const Args& args, const MpiReport& r) {
                      {"predicted_seconds", p.predicted_seconds}});
   }
   const Phases& ph = r.phases;
-  // The fields of `shmgemm multiply --json` that apply, then MPI's own.
-  return {{"output", args.out},
-          {"m", r.m},
-          {"k", r.k},
-          {"n", r.n},
-          {"batch", 1},
-          {"dtype", r.dtype},
-          {"workers", r.ranks},
-          {"threads_per_worker", r.parts.empty() ? 0 : r.parts[0].threads},
-          {"launch", "mpi"},
-          {"backing", "file"},
-          {"in_process", false},
-          {"seconds", r.seconds},
-          {"compute_seconds", r.compute_seconds},
-          {"gflops", r.gflops()},
-          {"retries", 0},
-          {"plan",
-           {{"automatic", r.automatic}, {"reason", r.plan_reason}, {"calibration", r.calibration}}},
-          {"mpi",
-           {{"ranks", r.ranks},
-            {"nodes", r.nodes},
-            {"one_rank_per_node", r.one_rank_per_node},
-            {"b_from", to_string(r.b_from)},
-            {"a_from", r.a_mapped ? "map" : "read"},
-            {"c_to", r.c_mapped ? "map" : "mpi-io"},
-            {"b_bytes", r.b_bytes},
-            {"b_bytes_between_nodes", r.b_bytes_between_nodes},
-            {"b_bytes_read", r.b_bytes_read},
-            {"phases",
-             {{"validate", ph.validate},
-              {"open_output", ph.open_output},
-              {"read_b", ph.read_b},
-              {"read_a", ph.read_a},
-              {"compute", ph.compute},
-              {"write_c", ph.write_c}}},
-            {"per_rank", ranks}}}};
+  // The report every product gives, then MPI's own.
+  nlohmann::json j = report_json(r.base);
+  j["output"] = args.out;
+  j["launch"] = "mpi";
+  j["mpi"] = {{"ranks", r.ranks},
+              {"nodes", r.nodes},
+              {"one_rank_per_node", r.one_rank_per_node},
+              {"b_from", to_string(r.b_from)},
+              {"a_from", r.a_mapped ? "map" : "read"},
+              {"c_to", r.c_mapped ? "map" : "mpi-io"},
+              {"b_bytes", r.b_bytes},
+              {"b_bytes_between_nodes", r.b_bytes_between_nodes},
+              {"b_bytes_read", r.b_bytes_read},
+              {"phases",
+               {{"validate", ph.validate},
+                {"open_output", ph.open_output},
+                {"read_b", ph.read_b},
+                {"read_a", ph.read_a},
+                {"compute", ph.compute},
+                {"write_c", ph.write_c}}},
+              {"per_rank", ranks}};
+  return j;
 }
 
 std::string explain(const MpiReport& r) {
-  std::string s = fmt::format("plan: {}\n", r.plan_reason);
+  std::string s = fmt::format("plan: {}\n", r.base.plan_reason);
   for (std::size_t i = 0; i < r.parts.size(); ++i) {
     const RankPart& p = r.parts[i];
     s += fmt::format("  rank {} (node {}, {}): rows {}-{} with {}, predicted {}\n", i, p.node,
@@ -121,13 +107,14 @@ int run(const Args& args, int rank) {
   if (rank != 0) return 0;
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
   if (args.json) {
-    fmt::print("{}\n", report_json(args, r).dump());
+    fmt::print("{}\n", mpi_report_json(args, r).dump());
   } else {
     fmt::print(
         "{}: ({},{}) {} = ({},{}) @ ({},{}) in {:.3f} s ({:.1f} GFLOP/s; {} on {}, "
         "{} per rank)\n",
-        args.out, r.m, r.n, r.dtype, r.m, r.k, r.k, r.n, r.seconds, r.gflops(),
-        detail::count(unsigned(r.ranks), "rank"), detail::count(unsigned(r.nodes), "node"),
+        args.out, r.base.m, r.base.n, r.base.dtype, r.base.m, r.base.k, r.base.k, r.base.n,
+        r.base.seconds, r.base.gflops(), detail::count(unsigned(r.ranks), "rank"),
+        detail::count(unsigned(r.nodes), "node"),
         detail::count(r.parts.empty() ? 0 : r.parts[0].threads, "thread"));
   }
   std::fflush(stdout);

@@ -136,18 +136,6 @@ int run_multiply_mpi(const MultiplyArgs& args) {
   return supervise_mpirun(argv);
 }
 
-nlohmann::json plan_json(const Report& r) {
-  nlohmann::json candidates = nlohmann::json::array();
-  for (const PlanCandidate& c : r.candidates)
-    candidates.push_back({{"workers", c.workers},
-                          {"threads", c.threads},
-                          {"predicted_seconds", c.predicted_seconds}});
-  return {{"automatic", r.automatic},
-          {"reason", r.plan_reason},
-          {"calibration", r.calibration},
-          {"candidates", candidates}};
-}
-
 int run_multiply(const MultiplyArgs& args) {
   check_output_name(args.out);
   if (args.mpi) return run_multiply_mpi(args);
@@ -162,28 +150,8 @@ int run_multiply(const MultiplyArgs& args) {
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
   if (args.json) {
-    nlohmann::json j = {{"output", args.out},
-                        {"m", r.m},
-                        {"k", r.k},
-                        {"n", r.n},
-                        {"batch", r.batch},
-                        {"a_shape", r.a_shape},
-                        {"b_shape", r.b_shape},
-                        {"shape", r.shape},
-                        {"dtype", r.dtype},
-                        {"workers", r.workers},
-                        {"threads_per_worker", r.threads_per_worker},
-                        {"launch", r.in_process ? "none" : to_string(r.launch)},
-                        {"backing", to_string(r.backing)},
-                        {"in_process", r.in_process},
-                        {"seconds", r.seconds},
-                        {"compute_seconds", r.compute_seconds},
-                        {"gflops", r.gflops()},
-                        {"retries", r.retries},
-                        {"rows_per_step", r.rows_per_step},
-                        {"prepared_bytes", r.prepared_bytes},
-                        {"limb_products", r.limb_products},
-                        {"plan", plan_json(r)}};
+    nlohmann::json j = report_json(r);
+    j["output"] = args.out;
     fmt::print("{}\n", j.dump());
     return 0;
   }

@@ -26,6 +26,7 @@ back when it returns. A KeyboardInterrupt stops the call of the thread that rece
 """
 
 import concurrent.futures
+import json
 import math
 import numbers
 import os
@@ -51,13 +52,16 @@ _local = threading.local()
 
 
 def last_report():
-    """The report of this thread's last product (a dict, the CLI's ``--json`` keys), or None."""
-    return getattr(_local, "report", None)
+    """The report of this thread's last product, or None: a dict with the keys of
+    ``shmgemm multiply --json`` (the C++ ``shmgemm::to_json``), ``plan`` among them."""
+    text = getattr(_local, "report", None)
+    return None if text is None else json.loads(text)
 
 
-def _remember(report):
-    _local.report = report
-    return report
+def _remember(text):
+    """Keeps a product's report (JSON text, parsed only when asked for)."""
+    _local.report = text
+    return text
 
 
 # Arguments, checked here in Python's words: a TypeError for the wrong kind of value, a
@@ -324,7 +328,7 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, pr
         rep = _core.matmul(a, b, target if staged is None else staged, **options)
         result = _finish(target, staged, False)
     _remember(rep)
-    return (result, rep) if report else result
+    return (result, json.loads(rep)) if report else result
 
 
 def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", threads=None,
@@ -349,7 +353,7 @@ def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", t
                                rows_per_step=_whole(rows_per_step, "rows_per_step", 0),
                                retries=_whole(retries, "retries", 0, 100),
                                fsync=_flag(fsync, "fsync"), timeout=_timeout(timeout))
-    return _remember(rep)
+    return json.loads(_remember(rep))
 
 
 class _PoolFuture(concurrent.futures.Future):
@@ -516,7 +520,7 @@ class Pool:
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                     continue
-                future.report = outcome
+                future.report = json.loads(outcome)
                 future.set_result(_finish(target, staged, new))
 
     def matmul_many(self, pairs):

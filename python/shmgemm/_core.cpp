@@ -113,27 +113,9 @@ ArrayView view_of(const py::array& a, bool writable) {
   return ArrayView(a.data(), dtype_of(a), shape, strides);
 }
 
-py::dict report_dict(const shmgemm::Report& r) {
-  py::list candidates;
-  for (const auto& c : r.candidates)
-    candidates.append(py::dict(py::arg("workers") = c.workers, py::arg("threads") = c.threads,
-                               py::arg("predicted_seconds") = c.predicted_seconds));
-  return py::dict(
-      py::arg("m") = r.m, py::arg("k") = r.k, py::arg("n") = r.n, py::arg("batch") = r.batch,
-      py::arg("a_shape") = py::tuple(py::cast(r.a_shape)),
-      py::arg("b_shape") = py::tuple(py::cast(r.b_shape)),
-      py::arg("shape") = py::tuple(py::cast(r.shape)), py::arg("dtype") = r.dtype,
-      py::arg("workers") = r.workers, py::arg("threads_per_worker") = r.threads_per_worker,
-      py::arg("launch") =
-          r.in_process ? std::string("none") : std::string(shmgemm::to_string(r.launch)),
-      py::arg("backing") = std::string(shmgemm::to_string(r.backing)),
-      py::arg("in_process") = r.in_process, py::arg("seconds") = r.seconds,
-      py::arg("compute_seconds") = r.compute_seconds, py::arg("gflops") = r.gflops(),
-      py::arg("retries") = r.retries, py::arg("copied_bytes") = r.copied_bytes,
-      py::arg("rows_per_step") = r.rows_per_step, py::arg("prepared_bytes") = r.prepared_bytes,
-      py::arg("limb_products") = r.limb_products, py::arg("automatic") = r.automatic,
-      py::arg("plan") = r.plan_reason, py::arg("calibration") = r.calibration,
-      py::arg("candidates") = candidates);
+// A run's report crosses as shmgemm::to_json's text; the package parses it when asked.
+std::string report_text(const shmgemm::Report& r) {
+  return shmgemm::to_json(r);
 }
 
 shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigned threads,
@@ -257,15 +239,15 @@ class PyPool {
   // replaced: the pool goes on), and is raised once they are gone, so that the arrays it wrote
   // may be freed. Jobs of at most kDirectMultiplyAdds are waited for on this thread, as one-shot
   // calls are: a thread of their own would cost more than they take.
-  py::dict matmul(const py::array& a, const py::array& b, const py::array& out) {
+  std::string matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
-      return report_dict(call([&] {
+      return report_text(call([&] {
         py::gil_scoped_release release;
         return pool_->matmul(av, bv, ov);
       }));
     std::stop_source stop;
-    return report_dict(run_watched(
+    return report_text(run_watched(
         [&] {
           return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()}).get();
         },
@@ -335,7 +317,7 @@ class PyPool {
     py::list out;
     for (auto& [id, job] : finished) {
       try {
-        out.append(py::make_tuple(id, report_dict(job.future.get())));
+        out.append(py::make_tuple(id, report_text(job.future.get())));
       } catch (const shmgemm::Error& e) {
         out.append(py::make_tuple(id, exception_of(e)));
       }
@@ -454,7 +436,7 @@ PYBIND11_MODULE(_core, m) {
         auto run = [av, bv, ov](const shmgemm::Options& x) {
           return shmgemm::matmul(av, bv, ov, x);
         };
-        return report_dict(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
+        return report_text(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
@@ -475,7 +457,7 @@ PYBIND11_MODULE(_core, m) {
               return report;
             },
             o, multiply_adds(av, bv));
-        return py::make_tuple(owned_array(made), report_dict(r));
+        return py::make_tuple(owned_array(made), report_text(r));
       },
       py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("threads") = 0, py::arg("in_process") = false, py::arg("progress") = false,
@@ -504,7 +486,7 @@ PYBIND11_MODULE(_core, m) {
         py::list arrays;
         for (const shmgemm::OwnedArray& x : made)
           arrays.append(owned_array(x));
-        return py::make_tuple(arrays, report_dict(r));
+        return py::make_tuple(arrays, report_text(r));
       },
       py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("in_process") = false, py::arg("timeout") = 0.0);
@@ -545,7 +527,7 @@ PYBIND11_MODULE(_core, m) {
         o.retries = retries;
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
-        return report_dict(run_stoppable(
+        return report_text(run_stoppable(
             [&](const shmgemm::Options& x) { return shmgemm::multiply_npy(a, b, out, x); }, o,
             std::numeric_limits<double>::infinity()));
       },

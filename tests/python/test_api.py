@@ -1,6 +1,7 @@
 """shmgemm.matmul, Pool, matmul_many and multiply_files from Python, against numpy."""
 import concurrent.futures
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -264,6 +265,28 @@ def test_reports():
     assert shmgemm.last_report() == rep
     assert {"m", "k", "n", "workers", "seconds", "copied_bytes", "plan"} <= rep.keys()
     assert (rep["m"], rep["k"], rep["n"]) == (50, 60, 50)
+
+
+def test_one_report_on_every_face(tmp_path):
+    """Python's report is the CLI's --json object (less the output's name): one serializer."""
+    cli = os.environ.get("SHMGEMM_CLI")
+    if cli is None:
+        pytest.skip("SHMGEMM_CLI is not set (ctest sets it)")
+    a, b = rng.standard_normal((70, 30)), rng.integers(-5, 5, (30, 20))
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    run = subprocess.run([cli, "multiply", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                          "-o", str(tmp_path / "c.npy"), "--workers", "2", "--json"],
+                         capture_output=True, text=True, check=True)
+    cli_report = json.loads(run.stdout)
+    assert cli_report.pop("output") == str(tmp_path / "c.npy")
+    for rep in (shmgemm.multiply_files(tmp_path / "a.npy", tmp_path / "b.npy",
+                                       tmp_path / "d.npy", workers=2),
+                shmgemm.matmul(a, b, workers=2, report=True)[1]):
+        assert rep.keys() == cli_report.keys()
+        assert rep["plan"].keys() == cli_report["plan"].keys()
+        for key in ("m", "k", "n", "batch", "a_shape", "b_shape", "shape", "dtype", "workers"):
+            assert rep[key] == cli_report[key], key
 
 
 def test_ten_thousand_calls_leave_rss_and_dev_shm_flat():

@@ -117,6 +117,14 @@ struct SHMGEMM_API Report {
   double gflops() const;                  // 2 batch mnk / seconds
 };
 
+// The report as one line of JSON, the object `shmgemm multiply --json` prints and Python's
+// last_report() gives: m, k, n, batch, a_shape, b_shape, shape, dtype, workers,
+// threads_per_worker, launch ("fork", "spawn", or "none" in process), backing, in_process,
+// seconds, compute_seconds, gflops, retries, copied_bytes, rows_per_step, prepared_bytes,
+// limb_products, and plan: {automatic, reason, calibration, candidates: [{workers, threads,
+// predicted_seconds}]}.
+SHMGEMM_API std::string to_json(const Report& report);
+
 // np.matmul's result for operands of these shapes, whatever their strides: numpy's rules (1-D
 // operands, broadcast stacks). Throws Error(shape_mismatch) with numpy's message ("matmul:
 // Input operand 1 has a mismatch in its core dimension 0, ...").

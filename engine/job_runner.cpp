@@ -249,10 +249,8 @@ class LaunchedExecutor final : public Executor {
     JobDescriptor* job = described_.job;
     retries += launch_and_join(
                    *job, described_.segment.name(), plan_,
-                   [job, local](std::size_t i) {
-                     return run_worker(*job, i, local);
-                   },
-                   options_, flops_per_row)
+                   [job, local](std::size_t i) { return run_worker(*job, i, local); }, options_,
+                   flops_per_row)
                    .retries;
   }
   std::byte* prepared_area(std::uint64_t bytes, std::uint64_t elements) override {

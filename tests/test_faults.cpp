@@ -315,12 +315,10 @@ TEST_CASE("shmgemm gc removes the segments of dead coordinators, only those") {
 
 TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing") {
   if (::geteuid() != 0) {
-    MESSAGE("skipped: needs root to mount a small tmpfs in a private mount namespace");
-    return;
+    SKIP_CASE("needs root to mount a small tmpfs in a private mount namespace");
   }
   if (test::run({"/usr/bin/unshare", "-m", "/bin/true"}).status != 0) {
-    MESSAGE("skipped: unshare -m is not permitted here");
-    return;
+    SKIP_CASE("unshare -m is not permitted here");
   }
   Operands ops;
   TempDir small;
@@ -348,14 +346,10 @@ TEST_CASE("no room: a tiny /dev/shm and a full output disk fail before computing
   ops.check_untouched(r.pid);
 }
 
-TEST_CASE("a worker that cannot start is a one-line error, and no other process is signalled") {
-#if defined(__SANITIZE_ADDRESS__)
-  MESSAGE("skipped: the sanitizers' runtime needs descriptors of its own under an fd limit");
-  return;
-#endif
+TEST_CASE("a worker that cannot start is a one-line error, and no other process is signalled" *
+          doctest::skip(test::kSanitized)) {
   if (!test::can_isolate()) {
-    MESSAGE("skipped: needs root and unshare to run in a PID namespace of its own");
-    return;
+    SKIP_CASE("needs root and unshare to run in a PID namespace of its own");
   }
   Operands ops;
   // Under a tight limit on open files, starting a worker fails somewhere (a pipe, a pidfd, the
@@ -399,8 +393,7 @@ TEST_CASE("a worker that cannot start is a one-line error, and no other process 
 
 TEST_CASE("a running job names nothing that a gc, here or in another PID namespace, could remove") {
   if (!test::can_isolate()) {
-    MESSAGE("skipped: needs root and unshare to run gc in a PID namespace of its own");
-    return;
+    SKIP_CASE("needs root and unshare to run gc in a PID namespace of its own");
   }
   Operands ops;
   // With spawn and --retries a fresh worker must attach mid-run: to memory reached through the
@@ -707,11 +700,8 @@ TEST_CASE("demo: SIGTERM stops it and removes its folder; after a SIGKILL, gc re
 
 TEST_CASE(
     "under a tight address-space limit (ulimit -v): fewer OpenBLAS threads or one line, never a "
-    "hang") {
-#if defined(__SANITIZE_ADDRESS__)
-  MESSAGE("skipped: AddressSanitizer's shadow memory does not fit under an address-space limit");
-  return;
-#endif
+    "hang" *
+    doctest::skip(test::kSanitized)) {
   TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),
                     c = (tmp / "C.npy").string();

@@ -59,13 +59,11 @@ struct MemoryCgroup {
 
 TEST_CASE("a product larger than the memory it may use completes, streaming, and is right") {
   if (::geteuid() != 0) {
-    MESSAGE("skipped: needs root to create a memory cgroup");
-    return;
+    SKIP_CASE("needs root to create a memory cgroup");
   }
   MemoryCgroup cgroup;
   if (cgroup.dir.empty()) {
-    MESSAGE("skipped: no memory cgroup controller can be limited here");
-    return;
+    SKIP_CASE("no memory cgroup controller can be limited here");
   }
   // On disk, beside the build: a file in /tmp could be tmpfs, which is memory itself.
   const fs::path dir = fs::current_path() / fmt::format("larger-than-memory-{}", ::getpid());
@@ -140,11 +138,8 @@ TEST_CASE("a product larger than the memory it may use completes, streaming, and
 }
 
 TEST_CASE(
-    "--rows-per-step reaches the workers: their peak resident memory falls by A's and C's rows") {
-#if defined(__SANITIZE_ADDRESS__)
-  MESSAGE("skipped: under AddressSanitizer resident memory is mostly the sanitizer's");
-  return;
-#endif
+    "--rows-per-step reaches the workers: their peak resident memory falls by A's and C's rows" *
+    doctest::skip(test::kSanitized)) {
   // 3000^2 float64: A, B and C take 72 MB each. A worker of two holds B, and without streaming
   // its half of A and of C; streaming, a step of rows at a time.
   test::TempDir tmp;
@@ -179,13 +174,11 @@ TEST_CASE(
 
 TEST_CASE("--backing shm under a memory cgroup too small for it: refused before computing") {
   if (::geteuid() != 0) {
-    MESSAGE("skipped: needs root to create a memory cgroup");
-    return;
+    SKIP_CASE("needs root to create a memory cgroup");
   }
   MemoryCgroup cgroup(150 << 20);
   if (cgroup.dir.empty()) {
-    MESSAGE("skipped: no memory cgroup controller can be limited here");
-    return;
+    SKIP_CASE("no memory cgroup controller can be limited here");
   }
   test::TempDir tmp;
   const std::string a = (tmp / "A.npy").string(), b = (tmp / "B.npy").string(),

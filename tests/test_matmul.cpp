@@ -115,8 +115,7 @@ TEST_CASE(
   const std::map<std::string, std::string> before = thread_affinities();
   const std::string all = before.begin()->second;
   if (std::thread::hardware_concurrency() < 2 || all.find_first_of(",-") == std::string::npos) {
-    MESSAGE("skipped: needs two CPUs");
-    return;
+    SKIP_CASE("needs two CPUs");
   }
   std::mt19937_64 rng(3);
   HostMatrix<double> a(800, 800, Order::row_major, 0, rng), b(800, 800, Order::row_major, 0, rng),

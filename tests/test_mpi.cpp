@@ -293,12 +293,9 @@ TEST_CASE("shmgemm multiply --launch mpi starts mpirun and gives the same answer
 }
 
 int main(int argc, char** argv) {
-  if (mpirun_path().empty()) {
-    std::fprintf(stderr,
-                 "test_mpi: skipped: mpirun not found on PATH (tools/install-deps.sh installs "
-                 "openmpi-bin)\n");
-    return 77;
-  }
+  if (mpirun_path().empty())
+    return test::skip_program(
+        "test_mpi", "mpirun not found on PATH (tools/install-deps.sh installs openmpi-bin)");
   // Open MPI refuses root unless told; these tests run it as whoever runs them.
   if (::geteuid() == 0) {
     ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
@@ -310,7 +307,7 @@ int main(int argc, char** argv) {
   if (const char* asan = std::getenv("ASAN_OPTIONS"))
     ::setenv("ASAN_OPTIONS", (std::string(asan) + ":detect_leaks=0").c_str(), 1);
   doctest::Context context(argc, argv);
-  return context.run();
+  return test::finish(context.run());
 }
 
 TEST_CASE("ranks that see other files at the same paths are refused, before any work") {

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
@@ -222,6 +223,44 @@ bool handles(pid_t pid, int sig) {
     if (line.rfind("SigCgt:", 0) == 0)
       return (std::stoull(line.substr(7), nullptr, 16) >> (sig - 1)) & 1;
   return false;
+}
+
+namespace {
+std::vector<std::string>& skip_list() {
+  static std::vector<std::string> reasons;
+  return reasons;
+}
+
+bool require_all() {
+  const char* all = std::getenv("SHMGEMM_REQUIRE_ALL");
+  return all != nullptr && std::string_view(all) == "1";
+}
+}  // namespace
+
+void skip(const std::string& why) {
+  if (require_all()) {
+    FAIL_CHECK("skipped where every case must run (SHMGEMM_REQUIRE_ALL=1): " << why);
+    return;
+  }
+  MESSAGE("skipped: " << why);
+  skip_list().push_back(why);
+}
+
+int finish(int doctest_status) {
+  const auto& skipped = skip_list();
+  if (doctest_status != 0 || skipped.empty()) return doctest_status;
+  std::fprintf(stderr, "%zu case(s) skipped on this machine:\n", skipped.size());
+  for (const std::string& why : skipped)
+    std::fprintf(stderr, "  %s\n", why.c_str());
+  return kSkipExitCode;
+}
+
+int skip_program(const std::string& program, const std::string& why) {
+  std::fprintf(
+      stderr, "%s: %s: %s\n", program.c_str(),
+      require_all() ? "cannot run where every test must (SHMGEMM_REQUIRE_ALL=1)" : "skipped",
+      why.c_str());
+  return require_all() ? 1 : kSkipExitCode;
 }
 
 bool can_isolate() {

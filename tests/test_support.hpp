@@ -15,6 +15,28 @@
 
 namespace shmgemm::test {
 
+// Cases that cannot run under AddressSanitizer carry `* doctest::skip(test::kSanitized)`: doctest
+// counts them as skipped.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
+// Exit status of a test program some of whose cases were skipped (ctest: SKIP_RETURN_CODE).
+inline constexpr int kSkipExitCode = 77;
+
+// A case that cannot run on this machine (not root, a tool missing): records `why`, which the
+// test program prints at the end, exiting kSkipExitCode if nothing failed. Where everything must
+// run (SHMGEMM_REQUIRE_ALL=1, as CI sets it), the skip fails the case instead. Use SKIP_CASE.
+void skip(const std::string& why);
+// A test program's exit status from doctest's: kSkipExitCode, after listing the reasons, when
+// nothing failed and some case skipped.
+int finish(int doctest_status);
+// A whole test program that cannot run here: says why and returns kSkipExitCode (1 where
+// everything must run).
+int skip_program(const std::string& program, const std::string& why);
+
 namespace fs = std::filesystem;
 
 // A fresh folder under $TMPDIR (or /tmp), removed with its contents.
@@ -152,3 +174,10 @@ std::string cli_path();
 std::string worker_path();
 
 }  // namespace shmgemm::test
+
+// Skips the rest of the current test case (test::skip), returning from it.
+#define SKIP_CASE(why)          \
+  do {                          \
+    ::shmgemm::test::skip(why); \
+    return;                     \
+  } while (false)

@@ -17,6 +17,7 @@ packages=(
   gnuplot-nox                            # footprint --plot, make plot
   libopenmpi-dev openmpi-bin             # shmgemm-mpi, its tests
   libscalapack-openmpi-dev               # the pdgemm baseline of bench --mpi
+  strace util-linux                      # tests that watch system calls, act as two users, unshare
 )
 packages+=("$@")
 

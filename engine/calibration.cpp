@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/segment.hpp"
 #include "engine/launcher.hpp"
 #include "engine/plan.hpp"
@@ -29,9 +30,6 @@ namespace {
 constexpr int kCacheVersion = 4;
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -57,7 +55,7 @@ double gemm_rate(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t n,
   for (int i = 0; i < 1000 && (i < 3 || spent < seconds); ++i) {
     const auto t = Clock::now();
     compute_rows(dtype, ar, br, cr, {0, m});
-    const double dt = since(t);
+    const double dt = seconds_since(t);
     spent += dt;
     best = std::max(best, 2.0 * double(m) * double(k) * double(n) / dt / 1e9);
   }
@@ -126,7 +124,7 @@ double fault_us_per_mib() {
     unsigned sum = 0;
     for (std::size_t off = 0; off < kBytes; off += 4096)
       sum += static_cast<unsigned>(again.data()[off]);
-    runs.push_back(since(t) * 1e6 / 64.0 + (sum == 0 ? 1 : 0));
+    runs.push_back(seconds_since(t) * 1e6 / 64.0 + (sum == 0 ? 1 : 0));
   }
   return median(runs);
 }
@@ -138,7 +136,7 @@ double copy_gbs() {
   for (int i = 0; i < 4; ++i) {
     const auto t = Clock::now();
     std::memcpy(to.data(), from.data(), kBytes);
-    best = std::max(best, double(kBytes) / since(t) / 1e9);
+    best = std::max(best, double(kBytes) / seconds_since(t) / 1e9);
   }
   return best;
 }
@@ -195,7 +193,7 @@ double launch_cost_us(Launch launch, unsigned workers, unsigned repeats) {
         if (!e.ok())
           throw Error(ErrorCode::worker_failed,
                       fmt::format("launch probe: worker {} {}", e.id, e.describe()));
-    runs.push_back(since(t) * 1e6);
+    runs.push_back(seconds_since(t) * 1e6);
   }
   return median(runs);
 }

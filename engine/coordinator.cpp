@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <chrono>
 
+#include "common/clock.hpp"
 #include "common/job.hpp"
 #include "common/npy_file.hpp"
 #include "common/promote.hpp"
@@ -89,8 +90,7 @@ Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::
     // An interrupt that came during a step that cannot be stopped still leaves C.npy alone.
     detail::throw_if_interrupted(/*deadline=*/false);
     out.commit(options.fsync);
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.seconds = seconds_since(start);
     return report;
   };
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.

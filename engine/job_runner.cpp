@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/segment.hpp"
 #include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
@@ -193,8 +194,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
       start_worker(exit.id);
     }
   }
-  stats.compute_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  stats.compute_seconds = seconds_since(start);
   return stats;
 }
 

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
@@ -69,8 +70,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
     it.bytes = elements * item_size(it.result);
     it.offset = total;
     total += (it.bytes + kAlign - 1) / kAlign * kAlign;
-    const std::int64_t k = it.a.shape().back();
-    it.flops = 2.0 * double(elements) * double(k);
+    it.flops = matmul_flops(it.a, it.b);
   }
   const double all_flops = std::accumulate(items.begin(), items.end(), 0.0,
                                            [](double s, const Item& it) { return s + it.flops; });
@@ -116,8 +116,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
   std::vector<OwnedArray> out;
   out.reserve(items.size());
   auto done = [&] {
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.seconds = seconds_since(start);
     if (report_out) *report_out = report;
     return std::move(out);
   };

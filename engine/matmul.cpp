@@ -4,6 +4,7 @@
 #include <climits>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/matmul_shape.hpp"
 #include "common/npy.hpp"
 #include "common/promote.hpp"
@@ -109,6 +110,24 @@ std::vector<std::int64_t> matmul_shape(const ArrayView& a, const ArrayView& b) {
   return {shape.out_shape.begin(), shape.out_shape.end()};
 }
 
+double matmul_flops(std::span<const std::int64_t> sa, std::span<const std::int64_t> sb) {
+  if (sa.empty() || sb.empty()) return 0;
+  const double m = sa.size() >= 2 ? double(sa[sa.size() - 2]) : 1, k = double(sa.back());
+  const double n = sb.size() >= 2 ? double(sb.back()) : 1;
+  const std::size_t ba = sa.size() >= 2 ? sa.size() - 2 : 0,
+                    bb = sb.size() >= 2 ? sb.size() - 2 : 0;
+  double batch = 1;
+  for (std::size_t i = 0; i < std::max(ba, bb); ++i) {
+    const std::int64_t x = i < ba ? sa[ba - 1 - i] : 1, y = i < bb ? sb[bb - 1 - i] : 1;
+    batch *= double(std::max(x, y));
+  }
+  return 2 * batch * m * k * n;
+}
+
+double matmul_flops(const ArrayView& a, const ArrayView& b) {
+  return matmul_flops(a.shape(), b.shape());
+}
+
 BlasKernel blas_kernel() {
   return {detail::kernel_here(), detail::worker_kernel()};
 }
@@ -138,8 +157,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
     Report report = run_matmul(a, b, nullptr, options, &temp);
     detail::scatter_from(static_cast<const std::byte*>(temp.view.data()), *out);
     report.copied_bytes += static_cast<std::uint64_t>(out->size()) * item_size(out->dtype());
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.seconds = seconds_since(start);
     return report;
   }
   // What stops this call: the interrupts that arrive from here on, and its timeout.
@@ -162,8 +180,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
   p.shape = matmul_shape(p.a.shape, p.b.shape, "", "");
   p.describe(report);
   auto done = [&] {
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    report.seconds = seconds_since(start);
     return report;
   };
   const std::vector<std::int64_t> shape(p.shape.out_shape.begin(), p.shape.out_shape.end());

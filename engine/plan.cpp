@@ -212,12 +212,6 @@ std::size_t within_thread_limit(std::size_t threads) {
   return limit > 0 ? std::min(threads, limit) : threads;
 }
 
-namespace {
-std::string plural_workers(unsigned n) {
-  return fmt::format("{} worker{}", n, n == 1 ? "" : "s");
-}
-}  // namespace
-
 Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const Calibration& c,
                std::size_t host_threads) {
   cores = std::max<std::size_t>(cores, 1);
@@ -244,8 +238,8 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
     plan.reason =
         plan.workers == o.workers
             ? fmt::format("{} workers, as asked", o.workers)
-            : fmt::format("{} asked, {}: one per row of C at most", plural_workers(o.workers),
-                          plural_workers(static_cast<unsigned>(plan.workers)));
+            : fmt::format("{} asked, {}: one per row of C at most", count(o.workers, "worker"),
+                          count(static_cast<unsigned>(plan.workers), "worker"));
     return plan;
   }
 

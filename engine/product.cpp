@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/clock.hpp"
 #include "common/limbs.hpp"
 #include "common/npy.hpp"
 #include "common/promote.hpp"
@@ -282,8 +283,7 @@ void execute(Executor& executor, const Product& p, const Plan& plan, const Optio
   };
   while (const std::optional<Phase> phase = phases.next(prepared, report, local))
     executor.run(local, *phase == Phase::multiply ? flops_per_row : 0);
-  report.compute_seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report.compute_seconds = seconds_since(t0);
   report.retries = executor.retries;
 }
 

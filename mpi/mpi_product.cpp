@@ -1,4 +1,5 @@
 #include "mpi/mpi_product.hpp"
+#include "common/clock.hpp"
 #include "engine/tooling.hpp"
 
 #include <fcntl.h>
@@ -26,10 +27,6 @@ namespace shmgemm::mpi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // The operands as the headers describe them.
 struct Operand {
@@ -182,7 +179,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.base.backing = Backing::file;
   const std::size_t item = item_size(c.dtype);
   r.b_bytes = c.b.header.data_bytes;
-  r.phases.validate = slowest(since(start));
+  r.phases.validate = slowest(seconds_since(start));
 
   // The plan: every rank computes with the cores it owns, and gets rows in proportion to them.
   r.base.automatic = options.threads == 0;
@@ -234,7 +231,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
       reserve(temp.path(), out_bytes, out_path.string());
     }
   });
-  r.phases.open_output = slowest(since(t));
+  r.phases.open_output = slowest(seconds_since(t));
 
   // B: once per node, mapped from the file, or in a window every rank of the node maps.
   t = Clock::now();
@@ -270,7 +267,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     b_data = b_window->data();
     c.b_map.reset();
   }
-  r.phases.read_b = slowest(since(t));
+  r.phases.read_b = slowest(seconds_since(t));
 
   // This rank's rows of A: a mapping of the file, of which only these rows are ever touched
   // (C order: the rows are one contiguous range), or read through an MPI-IO view of them
@@ -299,7 +296,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
     a_file.close();
   });
-  r.phases.read_a = slowest(since(t));
+  r.phases.read_a = slowest(seconds_since(t));
 
   // The product of this rank's rows: into the mapped output on one node, else into this rank's
   // memory, written below.
@@ -334,7 +331,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   a_block.reset();
   c.a_map.reset();
   c.b_map.reset();
-  const double compute = since(t);
+  const double compute = seconds_since(t);
   r.base.compute_seconds = slowest(compute);
   r.phases.compute = r.base.compute_seconds;
 
@@ -357,11 +354,11 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     out->close();
   });
   c_block.reset();
-  r.phases.write_c = slowest(since(t));
+  r.phases.write_c = slowest(seconds_since(t));
 
   // Every rank succeeded: rank 0 puts the file in place.
   on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(); });
-  r.base.seconds = since(start);
+  r.base.seconds = seconds_since(start);
 
   r.b_bytes_between_nodes =
       r.b_from == BFrom::broadcast ? r.b_bytes * std::uint64_t(topo.nodes - 1) : 0;

@@ -49,46 +49,20 @@ Session::~Session() {
   MPI_Finalize();
 }
 
-Comm& Comm::operator=(Comm&& o) noexcept {
-  if (this != &o) {
-    if (c_ != MPI_COMM_NULL) MPI_Comm_free(&c_);
-    c_ = o.c_;
-    o.c_ = MPI_COMM_NULL;
-  }
-  return *this;
-}
-
-Comm::~Comm() {
-  if (c_ != MPI_COMM_NULL) MPI_Comm_free(&c_);
-}
-
 int Comm::rank() const {
   int r = 0;
-  MPI_Comm_rank(c_, &r);
+  MPI_Comm_rank(get(), &r);
   return r;
 }
 
 int Comm::size() const {
   int s = 0;
-  MPI_Comm_size(c_, &s);
+  MPI_Comm_size(get(), &s);
   return s;
 }
 
-Datatype::Datatype(MPI_Datatype t) : t_(t) {
-  check(MPI_Type_commit(&t_), "MPI_Type_commit");
-}
-
-Datatype& Datatype::operator=(Datatype&& o) noexcept {
-  if (this != &o) {
-    if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
-    t_ = o.t_;
-    o.t_ = MPI_DATATYPE_NULL;
-  }
-  return *this;
-}
-
-Datatype::~Datatype() {
-  if (t_ != MPI_DATATYPE_NULL) MPI_Type_free(&t_);
+Datatype::Datatype(MPI_Datatype t) : Handle(t) {
+  check(MPI_Type_commit(&t), "MPI_Type_commit");
 }
 
 Datatype row_block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "shmgemm/error.hpp"
 
@@ -31,35 +32,55 @@ class Session {
   int rank_ = 0, size_ = 1;
 };
 
-// A communicator this program made (freed on destruction), or MPI_COMM_NULL.
-class Comm {
+// An MPI handle this program made: freed (Traits::free) on destruction, movable, or
+// Traits::null().
+template <class T, class Traits>
+class Handle {
  public:
-  Comm() = default;
-  explicit Comm(MPI_Comm c) : c_(c) {}
-  Comm(Comm&& o) noexcept : c_(o.c_) { o.c_ = MPI_COMM_NULL; }
-  Comm& operator=(Comm&& o) noexcept;
-  ~Comm();
-  MPI_Comm get() const { return c_; }
-  bool null() const { return c_ == MPI_COMM_NULL; }
-  int rank() const;
-  int size() const;
+  Handle() = default;
+  explicit Handle(T h) : h_(h) {}
+  Handle(Handle&& o) noexcept : h_(std::exchange(o.h_, Traits::null())) {}
+  Handle& operator=(Handle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      h_ = std::exchange(o.h_, Traits::null());
+    }
+    return *this;
+  }
+  ~Handle() { reset(); }
+  T get() const { return h_; }
+  bool null() const { return h_ == Traits::null(); }
 
  private:
-  MPI_Comm c_ = MPI_COMM_NULL;
+  void reset() noexcept {
+    if (h_ != Traits::null()) Traits::free(&h_);
+    h_ = Traits::null();
+  }
+  T h_ = Traits::null();
 };
 
-// A committed derived datatype, freed on destruction.
-class Datatype {
+struct CommTraits {
+  static MPI_Comm null() { return MPI_COMM_NULL; }
+  static void free(MPI_Comm* c) { MPI_Comm_free(c); }
+};
+struct DatatypeTraits {
+  static MPI_Datatype null() { return MPI_DATATYPE_NULL; }
+  static void free(MPI_Datatype* t) { MPI_Type_free(t); }
+};
+
+// A communicator this program made, or MPI_COMM_NULL.
+class Comm : public Handle<MPI_Comm, CommTraits> {
+ public:
+  using Handle::Handle;
+  int rank() const;
+  int size() const;
+};
+
+// A committed derived datatype.
+class Datatype : public Handle<MPI_Datatype, DatatypeTraits> {
  public:
   Datatype() = default;
   explicit Datatype(MPI_Datatype t);  // commits t
-  Datatype(Datatype&& o) noexcept : t_(o.t_) { o.t_ = MPI_DATATYPE_NULL; }
-  Datatype& operator=(Datatype&& o) noexcept;
-  ~Datatype();
-  MPI_Datatype get() const { return t_; }
-
- private:
-  MPI_Datatype t_ = MPI_DATATYPE_NULL;
 };
 
 // The rows [row_begin, row_end) of a 2-D array of rows x cols elements of `item` bytes, stored

@@ -53,7 +53,7 @@ def cpp_program(code, folder):
         f.write("\n".join(includes + ["int main() {"] + body + ["}"]) + "\n")
     lib = os.path.join(build, "lib")
     subprocess.run([cxx, "-std=c++20", *cxxflags, "-I", os.path.join(source, "engine", "include"),
-                    path, "-o", os.path.join(folder, "example"), f"-L{lib}", "-lshmgemm",
+                    "-I", os.path.join(source, "common", "include"), path, "-o", os.path.join(folder, "example"), f"-L{lib}", "-lshmgemm",
                     f"-Wl,-rpath,{lib}"], check=True, capture_output=True, text=True)
     return [os.path.join(folder, "example")]
 

@@ -15,6 +15,8 @@
 #include <random>
 #include <set>
 
+#include "common/clock.hpp"
+#include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -113,7 +115,7 @@ double time_product(DType dtype, std::uint64_t m, std::uint64_t k, std::uint64_t
                {cr.data, w, w, n, Layout::row_major}, {0, w});
   const auto start = std::chrono::steady_clock::now();
   compute_rows(dtype, ar, br, cr, {0, m});
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return seconds_since(start);
 }
 
 int run_limit(const BenchArgs& args) {
@@ -159,7 +161,7 @@ int run_bench(const BenchArgs& args) {
   for (const char* launch : {"fork", "spawn"})
     for (unsigned w = 1; w <= cores; ++w)
       variants.push_back(
-          {fmt::format("{} {}", launch, plural(w, "worker")),
+          {fmt::format("{} {}", launch, detail::count(w, "worker")),
            {"--workers", std::to_string(w), "--launch", launch, "--backing", "file"}});
   variants.push_back({"OpenBLAS in process", {"--in-process"}});
   const std::string jobs = std::to_string(cores);

@@ -77,9 +77,6 @@ std::string size_string(std::uint64_t bytes);
 // The median of `v` (not empty).
 double median(std::vector<double> v);
 
-// "1 worker", "2 workers".
-std::string plural(unsigned count, std::string_view noun);
-
 __extension__ using int128 = __int128;
 __extension__ using uint128 = unsigned __int128;
 

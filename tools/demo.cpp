@@ -13,6 +13,7 @@
 
 #include "common/npy_file.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -112,13 +113,13 @@ int run_demo(std::uint64_t size, int rounds, const Options& engine) {
   const std::string engine_how =
       r_engine["in_process"].get<bool>()
           ? fmt::format("shmgemm engine (in process, {})",
-                        plural(r_engine["threads_per_worker"], "thread"))
-          : fmt::format("shmgemm engine ({} x {}, {}, {})", plural(r_engine["workers"], "worker"),
-                        plural(r_engine["threads_per_worker"], "thread"),
-                        r_engine["launch"].get<std::string>(),
-                        r_engine["backing"].get<std::string>());
-  const std::string blas_how =
-      fmt::format("OpenBLAS in one process ({})", plural(r_blas["threads_per_worker"], "thread"));
+                        detail::count(r_engine["threads_per_worker"], "thread"))
+          : fmt::format(
+                "shmgemm engine ({} x {}, {}, {})", detail::count(r_engine["workers"], "worker"),
+                detail::count(r_engine["threads_per_worker"], "thread"),
+                r_engine["launch"].get<std::string>(), r_engine["backing"].get<std::string>());
+  const std::string blas_how = fmt::format("OpenBLAS in one process ({})",
+                                           detail::count(r_blas["threads_per_worker"], "thread"));
   const std::size_t width = std::max(engine_how.size(), blas_how.size()) + 1;
   fmt::print("  {:<{}} {:.3f} s, {:.1f} GFLOP/s\n", engine_how + ":", width, te, flops / te / 1e9);
   fmt::print("  {:<{}} {:.3f} s, {:.1f} GFLOP/s\n", blas_how + ":", width, tb, flops / tb / 1e9);

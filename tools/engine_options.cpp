@@ -12,44 +12,29 @@
 namespace shmgemm::cli {
 namespace {
 
-// A whole number from 1 to `max`, or a message saying what was expected.
+// A number of type T, the whole text, for which `ok` holds; else "'TEXT' is not WHAT".
+template <class T, class Ok>
+CLI::Validator number(Ok ok, std::string what, std::string shown) {
+  return CLI::Validator(
+      [ok, what](std::string& text) -> std::string {
+        T value{};
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || !ok(value))
+          return fmt::format("'{}' is not {}", text, what);
+        return {};
+      },
+      std::move(shown));
+}
+
 CLI::Validator count_from_one(unsigned max) {
-  return CLI::Validator(
-      [max](std::string& text) -> std::string {
-        unsigned value = 0;
-        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || value < 1 || value > max)
-          return fmt::format("'{}' is not a whole number from 1 to {}", text, max);
-        return {};
-      },
-      fmt::format("1..{}", max));
+  return number<unsigned>([max](unsigned v) { return v >= 1 && v <= max; },
+                          fmt::format("a whole number from 1 to {}", max),
+                          fmt::format("1..{}", max));
 }
 
-// A number of seconds above 0.
 CLI::Validator positive_seconds() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        double value = 0;
-        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || !(value > 0) ||
-            !std::isfinite(value))
-          return fmt::format("'{}' is not a number of seconds above 0", text);
-        return {};
-      },
-      "SECONDS");
-}
-
-// A whole number of at least 1 (64 bits).
-CLI::Validator whole_from_one() {
-  return CLI::Validator(
-      [](std::string& text) -> std::string {
-        std::uint64_t value = 0;
-        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || value < 1)
-          return fmt::format("'{}' is not a whole number of at least 1", text);
-        return {};
-      },
-      "1..");
+  return number<double>([](double v) { return v > 0 && std::isfinite(v); },
+                        "a number of seconds above 0", "SECONDS");
 }
 
 }  // namespace
@@ -71,10 +56,6 @@ std::string as_flags(std::string message) {
     for (std::size_t at; (at = message.find(field)) != std::string::npos;)
       message.replace(at, field.size(), flag);
   return message;
-}
-
-std::string plural(unsigned count, std::string_view noun) {
-  return fmt::format("{} {}{}", count, noun, count == 1 ? "" : "s");
 }
 
 void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
@@ -140,20 +121,14 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
                  "larger than memory: compute this many rows of C at a time and release the "
                  "pages of A and C that are done (file backing); default: only when A, B and C "
                  "do not fit in the memory available, then 512")
-      ->check(whole_from_one())
+      ->check(number<std::uint64_t>([](std::uint64_t v) { return v >= 1; },
+                                    "a whole number of at least 1", "1.."))
       ->option_text("N");
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times "
                  "(default: 0)")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            unsigned value = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-            if (ec != std::errc() || end != text.data() + text.size() || value > 100)
-              return fmt::format("'{}' is not a whole number from 0 to 100", text);
-            return {};
-          },
-          ""))
+      ->check(
+          number<unsigned>([](unsigned v) { return v <= 100; }, "a whole number from 0 to 100", ""))
       ->option_text("N");
   cmd.add_option("--timeout", options.timeout,
                  "give up after this many seconds: workers killed, output left unchanged, exit 1 "

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
 #include "tools/commands.hpp"
@@ -113,8 +114,8 @@ int run_footprint(const FootprintArgs& args) {
   for (const std::string& mode : modes)
     for (unsigned w : counts) {
       if (progress)
-        fmt::print(stderr, "\rfootprint: {} with {} ({} of {})\x1b[K", mode, plural(w, "worker"),
-                   rows.size() + 1, runs);
+        fmt::print(stderr, "\rfootprint: {} with {} ({} of {})\x1b[K", mode,
+                   detail::count(w, "worker"), rows.size() + 1, runs);
       std::vector<std::string> argv = {self_executable(), "multiply", a.string(),
                                        b.string(),        "-o",       c.string()};
       const std::vector<std::string> extra = mode_args(mode, w);

@@ -1,4 +1,5 @@
 #include "tools/measure.hpp"
+#include "common/clock.hpp"
 #include "engine/tooling.hpp"
 
 #include "common/fd.hpp"
@@ -165,7 +166,7 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
   }
   int status = 0;
   retry_eintr([&] { return ::waitpid(pid, &status, 0); });
-  m.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  m.wall_seconds = seconds_since(start);
   m.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   m.out = read_all(out_fd);
   m.err = read_all(err_fd);

@@ -16,6 +16,7 @@
 #include "common/fd.hpp"
 #include "common/npy.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "tools/commands.hpp"
 #include "tools/measure.hpp"
@@ -159,9 +160,9 @@ int run_multiply(const MultiplyArgs& args) {
   const std::string how =
       nothing ? "nothing to compute"
       : r.in_process
-          ? fmt::format("in process, {}", plural(r.threads_per_worker, "OpenBLAS thread"))
-          : fmt::format("{} x {}, {}, {}", plural(r.workers, "worker"),
-                        plural(r.threads_per_worker, "thread"), to_string(r.launch),
+          ? fmt::format("in process, {}", detail::count(r.threads_per_worker, "OpenBLAS thread"))
+          : fmt::format("{} x {}, {}, {}", detail::count(r.workers, "worker"),
+                        detail::count(r.threads_per_worker, "thread"), to_string(r.launch),
                         to_string(r.backing));
   fmt::print("{}: {} {} = {} @ {} in {:.3f} s ({:.1f} GFLOP/s; {})\n", args.out,
              shape_string(r.shape), r.dtype, shape_string(r.a_shape), shape_string(r.b_shape),

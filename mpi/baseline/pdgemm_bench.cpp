@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "mpi/agree.hpp"
@@ -39,10 +40,6 @@ namespace {
 using namespace shmgemm;
 using namespace shmgemm::mpi;
 using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 // The most square grid rows x cols = p with rows <= cols.
 std::pair<int, int> grid_for(int p) {
@@ -139,7 +136,7 @@ int run(const Args& args, int rank, int size) {
     read_distributed(args.b, hb.data_offset, bt);
     read_distributed(args.a, ha.data_offset, at);
   });
-  const double read_seconds = since(t);
+  const double read_seconds = seconds_since(t);
 
   MPI_Barrier(MPI_COMM_WORLD);
   t = Clock::now();
@@ -148,7 +145,7 @@ int run(const Args& args, int rank, int size) {
   pdgemm_("N", "N", &n, &m, &k, &alpha, bt.local.data(), &one, &one, bt.desc, at.local.data(), &one,
           &one, at.desc, &beta, ct.local.data(), &one, &one, ct.desc);
   MPI_Barrier(MPI_COMM_WORLD);
-  const double compute_seconds = since(t);
+  const double compute_seconds = seconds_since(t);
   bt.local = {};
   at.local = {};
 
@@ -171,8 +168,8 @@ int run(const Args& args, int rank, int size) {
   });
   // Every rank wrote its blocks: rank 0 puts the file in place.
   on_all_ranks(MPI_COMM_WORLD, [&] { temp.commit(); });
-  const double write_seconds = since(t);
-  const double seconds = since(start);
+  const double write_seconds = seconds_since(t);
+  const double seconds = seconds_since(start);
   Cblacs_gridexit(context);
 
   if (rank == 0) {

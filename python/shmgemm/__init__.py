@@ -581,12 +581,7 @@ _SMALL_FLOPS = 5e7
 
 
 def _flops(a, b):
-    k = a.shape[-1]
-    m = a.shape[-2] if a.ndim > 1 else 1
-    n = b.shape[-1] if b.ndim > 1 else 1
-    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))) \
-        if a.ndim > 2 or b.ndim > 2 else 1
-    return 2.0 * batch * m * n * k
+    return _core.matmul_flops(a.shape, b.shape)
 
 
 def _many(pool, pairs):

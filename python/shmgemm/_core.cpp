@@ -147,22 +147,9 @@ py::array owned_array(const shmgemm::OwnedArray& made) {
                    made.view.data(), base);
 }
 
-// The multiply-adds of np.matmul(a, b) as the shapes give them (1-D operands as numpy takes
-// them, batch axes broadcast); shapes numpy refuses are the engine's to report.
+// The multiply-adds of np.matmul(a, b) (half its flops).
 double multiply_adds(const ArrayView& a, const ArrayView& b) {
-  const auto& sa = a.shape();
-  const auto& sb = b.shape();
-  if (sa.empty() || sb.empty()) return 0;
-  const double m = sa.size() >= 2 ? double(sa[sa.size() - 2]) : 1, k = double(sa.back());
-  const double n = sb.size() >= 2 ? double(sb.back()) : 1;
-  const std::size_t ba = sa.size() >= 2 ? sa.size() - 2 : 0,
-                    bb = sb.size() >= 2 ? sb.size() - 2 : 0;
-  double batch = 1;
-  for (std::size_t i = 0; i < std::max(ba, bb); ++i) {
-    const std::int64_t x = i < ba ? sa[ba - 1 - i] : 1, y = i < bb ? sb[bb - 1 - i] : 1;
-    batch *= double(std::max(x, y));
-  }
-  return batch * m * k * n;
+  return shmgemm::matmul_flops(a, b) / 2;
 }
 
 // Products up to this many multiply-adds (about a millisecond of float64 on one core) run on
@@ -540,6 +527,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("max_threads", &shmgemm::max_threads_per_worker);
   m.def("automatic_launch",
         [] { return std::string(shmgemm::to_string(shmgemm::automatic_launch())); });
+  m.def("matmul_flops", [](const std::vector<std::int64_t>& a, const std::vector<std::int64_t>& b) {
+    return shmgemm::matmul_flops(a, b);
+  });
   m.def("supported_dtypes", [] { return std::string(shmgemm::supported_dtypes()); });
   m.def("blas_kernel", [] {
     const shmgemm::BlasKernel k = shmgemm::blas_kernel();

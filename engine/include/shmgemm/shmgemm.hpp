@@ -129,6 +129,12 @@ SHMGEMM_API std::string to_json(const Report& report);
 // operands, broadcast stacks). Throws Error(shape_mismatch) with numpy's message ("matmul:
 // Input operand 1 has a mismatch in its core dimension 0, ...").
 SHMGEMM_API std::vector<std::int64_t> matmul_shape(const ArrayView& a, const ArrayView& b);
+// The flops of np.matmul(a, b), 2 x batch x m x n x k, as the shapes give them (1-D operands as
+// numpy takes them, batch axes broadcast); 0 for an empty operand. Never throws: shapes numpy
+// refuses are matmul_shape's to report.
+SHMGEMM_API double matmul_flops(std::span<const std::int64_t> a_shape,
+                                std::span<const std::int64_t> b_shape);
+SHMGEMM_API double matmul_flops(const ArrayView& a, const ArrayView& b);
 // np.result_type of the operands: numpy's promotion over the twelve dtypes (int32 @ float32 ->
 // float64, uint64 @ int64 -> float64).
 SHMGEMM_API DType result_dtype(DType a, DType b);

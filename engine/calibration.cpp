@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/clock.hpp"
+#include "common/mapping.hpp"
 #include "common/segment.hpp"
 #include "engine/launcher.hpp"
 #include "engine/plan.hpp"
@@ -68,10 +69,10 @@ double gemm_rate(DType dtype, std::uint64_t s, int threads) {
 
 // The summed one-thread dgemm rate of `processes` forked processes running at once.
 double concurrent_rate(unsigned processes) {
-  auto* rates =
-      static_cast<double*>(::mmap(nullptr, sizeof(double) * processes, PROT_READ | PROT_WRITE,
-                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  if (rates == MAP_FAILED) return 0;
+  const Mapping shared = Mapping::try_map(sizeof(double) * processes, PROT_READ | PROT_WRITE,
+                                          MAP_SHARED | MAP_ANONYMOUS, -1);
+  if (!shared) return 0;
+  double* rates = shared.as<double>();
   {
     detail::Launcher launcher;
     for (unsigned i = 0; i < processes; ++i)
@@ -85,7 +86,6 @@ double concurrent_rate(unsigned processes) {
   double sum = 0;
   for (unsigned i = 0; i < processes; ++i)
     sum += rates[i];
-  ::munmap(rates, sizeof(double) * processes);
   return sum;
 }
 
@@ -93,9 +93,10 @@ double concurrent_rate(unsigned processes) {
 // kernels, measured in a forked child that switches to them (one thread: it may).
 double fallback_rate(double own_gflops) {
   if (detail::kernel_here() == "Prescott") return 1.0;
-  auto* rate = static_cast<double*>(
-      ::mmap(nullptr, sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-  if (rate == MAP_FAILED) return Calibration{}.fallback_rate;
+  const Mapping shared =
+      Mapping::try_map(sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1);
+  if (!shared) return Calibration{}.fallback_rate;
+  double* rate = shared.as<double>();
   *rate = 0;
   {
     detail::Launcher launcher;
@@ -108,7 +109,6 @@ double fallback_rate(double own_gflops) {
       launcher.wait_exits();
   }
   const double measured = *rate;
-  ::munmap(rate, sizeof(double));
   return measured > 0 ? std::min(1.0, measured / own_gflops) : Calibration{}.fallback_rate;
 }
 
@@ -145,15 +145,16 @@ double copy_gbs() {
 // touched 4 KiB pages, against `without` (the cost measured without them).
 double fork_us_per_pte_kib(double without) {
   constexpr std::size_t kBytes = 256 << 20;
-  void* p = ::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) return Calibration{}.fork_us_per_pte_kib;
+  const Mapping pages =
+      Mapping::try_map(kBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+  if (!pages) return Calibration{}.fork_us_per_pte_kib;
+  std::byte* p = pages.data();
   ::madvise(p, kBytes, MADV_NOHUGEPAGE);
   const double before = detail::page_tables_kib();
   for (std::size_t at = 0; at < kBytes; at += 4096)
-    static_cast<volatile char*>(p)[at] = 1;
+    reinterpret_cast<volatile char*>(p)[at] = 1;
   const double added = detail::page_tables_kib() - before;
   const double with = launch_cost_us(Launch::fork, 1, 9);
-  ::munmap(p, kBytes);
   if (added <= 0) return Calibration{}.fork_us_per_pte_kib;
   return std::max(0.0, (with - without) / added);
 }

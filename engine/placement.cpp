@@ -18,17 +18,8 @@ constexpr std::uint64_t kCopyChunk = 16 << 20;
 constexpr std::uint64_t kHugePage = 2 << 20;
 
 // A read-write mapping of `bytes` for the result, or Error(resource).
-void* map_or_throw(std::uint64_t bytes, int flags, int fd) {
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, fd, 0);
-  if (p == MAP_FAILED)
-    throw Error(ErrorCode::resource, fmt::format("cannot map the result's memory ({} bytes): {}",
-                                                 bytes, std::strerror(errno)));
-  return p;
-}
-
-// The same, unmapped with the last copy of the pointer.
-std::shared_ptr<void> map_memory(std::uint64_t bytes, int flags, int fd) {
-  return {map_or_throw(bytes, flags, fd), [bytes](void* q) { ::munmap(q, bytes); }};
+Mapping map_result(std::uint64_t bytes, int flags, int fd) {
+  return {bytes, PROT_READ | PROT_WRITE, flags, fd, "the result's memory"};
 }
 
 OperandRef ref_to(Storage storage, const std::string& name, std::uint64_t offset) {
@@ -139,16 +130,13 @@ NewResult::NewResult(std::uint64_t bytes, bool workers, bool huge_pages)
       private_ = std::shared_ptr<std::byte[]>(new std::byte[bytes_]);
       return;
     }
-    private_ = map_memory(bytes_, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+    private_ = map_result(bytes_, MAP_PRIVATE | MAP_ANONYMOUS, -1).share();
     if (huge_pages) ::madvise(private_.get(), bytes_, MADV_HUGEPAGE);  // advice: THP may be off
     return;
   }
-  memfd_ = Fd(::memfd_create("shmgemm-c", MFD_CLOEXEC));
-  if (!memfd_ || ::ftruncate(memfd_.get(), static_cast<off_t>(bytes_)) != 0)
-    throw Error(ErrorCode::resource, fmt::format("cannot create the result's memory ({} bytes): {}",
-                                                 bytes_, std::strerror(errno)));
-  private_ = map_memory(bytes_, MAP_PRIVATE, memfd_.get());
-  shared_ = static_cast<std::byte*>(map_or_throw(bytes_, MAP_SHARED, memfd_.get()));
+  memfd_ = memory_file("shmgemm-c", bytes_, "the result's memory");
+  private_ = map_result(bytes_, MAP_PRIVATE, memfd_.get()).share();
+  shared_ = map_result(bytes_, MAP_SHARED, memfd_.get());
 }
 
 void populate_for_writing(std::byte* p, std::uint64_t bytes) {
@@ -160,19 +148,15 @@ void populate_for_writing(std::byte* p, std::uint64_t bytes) {
 #endif
 }
 
-NewResult::~NewResult() {
-  if (shared_) ::munmap(shared_, bytes_);
-}
-
 ResultArea NewResult::area(Launch launch) const {
   if (!shared_) return {static_cast<std::byte*>(private_.get()), {}};
   // Forked workers write through the shared mapping they inherit.
   const std::string name = launch == Launch::spawn ? memfd_.path_for_others() : "inherited";
-  return {shared_, ref_to(launch == Launch::spawn ? Storage::file : Storage::shm, name, 0)};
+  return {shared_.data(), ref_to(launch == Launch::spawn ? Storage::file : Storage::shm, name, 0)};
 }
 
 std::shared_ptr<void> NewResult::release() {
-  if (shared_) ::munmap(std::exchange(shared_, nullptr), bytes_);
+  shared_.reset();
   memfd_.reset();  // the private mapping keeps the pages
   return std::move(private_);
 }

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/fd.hpp"
+#include "common/mapping.hpp"
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
 #include "engine/product.hpp"
@@ -27,7 +28,6 @@ class NewResult {
   NewResult(std::uint64_t bytes, bool workers, bool huge_pages = true);
   NewResult(const NewResult&) = delete;
   NewResult& operator=(const NewResult&) = delete;
-  ~NewResult();
   // Where the engine writes C, and how workers find it.
   ResultArea area(Launch launch) const;
   // The result's memory, for an OwnedArray; the shared mapping is gone after this.
@@ -36,7 +36,7 @@ class NewResult {
  private:
   std::uint64_t bytes_ = 0;
   Fd memfd_;
-  std::byte* shared_ = nullptr;    // the workers' mapping (with workers)
+  Mapping shared_;                 // the workers' mapping (with workers)
   std::shared_ptr<void> private_;  // what the caller keeps
 };
 

@@ -1,6 +1,4 @@
 #include "mpi/mpi_product.hpp"
-#include "common/clock.hpp"
-#include "engine/tooling.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -13,11 +11,14 @@
 #include <memory>
 #include <optional>
 
+#include "common/clock.hpp"
+#include "common/fd.hpp"
 #include "common/mapped_file.hpp"
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
+#include "engine/tooling.hpp"
 #include "mpi/agree.hpp"
 #include "mpi/temp_output.hpp"
 #include "worker/slice_kernel.hpp"
@@ -110,14 +111,13 @@ double slowest(double x) {
 
 // Reserves the output's blocks, so that a full disk fails here and not halfway through.
 void reserve(const std::string& path, std::uint64_t bytes, const std::string& target) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
+  const Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd)
     throw Error(ErrorCode::resource,
                 fmt::format("{}: cannot open {}: {}", target, path, std::strerror(errno)));
-  int rc = bytes > 0 ? ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)) : 0;
+  int rc = bytes > 0 ? ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)) : 0;
   // A file system without fallocate: the size at least, for the ranks that map the file.
-  if (rc == EOPNOTSUPP && ::ftruncate(fd, static_cast<off_t>(bytes)) != 0) rc = errno;
-  ::close(fd);
+  if (rc == EOPNOTSUPP && ::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) rc = errno;
   if (rc != 0 && rc != EOPNOTSUPP)
     throw Error(ErrorCode::resource, fmt::format("{}: cannot reserve {} bytes for the output: {}",
                                                  target, bytes, std::strerror(rc)));
@@ -126,7 +126,7 @@ void reserve(const std::string& path, std::uint64_t bytes, const std::string& ta
 constexpr std::uint64_t kPage = 4096;
 
 std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
-  return std::unique_ptr<std::byte[]>(new std::byte[std::max<std::uint64_t>(bytes, 1)]);
+  return std::make_unique_for_overwrite<std::byte[]>(std::max<std::uint64_t>(bytes, 1));
 }
 
 }  // namespace

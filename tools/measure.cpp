@@ -1,9 +1,10 @@
 #include "tools/measure.hpp"
-#include "common/clock.hpp"
-#include "engine/tooling.hpp"
 
+#include "common/clock.hpp"
 #include "common/fd.hpp"
+#include "common/mapping.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/tooling.hpp"
 
 #include <poll.h>
 #include <spawn.h>
@@ -101,12 +102,12 @@ std::vector<pid_t> process_tree(pid_t root) {
 
 Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
                       const std::vector<std::string>& env) {
-  const int out_fd = ::memfd_create("shmgemm-stdout", MFD_CLOEXEC);
-  const int err_fd = ::memfd_create("shmgemm-stderr", MFD_CLOEXEC);
+  const Fd out_fd = memory_file("shmgemm-stdout", 0, "a file for the program's output");
+  const Fd err_fd = memory_file("shmgemm-stderr", 0, "a file for the program's errors");
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  posix_spawn_file_actions_adddup2(&actions, out_fd.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd.get(), 2);
   std::vector<char*> args;
   for (const auto& a : argv)
     args.push_back(const_cast<char*>(a.c_str()));
@@ -128,8 +129,6 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
   const int err = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (err != 0) {
-    ::close(out_fd);
-    ::close(err_fd);
     throw Error(ErrorCode::resource,
                 fmt::format("cannot start {}: {}", argv[0], std::strerror(err)));
   }
@@ -142,8 +141,6 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
     if (interrupts.signal() != 0) {
       ::kill(pid, interrupts.signal());
       retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-      ::close(out_fd);
-      ::close(err_fd);
       detail::throw_if_interrupted();
     }
     if (interval_ms > 0) {
@@ -168,10 +165,8 @@ Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
   retry_eintr([&] { return ::waitpid(pid, &status, 0); });
   m.wall_seconds = seconds_since(start);
   m.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  m.out = read_all(out_fd);
-  m.err = read_all(err_fd);
-  ::close(out_fd);
-  ::close(err_fd);
+  m.out = read_all(out_fd.get());
+  m.err = read_all(err_fd.get());
   wait_for_orphans(before);
   return m;
 }

@@ -19,6 +19,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "common/mapping.hpp"
 #include "shmgemm/error.hpp"
 
 namespace shmgemm {
@@ -118,12 +119,8 @@ int affordable_blas_threads(int threads) {
   if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
     while (threads > 0) {
       const std::size_t bytes = static_cast<std::size_t>(threads) * kBlasBufferRoom;
-      void* p =
-          ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-      if (p != MAP_FAILED) {
-        ::munmap(p, bytes);
+      if (Mapping::try_map(bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1))
         break;
-      }
       --threads;
     }
     if (threads == 0)

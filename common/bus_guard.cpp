@@ -1,5 +1,7 @@
 #include "common/bus_guard.hpp"
 
+#include "shmgemm/error.hpp"
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@ struct sigaction g_previous {};
 std::atomic<char*> g_message{nullptr};
 std::size_t g_message_bytes = 0;
 std::atomic<std::atomic<std::uint32_t>*> g_state{nullptr};
+std::atomic<std::int32_t*> g_code{nullptr};
 std::uint32_t g_failed = 0;
 
 void append(char* out, std::size_t& at, std::size_t cap, const char* s) {
@@ -48,6 +51,7 @@ extern "C" void on_bus_error(int sig, siginfo_t* info, void* context) {
     if (char* field = g_message.load()) {
       std::size_t n = 0;
       append(field, n, g_message_bytes, line);
+      if (auto* code = g_code.load()) *code = static_cast<std::int32_t>(ErrorCode::bad_file);
       if (auto* state = g_state.load()) state->store(g_failed, std::memory_order_release);
     } else {
       char out[660];
@@ -106,9 +110,10 @@ void unguard_mapping(const void* base) noexcept {
     }
 }
 
-void report_bus_errors_to(char* message, std::size_t bytes, std::atomic<std::uint32_t>* state,
-                          std::uint32_t failed) noexcept {
+void report_bus_errors_to(char* message, std::size_t bytes, std::int32_t* code,
+                          std::atomic<std::uint32_t>* state, std::uint32_t failed) noexcept {
   g_message_bytes = bytes;
+  g_code.store(code);
   g_failed = failed;
   g_state.store(state);
   g_message.store(message);

@@ -16,10 +16,12 @@ namespace shmgemm {
 void guard_mapping(const void* base, std::size_t bytes, std::string_view what) noexcept;
 void unguard_mapping(const void* base) noexcept;
 
-// In a worker: write the message into `message` (a NUL-terminated field of `bytes`) and store
-// `failed` into `state` before exiting, so that the coordinator reports it as the worker's own.
-void report_bus_errors_to(char* message, std::size_t bytes, std::atomic<std::uint32_t>* state,
-                          std::uint32_t failed) noexcept;
+// In a worker: write the message into `message` (a NUL-terminated field of `bytes`), the code
+// of a bad file (ErrorCode::bad_file) into `code`, and store `failed` into `state` before
+// exiting, so that the coordinator reports it as the worker's own, with the code it would have
+// in process.
+void report_bus_errors_to(char* message, std::size_t bytes, std::int32_t* code,
+                          std::atomic<std::uint32_t>* state, std::uint32_t failed) noexcept;
 
 // The handle a mapping holds: unregisters when destroyed. Move-only.
 class MappingGuard {

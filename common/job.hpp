@@ -19,7 +19,7 @@
 namespace shmgemm {
 
 inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
-inline constexpr std::uint32_t kJobVersion = 4;
+inline constexpr std::uint32_t kJobVersion = 5;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
@@ -87,6 +87,8 @@ struct WorkerSlot {
   std::atomic<std::uint64_t> rows_done{0};
   std::uint64_t max_a = 0, max_b = 0;      // Phase::scan's result: largest magnitudes seen
   char message[kWorkerMessageBytes] = {};  // why it failed, NUL-terminated
+  // The failure's ErrorCode, as in process; -1 when it was no shmgemm::Error.
+  std::int32_t error_code = -1;
 };
 
 struct JobDescriptor {

@@ -40,6 +40,7 @@ struct PoolTask {
   std::uint64_t job_offset = 0;          // bytes into the arena
   std::uint32_t slot = 0;
   char message[256] = {};
+  std::int32_t error_code = -1;  // as WorkerSlot::error_code
 };
 
 struct PoolControl {

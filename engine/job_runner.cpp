@@ -39,12 +39,23 @@ bool all_done(const JobDescriptor& job, std::size_t workers) {
   return true;
 }
 
+}  // namespace
+
+ErrorCode reported_code(std::int32_t code) {
+  return code >= 0 && code <= static_cast<std::int32_t>(ErrorCode::cancelled)
+             ? static_cast<ErrorCode>(code)
+             : ErrorCode::worker_failed;
+}
+
+namespace {
+
 Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
   const WorkerSlot& slot = job.slots[exit.id];
   const std::string who = worker_name(job, exit.id);
   const auto state = static_cast<SlotState>(slot.state.load());
+  // A failure the worker reported: the code it would have had in process.
   if (state == SlotState::failed && slot.message[0] && WIFEXITED(exit.status))
-    return Error(ErrorCode::worker_failed, fmt::format("{} failed: {}", who, slot.message));
+    return Error(reported_code(slot.error_code), fmt::format("{} failed: {}", who, slot.message));
   if (exit.ok())  // exited 0 without saying it was done: its rows were never computed
     return Error(ErrorCode::worker_failed,
                  fmt::format("{} exited with status 0 without computing its rows{}", who,
@@ -116,6 +127,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
     WorkerSlot& slot = job.slots[i];
     slot.attempt = attempt;
     slot.message[0] = '\0';
+    slot.error_code = -1;
     slot.rows_done.store(0);
     slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
   };

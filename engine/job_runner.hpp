@@ -25,6 +25,10 @@ struct JobSegment {
   ~JobSegment() { job->~JobDescriptor(); }
 };
 
+// The ErrorCode of a failure a worker reported in its slot or task, as it would have been in
+// process; worker_failed when it was no shmgemm::Error (-1) or the code is unknown.
+ErrorCode reported_code(std::int32_t code);
+
 // The plan for `shape` as `options` ask, reading the calibration only when the cost model
 // needs it; records the plan in the report (automatic, candidates, reason, calibration,
 // threads, workers, in_process, launch). Where workers may run, Launch::automatic in

@@ -14,6 +14,7 @@
 #include "engine/engine_memory.hpp"
 #include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/job_runner.hpp"
 #include "engine/pool_state.hpp"
 #include "engine/worker_path.hpp"
 #include "worker/pool_worker.hpp"
@@ -290,6 +291,7 @@ bool PoolState::enqueue(std::uint64_t id, JobRecord& job) {
   for (std::size_t i = 0; i < tasks; ++i) {
     WorkerSlot& s = job.job->slots[i];
     s.message[0] = '\0';
+    s.error_code = -1;
     s.rows_done.store(0);
     s.state.store(static_cast<std::uint32_t>(SlotState::pending));
   }
@@ -302,6 +304,7 @@ bool PoolState::enqueue(std::uint64_t id, JobRecord& job) {
     t.job_offset = arena_.offset_of(job.job);
     t.slot = static_cast<std::uint32_t>(i);
     t.message[0] = '\0';
+    t.error_code = -1;
     t.worker.store(-1);
     t.state.store(std::uint32_t(TaskState::queued), std::memory_order_release);
     slot_job_[slot] = id;
@@ -365,7 +368,10 @@ void PoolState::collect_finished() {
       if (it != jobs_.end()) {
         JobRecord& job = it->second;
         job.started = true;
-        if (state == TaskState::failed && job.error.empty()) job.error = t.message;
+        if (state == TaskState::failed && job.error.empty()) {
+          job.error = t.message;
+          job.code = detail::reported_code(t.error_code);
+        }
         if (--job.remaining == 0) phase_done.push_back(it->first);
       }
       ++stats_.tasks;

@@ -428,6 +428,77 @@ TEST_CASE("a pool that cannot map its default arena (ulimit -v) throws and leave
   CHECK(test::segments_of(child).empty());
 }
 
+TEST_CASE("one failure, one code: in process, with fork and spawn workers, and in a Pool") {
+  std::mt19937_64 rng(41);
+  std::vector<double> a(400 * 300), b(300 * 200), c(400 * 200), wrong(7 * 5);
+  for (auto* v : {&a, &b})
+    for (double& x : *v)
+      x = std::uniform_real_distribution<double>(-1, 1)(rng);
+  const ArrayView av(a.data(), DType::float64, {400, 300}),
+      bv(b.data(), DType::float64, {300, 200}),
+      cv(static_cast<void*>(c.data()), DType::float64, {400, 200}),
+      wv(wrong.data(), DType::float64, {7, 5});
+  enum Path { in_process, fork_workers, spawn_workers, pool_fork, pool_spawn };
+  // The code of the failure that `fault` (SHMGEMM_TEST_FAULT, "" for none) causes on `path`,
+  // multiplying a @ b, or a @ wrong with `mismatch`.
+  auto code_of = [&](Path path, const std::string& fault, bool mismatch,
+                     double timeout) -> std::optional<ErrorCode> {
+    if (!fault.empty()) {
+      ::setenv("SHMGEMM_TEST_FAULT", fault.c_str(), 1);
+      const std::string preload = test::fault_preload();
+      ::setenv("LD_PRELOAD", preload.substr(preload.find('=') + 1).c_str(), 1);
+    }
+    std::optional<ErrorCode> code;
+    try {
+      Options o;
+      o.timeout = timeout;
+      if (path == in_process) {
+        o.in_process = true;
+        matmul(av, mismatch ? wv : bv, cv, o);
+      } else if (path == fork_workers || path == spawn_workers) {
+        o.workers = 2;
+        o.launch = path == fork_workers ? Launch::fork : Launch::spawn;
+        matmul(av, mismatch ? wv : bv, cv, o);
+      } else {
+        Options po = pool_options(path == pool_fork ? Launch::fork : Launch::spawn);
+        po.timeout = timeout;
+        Pool pool(po);
+        pool.matmul(av, mismatch ? wv : bv, cv);
+      }
+    } catch (const Error& e) {
+      code = e.code();
+    }
+    ::unsetenv("SHMGEMM_TEST_FAULT");
+    ::unsetenv("LD_PRELOAD");
+    return code;
+  };
+  for (Path path : {in_process, fork_workers, spawn_workers, pool_fork, pool_spawn}) {
+    CAPTURE(int(path));
+    // A bad operand: the same code on every path.
+    CHECK(code_of(path, "", true, 0) == ErrorCode::shape_mismatch);
+    if (path == in_process) continue;  // the faults below happen in workers
+    // A worker's own Error keeps its code; a killed worker is a failed worker; a stalled one
+    // times out.
+    CHECK(code_of(path, "all:throw", false, 0) == ErrorCode::internal);
+    CHECK(code_of(path, "all:kill", false, 0) == ErrorCode::worker_failed);
+    CHECK(code_of(path, "all:stall", false, 0.5) == ErrorCode::timed_out);
+  }
+  // In process, a timeout that passes is timed_out too: a product of several steps, each
+  // longer than the limit.
+  std::vector<double> big(3000 * 3000, 1.0), big_c(3000 * 3000);
+  const ArrayView bigv(big.data(), DType::float64, {3000, 3000}),
+      big_cv(static_cast<void*>(big_c.data()), DType::float64, {3000, 3000});
+  Options o;
+  o.in_process = true;
+  o.timeout = 1e-3;
+  try {
+    matmul(bigv, bigv, big_cv, o);
+    FAIL("the product outlived its timeout");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::timed_out);
+  }
+}
+
 // Last in this file: it installs the interrupt handlers for the rest of the process.
 TEST_CASE("an interrupt stops the call in progress, never the pool nor the calls after it") {
   handle_interrupts();

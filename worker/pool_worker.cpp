@@ -1,5 +1,7 @@
 #include "worker/pool_worker.hpp"
 
+#include "shmgemm/error.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <exception>
@@ -42,11 +44,19 @@ void run_task(PoolTask& task, unsigned id, std::byte* arena, std::uint64_t arena
     task.state.store(static_cast<std::uint32_t>(TaskState::failed));
     return;
   }
-  inject_test_fault(id, 0, [](std::string_view) {});
+  try {
+    inject_test_fault(id, 0, [](std::string_view) {});
+  } catch (const Error& e) {
+    copy_name(task.message, e.what());
+    task.error_code = static_cast<std::int32_t>(e.code());
+    task.state.store(static_cast<std::uint32_t>(TaskState::failed), std::memory_order_release);
+    return;
+  }
   const GeneralOperands ops{arena + job->a.offset, arena + job->b.offset, arena + job->c.offset,
                             job->general.b_prepared ? arena + job->prepared.offset : nullptr};
   if (run_worker(*job, task.slot, ops, false) != 0) {
     copy_name(task.message, job->slots[task.slot].message);
+    task.error_code = job->slots[task.slot].error_code;
     task.state.store(static_cast<std::uint32_t>(TaskState::failed), std::memory_order_release);
     return;
   }

@@ -1,16 +1,20 @@
 #include "worker/worker_run.hpp"
 
 #include <exception>
+#include <new>
 
 #include "common/bus_guard.hpp"
+#include "shmgemm/error.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 
 namespace shmgemm {
 
-void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept {
+void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,
+               std::int32_t code) noexcept {
   WorkerSlot& slot = job.slots[id];
   copy_name(slot.message, message);
+  slot.error_code = code;
   slot.state.store(static_cast<std::uint32_t>(SlotState::failed), std::memory_order_release);
 }
 
@@ -18,7 +22,7 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
                bool inject) noexcept {
   WorkerSlot& slot = job.slots[id];
   // A SIGBUS on an operand's file (it shrank mid-run) fails this slot with a message.
-  report_bus_errors_to(slot.message, sizeof slot.message, &slot.state,
+  report_bus_errors_to(slot.message, sizeof slot.message, &slot.error_code, &slot.state,
                        static_cast<std::uint32_t>(SlotState::failed));
   try {
     set_blas_threads(static_cast<int>(job.threads_per_worker));
@@ -30,6 +34,10 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
     if (inject) inject_test_fault_after_work(id, slot.attempt);
     return 0;
+  } catch (const Error& e) {
+    fail_slot(job, id, e.what(), static_cast<std::int32_t>(e.code()));
+  } catch (const std::bad_alloc& e) {
+    fail_slot(job, id, "out of memory", static_cast<std::int32_t>(ErrorCode::resource));
   } catch (const std::exception& e) {
     fail_slot(job, id, e.what());
   } catch (...) {

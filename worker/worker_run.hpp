@@ -18,7 +18,9 @@ namespace shmgemm {
 int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
                bool inject = true) noexcept;
 
-// Records a failure in worker `id`'s slot. Never throws.
-void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message) noexcept;
+// Records a failure in worker `id`'s slot: its message and, for a shmgemm::Error, its code.
+// Never throws.
+void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,
+               std::int32_t code = -1) noexcept;
 
 }  // namespace shmgemm

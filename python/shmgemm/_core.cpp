@@ -76,22 +76,6 @@ py::object exception_of(const shmgemm::Error& e) {
   return x;
 }
 
-[[noreturn]] void raise(const shmgemm::Error& e) {
-  const py::object x = exception_of(e);
-  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(x.ptr())), x.ptr());
-  throw py::error_already_set();
-}
-
-// f(), with a shmgemm::Error raised as its Python class.
-template <class F>
-auto call(F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const shmgemm::Error& e) {
-    raise(e);
-  }
-}
-
 DType dtype_of(const py::array& a) {
   const std::string name = py::str(a.dtype().attr("name"));
   if (const auto d = shmgemm::dtype_from_name(name); d && a.dtype().attr("isnative").cast<bool>())
@@ -180,7 +164,7 @@ shmgemm::Report run_watched(const std::function<shmgemm::Report()>& call, std::s
     runner.join();
   }
   if (interrupted) throw py::error_already_set();
-  return ::call([&] { return result.get(); });
+  return result.get();
 }
 
 // Runs `call` with `o`: on this thread (the GIL released) for products of at most
@@ -189,10 +173,10 @@ shmgemm::Report run_watched(const std::function<shmgemm::Report()>& call, std::s
 shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm::Options&)>& call,
                               shmgemm::Options o, double multiply_adds) {
   if (multiply_adds <= kDirectMultiplyAdds) {
-    return ::call([&] {
+    return ([&] {
       py::gil_scoped_release release;
       return call(o);
-    });
+    })();
   }
   if (o.launch == shmgemm::Launch::automatic) o.launch = shmgemm::automatic_launch();
   std::stop_source stop;
@@ -209,12 +193,7 @@ class PyPool {
     shmgemm::Options o = options_of(workers, launch, threads, false, false, timeout);
     o.pool_bytes = bytes;
     py::gil_scoped_release release;
-    try {
-      pool_ = std::make_unique<shmgemm::Pool>(o);
-    } catch (const shmgemm::Error& e) {
-      py::gil_scoped_acquire acquire;
-      raise(e);
-    }
+    pool_ = std::make_unique<shmgemm::Pool>(o);
   }
   ~PyPool() {
     py::gil_scoped_release release;
@@ -229,10 +208,10 @@ class PyPool {
   std::string matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
-      return report_text(call([&] {
+      return report_text(([&] {
         py::gil_scoped_release release;
         return pool_->matmul(av, bv, ov);
-      }));
+      })());
     std::stop_source stop;
     return report_text(run_watched(
         [&] {
@@ -246,7 +225,7 @@ class PyPool {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     const std::uint64_t id = next_id_++;
     std::stop_source cancel;
-    std::future<shmgemm::Report> f = call([&] {
+    std::future<shmgemm::Report> f = ([&] {
       py::gil_scoped_release release;
       return pool_->submit(av, bv, ov,
                            [this, id] {
@@ -255,7 +234,7 @@ class PyPool {
                              ready_.notify_all();
                            },
                            {cancel.get_token(), {}});
-    });
+    })();
     const std::lock_guard lock(mutex_);
     jobs_.emplace(id, Job{f.share(), py::make_tuple(a, b, out), cancel});
     return id;
@@ -322,27 +301,19 @@ class PyPool {
     if (!d)
       throw py::type_error("shmgemm: dtype " + std::string(py::str(dtype.attr("name"))) +
                            " is not supported (" + std::string(shmgemm::supported_dtypes()) + ")");
-    shmgemm::SharedArray array = [&] {
-      try {
-        return pool_->alloc(*d, shape);
-      } catch (const shmgemm::Error& e) {
-        raise(e);
-      }
-    }();
+    shmgemm::SharedArray array = pool_->alloc(*d, shape);
     // Valid while any view of it lives, even past the pool.
     return owned_array({array.view(), array.share()});
   }
 
   py::dict stats() {
-    const shmgemm::PoolStats s = call([this] { return pool_->stats(); });
+    const shmgemm::PoolStats s = pool_->stats();
     return py::dict(
         py::arg("jobs") = s.jobs, py::arg("tasks") = s.tasks,
         py::arg("staged_bytes") = s.staged_bytes, py::arg("workers_replaced") = s.workers_replaced,
         py::arg("failed_jobs") = s.failed_jobs, py::arg("arena_used_bytes") = s.arena_used_bytes);
   }
-  unsigned workers() {
-    return call([this] { return pool_->workers(); });
-  }
+  unsigned workers() { return pool_->workers(); }
 
   // Stops the workers; jobs not finished fail (their completions are queued as usual). In a
   // process other than the pool's, nothing.
@@ -402,7 +373,8 @@ PYBIND11_MODULE(_core, m) {
   sub("CancelledError", ErrorCode::cancelled, {g_error});
   sub("TimeoutError", ErrorCode::timed_out, {g_error, PyExc_TimeoutError});
   sub("InternalError", ErrorCode::internal, {g_error});
-  // Wherever an Error escapes a binding: its class, never a bare RuntimeError.
+  // The one place an Error becomes Python's: wherever it escapes a binding, its class (one
+  // table, above), never a bare RuntimeError.
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -481,11 +453,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "matmul_shape",
       [](const py::array& a, const py::array& b) {
-        try {
-          return shmgemm::matmul_shape(view_of(a, false), view_of(b, false));
-        } catch (const shmgemm::Error& e) {
-          raise(e);
-        }
+        return shmgemm::matmul_shape(view_of(a, false), view_of(b, false));
       },
       py::arg("a"), py::arg("b"));
   m.def(

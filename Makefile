@@ -65,7 +65,7 @@ bench: build
 # OpenBLAS runs the kernels shmgemm runs (`shmgemm --version`).
 small-gemm-bench: build
 	@bash tools/install-deps.sh libxsmm-dev
-	g++ -O2 -std=c++20 tools/small_gemm_bench.cpp -o $(BUILD_DIR)/small-gemm-bench $$(pkg-config --cflags --libs libxsmm) -lopenblas
+	g++ -O2 -std=c++20 tools/bench/small_gemm_bench.cpp -o $(BUILD_DIR)/small-gemm-bench $$(pkg-config --cflags --libs libxsmm) -lopenblas
 	OPENBLAS_CORETYPE=$$($(BUILD_DIR)/bin/shmgemm -V | sed -n 's/^OpenBLAS kernel: \([A-Za-z0-9]*\).*/\1/p') $(BUILD_DIR)/small-gemm-bench
 
 # Every example of README.md and docs/, the measurements too (those marked `example: slow`,
@@ -77,7 +77,7 @@ docs-examples: build python
 plot:
 	@bash tools/install-deps.sh gnuplot-nox
 	@test -f $(BENCH_CSV) || $(MAKE) bench
-	bash tools/plot_bench.sh $(BENCH_CSV) docs/bench-scaling.png
+	bash tools/bench/plot_bench.sh $(BENCH_CSV) docs/bench-scaling.png
 
 # The whole suite built with AddressSanitizer and UndefinedBehaviorSanitizer (gcc). Unoptimised,
 # with line tables only: the instrumented build takes a fifth of the time it takes at -O2 -g,

@@ -11,9 +11,9 @@
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
-#include "tools/commands.hpp"
-#include "tools/measure.hpp"
-#include "tools/temp_dir.hpp"
+#include "tools/cli/commands.hpp"
+#include "tools/bench/measure.hpp"
+#include "tools/cli/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 

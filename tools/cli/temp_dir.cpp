@@ -1,4 +1,4 @@
-#include "tools/temp_dir.hpp"
+#include "tools/cli/temp_dir.hpp"
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -5,10 +5,10 @@
 # seconds of every variant for both builds and their ratio (new / old: below 1 is faster).
 # Each build calibrates first, into a cache of its own (XDG_CACHE_HOME): a build cannot read
 # another version's cache, and would plan with its built-in defaults.
-# Usage: tools/compare_builds.sh OLD_SHMGEMM NEW_SHMGEMM [ROUNDS]
+# Usage: tools/bench/compare_builds.sh OLD_SHMGEMM NEW_SHMGEMM [ROUNDS]
 #   e.g. git worktree add /tmp/old <commit> && cmake -S /tmp/old -B /tmp/old/build &&
 #        cmake --build /tmp/old/build --target shmgemm-cli shmgemm-worker &&
-#        tools/compare_builds.sh /tmp/old/build/bin/shmgemm build/bin/shmgemm 5
+#        tools/bench/compare_builds.sh /tmp/old/build/bin/shmgemm build/bin/shmgemm 5
 set -euo pipefail
 old=$1 new=$2 rounds=${3:-5}
 out=$(mktemp -d)

@@ -15,7 +15,7 @@ and with 2 fork workers of 1 thread (compute_seconds of --json: mapping the file
 product). Variants alternate round by round;
 medians of --rounds, milliseconds of the product alone.
 
-usage: /usr/bin/python3 tools/skinny_threads.py [--shape 50x100000x60] [--rounds 12] [--c]
+usage: /usr/bin/python3 tools/research/skinny_threads.py [--shape 50x100000x60] [--rounds 12] [--c]
                                                 [--shmgemm build/bin/shmgemm]"""
 import argparse
 import json

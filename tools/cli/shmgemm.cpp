@@ -9,7 +9,7 @@
 
 #include "common/npy.hpp"
 #include "engine/interrupt.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 #include "worker/blas_core.hpp"
 
 int main(int argc, char** argv) {

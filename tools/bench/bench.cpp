@@ -19,9 +19,9 @@
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
-#include "tools/commands.hpp"
-#include "tools/measure.hpp"
-#include "tools/temp_dir.hpp"
+#include "tools/cli/commands.hpp"
+#include "tools/bench/measure.hpp"
+#include "tools/cli/temp_dir.hpp"
 #include "worker/slice_kernel.hpp"
 
 namespace fs = std::filesystem;
@@ -375,7 +375,7 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_flag("--no-peers", args->no_peers, "skip numpy, joblib and multiprocessing");
   cmd->add_option("--peers-dir", args->peers_dir,
                   "where the peer scripts are (default: PREFIX/share/shmgemm/peers beside an "
-                  "installed program, else the source tree's tools/peers)")
+                  "installed program, else the source tree's tools/bench/peers)")
       ->option_text("DIR");
   cmd->add_flag("--matmul", args->matmul,
                 "instead: np.matmul's cases against numpy (exact int64 and int32 products, "

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "common/npy.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 #include "worker/blas_core.hpp"
 
 extern "C" {

@@ -9,7 +9,7 @@
 #include "common/npy.hpp"
 
 #include "shmgemm/error.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 
 namespace shmgemm::cli {
 

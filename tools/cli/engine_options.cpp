@@ -6,7 +6,7 @@
 #include <utility>
 
 #include "common/job.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 #include "worker/slice_kernel.hpp"
 
 namespace shmgemm::cli {

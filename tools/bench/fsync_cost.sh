@@ -2,9 +2,9 @@
 # What --fsync costs: `shmgemm multiply` on N^2 float64 operands without and with it, alternating,
 # ROUNDS times each, in a folder on the disk the results go to (default: beside this script's
 # build). Prints the medians and their ratio.
-# Usage: tools/fsync_cost.sh [N=4000] [ROUNDS=5] [FOLDER=build/fsync-cost]
+# Usage: tools/bench/fsync_cost.sh [N=4000] [ROUNDS=5] [FOLDER=build/fsync-cost]
 set -euo pipefail
-here=$(cd -P "$(dirname "$0")/.." && pwd)
+here=$(cd -P "$(dirname "$0")/../.." && pwd)
 n=${1:-4000} rounds=${2:-5} dir=${3:-$here/build/fsync-cost}
 # The build's program, else the one on PATH (an installed copy).
 shmgemm=$here/build/bin/shmgemm

@@ -2,7 +2,7 @@
 #include <fmt/format.h>
 
 #include "engine/tooling.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 
 namespace shmgemm::cli {
 namespace {

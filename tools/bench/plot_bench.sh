@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Draws throughput against size from a `shmgemm bench --csv` file (square shapes only), one line
-# per variant, with gnuplot. usage: tools/plot_bench.sh BENCH.csv OUT.png|OUT.svg
+# per variant, with gnuplot. usage: tools/bench/plot_bench.sh BENCH.csv OUT.png|OUT.svg
 set -euo pipefail
 csv=$1
 out=$2

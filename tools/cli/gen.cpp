@@ -8,7 +8,7 @@
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "shmgemm/error.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 
 namespace shmgemm::cli {
 namespace {

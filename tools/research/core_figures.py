@@ -76,7 +76,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--interval", type=float, default=5, help="PSS sampling interval, ms")
     # The program beside this script's repository (build/bin/shmgemm), else on PATH.
-    repo_build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "bin",
+    repo_build = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "bin",
                               "shmgemm")
     default = repo_build if os.access(repo_build, os.X_OK) else shutil.which("shmgemm")
     ap.add_argument("--shmgemm", default=default,

@@ -16,12 +16,12 @@
 
 #include "common/npy_file.hpp"
 #include "common/segment.hpp"
-#include "tools/commands.hpp"
+#include "tools/cli/commands.hpp"
 
 namespace shmgemm::cli {
 namespace {
 
-// "shmgemm-<word>-<maker tag>-XXXXXX": a tool's temporary folder (tools/temp_dir.cpp).
+// "shmgemm-<word>-<maker tag>-XXXXXX": a tool's temporary folder (tools/cli/temp_dir.cpp).
 bool parse_tool_folder(std::string_view name, pid_t& pid, std::uint64_t& ns) {
   if (!name.starts_with("shmgemm-")) return false;
   const std::size_t word = name.find('-', 8);

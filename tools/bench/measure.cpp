@@ -1,4 +1,4 @@
-#include "tools/measure.hpp"
+#include "tools/bench/measure.hpp"
 
 #include "common/clock.hpp"
 #include "common/fd.hpp"

@@ -19,8 +19,8 @@
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
-#include "tools/cli/commands.hpp"
 #include "tools/bench/measure.hpp"
+#include "tools/cli/commands.hpp"
 #include "tools/cli/temp_dir.hpp"
 #include "worker/slice_kernel.hpp"
 

@@ -13,8 +13,8 @@
 #include "common/npy_file.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/error.hpp"
-#include "tools/cli/commands.hpp"
 #include "tools/bench/measure.hpp"
+#include "tools/cli/commands.hpp"
 #include "tools/cli/temp_dir.hpp"
 
 namespace fs = std::filesystem;

@@ -18,8 +18,8 @@
 #include "engine/interrupt.hpp"
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
-#include "tools/cli/commands.hpp"
 #include "tools/bench/measure.hpp"
+#include "tools/cli/commands.hpp"
 
 namespace shmgemm::cli {
 namespace {

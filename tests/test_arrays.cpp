@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "examples/host_app/strided_array.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "tests/test_support.hpp"
 
@@ -23,34 +24,7 @@ namespace {
 
 using Complex = std::complex<long double>;
 
-// An array of `shape` in a buffer of its own, strided as asked (byte strides; empty: C order),
-// the view's first element placed so that negative strides stay inside the buffer.
-struct Array {
-  std::vector<std::byte> store;
-  ArrayView view;
-  Array(DType dtype, std::vector<std::int64_t> shape, std::vector<std::int64_t> strides = {}) {
-    const auto item = static_cast<std::int64_t>(item_size(dtype));
-    if (strides.empty()) {
-      strides.resize(shape.size());
-      std::int64_t step = item;
-      for (std::size_t i = shape.size(); i-- > 0;) {
-        strides[i] = step;
-        step *= std::max<std::int64_t>(shape[i], 1);
-      }
-    }
-    std::int64_t lo = 0, hi = item;
-    for (std::size_t i = 0; i < shape.size(); ++i)
-      if (shape[i] > 1) (strides[i] < 0 ? lo : hi) += (shape[i] - 1) * strides[i];
-    store.resize(static_cast<std::size_t>(hi - lo) + 16);
-    view = ArrayView(static_cast<void*>(store.data() - lo), dtype, shape, strides);
-  }
-  std::byte* at(const std::vector<std::int64_t>& index) const {
-    auto* p = static_cast<std::byte*>(view.data());
-    for (std::size_t i = 0; i < index.size(); ++i)
-      p += index[i] * view.strides()[i];
-    return p;
-  }
-};
+using Array = StridedArray;
 
 // Element as its exact bits (integers, wrapping as numpy converts them to the result) or as a
 // complex value (floats).

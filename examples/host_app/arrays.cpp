@@ -14,39 +14,14 @@
 #include <string>
 #include <vector>
 
+#include "strided_array.hpp"
+
 namespace {
 
 using shmgemm::ArrayView;
 using shmgemm::DType;
 
-// A buffer and a view of `shape` in it at byte `strides` (empty: C order), with room on both
-// sides for negative strides.
-struct Array {
-  std::vector<std::byte> store;
-  ArrayView view;
-  Array(DType dtype, std::vector<std::int64_t> shape, std::vector<std::int64_t> strides = {}) {
-    const auto item = static_cast<std::int64_t>(shmgemm::item_size(dtype));
-    if (strides.empty()) {
-      strides.resize(shape.size());
-      std::int64_t step = item;
-      for (std::size_t i = shape.size(); i-- > 0;) {
-        strides[i] = step;
-        step *= shape[i];
-      }
-    }
-    std::int64_t lo = 0, hi = item;
-    for (std::size_t i = 0; i < shape.size(); ++i)
-      (strides[i] < 0 ? lo : hi) += (shape[i] - 1) * strides[i];
-    store.resize(static_cast<std::size_t>(hi - lo));
-    view = ArrayView(static_cast<void*>(store.data() - lo), dtype, shape, strides);
-  }
-  std::byte* at(const std::vector<std::int64_t>& index) const {
-    auto* p = static_cast<std::byte*>(view.data());
-    for (std::size_t i = 0; i < index.size(); ++i)
-      p += index[i] * view.strides()[i];
-    return p;
-  }
-};
+using Array = StridedArray;
 
 // Every index of `shape`, in C order.
 void for_each_index(const std::vector<std::int64_t>& shape,

@@ -5,30 +5,12 @@
 namespace shmgemm {
 namespace {
 
-DType signed_of_bits(unsigned bits) {
-  switch (bits) {
-    case 8:
-      return DType::int8;
-    case 16:
-      return DType::int16;
-    case 32:
-      return DType::int32;
-    default:
-      return DType::int64;
-  }
-}
-
-DType unsigned_of_bits(unsigned bits) {
-  switch (bits) {
-    case 8:
-      return DType::uint8;
-    case 16:
-      return DType::uint16;
-    case 32:
-      return DType::uint32;
-    default:
-      return DType::uint64;
-  }
+// The integer type of `bits` (8, 16, 32; else 64), signed or not.
+DType integer_of_bits(bool is_signed, unsigned bits) {
+  static constexpr DType kIntegers[2][4] = {
+      {DType::uint8, DType::uint16, DType::uint32, DType::uint64},
+      {DType::int8, DType::int16, DType::int32, DType::int64}};
+  return kIntegers[is_signed ? 1 : 0][bits <= 8 ? 0 : bits <= 16 ? 1 : bits <= 32 ? 2 : 3];
 }
 
 // Bits of an integer type's range as a signed number needs: int16 15, uint16 16.
@@ -39,13 +21,12 @@ unsigned magnitude_bits(DType d) {
 DType promote_integers(DType a, DType b) {
   const unsigned ba = dtype_bits(a), bb = dtype_bits(b);
   if (is_signed_integer(a) == is_signed_integer(b))
-    return is_signed_integer(a) ? signed_of_bits(std::max(ba, bb))
-                                : unsigned_of_bits(std::max(ba, bb));
+    return integer_of_bits(is_signed_integer(a), std::max(ba, bb));
   // One signed, one unsigned: the smallest signed type holding the unsigned one's range.
   const DType u = is_signed_integer(a) ? b : a;
   const DType s = is_signed_integer(a) ? a : b;
   if (dtype_bits(s) > dtype_bits(u)) return s;
-  if (dtype_bits(u) < 64) return signed_of_bits(2 * dtype_bits(u));
+  if (dtype_bits(u) < 64) return integer_of_bits(true, 2 * dtype_bits(u));
   return DType::float64;
 }
 

@@ -350,9 +350,9 @@ int run_bench(const BenchArgs& args) {
 }  // namespace
 
 void add_bench(CLI::App& app, Action& action) {
-  auto args = std::make_shared<BenchArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "bench", "the engine's plans, OpenBLAS and the peers side by side, alternating");
+  const auto [cmd, args] = add_command<BenchArgs>(
+      app, action, "bench", "the engine's plans, OpenBLAS and the peers side by side, alternating",
+      run_bench);
   cmd->footer(
       "Benchmark side by side in one run, alternating between variants in a new shuffled order "
       "every round, reporting medians: the "
@@ -398,7 +398,6 @@ void add_bench(CLI::App& app, Action& action) {
   // How bench measures its limit row, in a process of its own: not for users.
   cmd->add_option("--limit", args->limit)->group("");
   cmd->add_option("--csv", args->csv, "also write the results to this CSV file");
-  cmd->callback([args, &action] { action = [args] { return run_bench(*args); }; });
 }
 
 }  // namespace shmgemm::cli

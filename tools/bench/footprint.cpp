@@ -193,9 +193,9 @@ int run_footprint(const FootprintArgs& args) {
 }  // namespace
 
 void add_footprint(CLI::App& app, Action& action) {
-  auto args = std::make_shared<FootprintArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "footprint", "the memory of each mode's process tree against the operands' floor");
+  const auto [cmd, args] = add_command<FootprintArgs>(
+      app, action, "footprint",
+      "the memory of each mode's process tree against the operands' floor", run_footprint);
   cmd->footer(
       "Run the same product under each mode and measure every process of the tree while it "
       "runs (RSS, PSS, USS from /proc/PID/smaps_rollup, sampled by this process, which is not "
@@ -219,7 +219,6 @@ void add_footprint(CLI::App& app, Action& action) {
                   "draw peak PSS against workers per mode (FILE.png or "
                   "FILE.svg, with gnuplot)");
   cmd->add_flag("--json", args->json, "print the results as JSON");
-  cmd->callback([args, &action] { action = [args] { return run_footprint(*args); }; });
 }
 
 }  // namespace shmgemm::cli

@@ -46,17 +46,18 @@ int run_calibrate(bool show, bool json) {
 }  // namespace
 
 void add_calibrate(CLI::App& app, Action& action) {
-  auto show = std::make_shared<bool>(false);
-  auto json = std::make_shared<bool>(false);
-  CLI::App* cmd = app.add_subcommand("calibrate",
-                                     "measure this machine for the automatic plan (a few seconds)");
+  struct Args {
+    bool show = false, json = false;
+  };
+  const auto [cmd, args] = add_command<Args>(
+      app, action, "calibrate", "measure this machine for the automatic plan (a few seconds)",
+      [](const Args& a) { return run_calibrate(a.show, a.json); });
   cmd->footer(
       "Measure this machine's GEMM rates, launch costs, page-mapping cost and memory bandwidth "
       "(a few seconds, every core), and cache them for the automatic plan (--workers auto).");
-  cmd->add_flag("--show", *show, "print the figures in use (cached or built-in), measure nothing");
-  cmd->add_flag("--json", *json, "print the figures as one JSON object");
-  cmd->callback(
-      [show, json, &action] { action = [show, json] { return run_calibrate(*show, *json); }; });
+  cmd->add_flag("--show", args->show,
+                "print the figures in use (cached or built-in), measure nothing");
+  cmd->add_flag("--json", args->json, "print the figures as one JSON object");
 }
 
 }  // namespace shmgemm::cli

@@ -1,15 +1,19 @@
 // The subcommands of the shmgemm program.
 #pragma once
 
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
+#include <charconv>
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/dtype.hpp"
@@ -20,6 +24,32 @@ namespace shmgemm::cli {
 
 // A subcommand's action, run after parsing. Returns the exit status.
 using Action = std::function<int()>;
+
+// A number of type T, the whole text, for which `ok` holds; else "'TEXT' is not WHAT".
+template <class T, class Ok>
+CLI::Validator number(Ok ok, std::string what, std::string shown) {
+  return CLI::Validator(
+      [ok, what](std::string& text) -> std::string {
+        T value{};
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc() || end != text.data() + text.size() || !ok(value))
+          return fmt::format("'{}' is not {}", text, what);
+        return {};
+      },
+      std::move(shown));
+}
+
+// Adds subcommand `name` whose options fill an Args; when the command line chooses it, `action`
+// becomes run(args). Returns the subcommand and its Args, for the options to be declared on.
+template <class Args, class Run>
+std::pair<CLI::App*, std::shared_ptr<Args>> add_command(CLI::App& app, Action& action,
+                                                        const std::string& name,
+                                                        const std::string& description, Run run) {
+  auto args = std::make_shared<Args>();
+  CLI::App* cmd = app.add_subcommand(name, description);
+  cmd->callback([args, run, &action] { action = [args, run] { return run(*args); }; });
+  return {cmd, args};
+}
 
 // Adds --workers, --threads, --launch, --backing and --retries, stored into `options`; retries
 // are announced on stderr. With `mpi`, --launch also takes "mpi", which sets *mpi.

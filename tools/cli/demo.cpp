@@ -147,11 +147,11 @@ void add_demo(CLI::App& app, Action& action) {
     int rounds = 3;
     Options options;
   };
-  auto args = std::make_shared<Args>();
+  const auto [cmd, args] = add_command<Args>(
+      app, action, "demo", "the engine against OpenBLAS and numpy on generated matrices, checked",
+      [](const Args& a) { return run_demo(a.size, a.rounds, a.options); });
   // The demo shows the workers: one per core unless --workers says otherwise (auto included).
   args->options.workers = available_cores();
-  CLI::App* cmd = app.add_subcommand(
-      "demo", "the engine against OpenBLAS and numpy on generated matrices, checked");
   cmd->footer(
       "Generate two random float64 matrices in a temporary folder, multiply them with the "
       "engine (one worker per core unless --workers says otherwise) and with single-process "
@@ -171,9 +171,6 @@ void add_demo(CLI::App& app, Action& action) {
       ->description(
           "worker processes (default: one per core), or auto: the cost model chooses "
           "between running in process and 1..cores workers");
-  cmd->callback([args, &action] {
-    action = [args] { return run_demo(args->size, args->rounds, args->options); };
-  });
 }
 
 }  // namespace shmgemm::cli

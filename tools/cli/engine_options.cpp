@@ -12,20 +12,6 @@
 namespace shmgemm::cli {
 namespace {
 
-// A number of type T, the whole text, for which `ok` holds; else "'TEXT' is not WHAT".
-template <class T, class Ok>
-CLI::Validator number(Ok ok, std::string what, std::string shown) {
-  return CLI::Validator(
-      [ok, what](std::string& text) -> std::string {
-        T value{};
-        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-        if (ec != std::errc() || end != text.data() + text.size() || !ok(value))
-          return fmt::format("'{}' is not {}", text, what);
-        return {};
-      },
-      std::move(shown));
-}
-
 CLI::Validator count_from_one(unsigned max) {
   return number<unsigned>([max](unsigned v) { return v >= 1 && v <= max; },
                           fmt::format("a whole number from 1 to {}", max),

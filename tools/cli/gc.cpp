@@ -141,9 +141,9 @@ int run_gc(const GcArgs& args) {
 }  // namespace
 
 void add_gc(CLI::App& app, Action& action) {
-  auto args = std::make_shared<GcArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "gc", "remove what killed runs left in /dev/shm, $TMPDIR and output folders");
+  const auto [cmd, args] = add_command<GcArgs>(
+      app, action, "gc", "remove what killed runs left in /dev/shm, $TMPDIR and output folders",
+      run_gc);
   cmd->footer(
       "List shmgemm segments in /dev/shm and remove those of coordinators that are no longer "
       "running (a coordinator killed before its workers attached). Segment names carry the "
@@ -155,7 +155,6 @@ void add_gc(CLI::App& app, Action& action) {
   cmd->add_flag("-n,--dry-run", args->dry_run, "list what would be removed, remove nothing");
   cmd->add_option("FOLDER", args->folders,
                   "folders to search for temporary outputs left behind (default: none)");
-  cmd->callback([args, &action] { action = [args] { return run_gc(*args); }; });
 }
 
 }  // namespace shmgemm::cli

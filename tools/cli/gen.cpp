@@ -89,6 +89,25 @@ IntRange parse_int_range(const std::string& text, DType dtype) {
   return r;
 }
 
+struct GenArgs {
+  std::string shape, dtype = "float64", out, int_range;
+  std::uint64_t seed = 0;
+};
+
+int run_gen(const GenArgs& args) {
+  const DType dtype = *dtype_from_name(args.dtype);
+  std::optional<IntRange> range;
+  if (!args.int_range.empty()) range = parse_int_range(args.int_range, dtype);
+  check_output_name(args.out);
+  const std::vector<std::uint64_t> shape = parse_dims(args.shape, "--shape", true);
+  const std::uint64_t bytes = npy_data_bytes(dtype, shape, "--shape");
+  check_room(args.out, bytes);
+  write_random_npy(args.out, dtype, shape, args.seed, range);
+  fmt::print("{}: {} {}, {} written\n", args.out, shape_string(shape), args.dtype,
+             size_string(bytes));
+  return 0;
+}
+
 }  // namespace
 
 void write_random_npy(const std::filesystem::path& path, DType dtype,
@@ -101,13 +120,8 @@ void write_random_npy(const std::filesystem::path& path, DType dtype,
 }
 
 void add_gen(CLI::App& app, Action& action) {
-  struct Args {
-    std::string shape, dtype = "float64", out, int_range;
-    std::uint64_t seed = 0;
-  };
-  auto args = std::make_shared<Args>();
-  CLI::App* cmd =
-      app.add_subcommand("gen", "write a .npy file of random values (any dtype, any shape)");
+  const auto [cmd, args] = add_command<GenArgs>(
+      app, action, "gen", "write a .npy file of random values (any dtype, any shape)", run_gen);
   cmd->footer(
       "Write a .npy file of random values, reproducible from --seed: uniform in [0, 1) for "
       "floats (both parts for complex), the whole range for integers, or the integers of "
@@ -128,34 +142,12 @@ void add_gen(CLI::App& app, Action& action) {
                   "integer values)")
       ->option_text("LO,HI");
   cmd->add_option("--seed", args->seed, "random seed: a whole number from 0 (the default)")
-      ->check(CLI::Validator(
-          [](std::string& text) -> std::string {
-            std::uint64_t v = 0;
-            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-            if (ec != std::errc() || end != text.data() + text.size())
-              return fmt::format("'{}' is not a whole number from 0 to 2^64-1", text);
-            return {};
-          },
-          ""))
+      ->check(number<std::uint64_t>([](std::uint64_t) { return true; },
+                                    "a whole number from 0 to 2^64-1", ""))
       ->option_text("N");
   cmd->add_option("-o,--output", args->out, "the .npy file to write")
       ->required()
       ->option_text("FILE REQUIRED");
-  cmd->callback([args, &action] {
-    action = [args] {
-      const DType dtype = *dtype_from_name(args->dtype);
-      std::optional<IntRange> range;
-      if (!args->int_range.empty()) range = parse_int_range(args->int_range, dtype);
-      check_output_name(args->out);
-      const std::vector<std::uint64_t> shape = parse_dims(args->shape, "--shape", true);
-      const std::uint64_t bytes = npy_data_bytes(dtype, shape, "--shape");
-      check_room(args->out, bytes);
-      write_random_npy(args->out, dtype, shape, args->seed, range);
-      fmt::print("{}: {} {}, {} written\n", args->out, shape_string(shape), args->dtype,
-                 size_string(bytes));
-      return 0;
-    };
-  });
 }
 
 }  // namespace shmgemm::cli

@@ -173,9 +173,9 @@ int run_multiply(const MultiplyArgs& args) {
 }  // namespace
 
 void add_multiply(CLI::App& app, Action& action) {
-  auto args = std::make_shared<MultiplyArgs>();
-  CLI::App* cmd = app.add_subcommand(
-      "multiply", "C = np.matmul(A, B) from .npy files to a .npy file, on worker processes");
+  const auto [cmd, args] = add_command<MultiplyArgs>(
+      app, action, "multiply",
+      "C = np.matmul(A, B) from .npy files to a .npy file, on worker processes", run_multiply);
   cmd->footer(
       "Compute C = np.matmul(A, B) for two .npy files (C or Fortran order) and write C as "
       "a C-order .npy: numpy's result dtype, shape and, for integers, bits (wrapping modulo "
@@ -210,7 +210,6 @@ void add_multiply(CLI::App& app, Action& action) {
                 "say which plan was chosen and why (the cost model's predictions)");
   // A progress bar only where someone watches it.
   args->options.progress = ::isatty(2) != 0;
-  cmd->callback([args, &action] { action = [args] { return run_multiply(*args); }; });
 }
 
 }  // namespace shmgemm::cli

@@ -26,10 +26,6 @@ class Mapping {
   Mapping(std::size_t bytes, int prot, int flags, int fd, std::string_view what);
   // The same, empty on failure (errno says why): for probes whose failure is an answer.
   static Mapping try_map(std::size_t bytes, int prot, int flags, int fd) noexcept;
-  // Read-write memory shared with the children this process forks, zeroed.
-  static Mapping shared_anonymous(std::size_t bytes, std::string_view what) {
-    return {bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, what};
-  }
 
   Mapping(Mapping&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}

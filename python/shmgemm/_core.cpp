@@ -97,11 +97,6 @@ ArrayView view_of(const py::array& a, bool writable) {
   return ArrayView(a.data(), dtype_of(a), shape, strides);
 }
 
-// A run's report crosses as shmgemm::to_json's text; the package parses it when asked.
-std::string report_text(const shmgemm::Report& r) {
-  return shmgemm::to_json(r);
-}
-
 shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigned threads,
                             bool in_process, bool progress, double timeout) {
   shmgemm::Options o;
@@ -208,12 +203,12 @@ class PyPool {
   std::string matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
     if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
-      return report_text(([&] {
+      return shmgemm::to_json(([&] {
         py::gil_scoped_release release;
         return pool_->matmul(av, bv, ov);
       })());
     std::stop_source stop;
-    return report_text(run_watched(
+    return shmgemm::to_json(run_watched(
         [&] {
           return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()}).get();
         },
@@ -283,7 +278,7 @@ class PyPool {
     py::list out;
     for (auto& [id, job] : finished) {
       try {
-        out.append(py::make_tuple(id, report_text(job.future.get())));
+        out.append(py::make_tuple(id, shmgemm::to_json(job.future.get())));
       } catch (const shmgemm::Error& e) {
         out.append(py::make_tuple(id, exception_of(e)));
       }
@@ -395,7 +390,7 @@ PYBIND11_MODULE(_core, m) {
         auto run = [av, bv, ov](const shmgemm::Options& x) {
           return shmgemm::matmul(av, bv, ov, x);
         };
-        return report_text(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
+        return shmgemm::to_json(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
@@ -416,7 +411,7 @@ PYBIND11_MODULE(_core, m) {
               return report;
             },
             o, multiply_adds(av, bv));
-        return py::make_tuple(owned_array(made), report_text(r));
+        return py::make_tuple(owned_array(made), shmgemm::to_json(r));
       },
       py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("threads") = 0, py::arg("in_process") = false, py::arg("progress") = false,
@@ -445,7 +440,7 @@ PYBIND11_MODULE(_core, m) {
         py::list arrays;
         for (const shmgemm::OwnedArray& x : made)
           arrays.append(owned_array(x));
-        return py::make_tuple(arrays, report_text(r));
+        return py::make_tuple(arrays, shmgemm::to_json(r));
       },
       py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("in_process") = false, py::arg("timeout") = 0.0);
@@ -482,7 +477,7 @@ PYBIND11_MODULE(_core, m) {
         o.retries = retries;
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
-        return report_text(run_stoppable(
+        return shmgemm::to_json(run_stoppable(
             [&](const shmgemm::Options& x) { return shmgemm::multiply_npy(a, b, out, x); }, o,
             std::numeric_limits<double>::infinity()));
       },

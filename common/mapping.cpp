@@ -20,6 +20,17 @@ Fd memory_file(const char* name, std::size_t bytes, std::string_view what) {
   return fd;
 }
 
+std::string file_contents(const Fd& fd) {
+  std::string s;
+  char buf[65536];
+  for (off_t at = 0;;) {
+    const ssize_t n = retry_eintr([&] { return ::pread(fd.get(), buf, sizeof buf, at); });
+    if (n <= 0) return s;
+    s.append(buf, static_cast<std::size_t>(n));
+    at += n;
+  }
+}
+
 Mapping::Mapping(std::size_t bytes, int prot, int flags, int fd, std::string_view what) {
   void* p = ::mmap(nullptr, bytes, prot, flags, fd, 0);
   if (p == MAP_FAILED)

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <utility>
 
@@ -15,6 +16,8 @@ namespace shmgemm {
 // A new file in memory (memfd_create, close-on-exec) of `bytes` zero bytes, named `name` in
 // /proc. Throws Error(resource): "cannot create WHAT (N bytes): the system's reason".
 Fd memory_file(const char* name, std::size_t bytes, std::string_view what);
+// Everything file `fd` holds, read from its start (a memory file another process wrote).
+std::string file_contents(const Fd& fd);
 
 // A move-only owner of one mmap'd region, with an explicit empty state. The destructor unmaps it
 // and never throws. Thread-safety: none; one owner at a time.

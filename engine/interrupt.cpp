@@ -162,8 +162,11 @@ void throw_if_interrupted(bool deadline) {
     throw Error(ErrorCode::interrupted, "stopped on request: output left unchanged");
   if (deadline && t_scope->left_ms() == 0)
     throw Error(ErrorCode::timed_out,
-                fmt::format("timed out after {:g} s: stopped, output left unchanged",
-                            t_scope->timeout_seconds()));
+                timed_out_after(t_scope->timeout_seconds()) + ": stopped, output left unchanged");
+}
+
+std::string timed_out_after(double seconds) {
+  return fmt::format("timed out after {:g} s", seconds);
 }
 
 void reset_interrupt_handlers_in_child() {

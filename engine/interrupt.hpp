@@ -54,6 +54,9 @@ class StopScope {
 // The moment `seconds` from now, for a deadline.
 std::chrono::steady_clock::time_point deadline_after(double seconds);
 
+// "timed out after 0.5 s": how every failure past a deadline begins.
+std::string timed_out_after(double seconds);
+
 // This thread's innermost StopScope, or nullptr.
 const StopScope* current_stop_scope() noexcept;
 

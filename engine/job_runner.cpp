@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -25,12 +26,23 @@
 #include "worker/worker_run.hpp"
 
 namespace shmgemm::detail {
+std::string worker_name(std::string_view who, std::size_t id, const WorkerSlot& slot) {
+  return fmt::format("{} {} (rows {}-{})", who, id, slot.row_begin,
+                     slot.row_end == 0 ? 0 : slot.row_end - 1);
+}
+
+std::string worker_progress(std::string_view who, std::size_t id, const WorkerSlot& slot,
+                            int stop_signal) {
+  return fmt::format("{} at {} of {} rows{}", worker_name(who, id, slot), slot.rows_done.load(),
+                     slot.row_end - slot.row_begin,
+                     stop_signal != 0 ? fmt::format(", stopped by SIG{}", sigabbrev_np(stop_signal))
+                                      : std::string());
+}
+
 namespace {
 
-std::string worker_name(const JobDescriptor& job, std::size_t id) {
-  const WorkerSlot& slot = job.slots[id];
-  return fmt::format("worker {} (rows {}-{})", id, slot.row_begin,
-                     slot.row_end == 0 ? 0 : slot.row_end - 1);
+std::string name_of(const JobDescriptor& job, std::size_t id) {
+  return worker_name("worker", id, job.slots[id]);
 }
 
 bool all_done(const JobDescriptor& job, std::size_t workers) {
@@ -51,7 +63,7 @@ namespace {
 
 Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
   const WorkerSlot& slot = job.slots[exit.id];
-  const std::string who = worker_name(job, exit.id);
+  const std::string who = name_of(job, exit.id);
   const auto state = static_cast<SlotState>(slot.state.load());
   // A failure the worker reported: the code it would have had in process.
   if (state == SlotState::failed && slot.message[0] && WIFEXITED(exit.status))
@@ -64,23 +76,22 @@ Error worker_failure(const JobDescriptor& job, const WorkerExit& exit) {
 }
 
 // Error(timed_out) naming the workers that had not finished, how far each got, and which
-// were stopped by a signal.
-Error timeout_failure(const JobDescriptor& job, std::size_t workers, const Error& timed_out,
+// were stopped by a signal (`stopped`, as Launcher::stopped() saw them before they were killed).
+Error timeout_failure(const JobDescriptor& job, std::size_t workers,
                       const std::vector<std::pair<std::size_t, int>>& stopped) {
   std::string late;
   for (std::size_t i = 0; i < workers; ++i) {
-    const WorkerSlot& slot = job.slots[i];
-    if (slot.state.load() == static_cast<std::uint32_t>(SlotState::done)) continue;
-    std::string why;
-    for (const auto& [id, sig] : stopped)
-      if (id == i) why = fmt::format(", stopped by SIG{}", sigabbrev_np(sig));
-    late += fmt::format("{}{} at {} of {} rows{}", late.empty() ? "" : "; ", worker_name(job, i),
-                        slot.rows_done.load(), slot.row_end - slot.row_begin, why);
+    if (job.slots[i].state.load() == static_cast<std::uint32_t>(SlotState::done)) continue;
+    const auto held =
+        std::find_if(stopped.begin(), stopped.end(), [i](const auto& s) { return s.first == i; });
+    late += fmt::format(
+        "{}{}", late.empty() ? "" : "; ",
+        worker_progress("worker", i, job.slots[i], held != stopped.end() ? held->second : 0));
   }
-  std::string what = timed_out.what();
-  what = what.substr(0, what.find(": stopped"));
+  const StopScope* scope = current_stop_scope();
   return Error(ErrorCode::timed_out,
-               fmt::format("{}: {}; workers stopped, output left unchanged", what,
+               fmt::format("{}: {}; workers stopped, output left unchanged",
+                           timed_out_after(scope ? scope->timeout_seconds() : 0),
                            late.empty() ? "every worker had finished" : late));
 }
 
@@ -157,7 +168,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
       });
     } catch (const Error& e) {
       if (e.code() != ErrorCode::timed_out) throw;
-      if (!all_done(job, plan.workers)) throw timeout_failure(job, plan.workers, e, {});
+      if (!all_done(job, plan.workers)) throw timeout_failure(job, plan.workers, {});
     }
   }
 
@@ -175,8 +186,8 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
     for (const auto& [id, sig] : stopped)
       if (!told_stopped[id] && options.on_stall) {
         told_stopped[id] = true;
-        options.on_stall(fmt::format("{} is stopped by SIG{}; waiting for it{}",
-                                     worker_name(job, id), sigabbrev_np(sig),
+        options.on_stall(fmt::format("{} is stopped by SIG{}; waiting for it{}", name_of(job, id),
+                                     sigabbrev_np(sig),
                                      options.timeout > 0 ? " until the timeout" : ""));
       }
     std::vector<WorkerExit> exits;
@@ -186,7 +197,7 @@ RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const 
       if (e.code() != ErrorCode::timed_out) throw;
       // Work that is all done is never thrown away: the deadline applies while some remains.
       if (all_done(job, plan.workers)) break;
-      throw timeout_failure(job, plan.workers, e, stopped);
+      throw timeout_failure(job, plan.workers, stopped);
     }
     for (const WorkerExit& exit : exits) {
       if (exit.ok() &&

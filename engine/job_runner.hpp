@@ -25,6 +25,14 @@ struct JobSegment {
   ~JobSegment() { job->~JobDescriptor(); }
 };
 
+// A worker on `slot`'s rows as a failure names it: "worker 2 (rows 100-149)" (`who`: "worker",
+// "pool worker").
+std::string worker_name(std::string_view who, std::size_t id, const WorkerSlot& slot);
+// How far it got, for a call that gave up on it: "worker 2 (rows 100-149) at 20 of 50 rows", and
+// ", stopped by SIGSTOP" when a signal holds it (`stop_signal`; 0: none).
+std::string worker_progress(std::string_view who, std::size_t id, const WorkerSlot& slot,
+                            int stop_signal);
+
 // The ErrorCode of a failure a worker reported in its slot or task, as it would have been in
 // process; worker_failed when it was no shmgemm::Error (-1) or the code is unknown.
 ErrorCode reported_code(std::int32_t code);

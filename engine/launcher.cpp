@@ -7,7 +7,16 @@
 #include <unistd.h>
 
 #include <fcntl.h>
-#include <spawn.h>
+
+// Boost 1.74 offers use_vfork only where the POSIX level still lists vfork; glibc has it at
+// every level.
+#define BOOST_POSIX_HAS_VFORK 1
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
+#include <boost/process/exe.hpp>
+#include <boost/process/posix.hpp>
 
 #include <fmt/format.h>
 #include <algorithm>
@@ -23,8 +32,6 @@
 #include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 #include "worker/blas_core.hpp"
-
-extern char** environ;
 
 namespace shmgemm::detail {
 namespace {
@@ -44,6 +51,151 @@ void kill_and_reap(pid_t pid) noexcept {
 
 }  // namespace
 
+int shell_status(int wait_status) {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+}
+
+Process::Process(pid_t pid, std::string_view who) : pid_(pid) {
+  if (pid <= 0) throw Error(ErrorCode::internal, fmt::format("{}: no process to watch", who));
+  pidfd_ = Fd(pidfd_open(pid));
+  if (!pidfd_) {
+    const int err = errno;
+    kill_and_reap(pid);
+    throw Error(ErrorCode::resource, fmt::format("cannot start {}: cannot watch process {}: {}",
+                                                 who, pid, std::strerror(err)));
+  }
+  reaped_ = false;
+}
+
+Process::Process(Process&& other) noexcept
+    : pid_(std::exchange(other.pid_, 0)),
+      pidfd_(std::move(other.pidfd_)),
+      reaped_(std::exchange(other.reaped_, true)),
+      status_(other.status_) {}
+
+Process& Process::operator=(Process&& other) noexcept {
+  if (this != &other) {
+    kill();
+    pid_ = std::exchange(other.pid_, 0);
+    pidfd_ = std::move(other.pidfd_);
+    reaped_ = std::exchange(other.reaped_, true);
+    status_ = other.status_;
+  }
+  return *this;
+}
+
+Process::~Process() {
+  kill();
+}
+
+void Process::kill() noexcept {
+  if (reaped_) return;
+  shmgemm::detail::kill_and_reap(pid_);
+  pidfd_.reset();
+  reaped_ = true;
+}
+
+Process Process::spawn(const Command& command, std::string_view who) {
+  namespace bp = boost::process;
+  // The descriptor the pidfd takes: with none free, the process cannot be watched, and is
+  // never started.
+  if (Fd room(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !room)
+    throw Error(ErrorCode::resource, fmt::format("cannot start {}: {}", who, std::strerror(errno)));
+  bp::environment env = boost::this_process::environment();
+  for (const auto& [key, value] : command.env)
+    env[key] = value;
+  const int out = command.stdout_fd >= 0 ? command.stdout_fd : 1;
+  const int err = command.stderr_fd >= 0 ? command.stderr_fd : 2;
+  std::error_code failed;
+  // vfork, not fork: no fork handlers run. A child that cannot exec is reaped by Boost.Process.
+  bp::child child(bp::exe = command.exe, bp::args = command.args, env, bp::posix::use_vfork,
+                  bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err), failed);
+  // Ours from here: Boost.Process's child would kill it when destroyed, and reap it when asked
+  // whether it runs.
+  child.detach();
+  if (failed || child.id() <= 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot start {}: {}", who, failed ? failed.message() : "no process"));
+  return Process(child.id(), who);
+}
+
+Process Process::fork(const std::function<int()>& body, std::string_view who) {
+  // Unflushed output would be written twice, once by the child.
+  std::fflush(nullptr);
+  const pid_t parent = ::getpid();
+  pid_t pid = 0;
+  {
+    // No in-process product of shmgemm's is inside OpenBLAS while its fork handler runs.
+    ForkGuard guard;
+    pid = ::fork();
+    if (pid == 0) guard.in_child();
+  }
+  if (pid < 0)
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot start {}: cannot fork: {}", who, std::strerror(errno)));
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(3);
+    int code = 1;
+    try {
+      code = body();
+    } catch (...) {
+    }
+    // _exit: no destructors or atexit handlers of the parent's objects run in the child.
+    ::_exit(code);
+  }
+  return Process(pid, who);
+}
+
+int Process::reap() {
+  if (reaped_) return status_;
+  if (retry_eintr([&] { return ::waitpid(pid_, &status_, 0); }) < 0)
+    status_ = 0xff00;  // not ours to reap: call it failed
+  pidfd_.reset();
+  reaped_ = true;
+  return status_;
+}
+
+int Process::join(int tick_ms, const std::function<void()>& tick, bool forward_signal) {
+  const StopScope* scope = current_stop_scope();
+  while (!reaped_) {
+    if (tick) tick();
+    std::vector<pollfd> fds = {{pidfd_.get(), POLLIN, 0}};
+    if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+    if (scope && scope->stop_fd() >= 0) fds.push_back({scope->stop_fd(), POLLIN, 0});
+    int wait_ms = tick_ms;
+    if (scope && scope->left_ms() >= 0)
+      wait_ms = static_cast<int>(std::min<long long>(wait_ms, scope->left_ms()));
+    const int ready = ::poll(fds.data(), fds.size(), wait_ms);
+    if (ready > 0 && (fds[0].revents & POLLIN)) {
+      reap();
+      break;
+    }
+    try {
+      throw_if_interrupted();
+    } catch (...) {
+      const int sig = scope ? scope->signal() : 0;
+      signal(forward_signal && sig != 0 ? sig : SIGKILL);
+      reap();
+      throw;
+    }
+  }
+  return shell_status(status_);
+}
+
+void Process::signal(int sig) const noexcept {
+  if (!reaped_ && pid_ > 0) ::kill(pid_, sig);
+}
+
+int Process::stop_signal() const {
+  if (reaped_) return 0;
+  siginfo_t info{};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
+      info.si_pid == pid_ && info.si_code == CLD_STOPPED)
+    return info.si_status;
+  return 0;
+}
+
 bool WorkerExit::ok() const {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
@@ -58,103 +210,31 @@ Launcher::~Launcher() {
   kill_all();
 }
 
-void Launcher::watch(std::size_t id, pid_t pid) {
-  if (pid <= 0) throw Error(ErrorCode::internal, fmt::format("worker {}: no process to watch", id));
-  Fd fd(pidfd_open(pid));
-  if (!fd) {
-    const int err = errno;
-    kill_and_reap(pid);
-    throw Error(ErrorCode::resource,
-                fmt::format("cannot start worker {}: cannot watch process {}: {}", id, pid,
-                            std::strerror(err)));
-  }
-  try {
-    workers_.push_back({id, pid, std::move(fd), false});
-  } catch (...) {
-    kill_and_reap(pid);
-    throw;
-  }
-}
-
 void Launcher::fork_worker(std::size_t id, const std::function<int()>& body) {
-  // Unflushed output would be written twice, once by the child.
-  std::fflush(nullptr);
-  const pid_t parent = ::getpid();
-  pid_t pid = 0;
-  {
-    // No in-process product of shmgemm's is inside OpenBLAS while its fork handler runs.
-    ForkGuard guard;
-    pid = ::fork();
-    if (pid == 0) guard.in_child();
-  }
-  if (pid < 0)
-    throw Error(ErrorCode::resource,
-                fmt::format("cannot start worker {}: cannot fork: {}", id, std::strerror(errno)));
-  if (pid == 0) {
-    // One thread: the kernels the workers run may be chosen here (worker/blas_core.hpp).
-    use_worker_kernels();
-    reset_interrupt_handlers_in_child();
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(3);
-    int code = 1;
-    try {
-      code = body();
-    } catch (...) {
-    }
-    // _exit: no destructors or atexit handlers of the parent's objects run in the child.
-    ::_exit(code);
-  }
-  watch(id, pid);
+  Process process = Process::fork(
+      [&body] {
+        // One thread: the kernels the workers run may be chosen here (worker/blas_core.hpp).
+        use_worker_kernels();
+        reset_interrupt_handlers_in_child();
+        return body();
+      },
+      fmt::format("worker {}", id));
+  workers_.push_back({id, std::move(process)});
 }
 
 void Launcher::spawn_worker(std::size_t id, const std::string& exe,
                             const std::vector<std::string>& args,
                             const std::vector<std::pair<std::string, std::string>>& env) {
-  std::vector<std::string> argv_s = {exe};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  // This process's environment, with `env`'s keys replaced.
-  std::vector<std::string> env_s;
-  for (char** e = environ; e && *e; ++e) {
-    const std::string_view entry(*e);
-    const bool replaced = std::any_of(env.begin(), env.end(), [&](const auto& kv) {
-      return entry.size() > kv.first.size() && entry.substr(0, kv.first.size()) == kv.first &&
-             entry[kv.first.size()] == '=';
-    });
-    if (!replaced) env_s.emplace_back(entry);
-  }
-  for (const auto& [key, value] : env)
-    env_s.push_back(key + "=" + value);
+  Command command{exe, args, env};
   // The kernels the workers run, where OpenBLAS would fall back in them (worker/blas_core.hpp).
-  if (const auto kernel = worker_kernel_env()) {
-    std::erase_if(env_s, [&](const std::string& e) { return e.starts_with(kernel->first + "="); });
-    env_s.push_back(kernel->first + "=" + kernel->second);
-  }
-  auto pointers = [](std::vector<std::string>& strings) {
-    std::vector<char*> p;
-    for (std::string& x : strings)
-      p.push_back(x.data());
-    p.push_back(nullptr);
-    return p;
-  };
-  std::vector<char*> argv = pointers(argv_s), envp = pointers(env_s);
-  // The descriptor the worker's pidfd takes: with none free, the worker cannot start, and is
-  // never started.
-  if (Fd room(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !room)
-    throw Error(ErrorCode::resource,
-                fmt::format("cannot start worker {}: {}", id, std::strerror(errno)));
-  // posix_spawn, not fork: glibc's runs no fork handlers, and OpenBLAS's (blas_thread_shutdown_)
-  // deadlocks when another thread of this process is inside OpenBLAS (a host's numpy).
-  pid_t pid = 0;
-  if (const int err = ::posix_spawn(&pid, exe.c_str(), nullptr, nullptr, argv.data(), envp.data()))
-    throw Error(ErrorCode::resource,
-                fmt::format("cannot start worker {}: {}", id, std::strerror(err)));
-  watch(id, pid);
+  if (const auto kernel = worker_kernel_env()) command.env.push_back(*kernel);
+  workers_.push_back({id, Process::spawn(command, fmt::format("worker {}", id))});
 }
 
 std::size_t Launcher::live() const {
   std::size_t n = 0;
   for (const Child& c : workers_)
-    n += c.reaped ? 0 : 1;
+    n += c.process.reaped() ? 0 : 1;
   return n;
 }
 
@@ -178,8 +258,8 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
     std::vector<pollfd> fds;
     std::vector<Child*> polled;
     for (Child& c : workers_) {
-      if (c.reaped) continue;
-      fds.push_back({c.pidfd.get(), POLLIN, 0});
+      if (c.process.reaped()) continue;
+      fds.push_back({c.process.pidfd(), POLLIN, 0});
       polled.push_back(&c);
     }
     if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
@@ -193,12 +273,8 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
     for (std::size_t i = 0; i < polled.size(); ++i) {
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       Child& c = *polled[i];
-      int status = 0;
-      if (retry_eintr([&] { return ::waitpid(c.pid, &status, 0); }) < 0)
-        status = 0xff00;  // not ours to reap: call it failed
-      c.reaped = true;
-      c.pidfd.reset();
-      exits.push_back({c.id, c.pid, status});
+      const int status = c.process.reap();
+      exits.push_back({c.id, c.process.pid(), status});
     }
   }
   return exits;
@@ -227,10 +303,11 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
     // Nobody attached for a while. A worker that failed never will, and wait_exits() reports
     // it; one that exited 0 attached first, unless has_attached says otherwise.
     for (const Child& c : workers_) {
-      if (c.reaped) continue;
+      if (c.process.reaped()) continue;
       siginfo_t info{};
-      if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-          info.si_pid != c.pid)
+      const pid_t pid = c.process.pid();
+      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+          info.si_pid != pid)
         continue;
       const bool exited_well = info.si_code == CLD_EXITED && info.si_status == 0;
       if (!exited_well) return false;
@@ -254,28 +331,19 @@ void Launcher::stop_if_interrupted() {
 
 void Launcher::kill_one(std::size_t id) noexcept {
   for (const Child& c : workers_)
-    if (c.id == id && !c.reaped && c.pid > 0) ::kill(c.pid, SIGKILL);
+    if (c.id == id) c.process.signal(SIGKILL);
 }
 
 std::vector<std::pair<std::size_t, int>> Launcher::stopped() const {
   std::vector<std::pair<std::size_t, int>> found;
-  for (const Child& c : workers_) {
-    if (c.reaped) continue;
-    siginfo_t info{};
-    if (::waitid(P_PID, static_cast<id_t>(c.pid), &info, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
-        info.si_pid == c.pid && info.si_code == CLD_STOPPED)
-      found.emplace_back(c.id, info.si_status);
-  }
+  for (const Child& c : workers_)
+    if (const int sig = c.process.stop_signal()) found.emplace_back(c.id, sig);
   return found;
 }
 
 void Launcher::kill_all() noexcept {
-  for (Child& c : workers_) {
-    if (c.reaped) continue;
-    kill_and_reap(c.pid);
-    c.pidfd.reset();
-    c.reaped = true;
-  }
+  for (Child& c : workers_)
+    c.process.kill();
 }
 
 }  // namespace shmgemm::detail

@@ -1,5 +1,5 @@
-// Starts worker processes (fork, or spawn through Boost.Process) and joins them. The only code
-// in shmgemm that creates processes.
+// Starts processes and supervises them: Process is one child (forked, or spawned through
+// Boost.Process), Launcher a set of workers. The only code in shmgemm that creates processes.
 #pragma once
 
 #include <sys/types.h>
@@ -11,10 +11,73 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace shmgemm::detail {
+
+// What a spawned process runs and sees.
+struct Command {
+  std::string exe;                // a path
+  std::vector<std::string> args;  // after argv[0] (which is `exe`)
+  // This process's environment with these keys set (replacing any value they had).
+  std::vector<std::pair<std::string, std::string>> env;
+  int stdout_fd = -1, stderr_fd = -1;  // what the process gets as 1 and 2 (-1: this process's)
+};
+
+// How a shell reports a wait status: the exit status, or 128 + the signal that killed it.
+int shell_status(int wait_status);
+
+// One child process of this one, watched through a pidfd: its pid is always > 0 and its own
+// (no kill or waitpid ever names a group, or any process). Destroying a Process that has not
+// been reaped kills (SIGKILL) and reaps it. Move-only; thread-safety: none.
+class Process {
+ public:
+  // Starts `command` through Boost.Process with vfork: no fork handlers run (OpenBLAS's
+  // deadlocks when another thread of this process is inside OpenBLAS), and the environment is
+  // given explicitly. Throws Error(resource) beginning "cannot start WHO" when it cannot be
+  // started or watched (a descriptor for the pidfd is made sure of first); nothing is left
+  // running then.
+  static Process spawn(const Command& command, std::string_view who);
+  // Forks a child that runs `body` and exits with its result, never returning into the
+  // caller's stack; no in-process product of shmgemm's is inside OpenBLAS meanwhile
+  // (ForkGuard). The child dies with this process (PR_SET_PDEATHSIG). Throws like spawn().
+  static Process fork(const std::function<int()>& body, std::string_view who);
+
+  Process(Process&& other) noexcept;
+  Process& operator=(Process&& other) noexcept;
+  ~Process();
+
+  pid_t pid() const noexcept { return pid_; }
+  // Readable once the process has ended (for poll); -1 once reaped.
+  int pidfd() const noexcept { return pidfd_.get(); }
+  bool reaped() const noexcept { return reaped_; }
+  // The wait status once reaped (as from waitpid).
+  int status() const noexcept { return status_; }
+
+  // Reaps the process, waiting for it to end, and returns its wait status.
+  int reap();
+  // Waits for the process to end, calling `tick` at least every `tick_ms` meanwhile, and
+  // returns shell_status(). An interrupt of this call (its StopScope: a signal, a stop
+  // request, its deadline) sends the process the same signal (`forward_signal`) or SIGKILL,
+  // reaps it and throws as throw_if_interrupted() does.
+  int join(int tick_ms = 200, const std::function<void()>& tick = {}, bool forward_signal = false);
+  // Sends `sig`, if the process has not been reaped. Never throws.
+  void signal(int sig) const noexcept;
+  // SIGKILLs and reaps it, if not reaped yet. Never throws.
+  void kill() noexcept;
+  // The signal that holds it stopped now (SIGSTOP, a debugger), else 0.
+  int stop_signal() const;
+
+ private:
+  Process(pid_t pid, std::string_view who);
+
+  pid_t pid_ = 0;
+  Fd pidfd_;
+  bool reaped_ = true;
+  int status_ = 0;
+};
 
 // How a worker process ended.
 struct WorkerExit {
@@ -36,11 +99,11 @@ class Launcher {
   Launcher& operator=(const Launcher&) = delete;
   ~Launcher();
 
-  // Forks a child that runs `body` and exits with its result, never returning into the
-  // caller's stack. The child dies with this process (PR_SET_PDEATHSIG).
+  // Process::fork for worker `id`: the child chooses the workers' OpenBLAS kernels and drops
+  // this process's interrupt handlers, then runs `body`.
   void fork_worker(std::size_t id, const std::function<int()>& body);
 
-  // Starts `exe` with `args`, this process's environment plus `env`.
+  // Process::spawn of `exe` with `args` and `env`, and the workers' OpenBLAS kernels.
   void spawn_worker(std::size_t id, const std::string& exe, const std::vector<std::string>& args,
                     const std::vector<std::pair<std::string, std::string>>& env);
 
@@ -61,7 +124,7 @@ class Launcher {
   // SIGKILLs worker `id` if it runs; wait_exits() reaps it. Never throws.
   void kill_one(std::size_t id) noexcept;
   // The workers stopped by a signal now (SIGSTOP, a debugger), with the signal: they make no
-  // progress until continued.
+  // progress until continued. (Process::stop_signal() of each.)
   std::vector<std::pair<std::size_t, int>> stopped() const;
 
   // Workers started and not yet reaped.
@@ -70,12 +133,8 @@ class Launcher {
  private:
   struct Child {
     std::size_t id = 0;
-    pid_t pid = 0;  // always > 0: a pid of ours, never one that names a group or every process
-    Fd pidfd;
-    bool reaped = false;
+    Process process;
   };
-  // Takes charge of child `pid` (> 0). When it cannot be watched, kills and reaps it and throws.
-  void watch(std::size_t id, pid_t pid);
   // Kills every worker and throws Error(interrupted) if an interrupt has arrived.
   void stop_if_interrupted();
 

@@ -16,7 +16,8 @@ namespace shmgemm::detail {
 
 void check_options(const Options& o, Entry entry) {
   auto refuse = [](std::string_view field, std::string_view why) {
-    throw Error(ErrorCode::invalid_argument, fmt::format("Options::{}: {}", field, why));
+    const std::string option = fmt::format("Options::{}", field);
+    throw Error::bad_option(option, fmt::format("{}: {}", option, why));
   };
   const std::size_t max_workers = entry == Entry::pool ? kPoolMaxWorkers : kMaxWorkers;
   if (o.workers > max_workers)

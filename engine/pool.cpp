@@ -181,10 +181,8 @@ void PoolState::fail_tasks_of(const WorkerExit& exit) {
     PoolTask& t = control_->tasks[slot];
     if (t.state.load() == std::uint32_t(TaskState::running) &&
         t.worker.load() == std::int32_t(exit.id)) {
-      const WorkerSlot& rows = slot_of(t);
-      copy_name(t.message,
-                fmt::format("pool worker {} {} while computing rows {}-{}", exit.id,
-                            exit.describe(), rows.row_begin, rows.row_end ? rows.row_end - 1 : 0));
+      copy_name(t.message, fmt::format("{} {}", worker_name("pool worker", exit.id, slot_of(t)),
+                                       exit.describe()));
       t.state.store(std::uint32_t(TaskState::failed));
     }
   }
@@ -267,16 +265,12 @@ void PoolState::expire_jobs() {
       if (!job.timed_out) {
         job.timed_out = true;
         job.code = ErrorCode::timed_out;
-        const WorkerSlot& rows = slot_of(t);
-        job.error = fmt::format(
-            "timed out after {:g} s: pool worker {} was still computing rows {}-{}{}; it was "
-            "stopped and replaced",
-            options_.timeout, worker, rows.row_begin, rows.row_end ? rows.row_end - 1 : 0, [&] {
-              for (const auto& [id, sig] : launcher_.stopped())
-                if (id == std::size_t(worker))
-                  return fmt::format(" (stopped by SIG{})", sigabbrev_np(sig));
-              return std::string();
-            }());
+        int held = 0;
+        for (const auto& [id, sig] : launcher_.stopped())
+          if (id == std::size_t(worker)) held = sig;
+        job.error =
+            fmt::format("{}: {}; it was stopped and replaced", timed_out_after(options_.timeout),
+                        worker_progress("pool worker", std::size_t(worker), slot_of(t), held));
       }
       to_kill.push_back(std::size_t(worker));
     }

@@ -146,8 +146,8 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
              : one_node                         ? BFrom::map
                                                 : BFrom::broadcast;
   if (r.b_from == BFrom::map && topo.nodes > 1)
-    throw Error(ErrorCode::invalid_argument,
-                "--b-from map: the ranks are on more than one node; B is mapped only on one");
+    throw Error::bad_option(
+        "--b-from", "--b-from map: the ranks are on more than one node; B is mapped only on one");
   r.c_mapped = one_node;
 
   // Check the operands on every rank: every rank reads them, and a file that only some ranks

@@ -598,6 +598,14 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
   CHECK(!std::filesystem::exists("-"));
   // A failure, not a usage error: exit 1.
   f.expect_failure({f.p("missing.npy"), b, "-o", c}, "missing.npy");
+  // The exit status comes from the error, not from its text: an output in a folder that is not
+  // there is a failure, even when its name begins like an option.
+  {
+    const test::RunResult r = test::run({cli, "multiply", a, b, "--output=--no-such-folder/C.npy"});
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(contains(r.err, "shmgemm: --no-such-folder/C.npy: "));
+  }
   CHECK(test::run({cli, "multiply", f.p("missing.npy"), b, "-o", c}).status == 1);
   // An .npz says what it is and how to get an array out of it.
   test::write_file(f.tmp / "Z.npz", std::string("PK\x03\x04", 4) + "zip bytes");

@@ -1,15 +1,22 @@
 #include <doctest/doctest.h>
+#include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <fstream>
 #include <thread>
 #include <vector>
 
+#include "common/mapping.hpp"
 #include "common/npy_file.hpp"
+#include "engine/interrupt.hpp"
+#include "engine/launcher.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "tests/test_support.hpp"
 
@@ -202,4 +209,92 @@ TEST_CASE("one-thread fork workers run alone: no OpenBLAS thread pool beside the
   for (std::size_t i = 0; i < c.size(); ++i)
     worst = std::max(worst, std::abs(c[i] - d[i]));
   CHECK(worst <= 1e-12 * double(s));  // another split of the sums, the same product
+}
+
+// --- Process: the one way shmgemm starts and supervises a process -----------------------------
+
+namespace {
+
+std::atomic<int> g_fork_handlers{0};
+
+bool is_our_child(pid_t pid) {
+  siginfo_t info{};
+  return ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "Process::spawn: the environment given, output where asked, the status, and no fork "
+    "handler runs") {
+  static const int registered = ::pthread_atfork([] { ++g_fork_handlers; }, nullptr, nullptr);
+  REQUIRE(registered == 0);
+  const Fd out = memory_file("test-out", 0, "stdout");
+  const Fd err = memory_file("test-err", 0, "stderr");
+  detail::Command command{"/bin/sh",
+                          {"-c", "echo \"$SHMGEMM_TEST_X\"; echo to-err >&2; exit 3"},
+                          {{"SHMGEMM_TEST_X", "42"}}};
+  command.stdout_fd = out.get();
+  command.stderr_fd = err.get();
+  const int before = g_fork_handlers.load();
+  detail::Process p = detail::Process::spawn(command, "sh");
+  // vfork: OpenBLAS's fork handler (blas_thread_shutdown_) would run where fork()'s do.
+  CHECK(g_fork_handlers.load() == before);
+  CHECK(p.pid() > 0);
+  CHECK(p.join() == 3);
+  CHECK(p.reaped());
+  CHECK(file_contents(out) == "42\n");
+  CHECK(file_contents(err) == "to-err\n");
+  // Where fork() runs them, the counter counts: the check above could fail.
+  CHECK(detail::Process::fork([] { return 5; }, "child").join() == 5);
+  CHECK(g_fork_handlers.load() == before + 1);
+}
+
+TEST_CASE(
+    "a Process dropped while it runs is killed and reaped; one killed by a signal reports "
+    "128 + N") {
+  pid_t pid = 0;
+  {
+    const detail::Process p = detail::Process::spawn({"/bin/sleep", {"300"}, {}}, "sleep");
+    pid = p.pid();
+    CHECK(is_our_child(pid));
+  }
+  CHECK_FALSE(is_our_child(pid));
+  CHECK(::kill(pid, 0) != 0);
+  detail::Process p = detail::Process::spawn({"/bin/sleep", {"300"}, {}}, "sleep");
+  p.signal(SIGTERM);
+  CHECK(p.join() == 128 + SIGTERM);
+}
+
+TEST_CASE("a program that cannot start: Error(resource) naming it, and no child left behind") {
+  try {
+    detail::Process::spawn({"/nonexistent/program", {}, {}}, "the program");
+    FAIL("spawned what does not exist");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::resource);
+    CHECK(std::string(e.what()).rfind("cannot start the program: ", 0) == 0);
+  }
+  siginfo_t info{};
+  errno = 0;
+  CHECK(::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == -1);
+  CHECK(errno == ECHILD);
+}
+
+TEST_CASE("a stopped Process is seen as stopped, and a deadline ends join() with it killed") {
+  detail::Process p = detail::Process::spawn({"/bin/sleep", {"300"}, {}}, "sleep");
+  p.signal(SIGSTOP);
+  for (int i = 0; i < 500 && p.stop_signal() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  CHECK(p.stop_signal() == SIGSTOP);
+  const pid_t pid = p.pid();
+  const detail::StopScope deadline(0.2);
+  try {
+    p.join(50);
+    FAIL("join outlived its deadline");
+  } catch (const Error& e) {
+    CHECK(e.code() == ErrorCode::timed_out);
+  }
+  CHECK(p.reaped());
+  CHECK(WIFSIGNALED(p.status()));
+  CHECK_FALSE(is_our_child(pid));
 }

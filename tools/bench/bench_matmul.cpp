@@ -113,10 +113,10 @@ int run_matmul_bench(const std::string& names, int rounds, const fs::path& peers
   for (const Case& c : all_cases())
     if (names.empty() || std::ranges::count(split_list(names), c.name) > 0) cases.push_back(c);
   if (cases.empty())
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("--cases '{}': expected some of int64-small, int64, int32-small, "
-                            "int32, batch, small",
-                            names));
+    throw Error::bad_option(
+        "--cases", fmt::format("--cases '{}': expected some of int64-small, int64, int32-small, "
+                               "int32, batch, small",
+                               names));
   const fs::path peer = peers_dir / "numpy_matmul.py";
   if (run_measured({"/usr/bin/python3", "-c", "import numpy"}, 0).status != 0 || !fs::exists(peer))
     throw Error(ErrorCode::unsupported,

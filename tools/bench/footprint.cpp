@@ -51,8 +51,8 @@ std::vector<std::string> mode_args(const std::string& mode, unsigned workers) {
     return {"--workers", w,           "--threads", "1",        "--launch",
             "fork",      "--backing", "file",      "--inputs", "copy"};
   if (mode == "threads") return {"--in-process", "--threads", w};
-  throw Error(ErrorCode::invalid_argument,
-              fmt::format("--modes: unknown mode '{}' (shm, file, copy, threads)", mode));
+  throw Error::bad_option(
+      "--modes", fmt::format("--modes: unknown mode '{}' (shm, file, copy, threads)", mode));
 }
 
 void write_plot(const std::string& csv, const std::string& out) {

@@ -4,13 +4,10 @@
 #include "common/fd.hpp"
 #include "common/mapping.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/launcher.hpp"
 #include "engine/tooling.hpp"
 
-#include <poll.h>
-#include <spawn.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,24 +17,14 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "shmgemm/error.hpp"
 
-extern char** environ;
-
 namespace shmgemm::cli {
 namespace {
-
-std::string read_all(int fd) {
-  std::string s;
-  char buf[65536];
-  ::lseek(fd, 0, SEEK_SET);
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;)
-    s.append(buf, static_cast<size_t>(n));
-  return s;
-}
 
 // A process's children now, from every one of its threads' /proc children list.
 void append_children(pid_t pid, std::vector<pid_t>& out) {
@@ -101,72 +88,41 @@ std::vector<pid_t> process_tree(pid_t root) {
 }
 
 Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
-                      const std::vector<std::string>& env) {
+                      const std::vector<std::pair<std::string, std::string>>& env) {
   const Fd out_fd = memory_file("shmgemm-stdout", 0, "a file for the program's output");
   const Fd err_fd = memory_file("shmgemm-stderr", 0, "a file for the program's errors");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out_fd.get(), 1);
-  posix_spawn_file_actions_adddup2(&actions, err_fd.get(), 2);
-  std::vector<char*> args;
-  for (const auto& a : argv)
-    args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  std::vector<std::string> env_strings(env.begin(), env.end());
-  for (char** e = environ; *e; ++e)
-    env_strings.emplace_back(*e);
-  std::vector<char*> envp;
-  for (auto& e : env_strings)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
-
+  detail::Command command{argv[0], {argv.begin() + 1, argv.end()}, env};
+  command.stdout_fd = out_fd.get();
+  command.stderr_fd = err_fd.get();
   // The measured program's orphans become this process's children, to be waited for.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   const std::vector<pid_t> before = own_children();
   Measured m;
   const auto start = std::chrono::steady_clock::now();
-  pid_t pid = 0;
-  const int err = ::posix_spawn(&pid, args[0], &actions, nullptr, args.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (err != 0) {
-    throw Error(ErrorCode::resource,
-                fmt::format("cannot start {}: {}", argv[0], std::strerror(err)));
-  }
-  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  // Bounded, so that an interrupt of this process (the signal's handler does not end poll)
-  // is seen: the child is then stopped the way a user would stop it, and waited for.
-  const int timeout = interval_ms > 0 ? std::clamp(static_cast<int>(interval_ms), 1, 200) : 200;
+  detail::Process process = detail::Process::spawn(command, argv[0]);
+  auto sample = [&] {
+    std::uint64_t pss = 0;
+    const std::vector<pid_t> tree = process_tree(process.pid());
+    for (pid_t p : tree) {
+      ProcessMemory mem;
+      if (!read_memory(p, mem)) continue;
+      pss += mem.pss;
+      if (p != process.pid())
+        m.peak_child_uss = std::max(m.peak_child_uss, mem.uss);
+      else
+        m.peak_root_uss = std::max(m.peak_root_uss, mem.uss);
+    }
+    m.peak_pss = std::max(m.peak_pss, pss);
+    m.peak_processes = std::max(m.peak_processes, tree.size());
+  };
+  // An interrupt of this process stops the program the way a user would stop it (the same
+  // signal), and waits for it.
   const detail::StopScope interrupts;
-  for (;;) {
-    if (interrupts.signal() != 0) {
-      ::kill(pid, interrupts.signal());
-      retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-      detail::throw_if_interrupted();
-    }
-    if (interval_ms > 0) {
-      std::uint64_t pss = 0;
-      const std::vector<pid_t> tree = process_tree(pid);
-      for (pid_t p : tree) {
-        ProcessMemory mem;
-        if (!read_memory(p, mem)) continue;
-        pss += mem.pss;
-        if (p != pid)
-          m.peak_child_uss = std::max(m.peak_child_uss, mem.uss);
-        else
-          m.peak_root_uss = std::max(m.peak_root_uss, mem.uss);
-      }
-      m.peak_pss = std::max(m.peak_pss, pss);
-      m.peak_processes = std::max(m.peak_processes, tree.size());
-    }
-    pollfd p{pidfd.get(), POLLIN, 0};
-    if (!pidfd || ::poll(&p, 1, timeout) > 0) break;
-  }
-  int status = 0;
-  retry_eintr([&] { return ::waitpid(pid, &status, 0); });
+  const int tick = interval_ms > 0 ? std::clamp(static_cast<int>(interval_ms), 1, 200) : 200;
+  m.status = process.join(tick, interval_ms > 0 ? std::function<void()>(sample) : nullptr, true);
   m.wall_seconds = seconds_since(start);
-  m.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  m.out = read_all(out_fd.get());
-  m.err = read_all(err_fd.get());
+  m.out = file_contents(out_fd);
+  m.err = file_contents(err_fd);
   wait_for_orphans(before);
   return m;
 }

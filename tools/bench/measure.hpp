@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "shmgemm/shmgemm.hpp"
@@ -34,9 +35,9 @@ struct Measured {
 };
 
 // Runs argv (argv[0] a path) to its end, capturing stdout and stderr; samples the tree's memory
-// every `interval_ms` (0: no sampling). Extra environment: `env` ("K=V").
+// every `interval_ms` (0: no sampling). Its environment: this process's, with `env` set.
 Measured run_measured(const std::vector<std::string>& argv, double interval_ms,
-                      const std::vector<std::string>& env = {});
+                      const std::vector<std::pair<std::string, std::string>>& env = {});
 
 // The number under `key` in the JSON object a measured run printed on stdout (shmgemm's --json,
 // a peer script's timing). Throws Error(internal) naming `what` when there is none.

@@ -21,8 +21,9 @@ std::vector<std::uint64_t> parse_dims(const std::string& text, std::string_view 
     std::uint64_t d = 0;
     const auto [end, ec] = std::from_chars(text.data() + pos, text.data() + x, d);
     if (ec != std::errc() || end != text.data() + x || (d == 0 && !allow_zero))
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("{} '{}': expected dimensions like 4000x3000", option, text));
+      throw Error::bad_option(
+          std::string(option),
+          fmt::format("{} '{}': expected dimensions like 4000x3000", option, text));
     dims.push_back(d);
     pos = x + 1;
   }
@@ -33,16 +34,16 @@ std::array<std::uint64_t, 3> parse_product_shape(const std::string& text, std::s
   const std::vector<std::uint64_t> d = parse_dims(text, option, false);
   if (d.size() == 1) return {d[0], d[0], d[0]};
   if (d.size() == 3) return {d[0], d[1], d[2]};
-  throw Error(ErrorCode::invalid_argument,
-              fmt::format("{} '{}': expected N (square) or MxKxN", option, text));
+  throw Error::bad_option(std::string(option),
+                          fmt::format("{} '{}': expected N (square) or MxKxN", option, text));
 }
 
 std::uint64_t parse_count(const std::string& text, std::string_view option) {
   std::uint64_t v = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (ec != std::errc() || end != text.data() + text.size() || v == 0)
-    throw Error(ErrorCode::invalid_argument,
-                fmt::format("{} '{}': expected positive whole numbers", option, text));
+    throw Error::bad_option(std::string(option),
+                            fmt::format("{} '{}': expected positive whole numbers", option, text));
   return v;
 }
 
@@ -58,10 +59,11 @@ std::vector<std::string> split_list(const std::string& text) {
 
 void check_output_name(const std::string& out) {
   if (out == "-")
-    throw Error(ErrorCode::invalid_argument,
-                "--output -: writing to standard output is not supported (a .npy is written "
-                "under a temporary name beside its destination and renamed when complete); name "
-                "a file");
+    throw Error::bad_option(
+        "--output",
+        "--output -: writing to standard output is not supported (a .npy is written "
+        "under a temporary name beside its destination and renamed when complete); name "
+        "a file");
 }
 
 std::uint64_t npy_data_bytes(DType dtype, const std::vector<std::uint64_t>& shape,
@@ -70,8 +72,9 @@ std::uint64_t npy_data_bytes(DType dtype, const std::vector<std::uint64_t>& shap
   for (std::uint64_t d : shape) {
     bytes *= d;
     if (bytes > uint128(std::numeric_limits<std::uint64_t>::max() / 2))
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("{} ({}): too many bytes for any file", option, shape_string(shape)));
+      throw Error::bad_option(
+          std::string(option),
+          fmt::format("{} ({}): too many bytes for any file", option, shape_string(shape)));
   }
   return static_cast<std::uint64_t>(bytes);
 }

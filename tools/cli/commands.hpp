@@ -74,9 +74,9 @@ std::string unknown_arguments(const CLI::App& app);
 // Help without CLI11's type clutter: "N" or "a|b" after each option, its default said in its
 // description; for every subcommand.
 void tidy_help(CLI::App& app);
-// Exit status 2 (usage) rather than 1: a bad or conflicting option, named first ("--shape
-// 'abc': ...").
-bool is_usage_error(const Error& e, const std::string& message);
+// The exit status for a failure, from its code: 2 (usage) for a bad or conflicting option
+// (Error::bad_option), 128 + N for an interrupt by signal N, else 1.
+int exit_status(const Error& e);
 
 void add_multiply(CLI::App& app, Action& action);
 void add_gen(CLI::App& app, Action& action);

@@ -130,9 +130,15 @@ void tidy_help(CLI::App& app) {
     tidy_help(*sub);
 }
 
-bool is_usage_error(const Error& e, const std::string& message) {
-  // Bad or conflicting options: the messages that name an option first.
-  return e.code() == ErrorCode::invalid_argument && message.rfind("--", 0) == 0;
+int exit_status(const Error& e) {
+  switch (e.code()) {
+    case ErrorCode::invalid_argument:
+      return e.option().empty() ? 1 : 2;
+    case ErrorCode::interrupted:
+      return 128 + interrupted_signal();
+    default:
+      return 1;
+  }
 }
 
 }  // namespace shmgemm::cli

@@ -62,7 +62,7 @@ void fill(std::byte* data, std::uint64_t count, std::uint64_t seed,
 // "LO,HI" as numpy's randint(LO, HI): LO <= x < HI, inside the dtype's range.
 IntRange parse_int_range(const std::string& text, DType dtype) {
   auto bad = [&](std::string_view why) {
-    return Error(ErrorCode::invalid_argument, fmt::format("--int-range '{}': {}", text, why));
+    return Error::bad_option("--int-range", fmt::format("--int-range '{}': {}", text, why));
   };
   const std::size_t comma = text.find(',');
   if (comma == std::string::npos) throw bad("expected LO,HI (as numpy's randint(LO, HI))");

@@ -1,7 +1,3 @@
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,8 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/fd.hpp"
+#include "common/mapping.hpp"
 #include "common/npy.hpp"
 #include "engine/interrupt.hpp"
+#include "engine/launcher.hpp"
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
 #include "tools/bench/measure.hpp"
@@ -39,53 +37,13 @@ struct MultiplyArgs {
 // anything); an interrupt of this process kills mpirun, whose ranks then get SIGTERM (their
 // parent-death signal) and remove the temporary output, and exits 128 + signal.
 int supervise_mpirun(const std::vector<std::string>& argv) {
-  int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0)
-    throw Error(ErrorCode::resource, fmt::format("--launch mpi: pipe: {}", std::strerror(errno)));
-  Fd read_end(err_pipe[0]), write_end(err_pipe[1]);
-  std::vector<char*> c_argv;
-  std::vector<std::string> copy = argv;
-  for (std::string& s : copy)
-    c_argv.push_back(s.data());
-  c_argv.push_back(nullptr);
+  const Fd err_file = memory_file("shmgemm-mpirun-stderr", 0, "a file for mpirun's errors");
+  detail::Command command{argv[0], {argv.begin() + 1, argv.end()}, {}};
+  command.stderr_fd = err_file.get();
   std::fflush(nullptr);
   const detail::StopScope interrupts;
-  const pid_t pid = ::fork();
-  if (pid < 0)
-    throw Error(ErrorCode::resource, fmt::format("--launch mpi: fork: {}", std::strerror(errno)));
-  if (pid == 0) {
-    ::dup2(write_end.get(), 2);
-    ::execv(c_argv[0], c_argv.data());
-    const std::string msg = fmt::format("cannot run {}: {}\n", argv[0], std::strerror(errno));
-    static_cast<void>(::write(2, msg.data(), msg.size()));
-    ::_exit(127);
-  }
-  write_end.reset();
-  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  std::string err;
-  bool err_open = true;
-  for (;;) {
-    std::vector<pollfd> fds = {{pidfd.get(), POLLIN, 0}};
-    if (err_open) fds.push_back({read_end.get(), POLLIN, 0});
-    ::poll(fds.data(), fds.size(), 200);
-    if (interrupts.signal() != 0) {
-      ::kill(pid, SIGKILL);
-      retry_eintr([&] { return ::waitpid(pid, nullptr, 0); });
-      detail::throw_if_interrupted();
-    }
-    if (err_open && (fds[1].revents & (POLLIN | POLLHUP))) {
-      char buf[4096];
-      const ssize_t n = retry_eintr([&] { return ::read(read_end.get(), buf, sizeof buf); });
-      if (n > 0)
-        err.append(buf, static_cast<std::size_t>(n));
-      else
-        err_open = false;
-    }
-    if (!err_open && (!pidfd || (fds[0].revents & POLLIN))) break;
-  }
-  int status = 0;
-  retry_eintr([&] { return ::waitpid(pid, &status, 0); });
-  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const int code = detail::Process::spawn(command, argv[0]).join();
+  const std::string err = file_contents(err_file);
   // shmgemm-mpi's own lines pass through as they are; mpirun's chatter only when it is all
   // there is, as one line.
   // mpirun's own messages come in blocks between lines of dashes: the first block, one line.
@@ -116,10 +74,11 @@ int run_multiply_mpi(const MultiplyArgs& args) {
   for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
                              "--in-process", "--fsync", "--timeout"})
     if (args.cmd->count(option) > 0)
-      throw Error(ErrorCode::invalid_argument,
-                  fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
-                              "rows of A and write their rows of C with MPI-IO)",
-                              option));
+      throw Error::bad_option(
+          "--launch mpi",
+          fmt::format("--launch mpi: {} does not apply (shmgemm-mpi's ranks read their "
+                      "rows of A and write their rows of C with MPI-IO)",
+                      option));
   const unsigned ranks = args.options.workers > 0 ? args.options.workers : available_cores();
   std::vector<std::string> argv = mpirun_command(ranks, args.hostfile, "--launch mpi", false);
   const std::filesystem::path self = self_executable();
@@ -141,12 +100,13 @@ int run_multiply(const MultiplyArgs& args) {
   check_output_name(args.out);
   if (args.mpi) return run_multiply_mpi(args);
   if (!args.hostfile.empty())
-    throw Error(ErrorCode::invalid_argument, "--hostfile: only with --launch mpi");
+    throw Error::bad_option("--hostfile", "--hostfile: only with --launch mpi");
   if (args.options.in_process)
     for (const char* option : {"--workers", "--launch", "--backing", "--retries"})
       if (args.cmd->count(option) > 0)
-        throw Error(ErrorCode::invalid_argument,
-                    fmt::format("--in-process: {} does not apply (no workers run)", option));
+        throw Error::bad_option(
+            "--in-process",
+            fmt::format("--in-process: {} does not apply (no workers run)", option));
   const Report r = multiply_npy(args.a, args.b, args.out, args.options);
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));

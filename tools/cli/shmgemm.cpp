@@ -60,8 +60,7 @@ int main(int argc, char** argv) {
     // the library's fields as the flags that set them.
     const std::string message = cli::as_flags(e.what());
     fmt::print(stderr, "shmgemm: {}\n", escaped(message));
-    if (e.code() == ErrorCode::interrupted) return 128 + interrupted_signal();
-    return cli::is_usage_error(e, message) ? 2 : 1;
+    return cli::exit_status(e);
   } catch (const std::exception& e) {
     fmt::print(stderr, "shmgemm: {}\n", escaped(e.what()));
     return 1;

@@ -39,7 +39,18 @@ class SHMGEMM_API Error : public std::runtime_error {
         code_(code),
         error_number_(error_number),
         path_(std::move(path)) {}
+  // A bad option or argument: `message` names it first, and option() names it alone
+  // ("Options::workers", "--shape"), so that a face tells a caller's mistake from a failure by
+  // the error, not by its text.
+  static Error bad_option(std::string option, const std::string& message,
+                          ErrorCode code = ErrorCode::invalid_argument) {
+    Error e(code, message);
+    e.option_ = std::move(option);
+    return e;
+  }
   ErrorCode code() const noexcept { return code_; }
+  // The option or argument a bad_option names; else empty.
+  const std::string& option() const noexcept { return option_; }
   // errno, or 0 for a failure that is not the system's.
   int error_number() const noexcept { return error_number_; }
   // The file the failure concerns, when error_number() is set; else empty.
@@ -49,6 +60,7 @@ class SHMGEMM_API Error : public std::runtime_error {
   ErrorCode code_;
   int error_number_ = 0;
   std::string path_;
+  std::string option_;
 };
 
 }  // namespace shmgemm

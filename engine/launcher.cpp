@@ -16,6 +16,7 @@
 #include <boost/process/env.hpp>
 #include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
 
 #include <fmt/format.h>
@@ -107,12 +108,20 @@ Process Process::spawn(const Command& command, std::string_view who) {
   const int out = command.stdout_fd >= 0 ? command.stdout_fd : 1;
   const int err = command.stderr_fd >= 0 ? command.stderr_fd : 2;
   std::error_code failed;
-  // vfork, not fork: no fork handlers run. A child that cannot exec is reaped by Boost.Process.
+  // A child that could not exec: Boost.Process reaps it, unless it had not exited yet when it
+  // looked (under AddressSanitizer's vfork); then it is reaped here.
+  pid_t unstarted = 0;
+  // vfork, not fork: no fork handlers run.
   bp::child child(bp::exe = command.exe, bp::args = command.args, env, bp::posix::use_vfork,
-                  bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err), failed);
+                  bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err),
+                  bp::extend::on_error([&](auto& exec, const std::error_code&) {
+                    unstarted = exec.pid;
+                  }),
+                  failed);
   // Ours from here: Boost.Process's child would kill it when destroyed, and reap it when asked
   // whether it runs.
   child.detach();
+  if (unstarted > 0) retry_eintr([&] { return ::waitpid(unstarted, nullptr, 0); });
   if (failed || child.id() <= 0)
     throw Error(ErrorCode::resource,
                 fmt::format("cannot start {}: {}", who, failed ? failed.message() : "no process"));

@@ -112,12 +112,13 @@ Process Process::spawn(const Command& command, std::string_view who) {
   // looked (under AddressSanitizer's vfork); then it is reaped here.
   pid_t unstarted = 0;
   // vfork, not fork: no fork handlers run.
-  bp::child child(bp::exe = command.exe, bp::args = command.args, env, bp::posix::use_vfork,
-                  bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err),
-                  bp::extend::on_error([&](auto& exec, const std::error_code&) {
-                    unstarted = exec.pid;
-                  }),
-                  failed);
+  bp::child child(
+      bp::exe = command.exe, bp::args = command.args, env, bp::posix::use_vfork,
+      bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err),
+      // In the child, before exec: it dies with the thread that started it.
+      bp::extend::on_exec_setup([](auto&) { ::prctl(PR_SET_PDEATHSIG, SIGKILL); }),
+      bp::extend::on_error([&](auto& exec, const std::error_code&) { unstarted = exec.pid; }),
+      failed);
   // Ours from here: Boost.Process's child would kill it when destroyed, and reap it when asked
   // whether it runs.
   child.detach();

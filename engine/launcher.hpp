@@ -36,7 +36,8 @@ class Process {
  public:
   // Starts `command` through Boost.Process with vfork: no fork handlers run (OpenBLAS's
   // deadlocks when another thread of this process is inside OpenBLAS), and the environment is
-  // given explicitly. Throws Error(resource) beginning "cannot start WHO" when it cannot be
+  // given explicitly; it dies with the thread that started it (PR_SET_PDEATHSIG), as a forked
+  // one does. Throws Error(resource) beginning "cannot start WHO" when it cannot be
   // started or watched (a descriptor for the pidfd is made sure of first); nothing is left
   // running then.
   static Process spawn(const Command& command, std::string_view who);

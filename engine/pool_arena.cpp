@@ -19,13 +19,13 @@ namespace bip = boost::interprocess;
 namespace shmgemm::detail {
 namespace {
 
-constexpr std::uint64_t kMiB = 1 << 20;
+constexpr std::uint64_t kOneMiB = 1 << 20;
 
 std::size_t default_arena_bytes() {
   struct statvfs st {};
   const std::uint64_t free =
       ::statvfs("/dev/shm", &st) == 0 ? std::uint64_t(st.f_bavail) * st.f_frsize : 0;
-  return std::clamp<std::uint64_t>(free / 2, 64 * kMiB, std::uint64_t{64} << 30);
+  return std::clamp<std::uint64_t>(free / 2, 64 * kOneMiB, std::uint64_t{64} << 30);
 }
 
 }  // namespace

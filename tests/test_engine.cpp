@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -297,4 +298,31 @@ TEST_CASE("a stopped Process is seen as stopped, and a deadline ends join() with
   CHECK(p.reaped());
   CHECK(WIFSIGNALED(p.status()));
   CHECK_FALSE(is_our_child(pid));
+}
+
+TEST_CASE("a spawned Process dies with the thread that started it") {
+  const Fd pid_file = memory_file("test-pid", 0, "the grandchild's pid");
+  const int fd = pid_file.get();
+  // Orphans come here, to be waited for.
+  REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+  // A child that spawns a long sleep, says its pid, and ends without waiting for it.
+  CHECK(
+      detail::Process::fork(
+          [fd]() -> int {
+            detail::Process sleeper = detail::Process::spawn({"/bin/sleep", {"300"}, {}}, "sleep");
+            const std::string pid = std::to_string(sleeper.pid());
+            static_cast<void>(::pwrite(fd, pid.data(), pid.size(), 0));
+            ::_exit(0);  // no destructor: the sleeper is not killed by its Process
+          },
+          "parent")
+          .join() == 0);
+  const pid_t sleeper = std::stoi(file_contents(pid_file));
+  REQUIRE(sleeper > 0);
+  // Orphaned, it was killed (PR_SET_PDEATHSIG), not left sleeping.
+  int status = 0;
+  CHECK(test::eventually([&] { return ::waitpid(sleeper, &status, WNOHANG) == sleeper; }, 5.0));
+  CHECK(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  if (!WIFSIGNALED(status)) ::kill(sleeper, SIGKILL);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 0);
 }

@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 namespace shmgemm::cli {
 namespace {
 
-struct Variant {
+struct MpiVariant {
   std::string name;
   std::vector<std::string> argv;  // the output path is appended
   bool mpi = true;
@@ -87,7 +87,7 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   write_random_npy(a, DType::float64, {size, size}, 1);
   write_random_npy(b, DType::float64, {size, size}, 2);
   const std::string mpi_exe = (bin / "shmgemm-mpi").string();
-  std::vector<Variant> variants = {
+  std::vector<MpiVariant> variants = {
       {"shmgemm-mpi", with({mpi_exe, "multiply", a.string(), b.string(), "--json", "-o"})},
       {"shmgemm-mpi --mpi-io",
        with({mpi_exe, "multiply", a.string(), b.string(), "--mpi-io", "--json", "-o"})},
@@ -112,7 +112,7 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   for (int round = 0; round < rounds; ++round) {
     std::shuffle(order.begin(), order.end(), rng);
     for (std::size_t i : order) {
-      const Variant& v = variants[i];
+      const MpiVariant& v = variants[i];
       std::vector<std::string> argv = v.argv;
       argv.push_back((tmp.path() / fmt::format("C{}.npy", i)).string());
       // Timed without sampling: reading every process's smaps slows the runs it watches.
@@ -142,7 +142,7 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   // One more run of each MPI variant with Open MPI's pml monitoring on, for the bytes moved.
   std::map<std::string, std::pair<double, double>> measured;
   for (std::size_t i = 0; i < variants.size(); ++i) {
-    const Variant& v = variants[i];
+    const MpiVariant& v = variants[i];
     if (!v.mpi) continue;
     const fs::path dir = tmp.path() / fmt::format("monitor{}", i);
     fs::create_directory(dir);
@@ -175,7 +175,7 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   const double engine_s = median(f[engine].seconds);
   nlohmann::json rows = nlohmann::json::array();
   for (std::size_t i = 0; i < variants.size(); ++i) {
-    const Variant& v = variants[i];
+    const MpiVariant& v = variants[i];
     const Figures& x = f[v.name];
     const nlohmann::json& last = x.last;
     double computed = 0;

@@ -57,8 +57,14 @@ MatmulShape npy_matmul_shape(const NpyMapping& a, const NpyMapping& b) {
 
 }  // namespace detail
 
-Report multiply_npy(const std::filesystem::path& a_path, const std::filesystem::path& b_path,
-                    const std::filesystem::path& out_path, const Options& options) {
+Report multiply_files(const std::filesystem::path& a, const std::filesystem::path& b,
+                      const std::filesystem::path& out, const FileOptions& options) {
+  return legacy::multiply_files_all(a, b, out, detail::all_options(options));
+}
+
+Report legacy::multiply_files_all(const std::filesystem::path& a_path,
+                                  const std::filesystem::path& b_path,
+                                  const std::filesystem::path& out_path, const Options& options) {
   const auto start = std::chrono::steady_clock::now();
   // What stops this run: the interrupts that arrive from here on, and its timeout.
   const detail::StopScope interrupts(options.timeout, options.stop);

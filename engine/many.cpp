@@ -43,7 +43,13 @@ Options one_thread_in_process(const Options& o) {
 }  // namespace
 
 std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
-                                    const Options& options, Report* report_out) {
+                                    const ManyOptions& options, Report* report) {
+  return legacy::matmul_many_all(pairs, detail::all_options(options), report);
+}
+
+std::vector<OwnedArray> legacy::matmul_many_all(
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options,
+    Report* report_out) {
   const auto start = std::chrono::steady_clock::now();
   const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::matmul);
@@ -126,7 +132,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
     Options in = one_thread_in_process(options);
     in.threads_per_worker = in_threads;
     for (const Item& it : items)
-      out.push_back(matmul(it.a, it.b, in));
+      out.push_back(legacy::matmul_all(it.a, it.b, in, nullptr));
     return done();
   }
   detail::NewResult memory(total, true);
@@ -168,7 +174,7 @@ std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayVi
           detail::populate_for_writing(area + items[order[r]].offset, items[order[r]].bytes);
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
           const Item& it = items[order[r]];
-          matmul(it.a, it.b, out_of(it), in);
+          legacy::matmul_all(it.a, it.b, out_of(it), in);
           slot.rows_done.store(r + 1 - slot.row_begin);
         }
         slot.state.store(static_cast<std::uint32_t>(SlotState::done));

@@ -221,33 +221,63 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
 
 }  // namespace
 
-Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options) {
+namespace legacy {
+
+Report matmul_all(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                  const Options& options) {
   return run_matmul(a, b, &out, options, nullptr);
 }
 
-OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Options& options, Report* report) {
+OwnedArray matmul_all(const ArrayView& a, const ArrayView& b, const Options& options,
+                      Report* report) {
   OwnedArray made;
   const Report r = run_matmul(a, b, nullptr, options, &made);
   if (report) *report = r;
   return made;
 }
 
+namespace {
+
 // The matrix overloads: numpy's 2-D rules, with the messages they always had.
 template <class T>
 Report matmul_matrices(MatrixView<const T> a, MatrixView<const T> b, MatrixView<T> c,
                        const Options& options) {
   detail::check_product_shapes(detail::ref_of(a), detail::ref_of(b), detail::ref_of(c));
-  return matmul(detail::array_view(a), detail::array_view(b), detail::array_view(c), options);
+  return matmul_all(detail::array_view(a), detail::array_view(b), detail::array_view(c), options);
 }
 
-Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
-              const Options& options) {
+}  // namespace
+
+Report matmul_all(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
+                  const Options& options) {
   return matmul_matrices<double>(a, b, c, options);
 }
 
-Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
-              const Options& options) {
+Report matmul_all(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
+                  const Options& options) {
   return matmul_matrices<float>(a, b, c, options);
+}
+
+}  // namespace legacy
+
+Report matmul_into(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                   const MatmulOptions& options) {
+  return legacy::matmul_all(a, b, out, detail::all_options(options));
+}
+
+OwnedArray matmul(const ArrayView& a, const ArrayView& b, const MatmulOptions& options,
+                  Report* report) {
+  return legacy::matmul_all(a, b, detail::all_options(options), report);
+}
+
+Report matmul_into(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c,
+                   const MatmulOptions& options) {
+  return legacy::matmul_all(a, b, c, detail::all_options(options));
+}
+
+Report matmul_into(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
+                   const MatmulOptions& options) {
+  return legacy::matmul_all(a, b, c, detail::all_options(options));
 }
 
 }  // namespace shmgemm

@@ -14,6 +14,45 @@
 
 namespace shmgemm::detail {
 
+Options all_options(const CallOptions& o) {
+  Options all;
+  all.workers = o.workers;
+  all.threads_per_worker = o.threads;
+  all.launch = o.launch;
+  all.in_process = o.in_process;
+  all.progress = o.progress;
+  all.timeout = o.timeout;
+  all.stop = o.stop;
+  return all;
+}
+
+Options all_options(const MatmulOptions& o) {
+  Options all = all_options(static_cast<const CallOptions&>(o));
+  all.copy_inputs = o.copy_inputs;
+  all.retries = o.retries;
+  all.on_stall = o.on_stall;
+  all.on_retry = o.on_retry;
+  return all;
+}
+
+Options all_options(const FileOptions& o) {
+  Options all = all_options(static_cast<const MatmulOptions&>(o));
+  all.backing = o.backing;
+  all.rows_per_step = o.rows_per_step;
+  all.fsync = o.fsync;
+  return all;
+}
+
+Options all_options(const PoolOptions& o) {
+  Options all;
+  all.workers = o.workers;
+  all.threads_per_worker = o.threads;
+  all.launch = o.launch;
+  all.pool_bytes = o.arena_bytes;
+  all.timeout = o.timeout;
+  return all;
+}
+
 void check_options(const Options& o, Entry entry) {
   auto refuse = [](std::string_view field, std::string_view why) {
     const std::string option = fmt::format("Options::{}", field);
@@ -24,7 +63,7 @@ void check_options(const Options& o, Entry entry) {
     refuse("workers", fmt::format("{}: at most {}{}", o.workers, max_workers,
                                   entry == Entry::pool ? " in a Pool" : ""));
   if (o.threads_per_worker > unsigned(blas_max_threads()))
-    refuse("threads_per_worker",
+    refuse("threads",
            fmt::format("{}: at most {}, the most OpenBLAS runs in one process (its MAX_THREADS)",
                        o.threads_per_worker, blas_max_threads()));
   if (o.retries > 100) refuse("retries", fmt::format("{}: at most 100", o.retries));

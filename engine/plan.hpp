@@ -27,6 +27,12 @@ enum class Entry {
 // most 256". Throws Error(invalid_argument).
 void check_options(const Options& o, Entry entry);
 
+// A per-call options type's settings as the engine takes them (every other field its default).
+Options all_options(const CallOptions& o);
+Options all_options(const MatmulOptions& o);
+Options all_options(const FileOptions& o);
+Options all_options(const PoolOptions& o);
+
 // The work of one call: m rows of the flattened C (batch products of m / batch rows each), k, n,
 // and the BLAS type the cost model rates (float32 or float64).
 struct ProductShape {

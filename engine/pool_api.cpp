@@ -6,7 +6,13 @@
 
 namespace shmgemm {
 
-Pool::Pool(const Options& options) : state_(std::make_shared<detail::PoolState>(options)) {}
+Pool::Pool() : Pool(PoolOptions{}) {}
+
+Pool::Pool(const PoolOptions& options)
+    : state_(std::make_shared<detail::PoolState>(detail::all_options(options))) {}
+
+Pool::Pool(FromAll, const Options& options)
+    : state_(std::make_shared<detail::PoolState>(options)) {}
 
 Pool::~Pool() {
   if (!state_) return;
@@ -74,14 +80,14 @@ std::future<Report> Pool::submit(MatrixView<const float> a, MatrixView<const flo
   return submit_matrices<float>(*state_, a, b, c);
 }
 
-void Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {
+Report Pool::matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c) {
   std::future<Report> f = submit(a, b, c);
-  state_->wait(f);
+  return state_->wait(f);
 }
 
-void Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c) {
+Report Pool::matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c) {
   std::future<Report> f = submit(a, b, c);
-  state_->wait(f);
+  return state_->wait(f);
 }
 
 unsigned Pool::workers() const {

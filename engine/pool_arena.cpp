@@ -43,7 +43,7 @@ PoolArena::PoolArena(std::size_t bytes)
     region_ = map_whole_file(fd_.path_here(), true);
   } catch (const MapError& e) {
     throw Error(ErrorCode::resource,
-                fmt::format("pool: cannot map a {}-byte arena: {} (see Options::pool_bytes)",
+                fmt::format("pool: cannot map a {}-byte arena: {} (see PoolOptions::arena_bytes)",
                             bytes_, e.reason()));
   }
   try {
@@ -66,7 +66,7 @@ void* PoolArena::allocate(std::size_t bytes, std::size_t* footprint, bool zero) 
   } catch (const bip::bad_alloc&) {
     throw Error(ErrorCode::resource,
                 fmt::format("pool: its {}-byte arena has no room for {} bytes more (see "
-                            "Options::pool_bytes)",
+                            "PoolOptions::arena_bytes)",
                             bytes_, bytes));
   }
   if (footprint) *footprint = used() - before;

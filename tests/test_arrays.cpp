@@ -602,3 +602,104 @@ TEST_CASE(
   const OwnedArray c = matmul(empty, b.view);
   CHECK(c.view.shape() == std::vector<std::int64_t>{0, 3});
 }
+
+// --- The per-call option types -----------------------------------------------------------------
+
+namespace {
+
+template <class T>
+concept HasRowsPerStep = requires(T o) {
+  o.rows_per_step;
+};
+template <class T>
+concept HasArenaBytes = requires(T o) {
+  o.arena_bytes;
+};
+template <class T>
+concept HasRetries = requires(T o) {
+  o.retries;
+};
+template <class T>
+concept TakesBraces = requires(ArrayView a) {
+  shmgemm::matmul(a, a, {});
+};
+
+}  // namespace
+
+// Each call takes the settings it honours, and no other: one that does not apply does not
+// compile (these would have been refused only at run time, or ignored).
+static_assert(!HasRowsPerStep<MatmulOptions> && HasRowsPerStep<FileOptions>);
+static_assert(!HasArenaBytes<MatmulOptions> && !HasArenaBytes<FileOptions> &&
+              HasArenaBytes<PoolOptions>);
+static_assert(!HasRetries<ManyOptions> && !HasRetries<PoolOptions> && HasRetries<MatmulOptions>);
+// matmul(a, b, {}) is one call: the product into a new array.
+static_assert(TakesBraces<int>);
+static_assert(std::is_same_v<decltype(shmgemm::matmul(std::declval<ArrayView>(),
+                                                      std::declval<ArrayView>(), {})),
+                             OwnedArray>);
+// Every Pool::matmul returns its report.
+static_assert(
+    std::is_same_v<decltype(std::declval<Pool&>().matmul(std::declval<MatrixView<const double>>(),
+                                                         std::declval<MatrixView<const double>>(),
+                                                         std::declval<MatrixView<double>>())),
+                   Report>);
+
+TEST_CASE(
+    "the per-call options: matmul_into, matmul, matmul_many, multiply_files and Pool() give "
+    "the naive loop's product, with the settings they were given") {
+  std::mt19937_64 rng(31);
+  const test::Dense a = test::random_dense(5, 7, rng), b = test::random_dense(7, 3, rng);
+  const test::Dense want = test::reference_product(a, b);
+  const double tol = test::tolerance(DType::float64, 7);
+  const ArrayView av(a.v.data(), DType::float64, {5, 7}), bv(b.v.data(), DType::float64, {7, 3});
+  auto as_dense = [](const double* c) { return test::Dense{5, 3, std::vector<double>(c, c + 15)}; };
+
+  MatmulOptions one;
+  one.workers = 2;
+  one.threads = 1;
+  one.launch = Launch::fork;
+  std::vector<double> got(15, -1.0);
+  const Report into = matmul_into(av, bv, ArrayView(got.data(), DType::float64, {5, 3}), one);
+  CHECK(test::max_rel_diff(as_dense(got.data()), want) <= tol);
+  CHECK(into.workers == 2);
+  CHECK(into.threads_per_worker == 1);
+
+  const OwnedArray made = shmgemm::matmul(av, bv, {});
+  CHECK(test::max_rel_diff(as_dense(made.data<double>()), want) <= tol);
+  CHECK_THROWS_WITH_AS(static_cast<void>(made.data<float>()),
+                       "OwnedArray::data: the array holds float64, not float32", Error);
+
+  ManyOptions in_process;
+  in_process.in_process = true;
+  const std::pair<ArrayView, ArrayView> pair{av, bv};
+  Report many_report;
+  const std::vector<OwnedArray> many = matmul_many(std::span(&pair, 1), in_process, &many_report);
+  REQUIRE(many.size() == 1);
+  CHECK(many_report.in_process);
+  CHECK(test::max_rel_diff(as_dense(many[0].data<double>()), want) <= tol);
+
+  test::TempDir tmp;
+  test::write_file(tmp / "A.npy", test::npy_bytes(a, DType::float64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::float64));
+  FileOptions files;
+  files.backing = Backing::shm;
+  files.workers = 1;
+  const Report r = multiply_files(tmp / "A.npy", tmp / "B.npy", tmp / "C.npy", files);
+  CHECK(r.backing == Backing::shm);
+  CHECK(r.workers == 1);
+  CHECK(test::max_rel_diff(test::read_npy(tmp / "C.npy"), want) <= tol);
+
+  Pool pool;
+  CHECK(pool.workers() == available_cores());
+  std::vector<double> pooled(15, -1.0);
+  const Report p = pool.matmul(MatrixView<const double>(a.v.data(), 5, 7),
+                               MatrixView<const double>(b.v.data(), 7, 3),
+                               MatrixView<double>(pooled.data(), 5, 3));
+  CHECK(test::max_rel_diff(as_dense(pooled.data()), want) <= tol);
+  CHECK(p.workers >= 1);
+  PoolOptions small;
+  small.workers = 1;
+  small.arena_bytes = 16 << 20;
+  Pool one_worker(small);
+  CHECK(one_worker.workers() == 1);
+}

@@ -415,7 +415,7 @@ TEST_CASE("a pool that cannot map its default arena (ulimit -v) throws and leave
       const bool named = what.starts_with("pool: cannot map a ") &&
                          what.find("-byte arena: ") != std::string::npos &&
                          what.find("/proc/") == std::string::npos &&
-                         what.ends_with(" (see Options::pool_bytes)");
+                         what.ends_with(" (see PoolOptions::arena_bytes)");
       verdict = e.code() != ErrorCode::resource ? 'e' : named ? 'r' : 'm';
       if (!named) fmt::print(stderr, "the arena's message: {}\n", what);
     } catch (...) {

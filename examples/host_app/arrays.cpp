@@ -163,22 +163,24 @@ int main() {
     fill(c.b, rng);
   }
 
-  shmgemm::Options in_process, fork, spawn, pooled;
+  shmgemm::MatmulOptions in_process, fork, spawn;
   in_process.in_process = true;
   fork.workers = 2;
   spawn.workers = 2;
   spawn.launch = shmgemm::Launch::spawn;
+  shmgemm::PoolOptions pooled;
   pooled.workers = 2;
-  pooled.pool_bytes = 64 << 20;
+  pooled.arena_bytes = 64 << 20;
   int failures = 0;
   try {
     shmgemm::Pool pool(pooled);
     const std::pair<const char*, std::function<shmgemm::Report(const ArrayView&, const ArrayView&,
                                                                const ArrayView&)>>
         ways[] = {
-            {"in process", [&](auto& a, auto& b, auto& c) { return matmul(a, b, c, in_process); }},
-            {"fork", [&](auto& a, auto& b, auto& c) { return matmul(a, b, c, fork); }},
-            {"spawn", [&](auto& a, auto& b, auto& c) { return matmul(a, b, c, spawn); }},
+            {"in process",
+             [&](auto& a, auto& b, auto& c) { return matmul_into(a, b, c, in_process); }},
+            {"fork", [&](auto& a, auto& b, auto& c) { return matmul_into(a, b, c, fork); }},
+            {"spawn", [&](auto& a, auto& b, auto& c) { return matmul_into(a, b, c, spawn); }},
             {"pool", [&](auto& a, auto& b, auto& c) { return pool.matmul(a, b, c); }},
         };
     for (const auto& [how, call] : ways)

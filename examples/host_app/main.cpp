@@ -42,9 +42,9 @@ int main() {
 
   try {
     // One call: workers are started for it (fork, 2 workers), and C is copied back once.
-    shmgemm::Options once;
+    shmgemm::MatmulOptions once;
     once.workers = 2;
-    const shmgemm::Report r = shmgemm::matmul(av, bv, cv, once);
+    const shmgemm::Report r = shmgemm::matmul_into(av, bv, cv, once);
     const double e1 = max_error(av, bv, cv);
     std::printf("matmul: %ux%u %s, %u workers, %.4f s, %llu bytes copied, max error %.2e\n",
                 unsigned(m), unsigned(n), r.dtype.c_str(), r.workers, r.seconds,
@@ -52,10 +52,10 @@ int main() {
     ok = ok && e1 < 1e-10;
 
     // A pool: workers started once, spawned (no fork of this process), reused for every job.
-    shmgemm::Options options;
+    shmgemm::PoolOptions options;
     options.workers = 2;
     options.launch = shmgemm::Launch::spawn;
-    options.pool_bytes = 64 << 20;
+    options.arena_bytes = 64 << 20;
     shmgemm::Pool pool(options);
     shmgemm::SharedMatrix<double> pa = pool.alloc<double>(m, k), pb = pool.alloc<double>(k, n),
                                   pc = pool.alloc<double>(m, n);

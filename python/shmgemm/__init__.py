@@ -433,7 +433,7 @@ class Pool:
                  timeout=None):
         count = 0 if workers is None else _whole(workers, "workers", 1, 64)
         self._core = _core.Pool(workers=count, launch=_launch(launch), threads=_threads(threads),
-                                pool_bytes=_whole(arena_bytes, "arena_bytes", 0),
+                                arena_bytes=_whole(arena_bytes, "arena_bytes", 0),
                                 timeout=_timeout(timeout))
         self._pid = os.getpid()
         self._futures = {}

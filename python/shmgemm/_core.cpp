@@ -97,22 +97,24 @@ ArrayView view_of(const py::array& a, bool writable) {
   return ArrayView(a.data(), dtype_of(a), shape, strides);
 }
 
-shmgemm::Options options_of(unsigned workers, const std::string& launch, unsigned threads,
-                            bool in_process, bool progress, double timeout) {
-  shmgemm::Options o;
+shmgemm::Launch launch_of(const std::string& launch) {
+  if (launch == "fork") return shmgemm::Launch::fork;
+  if (launch == "spawn") return shmgemm::Launch::spawn;
+  if (launch == "auto") return shmgemm::Launch::automatic;
+  throw py::value_error("launch: '" + launch + "' is not one of 'auto', 'fork', 'spawn'");
+}
+
+// The settings every call shares (FileOptions: the fullest type, taken by every call as the
+// type it needs).
+shmgemm::FileOptions options_of(unsigned workers, const std::string& launch, unsigned threads,
+                                bool in_process, bool progress, double timeout) {
+  shmgemm::FileOptions o;
   o.workers = workers;
-  o.threads_per_worker = threads;
+  o.threads = threads;
   o.in_process = in_process;
   o.progress = progress;
   o.timeout = timeout;
-  if (launch == "fork")
-    o.launch = shmgemm::Launch::fork;
-  else if (launch == "spawn")
-    o.launch = shmgemm::Launch::spawn;
-  else if (launch == "auto")
-    o.launch = shmgemm::Launch::automatic;
-  else
-    throw py::value_error("launch: '" + launch + "' is not one of 'auto', 'fork', 'spawn'");
+  o.launch = launch_of(launch);
   return o;
 }
 
@@ -165,8 +167,9 @@ shmgemm::Report run_watched(const std::function<shmgemm::Report()>& call, std::s
 // Runs `call` with `o`: on this thread (the GIL released) for products of at most
 // kDirectMultiplyAdds, else watched (run_watched) with a stop token of its own in `o`.
 // Launch::automatic is decided here first: this thread only waits, it is not inside OpenBLAS.
-shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm::Options&)>& call,
-                              shmgemm::Options o, double multiply_adds) {
+shmgemm::Report run_stoppable(
+    const std::function<shmgemm::Report(const shmgemm::FileOptions&)>& call, shmgemm::FileOptions o,
+    double multiply_adds) {
   if (multiply_adds <= kDirectMultiplyAdds) {
     return ([&] {
       py::gil_scoped_release release;
@@ -183,10 +186,14 @@ shmgemm::Report run_stoppable(const std::function<shmgemm::Report(const shmgemm:
 // queued (from the pool's monitor thread) for the Python thread that resolves futures.
 class PyPool {
  public:
-  PyPool(unsigned workers, const std::string& launch, unsigned threads, std::size_t bytes,
+  PyPool(unsigned workers, const std::string& launch, unsigned threads, std::size_t arena_bytes,
          double timeout) {
-    shmgemm::Options o = options_of(workers, launch, threads, false, false, timeout);
-    o.pool_bytes = bytes;
+    shmgemm::PoolOptions o;
+    o.workers = workers;
+    o.launch = launch_of(launch);
+    o.threads = threads;
+    o.arena_bytes = arena_bytes;
+    o.timeout = timeout;
     py::gil_scoped_release release;
     pool_ = std::make_unique<shmgemm::Pool>(o);
   }
@@ -385,10 +392,10 @@ PYBIND11_MODULE(_core, m) {
          const std::string& launch, unsigned threads, bool in_process, bool progress,
          double timeout, bool stoppable) {
         const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
-        const shmgemm::Options o =
+        const shmgemm::FileOptions o =
             options_of(workers, launch, threads, in_process, progress, timeout);
-        auto run = [av, bv, ov](const shmgemm::Options& x) {
-          return shmgemm::matmul(av, bv, ov, x);
+        auto run = [av, bv, ov](const shmgemm::FileOptions& x) {
+          return shmgemm::matmul_into(av, bv, ov, x);
         };
         return shmgemm::to_json(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
       },
@@ -401,11 +408,11 @@ PYBIND11_MODULE(_core, m) {
       [](const py::array& a, const py::array& b, unsigned workers, const std::string& launch,
          unsigned threads, bool in_process, bool progress, double timeout) {
         const ArrayView av = view_of(a, false), bv = view_of(b, false);
-        const shmgemm::Options o =
+        const shmgemm::FileOptions o =
             options_of(workers, launch, threads, in_process, progress, timeout);
         shmgemm::OwnedArray made;
         const shmgemm::Report r = run_stoppable(
-            [&](const shmgemm::Options& x) {
+            [&](const shmgemm::FileOptions& x) {
               shmgemm::Report report;
               made = shmgemm::matmul(av, bv, x, &report);
               return report;
@@ -425,13 +432,13 @@ PYBIND11_MODULE(_core, m) {
         views.reserve(pairs.size());
         for (const auto& [a, b] : pairs)
           views.emplace_back(view_of(a, false), view_of(b, false));
-        const shmgemm::Options o = options_of(workers, launch, 0, in_process, false, timeout);
+        const shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
         double work = 0;
         for (const auto& [a, b] : views)
           work += multiply_adds(a, b);
         std::vector<shmgemm::OwnedArray> made;
         const shmgemm::Report r = run_stoppable(
-            [&](const shmgemm::Options& x) {
+            [&](const shmgemm::FileOptions& x) {
               shmgemm::Report report;
               made = shmgemm::matmul_many(views, x, &report);
               return report;
@@ -467,7 +474,7 @@ PYBIND11_MODULE(_core, m) {
          const std::string& launch, unsigned threads, bool in_process, const std::string& backing,
          bool copy_inputs, std::uint64_t rows_per_step, unsigned retries, bool fsync,
          double timeout) {
-        shmgemm::Options o = options_of(workers, launch, threads, in_process, false, timeout);
+        shmgemm::FileOptions o = options_of(workers, launch, threads, in_process, false, timeout);
         if (backing == "shm")
           o.backing = shmgemm::Backing::shm;
         else if (backing != "file")
@@ -478,7 +485,7 @@ PYBIND11_MODULE(_core, m) {
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
         return shmgemm::to_json(run_stoppable(
-            [&](const shmgemm::Options& x) { return shmgemm::multiply_npy(a, b, out, x); }, o,
+            [&](const shmgemm::FileOptions& x) { return shmgemm::multiply_files(a, b, out, x); }, o,
             std::numeric_limits<double>::infinity()));
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
@@ -502,7 +509,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<PyPool>(m, "Pool")
       .def(py::init<unsigned, const std::string&, unsigned, std::size_t, double>(),
            py::arg("workers") = 0, py::arg("launch") = "auto", py::arg("threads") = 0,
-           py::arg("pool_bytes") = 0, py::arg("timeout") = 0.0)
+           py::arg("arena_bytes") = 0, py::arg("timeout") = 0.0)
       .def("matmul", &PyPool::matmul)
       .def("submit", &PyPool::submit)
       .def("cancel", &PyPool::cancel)

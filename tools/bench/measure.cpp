@@ -189,7 +189,7 @@ std::string self_executable() {
   return std::filesystem::read_symlink("/proc/self/exe").string();
 }
 
-std::vector<std::string> engine_args(const Options& o) {
+std::vector<std::string> engine_args(const FileOptions& o) {
   std::vector<std::string> args;
   if (o.in_process) {
     args.push_back("--in-process");
@@ -198,8 +198,7 @@ std::vector<std::string> engine_args(const Options& o) {
                 {"--workers", o.workers ? std::to_string(o.workers) : "auto", "--launch",
                  std::string(to_string(o.launch)), "--backing", std::string(to_string(o.backing))});
   }
-  if (o.threads_per_worker)
-    args.insert(args.end(), {"--threads", std::to_string(o.threads_per_worker)});
+  if (o.threads) args.insert(args.end(), {"--threads", std::to_string(o.threads)});
   return args;
 }
 

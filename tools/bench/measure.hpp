@@ -58,7 +58,7 @@ std::vector<std::string> mpirun_command(unsigned ranks, const std::string& hostf
 std::string self_executable();
 
 // The `shmgemm multiply` arguments that ask for `options`.
-std::vector<std::string> engine_args(const Options& options);
+std::vector<std::string> engine_args(const FileOptions& options);
 
 // bench's peer scripts: `given` (--peers-dir), else beside an installed program
 // (PREFIX/share/shmgemm/peers), else the source tree this program was built from.

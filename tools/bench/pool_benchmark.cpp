@@ -32,8 +32,8 @@ std::unique_ptr<shmgemm::Pool>& pool() {
 
 shmgemm::Pool& the_pool() {
   if (!pool()) {
-    shmgemm::Options o;
-    o.pool_bytes = std::size_t{512} << 20;  // fork, one worker per core
+    shmgemm::PoolOptions o;
+    o.arena_bytes = std::size_t{512} << 20;  // fork, one worker per core
     pool() = std::make_unique<shmgemm::Pool>(o);
   }
   return *pool();
@@ -74,12 +74,12 @@ void BM_OneShotTinyWithWorkers(benchmark::State& state) {
   std::vector<double> a(64), b(64), c(64);
   fill(a.data(), 64);
   fill(b.data(), 64);
-  shmgemm::Options o;
+  shmgemm::MatmulOptions o;
   o.workers = 2;  // force workers: the automatic plan would stay in process
   for (auto _ : state)
-    shmgemm::matmul(MatrixView<const double>(a.data(), 8, 8),
-                    MatrixView<const double>(b.data(), 8, 8), MatrixView<double>(c.data(), 8, 8),
-                    o);
+    shmgemm::matmul_into(MatrixView<const double>(a.data(), 8, 8),
+                         MatrixView<const double>(b.data(), 8, 8),
+                         MatrixView<double>(c.data(), 8, 8), o);
 }
 
 void gflops(benchmark::State& state, double n) {
@@ -103,12 +103,12 @@ void BM_InProcessOpenBLAS2000(benchmark::State& state) {
   std::vector<double> a(n * n), b(n * n), c(n * n);
   fill(a.data(), n * n);
   fill(b.data(), n * n);
-  shmgemm::Options o;
+  shmgemm::MatmulOptions o;
   o.in_process = true;  // OpenBLAS with every core, in this process
   for (auto _ : state)
-    shmgemm::matmul(MatrixView<const double>(a.data(), n, n),
-                    MatrixView<const double>(b.data(), n, n), MatrixView<double>(c.data(), n, n),
-                    o);
+    shmgemm::matmul_into(MatrixView<const double>(a.data(), n, n),
+                         MatrixView<const double>(b.data(), n, n),
+                         MatrixView<double>(c.data(), n, n), o);
   gflops(state, double(n));
 }
 

@@ -53,7 +53,7 @@ std::pair<CLI::App*, std::shared_ptr<Args>> add_command(CLI::App& app, Action& a
 
 // Adds --workers, --threads, --launch, --backing and --retries, stored into `options`; retries
 // are announced on stderr. With `mpi`, --launch also takes "mpi", which sets *mpi.
-void add_engine_options(CLI::App& cmd, Options& options, bool* mpi = nullptr);
+void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi = nullptr);
 // The library's messages with its Options fields named as the flags that set them
 // ("Options::rows_per_step: ..." -> "--rows-per-step: ...").
 std::string as_flags(std::string message);

@@ -39,7 +39,7 @@ std::pair<double, double> compare(const NpyMapping& x, const NpyMapping& y) {
 
 // Where shmgemm wins: an int64 product, exact, against numpy's `a @ b` (numpy has no BLAS for
 // integers: a naive loop). Skipped, saying why, without python3 and numpy.
-int show_a_win(const fs::path& dir, const Options& engine) {
+int show_a_win(const fs::path& dir, const FileOptions& engine) {
   constexpr std::uint64_t kSide = 600;
   const fs::path a = dir / "I.npy", b = dir / "J.npy", c = dir / "K_engine.npy",
                  c_numpy = dir / "K_numpy.npy";
@@ -80,7 +80,7 @@ int show_a_win(const fs::path& dir, const Options& engine) {
   return 0;
 }
 
-int run_demo(std::uint64_t size, int rounds, const Options& engine) {
+int run_demo(std::uint64_t size, int rounds, const FileOptions& engine) {
   const TempDir tmp("shmgemm-demo");
   const fs::path a = tmp.path() / "A.npy", b = tmp.path() / "B.npy";
   const fs::path c_engine = tmp.path() / "C_engine.npy", c_blas = tmp.path() / "C_openblas.npy";
@@ -145,7 +145,7 @@ void add_demo(CLI::App& app, Action& action) {
   struct Args {
     std::uint64_t size = 2000;
     int rounds = 3;
-    Options options;
+    FileOptions options;
   };
   const auto [cmd, args] = add_command<Args>(
       app, action, "demo", "the engine against OpenBLAS and numpy on generated matrices, checked",

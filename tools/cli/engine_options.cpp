@@ -28,7 +28,7 @@ CLI::Validator positive_seconds() {
 std::string as_flags(std::string message) {
   static constexpr std::pair<std::string_view, std::string_view> kFlags[] = {
       {"Options::workers", "--workers"},
-      {"Options::threads_per_worker", "--threads"},
+      {"Options::threads", "--threads"},
       {"Options::launch", "--launch"},
       {"Options::backing", "--backing"},
       {"Options::in_process", "--in-process"},
@@ -44,7 +44,7 @@ std::string as_flags(std::string message) {
   return message;
 }
 
-void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
+void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi) {
   cmd.add_option_function<std::string>(
          "-w,--workers",
          [&options](const std::string& v) {
@@ -63,7 +63,7 @@ void add_engine_options(CLI::App& cmd, Options& options, bool* mpi) {
           },
           ""))
       ->option_text("auto|N");
-  cmd.add_option("-t,--threads", options.threads_per_worker,
+  cmd.add_option("-t,--threads", options.threads,
                  fmt::format("OpenBLAS threads per worker, at most {} (OpenBLAS's MAX_THREADS; "
                              "default: cores / workers, at least 1; OPENBLAS_NUM_THREADS or "
                              "OMP_NUM_THREADS, when set, is the most)",

@@ -24,7 +24,7 @@ namespace {
 
 struct MultiplyArgs {
   std::string a, b, out;
-  Options options;
+  FileOptions options;
   bool json = false;
   bool explain = false;
   bool mpi = false;  // --launch mpi
@@ -89,8 +89,8 @@ int run_multiply_mpi(const MultiplyArgs& args) {
                             "installed; tools/install-deps.sh installs it)",
                             program));
   argv.insert(argv.end(), {program, "multiply", args.a, args.b, "-o", args.out});
-  if (args.options.threads_per_worker > 0)
-    argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads_per_worker)});
+  if (args.options.threads > 0)
+    argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads)});
   if (args.json) argv.push_back("--json");
   if (args.explain) argv.push_back("--explain");
   return supervise_mpirun(argv);
@@ -107,7 +107,7 @@ int run_multiply(const MultiplyArgs& args) {
         throw Error::bad_option(
             "--in-process",
             fmt::format("--in-process: {} does not apply (no workers run)", option));
-  const Report r = multiply_npy(args.a, args.b, args.out, args.options);
+  const Report r = multiply_files(args.a, args.b, args.out, args.options);
   // With --json, stdout holds only the JSON object: the explanation goes to stderr.
   if (args.explain) fmt::print(args.json ? stderr : stdout, "{}", explain(r));
   if (args.json) {

@@ -1,10 +1,12 @@
 // shmgemm::DType: the twelve element types np.matmul takes here, by numpy's names. Public API.
 #pragma once
 
+#include <complex>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <type_traits>
 
 #include "shmgemm/export.hpp"
 
@@ -34,5 +36,38 @@ SHMGEMM_API std::string_view dtype_name(DType dtype);
 SHMGEMM_API std::optional<DType> dtype_from_name(std::string_view name);
 // For messages: "int8, int16, ..., complex128".
 SHMGEMM_API std::string_view supported_dtypes();
+
+// The dtype of elements of type T: DType::float64 for double, DType::complex64 for
+// std::complex<float>, DType::int8 for std::int8_t, ...
+template <class T>
+constexpr DType dtype_of() {
+  using U = std::remove_cv_t<T>;
+  if constexpr (std::is_same_v<U, float>)
+    return DType::float32;
+  else if constexpr (std::is_same_v<U, double>)
+    return DType::float64;
+  else if constexpr (std::is_same_v<U, std::int8_t>)
+    return DType::int8;
+  else if constexpr (std::is_same_v<U, std::int16_t>)
+    return DType::int16;
+  else if constexpr (std::is_same_v<U, std::int32_t>)
+    return DType::int32;
+  else if constexpr (std::is_same_v<U, std::int64_t>)
+    return DType::int64;
+  else if constexpr (std::is_same_v<U, std::uint8_t>)
+    return DType::uint8;
+  else if constexpr (std::is_same_v<U, std::uint16_t>)
+    return DType::uint16;
+  else if constexpr (std::is_same_v<U, std::uint32_t>)
+    return DType::uint32;
+  else if constexpr (std::is_same_v<U, std::uint64_t>)
+    return DType::uint64;
+  else if constexpr (std::is_same_v<U, std::complex<float>>)
+    return DType::complex64;
+  else if constexpr (std::is_same_v<U, std::complex<double>>)
+    return DType::complex128;
+  else
+    static_assert(sizeof(U) == 0, "no shmgemm dtype holds this type");
+}
 
 }  // namespace shmgemm

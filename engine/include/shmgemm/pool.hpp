@@ -20,6 +20,7 @@
 namespace shmgemm {
 
 struct Options;
+struct PoolOptions;
 struct Report;
 class Pool;
 
@@ -124,9 +125,17 @@ struct PoolStats {
 // are the parent's too: freeing them in the child does nothing.
 class SHMGEMM_API Pool {
  public:
-  // Starts the workers and maps the arena (options.pool_bytes; 0: half of /dev/shm's free
-  // space, reserved page by page as it is allocated). Throws Error. Thread-safety: n/a.
-  explicit Pool(const Options& options);
+  // Starts the workers (one per core) and maps the arena (half of /dev/shm's free space,
+  // reserved page by page as it is allocated). Throws Error. Thread-safety: n/a.
+  Pool();
+  // The same, as `options` say (PoolOptions: workers, threads, launch, arena_bytes, timeout).
+  explicit Pool(const PoolOptions& options);
+  // Every setting at once (Options::pool_bytes is the arena), as releases before PoolOptions
+  // took them; a setting that does not apply to a Pool is refused (Error(invalid_argument)).
+  template <class O>
+  requires std::is_same_v<O, Options>
+  [[deprecated("use Pool(PoolOptions)")]] explicit Pool(const O& options)
+      : Pool(FromAll{}, options) {}
   // close(). Must not run while another thread uses the pool.
   ~Pool();
   Pool(const Pool&) = delete;
@@ -170,8 +179,8 @@ class SHMGEMM_API Pool {
                              std::function<void()> on_done = {}, JobControl control = {});
 
   // The 2-D float conveniences over the above.
-  void matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);
-  void matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c);
+  Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);
+  Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c);
   std::future<Report> submit(MatrixView<const double> a, MatrixView<const double> b,
                              MatrixView<double> c);
   std::future<Report> submit(MatrixView<const float> a, MatrixView<const float> b,
@@ -181,6 +190,8 @@ class SHMGEMM_API Pool {
   PoolStats stats() const;   // thread-safe
 
  private:
+  struct FromAll {};
+  Pool(FromAll, const Options& options);
   // `bytes` zero-filled bytes of the arena, 64-byte aligned.
   PoolBlock allocate(std::size_t bytes);
   std::shared_ptr<detail::PoolState> state_;

@@ -1,6 +1,7 @@
 // shmgemm's public API: C = A·B on worker processes that share A, B and C without copying.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <stop_token>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -38,6 +40,77 @@ enum class Backing {
   file,  // the .npy files themselves, mapped; C is the output file's mapped data section
 };
 
+// What each call honours, and nothing else: an option that does not apply to a call does not
+// compile with it.
+//
+// Every call that computes: matmul(), matmul_into(), matmul_many(), multiply_files().
+struct CallOptions {
+  unsigned workers = 0;  // worker processes; 0: the automatic plan (in process, or 1..cores)
+  // OpenBLAS threads in each worker (or in process); 0: cores / workers, >= 1, and at most
+  // OPENBLAS_NUM_THREADS (else OMP_NUM_THREADS) when the environment sets it, as numpy's
+  // OpenBLAS would. At most max_threads_per_worker().
+  unsigned threads = 0;
+  Launch launch = Launch::automatic;
+  bool in_process = false;  // no workers: one OpenBLAS call in this process
+  // Draw a progress bar on stderr for runs longer than a second, when stderr is a terminal.
+  bool progress = false;
+  // Give up after this many seconds: the workers are killed, the output left as it was, and the
+  // call throws Error(timed_out) naming the workers that had not finished and how far each got.
+  // 0 or infinity: no limit; negative or NaN: Error(invalid_argument). In process, checked
+  // between steps of rows; a product whose work is all done is never discarded.
+  double timeout = 0;
+  // Stops this call when a stop is requested on it, as an interrupt does (workers killed and
+  // reaped, the output left as it was, Error(interrupted)), and no other call.
+  std::stop_token stop;
+};
+
+// matmul_many(): a set of products.
+using ManyOptions = CallOptions;
+
+// matmul() and matmul_into(): one product of arrays in memory.
+struct MatmulOptions : CallOptions {
+  // Each worker works on its own private copy of B and of its rows of A, as joblib does
+  // without memmapping: for footprint experiments, never faster.
+  bool copy_inputs = false;
+  // A failed block is recomputed in a fresh worker up to this many times (at most 100).
+  unsigned retries = 0;
+  // Called once for each worker found stopped by a signal (SIGSTOP, a debugger) while a run
+  // waits for it: "worker 1 (rows 150-299) is stopped by SIGSTOP; waiting for it". May be empty.
+  std::function<void(const std::string&)> on_stall;
+  // Called on each retry with a one-line explanation ("worker 1 (rows 2000-3999) was killed by
+  // signal 9; retrying (1 of 2)"). May be empty.
+  std::function<void(const std::string&)> on_retry;
+};
+
+// multiply_files(): a product of .npy files into a .npy file.
+struct FileOptions : MatmulOptions {
+  Backing backing = Backing::file;
+  // Larger than memory: compute this many rows of C at a time and release the pages of A and C
+  // that are done (file backing only). 0: only when A, B and C do not fit in the memory
+  // available (MemAvailable, or the memory cgroup's limit), then 512 rows.
+  std::uint64_t rows_per_step = 0;
+  // Write the output to disk (fdatasync) before renaming it into place, and the folder after
+  // (fsync), so that after a power loss the output is the old file or the whole new one, never
+  // a valid-looking file of zeros. Costs the time the disk takes to write C.
+  bool fsync = false;
+};
+
+// Pool: persistent workers.
+struct PoolOptions {
+  unsigned workers = 0;  // 0: one per core
+  unsigned threads = 0;  // OpenBLAS threads per worker; 0: as CallOptions::threads
+  Launch launch = Launch::automatic;
+  // Bytes of the shared arena; 0: half of /dev/shm's free space. Pages are reserved as they are
+  // allocated, so a large arena costs nothing until used.
+  std::size_t arena_bytes = 0;
+  // Per job: a worker still on the rows of a job past it is killed (and replaced), and the job
+  // fails with Error(timed_out). 0 or infinity: no limit.
+  double timeout = 0;
+};
+
+// Every setting at once, as releases before the per-call types took them. Deprecated: the
+// calls that take it refuse, at run time, a setting that does not apply (Error(invalid_argument)
+// naming it); the per-call types above make that a compile-time error.
 struct Options {
   unsigned workers = 0;  // worker processes; 0: the automatic plan (see Plan)
   // OpenBLAS threads in each worker; 0: cores / workers, >= 1, and at most OPENBLAS_NUM_THREADS
@@ -159,13 +232,25 @@ SHMGEMM_API DType result_dtype(const ArrayView& a, const ArrayView& b);
 // interrupted, timed_out. Thread-safety: may be called from several threads at once; fork
 // from a program that already runs threads (its own, or OpenBLAS's) is safe only as far as
 // fork is: prefer Launch::spawn there, or create a Pool before starting threads.
-SHMGEMM_API Report matmul(ArrayView a, ArrayView b, ArrayView out, const Options& options = {});
+SHMGEMM_API Report matmul_into(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                               const MatmulOptions& options = {});
 
 // An array the engine allocated (C order): `owner` frees its memory when the last copy of it is
 // gone (a Python array's base holds one).
 struct OwnedArray {
   ArrayView view;
   std::shared_ptr<void> owner;
+  // The elements, as T: throws Error(invalid_argument) unless T is the array's dtype
+  // (dtype_of<T>(): double for float64, std::complex<float> for complex64, ...).
+  template <class T>
+  T* data() const {
+    if (view.dtype() != dtype_of<T>())
+      throw Error(ErrorCode::invalid_argument, std::string("OwnedArray::data: the array holds ") +
+                                                   std::string(dtype_name(view.dtype())) +
+                                                   ", not " +
+                                                   std::string(dtype_name(dtype_of<T>())));
+    return static_cast<T*>(view.data());
+  }
 };
 
 // np.matmul(a, b) into a new array, allocated where this call's plan writes it, so that
@@ -174,8 +259,8 @@ struct OwnedArray {
 // process sees through a private one. The array behaves as any other: a later fork of this
 // process gets copy-on-write pages of it, not shared ones; the first write to each of its pages
 // copies that page. The rest as matmul() above; `report`, when given, receives the report.
-SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Options& options = {},
-                              Report* report = nullptr);
+SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b,
+                              const MatmulOptions& options = {}, Report* report = nullptr);
 
 // Any set of products at once: [np.matmul(a, b) for (a, b) in pairs], each pair of its own
 // shapes and dtypes, each result a new array as above (all of them in one block of memory,
@@ -188,26 +273,90 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b, const Opti
 // about what the set takes. Every pair is checked
 // before any work (Error(shape_mismatch) names the pair). `report`, when given: the plan.
 SHMGEMM_API std::vector<OwnedArray> matmul_many(
-    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options = {},
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const ManyOptions& options = {},
     Report* report = nullptr);
 
-// The 2-D float conveniences over the above (numpy's 2-D messages: "shapes (3,4) and (5,6) not
-// aligned: 4 (dim 1) != 5 (dim 0)").
-SHMGEMM_API Report matmul(MatrixView<const double> a, MatrixView<const double> b,
-                          MatrixView<double> c, const Options& options = {});
-SHMGEMM_API Report matmul(MatrixView<const float> a, MatrixView<const float> b, MatrixView<float> c,
-                          const Options& options = {});
+// The 2-D float conveniences over matmul_into (numpy's 2-D messages: "shapes (3,4) and (5,6)
+// not aligned: 4 (dim 1) != 5 (dim 0)").
+SHMGEMM_API Report matmul_into(MatrixView<const double> a, MatrixView<const double> b,
+                               MatrixView<double> c, const MatmulOptions& options = {});
+SHMGEMM_API Report matmul_into(MatrixView<const float> a, MatrixView<const float> b,
+                               MatrixView<float> c, const MatmulOptions& options = {});
 
 // C = np.matmul(A, B) for the .npy files `a` and `b` (any of the twelve dtypes, C or Fortran
 // order, 1-D or N-D), written to `out` as a C-order .npy of numpy's result dtype and shape.
 // `out` is replaced only by a complete result: written under a temporary name beside it and
 // renamed at the end (symlinks followed, the old file's mode kept; with options.fsync, on disk
 // first). Options::backing says where the workers read and write (the files mapped, or shared
-// segments the files are copied into); Options::rows_per_step streams a product larger than
-// memory. Throws Error naming the file or option at fault. Thread-safety: may be called from
-// several threads at once.
-SHMGEMM_API Report multiply_npy(const std::filesystem::path& a, const std::filesystem::path& b,
-                                const std::filesystem::path& out, const Options& options = {});
+// segments the files are copied into); FileOptions::rows_per_step streams a product larger
+// than memory. Throws Error naming the file or option at fault. Thread-safety: may be called
+// from several threads at once.
+SHMGEMM_API Report multiply_files(const std::filesystem::path& a, const std::filesystem::path& b,
+                                  const std::filesystem::path& out,
+                                  const FileOptions& options = {});
+
+// The spellings of releases before the per-call option types, for one more release. Each takes
+// Options (every setting) and refuses at run time what does not apply to it. The templates
+// accept Options alone, so that `matmul(a, b, {})` means the call above.
+namespace legacy {
+SHMGEMM_API Report matmul_all(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+                              const Options& options);
+SHMGEMM_API OwnedArray matmul_all(const ArrayView& a, const ArrayView& b, const Options& options,
+                                  Report* report);
+SHMGEMM_API std::vector<OwnedArray> matmul_many_all(
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options, Report* report);
+SHMGEMM_API Report matmul_all(MatrixView<const double> a, MatrixView<const double> b,
+                              MatrixView<double> c, const Options& options);
+SHMGEMM_API Report matmul_all(MatrixView<const float> a, MatrixView<const float> b,
+                              MatrixView<float> c, const Options& options);
+SHMGEMM_API Report multiply_files_all(const std::filesystem::path& a,
+                                      const std::filesystem::path& b,
+                                      const std::filesystem::path& out, const Options& options);
+template <class T>
+concept AllOptions = std::same_as<std::remove_cvref_t<T>, Options>;
+template <class T>
+concept AnArrayView = std::same_as<std::remove_cvref_t<T>, ArrayView>;
+}  // namespace legacy
+
+template <legacy::AnArrayView Out, legacy::AllOptions O = Options>
+[[deprecated("use matmul_into(a, b, out, MatmulOptions)")]] Report matmul(const ArrayView& a,
+                                                                          const ArrayView& b,
+                                                                          Out&& out,
+                                                                          const O& options = {}) {
+  return legacy::matmul_all(a, b, out, options);
+}
+template <legacy::AllOptions O>
+[[deprecated("use matmul(a, b, MatmulOptions)")]] OwnedArray matmul(const ArrayView& a,
+                                                                    const ArrayView& b,
+                                                                    const O& options,
+                                                                    Report* report = nullptr) {
+  return legacy::matmul_all(a, b, options, report);
+}
+template <legacy::AllOptions O>
+[[deprecated("use matmul_many(pairs, ManyOptions)")]] std::vector<OwnedArray> matmul_many(
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const O& options,
+    Report* report = nullptr) {
+  return legacy::matmul_many_all(pairs, options, report);
+}
+template <legacy::AllOptions O = Options>
+[[deprecated("use matmul_into(a, b, c, MatmulOptions)")]] Report matmul(MatrixView<const double> a,
+                                                                        MatrixView<const double> b,
+                                                                        MatrixView<double> c,
+                                                                        const O& options = {}) {
+  return legacy::matmul_all(a, b, c, options);
+}
+template <legacy::AllOptions O = Options>
+[[deprecated("use matmul_into(a, b, c, MatmulOptions)")]] Report matmul(MatrixView<const float> a,
+                                                                        MatrixView<const float> b,
+                                                                        MatrixView<float> c,
+                                                                        const O& options = {}) {
+  return legacy::matmul_all(a, b, c, options);
+}
+[[deprecated("use multiply_files(a, b, out, FileOptions)")]] inline Report multiply_npy(
+    const std::filesystem::path& a, const std::filesystem::path& b,
+    const std::filesystem::path& out, const Options& options = {}) {
+  return legacy::multiply_files_all(a, b, out, options);
+}
 
 // Makes SIGINT, SIGTERM, SIGHUP and the other signals that end a process by default (SIGQUIT,
 // SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGXFSZ, SIGVTALRM, SIGPROF, SIGPIPE) stop the call in
@@ -232,8 +381,8 @@ SHMGEMM_API void request_interrupt(int sig);
 
 // CPUs this process may run on (its affinity mask).
 SHMGEMM_API unsigned available_cores();
-// The most Options::threads_per_worker takes: OpenBLAS's MAX_THREADS (the most it runs in one
-// process).
+// The most CallOptions::threads and PoolOptions::threads take: OpenBLAS's MAX_THREADS (the most it
+// runs in one process).
 SHMGEMM_API unsigned max_threads_per_worker();
 
 // What Launch::automatic stands for in a call made from this thread now: fork where no other

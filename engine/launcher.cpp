@@ -13,8 +13,6 @@
 #define BOOST_POSIX_HAS_VFORK 1
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
-#include <boost/process/env.hpp>
-#include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
@@ -33,6 +31,8 @@
 #include "engine/interrupt.hpp"
 #include "shmgemm/error.hpp"
 #include "worker/blas_core.hpp"
+
+extern char** environ;
 
 namespace shmgemm::detail {
 namespace {
@@ -102,9 +102,23 @@ Process Process::spawn(const Command& command, std::string_view who) {
   // never started.
   if (Fd room(::open("/dev/null", O_RDONLY | O_CLOEXEC)); !room)
     throw Error(ErrorCode::resource, fmt::format("cannot start {}: {}", who, std::strerror(errno)));
-  bp::environment env = boost::this_process::environment();
+  // This process's environment with command.env's keys replaced, given to the child as it is
+  // (Boost.Process 1.74's environment type reads past its entries when looking a key up).
+  std::vector<std::string> env;
+  for (char** e = environ; e && *e; ++e) {
+    const std::string_view entry(*e);
+    const bool replaced = std::any_of(command.env.begin(), command.env.end(), [&](const auto& kv) {
+      return entry.size() > kv.first.size() && entry.starts_with(kv.first) &&
+             entry[kv.first.size()] == '=';
+    });
+    if (!replaced) env.emplace_back(entry);
+  }
   for (const auto& [key, value] : command.env)
-    env[key] = value;
+    env.push_back(key + "=" + value);
+  std::vector<char*> envp;
+  for (std::string& e : env)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
   const int out = command.stdout_fd >= 0 ? command.stdout_fd : 1;
   const int err = command.stderr_fd >= 0 ? command.stderr_fd : 2;
   std::error_code failed;
@@ -113,7 +127,8 @@ Process Process::spawn(const Command& command, std::string_view who) {
   pid_t unstarted = 0;
   // vfork, not fork: no fork handlers run.
   bp::child child(
-      bp::exe = command.exe, bp::args = command.args, env, bp::posix::use_vfork,
+      bp::exe = command.exe, bp::args = command.args, bp::posix::use_vfork,
+      bp::extend::on_setup([&](auto& exec) { exec.env = envp.data(); }),
       bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err),
       // In the child, before exec: it dies with the thread that started it.
       bp::extend::on_exec_setup([](auto&) { ::prctl(PR_SET_PDEATHSIG, SIGKILL); }),

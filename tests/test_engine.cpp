@@ -232,9 +232,12 @@ TEST_CASE(
   REQUIRE(registered == 0);
   const Fd out = memory_file("test-out", 0, "stdout");
   const Fd err = memory_file("test-err", 0, "stderr");
-  detail::Command command{"/bin/sh",
-                          {"-c", "echo \"$SHMGEMM_TEST_X\"; echo to-err >&2; exit 3"},
-                          {{"SHMGEMM_TEST_X", "42"}}};
+  // A variable this process has is replaced, once.
+  REQUIRE(::setenv("SHMGEMM_TEST_X", "before", 1) == 0);
+  detail::Command command{
+      "/bin/sh",
+      {"-c", "echo \"$SHMGEMM_TEST_X\"; env | grep -c ^SHMGEMM_TEST_X=; echo to-err >&2; exit 3"},
+      {{"SHMGEMM_TEST_X", "42"}}};
   command.stdout_fd = out.get();
   command.stderr_fd = err.get();
   const int before = g_fork_handlers.load();
@@ -244,7 +247,8 @@ TEST_CASE(
   CHECK(p.pid() > 0);
   CHECK(p.join() == 3);
   CHECK(p.reaped());
-  CHECK(file_contents(out) == "42\n");
+  ::unsetenv("SHMGEMM_TEST_X");
+  CHECK(file_contents(out) == "42\n1\n");
   CHECK(file_contents(err) == "to-err\n");
   // Where fork() runs them, the counter counts: the check above could fail.
   CHECK(detail::Process::fork([] { return 5; }, "child").join() == 5);

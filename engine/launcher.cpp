@@ -128,8 +128,8 @@ Process Process::spawn(const Command& command, std::string_view who) {
   // vfork, not fork: no fork handlers run.
   bp::child child(
       bp::exe = command.exe, bp::args = command.args, bp::posix::use_vfork,
-      bp::extend::on_setup([&](auto& exec) { exec.env = envp.data(); }),
-      bp::posix::fd.bind(1, out), bp::posix::fd.bind(2, err),
+      bp::extend::on_setup([&](auto& exec) { exec.env = envp.data(); }), bp::posix::fd.bind(1, out),
+      bp::posix::fd.bind(2, err),
       // In the child, before exec: it dies with the thread that started it.
       bp::extend::on_exec_setup([](auto&) { ::prctl(PR_SET_PDEATHSIG, SIGKILL); }),
       bp::extend::on_error([&](auto& exec, const std::error_code&) { unstarted = exec.pid; }),

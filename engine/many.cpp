@@ -18,6 +18,8 @@
 #include "engine/product.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/shmgemm.hpp"
+#include "worker/test_fault.hpp"
+#include "worker/worker_run.hpp"
 
 namespace shmgemm {
 namespace {
@@ -169,6 +171,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     auto body = [&](std::size_t w) {
       WorkerSlot& slot = job.slots[w];
       try {
+        inject_test_fault(w, slot.attempt, [&](std::string_view m) { fail_slot(job, w, m); });
         // This worker's results, faulted in at once (a page fault each costs more).
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r)
           detail::populate_for_writing(area + items[order[r]].offset, items[order[r]].bytes);
@@ -179,11 +182,14 @@ std::vector<OwnedArray> legacy::matmul_many_all(
         }
         slot.state.store(static_cast<std::uint32_t>(SlotState::done));
         return 0;
+      } catch (const Error& e) {
+        fail_slot(job, w, e.what(), static_cast<std::int32_t>(e.code()));
+      } catch (const std::bad_alloc&) {
+        fail_slot(job, w, "out of memory", static_cast<std::int32_t>(ErrorCode::resource));
       } catch (const std::exception& e) {
-        std::snprintf(slot.message, sizeof slot.message, "%s", e.what());
-        slot.state.store(static_cast<std::uint32_t>(SlotState::failed));
-        return 1;
+        fail_slot(job, w, e.what());
       }
+      return 1;
     };
     Options launch_options = options;
     launch_options.progress = false;

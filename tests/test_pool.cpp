@@ -436,7 +436,9 @@ TEST_CASE("a pool that cannot map its default arena (ulimit -v) throws and leave
   CHECK(test::segments_of(child).empty());
 }
 
-TEST_CASE("one failure, one code: in process, with fork and spawn workers, and in a Pool") {
+TEST_CASE(
+    "one failure, one code: in process, with fork and spawn workers, in a Pool, and in a set "
+    "of products") {
   std::mt19937_64 rng(41);
   std::vector<double> a(400 * 300), b(300 * 200), c(400 * 200), wrong(7 * 5);
   for (auto* v : {&a, &b})
@@ -446,7 +448,7 @@ TEST_CASE("one failure, one code: in process, with fork and spawn workers, and i
       bv(b.data(), DType::float64, {300, 200}),
       cv(static_cast<void*>(c.data()), DType::float64, {400, 200}),
       wv(wrong.data(), DType::float64, {7, 5});
-  enum Path { in_process, fork_workers, spawn_workers, pool_fork, pool_spawn };
+  enum Path { in_process, fork_workers, spawn_workers, pool_fork, pool_spawn, many_fork };
   // The code of the failure that `fault` (SHMGEMM_TEST_FAULT, "" for none) causes on `path`,
   // multiplying a @ b, or a @ wrong with `mismatch`.
   auto code_in_process = [&](Path path, const std::string& fault, bool mismatch,
@@ -467,6 +469,13 @@ TEST_CASE("one failure, one code: in process, with fork and spawn workers, and i
         o.workers = 2;
         o.launch = path == fork_workers ? Launch::fork : Launch::spawn;
         matmul(av, mismatch ? wv : bv, cv, o);
+      } else if (path == many_fork) {
+        ManyOptions m;
+        m.workers = 2;
+        m.launch = Launch::fork;
+        m.timeout = timeout;
+        const std::pair<ArrayView, ArrayView> pairs[] = {{av, bv}, {av, mismatch ? wv : bv}};
+        matmul_many(pairs, m);
       } else {
         Options po = pool_options(path == pool_fork ? Launch::fork : Launch::spawn);
         po.timeout = timeout;
@@ -499,7 +508,7 @@ TEST_CASE("one failure, one code: in process, with fork and spawn workers, and i
     const int code = WEXITSTATUS(status);
     return code == 100 ? std::nullopt : std::optional<ErrorCode>(static_cast<ErrorCode>(code));
   };
-  for (Path path : {in_process, fork_workers, spawn_workers, pool_fork, pool_spawn}) {
+  for (Path path : {in_process, fork_workers, spawn_workers, pool_fork, pool_spawn, many_fork}) {
     CAPTURE(int(path));
     // A bad operand: the same code on every path.
     CHECK(code_of(path, "", true, 0) == ErrorCode::shape_mismatch);

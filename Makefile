@@ -89,8 +89,9 @@ sanitize: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
-# libFuzzer (clang) on the .npy header parser and the job-descriptor validator, each for
-# FUZZ_SECONDS, starting from the committed seed corpus in tests/fuzz/corpus.
+# libFuzzer (clang) on the .npy header parser, the job-descriptor validator and the pool's
+# control block, starting from the committed seed corpus in tests/fuzz/corpus: the targets run
+# side by side, each for FUZZ_SECONDS of wall time (on fewer cores than targets, they share them).
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS = npy_header job_descriptor pool_control
 fuzz: deps
@@ -98,14 +99,20 @@ fuzz: deps
 	@cmake -S . -B build-fuzz -DSHMGEMM_PYTHON=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
 	  -DSHMGEMM_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 	@cmake --build build-fuzz -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
-	@for t in $(FUZZ_TARGETS); do \
-	  mkdir -p build-fuzz/corpus/$$t && \
-	  echo "fuzz_$$t: $(FUZZ_SECONDS) s" && \
+	@pids=; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build-fuzz/corpus/$$t; \
 	  build-fuzz/bin/fuzz_$$t build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
-	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>build-fuzz/fuzz_$$t.log || \
-	    { tail -50 build-fuzz/fuzz_$$t.log; exit 1; }; \
-	  grep -E "stat::number_of_executed_units|Done" build-fuzz/fuzz_$$t.log; \
-	done
+	    -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 >/dev/null 2>build-fuzz/fuzz_$$t.log & \
+	  pids="$$pids $$!"; \
+	done; \
+	failed=0; for p in $$pids; do wait $$p || failed=1; done; \
+	for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  if grep -qE "^Done [0-9]+ runs" build-fuzz/fuzz_$$t.log; then \
+	    grep -E "stat::number_of_executed_units|^Done" build-fuzz/fuzz_$$t.log; \
+	  else tail -50 build-fuzz/fuzz_$$t.log; failed=1; fi; \
+	done; \
+	exit $$failed
 
 FORMAT_FILES = $(shell git ls-files '*.cpp' '*.hpp')
 format:

@@ -14,14 +14,19 @@
 
 namespace shmgemm::detail {
 
-Options all_options(const CallOptions& o) {
+Options all_options(const WorkerOptions& o) {
   Options all;
   all.workers = o.workers;
   all.threads_per_worker = o.threads;
   all.launch = o.launch;
+  all.timeout = o.timeout;
+  return all;
+}
+
+Options all_options(const CallOptions& o) {
+  Options all = all_options(static_cast<const WorkerOptions&>(o));
   all.in_process = o.in_process;
   all.progress = o.progress;
-  all.timeout = o.timeout;
   all.stop = o.stop;
   return all;
 }
@@ -44,12 +49,8 @@ Options all_options(const FileOptions& o) {
 }
 
 Options all_options(const PoolOptions& o) {
-  Options all;
-  all.workers = o.workers;
-  all.threads_per_worker = o.threads;
-  all.launch = o.launch;
+  Options all = all_options(static_cast<const WorkerOptions&>(o));
   all.pool_bytes = o.arena_bytes;
-  all.timeout = o.timeout;
   return all;
 }
 

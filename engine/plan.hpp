@@ -28,6 +28,7 @@ enum class Entry {
 void check_options(const Options& o, Entry entry);
 
 // A per-call options type's settings as the engine takes them (every other field its default).
+Options all_options(const WorkerOptions& o);
 Options all_options(const CallOptions& o);
 Options all_options(const MatmulOptions& o);
 Options all_options(const FileOptions& o);

@@ -43,22 +43,28 @@ enum class Backing {
 // What each call honours, and nothing else: an option that does not apply to a call does not
 // compile with it.
 //
-// Every call that computes: matmul(), matmul_into(), matmul_many(), multiply_files().
-struct CallOptions {
-  unsigned workers = 0;  // worker processes; 0: the automatic plan (in process, or 1..cores)
+// What every call with workers takes: calls that compute and a Pool.
+struct WorkerOptions {
+  // Worker processes; 0: the automatic plan (in process, or 1..cores; a Pool: one per core).
+  unsigned workers = 0;
   // OpenBLAS threads in each worker (or in process); 0: cores / workers, >= 1, and at most
   // OPENBLAS_NUM_THREADS (else OMP_NUM_THREADS) when the environment sets it, as numpy's
   // OpenBLAS would. At most max_threads_per_worker().
   unsigned threads = 0;
   Launch launch = Launch::automatic;
-  bool in_process = false;  // no workers: one OpenBLAS call in this process
-  // Draw a progress bar on stderr for runs longer than a second, when stderr is a terminal.
-  bool progress = false;
   // Give up after this many seconds: the workers are killed, the output left as it was, and the
   // call throws Error(timed_out) naming the workers that had not finished and how far each got.
   // 0 or infinity: no limit; negative or NaN: Error(invalid_argument). In process, checked
-  // between steps of rows; a product whose work is all done is never discarded.
+  // between steps of rows; a product whose work is all done is never discarded. A Pool: per
+  // job; a worker still on the rows of a job past it is killed and replaced.
   double timeout = 0;
+};
+
+// Every call that computes: matmul(), matmul_into(), matmul_many(), multiply_files().
+struct CallOptions : WorkerOptions {
+  bool in_process = false;  // no workers: one OpenBLAS call in this process
+  // Draw a progress bar on stderr for runs longer than a second, when stderr is a terminal.
+  bool progress = false;
   // Stops this call when a stop is requested on it, as an interrupt does (workers killed and
   // reaped, the output left as it was, Error(interrupted)), and no other call.
   std::stop_token stop;
@@ -96,16 +102,10 @@ struct FileOptions : MatmulOptions {
 };
 
 // Pool: persistent workers.
-struct PoolOptions {
-  unsigned workers = 0;  // 0: one per core
-  unsigned threads = 0;  // OpenBLAS threads per worker; 0: as CallOptions::threads
-  Launch launch = Launch::automatic;
+struct PoolOptions : WorkerOptions {
   // Bytes of the shared arena; 0: half of /dev/shm's free space. Pages are reserved as they are
   // allocated, so a large arena costs nothing until used.
   std::size_t arena_bytes = 0;
-  // Per job: a worker still on the rows of a job past it is killed (and replaced), and the job
-  // fails with Error(timed_out). 0 or infinity: no limit.
-  double timeout = 0;
 };
 
 // Every setting at once, as releases before the per-call types took them. Deprecated: the

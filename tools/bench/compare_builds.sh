@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two builds of shmgemm side by side on this machine, in one run, alternating: `shmgemm bench`
 # (the engine's plans on 4000^2, 2000^2, 50x100000x60 and 64^2 float64, no peers) and
-# `shmgemm bench --matmul` (np.matmul's cases), each ROUNDS times per build, then the median
+# `shmgemm bench --matmul` (np.matmul's cases), each ROUNDS times per build (each build first
+# every other round), then the median
 # seconds of every variant for both builds and their ratio (new / old: below 1 is faster).
 # Each build calibrates first, into a cache of its own (XDG_CACHE_HOME): a build cannot read
 # another version's cache, and would plan with its built-in defaults.
@@ -22,8 +23,12 @@ shmgemm_of() {
 for which in old new; do
   shmgemm_of "$which" calibrate >/dev/null
 done
+# Alternating, and each build first every other round: whatever the first run of a round
+# leaves (warm caches, a hotter CPU) favours neither.
 for ((r = 0; r < rounds; r++)); do
-  for which in old new; do
+  order="old new"
+  ((r % 2)) && order="new old"
+  for which in $order; do
     shmgemm_of "$which" bench --no-peers --rounds 1 --shapes 4000,2000,50x100000x60,64 --json \
       >"$out/bench-$which-$r.json"
     shmgemm_of "$which" bench --matmul --rounds 1 --json >"$out/matmul-$which-$r.json" 2>/dev/null

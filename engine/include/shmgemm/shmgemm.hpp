@@ -26,7 +26,7 @@ namespace shmgemm {
 // How workers start.
 enum class Launch {
   fork,   // children of this process; they inherit its mappings, no exec
-  spawn,  // the shmgemm-worker executable, started with posix_spawn; it maps /proc/<pid>/fd/N
+  spawn,  // the shmgemm-worker executable, started without a fork (vfork); it maps /proc/<pid>/fd/N
   // fork where no other thread of this process may be inside OpenBLAS (this process runs no
   // threads but the calling one, OpenBLAS's own and shmgemm's), else spawn: decided at each
   // call (and for each worker a Pool starts). A fork while another thread computes in OpenBLAS

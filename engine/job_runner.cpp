@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -82,11 +81,9 @@ Error timeout_failure(const JobDescriptor& job, std::size_t workers,
   std::string late;
   for (std::size_t i = 0; i < workers; ++i) {
     if (job.slots[i].state.load() == static_cast<std::uint32_t>(SlotState::done)) continue;
-    const auto held =
-        std::find_if(stopped.begin(), stopped.end(), [i](const auto& s) { return s.first == i; });
-    late += fmt::format(
-        "{}{}", late.empty() ? "" : "; ",
-        worker_progress("worker", i, job.slots[i], held != stopped.end() ? held->second : 0));
+    late +=
+        fmt::format("{}{}", late.empty() ? "" : "; ",
+                    worker_progress("worker", i, job.slots[i], Launcher::stop_signal(stopped, i)));
   }
   const StopScope* scope = current_stop_scope();
   return Error(ErrorCode::timed_out,

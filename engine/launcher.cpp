@@ -50,6 +50,17 @@ void kill_and_reap(pid_t pid) noexcept {
   retry_eintr([pid] { return ::waitpid(pid, nullptr, 0); });
 }
 
+// poll() on `fds` (pidfds) and on what stops this thread's call (an interrupt, a stop request),
+// for at most `wait_ms`, and not past the call's deadline.
+int poll_with_stops(std::vector<pollfd>& fds, int wait_ms) {
+  const StopScope* scope = current_stop_scope();
+  if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
+  if (scope && scope->stop_fd() >= 0) fds.push_back({scope->stop_fd(), POLLIN, 0});
+  if (scope && scope->left_ms() >= 0)
+    wait_ms = static_cast<int>(std::min<long long>(wait_ms, scope->left_ms()));
+  return ::poll(fds.data(), fds.size(), wait_ms);
+}
+
 }  // namespace
 
 int shell_status(int wait_status) {
@@ -186,13 +197,7 @@ int Process::join(int tick_ms, const std::function<void()>& tick, bool forward_s
   while (!reaped_) {
     if (tick) tick();
     std::vector<pollfd> fds = {{pidfd_.get(), POLLIN, 0}};
-    if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
-    if (scope && scope->stop_fd() >= 0) fds.push_back({scope->stop_fd(), POLLIN, 0});
-    int wait_ms = tick_ms;
-    if (scope && scope->left_ms() >= 0)
-      wait_ms = static_cast<int>(std::min<long long>(wait_ms, scope->left_ms()));
-    const int ready = ::poll(fds.data(), fds.size(), wait_ms);
-    if (ready > 0 && (fds[0].revents & POLLIN)) {
+    if (poll_with_stops(fds, tick_ms) > 0 && (fds[0].revents & POLLIN)) {
       reap();
       break;
     }
@@ -212,13 +217,22 @@ void Process::signal(int sig) const noexcept {
   if (!reaped_ && pid_ > 0) ::kill(pid_, sig);
 }
 
+bool Process::peek(int flags, siginfo_t& info) const {
+  info = {};
+  return !reaped_ &&
+         ::waitid(P_PID, static_cast<id_t>(pid_), &info, flags | WNOHANG | WNOWAIT) == 0 &&
+         info.si_pid == pid_;
+}
+
 int Process::stop_signal() const {
-  if (reaped_) return 0;
-  siginfo_t info{};
-  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
-      info.si_pid == pid_ && info.si_code == CLD_STOPPED)
-    return info.si_status;
-  return 0;
+  siginfo_t info;
+  return peek(WSTOPPED, info) && info.si_code == CLD_STOPPED ? info.si_status : 0;
+}
+
+std::optional<bool> Process::ended_well() const {
+  siginfo_t info;
+  if (!peek(WEXITED, info)) return std::nullopt;
+  return info.si_code == CLD_EXITED && info.si_status == 0;
 }
 
 bool WorkerExit::ok() const {
@@ -271,8 +285,6 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
     // Bounded even without a timeout: another call may have drained the interrupt eventfd
     // (StopScope) after the signal that concerns this one.
     int wait_ms = 200;
-    if (const StopScope* scope = current_stop_scope(); scope && scope->left_ms() >= 0)
-      wait_ms = static_cast<int>(std::min<long long>(wait_ms, scope->left_ms()));
     if (timeout_ms >= 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -287,10 +299,7 @@ std::vector<WorkerExit> Launcher::wait_exits(int timeout_ms) {
       fds.push_back({c.process.pidfd(), POLLIN, 0});
       polled.push_back(&c);
     }
-    if (interrupt_fd() >= 0) fds.push_back({interrupt_fd(), POLLIN, 0});
-    if (const StopScope* scope = current_stop_scope(); scope && scope->stop_fd() >= 0)
-      fds.push_back({scope->stop_fd(), POLLIN, 0});
-    const int ready = ::poll(fds.data(), fds.size(), wait_ms);
+    const int ready = poll_with_stops(fds, wait_ms);
     if (ready < 0 && errno != EINTR)
       throw Error(ErrorCode::internal, fmt::format("poll on workers: {}", std::strerror(errno)));
     stop_if_interrupted();
@@ -328,14 +337,9 @@ bool Launcher::wait_attached(boost::interprocess::interprocess_semaphore& attach
     // Nobody attached for a while. A worker that failed never will, and wait_exits() reports
     // it; one that exited 0 attached first, unless has_attached says otherwise.
     for (const Child& c : workers_) {
-      if (c.process.reaped()) continue;
-      siginfo_t info{};
-      const pid_t pid = c.process.pid();
-      if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 ||
-          info.si_pid != pid)
-        continue;
-      const bool exited_well = info.si_code == CLD_EXITED && info.si_status == 0;
-      if (!exited_well) return false;
+      const std::optional<bool> ended_well = c.process.ended_well();
+      if (!ended_well) continue;
+      if (!*ended_well) return false;
       // Its post may still be pending: take the posts there are before judging.
       while (seen < count && attached.try_wait())
         ++seen;
@@ -364,6 +368,12 @@ std::vector<std::pair<std::size_t, int>> Launcher::stopped() const {
   for (const Child& c : workers_)
     if (const int sig = c.process.stop_signal()) found.emplace_back(c.id, sig);
   return found;
+}
+
+int Launcher::stop_signal(const std::vector<std::pair<std::size_t, int>>& stopped, std::size_t id) {
+  const auto held =
+      std::find_if(stopped.begin(), stopped.end(), [id](const auto& s) { return s.first == id; });
+  return held != stopped.end() ? held->second : 0;
 }
 
 void Launcher::kill_all() noexcept {

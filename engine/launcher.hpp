@@ -8,8 +8,10 @@
 
 #include "common/fd.hpp"
 
+#include <csignal>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -70,9 +72,15 @@ class Process {
   void kill() noexcept;
   // The signal that holds it stopped now (SIGSTOP, a debugger), else 0.
   int stop_signal() const;
+  // Whether it has ended, without reaping it: nothing while it runs (or once reaped), else
+  // whether it exited with status 0.
+  std::optional<bool> ended_well() const;
 
  private:
   Process(pid_t pid, std::string_view who);
+  // waitid() on it with WNOHANG | WNOWAIT and `flags` (WEXITED, WSTOPPED): whether it is in
+  // such a state now, with `info` filled.
+  bool peek(int flags, siginfo_t& info) const;
 
   pid_t pid_ = 0;
   Fd pidfd_;
@@ -127,6 +135,8 @@ class Launcher {
   // The workers stopped by a signal now (SIGSTOP, a debugger), with the signal: they make no
   // progress until continued. (Process::stop_signal() of each.)
   std::vector<std::pair<std::size_t, int>> stopped() const;
+  // The signal that holds worker `id` in a list stopped() gave, else 0.
+  static int stop_signal(const std::vector<std::pair<std::size_t, int>>& stopped, std::size_t id);
 
   // Workers started and not yet reaped.
   std::size_t live() const;

@@ -182,12 +182,8 @@ std::vector<OwnedArray> legacy::matmul_many_all(
         }
         slot.state.store(static_cast<std::uint32_t>(SlotState::done));
         return 0;
-      } catch (const Error& e) {
-        fail_slot(job, w, e.what(), static_cast<std::int32_t>(e.code()));
-      } catch (const std::bad_alloc&) {
-        fail_slot(job, w, "out of memory", static_cast<std::int32_t>(ErrorCode::resource));
-      } catch (const std::exception& e) {
-        fail_slot(job, w, e.what());
+      } catch (...) {
+        fail_slot_with_current_exception(job, w);
       }
       return 1;
     };

@@ -265,9 +265,7 @@ void PoolState::expire_jobs() {
       if (!job.timed_out) {
         job.timed_out = true;
         job.code = ErrorCode::timed_out;
-        int held = 0;
-        for (const auto& [id, sig] : launcher_.stopped())
-          if (id == std::size_t(worker)) held = sig;
+        const int held = Launcher::stop_signal(launcher_.stopped(), std::size_t(worker));
         job.error =
             fmt::format("{}: {}; it was stopped and replaced", timed_out_after(options_.timeout),
                         worker_progress("pool worker", std::size_t(worker), slot_of(t), held));

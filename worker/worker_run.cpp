@@ -34,16 +34,24 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
     if (inject) inject_test_fault_after_work(id, slot.attempt);
     return 0;
+  } catch (...) {
+    fail_slot_with_current_exception(job, id);
+  }
+  return 1;
+}
+
+void fail_slot_with_current_exception(JobDescriptor& job, std::size_t id) noexcept {
+  try {
+    throw;
   } catch (const Error& e) {
     fail_slot(job, id, e.what(), static_cast<std::int32_t>(e.code()));
-  } catch (const std::bad_alloc& e) {
+  } catch (const std::bad_alloc&) {
     fail_slot(job, id, "out of memory", static_cast<std::int32_t>(ErrorCode::resource));
   } catch (const std::exception& e) {
     fail_slot(job, id, e.what());
   } catch (...) {
     fail_slot(job, id, "unknown exception");
   }
-  return 1;
 }
 
 }  // namespace shmgemm

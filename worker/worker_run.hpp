@@ -22,5 +22,8 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
 // Never throws.
 void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,
                std::int32_t code = -1) noexcept;
+// fail_slot for the exception being handled (call it in a catch block): a shmgemm::Error keeps
+// its code, bad_alloc is ErrorCode::resource, anything else only its message. Never throws.
+void fail_slot_with_current_exception(JobDescriptor& job, std::size_t id) noexcept;
 
 }  // namespace shmgemm

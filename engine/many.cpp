@@ -139,7 +139,9 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   }
   detail::NewResult memory(total, true);
   std::byte* area = memory.area(Launch::fork).local;
-  auto out_of = [&](const Item& it) { return ArrayView(area + it.offset, it.result, it.shape); };
+  auto out_of = [&](const Item& it) {
+    return MutableArrayView(area + it.offset, it.result, it.shape);
+  };
   {
     // Largest first, each to the worker with the least work so far; each worker's products
     // then lie in one range of `order`, which its slot's rows name.
@@ -198,7 +200,8 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   const std::shared_ptr<void> owner = memory.release();
   for (const Item& it : items)
     out.push_back(
-        {ArrayView(static_cast<std::byte*>(owner.get()) + it.offset, it.result, it.shape), owner});
+        {MutableArrayView(static_cast<std::byte*>(owner.get()) + it.offset, it.result, it.shape),
+         owner});
   return done();
 }
 

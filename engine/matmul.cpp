@@ -73,20 +73,10 @@ void check_product_shapes(const ConstMatrixRef& a, const ConstMatrixRef& b, cons
 
 }  // namespace detail
 
-ArrayView::ArrayView(void* data, DType dtype, std::vector<std::int64_t> shape,
-                     std::vector<std::int64_t> strides)
-    : data_(data),
-      dtype_(dtype),
-      shape_(std::move(shape)),
-      strides_(std::move(strides)),
-      writable_(true) {
-  check_view(shape_, strides_, dtype_);
-}
-
 ArrayView::ArrayView(const void* data, DType dtype, std::vector<std::int64_t> shape,
                      std::vector<std::int64_t> strides)
-    : ArrayView(const_cast<void*>(data), dtype, std::move(shape), std::move(strides)) {
-  writable_ = false;
+    : data_(data), dtype_(dtype), shape_(std::move(shape)), strides_(std::move(strides)) {
+  check_view(shape_, strides_, dtype_);
 }
 
 std::int64_t ArrayView::size() const {
@@ -145,8 +135,8 @@ namespace {
 // The one body of both matmul forms: into `out`, or (out == nullptr) into a new array, made
 // once the plan is known and returned in `made`. `options` is this call's copy: the plan
 // decides its launch.
-Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, Options options,
-                  OwnedArray* made) {
+Report run_matmul(const ArrayView& a, const ArrayView& b, const MutableArrayView* out,
+                  Options options, OwnedArray* made) {
   const auto start = std::chrono::steady_clock::now();
   detail::Product p;
   p.result = detail::check_arrays(a, b, out).result;
@@ -188,7 +178,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
   // A new result that needs no workers (empty, or k = 0: numpy's zeros).
   auto make_small = [&] {
     detail::NewResult c(c_bytes, false);
-    *made = {ArrayView(c.area(options.launch).local, p.result, shape), c.release()};
+    *made = {MutableArrayView(c.area(options.launch).local, p.result, shape), c.release()};
     return made->view;
   };
   if (p.c_elements() == 0) {
@@ -208,7 +198,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
     detail::throw_if_interrupted(/*deadline=*/false);
     report.copied_bytes += placement.copied_bytes();
     const std::shared_ptr<void> memory = c.release();
-    *made = {ArrayView(memory.get(), p.result, shape), memory};
+    *made = {MutableArrayView(memory.get(), p.result, shape), memory};
     return done();
   }
   detail::Placement placement(p, *out, options.launch, !plan.in_process);
@@ -223,7 +213,7 @@ Report run_matmul(const ArrayView& a, const ArrayView& b, const ArrayView* out, 
 
 namespace legacy {
 
-Report matmul_all(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+Report matmul_all(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                   const Options& options) {
   return run_matmul(a, b, &out, options, nullptr);
 }
@@ -260,7 +250,7 @@ Report matmul_all(MatrixView<const float> a, MatrixView<const float> b, MatrixVi
 
 }  // namespace legacy
 
-Report matmul_into(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+Report matmul_into(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                    const MatmulOptions& options) {
   return legacy::matmul_all(a, b, out, detail::all_options(options));
 }

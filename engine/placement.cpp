@@ -74,16 +74,16 @@ Placement::Placement(Product& p, const NpyMapping& a, const NpyMapping& b, const
   c_seg_ = SharedSegment::create("c", std::max<std::uint64_t>(c_bytes_, 1));
   p.c = {c_seg_->data(), ref_to(Storage::shm, c_seg_->name(), 0)};
   c_from_ = c_seg_->data();
-  c_to_ = ArrayView(static_cast<void*>(out.data()), p.result, signed_shape(p.shape.out_shape));
+  c_to_ = MutableArrayView(out.data(), p.result, signed_shape(p.shape.out_shape));
   output_ = &out;
   copied_ += c_bytes_;
 }
 
-Placement::Placement(Product& p, const ArrayView& out, Launch launch, bool workers) {
+Placement::Placement(Product& p, const MutableArrayView& out, Launch launch, bool workers) {
   c_bytes_ = p.c_elements() * item_size(p.result);
   if (!workers) {
     if (out.is_c_contiguous()) {
-      p.c.local = static_cast<std::byte*>(out.data());
+      p.c.local = static_cast<std::byte*>(out.mutable_data());
       return;
     }
     c_own_.resize(c_bytes_);
@@ -94,7 +94,7 @@ Placement::Placement(Product& p, const ArrayView& out, Launch launch, bool worke
     // spawned ones map it by its descriptor.
     if (out.is_c_contiguous())
       if (const auto at = find_engine_memory(out.data(), c_bytes_)) {
-        p.c = {static_cast<std::byte*>(out.data()),
+        p.c = {static_cast<std::byte*>(out.mutable_data()),
                ref_to(Storage::shm, at->segment.empty() ? "inherited" : at->segment, at->offset)};
         return;
       }
@@ -172,7 +172,7 @@ void Placement::finish() {
   }
   // In chunks, freeing each chunk of the segment and unmapping each written chunk of a file
   // output as it goes, so that C is never held twice.
-  auto* to = static_cast<std::byte*>(c_to_->data());
+  auto* to = static_cast<std::byte*>(c_to_->mutable_data());
   for (std::uint64_t at = 0; at < c_bytes_; at += kCopyChunk) {
     const std::uint64_t n = std::min(kCopyChunk, c_bytes_ - at);
     std::memcpy(to + at, c_from_ + at, n);

@@ -60,7 +60,7 @@ class Placement {
   //    segments unless they lie in a Pool's arena.
   //  - C: written in place when `out` is C-contiguous and the workers reach it (in process, or
   //    in a Pool's arena); else computed in an area of its own and copied into `out` by finish().
-  Placement(Product& p, const ArrayView& out, Launch launch, bool workers);
+  Placement(Product& p, const MutableArrayView& out, Launch launch, bool workers);
   // The same operands, written into a new result (in place, whatever the plan).
   Placement(Product& p, const NewResult& out, Launch launch, bool workers);
 
@@ -79,8 +79,8 @@ class Placement {
   std::vector<std::byte> c_own_;  // in process, for an `out` that is not C-contiguous
   const std::byte* c_from_ = nullptr;
   std::uint64_t c_bytes_ = 0;
-  std::optional<ArrayView> c_to_;      // where finish() copies C, when it was computed elsewhere
-  const NpyOutput* output_ = nullptr;  // the file behind c_to_, if any
+  std::optional<MutableArrayView> c_to_;  // where finish() copies C, when it was computed elsewhere
+  const NpyOutput* output_ = nullptr;     // the file behind c_to_, if any
   std::uint64_t copied_ = 0;
 };
 

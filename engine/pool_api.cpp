@@ -52,12 +52,13 @@ SharedArray Pool::alloc(DType dtype, std::vector<std::int64_t> shape) {
   return SharedArray(allocate(bytes), dtype, std::move(shape));
 }
 
-std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                                 std::function<void()> on_done, JobControl control) {
+std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b,
+                                 const MutableArrayView& out, std::function<void()> on_done,
+                                 JobControl control) {
   return state_->submit(a, b, out, std::move(on_done), std::move(control));
 }
 
-Report Pool::matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out) {
+Report Pool::matmul(const ArrayView& a, const ArrayView& b, const MutableArrayView& out) {
   std::future<Report> f = submit(a, b, out);
   return state_->wait(f);
 }

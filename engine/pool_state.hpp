@@ -42,8 +42,8 @@ struct JobRecord {
   unsigned remaining = 0;
   std::string error;
   ErrorCode code = ErrorCode::worker_failed;
-  std::vector<void*> blocks;         // arena blocks to free: staging, descriptor, prepared B
-  std::optional<ArrayView> copy_to;  // C was computed in the arena: copy it here
+  std::vector<void*> blocks;                // arena blocks to free: staging, descriptor, prepared B
+  std::optional<MutableArrayView> copy_to;  // C was computed in the arena: copy it here
   std::chrono::steady_clock::time_point start, compute_start;
   // Options::timeout: past this, a worker still on the job's rows is killed (and replaced).
   std::optional<std::chrono::steady_clock::time_point> deadline;
@@ -65,7 +65,7 @@ class PoolState {
   bool owned_here() const;
   bool closed() const { return stopping_.load(); }
   PoolArena& arena() { return arena_; }
-  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                              std::function<void()> on_done = {}, JobControl control = {});
   // Stops job `id` (JobControl): one not started is taken off the queue and fails with
   // Error(cancelled); one running, when `running_too`, has the workers on its tasks killed (by

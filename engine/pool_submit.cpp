@@ -61,8 +61,9 @@ struct StopCallbacks {
 
 }  // namespace
 
-std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
-                                      std::function<void()> on_done, JobControl control) {
+std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b,
+                                      const MutableArrayView& out, std::function<void()> on_done,
+                                      JobControl control) {
   JobRecord job;
   job.on_done = std::move(on_done);
   job.start = std::chrono::steady_clock::now();
@@ -120,7 +121,7 @@ std::future<Report> PoolState::submit(const ArrayView& a, const ArrayView& b, co
     // rule: else computed apart, then copied in).
     if (out.is_c_contiguous() && arena_.contains(out.data(), c_bytes) &&
         !may_share_memory(a, out) && !may_share_memory(b, out)) {
-      p.c = {static_cast<std::byte*>(out.data()), arena_ref(arena_.offset_of(out.data()))};
+      p.c = {static_cast<std::byte*>(out.mutable_data()), arena_ref(arena_.offset_of(out.data()))};
     } else {
       void* c = arena_.allocate(c_bytes, nullptr, /*zero=*/false);  // the workers write all of C
       job.blocks.push_back(c);

@@ -100,9 +100,10 @@ void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std:
   }
 }
 
-Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* out) {
+Checked check_arrays(const ArrayView& a, const ArrayView& b, const MutableArrayView* out) {
   // A null pointer to elements there are: the view of no array.
-  for (const auto& [view, name] : {std::pair{&a, "a"}, std::pair{&b, "b"}, std::pair{out, "out"}})
+  using Named = std::pair<const ArrayView*, const char*>;
+  for (const auto& [view, name] : {Named{&a, "a"}, Named{&b, "b"}, Named{out, "out"}})
     if (view && view->data() == nullptr && view->size() > 0)
       throw Error(ErrorCode::invalid_argument,
                   fmt::format("{}: a null data pointer for shape {}", name,
@@ -114,8 +115,6 @@ Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* ou
   check_blas_dims(sa, sb, "", "");
   c.result = result_type(a.dtype(), b.dtype());
   if (out == nullptr) return c;
-  if (!out->writable())
-    throw Error(ErrorCode::invalid_argument, "out: a read-only view (made from a const pointer)");
   if (out->dtype() != c.result)
     throw Error(
         ErrorCode::invalid_argument,
@@ -152,12 +151,12 @@ Operand gather_into(const ArrayView& v, std::byte* to) {
   for_each_element(v, [&](std::int64_t offset, std::int64_t e) {
     std::memcpy(to + static_cast<std::size_t>(e) * item, from + offset, item);
   });
-  return *operand_in_place(ArrayView(static_cast<void*>(to), v.dtype(), v.shape()));
+  return *operand_in_place(ArrayView(to, v.dtype(), v.shape()));
 }
 
-void scatter_from(const std::byte* from, const ArrayView& out) {
+void scatter_from(const std::byte* from, const MutableArrayView& out) {
   const std::size_t item = item_size(out.dtype());
-  auto* to = static_cast<std::byte*>(out.data());
+  auto* to = static_cast<std::byte*>(out.mutable_data());
   if (out.is_c_contiguous()) {
     if (from != to) std::memmove(to, from, static_cast<std::size_t>(out.size()) * item);
     return;
@@ -167,7 +166,7 @@ void scatter_from(const std::byte* from, const ArrayView& out) {
   });
 }
 
-void fill_zeros(const ArrayView& out) {
+void fill_zeros(const MutableArrayView& out) {
   const std::vector<std::byte> zeros(static_cast<std::size_t>(out.size()) * item_size(out.dtype()));
   scatter_from(zeros.data(), out);
 }

@@ -59,7 +59,7 @@ struct Checked {
   MatmulShape shape;
   DType result = DType::float64;
 };
-Checked check_arrays(const ArrayView& a, const ArrayView& b, const ArrayView* out);
+Checked check_arrays(const ArrayView& a, const ArrayView& b, const MutableArrayView* out);
 
 // Throws Error(unsupported), naming the operand, for a matrix dimension beyond OpenBLAS's 32-bit
 // int.
@@ -74,9 +74,9 @@ std::optional<Operand> operand_in_place(const ArrayView& v);
 // Copies `v` into `to` (v.size() elements, C order) and returns the operand that reads it.
 Operand gather_into(const ArrayView& v, std::byte* to);
 // Copies the C-order elements at `from` into `out`, at its strides.
-void scatter_from(const std::byte* from, const ArrayView& out);
+void scatter_from(const std::byte* from, const MutableArrayView& out);
 // np.matmul's zeros for a product with k = 0, into `out` at its strides.
-void fill_zeros(const ArrayView& out);
+void fill_zeros(const MutableArrayView& out);
 
 // Runs a job's phases on workers. Implementations: in process, one-shot workers, a Pool.
 class Executor {

@@ -26,17 +26,18 @@ auto ref_of(MatrixView<T> v) {
       v.order() == Order::row_major ? Layout::row_major : Layout::col_major};
 }
 
-// A matrix view as the N-D view of the same elements.
+// A matrix view as the N-D view of the same elements: a MutableArrayView when T is not const.
 template <class T>
-ArrayView array_view(MatrixView<T> v) {
+auto array_view(MatrixView<T> v) {
+  using View = std::conditional_t<std::is_const_v<T>, ArrayView, MutableArrayView>;
   const auto item = static_cast<std::int64_t>(sizeof(T));
   const auto ld = static_cast<std::int64_t>(v.ld());
   std::vector<std::int64_t> strides = v.order() == Order::row_major
                                           ? std::vector<std::int64_t>{ld * item, item}
                                           : std::vector<std::int64_t>{item, ld * item};
-  return ArrayView(v.data(), dtype_of<T>(),
-                   {static_cast<std::int64_t>(v.rows()), static_cast<std::int64_t>(v.cols())},
-                   std::move(strides));
+  return View(v.data(), dtype_of<std::remove_const_t<T>>(),
+              {static_cast<std::int64_t>(v.rows()), static_cast<std::int64_t>(v.cols())},
+              std::move(strides));
 }
 
 // Throws Error(shape_mismatch) as numpy words it ("shapes (3,4) and (5,6) not aligned: 4 (dim 1)

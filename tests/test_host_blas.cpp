@@ -37,7 +37,7 @@ struct Square {
     for (double& x : data)
       x = dist(rng);
   }
-  ArrayView view() { return ArrayView(static_cast<void*>(data.data()), DType::float64, {n, n}); }
+  MutableArrayView view() { return MutableArrayView(data.data(), DType::float64, {n, n}); }
   ArrayView cview() const {
     return ArrayView(static_cast<const void*>(data.data()), DType::float64, {n, n});
   }
@@ -92,7 +92,7 @@ TEST_CASE(
   Square x(600);
   const std::vector<double> ref = reference(x);
   std::vector<double> c(600 * 600);
-  const ArrayView out(static_cast<void*>(c.data()), DType::float64, {600, 600});
+  const MutableArrayView out(c.data(), DType::float64, {600, 600});
   Options in;
   in.in_process = true;
   // A host that limited OpenBLAS to one thread (threadpoolctl does this): one thread here.
@@ -112,10 +112,9 @@ TEST_CASE(
   Square big(3000);
   std::vector<double> cc(3000 * 3000);
   in.timeout = 1e-3;  // a timeout is looked at between steps of rows
-  CHECK_THROWS_AS(
-      matmul(big.cview(), big.cview(),
-             ArrayView(static_cast<void*>(cc.data()), DType::float64, {3000, 3000}), in),
-      Error);
+  CHECK_THROWS_AS(matmul(big.cview(), big.cview(),
+                         MutableArrayView(cc.data(), DType::float64, {3000, 3000}), in),
+                  Error);
   CHECK(openblas_get_num_threads() == before);
 }
 
@@ -131,7 +130,7 @@ TEST_CASE("threads mixing fork workers and in-process products: no deadlock, eve
         for (int t = 0; t < 4; ++t)
           threads.emplace_back([&, t] {
             std::vector<double> c(400 * 400);
-            const ArrayView out(static_cast<void*>(c.data()), DType::float64, {400, 400});
+            const MutableArrayView out(c.data(), DType::float64, {400, 400});
             for (int round = 0; round < 25; ++round) {
               Options o;
               o.launch = Launch::fork;
@@ -157,7 +156,7 @@ TEST_CASE("Launch::automatic forks where no other thread may be inside OpenBLAS,
         Square x(300);
         const std::vector<double> ref = reference(x);
         std::vector<double> c(300 * 300);
-        const ArrayView out(static_cast<void*>(c.data()), DType::float64, {300, 300});
+        const MutableArrayView out(c.data(), DType::float64, {300, 300});
         Options o;
         o.workers = 2;
         int failures = 0;
@@ -208,7 +207,7 @@ TEST_CASE("a stop token stops its own call and no other") {
         std::atomic<bool> done{false};
         std::thread side([&] {
           std::vector<double> d(800 * 800);
-          const ArrayView out(static_cast<void*>(d.data()), DType::float64, {800, 800});
+          const MutableArrayView out(d.data(), DType::float64, {800, 800});
           while (!done.load()) {
             for (bool workers : {true, false}) {
               Options o;
@@ -247,7 +246,7 @@ TEST_CASE("a stop token stops its own call and no other") {
           });
           try {
             matmul(big.cview(), big.cview(),
-                   ArrayView(static_cast<void*>(c.data()), DType::float64, {2500, 2500}), o);
+                   MutableArrayView(c.data(), DType::float64, {2500, 2500}), o);
             ++failures;
           } catch (const Error& e) {
             if (e.code() != ErrorCode::interrupted) ++failures;
@@ -268,7 +267,7 @@ TEST_CASE("Options::timeout: infinity is no limit; negative and NaN are refused,
   Square x(200);
   const std::vector<double> ref = reference(x);
   std::vector<double> c(200 * 200);
-  const ArrayView out(static_cast<void*>(c.data()), DType::float64, {200, 200});
+  const MutableArrayView out(c.data(), DType::float64, {200, 200});
   Options o;
   o.workers = 2;
   o.timeout = std::numeric_limits<double>::infinity();

@@ -55,7 +55,7 @@ ArrayView random_view(std::byte* buffer, std::mt19937_64& rng) {
   const std::int64_t room = kBuffer - (high - low);
   if (room <= 0) return random_view(buffer, rng);
   const std::int64_t start = -low + static_cast<std::int64_t>(rng() % std::uint64_t(room));
-  return ArrayView(static_cast<void*>(buffer + start), dtype, shape, strides);
+  return ArrayView(buffer + start, dtype, shape, strides);
 }
 
 }  // namespace
@@ -93,7 +93,7 @@ TEST_CASE(
   std::vector<double> base(400 * 300);
   auto view = [&](std::size_t first, std::vector<std::int64_t> shape,
                   std::vector<std::int64_t> strides) {
-    return ArrayView(static_cast<void*>(base.data() + first), DType::float64, shape, strides);
+    return ArrayView(base.data() + first, DType::float64, shape, strides);
   };
   const ArrayView a = view(0, {300, 300}, {2400, 8});
   CHECK(detail::overlap(a, a) == Overlap::some);
@@ -113,9 +113,8 @@ TEST_CASE(
 TEST_CASE("overlap gives up as 'maybe' past its bound of work, never as a wrong 'none'") {
   // Strides whose equation has many near-solutions and none: 7 and 11 steps of large extents.
   std::vector<std::byte> buffer(1 << 20);
-  const ArrayView x(static_cast<void*>(buffer.data()), DType::int8, {1000, 1000}, {7 * 97, 7});
-  const ArrayView y(static_cast<void*>(buffer.data() + 3), DType::int8, {1000, 1000},
-                    {11 * 89, 11});
+  const ArrayView x(buffer.data(), DType::int8, {1000, 1000}, {7 * 97, 7});
+  const ArrayView y(buffer.data() + 3, DType::int8, {1000, 1000}, {11 * 89, 11});
   const Overlap full = detail::overlap(x, y, std::uint64_t(1) << 40);
   const Overlap bounded = detail::overlap(x, y, 10);
   CHECK(bounded != Overlap::none);

@@ -445,9 +445,8 @@ TEST_CASE(
     for (double& x : *v)
       x = std::uniform_real_distribution<double>(-1, 1)(rng);
   const ArrayView av(a.data(), DType::float64, {400, 300}),
-      bv(b.data(), DType::float64, {300, 200}),
-      cv(static_cast<void*>(c.data()), DType::float64, {400, 200}),
-      wv(wrong.data(), DType::float64, {7, 5});
+      bv(b.data(), DType::float64, {300, 200}), wv(wrong.data(), DType::float64, {7, 5});
+  const MutableArrayView cv(c.data(), DType::float64, {400, 200});
   enum Path { in_process, fork_workers, spawn_workers, pool_fork, pool_spawn, many_fork };
   // The code of the failure that `fault` (SHMGEMM_TEST_FAULT, "" for none) causes on `path`,
   // multiplying a @ b, or a @ wrong with `mismatch`.
@@ -522,8 +521,8 @@ TEST_CASE(
   // In process, a timeout that passes is timed_out too: a product of several steps, each
   // longer than the limit.
   std::vector<double> big(3000 * 3000, 1.0), big_c(3000 * 3000);
-  const ArrayView bigv(big.data(), DType::float64, {3000, 3000}),
-      big_cv(static_cast<void*>(big_c.data()), DType::float64, {3000, 3000});
+  const ArrayView bigv(big.data(), DType::float64, {3000, 3000});
+  const MutableArrayView big_cv(big_c.data(), DType::float64, {3000, 3000});
   Options o;
   o.in_process = true;
   o.timeout = 1e-3;
@@ -605,7 +604,7 @@ TEST_CASE("every call on a closed pool throws Error(shut_down); arrays made befo
   const MatrixView<const double> xv(x.data(), 8, 8);
   const MatrixView<double> yv(y.data(), 8, 8);
   const ArrayView av(x.data(), DType::float64, {8, 8});
-  const ArrayView out(static_cast<void*>(y.data()), DType::float64, {8, 8});
+  const MutableArrayView out(y.data(), DType::float64, {8, 8});
   const std::pair<const char*, std::function<void()>> calls[] = {
       {"matmul", [&] { pool.matmul(av, av, out); }},
       {"submit", [&] { pool.submit(av, av, out); }},
@@ -703,8 +702,7 @@ TEST_CASE(
     std::vector<double> a(n * n, 1.0), c1(n * n), c2(n * n), c3(n * n);
     const ArrayView av(a.data(), DType::float64, {std::int64_t(n), std::int64_t(n)});
     auto out = [&](std::vector<double>& c) {
-      return ArrayView(static_cast<void*>(c.data()), DType::float64,
-                       {std::int64_t(n), std::int64_t(n)});
+      return MutableArrayView(c.data(), DType::float64, {std::int64_t(n), std::int64_t(n)});
     };
     // The one worker takes the first job; the second waits in the queue, and is cancelled.
     std::stop_source stop_first, cancel_second, cancel_first;

@@ -20,6 +20,7 @@ namespace {
 
 using shmgemm::ArrayView;
 using shmgemm::DType;
+using shmgemm::MutableArrayView;
 
 using Array = StridedArray;
 
@@ -175,7 +176,7 @@ int main() {
   try {
     shmgemm::Pool pool(pooled);
     const std::pair<const char*, std::function<shmgemm::Report(const ArrayView&, const ArrayView&,
-                                                               const ArrayView&)>>
+                                                               const MutableArrayView&)>>
         ways[] = {
             {"in process",
              [&](auto& a, auto& b, auto& c) { return matmul_into(a, b, c, in_process); }},

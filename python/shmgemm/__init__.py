@@ -213,6 +213,8 @@ def _prepare(a, b, out):
     else:
         if not isinstance(out, np.ndarray):
             raise TypeError("return arrays must be of ArrayType")
+        if not out.flags.writeable:
+            raise ValueError("output array is read-only")
         if out.shape != shape:
             if out.ndim != len(shape) or out.shape[:-2] != shape[:-2]:
                 raise ValueError(
@@ -521,7 +523,12 @@ class Pool:
                     future.set_exception(outcome)
                     continue
                 future.report = json.loads(outcome)
-                future.set_result(_finish(target, staged, new))
+                try:
+                    result = _finish(target, staged, new)
+                except Exception as e:  # noqa: BLE001  (e.g. out made read-only meanwhile)
+                    future.set_exception(e)
+                    continue
+                future.set_result(result)
 
     def matmul_many(self, pairs):
         """The products of ``pairs`` (a sequence of ``(a, b)``), in order; see matmul_many."""

@@ -29,6 +29,7 @@ namespace py = pybind11;
 using shmgemm::ArrayView;
 using shmgemm::DType;
 using shmgemm::ErrorCode;
+using shmgemm::MutableArrayView;
 
 namespace {
 
@@ -84,17 +85,26 @@ DType dtype_of(const py::array& a) {
                        std::string(shmgemm::supported_dtypes()) + ", native byte order)");
 }
 
-ArrayView view_of(const py::array& a, bool writable) {
+std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> layout_of(const py::array& a) {
   std::vector<std::int64_t> shape, strides;
   for (py::ssize_t i = 0; i < a.ndim(); ++i) {
     shape.push_back(a.shape(i));
     strides.push_back(a.strides(i));
   }
-  if (writable) {
-    if (!a.writeable()) throw py::value_error("out: the array is read-only");
-    return ArrayView(const_cast<void*>(a.data()), dtype_of(a), shape, strides);
-  }
-  return ArrayView(a.data(), dtype_of(a), shape, strides);
+  return {std::move(shape), std::move(strides)};
+}
+
+// An operand: read only.
+ArrayView view_of(const py::array& a) {
+  auto [shape, strides] = layout_of(a);
+  return ArrayView(a.data(), dtype_of(a), std::move(shape), std::move(strides));
+}
+
+// An `out`: numpy's ValueError for a read-only array.
+MutableArrayView out_view_of(py::array out) {
+  if (!out.writeable()) throw py::value_error("out: the array is read-only");
+  auto [shape, strides] = layout_of(out);
+  return MutableArrayView(out.mutable_data(), dtype_of(out), std::move(shape), std::move(strides));
 }
 
 shmgemm::Launch launch_of(const std::string& launch) {
@@ -208,7 +218,8 @@ class PyPool {
   // may be freed. Jobs of at most kDirectMultiplyAdds are waited for on this thread, as one-shot
   // calls are: a thread of their own would cost more than they take.
   std::string matmul(const py::array& a, const py::array& b, const py::array& out) {
-    const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+    const ArrayView av = view_of(a), bv = view_of(b);
+    const MutableArrayView ov = out_view_of(out);
     if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
       return shmgemm::to_json(([&] {
         py::gil_scoped_release release;
@@ -224,7 +235,8 @@ class PyPool {
 
   // Queues a job; returns its id. `keep` holds the arrays until the job is collected.
   std::uint64_t submit(const py::array& a, const py::array& b, const py::array& out) {
-    const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+    const ArrayView av = view_of(a), bv = view_of(b);
+    const MutableArrayView ov = out_view_of(out);
     const std::uint64_t id = next_id_++;
     std::stop_source cancel;
     std::future<shmgemm::Report> f = ([&] {
@@ -391,7 +403,8 @@ PYBIND11_MODULE(_core, m) {
       [](const py::array& a, const py::array& b, const py::array& out, unsigned workers,
          const std::string& launch, unsigned threads, bool in_process, bool progress,
          double timeout, bool stoppable) {
-        const ArrayView av = view_of(a, false), bv = view_of(b, false), ov = view_of(out, true);
+        const ArrayView av = view_of(a), bv = view_of(b);
+        const MutableArrayView ov = out_view_of(out);
         const shmgemm::FileOptions o =
             options_of(workers, launch, threads, in_process, progress, timeout);
         auto run = [av, bv, ov](const shmgemm::FileOptions& x) {
@@ -407,7 +420,7 @@ PYBIND11_MODULE(_core, m) {
       "matmul_new",
       [](const py::array& a, const py::array& b, unsigned workers, const std::string& launch,
          unsigned threads, bool in_process, bool progress, double timeout) {
-        const ArrayView av = view_of(a, false), bv = view_of(b, false);
+        const ArrayView av = view_of(a), bv = view_of(b);
         const shmgemm::FileOptions o =
             options_of(workers, launch, threads, in_process, progress, timeout);
         shmgemm::OwnedArray made;
@@ -431,7 +444,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<std::pair<ArrayView, ArrayView>> views;
         views.reserve(pairs.size());
         for (const auto& [a, b] : pairs)
-          views.emplace_back(view_of(a, false), view_of(b, false));
+          views.emplace_back(view_of(a), view_of(b));
         const shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
         double work = 0;
         for (const auto& [a, b] : views)
@@ -455,7 +468,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "matmul_shape",
       [](const py::array& a, const py::array& b) {
-        return shmgemm::matmul_shape(view_of(a, false), view_of(b, false));
+        return shmgemm::matmul_shape(view_of(a), view_of(b));
       },
       py::arg("a"), py::arg("b"));
   m.def(

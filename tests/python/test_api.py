@@ -123,6 +123,41 @@ def test_out_is_written_in_place_and_checked():
         shmgemm.matmul(a, b, np.zeros((5, 3), np.int32))
 
 
+@pytest.mark.parametrize("dtype,out_dtype", [(np.float64, np.float64), (np.bool_, np.bool_),
+                                             (np.float64, np.float32)])
+def test_read_only_out_is_refused_as_numpy_does_and_left_unchanged(dtype, out_dtype):
+    a = np.ones((5, 2), dtype)
+    b = np.ones((2, 3), dtype)
+    out = np.full((5, 3), 7, out_dtype)
+    out.flags.writeable = False
+    with pytest.raises(ValueError) as n:
+        np.matmul(a, b, out=out)
+    with shmgemm.Pool(workers=1) as pool:
+        for call in (lambda: shmgemm.matmul(a, b, out), lambda: pool.matmul(a, b, out),
+                     lambda: pool.submit(a, b, out).result()):
+            with pytest.raises(ValueError) as e:
+                call()
+            assert str(e.value) == str(n.value)
+            assert (out == np.full((5, 3), 7, out_dtype)).all()
+
+
+def test_a_result_that_cannot_be_copied_into_out_fails_its_future_and_the_pool_goes_on():
+    # The one worker is busy with the first job while the second's out turns read-only: the
+    # second's result (bool, computed elsewhere and copied in at the end) cannot be delivered.
+    big = np.ones((2500, 2500))
+    a = np.ones((5, 2), bool)
+    out = np.zeros((5, 3), bool)
+    with shmgemm.Pool(workers=1) as pool:
+        first = pool.submit(big, big)
+        second = pool.submit(a, np.ones((2, 3), bool), out)
+        out.flags.writeable = False
+        with pytest.raises(ValueError, match="read-only"):
+            second.result(timeout=60)
+        assert not out.any()
+        assert first.result(timeout=60)[0, 0] == 2500
+        np.testing.assert_array_equal(pool.matmul(a, np.ones((2, 3), bool)), np.ones((5, 3), bool))
+
+
 def test_errors_are_numpys():
     with pytest.raises(ValueError) as e:
         shmgemm.matmul(np.ones((3, 4)), np.ones((5, 6)))

@@ -68,7 +68,7 @@ class SHMGEMM_API SharedArray {
   void* data() const { return block_.get(); }
   DType dtype() const { return dtype_; }
   const std::vector<std::int64_t>& shape() const { return shape_; }
-  ArrayView view() const { return ArrayView(data(), dtype_, shape_); }
+  MutableArrayView view() const { return MutableArrayView(data(), dtype_, shape_); }
   // The block, for an owner that outlives this object.
   PoolBlock share() const { return block_; }
 
@@ -169,13 +169,13 @@ class SHMGEMM_API Pool {
   // strides), on the pool's workers; returns when done. Operands outside the pool's memory are
   // staged: a and b copied in, C computed in the pool and copied out (counted in
   // stats().staged_bytes). Throws Error. Thread-safe: any number of threads may submit at once.
-  Report matmul(const ArrayView& a, const ArrayView& b, const ArrayView& out);
+  Report matmul(const ArrayView& a, const ArrayView& b, const MutableArrayView& out);
   // The same, without waiting. a, b and out must stay valid until the future is ready. Shape
   // and dtype errors throw here; failures while computing arrive through the future.
   // `on_done`, when given, is called once the future is ready: from the pool's monitor thread
   // (or from the thread that submits or stops the job). It must be quick and must not call the
   // pool. `control`: how the job may be stopped.
-  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+  std::future<Report> submit(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                              std::function<void()> on_done = {}, JobControl control = {});
 
   // The 2-D float conveniences over the above.

@@ -232,13 +232,13 @@ SHMGEMM_API DType result_dtype(const ArrayView& a, const ArrayView& b);
 // interrupted, timed_out. Thread-safety: may be called from several threads at once; fork
 // from a program that already runs threads (its own, or OpenBLAS's) is safe only as far as
 // fork is: prefer Launch::spawn there, or create a Pool before starting threads.
-SHMGEMM_API Report matmul_into(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+SHMGEMM_API Report matmul_into(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                                const MatmulOptions& options = {});
 
 // An array the engine allocated (C order): `owner` frees its memory when the last copy of it is
 // gone (a Python array's base holds one).
 struct OwnedArray {
-  ArrayView view;
+  MutableArrayView view;
   std::shared_ptr<void> owner;
   // The elements, as T: throws Error(invalid_argument) unless T is the array's dtype
   // (dtype_of<T>(): double for float64, std::complex<float> for complex64, ...).
@@ -249,7 +249,7 @@ struct OwnedArray {
                                                    std::string(dtype_name(view.dtype())) +
                                                    ", not " +
                                                    std::string(dtype_name(dtype_of<T>())));
-    return static_cast<T*>(view.data());
+    return static_cast<T*>(view.mutable_data());
   }
 };
 
@@ -299,7 +299,7 @@ SHMGEMM_API Report multiply_files(const std::filesystem::path& a, const std::fil
 // Options (every setting) and refuses at run time what does not apply to it. The templates
 // accept Options alone, so that `matmul(a, b, {})` means the call above.
 namespace legacy {
-SHMGEMM_API Report matmul_all(const ArrayView& a, const ArrayView& b, const ArrayView& out,
+SHMGEMM_API Report matmul_all(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                               const Options& options);
 SHMGEMM_API OwnedArray matmul_all(const ArrayView& a, const ArrayView& b, const Options& options,
                                   Report* report);
@@ -315,7 +315,7 @@ SHMGEMM_API Report multiply_files_all(const std::filesystem::path& a,
 template <class T>
 concept AllOptions = std::same_as<std::remove_cvref_t<T>, Options>;
 template <class T>
-concept AnArrayView = std::same_as<std::remove_cvref_t<T>, ArrayView>;
+concept AnArrayView = std::same_as<std::remove_cvref_t<T>, MutableArrayView>;
 }  // namespace legacy
 
 template <legacy::AnArrayView Out, legacy::AllOptions O = Options>

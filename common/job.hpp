@@ -120,6 +120,12 @@ struct JobDescriptor {
 // NUL-terminated names and row ranges inside [0, m]. `bytes` is the mapped descriptor.
 // Returns nullptr and sets `problem` when it is invalid.
 const JobDescriptor* validate_job(std::span<const std::byte> bytes, std::string& problem);
+// The same for a descriptor mapped writable (a worker writes its slot).
+inline JobDescriptor* validate_job(std::span<std::byte> bytes, std::string& problem) {
+  return validate_job(std::span<const std::byte>(bytes), problem)
+             ? reinterpret_cast<JobDescriptor*>(bytes.data())
+             : nullptr;
+}
 
 // Matrices in a stack: the product of its own batch axes; 0 when that overflows 64 bits.
 std::uint64_t stack_matrices(const StackRef& s);

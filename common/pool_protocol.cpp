@@ -32,7 +32,8 @@ JobDescriptor* task_job(const PoolTask& task, std::byte* arena, std::uint64_t ar
     return nullptr;
   }
   std::byte* at = arena + task.job_offset;
-  const JobDescriptor* job = validate_job({at, sizeof(JobDescriptor)}, problem);
+  const JobDescriptor* job =
+      validate_job(std::span<const std::byte>(at, sizeof(JobDescriptor)), problem);
   if (!job) return nullptr;
   if (task.slot >= job->workers) {
     problem = "a slot beyond the job's workers";

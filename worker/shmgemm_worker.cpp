@@ -88,13 +88,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string problem;
-  const JobDescriptor* valid =
-      validate_job(std::span<const std::byte>(segment.data(), segment.size()), problem);
-  if (valid == nullptr) {
+  job = validate_job(std::span<std::byte>(segment.data(), segment.size()), problem);
+  if (job == nullptr) {
     fmt::print(stderr, "shmgemm-worker: job {}: invalid descriptor: {}\n", job_name, problem);
     return 2;
   }
-  job = const_cast<JobDescriptor*>(valid);
   if (id >= job->workers) {
     fmt::print(stderr, "shmgemm-worker: job {}: --id {} is not below the job's {} workers\n",
                job_name, id, job->workers);

@@ -16,6 +16,7 @@
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
+#include "engine/shared_work.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "worker/test_fault.hpp"
@@ -25,7 +26,7 @@ namespace shmgemm {
 namespace {
 
 struct Item {
-  ArrayView a, b;
+  const ArrayView *a = nullptr, *b = nullptr;  // the caller's pair
   DType result = DType::float64;
   std::vector<std::int64_t> shape;
   std::uint64_t offset = 0, bytes = 0;  // in the results' memory
@@ -33,6 +34,58 @@ struct Item {
 };
 
 constexpr std::uint64_t kAlign = 64;
+
+// The set with its shared work found: each group's union computed once (with the products of
+// no group, as one set), each member's result copied out of its union's, into one block.
+std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
+                                         const detail::SharedWork& shared, const Options& options,
+                                         Report& report) {
+  std::vector<std::pair<ArrayView, ArrayView>> work;
+  for (const detail::SharedProduct& g : shared.groups)
+    work.emplace_back(g.a, g.b);
+  for (std::size_t i : shared.alone)
+    work.emplace_back(*items[i].a, *items[i].b);
+  std::vector<OwnedArray> computed = legacy::matmul_many_all(work, options, &report);
+  std::vector<OwnedArray> out(items.size());
+  for (std::size_t j = 0; j < shared.alone.size(); ++j)
+    out[shared.alone[j]] = std::move(computed[shared.groups.size() + j]);
+  detail::NewResult memory(items.back().offset + items.back().bytes, false);
+  const std::shared_ptr<void> owner = memory.release();
+  auto* block = static_cast<std::byte*>(owner.get());
+  double member_flops = 0, union_flops = 0;
+  std::size_t members = 0;
+  for (std::size_t g = 0; g < shared.groups.size(); ++g) {
+    const detail::SharedProduct& group = shared.groups[g];
+    const auto* from = static_cast<const std::byte*>(computed[g].view.data());
+    const std::size_t item = item_size(computed[g].view.dtype());
+    const auto width = static_cast<std::size_t>(computed[g].view.shape()[1]);
+    for (std::size_t j = 0; j < group.members.size(); ++j) {
+      const Item& it = items[group.members[j]];
+      const auto rows = static_cast<std::size_t>(it.shape[0]);
+      const auto cols = static_cast<std::size_t>(it.shape[1]);
+      std::byte* to = block + it.offset;
+      if (group.by_columns) {
+        for (std::size_t r = 0; r < rows; ++r)
+          std::memcpy(to + r * cols * item, from + (r * width + group.offsets[j]) * item,
+                      cols * item);
+      } else {
+        std::memcpy(to, from + group.offsets[j] * width * item, rows * cols * item);
+      }
+      report.copied_bytes += it.bytes;
+      out[group.members[j]] = {MutableArrayView(to, it.result, it.shape), owner};
+    }
+    member_flops += group.member_flops;
+    union_flops += group.flops;
+    members += group.members.size();
+  }
+  report.batch = items.size();
+  report.plan_reason = fmt::format(
+      "{} of the {} products are windows of {} larger ones, computed once ({:.3g} GFLOP instead "
+      "of {:.3g}); {}",
+      members, items.size(), shared.groups.size(), union_flops / 1e9, member_flops / 1e9,
+      report.plan_reason);
+  return out;
+}
 
 Options one_thread_in_process(const Options& o) {
   Options in;
@@ -55,7 +108,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   const auto start = std::chrono::steady_clock::now();
   const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::matmul);
-  if (options.launch == Launch::spawn)
+  if (options.launch == Launch::spawn && !options.in_process)
     throw Error(ErrorCode::unsupported,
                 "matmul_many: only fork workers can read the operands where they are (use a "
                 "Pool for spawn)");
@@ -64,21 +117,33 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < pairs.size(); ++i) {
     Item& it = items[i];
-    it.a = pairs[i].first;
-    it.b = pairs[i].second;
+    it.a = &pairs[i].first;
+    it.b = &pairs[i].second;
     try {
-      it.shape = matmul_shape(it.a, it.b);
+      const detail::Checked checked = detail::check_arrays(*it.a, *it.b, nullptr);
+      it.shape.assign(checked.shape.out_shape.begin(), checked.shape.out_shape.end());
+      it.result = checked.result;
     } catch (const Error& e) {
       throw Error(e.code(), fmt::format("pair {}: {}", i, e.what()));
     }
-    it.result = result_dtype(it.a, it.b);
     std::uint64_t elements = 1;
     for (std::int64_t d : it.shape)
       elements *= static_cast<std::uint64_t>(d);
     it.bytes = elements * item_size(it.result);
     it.offset = total;
     total += (it.bytes + kAlign - 1) / kAlign * kAlign;
-    it.flops = matmul_flops(it.a, it.b);
+    it.flops = matmul_flops(*it.a, *it.b);
+  }
+  std::vector<double> flops(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i)
+    flops[i] = items[i].flops;
+  if (const detail::SharedWork shared = detail::find_shared_work(pairs, flops);
+      !shared.groups.empty()) {
+    Report report;
+    std::vector<OwnedArray> out = with_shared_work(items, shared, options, report);
+    report.seconds = seconds_since(start);
+    if (report_out) *report_out = report;
+    return out;
   }
   const double all_flops = std::accumulate(items.begin(), items.end(), 0.0,
                                            [](double s, const Item& it) { return s + it.flops; });
@@ -134,7 +199,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     Options in = one_thread_in_process(options);
     in.threads_per_worker = in_threads;
     for (const Item& it : items)
-      out.push_back(legacy::matmul_all(it.a, it.b, in, nullptr));
+      out.push_back(legacy::matmul_all(*it.a, *it.b, in, nullptr));
     return done();
   }
   detail::NewResult memory(total, true);
@@ -179,7 +244,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
           detail::populate_for_writing(area + items[order[r]].offset, items[order[r]].bytes);
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
           const Item& it = items[order[r]];
-          legacy::matmul_all(it.a, it.b, out_of(it), in);
+          legacy::matmul_all(*it.a, *it.b, out_of(it), in);
           slot.rows_done.store(r + 1 - slot.row_begin);
         }
         slot.state.store(static_cast<std::uint32_t>(SlotState::done));

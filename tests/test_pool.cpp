@@ -473,7 +473,9 @@ TEST_CASE(
         m.workers = 2;
         m.launch = Launch::fork;
         m.timeout = timeout;
-        const std::pair<ArrayView, ArrayView> pairs[] = {{av, bv}, {av, mismatch ? wv : bv}};
+        // Two products that share no work (b read in another order), so that each is one.
+        const ArrayView other(b.data(), DType::float64, {300, 200}, {8, 300 * 8});
+        const std::pair<ArrayView, ArrayView> pairs[] = {{av, bv}, {av, mismatch ? wv : other}};
         matmul_many(pairs, m);
       } else {
         Options po = pool_options(path == pool_fork ? Launch::fork : Launch::spawn);

@@ -663,6 +663,11 @@ def show_config(mode="stdout"):
 
 
 def _engine_many(pairs, **options):
+    plain = _core.matmul_many_plain(pairs, **options)
+    if plain is not None:
+        results, rep = plain
+        _remember(rep)
+        return results
     typed = [_typed(a, b) for a, b in pairs]
     results, rep = _core.matmul_many([(t[0], t[1]) for t in typed], **options)
     _remember(rep)

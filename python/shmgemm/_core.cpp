@@ -19,9 +19,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -138,6 +140,38 @@ py::array owned_array(const shmgemm::OwnedArray& made) {
                    made.view.data(), base);
 }
 
+// numpy's type numbers of the engine's dtypes (int64 twice on Linux: long and long long), read
+// from numpy itself once.
+const std::unordered_map<int, DType>& engine_type_numbers() {
+  static const std::unordered_map<int, DType> numbers = [] {
+    std::unordered_map<int, DType> m;
+    for (const char* code :
+         {"b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d", "F", "D"}) {
+      const py::dtype d(code);
+      if (const auto t = shmgemm::dtype_from_name(std::string(py::str(d.attr("name")))))
+        m.emplace(d.num(), *t);
+    }
+    return m;
+  }();
+  return numbers;
+}
+
+// An operand the engine takes as it is: an ndarray itself (no subclass: np.matrix and masked
+// arrays have products of their own), of one of the engine's dtypes in native byte order, not
+// 0-d. Its view, or nothing.
+std::optional<ArrayView> plain_operand(py::handle x) {
+  if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_) return std::nullopt;
+  const auto a = py::reinterpret_borrow<py::array>(x);
+  if (a.ndim() == 0) return std::nullopt;
+  const py::dtype d = a.dtype();
+  if (py::detail::array_descriptor_proxy(d.ptr())->byteorder == '>') return std::nullopt;
+  const auto& numbers = engine_type_numbers();
+  const auto t = numbers.find(d.num());
+  if (t == numbers.end()) return std::nullopt;
+  auto [shape, strides] = layout_of(a);
+  return ArrayView(a.data(), t->second, std::move(shape), std::move(strides));
+}
+
 // The multiply-adds of np.matmul(a, b) (half its flops).
 double multiply_adds(const ArrayView& a, const ArrayView& b) {
   return shmgemm::matmul_flops(a, b) / 2;
@@ -190,6 +224,31 @@ shmgemm::Report run_stoppable(
   std::stop_source stop;
   o.stop = stop.get_token();
   return run_watched([&] { return call(o); }, stop);
+}
+
+// matmul_many on `views` with these options, stoppable (run_stoppable): the results, and the
+// report as JSON.
+std::pair<std::vector<shmgemm::OwnedArray>, std::string> run_many(
+    const std::vector<std::pair<ArrayView, ArrayView>>& views, unsigned workers,
+    const std::string& launch, bool in_process, double timeout) {
+  shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
+  // Decided here, as run_stoppable would: under launch="auto", a set runs in process while other
+  // threads run (its workers are forked, and a fork is unsafe then).
+  if (o.launch == shmgemm::Launch::automatic &&
+      shmgemm::automatic_launch() != shmgemm::Launch::fork)
+    o.in_process = true;
+  double work = 0;
+  for (const auto& [a, b] : views)
+    work += multiply_adds(a, b);
+  std::vector<shmgemm::OwnedArray> made;
+  const shmgemm::Report r = run_stoppable(
+      [&](const shmgemm::FileOptions& x) {
+        shmgemm::Report report;
+        made = shmgemm::matmul_many(views, x, &report);
+        return report;
+      },
+      o, work);
+  return {std::move(made), shmgemm::to_json(r)};
 }
 
 // A Pool and its jobs in flight: each keeps its arrays alive until done, and its completion is
@@ -445,22 +504,73 @@ PYBIND11_MODULE(_core, m) {
         views.reserve(pairs.size());
         for (const auto& [a, b] : pairs)
           views.emplace_back(view_of(a), view_of(b));
-        const shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
-        double work = 0;
-        for (const auto& [a, b] : views)
-          work += multiply_adds(a, b);
-        std::vector<shmgemm::OwnedArray> made;
-        const shmgemm::Report r = run_stoppable(
-            [&](const shmgemm::FileOptions& x) {
-              shmgemm::Report report;
-              made = shmgemm::matmul_many(views, x, &report);
-              return report;
-            },
-            o, work);
+        const auto [made, report] = run_many(views, workers, launch, in_process, timeout);
         py::list arrays;
         for (const shmgemm::OwnedArray& x : made)
           arrays.append(owned_array(x));
-        return py::make_tuple(arrays, shmgemm::to_json(r));
+        return py::make_tuple(arrays, report);
+      },
+      py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
+      py::arg("in_process") = false, py::arg("timeout") = 0.0);
+  // The same for a list of (a, b) tuples whose operands are all plain ndarrays (plain_operand),
+  // converted and returned in one pass here, with numpy's result types (an operand's own dtype
+  // object when it is the result's, a scalar for vector @ vector); None for any other list, and
+  // for pairs numpy would refuse (the caller then checks each pair, with numpy's messages).
+  m.def(
+      "matmul_many_plain",
+      [](const py::list& pairs, unsigned workers, const std::string& launch, bool in_process,
+         double timeout) -> py::object {
+        std::vector<std::pair<ArrayView, ArrayView>> views;
+        views.reserve(pairs.size());
+        for (py::handle pair : pairs) {
+          if (!PyTuple_Check(pair.ptr()) || PyTuple_GET_SIZE(pair.ptr()) != 2) return py::none();
+          auto a = plain_operand(PyTuple_GET_ITEM(pair.ptr(), 0));
+          auto b = plain_operand(PyTuple_GET_ITEM(pair.ptr(), 1));
+          if (!a || !b) return py::none();
+          views.emplace_back(std::move(*a), std::move(*b));
+        }
+        std::vector<shmgemm::OwnedArray> made;
+        std::string report;
+        try {
+          std::tie(made, report) = run_many(views, workers, launch, in_process, timeout);
+        } catch (const shmgemm::Error& e) {
+          // Every pair is checked before any work: numpy's words for a refused pair come from
+          // the caller's checks.
+          if (e.code() == shmgemm::ErrorCode::shape_mismatch) return py::none();
+          throw;
+        }
+        // One base object per block of results, and one dtype object per result dtype.
+        std::map<const void*, py::capsule> bases;
+        std::map<DType, py::dtype> dtypes;
+        py::list arrays(made.size());
+        for (std::size_t i = 0; i < made.size(); ++i) {
+          const shmgemm::OwnedArray& x = made[i];
+          auto base = bases.find(x.owner.get());
+          if (base == bases.end())
+            base = bases
+                       .emplace(x.owner.get(),
+                                py::capsule(
+                                    new std::shared_ptr<void>(x.owner),
+                                    [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); }))
+                       .first;
+          const DType t = x.view.dtype();
+          py::dtype d;
+          if (views[i].first.dtype() == t || views[i].second.dtype() == t) {
+            const int which = views[i].first.dtype() == t ? 0 : 1;
+            d = py::reinterpret_borrow<py::array>(
+                    PyTuple_GET_ITEM(PyList_GET_ITEM(pairs.ptr(), i), which))
+                    .dtype();
+          } else {
+            auto known = dtypes.find(t);
+            if (known == dtypes.end())
+              known = dtypes.emplace(t, py::dtype(std::string(shmgemm::dtype_name(t)))).first;
+            d = known->second;
+          }
+          const std::vector<py::ssize_t> dims(x.view.shape().begin(), x.view.shape().end());
+          py::array result(d, dims, {}, x.view.data(), base->second);
+          arrays[i] = dims.empty() ? result[py::tuple()] : py::object(result);
+        }
+        return py::make_tuple(arrays, report);
       },
       py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("in_process") = false, py::arg("timeout") = 0.0);

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -58,15 +59,18 @@ def test_stacks_vectors_and_strides_are_read_where_they_are():
                  (m[::-1], m.T[::-1])]:
         c, rep = shmgemm.matmul(x, y, workers=2, report=True)
         np.testing.assert_allclose(c, x @ y, rtol=1e-12, atol=1e-12)
-    # C and Fortran order with fork: no copy at all (C is written where it is returned).
+    # C and Fortran order with fork: no copy at all (C is written where it is returned). Fork
+    # asked for: launch="auto" spawns while other threads run (a test harness's watchdog).
     f = np.asfortranarray(rng.standard_normal((400, 300)))
-    c, rep = shmgemm.matmul(f, f.T, workers=2, report=True)
-    assert rep["workers"] == 2
-    assert rep["copied_bytes"] == 0
-    assert_product(c, f, f.T)
-    # Into an out= of the host's: C comes back from the workers' shared memory, once.
-    out = np.empty((400, 400))
-    _, rep = shmgemm.matmul(f, f.T, out=out, workers=2, report=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        c, rep = shmgemm.matmul(f, f.T, workers=2, launch="fork", report=True)
+        assert rep["workers"] == 2
+        assert rep["copied_bytes"] == 0
+        assert_product(c, f, f.T)
+        # Into an out= of the host's: C comes back from the workers' shared memory, once.
+        out = np.empty((400, 400))
+        _, rep = shmgemm.matmul(f, f.T, out=out, workers=2, launch="fork", report=True)
     assert rep["copied_bytes"] == 400 * 400 * 8
 
 
@@ -268,6 +272,24 @@ def test_matmul_many_in_order_any_shapes():
         scale = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
         eps = np.finfo(c.dtype).eps
         assert (np.abs(c - a @ b) <= 4 * a.shape[-1] * eps * scale + 1e-30).all()
+
+
+def test_matmul_many_while_another_thread_runs_stays_in_process():
+    # launch="auto" with another thread alive: a fork is unsafe, so the set runs here (and a
+    # set large enough to be watched from a thread of its own is no exception).
+    pairs = [(rng.standard_normal((300, 300)), rng.standard_normal((300, 300)))
+             for _ in range(4)]
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        got = shmgemm.matmul_many(pairs, workers=2)
+        assert shmgemm.last_report()["in_process"]
+    finally:
+        stop.set()
+        other.join()
+    for (a, b), c in zip(pairs, got):
+        assert_product(c, a, b)
 
 
 def test_sliding_windows_both_ways():

@@ -1,0 +1,44 @@
+// Work that products of a set share: windows of one array multiplied by one operand, found
+// before the set is split, so that each window's product is read from one larger product
+// instead of being computed again.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "shmgemm/array_view.hpp"
+
+namespace shmgemm::detail {
+
+// Products whose results are windows of one product, `a @ b`:
+// - by columns: one left operand (the same data, dtype, shape and strides) times right
+//   operands that are column windows of one array (the same dtype, rows and strides, first
+//   elements a whole number of columns apart): member i's result is columns
+//   [offsets[i], offsets[i] + n_i) of a @ b, where b is their union;
+// - by rows, mirrored: row windows of one left array times one right operand; member i's
+//   result is rows [offsets[i], offsets[i] + m_i) of a @ b, where a is their union.
+// The members' windows cover the union without a gap, so that the union reads only memory
+// that some member reads, and computes at most the members' flops.
+struct SharedProduct {
+  ArrayView a, b;                      // the union's operands (2-D)
+  bool by_columns = true;              // else by rows
+  std::vector<std::size_t> members;    // indices into the set, at least two
+  std::vector<std::uint64_t> offsets;  // each member's first column (row) in the union's result
+  double member_flops = 0, flops = 0;  // the members' products, summed; the union's
+};
+
+struct SharedWork {
+  std::vector<SharedProduct> groups;
+  std::vector<std::size_t> alone;  // the indices of no group, in order
+};
+
+// The groups of `pairs` (each already checked by matmul_shape), whose products take `flops`
+// each: 2-D operands only, none empty. A pair belongs to at most one group; column windows are
+// looked for first. Pure.
+SharedWork find_shared_work(std::span<const std::pair<ArrayView, ArrayView>> pairs,
+                            std::span<const double> flops);
+
+}  // namespace shmgemm::detail

@@ -106,7 +106,47 @@ void group_windows(Pairs pairs, std::span<const double> flops,
   }
 }
 
+// `x` as one matrix for every window: 2-D, or a stack of `count` (or 1) whose batch axis does
+// not move (stride 0).
+std::optional<ArrayView> one_matrix(const ArrayView& x, std::int64_t count) {
+  if (x.ndim() == 2) return x;
+  if (x.ndim() != 3 || (x.shape()[0] != 1 && (x.shape()[0] != count || x.strides()[0] != 0)))
+    return std::nullopt;
+  return ArrayView(x.data(), x.dtype(), {x.shape()[1], x.shape()[2]},
+                   {x.strides()[1], x.strides()[2]});
+}
+
 }  // namespace
+
+std::optional<StackWindows> stack_windows(const ArrayView& a, const ArrayView& b) {
+  for (const bool by_columns : {true, false}) {
+    const ArrayView& stack = by_columns ? b : a;
+    if (stack.ndim() != 3 || stack.size() == 0) continue;
+    const std::int64_t count = stack.shape()[0];
+    const int along = by_columns ? 2 : 1, across = by_columns ? 1 : 2;
+    const std::int64_t unit = stack.strides()[along], batch = stack.strides()[0];
+    const std::int64_t width = stack.shape()[along];
+    if (count < 2 || unit <= 0 || batch <= 0 || batch % unit != 0 || batch / unit >= width)
+      continue;
+    const std::optional<ArrayView> other = one_matrix(by_columns ? a : b, count);
+    if (!other || other->size() == 0) continue;
+    StackWindows w;
+    w.by_columns = by_columns;
+    w.count = static_cast<std::uint64_t>(count);
+    w.step = static_cast<std::uint64_t>(batch / unit);
+    const std::int64_t joined = (count - 1) * (batch / unit) + width;
+    std::vector<std::int64_t> shape(2), strides(2);
+    shape[static_cast<std::size_t>(along - 1)] = joined;
+    shape[static_cast<std::size_t>(across - 1)] = stack.shape()[across];
+    strides[static_cast<std::size_t>(along - 1)] = unit;
+    strides[static_cast<std::size_t>(across - 1)] = stack.strides()[across];
+    const ArrayView union_view(stack.data(), stack.dtype(), std::move(shape), std::move(strides));
+    w.a = by_columns ? *other : union_view;
+    w.b = by_columns ? union_view : *other;
+    return w;
+  }
+  return std::nullopt;
+}
 
 SharedWork find_shared_work(Pairs pairs, std::span<const double> flops) {
   SharedWork found;

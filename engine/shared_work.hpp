@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <utility>
 #include <vector>
@@ -40,5 +41,22 @@ struct SharedWork {
 // looked for first. Pure.
 SharedWork find_shared_work(std::span<const std::pair<ArrayView, ArrayView>> pairs,
                             std::span<const double> flops);
+
+// A stack product whose matrices are overlapping windows of one array, as sliding_window_view
+// and as_strided make them: `b` of shape (count, k, n) whose batch stride is `step` of its
+// column strides, times one left operand (2-D, or a stack broadcast to every window); or,
+// mirrored, `a` of shape (count, m, k) whose batch stride is `step` row strides, times one right
+// operand. Product i is then columns [i * step, i * step + n) (rows [i * step, i * step + m))
+// of one product, `a @ b` below, of (count - 1) * step + n columns (rows).
+struct StackWindows {
+  ArrayView a, b;  // the one product's operands (2-D)
+  bool by_columns = true;
+  std::uint64_t count = 0, step = 0;
+};
+
+// The windows of a stack product (already checked by matmul_shape), when its windows overlap
+// (step below their width, so that the one product computes less than the stack would), and
+// every operand is non-empty with positive strides along the windows. Pure.
+std::optional<StackWindows> stack_windows(const ArrayView& a, const ArrayView& b);
 
 }  // namespace shmgemm::detail

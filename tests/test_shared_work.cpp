@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <optional>
 #include <random>
 #include <set>
 #include <vector>
@@ -247,6 +248,108 @@ TEST_CASE("matmul_many on windows: each result as if computed alone, in arrays o
     std::sort(spans.begin(), spans.end());
     for (std::size_t i = 1; i < spans.size(); ++i)
       CHECK(spans[i - 1].second <= spans[i].first);
+  }
+  CHECK(test::segments_of(::getpid()).empty());
+}
+
+TEST_CASE("a stack of overlapping windows: found, with the one product they are windows of") {
+  std::vector<double> base(20 * 100), left(10 * 20), tall(300 * 40), right(40 * 30);
+  const ArrayView a(left.data(), DType::float64, {10, 20});
+  // sliding_window_view(base, 20, axis=1).transpose(1, 0, 2), every 3rd window: (27, 20, 20).
+  const ArrayView windows(base.data(), DType::float64, {27, 20, 20}, {3 * 8, 100 * 8, 8});
+  const std::optional<detail::StackWindows> w = detail::stack_windows(a, windows);
+  REQUIRE(w);
+  CHECK(w->by_columns);
+  CHECK(w->count == 27);
+  CHECK(w->step == 3);
+  CHECK(w->b.data() == base.data());
+  CHECK(w->b.shape() == std::vector<std::int64_t>{20, 26 * 3 + 20});
+  CHECK(w->b.strides() == std::vector<std::int64_t>{100 * 8, 8});
+  CHECK(w->a.shape() == a.shape());
+  // The same with `a` broadcast to every window (np.broadcast_to), or a stack of one.
+  CHECK(detail::stack_windows(ArrayView(left.data(), DType::float64, {27, 10, 20}, {0, 160, 8}),
+                              windows));
+  CHECK(detail::stack_windows(ArrayView(left.data(), DType::float64, {1, 10, 20}), windows));
+  // Mirrored: row windows of a 300 x 40 matrix, every 10th, times one right operand.
+  const ArrayView rows(tall.data(), DType::float64, {26, 50, 40}, {10 * 40 * 8, 40 * 8, 8});
+  const std::optional<detail::StackWindows> m =
+      detail::stack_windows(rows, ArrayView(right.data(), DType::float64, {40, 30}));
+  REQUIRE(m);
+  CHECK_FALSE(m->by_columns);
+  CHECK(m->a.shape() == std::vector<std::int64_t>{25 * 10 + 50, 40});
+  CHECK(m->step == 10);
+  // Not windows of one product: apart (step = width: nothing shared), a step of part of a
+  // column, a left operand that differs per window, a stack of one.
+  CHECK_FALSE(detail::stack_windows(
+      a, ArrayView(base.data(), DType::float64, {5, 20, 20}, {20 * 8, 100 * 8, 8})));
+  CHECK_FALSE(detail::stack_windows(
+      a, ArrayView(base.data(), DType::float64, {5, 20, 20}, {12, 100 * 8, 8})));
+  std::vector<double> lefts(27 * 10 * 20);
+  CHECK_FALSE(
+      detail::stack_windows(ArrayView(lefts.data(), DType::float64, {27, 10, 20}), windows));
+  CHECK_FALSE(detail::stack_windows(
+      a, ArrayView(base.data(), DType::float64, {1, 20, 20}, {8, 100 * 8, 8})));
+}
+
+TEST_CASE("matmul on a stack of windows: the stack's product, into a new array or any out") {
+  std::mt19937_64 rng(47);
+  std::vector<double> base(20 * 1000), left(10 * 20);
+  std::vector<std::int64_t> ibase(20 * 1000), ileft(10 * 20);
+  for (std::vector<double>* x : {&base, &left})
+    for (double& v : *x)
+      v = std::uniform_real_distribution<double>(-1, 1)(rng);
+  for (std::vector<std::int64_t>* x : {&ibase, &ileft})
+    for (std::int64_t& v : *x)
+      v = static_cast<std::int64_t>(rng());
+  for (const DType dtype : {DType::float64, DType::int64}) {
+    CAPTURE(dtype_name(dtype));
+    const void* a_data = dtype == DType::float64 ? static_cast<const void*>(left.data())
+                                                 : static_cast<const void*>(ileft.data());
+    const void* b_data = dtype == DType::float64 ? static_cast<const void*>(base.data())
+                                                 : static_cast<const void*>(ibase.data());
+    const ArrayView a(a_data, dtype, {10, 20});
+    const ArrayView stack(b_data, dtype, {981, 20, 20}, {8, 1000 * 8, 8});
+    // The reference: the stack's products one by one, in process.
+    std::vector<std::byte> want(981 * 10 * 20 * 8);
+    for (std::int64_t i = 0; i < 981; ++i) {
+      const ArrayView window(static_cast<const std::byte*>(b_data) + i * 8, dtype, {20, 20},
+                             {1000 * 8, 8});
+      MatmulOptions here;
+      here.in_process = true;
+      matmul_into(a, window, MutableArrayView(want.data() + i * 10 * 20 * 8, dtype, {10, 20}),
+                  here);
+    }
+    auto same = [&](const std::byte* got) {
+      if (dtype == DType::int64) return std::memcmp(got, want.data(), want.size()) == 0;
+      for (std::size_t e = 0; e < 981 * 10 * 20; ++e)
+        if (std::abs(reinterpret_cast<const double*>(got)[e] -
+                     reinterpret_cast<const double*>(want.data())[e]) > 1e-12)
+          return false;
+      return true;
+    };
+    for (unsigned workers : {0u, 2u}) {
+      CAPTURE(workers);
+      MatmulOptions o;
+      o.workers = workers;
+      o.in_process = workers == 0;
+      Report r;
+      const OwnedArray made = shmgemm::matmul(a, stack, o, &r);
+      CHECK(made.view.shape() == std::vector<std::int64_t>{981, 10, 20});
+      CHECK(same(static_cast<const std::byte*>(made.view.data())));
+      CHECK(r.batch == 981);
+      CHECK(r.plan_reason.find("981 overlapping windows") != std::string::npos);
+      // Into an out of other strides: each product transposed in place (Fortran order).
+      std::vector<std::byte> store(want.size());
+      const MutableArrayView out(store.data(), dtype, {981, 10, 20}, {10 * 20 * 8, 8, 10 * 8});
+      matmul_into(a, stack, out, o);
+      std::vector<std::byte> c_order(want.size());
+      for (std::int64_t i = 0; i < 981; ++i)
+        for (std::int64_t x = 0; x < 10; ++x)
+          for (std::int64_t y = 0; y < 20; ++y)
+            std::memcpy(c_order.data() + ((i * 10 + x) * 20 + y) * 8,
+                        store.data() + (i * 200 + y * 10 + x) * 8, 8);
+      CHECK(same(c_order.data()));
+    }
   }
   CHECK(test::segments_of(::getpid()).empty());
 }

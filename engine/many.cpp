@@ -119,12 +119,18 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     Item& it = items[i];
     it.a = &pairs[i].first;
     it.b = &pairs[i].second;
-    try {
-      const detail::Checked checked = detail::check_arrays(*it.a, *it.b, nullptr);
-      it.shape.assign(checked.shape.out_shape.begin(), checked.shape.out_shape.end());
-      it.result = checked.result;
-    } catch (const Error& e) {
-      throw Error(e.code(), fmt::format("pair {}: {}", i, e.what()));
+    if (const std::optional<detail::MatrixProduct> quick =
+            detail::accepted_matrices(*it.a, *it.b)) {
+      it.shape = {quick->rows, quick->cols};
+      it.result = quick->result;
+    } else {
+      try {
+        const detail::Checked checked = detail::check_arrays(*it.a, *it.b, nullptr);
+        it.shape.assign(checked.shape.out_shape.begin(), checked.shape.out_shape.end());
+        it.result = checked.result;
+      } catch (const Error& e) {
+        throw Error(e.code(), fmt::format("pair {}: {}", i, e.what()));
+      }
     }
     std::uint64_t elements = 1;
     for (std::int64_t d : it.shape)

@@ -100,6 +100,15 @@ void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std:
   }
 }
 
+std::optional<MatrixProduct> accepted_matrices(const ArrayView& a, const ArrayView& b) {
+  if (a.ndim() != 2 || b.ndim() != 2 || a.shape()[1] != b.shape()[0]) return std::nullopt;
+  for (const ArrayView* v : {&a, &b})
+    if (v->data() == nullptr || v->shape()[0] <= 0 || v->shape()[1] <= 0 ||
+        v->shape()[0] > INT_MAX || v->shape()[1] > INT_MAX)
+      return std::nullopt;
+  return MatrixProduct{a.shape()[0], b.shape()[1], result_type(a.dtype(), b.dtype())};
+}
+
 Checked check_arrays(const ArrayView& a, const ArrayView& b, const MutableArrayView* out) {
   // A null pointer to elements there are: the view of no array.
   using Named = std::pair<const ArrayView*, const char*>;

@@ -61,6 +61,15 @@ struct Checked {
 };
 Checked check_arrays(const ArrayView& a, const ArrayView& b, const MutableArrayView* out);
 
+// check_arrays' answer (the result's shape, and its dtype) for two matrices that it accepts, found
+// without its allocations (a set of many small products checks every pair); nothing for any
+// other pair, which check_arrays then decides, with its messages.
+struct MatrixProduct {
+  std::int64_t rows = 0, cols = 0;
+  DType result = DType::float64;
+};
+std::optional<MatrixProduct> accepted_matrices(const ArrayView& a, const ArrayView& b);
+
 // Throws Error(unsupported), naming the operand, for a matrix dimension beyond OpenBLAS's 32-bit
 // int.
 void check_blas_dims(std::span<const std::uint64_t> a_dims, std::span<const std::uint64_t> b_dims,

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "engine/product.hpp"
 #include "engine/shared_work.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "test_support.hpp"
@@ -352,4 +353,37 @@ TEST_CASE("matmul on a stack of windows: the stack's product, into a new array o
     }
   }
   CHECK(test::segments_of(::getpid()).empty());
+}
+
+TEST_CASE("accepted_matrices agrees with check_arrays on every pair it answers for") {
+  std::mt19937_64 rng(53);
+  std::vector<double> buffer(64);
+  constexpr DType kTypes[] = {DType::int8,    DType::uint32,  DType::int64,
+                              DType::float32, DType::float64, DType::complex64};
+  auto view = [&](std::size_t ndim) {
+    std::vector<std::int64_t> shape;
+    for (std::size_t i = 0; i < ndim; ++i)
+      shape.push_back(static_cast<std::int64_t>(rng() % 4));
+    const void* data = rng() % 8 == 0 ? nullptr : static_cast<const void*>(buffer.data());
+    return ArrayView(data, kTypes[rng() % std::size(kTypes)], shape,
+                     std::vector<std::int64_t>(ndim, 0));
+  };
+  int answered = 0;
+  for (int round = 0; round < 5000; ++round) {
+    const ArrayView a = view(rng() % 2 ? 2 : 1 + rng() % 3),
+                    b = view(rng() % 2 ? 2 : 1 + rng() % 3);
+    const std::optional<detail::MatrixProduct> quick = detail::accepted_matrices(a, b);
+    std::optional<detail::Checked> full;
+    try {
+      full = detail::check_arrays(a, b, nullptr);
+    } catch (const Error&) {
+    }
+    if (!quick) continue;
+    ++answered;
+    REQUIRE(full);
+    CHECK(full->shape.out_shape ==
+          std::vector<std::uint64_t>{std::uint64_t(quick->rows), std::uint64_t(quick->cols)});
+    CHECK(full->result == quick->result);
+  }
+  CHECK(answered > 100);
 }

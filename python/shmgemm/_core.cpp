@@ -161,15 +161,17 @@ const std::unordered_map<int, DType>& engine_type_numbers() {
 // 0-d. Its view, or nothing.
 std::optional<ArrayView> plain_operand(py::handle x) {
   if (Py_TYPE(x.ptr()) != py::detail::npy_api::get().PyArray_Type_) return std::nullopt;
-  const auto a = py::reinterpret_borrow<py::array>(x);
-  if (a.ndim() == 0) return std::nullopt;
-  const py::dtype d = a.dtype();
-  if (py::detail::array_descriptor_proxy(d.ptr())->byteorder == '>') return std::nullopt;
+  // The array's own fields, read as numpy's C API does (one call per set: no Python calls).
+  const py::detail::PyArray_Proxy* a = py::detail::array_proxy(x.ptr());
+  if (a->nd == 0) return std::nullopt;
+  const auto* d = py::detail::array_descriptor_proxy(a->descr);
+  if (d->byteorder == '>') return std::nullopt;
   const auto& numbers = engine_type_numbers();
-  const auto t = numbers.find(d.num());
+  const auto t = numbers.find(d->type_num);
   if (t == numbers.end()) return std::nullopt;
-  auto [shape, strides] = layout_of(a);
-  return ArrayView(a.data(), t->second, std::move(shape), std::move(strides));
+  return ArrayView(a->data, t->second,
+                   std::vector<std::int64_t>(a->dimensions, a->dimensions + a->nd),
+                   std::vector<std::int64_t>(a->strides, a->strides + a->nd));
 }
 
 // The multiply-adds of np.matmul(a, b) (half its flops).
@@ -539,12 +541,12 @@ PYBIND11_MODULE(_core, m) {
           if (e.code() == shmgemm::ErrorCode::shape_mismatch) return py::none();
           throw;
         }
-        // One base object per block of results, and one dtype object per result dtype.
+        // One base object per block of results and one dtype object per result dtype; results
+        // of one shape that lie one after another become one array, listed (numpy's own views
+        // of it, each its own bytes).
         std::map<const void*, py::capsule> bases;
         std::map<DType, py::dtype> dtypes;
-        py::list arrays(made.size());
-        for (std::size_t i = 0; i < made.size(); ++i) {
-          const shmgemm::OwnedArray& x = made[i];
+        auto base_of = [&](const shmgemm::OwnedArray& x) -> const py::capsule& {
           auto base = bases.find(x.owner.get());
           if (base == bases.end())
             base = bases
@@ -553,22 +555,44 @@ PYBIND11_MODULE(_core, m) {
                                     new std::shared_ptr<void>(x.owner),
                                     [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); }))
                        .first;
-          const DType t = x.view.dtype();
-          py::dtype d;
+          return base->second;
+        };
+        auto dtype_of_result = [&](std::size_t i) -> py::dtype {
+          const DType t = made[i].view.dtype();
           if (views[i].first.dtype() == t || views[i].second.dtype() == t) {
             const int which = views[i].first.dtype() == t ? 0 : 1;
-            d = py::reinterpret_borrow<py::array>(
-                    PyTuple_GET_ITEM(PyList_GET_ITEM(pairs.ptr(), i), which))
-                    .dtype();
-          } else {
-            auto known = dtypes.find(t);
-            if (known == dtypes.end())
-              known = dtypes.emplace(t, py::dtype(std::string(shmgemm::dtype_name(t)))).first;
-            d = known->second;
+            return py::reinterpret_borrow<py::array>(
+                       PyTuple_GET_ITEM(PyList_GET_ITEM(pairs.ptr(), i), which))
+                .dtype();
           }
-          const std::vector<py::ssize_t> dims(x.view.shape().begin(), x.view.shape().end());
-          py::array result(d, dims, {}, x.view.data(), base->second);
-          arrays[i] = dims.empty() ? result[py::tuple()] : py::object(result);
+          auto known = dtypes.find(t);
+          if (known == dtypes.end())
+            known = dtypes.emplace(t, py::dtype(std::string(shmgemm::dtype_name(t)))).first;
+          return known->second;
+        };
+        py::list arrays;
+        for (std::size_t i = 0; i < made.size();) {
+          const shmgemm::OwnedArray& x = made[i];
+          const py::dtype d = dtype_of_result(i);
+          const auto bytes = static_cast<std::size_t>(x.view.size()) * item_size(x.view.dtype());
+          std::size_t j = i + 1;
+          while (j < made.size() && made[j].owner == x.owner &&
+                 made[j].view.shape() == x.view.shape() &&
+                 made[j].view.data() ==
+                     static_cast<const std::byte*>(x.view.data()) + (j - i) * bytes &&
+                 dtype_of_result(j).is(d))
+            ++j;
+          std::vector<py::ssize_t> dims(x.view.shape().begin(), x.view.shape().end());
+          if (j - i == 1) {
+            py::array result(d, dims, {}, x.view.data(), base_of(x));
+            arrays.append(dims.empty() ? result[py::tuple()] : py::object(result));
+          } else {
+            dims.insert(dims.begin(), static_cast<py::ssize_t>(j - i));
+            const py::array stack(d, dims, {}, x.view.data(), base_of(x));
+            for (py::handle r : stack)
+              arrays.append(r);
+          }
+          i = j;
         }
         return py::make_tuple(arrays, report);
       },

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <new>
+#include <thread>
 
 namespace shmgemm::detail {
 namespace {
@@ -71,7 +73,13 @@ unsigned other_threads() {
 
 Launch resolve_launch(Launch launch) {
   if (launch != Launch::automatic) return launch;
-  return other_threads() == 0 ? Launch::fork : Launch::spawn;
+  // A thread that has just finished (its last step done, as a host's join sees it) is listed
+  // for some microseconds more: another thread is one still listed after a few looks.
+  for (int look = 0; look < 4; ++look) {
+    if (other_threads() == 0) return Launch::fork;
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  return Launch::spawn;
 }
 
 }  // namespace shmgemm::detail

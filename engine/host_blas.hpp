@@ -69,7 +69,8 @@ class OwnThread {
 unsigned other_threads();
 
 // `launch`, with Launch::automatic decided now: fork where no other thread may be inside
-// OpenBLAS (other_threads() is 0), else spawn.
+// OpenBLAS (other_threads() is 0 at one of a few looks 50 us apart: a thread that has just
+// finished stays listed a little while), else spawn.
 Launch resolve_launch(Launch launch);
 
 }  // namespace shmgemm::detail

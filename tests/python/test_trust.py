@@ -299,13 +299,15 @@ def test_threads_mixing_fork_and_in_process_calls_do_not_deadlock():
 
 def test_the_automatic_launch_spawns_while_numpy_computes_in_another_thread():
     code = """
-    import threading, warnings, numpy as np, shmgemm
+    import os, threading, time, warnings, numpy as np, shmgemm
     big = np.random.default_rng(0).standard_normal((1500, 1500))
     a = np.random.default_rng(1).standard_normal((500, 400))
     stop = threading.Event()
     def busy():
         while not stop.is_set():
             big @ big
+    big @ big  # OpenBLAS's own threads started: they are counted as its, not as others
+    threads_before = len(os.listdir("/proc/self/task"))
     t = threading.Thread(target=busy)
     t.start()
     try:
@@ -316,6 +318,9 @@ def test_the_automatic_launch_spawns_while_numpy_computes_in_another_thread():
     finally:
         stop.set()
         t.join()
+    # Gone from the kernel's list too (join returns a moment before it is).
+    while len(os.listdir("/proc/self/task")) > threads_before:
+        time.sleep(0.001)
     c, rep = shmgemm.matmul(a, a.T, workers=2, report=True)
     print("alone", rep["launch"])
     # An explicit fork with a thread alive (here one that runs Python only: a fork while it

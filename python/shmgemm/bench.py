@@ -69,6 +69,20 @@ def _as_strided_windows(a, b, width):
     return np.matmul(np.broadcast_to(a, (count,) + a.shape), windows)
 
 
+def _threads_recipe(pairs, threads):
+    """The thread recipe for many products: a thread pool, each product one np.matmul with one
+    BLAS thread (threadpoolctl), so that the threads do not oversubscribe the cores."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as ex:
+        return list(ex.map(lambda p: np.matmul(*p), pairs))
+
+
+def _window_stack(b, width):
+    """Every window of `width` columns of b, as a stack (count, rows, width): a view."""
+    return np.lib.stride_tricks.sliding_window_view(b, width, axis=1).transpose(1, 0, 2)
+
+
 def cases(quick, pool):
     """[(name, baseline, make)]: make() builds the case's operands (only for the cases run, so
     that one case's arrays do not weigh on another's) and returns {variant: function}."""
@@ -135,8 +149,24 @@ def cases(quick, pool):
         pairs = [(r.standard_normal((m, k)), r.standard_normal((k, n))) for m, k, n in shapes]
         return {
             "numpy loop": lambda: loop(pairs),
+            f"{cores} threads, 1 BLAS thread each": lambda: _threads_recipe(pairs, cores),
             "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
             "pool.matmul_many": lambda: pool().matmul_many(pairs),
+        }
+
+    def seed_windows():
+        # Seed 004's example: a 10 x 20 matrix times every 20-column window of a 20 x 1000 one.
+        r = rng()
+        a, b = r.standard_normal((10, 20)), r.standard_normal((20, 1000))
+        pairs = [(a, b[:, i:i + 20]) for i in range(981)]
+        stack = _window_stack(b, 20)
+        index = np.lib.stride_tricks.sliding_window_view(np.arange(1000), 20)
+        return {
+            "numpy loop": lambda: loop(pairs),
+            "np.matmul on the window stack": lambda: np.matmul(a, stack),
+            "numpy: one product, gathered": lambda: list((a @ b)[:, index].transpose(1, 0, 2)),
+            "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
+            "shmgemm.matmul on the window stack": lambda: shmgemm.matmul(a, stack),
         }
 
     def windows():
@@ -144,9 +174,12 @@ def cases(quick, pool):
         a, b = r.standard_normal((100, 200)), r.standard_normal((200, 1000))
         pairs = [(a, b[:, i:i + 200]) for i in range(801)]
         index = np.lib.stride_tricks.sliding_window_view(np.arange(1000), 200)
+        stack = _window_stack(b, 200)
         return {
             "as_strided + repeated A": lambda: _as_strided_windows(a, b, 200),
             "numpy loop": lambda: loop(pairs),
+            "np.matmul on the window stack": lambda: np.matmul(a, stack),
+            "shmgemm.matmul on the window stack": lambda: shmgemm.matmul(a, stack),
             "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
             "pool.matmul_many": lambda: pool().matmul_many(pairs),
             "one product, then the windows": lambda: [
@@ -167,6 +200,7 @@ def cases(quick, pool):
         (f"{stack} x (100x200 @ 200x200), A broadcast", "numpy", batch),
         ("981 x (10x20 @ 20x20), tiny products", "numpy loop of np.dot", tiny),
         (f"{count} products, sides 20-400", "numpy loop", many),
+        ("981 windows of 20 columns, 10x20 @ 20x1000, tiny", "numpy loop", seed_windows),
         ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", windows),
         ("8x8, one product per call", "numpy a @ b", round_trip),
     ]

@@ -265,7 +265,10 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, pr
         complex128), mixed by numpy's promotion. 1-D operands are a row (``a``) or a column
         (``b``); N-D operands are stacks of matrices whose leading axes broadcast. Any strides:
         C- and Fortran-ordered operands, slices and broadcast views are read where they are
-        (never copied with ``launch="fork"``); negative strides are copied once.
+        (never copied with ``launch="fork"``); negative strides are copied once. A stack of
+        overlapping windows of one array (``sliding_window_view(b, n, axis=1)`` moved to a
+        stack, or ``as_strided``) times one matrix is computed as the one product the windows
+        are part of, each window's product copied out of it.
     out : ndarray, optional
         Where to write the result: numpy's result shape, and its dtype (or one numpy casts to).
         Written in place, at its strides; an ``out`` that shares memory with ``a`` or ``b``
@@ -623,8 +626,12 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     Returns the results in the order of ``pairs`` (computed by workers, they share one block of
     memory, freed with the last of them).
 
-    For many windows of one matrix (``a @ b[:, i:i+n]`` for every i), one product and a gather
-    is cheaper still: ``(a @ b)[:, i:i+n]`` is the same matrix.
+    Work the pairs share is found first: one ``a`` times column windows of one array
+    (``[(a, b[:, i:i+n]) for i in ...]``, windows that overlap or touch), or row windows of one
+    array times one ``b``, are computed as one product over the windows' union, and each
+    result is copied out of it: an array of its own, writeable, sharing no memory with another
+    result. ``shmgemm.last_report()["plan"]["reason"]`` says what was found. A set of plain
+    ndarrays is handed to the engine in one pass, with one allocation for the results.
     """
     pairs = _pairs(pairs)
     count, in_process = _workers(workers)

@@ -222,6 +222,10 @@ SHMGEMM_API DType result_dtype(const ArrayView& a, const ArrayView& b);
 // - Operands are read where they are when their strides are non-negative multiples of their
 //   item size (C or Fortran order, slices, broadcast axes of stride 0); others are copied
 //   once, in C order (Report::copied_bytes counts it).
+// - A stack of overlapping windows of one array (b of shape (count, k, n) whose batch stride is
+//   a whole number of column strides, fewer than n, as numpy's sliding_window_view gives)
+//   times one matrix is computed as the one product the windows are part of, and each window's
+//   product is copied out of it (mirrored: row windows of a times one b).
 // - fork: workers inherit a and b copy-on-write: no copy. spawn: a and b are copied once into
 //   shared segments (unless they lie in a Pool's arena), since a new process cannot see this
 //   one's memory.
@@ -271,7 +275,11 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b,
 // core's threads, each result an array of its own) when the products average under 50 MFLOP
 // (measured: packing dominates them, and workers gain nothing) or launching workers would cost
 // about what the set takes. Every pair is checked
-// before any work (Error(shape_mismatch) names the pair). `report`, when given: the plan.
+// before any work (Error(shape_mismatch) names the pair). Pairs that share work are found
+// first: one a times column windows of one array (b's that overlap or touch, a whole number of
+// columns apart, of one dtype, depth and strides), or row windows of one array times one b,
+// are computed as one product over the windows' union, each result copied out of it (Report's
+// plan_reason says so). `report`, when given: the plan.
 SHMGEMM_API std::vector<OwnedArray> matmul_many(
     std::span<const std::pair<ArrayView, ArrayView>> pairs, const ManyOptions& options = {},
     Report* report = nullptr);

@@ -1,7 +1,11 @@
 // shmgemm::Pool, the facade: allocation from the arena, and the calls in their public forms.
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <numeric>
+
 #include "engine/pool_state.hpp"
+#include "engine/product.hpp"
 #include "engine/views.hpp"
 
 namespace shmgemm {
@@ -56,6 +60,27 @@ std::future<Report> Pool::submit(const ArrayView& a, const ArrayView& b,
                                  const MutableArrayView& out, std::function<void()> on_done,
                                  JobControl control) {
   return state_->submit(a, b, out, std::move(on_done), std::move(control));
+}
+
+std::vector<std::future<Report>> Pool::submit_many(std::span<const Product> products) {
+  state_->check_usable();
+  std::vector<double> flops(products.size());
+  for (std::size_t i = 0; i < products.size(); ++i) {
+    try {
+      static_cast<void>(detail::check_arrays(products[i].a, products[i].b, &products[i].out));
+    } catch (const Error& e) {
+      throw Error(e.code(), fmt::format("product {}: {}", i, e.what()));
+    }
+    flops[i] = matmul_flops(products[i].a, products[i].b);
+  }
+  std::vector<std::size_t> order(products.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t x, std::size_t y) { return flops[x] > flops[y]; });
+  std::vector<std::future<Report>> futures(products.size());
+  for (std::size_t i : order)
+    futures[i] = submit(products[i].a, products[i].b, products[i].out);
+  return futures;
 }
 
 Report Pool::matmul(const ArrayView& a, const ArrayView& b, const MutableArrayView& out) {

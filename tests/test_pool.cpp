@@ -121,6 +121,58 @@ TEST_CASE("views outside the pool are staged in and out, in any order and leadin
   CHECK(pool.stats().arena_used_bytes < 4096);  // the staging is freed
 }
 
+TEST_CASE("submit_many: a future per product, in order, each the product of its own pair") {
+  std::mt19937_64 rng(61);
+  Pool pool(pool_options(Launch::fork));
+  // Products of many sizes and dtypes, the operands outside the arena (staged).
+  std::vector<std::vector<double>> store;
+  std::vector<Pool::Product> products;
+  std::vector<std::int64_t> sides;
+  for (int i = 0; i < 12; ++i) {
+    const std::int64_t m = 1 + std::int64_t(rng() % 150), k = 1 + std::int64_t(rng() % 150),
+                       n = 1 + std::int64_t(rng() % 150);
+    store.emplace_back(m * k);
+    store.emplace_back(k * n);
+    store.emplace_back(m * n, -1.0);
+    for (std::size_t j = store.size() - 3; j < store.size() - 1; ++j)
+      for (double& x : store[j])
+        x = std::uniform_real_distribution<double>(-1, 1)(rng);
+    sides.insert(sides.end(), {m, k, n});
+  }
+  for (int i = 0; i < 12; ++i) {
+    const std::int64_t m = sides[3 * i], k = sides[3 * i + 1], n = sides[3 * i + 2];
+    products.push_back({ArrayView(store[3 * i].data(), DType::float64, {m, k}),
+                        ArrayView(store[3 * i + 1].data(), DType::float64, {k, n}),
+                        MutableArrayView(store[3 * i + 2].data(), DType::float64, {m, n})});
+  }
+  std::vector<std::future<Report>> futures = pool.submit_many(products);
+  REQUIRE(futures.size() == products.size());
+  for (int i = 0; i < 12; ++i) {
+    CAPTURE(i);
+    const Report r = futures[i].get();
+    CHECK(r.m == std::uint64_t(sides[3 * i]));
+    CHECK(r.n == std::uint64_t(sides[3 * i + 2]));
+    std::vector<double> want(store[3 * i + 2].size());
+    MatmulOptions here;
+    here.in_process = true;
+    matmul_into(products[i].a, products[i].b,
+                MutableArrayView(want.data(), DType::float64, products[i].out.shape()), here);
+    double worst = 0;
+    for (std::size_t e = 0; e < want.size(); ++e)
+      worst = std::max(worst, std::abs(want[e] - store[3 * i + 2][e]));
+    CHECK(worst < 1e-12);
+  }
+  // One bad product: named, and none submitted.
+  const std::uint64_t jobs = pool.stats().jobs;
+  std::vector<Pool::Product> bad = products;
+  const std::int64_t k7 = sides[3 * 7 + 1], n7 = sides[3 * 7 + 2];
+  std::vector<double> deeper((k7 + 1) * n7);
+  bad[7].b = ArrayView(deeper.data(), DType::float64, {k7 + 1, n7});
+  CHECK_THROWS_WITH_AS(pool.submit_many(bad), doctest::Contains("product 7: "), Error);
+  CHECK(pool.stats().jobs == jobs);
+  CHECK(clean_shm());
+}
+
 TEST_CASE("many threads submit at once: every result right, no growth of the arena") {
   for (Launch launch : {Launch::fork, Launch::spawn}) {
     CAPTURE(to_string(launch));

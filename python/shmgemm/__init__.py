@@ -538,6 +538,25 @@ class Pool:
         self._check()
         return _many(self, _pairs(pairs))
 
+    def submit_many(self, pairs):
+        """``[pool.submit(a, b) for a, b in pairs]``, submitted largest first (so that the
+        workers finish together): a ``concurrent.futures.Future`` per pair, in the order of
+        ``pairs``, each done when its product is, so that ``concurrent.futures.as_completed``
+        gives them as they finish. A pair numpy refuses fails its own Future, as with submit().
+        """
+        self._check()
+        pairs = _pairs(pairs)
+
+        def size(pair):
+            try:
+                return _core.matmul_flops(np.shape(pair[0]), np.shape(pair[1]))
+            except Exception:  # noqa: BLE001  (its Future says why)
+                return 0.0
+        futures = [None] * len(pairs)
+        for i in sorted(range(len(pairs)), key=lambda i: -size(pairs[i])):
+            futures[i] = self.submit(*pairs[i])
+        return futures
+
     def stats(self):
         """Jobs, tasks, staged bytes, workers replaced, failed jobs and arena bytes in use."""
         self._check()

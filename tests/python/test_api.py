@@ -292,6 +292,25 @@ def test_matmul_many_while_another_thread_runs_stays_in_process():
         assert_product(c, a, b)
 
 
+def test_pool_submit_many_gives_a_future_per_pair_as_each_finishes():
+    pairs = [(rng.standard_normal((m, k)), rng.standard_normal((k, n)))
+             for m, k, n in rng.integers(1, 300, (20, 3))]
+    pairs.append((np.ones((3, 4)), np.ones((5, 6))))  # numpy refuses this one
+    pairs.append((np.arange(6, dtype=np.int64).reshape(2, 3), np.arange(3, dtype=np.int64)))
+    with shmgemm.Pool(workers=2) as pool:
+        futures = pool.submit_many(pairs)
+        assert len(futures) == len(pairs)
+        done = list(concurrent.futures.as_completed(futures, timeout=120))
+        assert sorted(map(id, done)) == sorted(map(id, futures))
+        for (a, b), f in zip(pairs[:20], futures):
+            assert_product(f.result(), a, b)
+        with pytest.raises(ValueError, match="mismatch in its core dimension"):
+            futures[20].result()
+        assert np.array_equal(futures[21].result(), pairs[21][0] @ pairs[21][1])
+        with pytest.raises(TypeError, match="pairs: item 0"):
+            pool.submit_many([np.ones(3)])
+
+
 def test_sliding_windows_both_ways():
     a = rng.standard_normal((100, 200))
     b = rng.standard_normal((200, 1000))

@@ -6,6 +6,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <type_traits>
@@ -177,6 +178,17 @@ class SHMGEMM_API Pool {
   // pool. `control`: how the job may be stopped.
   std::future<Report> submit(const ArrayView& a, const ArrayView& b, const MutableArrayView& out,
                              std::function<void()> on_done = {}, JobControl control = {});
+
+  // Any set of products without waiting: out = np.matmul(a, b) for each, each a job of its own,
+  // submitted largest first (so that the workers finish together); the futures in the order of
+  // `products`, each ready when its product is. Every product is checked before any is
+  // submitted: Error(shape_mismatch or invalid_argument) naming the product ("product 3: ...").
+  // The rest as submit().
+  struct Product {
+    ArrayView a, b;
+    MutableArrayView out;
+  };
+  std::vector<std::future<Report>> submit_many(std::span<const Product> products);
 
   // The 2-D float conveniences over the above.
   Report matmul(MatrixView<const double> a, MatrixView<const double> b, MatrixView<double> c);

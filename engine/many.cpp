@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -214,21 +215,19 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     return MutableArrayView(area + it.offset, it.result, it.shape);
   };
   {
-    // Largest first, each to the worker with the least work so far; each worker's products
-    // then lie in one range of `order`, which its slot's rows name.
-    std::vector<std::size_t> by_size(items.size());
-    std::iota(by_size.begin(), by_size.end(), 0);
-    std::stable_sort(by_size.begin(), by_size.end(),
-                     [&](std::size_t x, std::size_t y) { return items[x].flops > items[y].flops; });
-    std::vector<std::vector<std::size_t>> share(workers);
-    std::vector<double> load(workers, 0);
-    for (std::size_t i : by_size) {
-      const auto w =
-          static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
-      share[w].push_back(i);
-      load[w] += items[i].flops + 2e5;  // a call's own cost, in flops
+    // split_products: largest first, each to the worker with the least work so far, a product
+    // of more than a fair share cut into pieces of its rows; each worker's pieces then lie in
+    // one range of `order`, which its slot's rows name.
+    std::vector<double> work(items.size());
+    std::vector<std::uint64_t> rows(items.size());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      work[i] = items[i].flops + 2e5;  // a call's own cost, in flops
+      const bool matrices = items[i].a->ndim() == 2 && items[i].b->ndim() == 2;
+      rows[i] = matrices ? static_cast<std::uint64_t>(items[i].shape[0]) : 0;
     }
-    std::vector<std::size_t> order;
+    const std::vector<std::vector<detail::ProductPiece>> share =
+        detail::split_products(work, rows, workers);
+    std::vector<detail::ProductPiece> order;
     detail::Plan plan;
     plan.workers = workers;
     plan.threads_per_worker = 1;
@@ -240,17 +239,37 @@ std::vector<OwnedArray> legacy::matmul_many_all(
       order.insert(order.end(), share[w].begin(), share[w].end());
       job.slots[w].row_end = order.size();
     }
+    if (order.size() > items.size())
+      report.plan_reason += fmt::format(
+          " ({} pieces: products of more than a worker's share split by rows)", order.size());
+    // A piece's operand rows and result rows (all of them for a whole product).
+    auto piece_of = [&](const detail::ProductPiece& piece) {
+      const Item& it = items[piece.product];
+      if (rows[piece.product] == 0) return std::tuple(*it.a, *it.b, out_of(it));
+      const auto first = static_cast<std::int64_t>(piece.rows.begin);
+      const auto count = static_cast<std::int64_t>(piece.rows.size());
+      const std::int64_t row_bytes = it.shape[1] * static_cast<std::int64_t>(item_size(it.result));
+      const ArrayView a(static_cast<const std::byte*>(it.a->data()) + first * it.a->strides()[0],
+                        it.a->dtype(), {count, it.a->shape()[1]}, it.a->strides());
+      return std::tuple(
+          a, *it.b,
+          MutableArrayView(area + it.offset + first * row_bytes, it.result, {count, it.shape[1]}));
+    };
     const Options in = one_thread_in_process(options);
     auto body = [&](std::size_t w) {
       WorkerSlot& slot = job.slots[w];
       try {
         inject_test_fault(w, slot.attempt, [&](std::string_view m) { fail_slot(job, w, m); });
         // This worker's results, faulted in at once (a page fault each costs more).
-        for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r)
-          detail::populate_for_writing(area + items[order[r]].offset, items[order[r]].bytes);
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
-          const Item& it = items[order[r]];
-          legacy::matmul_all(*it.a, *it.b, out_of(it), in);
+          const MutableArrayView to = std::get<2>(piece_of(order[r]));
+          detail::populate_for_writing(
+              static_cast<std::byte*>(to.mutable_data()),
+              static_cast<std::uint64_t>(to.size()) * item_size(to.dtype()));
+        }
+        for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
+          const auto [a, b, to] = piece_of(order[r]);
+          legacy::matmul_all(a, b, to, in);
           slot.rows_done.store(r + 1 - slot.row_begin);
         }
         slot.state.store(static_cast<std::uint32_t>(SlotState::done));

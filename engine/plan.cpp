@@ -155,6 +155,41 @@ WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights) {
   return split;
 }
 
+std::vector<std::vector<ProductPiece>> split_products(std::span<const double> flops,
+                                                      std::span<const std::uint64_t> rows,
+                                                      std::size_t parts) {
+  parts = std::max<std::size_t>(parts, 1);
+  double total = 0;
+  for (double f : flops)
+    total += f;
+  const double fair = total / static_cast<double>(parts);
+  std::vector<ProductPiece> pieces;
+  for (std::size_t i = 0; i < flops.size(); ++i) {
+    const std::uint64_t r = rows[i];
+    std::size_t cuts = 1;
+    if (r >= 2 && flops[i] > fair && fair > 0)
+      cuts = static_cast<std::size_t>(std::min<double>(
+          {std::ceil(flops[i] / fair), static_cast<double>(parts), static_cast<double>(r)}));
+    for (std::size_t c = 0; c < cuts; ++c) {
+      const RowRange range = partition_rows(static_cast<std::size_t>(r), cuts, c, 1);
+      const double share =
+          r == 0 ? flops[i] : flops[i] * double(range.end - range.begin) / double(r);
+      pieces.push_back({i, range, cuts == 1 ? flops[i] : share});
+    }
+  }
+  std::stable_sort(pieces.begin(), pieces.end(),
+                   [](const ProductPiece& x, const ProductPiece& y) { return x.flops > y.flops; });
+  std::vector<std::vector<ProductPiece>> dealt(parts);
+  std::vector<double> load(parts, 0);
+  for (const ProductPiece& piece : pieces) {
+    const auto p =
+        static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    dealt[p].push_back(piece);
+    load[p] += piece.flops;
+  }
+  return dealt;
+}
+
 WorkSplit split_work(const ProductShape& p, std::size_t parts) {
   const std::vector<unsigned> equal(std::min<std::uint64_t>(parts, std::max<std::uint64_t>(p.m, 1)),
                                     1);

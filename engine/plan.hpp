@@ -57,6 +57,21 @@ WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights);
 // Equal parts: min(parts, p.m) of them.
 WorkSplit split_work(const ProductShape& p, std::size_t parts);
 
+// A set of products dealt out to `parts` workers: `flops[i]` the work of product i, `rows[i]` the
+// rows its result can be split into (0 or 1: not at all). A product of more than a fair share
+// (the set's flops / parts) is cut into that many pieces of rows, at most `parts` and at most
+// its rows, each within one row of equal (partition_rows); then the pieces, largest first, each
+// go to the part with the least work so far (ties: the lowest part). Every row of every product
+// is in exactly one piece; a part's work is at most the fair share plus its last piece.
+struct ProductPiece {
+  std::size_t product = 0;
+  RowRange rows;  // of the product's result; {0, rows} (or {0, 0} unsplittable) when whole
+  double flops = 0;
+};
+std::vector<std::vector<ProductPiece>> split_products(std::span<const double> flops,
+                                                      std::span<const std::uint64_t> rows,
+                                                      std::size_t parts);
+
 struct Plan {
   bool in_process = false;
   std::size_t workers = 0;  // 0 in process

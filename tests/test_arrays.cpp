@@ -438,6 +438,42 @@ TEST_CASE("matmul_many: every pair's product in order, on forked workers or in p
   CHECK(test::segments_of(::getpid()).empty());
 }
 
+TEST_CASE("matmul_many on workers: a product larger than a worker's share is split by rows") {
+  std::mt19937_64 rng(67);
+  // One large product (a with negative strides, read in place by pieces) and small ones.
+  std::vector<Array> operands;
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{600, 300},
+                        std::vector<std::int64_t>{-300 * 8, 8});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{300, 400});
+  for (int i = 0; i < 6; ++i) {
+    operands.emplace_back(DType::int64, std::vector<std::int64_t>{30, 20});
+    operands.emplace_back(DType::int64, std::vector<std::int64_t>{20, 10});
+  }
+  for (Array& x : operands)
+    fill(x, rng);
+  std::vector<std::pair<ArrayView, ArrayView>> pairs;
+  for (std::size_t i = 0; i < operands.size(); i += 2)
+    pairs.emplace_back(operands[i].view, operands[i + 1].view);
+  Options o;
+  o.workers = 2;
+  o.launch = Launch::fork;
+  Report r;
+  const std::vector<OwnedArray> got = matmul_many(pairs, o, &r);
+  CHECK(r.workers == 2);
+  CHECK(r.plan_reason.find("pieces") != std::string::npos);
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    CAPTURE(i);
+    const Array& a = operands[2 * i];
+    const Array& b = operands[2 * i + 1];
+    const DType result = result_dtype(a.view, b.view);
+    Array out(result, got[i].view.shape());
+    std::memcpy(out.view.mutable_data(), got[i].view.data(),
+                got[i].view.size() * item_size(result));
+    CHECK(mismatches_with_reference(a, b, out, result) == 0);
+  }
+  CHECK(test::segments_of(::getpid()).empty());
+}
+
 TEST_CASE("Pool::matmul(ArrayView): the same rules, operands staged or in the arena") {
   for (Launch launch : {Launch::fork, Launch::spawn}) {
     Options o;

@@ -1,5 +1,10 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
 #include "engine/plan.hpp"
 
 using namespace shmgemm;
@@ -85,4 +90,68 @@ TEST_CASE("the plan keeps what the caller fixed") {
   Options automatic;
   CHECK(make_plan({2, 1000, 1000, DType::float64}, automatic, 4, machine(0.9)).candidates.size() ==
         3);
+}
+
+TEST_CASE("split_products: every row of every product once, no part above its share and a piece") {
+  const double works[] = {0, 1, 3, 10, 50};
+  const std::uint64_t heights[] = {0, 1, 2, 5, 100};
+  std::size_t cases = 0, splits = 0;
+  for (std::size_t count = 0; count <= 4; ++count)
+    for (std::size_t pick = 0, picks = std::size_t(std::pow(25, count));
+         pick<picks; pick += count> 3 ? 37 : 1)
+      for (std::size_t parts = 1; parts <= 4; ++parts) {
+        std::vector<double> flops;
+        std::vector<std::uint64_t> rows;
+        for (std::size_t i = 0, code = pick; i < count; ++i, code /= 25) {
+          flops.push_back(works[code % 5]);
+          rows.push_back(heights[code / 5 % 5]);
+        }
+        CAPTURE(count);
+        CAPTURE(pick);
+        CAPTURE(parts);
+        const auto dealt = detail::split_products(flops, rows, parts);
+        REQUIRE(dealt.size() == parts);
+        ++cases;
+        const double total = std::accumulate(flops.begin(), flops.end(), 0.0);
+        std::vector<std::vector<RowRange>> covered(count);
+        double dealt_flops = 0;
+        for (const auto& part : dealt) {
+          double load = 0;
+          for (const detail::ProductPiece& piece : part) {
+            REQUIRE(piece.product < count);
+            covered[piece.product].push_back(piece.rows);
+            load += piece.flops;
+          }
+          dealt_flops += load;
+          if (!part.empty()) CHECK(load <= total / double(parts) + part.back().flops + 1e-9);
+        }
+        CHECK(dealt_flops == doctest::Approx(total));
+        for (std::size_t i = 0; i < count; ++i) {
+          CAPTURE(i);
+          std::sort(covered[i].begin(), covered[i].end(),
+                    [](const RowRange& x, const RowRange& y) { return x.begin < y.begin; });
+          REQUIRE(!covered[i].empty());
+          CHECK(covered[i].size() <=
+                std::max<std::size_t>(1, std::min<std::size_t>(parts, rows[i])));
+          splits += covered[i].size() > 1;
+          std::size_t at = 0;
+          for (const RowRange& r : covered[i]) {
+            CHECK(r.begin == at);
+            at = r.end;
+          }
+          CHECK(at == rows[i]);
+        }
+      }
+  CHECK(cases > 1000);
+  CHECK(splits > 100);
+  // One large product among small ones: both parts share it, each within a row of half.
+  const double flops[] = {100, 1, 1};
+  const std::uint64_t rows[] = {100, 10, 10};
+  const auto dealt = detail::split_products(flops, rows, 2);
+  for (const auto& part : dealt) {
+    const auto big = std::find_if(part.begin(), part.end(),
+                                  [](const detail::ProductPiece& p) { return p.product == 0; });
+    REQUIRE(big != part.end());
+    CHECK(big->rows.size() == 50);
+  }
 }

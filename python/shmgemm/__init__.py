@@ -636,7 +636,7 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     Each pair may have its own shapes and dtypes. With ``launch="auto"`` (the default) or
     ``"fork"``, one worker per core is forked once for the whole set and computes its share of
     the products one after another (one OpenBLAS thread each, largest first to the least loaded
-    worker), reading the operands where they are and writing the results where they are
+    worker, a product of more than a worker's share split by its rows), reading the operands where they are and writing the results where they are
     returned: no worker runs one product per round trip, and nothing is copied. With
     ``workers="auto"``, a set whose products average under 50 MFLOP runs in this process instead
     (such products run no faster on workers: packing the operands dominates them), and so does

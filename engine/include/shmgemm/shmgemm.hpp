@@ -270,12 +270,12 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b,
 // shapes and dtypes, each result a new array as above (all of them in one block of memory,
 // freed with the last of them). Fork workers only (options.launch = spawn: Error(unsupported);
 // use a Pool): each is forked once and computes its share of the products one after another
-// with one OpenBLAS thread, largest first to the least loaded worker, reading the operands
-// where they are. options.workers = 0: one per core, or none (every product here, with every
-// core's threads, each result an array of its own) when the products average under 50 MFLOP
-// (measured: packing dominates them, and workers gain nothing) or launching workers would cost
-// about what the set takes. Every pair is checked
-// before any work (Error(shape_mismatch) names the pair). Pairs that share work are found
+// with one OpenBLAS thread, largest first to the least loaded worker (a product of more than a
+// worker's share split by rows), reading the operands where they are. options.workers = 0:
+// one per core, or none (every product here, with every core's threads, each result an array
+// of its own) when the products average under 50 MFLOP (measured: packing dominates them, and
+// workers gain nothing) or launching workers would cost about what the set takes. Every pair
+// is checked before any work (Error(shape_mismatch) names the pair). Pairs that share work are found
 // first: one a times column windows of one array (b's that overlap or touch, a whole number of
 // columns apart, of one dtype, depth and strides), or row windows of one array times one b,
 // are computed as one product over the windows' union, each result copied out of it (Report's

@@ -442,9 +442,9 @@ TEST_CASE("matmul_many on workers: a product larger than a worker's share is spl
   std::mt19937_64 rng(67);
   // One large product (a with negative strides, read in place by pieces) and small ones.
   std::vector<Array> operands;
-  operands.emplace_back(DType::float64, std::vector<std::int64_t>{600, 300},
-                        std::vector<std::int64_t>{-300 * 8, 8});
-  operands.emplace_back(DType::float64, std::vector<std::int64_t>{300, 400});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{240, 120},
+                        std::vector<std::int64_t>{-120 * 8, 8});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{120, 160});
   for (int i = 0; i < 6; ++i) {
     operands.emplace_back(DType::int64, std::vector<std::int64_t>{30, 20});
     operands.emplace_back(DType::int64, std::vector<std::int64_t>{20, 10});

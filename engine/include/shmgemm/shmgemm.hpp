@@ -275,10 +275,10 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b,
 // one per core, or none (every product here, with every core's threads, each result an array
 // of its own) when the products average under 50 MFLOP (measured: packing dominates them, and
 // workers gain nothing) or launching workers would cost about what the set takes. Every pair
-// is checked before any work (Error(shape_mismatch) names the pair). Pairs that share work are found
-// first: one a times column windows of one array (b's that overlap or touch, a whole number of
-// columns apart, of one dtype, depth and strides), or row windows of one array times one b,
-// are computed as one product over the windows' union, each result copied out of it (Report's
+// is checked before any work (Error(shape_mismatch) names the pair). Pairs that share work are
+// found first: one a times column windows of one array (b's that overlap or touch, a whole number
+// of columns apart, of one dtype, depth and strides), or row windows of one array times one b, are
+// computed as one product over the windows' union, each result copied out of it (Report's
 // plan_reason says so). `report`, when given: the plan.
 SHMGEMM_API std::vector<OwnedArray> matmul_many(
     std::span<const std::pair<ArrayView, ArrayView>> pairs, const ManyOptions& options = {},

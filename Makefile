@@ -52,6 +52,7 @@ bench-python: python
 
 # The library's figures (Google Benchmark): pool dispatch, pool throughput, 10,000-job stress.
 pool-bench: build
+	@cmake --build $(BUILD_DIR) -j $(JOBS) --target shmgemm-pool-benchmark
 	$(BUILD_DIR)/bin/shmgemm-pool-benchmark
 
 # The README's performance figures: `shmgemm bench` on its default shapes (a few minutes), as a

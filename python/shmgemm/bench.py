@@ -154,8 +154,9 @@ def cases(quick, pool):
             "pool.matmul_many": lambda: pool().matmul_many(pairs),
         }
 
-    def seed_windows():
-        # Seed 004's example: a 10 x 20 matrix times every 20-column window of a 20 x 1000 one.
+    def small_windows():
+        # The sliding-window question's example: a 10 x 20 matrix times every 20-column window of
+        # a 20 x 1000 one.
         r = rng()
         a, b = r.standard_normal((10, 20)), r.standard_normal((20, 1000))
         pairs = [(a, b[:, i:i + 20]) for i in range(981)]
@@ -200,7 +201,7 @@ def cases(quick, pool):
         (f"{stack} x (100x200 @ 200x200), A broadcast", "numpy", batch),
         ("981 x (10x20 @ 20x20), tiny products", "numpy loop of np.dot", tiny),
         (f"{count} products, sides 20-400", "numpy loop", many),
-        ("981 windows of 20 columns, 10x20 @ 20x1000, tiny", "numpy loop", seed_windows),
+        ("981 windows of 20 columns, 10x20 @ 20x1000, tiny", "numpy loop", small_windows),
         ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", windows),
         ("8x8, one product per call", "numpy a @ b", round_trip),
     ]

@@ -522,13 +522,17 @@ PYBIND11_MODULE(_core, m) {
       "matmul_many_plain",
       [](const py::list& pairs, unsigned workers, const std::string& launch, bool in_process,
          double timeout) -> py::object {
+        // The pairs held here while the GIL is released: another thread may change the list.
+        std::vector<py::object> held;
         std::vector<std::pair<ArrayView, ArrayView>> views;
+        held.reserve(pairs.size());
         views.reserve(pairs.size());
         for (py::handle pair : pairs) {
           if (!PyTuple_Check(pair.ptr()) || PyTuple_GET_SIZE(pair.ptr()) != 2) return py::none();
           auto a = plain_operand(PyTuple_GET_ITEM(pair.ptr(), 0));
           auto b = plain_operand(PyTuple_GET_ITEM(pair.ptr(), 1));
           if (!a || !b) return py::none();
+          held.push_back(py::reinterpret_borrow<py::object>(pair));
           views.emplace_back(std::move(*a), std::move(*b));
         }
         std::vector<shmgemm::OwnedArray> made;
@@ -561,8 +565,7 @@ PYBIND11_MODULE(_core, m) {
           const DType t = made[i].view.dtype();
           if (views[i].first.dtype() == t || views[i].second.dtype() == t) {
             const int which = views[i].first.dtype() == t ? 0 : 1;
-            return py::reinterpret_borrow<py::array>(
-                       PyTuple_GET_ITEM(PyList_GET_ITEM(pairs.ptr(), i), which))
+            return py::reinterpret_borrow<py::array>(PyTuple_GET_ITEM(held[i].ptr(), which))
                 .dtype();
           }
           auto known = dtypes.find(t);

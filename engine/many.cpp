@@ -65,13 +65,8 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
       const auto rows = static_cast<std::size_t>(it.shape[0]);
       const auto cols = static_cast<std::size_t>(it.shape[1]);
       std::byte* to = block + it.offset;
-      if (group.by_columns) {
-        for (std::size_t r = 0; r < rows; ++r)
-          std::memcpy(to + r * cols * item, from + (r * width + group.offsets[j]) * item,
-                      cols * item);
-      } else {
-        std::memcpy(to, from + group.offsets[j] * width * item, rows * cols * item);
-      }
+      detail::copy_window(from, width, item, group.by_columns, group.offsets[j], rows, cols, to,
+                          static_cast<std::int64_t>(cols * item), static_cast<std::int64_t>(item));
       report.copied_bytes += it.bytes;
       out[group.members[j]] = {MutableArrayView(to, it.result, it.shape), owner};
     }

@@ -139,27 +139,15 @@ namespace {
 // (2-D, C order), copied into `to` (count x m x n, any strides).
 void copy_windows(const OwnedArray& joined, const detail::StackWindows& w,
                   const MutableArrayView& to) {
-  const auto item = static_cast<std::int64_t>(item_size(to.dtype()));
-  const std::int64_t width = joined.view.shape()[1];
-  const auto step = static_cast<std::int64_t>(w.step);
-  // The windows as a view of `joined`: product i starts `step` columns (rows) after i - 1.
-  const std::int64_t from_batch = w.by_columns ? step * item : step * width * item;
-  const std::int64_t from_row = width * item;
-  const auto* from = static_cast<const std::byte*>(joined.view.data());
-  auto* dest = static_cast<std::byte*>(to.mutable_data());
   const std::vector<std::int64_t>& shape = to.shape();
   const std::vector<std::int64_t>& strides = to.strides();
+  auto* dest = static_cast<std::byte*>(to.mutable_data());
   for (std::int64_t i = 0; i < shape[0]; ++i)
-    for (std::int64_t r = 0; r < shape[1]; ++r) {
-      const std::byte* src = from + i * from_batch + r * from_row;
-      std::byte* row = dest + i * strides[0] + r * strides[1];
-      if (strides[2] == item) {
-        std::memcpy(row, src, static_cast<std::size_t>(shape[2] * item));
-        continue;
-      }
-      for (std::int64_t c = 0; c < shape[2]; ++c)
-        std::memcpy(row + c * strides[2], src + c * item, static_cast<std::size_t>(item));
-    }
+    detail::copy_window(static_cast<const std::byte*>(joined.view.data()),
+                        static_cast<std::size_t>(joined.view.shape()[1]), item_size(to.dtype()),
+                        w.by_columns, static_cast<std::uint64_t>(i) * w.step,
+                        static_cast<std::size_t>(shape[1]), static_cast<std::size_t>(shape[2]),
+                        dest + i * strides[0], strides[1], strides[2]);
 }
 
 // The one body of both matmul forms: into `out`, or (out == nullptr) into a new array, made

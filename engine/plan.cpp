@@ -172,9 +172,8 @@ std::vector<std::vector<ProductPiece>> split_products(std::span<const double> fl
           {std::ceil(flops[i] / fair), static_cast<double>(parts), static_cast<double>(r)}));
     for (std::size_t c = 0; c < cuts; ++c) {
       const RowRange range = partition_rows(static_cast<std::size_t>(r), cuts, c, 1);
-      const double share =
-          r == 0 ? flops[i] : flops[i] * double(range.end - range.begin) / double(r);
-      pieces.push_back({i, range, cuts == 1 ? flops[i] : share});
+      pieces.push_back(
+          {i, range, cuts == 1 ? flops[i] : flops[i] * double(range.size()) / double(r)});
     }
   }
   std::stable_sort(pieces.begin(), pieces.end(),

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <compare>
+#include <cstring>
 #include <map>
 
 #include "shmgemm/shmgemm.hpp"
@@ -146,6 +147,20 @@ std::optional<StackWindows> stack_windows(const ArrayView& a, const ArrayView& b
     return w;
   }
   return std::nullopt;
+}
+
+void copy_window(const std::byte* joined, std::size_t width, std::size_t item, bool by_columns,
+                 std::uint64_t offset, std::size_t rows, std::size_t cols, std::byte* to,
+                 std::int64_t row_stride, std::int64_t col_stride) {
+  const std::byte* from = joined + (by_columns ? offset : offset * width) * item;
+  for (std::size_t r = 0; r < rows; ++r, from += width * item, to += row_stride) {
+    if (col_stride == static_cast<std::int64_t>(item)) {
+      std::memcpy(to, from, cols * item);
+      continue;
+    }
+    for (std::size_t c = 0; c < cols; ++c)
+      std::memcpy(to + static_cast<std::int64_t>(c) * col_stride, from + c * item, item);
+  }
 }
 
 SharedWork find_shared_work(Pairs pairs, std::span<const double> flops) {

@@ -54,6 +54,14 @@ struct StackWindows {
   std::uint64_t count = 0, step = 0;
 };
 
+// Copies window `offset`'s product (rows x cols) out of the union's result `joined` (C order,
+// `width` columns, `item` bytes an element) to `to`, whose rows lie `row_stride` bytes apart and
+// elements `col_stride`: columns [offset, offset + cols) of it by columns, else rows
+// [offset, offset + rows).
+void copy_window(const std::byte* joined, std::size_t width, std::size_t item, bool by_columns,
+                 std::uint64_t offset, std::size_t rows, std::size_t cols, std::byte* to,
+                 std::int64_t row_stride, std::int64_t col_stride);
+
 // The windows of a stack product (already checked by matmul_shape), when its windows overlap
 // (step below their width, so that the one product computes less than the stack would), and
 // every operand is non-empty with positive strides along the windows. Pure.

@@ -549,7 +549,7 @@ class Pool:
 
         def size(pair):
             try:
-                return _core.matmul_flops(np.shape(pair[0]), np.shape(pair[1]))
+                return _flops(*pair)
             except Exception:  # noqa: BLE001  (its Future says why)
                 return 0.0
         futures = [None] * len(pairs)
@@ -610,7 +610,7 @@ _SMALL_FLOPS = 5e7
 
 
 def _flops(a, b):
-    return _core.matmul_flops(a.shape, b.shape)
+    return _core.matmul_flops(np.shape(a), np.shape(b))
 
 
 def _many(pool, pairs):
@@ -636,7 +636,8 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     Each pair may have its own shapes and dtypes. With ``launch="auto"`` (the default) or
     ``"fork"``, one worker per core is forked once for the whole set and computes its share of
     the products one after another (one OpenBLAS thread each, largest first to the least loaded
-    worker, a product of more than a worker's share split by its rows), reading the operands where they are and writing the results where they are
+    worker, a product of more than a worker's share split by its rows), reading the operands
+    where they are and writing the results where they are
     returned: no worker runs one product per round trip, and nothing is copied. With
     ``workers="auto"``, a set whose products average under 50 MFLOP runs in this process instead
     (such products run no faster on workers: packing the operands dominates them), and so does

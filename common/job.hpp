@@ -19,7 +19,7 @@
 namespace shmgemm {
 
 inline constexpr std::uint64_t kJobMagic = 0x314a4d4547484d53ULL;  // "SHMGEMJ1"
-inline constexpr std::uint32_t kJobVersion = 5;
+inline constexpr std::uint32_t kJobVersion = 6;
 inline constexpr std::size_t kMaxWorkers = 256;
 inline constexpr std::size_t kMaxOperandName = 4096;  // PATH_MAX
 inline constexpr std::size_t kWorkerMessageBytes = 512;
@@ -89,6 +89,8 @@ struct WorkerSlot {
   char message[kWorkerMessageBytes] = {};  // why it failed, NUL-terminated
   // The failure's ErrorCode, as in process; -1 when it was no shmgemm::Error.
   std::int32_t error_code = -1;
+  // With the job staged: posted by the coordinator when the worker's next phase is set.
+  boost::interprocess::interprocess_semaphore go{0};
 };
 
 struct JobDescriptor {
@@ -112,6 +114,11 @@ struct JobDescriptor {
   // Each worker posts once when it has mapped every operand: the coordinator may then remove
   // the names.
   boost::interprocess::interprocess_semaphore attached{0};
+  // 1: another phase follows this one. A worker that finishes its part of the phase then posts
+  // phase_done and waits on its slot's `go` for the next one, instead of exiting: one launch
+  // serves every phase. The coordinator writes it only while no worker computes.
+  std::uint32_t staged = 0;
+  boost::interprocess::interprocess_semaphore phase_done{0};
   WorkerSlot slots[kMaxWorkers];
 };
 

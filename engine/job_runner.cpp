@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <boost/date_time/posix_time/posix_time_types.hpp>
+#include <boost/interprocess/exceptions.hpp>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -123,99 +125,139 @@ std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
   return options.backing == Backing::file && bytes > memory_available() ? kChunkRows : 0;
 }
 
-RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
-                         const std::function<int(std::size_t)>& fork_body, const Options& options,
-                         double flops_per_row) {
-  const bool fork = resolve_launch(options.launch) == Launch::fork;
-  const std::string exe = fork ? std::string() : worker_executable();
-  const std::string threads = std::to_string(plan.threads_per_worker);
-  const auto start = std::chrono::steady_clock::now();
-  // A slot as a fresh worker finds it: for each launch, and for each retry.
-  auto reset_slot = [&job](std::size_t i, unsigned attempt) {
-    WorkerSlot& slot = job.slots[i];
-    slot.attempt = attempt;
-    slot.message[0] = '\0';
-    slot.error_code = -1;
-    slot.rows_done.store(0);
-    slot.state.store(static_cast<std::uint32_t>(SlotState::pending));
-  };
-  for (std::size_t i = 0; i < plan.workers; ++i)
-    reset_slot(i, 0);
-  // Spawned workers compute while this process waits: its OpenBLAS threads must not spin
-  // beside them (a fork stops them by itself).
-  if (!fork) stop_blas_pool();
-  Launcher launcher;
-  auto start_worker = [&](std::size_t i) {
-    if (fork)
-      launcher.fork_worker(i, [&fork_body, i] { return fork_body(i); });
-    else
-      launcher.spawn_worker(i, exe, {"--job", job_name, "--id", std::to_string(i), "--quiet"},
-                            {{"OPENBLAS_NUM_THREADS", threads}});
-  };
+Crew::Crew(JobDescriptor& job, std::string job_name, const Plan& plan, const Options& options)
+    : job_(job),
+      job_name_(std::move(job_name)),
+      plan_(plan),
+      options_(options),
+      fork_(resolve_launch(options.launch) == Launch::fork),
+      exe_(fork_ ? std::string() : worker_executable()),
+      attempts_(plan.workers, 0) {}
 
-  // Nothing is named: forked children inherit the mappings, spawned ones map the coordinator's
-  // descriptors (SharedSegment, NpyMapping, NpyOutput), fresh ones for retries too.
-  for (std::size_t i = 0; i < plan.workers; ++i)
-    start_worker(i);
-  if (!fork) {
-    // A worker that ends before attaching (one that exits 0 included) fails the run below.
-    try {
-      launcher.wait_attached(job.attached, plan.workers, [&job](std::size_t i) {
-        return job.slots[i].state.load() != static_cast<std::uint32_t>(SlotState::pending);
-      });
-    } catch (const Error& e) {
-      if (e.code() != ErrorCode::timed_out) throw;
-      if (!all_done(job, plan.workers)) throw timeout_failure(job, plan.workers, {});
+// A slot as its worker finds it at the start of a phase: `state` pending for a fresh worker,
+// attached for one that waited.
+void Crew::reset_slot(std::size_t i, SlotState state) {
+  WorkerSlot& slot = job_.slots[i];
+  slot.attempt = attempts_[i];
+  slot.message[0] = '\0';
+  slot.error_code = -1;
+  slot.rows_done.store(0);
+  slot.state.store(static_cast<std::uint32_t>(state));
+}
+
+void Crew::start_worker(std::size_t i, const std::function<int(std::size_t)>& fork_body) {
+  if (fork_)
+    launcher_.fork_worker(i, [&fork_body, i] { return fork_body(i); });
+  else
+    launcher_.spawn_worker(i, exe_, {"--job", job_name_, "--id", std::to_string(i), "--quiet"},
+                           {{"OPENBLAS_NUM_THREADS", std::to_string(plan_.threads_per_worker)}});
+}
+
+RunStats Crew::run(const std::function<int(std::size_t)>& fork_body, double flops_per_row) {
+  const std::size_t workers = plan_.workers;
+  const auto start = std::chrono::steady_clock::now();
+  RunStats stats;
+  for (std::size_t i = 0; i < workers; ++i)
+    reset_slot(i, started_ ? SlotState::attached : SlotState::pending);
+  if (started_) {
+    // The workers wait on their slots (run_phases): the next phase is set.
+    for (std::size_t i = 0; i < workers; ++i)
+      job_.slots[i].go.post();
+  } else {
+    // Spawned workers compute while this process waits: its OpenBLAS threads must not spin
+    // beside them (a fork stops them by itself).
+    if (!fork_) stop_blas_pool();
+    // Nothing is named: forked children inherit the mappings, spawned ones map the
+    // coordinator's descriptors (SharedSegment, NpyMapping, NpyOutput), fresh ones for retries
+    // too.
+    for (std::size_t i = 0; i < workers; ++i)
+      start_worker(i, fork_body);
+    stats.launches += static_cast<unsigned>(workers);
+    started_ = true;
+    if (!fork_) {
+      // A worker that ends before attaching (one that exits 0 included) fails the run below.
+      try {
+        launcher_.wait_attached(job_.attached, workers, [this](std::size_t i) {
+          return job_.slots[i].state.load() != static_cast<std::uint32_t>(SlotState::pending);
+        });
+      } catch (const Error& e) {
+        if (e.code() != ErrorCode::timed_out) throw;
+        if (!all_done(job_, workers)) throw timeout_failure(job_, workers, {});
+      }
     }
   }
 
-  RunStats stats;
-  std::vector<unsigned> attempts(plan.workers, 0);
-  ProgressBar progress(options.progress && flops_per_row > 0, job.m, flops_per_row);
-  std::vector<bool> told_stopped(plan.workers, false);
-  while (launcher.live() > 0) {
+  // Staged workers say they are done (phase_done) and wait; the others exit.
+  const bool staged = job_.staged != 0;
+  auto unfinished = [&] { return staged ? !all_done(job_, workers) : launcher_.live() > 0; };
+  const int tick_ms = options_.progress ? 100 : 1000;
+  ProgressBar progress(options_.progress && flops_per_row > 0, job_.m, flops_per_row);
+  std::vector<bool> told_stopped(workers, false);
+  while (unfinished()) {
     std::uint64_t rows_done = 0;
-    for (std::size_t i = 0; i < plan.workers; ++i)
-      rows_done += job.slots[i].rows_done.load();
+    for (std::size_t i = 0; i < workers; ++i)
+      rows_done += job_.slots[i].rows_done.load();
     progress.update(rows_done);
     // The stall watchdog: a worker stopped by a signal makes no progress until continued.
-    const auto stopped = launcher.stopped();
+    const auto stopped = launcher_.stopped();
     for (const auto& [id, sig] : stopped)
-      if (!told_stopped[id] && options.on_stall) {
+      if (!told_stopped[id] && options_.on_stall) {
         told_stopped[id] = true;
-        options.on_stall(fmt::format("{} is stopped by SIG{}; waiting for it{}", name_of(job, id),
-                                     sigabbrev_np(sig),
-                                     options.timeout > 0 ? " until the timeout" : ""));
+        options_.on_stall(fmt::format("{} is stopped by SIG{}; waiting for it{}", name_of(job_, id),
+                                      sigabbrev_np(sig),
+                                      options_.timeout > 0 ? " until the timeout" : ""));
       }
     std::vector<WorkerExit> exits;
     try {
-      exits = launcher.wait_exits(options.progress ? 100 : 1000);
+      if (staged) {
+        // A post is the usual wake-up; the short wait bounds how late an exit or an interrupt
+        // is seen (wait_exits looks at both).
+        const auto until = boost::posix_time::microsec_clock::universal_time() +
+                           boost::posix_time::milliseconds(5);
+        try {
+          (void)job_.phase_done.timed_wait(until);
+        } catch (const boost::interprocess::interprocess_exception&) {
+          // sem_timedwait is not restarted after a signal handler: look again.
+        }
+        exits = launcher_.wait_exits(0);
+      } else {
+        exits = launcher_.wait_exits(tick_ms);
+      }
     } catch (const Error& e) {
       if (e.code() != ErrorCode::timed_out) throw;
       // Work that is all done is never thrown away: the deadline applies while some remains.
-      if (all_done(job, plan.workers)) break;
-      throw timeout_failure(job, plan.workers, stopped);
+      if (all_done(job_, workers)) break;
+      throw timeout_failure(job_, workers, stopped);
     }
     for (const WorkerExit& exit : exits) {
-      if (exit.ok() &&
-          job.slots[exit.id].state.load() == static_cast<std::uint32_t>(SlotState::done))
+      if (!staged && exit.ok() &&
+          job_.slots[exit.id].state.load() == static_cast<std::uint32_t>(SlotState::done))
         continue;
-      const Error failure = worker_failure(job, exit);
-      if (attempts[exit.id] >= options.retries) {
-        launcher.kill_all();
+      const Error failure = worker_failure(job_, exit);
+      if (attempts_[exit.id] >= options_.retries) {
+        launcher_.kill_all();
         throw failure;
       }
-      ++attempts[exit.id];
+      ++attempts_[exit.id];
       ++stats.retries;
-      if (options.on_retry)
-        options.on_retry(fmt::format("{}; retrying ({} of {})", failure.what(), attempts[exit.id],
-                                     options.retries));
-      reset_slot(exit.id, attempts[exit.id]);
-      start_worker(exit.id);
+      if (options_.on_retry)
+        options_.on_retry(fmt::format("{}; retrying ({} of {})", failure.what(), attempts_[exit.id],
+                                      options_.retries));
+      reset_slot(exit.id, SlotState::pending);
+      start_worker(exit.id, fork_body);
+      ++stats.launches;
     }
   }
   stats.compute_seconds = seconds_since(start);
   return stats;
+}
+
+RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
+                         const std::function<int(std::size_t)>& fork_body, const Options& options,
+                         double flops_per_row) {
+  job.staged = 0;
+  Crew crew(job, job_name, plan, options);
+  return crew.run(fork_body, flops_per_row);
 }
 
 namespace {
@@ -267,11 +309,13 @@ class LaunchedExecutor final : public Executor {
   JobDescriptor& job() override { return *described_.job; }
   void run(const GeneralOperands& local, double flops_per_row) override {
     JobDescriptor* job = described_.job;
-    retries += launch_and_join(
-                   *job, described_.segment.name(), plan_,
-                   [job, local](std::size_t i) { return run_worker(*job, i, local); }, options_,
-                   flops_per_row)
-                   .retries;
+    // One launch for every phase: the workers wait between them.
+    job->staged = job->general.phase != Phase::multiply ? 1 : 0;
+    if (!crew_) crew_.emplace(*job, described_.segment.name(), plan_, options_);
+    const RunStats stats = crew_->run(
+        [job, local](std::size_t i) { return run_phases(*job, i, local); }, flops_per_row);
+    retries += stats.retries;
+    launches += stats.launches;
   }
   std::byte* prepared_area(std::uint64_t bytes, std::uint64_t elements) override {
     check_shm_room(bytes, "the converted B");
@@ -287,6 +331,7 @@ class LaunchedExecutor final : public Executor {
   const Options& options_;
   JobSegment described_;
   std::optional<SharedSegment> prepared_;
+  std::optional<Crew> crew_;  // after prepared_: its workers map the prepared B
 };
 
 }  // namespace

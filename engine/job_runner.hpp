@@ -5,10 +5,12 @@
 #include <functional>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "common/dtype.hpp"
 #include "common/job.hpp"
 #include "common/segment.hpp"
+#include "engine/launcher.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
 #include "shmgemm/shmgemm.hpp"
@@ -52,16 +54,43 @@ std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes);
 struct RunStats {
   double compute_seconds = 0;  // first launch to last join
   unsigned retries = 0;
+  unsigned launches = 0;  // worker processes started (retries included)
 };
 
-// Launches plan.workers workers of `job`, which lives in the segment that `job_name` reaches
-// (/proc/<pid>/fd/N), and joins them: forked ones run fork_body(id), spawned ones
-// shmgemm-worker --job --id. Resets every slot's state first (a job may be launched once per
-// phase). A failed worker is started again on its rows up to options.retries times; past that,
-// throws Error(worker_failed) naming it and its rows, with the other workers killed. Throws
-// Error(interrupted) or Error(timed_out), naming the workers not done, when the call is stopped; a
-// progress bar over job.m rows of flops_per_row flops each when options.progress and flops_per_row
-// > 0.
+// The workers of one call's job, which lives in the segment that `job_name` reaches
+// (/proc/<pid>/fd/N): forked ones run fork_body(id), spawned ones shmgemm-worker --job --id.
+// They start with the job's first phase and, while job.staged says another follows, wait for
+// it (run_phases) rather than exit: one launch serves every phase. A failed worker is started
+// again on its rows up to options.retries times in all; past that, run() throws
+// Error(worker_failed) naming it and its rows. run() throws Error(interrupted) or
+// Error(timed_out), naming the workers not done, when the call is stopped. Destroying a Crew
+// kills every worker still running. Thread-safety: none.
+class Crew {
+ public:
+  Crew(JobDescriptor& job, std::string job_name, const Plan& plan, const Options& options);
+  // Runs the job's current phase (set in the job, with job.staged) on plan.workers workers:
+  // starts them for the first phase, wakes them for the next ones, and returns when every
+  // slot is done (with job.staged, the workers then wait; else they have exited). A worker
+  // started for this phase (the first, or a retry) forked runs fork_body(id). A progress bar
+  // over job.m rows of flops_per_row flops each when options.progress and flops_per_row > 0.
+  RunStats run(const std::function<int(std::size_t)>& fork_body, double flops_per_row);
+
+ private:
+  void reset_slot(std::size_t i, SlotState state);
+  void start_worker(std::size_t i, const std::function<int(std::size_t)>& fork_body);
+
+  JobDescriptor& job_;
+  const std::string job_name_;
+  const Plan& plan_;
+  const Options& options_;
+  const bool fork_;
+  const std::string exe_;
+  Launcher launcher_;
+  std::vector<unsigned> attempts_;
+  bool started_ = false;
+};
+
+// One phase on workers started for it and joined: Crew::run on a job that is not staged.
 RunStats launch_and_join(JobDescriptor& job, const std::string& job_name, const Plan& plan,
                          const std::function<int(std::size_t)>& fork_body, const Options& options,
                          double flops_per_row);

@@ -277,9 +277,10 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     Options launch_options = options;
     launch_options.progress = false;
     launch_options.launch = Launch::fork;
-    report.compute_seconds =
-        detail::launch_and_join(job, described.segment.name(), plan, body, launch_options, 0)
-            .compute_seconds;
+    const detail::RunStats stats =
+        detail::launch_and_join(job, described.segment.name(), plan, body, launch_options, 0);
+    report.compute_seconds = stats.compute_seconds;
+    report.launches = stats.launches;
   }
   detail::throw_if_interrupted(/*deadline=*/false);
   const std::shared_ptr<void> owner = memory.release();

@@ -194,6 +194,7 @@ void Product::describe(Report& report) const {
 void describe_job(JobDescriptor& job, const Product& p, const Plan& plan, const Options& options) {
   const MatmulShape& shape = p.shape;
   GeneralJob& g = job.general;
+  job.staged = 0;  // the executor stages the phases of workers it launches
   g.result = p.result;
   g.compute = compute_type(p.result);
   g.integer = is_integer(p.result) ? 1 : 0;
@@ -293,6 +294,7 @@ void execute(Executor& executor, const Product& p, const Plan& plan, const Optio
     executor.run(local, *phase == Phase::multiply ? flops_per_row : 0);
   report.compute_seconds = seconds_since(t0);
   report.retries = executor.retries;
+  report.launches = executor.launches;
 }
 
 }  // namespace shmgemm::detail

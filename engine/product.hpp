@@ -99,6 +99,7 @@ class Executor {
   // Room for the prepared B (`bytes` bytes) where the workers reach it; sets job().prepared.
   virtual std::byte* prepared_area(std::uint64_t bytes, std::uint64_t elements) = 0;
   unsigned retries = 0;
+  unsigned launches = 0;  // worker processes started
 };
 
 // Fills `job` for `p`, split as `plan` says: the general job (dtypes, stacks, strides), the
@@ -121,7 +122,7 @@ class Phases {
 };
 
 // Runs every phase of `p` on `executor` (described_job first), and records the compute time,
-// retries, prepared bytes and limb products in `report`.
+// retries, launches, prepared bytes and limb products in `report`.
 void execute(Executor& executor, const Product& p, const Plan& plan, const Options& options,
              Report& report);
 

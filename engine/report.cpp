@@ -33,6 +33,7 @@ nlohmann::json report_json(const Report& r) {
           {"compute_seconds", r.compute_seconds},
           {"gflops", r.gflops()},
           {"retries", r.retries},
+          {"launches", r.launches},
           {"copied_bytes", r.copied_bytes},
           {"rows_per_step", r.rows_per_step},
           {"prepared_bytes", r.prepared_bytes},

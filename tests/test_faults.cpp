@@ -10,9 +10,12 @@
 #include <fmt/format.h>
 #include <csignal>
 #include <cstring>
+#include <nlohmann/json.hpp>
+#include <random>
 #include <regex>
 
 #include "common/job.hpp"
+#include "common/npy_file.hpp"
 #include "common/segment.hpp"
 #include "tests/job_fixture.hpp"
 #include "tests/test_support.hpp"
@@ -201,6 +204,80 @@ TEST_CASE("--retries recomputes a failed block in a fresh worker, and says so") 
     CHECK(contains(r.err, "retrying (2 of 2)"));
     CHECK(contains(r.err, "shmgemm: worker 1 (rows 150-299) was killed by signal 11\n"));
     ops.check_untouched(r.pid);
+  }
+}
+
+TEST_CASE("an integer product's three phases run on one launch of each worker, retries too") {
+  // Values near 2^40: exact only through limbs, so the workers scan A and B, prepare B's limbs,
+  // then multiply; between the phases they wait instead of exiting.
+  TempDir tmp;
+  std::mt19937_64 rng(40);
+  std::uniform_int_distribution<std::int64_t> value(-(std::int64_t{1} << 40),
+                                                    std::int64_t{1} << 40);
+  test::Dense a{120, 70, {}}, b{70, 50, {}};
+  for (test::Dense* x : {&a, &b})
+    for (std::uint64_t e = 0; e < x->rows * x->cols; ++e)
+      x->v.push_back(static_cast<double>(value(rng)));
+  test::write_file(tmp / "A.npy", test::npy_bytes(a, DType::int64));
+  test::write_file(tmp / "B.npy", test::npy_bytes(b, DType::int64));
+  auto check_exact = [&] {
+    const NpyMapping c = NpyMapping::open(tmp / "C.npy");
+    REQUIRE(c.header().dtype == DType::int64);
+    const auto* got = reinterpret_cast<const std::int64_t*>(c.data());
+    std::size_t wrong = 0;
+    for (std::uint64_t i = 0; i < a.rows; ++i)
+      for (std::uint64_t j = 0; j < b.cols; ++j) {
+        std::uint64_t sum = 0;  // numpy's int64 product wraps modulo 2^64
+        for (std::uint64_t l = 0; l < a.cols; ++l)
+          sum += static_cast<std::uint64_t>(static_cast<std::int64_t>(a.at(i, l))) *
+                 static_cast<std::uint64_t>(static_cast<std::int64_t>(b.at(l, j)));
+        wrong += static_cast<std::uint64_t>(got[i * b.cols + j]) != sum ? 1 : 0;
+      }
+    CHECK(wrong == 0);
+  };
+  auto argv = [&](const char* launch, std::vector<std::string> extra) {
+    std::vector<std::string> v = {test::cli_path(),
+                                  "multiply",
+                                  (tmp / "A.npy").string(),
+                                  (tmp / "B.npy").string(),
+                                  "-o",
+                                  (tmp / "C.npy").string(),
+                                  "--workers",
+                                  "2",
+                                  "--launch",
+                                  launch,
+                                  "--json"};
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  for (const char* launch : {"fork", "spawn"}) {
+    CAPTURE(launch);
+    test::RunResult r = test::run(argv(launch, {}));
+    CAPTURE(r.err);
+    REQUIRE(r.status == 0);
+    nlohmann::json report = nlohmann::json::parse(r.out);
+    CHECK(report["limb_products"].get<unsigned>() > 1);
+    CHECK(report["prepared_bytes"].get<std::uint64_t>() > 0);
+    CHECK(report["launches"] == 2);
+    check_exact();
+    std::filesystem::remove(tmp / "C.npy");
+
+    // Worker 1 dies in the first phase: one fresh worker takes its rows from that phase on.
+    r = test::run(argv(launch, {"--retries", "1"}), fault_env("1:kill:1"));
+    CHECK(r.status == 0);
+    report = nlohmann::json::parse(r.out);
+    CHECK(report["retries"] == 1);
+    CHECK(report["launches"] == 3);
+    check_exact();
+    CHECK(test::segments_of(r.pid).empty());
+    std::filesystem::remove(tmp / "C.npy");
+
+    // Workers that never exit after their last phase: the product is whole, and kept.
+    r = test::run(argv(launch, {"--timeout", "1"}), fault_env("all:linger"));
+    CHECK(r.status == 0);
+    check_exact();
+    CHECK(test::children_of(r.pid).empty());
+    std::filesystem::remove(tmp / "C.npy");
   }
 }
 

@@ -72,6 +72,9 @@ std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order, int major
     if (dtype == DType::float64) {
       const double x = m.at(i, j);
       out.append(reinterpret_cast<const char*>(&x), 8);
+    } else if (dtype == DType::int64) {
+      const auto x = static_cast<std::int64_t>(m.at(i, j));
+      out.append(reinterpret_cast<const char*>(&x), 8);
     } else {
       const float x = static_cast<float>(m.at(i, j));
       out.append(reinterpret_cast<const char*>(&x), 4);

@@ -63,7 +63,8 @@ struct Dense {
 Dense random_dense(std::uint64_t rows, std::uint64_t cols, std::mt19937_64& rng);
 
 // The bytes of a .npy file holding `m` as `dtype`, in C or Fortran order, with format version
-// `major`.0 (1, 2 or 3), written the way numpy writes them.
+// `major`.0 (1, 2 or 3), written the way numpy writes them. Dtypes: float64, float32, int64
+// (whole values).
 std::string npy_bytes(const Dense& m, DType dtype, bool fortran_order = false, int major = 1);
 void write_file(const fs::path& path, const std::string& bytes);
 std::string read_file(const fs::path& path);

@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
     const AttachedOperands operands(*job);
     job->slots[id].state.store(static_cast<std::uint32_t>(SlotState::attached));
     job->attached.post();
-    return run_worker(*job, id, operands.bound());
+    return run_phases(*job, id, operands.bound());
   } catch (const std::exception& e) {
     // With --quiet the coordinator reports the slot's message: one line, not two.
     fail_slot(*job, id, e.what());

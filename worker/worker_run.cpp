@@ -1,9 +1,13 @@
 #include "worker/worker_run.hpp"
 
+#include <fmt/format.h>
+
 #include <exception>
 #include <new>
+#include <optional>
 
 #include "common/bus_guard.hpp"
+#include "common/segment.hpp"
 #include "shmgemm/error.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
@@ -32,12 +36,42 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
       slot.rows_done.store(done, std::memory_order_release);
     });
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
-    if (inject) inject_test_fault_after_work(id, slot.attempt);
+    if (inject && job.staged == 0) inject_test_fault_after_work(id, slot.attempt);
     return 0;
   } catch (...) {
     fail_slot_with_current_exception(job, id);
   }
   return 1;
+}
+
+int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept {
+  std::optional<SharedSegment> prepared;  // mapped here when it was made after this launch
+  for (;;) {
+    const GeneralJob& g = job.general;
+    if (g.b_prepared && g.phase != Phase::scan && ops.prepared == nullptr) {
+      try {
+        prepared = SharedSegment::attach(job.prepared.name, true);
+        const std::uint64_t bytes =
+            prepared_elements(g, job.k, job.n) * item_size(g.compute) + job.prepared.offset;
+        if (prepared->size() < bytes)
+          throw Error(ErrorCode::internal,
+                      fmt::format("the prepared B's mapping has {} bytes, the job needs {}",
+                                  prepared->size(), bytes));
+        ops.prepared = prepared->data() + job.prepared.offset;
+      } catch (...) {
+        fail_slot_with_current_exception(job, id);
+        return 1;
+      }
+    }
+    if (const int status = run_worker(job, id, ops); status != 0 || job.staged == 0) return status;
+    try {
+      job.phase_done.post();
+      job.slots[id].go.wait();
+    } catch (...) {
+      fail_slot_with_current_exception(job, id);
+      return 1;
+    }
+  }
 }
 
 void fail_slot_with_current_exception(JobDescriptor& job, std::size_t id) noexcept {

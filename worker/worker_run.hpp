@@ -18,6 +18,12 @@ namespace shmgemm {
 int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
                bool inject = true) noexcept;
 
+// run_worker for every phase of the job from its current one: while job.staged says another
+// phase follows, the worker posts job.phase_done and waits on its slot's `go` for the
+// coordinator to set it, mapping the prepared B (job.prepared) when it was made after `ops`.
+// Returns the process exit status. Never throws.
+int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept;
+
 // Records a failure in worker `id`'s slot: its message and, for a shmgemm::Error, its code.
 // Never throws.
 void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,

@@ -179,6 +179,7 @@ struct SHMGEMM_API Report {
   double seconds = 0;                     // the whole call: open, place, compute, write
   double compute_seconds = 0;             // first worker started to last worker joined
   unsigned retries = 0;                   // blocks recomputed after a worker failed
+  unsigned launches = 0;                  // worker processes started (0 in process or a Pool)
   std::uint64_t copied_bytes = 0;         // copied to place operands and to bring C back
   std::uint64_t rows_per_step = 0;        // when streaming: rows of C per step; 0: not
   std::uint64_t prepared_bytes = 0;       // B converted once (dtype or integer limbs), shared
@@ -193,7 +194,7 @@ struct SHMGEMM_API Report {
 // The report as one line of JSON, the object `shmgemm multiply --json` prints and Python's
 // last_report() gives: m, k, n, batch, a_shape, b_shape, shape, dtype, workers,
 // threads_per_worker, launch ("fork", "spawn", or "none" in process), backing, in_process,
-// seconds, compute_seconds, gflops, retries, copied_bytes, rows_per_step, prepared_bytes,
+// seconds, compute_seconds, gflops, retries, launches, copied_bytes, rows_per_step, prepared_bytes,
 // limb_products, and plan: {automatic, reason, calibration, candidates: [{workers, threads,
 // predicted_seconds}]}.
 SHMGEMM_API std::string to_json(const Report& report);

@@ -4,9 +4,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <numeric>
+#include <optional>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -20,6 +25,8 @@
 #include "engine/shared_work.hpp"
 #include "engine/tooling.hpp"
 #include "shmgemm/shmgemm.hpp"
+#include "worker/general_kernel.hpp"
+#include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 #include "worker/worker_run.hpp"
 
@@ -80,6 +87,92 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
       "of {:.3g}); {}",
       members, items.size(), shared.groups.size(), union_flops / 1e9, member_flops / 1e9,
       report.plan_reason);
+  return out;
+}
+
+// A pair OpenBLAS multiplies as it is: two float matrices of the result's dtype, each with
+// unit stride along one axis.
+std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> blas_pair(const Item& it) {
+  const ArrayView &a = *it.a, &b = *it.b;
+  if (a.ndim() != 2 || b.ndim() != 2 || a.dtype() != it.result || b.dtype() != it.result ||
+      (it.result != DType::float64 && it.result != DType::float32))
+    return std::nullopt;
+  const auto item = static_cast<std::int64_t>(item_size(it.result));
+  auto view = [item](const ArrayView& v) -> std::optional<ConstMatrixRef> {
+    for (std::int64_t s : v.strides())
+      if (s < 0 || s % item != 0) return std::nullopt;
+    return blas_view(
+        static_cast<const std::byte*>(v.data()), static_cast<std::uint64_t>(v.shape()[0]),
+        static_cast<std::uint64_t>(v.shape()[1]), static_cast<std::uint64_t>(v.strides()[0] / item),
+        static_cast<std::uint64_t>(v.strides()[1] / item));
+  };
+  std::optional<ConstMatrixRef> ra = view(a), rb = view(b);
+  if (!ra || !rb) return std::nullopt;
+  return std::pair(*ra, *rb);
+}
+
+// The set in this process, its products side by side on `threads` threads (this one among
+// them), each product on one OpenBLAS thread: for products this small, OpenBLAS's threads on
+// one product gain less than products side by side (as numpy users do with threadpoolctl and
+// a thread pool). OpenBLAS's count is 1 for the call only, and only where no thread of the
+// host's may be inside OpenBLAS meanwhile; products OpenBLAS cannot take as they are (other
+// dtypes, stacks, strides) run after, one by one. Each result its own array, as numpy's loop
+// makes them.
+std::vector<OwnedArray> side_by_side(const std::vector<Item>& items, unsigned threads,
+                                     const Options& in) {
+  std::vector<OwnedArray> out(items.size());
+  std::vector<std::size_t> rest, order;
+  std::vector<std::pair<ConstMatrixRef, ConstMatrixRef>> refs(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> pair = blas_pair(items[i]);
+    if (!pair) {
+      rest.push_back(i);
+      continue;
+    }
+    refs[i] = *pair;
+    order.push_back(i);
+    detail::NewResult memory(items[i].bytes, false);
+    const std::shared_ptr<void> owner = memory.release();
+    out[i] = {MutableArrayView(owner.get(), items[i].result, items[i].shape), owner};
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t x, std::size_t y) { return items[x].flops > items[y].flops; });
+  {
+    const detail::InProcessBlas one(1, false);
+    std::atomic<std::size_t> next{0};
+    std::atomic<bool> stop{false};
+    std::exception_ptr failure;
+    std::mutex failure_lock;
+    auto work = [&](bool caller) {
+      try {
+        for (std::size_t j; !stop.load() && (j = next.fetch_add(1)) < order.size();) {
+          const std::size_t i = order[j];
+          const Item& it = items[i];
+          MutableArrayView to = out[i].view;
+          const MatrixRef c{static_cast<std::byte*>(to.mutable_data()),
+                            static_cast<std::uint64_t>(it.shape[0]),
+                            static_cast<std::uint64_t>(it.shape[1]),
+                            static_cast<std::uint64_t>(it.shape[1]), Layout::row_major};
+          compute_rows(it.result, refs[i].first, refs[i].second, c,
+                       RowRange{0, static_cast<std::size_t>(it.shape[0])});
+          if (caller) detail::throw_if_interrupted();
+        }
+      } catch (...) {
+        stop.store(true);
+        const std::lock_guard lock(failure_lock);
+        if (!failure) failure = std::current_exception();
+      }
+    };
+    {
+      std::vector<std::jthread> helpers;
+      for (unsigned t = 1; t < threads && t < order.size(); ++t)
+        helpers.emplace_back(work, false);
+      work(true);
+    }
+    if (failure) std::rethrow_exception(failure);
+  }
+  for (std::size_t i : rest)
+    out[i] = legacy::matmul_all(*items[i].a, *items[i].b, in, nullptr);
   return out;
 }
 
@@ -163,8 +256,9 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   constexpr double kWorkerProductFlops = 5e7;
   const bool small_products = all_flops / double(items.size()) < kWorkerProductFlops;
   // Launch::automatic: no fork while another thread may be in OpenBLAS; the set runs here then.
-  const bool fork_unsafe =
-      !options.in_process && workers > 1 && detail::resolve_launch(options.launch) != Launch::fork;
+  // (A caller that waits for this call, as Python's does, decides Launch::automatic itself.)
+  const bool fork_safe = detail::resolve_launch(options.launch) == Launch::fork;
+  const bool fork_unsafe = !options.in_process && workers > 1 && !fork_safe;
   const bool in_process =
       options.in_process || workers <= 1 || fork_unsafe ||
       (options.workers == 0 && (small_products || all_flops / (rate * cores) < 4 * launch));
@@ -184,10 +278,24 @@ std::vector<OwnedArray> legacy::matmul_many_all(
                                                "no faster on workers"
                                              : "launching workers would cost about what the set "
                                                "takes";
+  // Side by side in process: with threads to share, no product larger than a thread's share,
+  // and no other thread of the host's that may be inside OpenBLAS.
+  const double largest = std::max_element(items.begin(), items.end(), [](auto& x, auto& y) {
+                           return x.flops < y.flops;
+                         })->flops;
+  const auto side_threads =
+      static_cast<unsigned>(std::min<int>(static_cast<int>(in_threads), blas_threads()));
+  const bool side = in_process && side_threads > 1 && items.size() > 1 &&
+                    largest * side_threads <= all_flops && fork_safe;
+  if (side) report.threads_per_worker = 1;
   report.plan_reason =
-      in_process ? fmt::format("{} products in process x {}: {}", items.size(), in_threads, why)
-                 : fmt::format("{} products on {} workers x 1 thread, largest first", items.size(),
-                               workers);
+      !in_process ? fmt::format("{} products on {} workers x 1 thread, largest first", items.size(),
+                                workers)
+      : side      ? fmt::format(
+                        "{} products in process, side by side on {} threads x 1 OpenBLAS "
+                             "thread, largest first: {}",
+                        items.size(), side_threads, why)
+             : fmt::format("{} products in process x {}: {}", items.size(), in_threads, why);
   std::vector<OwnedArray> out;
   out.reserve(items.size());
   auto done = [&] {
@@ -200,6 +308,10 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     // whose pages are warm from earlier calls; one block would be fresh pages to fault in).
     Options in = one_thread_in_process(options);
     in.threads_per_worker = in_threads;
+    if (side) {
+      out = side_by_side(items, side_threads, in);
+      return done();
+    }
     for (const Item& it : items)
       out.push_back(legacy::matmul_all(*it.a, *it.b, in, nullptr));
     return done();

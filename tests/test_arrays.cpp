@@ -10,13 +10,16 @@
 #include <complex>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <random>
+#include <thread>
 #include <tuple>
 #include <vector>
 
 #include "examples/host_app/strided_array.hpp"
 #include "shmgemm/shmgemm.hpp"
 #include "tests/test_support.hpp"
+#include "worker/slice_kernel.hpp"
 
 using namespace shmgemm;
 
@@ -472,6 +475,91 @@ TEST_CASE("matmul_many on workers: a product larger than a worker's share is spl
     CHECK(mismatches_with_reference(a, b, out, result) == 0);
   }
   CHECK(test::segments_of(::getpid()).empty());
+}
+
+TEST_CASE(
+    "matmul_many in process: products side by side on one-thread OpenBLAS, the host's count "
+    "given back, and never while another thread runs") {
+  if (blas_threads() < 2 || available_cores() < 2)
+    SKIP_CASE("OpenBLAS has one thread here: there is nothing to run side by side");
+  std::mt19937_64 rng(404);
+  std::uniform_int_distribution<std::int64_t> side(1, 60);
+  std::vector<Array> operands;
+  for (int i = 0; i < 60; ++i) {
+    const std::int64_t m = side(rng), k = side(rng), n = side(rng);
+    const DType dt = i % 3 == 0 ? DType::float32 : DType::float64;
+    operands.emplace_back(dt, std::vector<std::int64_t>{m, k});
+    operands.emplace_back(dt, std::vector<std::int64_t>{k, n});
+  }
+  // Pairs OpenBLAS cannot take as they are: integers, mixed dtypes, a stack, a stride that is
+  // no multiple of the item (none), a transposed view (taken as it is).
+  operands.emplace_back(DType::int64, std::vector<std::int64_t>{7, 5});
+  operands.emplace_back(DType::int64, std::vector<std::int64_t>{5, 3});
+  operands.emplace_back(DType::float32, std::vector<std::int64_t>{9, 4});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{4, 6});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{3, 8, 5});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{5, 2});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{12, 10},
+                        std::vector<std::int64_t>{8, 12 * 8});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{10, 11},
+                        std::vector<std::int64_t>{-11 * 8, 8});
+  for (Array& x : operands)
+    fill(x, rng);
+  std::vector<std::pair<ArrayView, ArrayView>> pairs;
+  for (std::size_t i = 0; i < operands.size(); i += 2)
+    pairs.emplace_back(operands[i].view, operands[i + 1].view);
+  auto check_results = [&](const std::vector<OwnedArray>& got) {
+    REQUIRE(got.size() == pairs.size());
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      CAPTURE(i);
+      const Array& a = operands[2 * i];
+      const Array& b = operands[2 * i + 1];
+      const DType result = result_dtype(a.view, b.view);
+      REQUIRE(got[i].view.shape() == result_shape(a, b));
+      Array out(result, got[i].view.shape());
+      std::memcpy(out.view.mutable_data(), got[i].view.data(),
+                  got[i].view.size() * item_size(result));
+      CHECK(mismatches_with_reference(a, b, out, result) == 0);
+      // Each result memory of its own.
+      const auto* lo = static_cast<const std::byte*>(got[i].view.data());
+      for (std::size_t j = 0; j < i; ++j) {
+        const auto* other = static_cast<const std::byte*>(got[j].view.data());
+        const auto bytes = [&](std::size_t x) {
+          return static_cast<std::size_t>(got[x].view.size()) * item_size(got[x].view.dtype());
+        };
+        CHECK((lo + bytes(i) <= other || other + bytes(j) <= lo));
+      }
+    }
+  };
+  const int host_threads = blas_threads();
+  Options o;
+  o.in_process = true;
+  Report r;
+  check_results(matmul_many(pairs, o, &r));
+  CHECK(r.plan_reason.find("side by side on 2 threads") != std::string::npos);
+  CHECK(r.threads_per_worker == 1);
+  CHECK(blas_threads() == host_threads);
+
+  // Another thread of the host's may be inside OpenBLAS: the count stays as it is, and the
+  // products run one after another on the host's threads.
+  {
+    std::promise<void> go;
+    std::jthread other([f = go.get_future()]() mutable { f.wait(); });
+    check_results(matmul_many(pairs, o, &r));
+    go.set_value();
+  }
+  CHECK(r.plan_reason.find("side by side") == std::string::npos);
+  CHECK(r.threads_per_worker == static_cast<unsigned>(std::min(host_threads, 2)));
+
+  // One product larger than a thread's share: OpenBLAS's threads serve it better.
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{300, 300});
+  operands.emplace_back(DType::float64, std::vector<std::int64_t>{300, 300});
+  fill(operands[operands.size() - 2], rng);
+  fill(operands.back(), rng);
+  pairs.emplace_back(operands[operands.size() - 2].view, operands.back().view);
+  check_results(matmul_many(pairs, o, &r));
+  CHECK(r.plan_reason.find("side by side") == std::string::npos);
+  CHECK(blas_threads() == host_threads);
 }
 
 TEST_CASE("Pool::matmul(ArrayView): the same rules, operands staged or in the arena") {

@@ -641,7 +641,11 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     returned: no worker runs one product per round trip, and nothing is copied. With
     ``workers="auto"``, a set whose products average under 50 MFLOP runs in this process instead
     (such products run no faster on workers: packing the operands dominates them), and so does
-    any set under ``launch="auto"`` while other threads run (a fork is unsafe then). With
+    any set under ``launch="auto"`` while other threads run (a fork is unsafe then). In this
+    process, float products that OpenBLAS takes as they are run side by side on one thread per
+    core, each on one OpenBLAS thread (OpenBLAS's thread count is 1 for the call, and given back)
+    when no other thread runs and no product is more than a thread's share; otherwise one after
+    another on OpenBLAS's threads. With
     ``launch="spawn"``, a Pool's workers take the products (operands copied into its arena).
     Returns the results in the order of ``pairs`` (computed by workers, they share one block of
     memory, freed with the last of them).

@@ -111,29 +111,49 @@ std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> blas_pair(const Item& i
   return std::pair(*ra, *rb);
 }
 
-// The set in this process, its products side by side on `threads` threads (this one among
-// them), each product on one OpenBLAS thread: for products this small, OpenBLAS's threads on
-// one product gain less than products side by side (as numpy users do with threadpoolctl and
-// a thread pool). OpenBLAS's count is 1 for the call only, and only where no thread of the
-// host's may be inside OpenBLAS meanwhile; products OpenBLAS cannot take as they are (other
-// dtypes, stacks, strides) run after, one by one. Each result its own array, as numpy's loop
-// makes them.
-std::vector<OwnedArray> side_by_side(const std::vector<Item>& items, unsigned threads,
-                                     const Options& in) {
-  std::vector<OwnedArray> out(items.size());
+// The results of a set computed in this process: an array each, as numpy's loop makes them
+// (from the heap, whose pages are warm from earlier calls; one block of fresh pages costs more
+// to fault in than it saves), but for a set whose results take at most kOneBlockBytes in all:
+// views of one block then, one allocation for the set.
+constexpr std::uint64_t kOneBlockBytes = std::uint64_t{1} << 20;
+
+std::vector<OwnedArray> new_results(const std::vector<Item>& items, std::uint64_t total) {
+  std::vector<OwnedArray> out;
+  out.reserve(items.size());
+  if (total <= kOneBlockBytes) {
+    detail::NewResult memory(total, false);
+    const std::shared_ptr<void> owner = memory.release();
+    for (const Item& it : items)
+      out.push_back(
+          {MutableArrayView(static_cast<std::byte*>(owner.get()) + it.offset, it.result, it.shape),
+           owner});
+    return out;
+  }
+  for (const Item& it : items) {
+    detail::NewResult memory(it.bytes, false);
+    std::shared_ptr<void> owner = memory.release();
+    out.push_back({MutableArrayView(owner.get(), it.result, it.shape), std::move(owner)});
+  }
+  return out;
+}
+
+// The set into `out` in this process, its products side by side on `threads` threads (this
+// one among them), each product on one OpenBLAS thread: for products this small, OpenBLAS's
+// threads on one product gain less than products side by side (as numpy users do with
+// threadpoolctl and a thread pool). OpenBLAS's count is 1 for the call only, and only where no
+// thread of the host's may be inside OpenBLAS meanwhile; products OpenBLAS cannot take as they
+// are (other dtypes, stacks, strides) run after, one by one.
+void side_by_side(const std::vector<Item>& items, const std::vector<OwnedArray>& out,
+                  unsigned threads, const Options& in) {
   std::vector<std::size_t> rest, order;
   std::vector<std::pair<ConstMatrixRef, ConstMatrixRef>> refs(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
-    const std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> pair = blas_pair(items[i]);
-    if (!pair) {
+    if (const std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> pair = blas_pair(items[i])) {
+      refs[i] = *pair;
+      order.push_back(i);
+    } else {
       rest.push_back(i);
-      continue;
     }
-    refs[i] = *pair;
-    order.push_back(i);
-    detail::NewResult memory(items[i].bytes, false);
-    const std::shared_ptr<void> owner = memory.release();
-    out[i] = {MutableArrayView(owner.get(), items[i].result, items[i].shape), owner};
   }
   std::stable_sort(order.begin(), order.end(),
                    [&](std::size_t x, std::size_t y) { return items[x].flops > items[y].flops; });
@@ -147,14 +167,12 @@ std::vector<OwnedArray> side_by_side(const std::vector<Item>& items, unsigned th
       try {
         for (std::size_t j; !stop.load() && (j = next.fetch_add(1)) < order.size();) {
           const std::size_t i = order[j];
-          const Item& it = items[i];
-          MutableArrayView to = out[i].view;
-          const MatrixRef c{static_cast<std::byte*>(to.mutable_data()),
-                            static_cast<std::uint64_t>(it.shape[0]),
-                            static_cast<std::uint64_t>(it.shape[1]),
-                            static_cast<std::uint64_t>(it.shape[1]), Layout::row_major};
-          compute_rows(it.result, refs[i].first, refs[i].second, c,
-                       RowRange{0, static_cast<std::size_t>(it.shape[0])});
+          const auto rows = static_cast<std::uint64_t>(items[i].shape[0]);
+          const auto cols = static_cast<std::uint64_t>(items[i].shape[1]);
+          const MatrixRef c{static_cast<std::byte*>(out[i].view.mutable_data()), rows, cols, cols,
+                            Layout::row_major};
+          compute_rows(items[i].result, refs[i].first, refs[i].second, c,
+                       RowRange{0, static_cast<std::size_t>(rows)});
           if (caller) detail::throw_if_interrupted();
         }
       } catch (...) {
@@ -172,8 +190,7 @@ std::vector<OwnedArray> side_by_side(const std::vector<Item>& items, unsigned th
     if (failure) std::rethrow_exception(failure);
   }
   for (std::size_t i : rest)
-    out[i] = legacy::matmul_all(*items[i].a, *items[i].b, in, nullptr);
-  return out;
+    legacy::matmul_all(*items[i].a, *items[i].b, out[i].view, in);
 }
 
 Options one_thread_in_process(const Options& o) {
@@ -304,16 +321,15 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     return std::move(out);
   };
   if (in_process) {
-    // Each result an array of its own, as numpy's loop makes them (small ones from the heap,
-    // whose pages are warm from earlier calls; one block would be fresh pages to fault in).
     Options in = one_thread_in_process(options);
     in.threads_per_worker = in_threads;
+    out = new_results(items, total);
     if (side) {
-      out = side_by_side(items, side_threads, in);
-      return done();
+      side_by_side(items, out, side_threads, in);
+    } else {
+      for (std::size_t i = 0; i < items.size(); ++i)
+        legacy::matmul_all(*items[i].a, *items[i].b, out[i].view, in);
     }
-    for (const Item& it : items)
-      out.push_back(legacy::matmul_all(*it.a, *it.b, in, nullptr));
     return done();
   }
   detail::NewResult memory(total, true);

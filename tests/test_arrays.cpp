@@ -508,8 +508,16 @@ TEST_CASE(
   std::vector<std::pair<ArrayView, ArrayView>> pairs;
   for (std::size_t i = 0; i < operands.size(); i += 2)
     pairs.emplace_back(operands[i].view, operands[i + 1].view);
+  // Whether the results lie in one block: they do when they take at most 1 MiB in all.
   auto check_results = [&](const std::vector<OwnedArray>& got) {
     REQUIRE(got.size() == pairs.size());
+    std::uint64_t all_bytes = 0;
+    for (const OwnedArray& x : got)
+      all_bytes +=
+          (static_cast<std::uint64_t>(x.view.size()) * item_size(x.view.dtype()) + 63) / 64 * 64;
+    const bool one_block = all_bytes <= (std::uint64_t{1} << 20);
+    for (const OwnedArray& x : got)
+      CHECK((x.owner == got[0].owner) == (one_block || &x == &got[0]));
     for (std::size_t i = 0; i < pairs.size(); ++i) {
       CAPTURE(i);
       const Array& a = operands[2 * i];
@@ -535,7 +543,9 @@ TEST_CASE(
   Options o;
   o.in_process = true;
   Report r;
-  check_results(matmul_many(pairs, o, &r));
+  const std::vector<OwnedArray> first = matmul_many(pairs, o, &r);
+  check_results(first);
+  CHECK(first[0].owner == first.back().owner);  // one block
   CHECK(r.plan_reason.find("side by side on 2 threads") != std::string::npos);
   CHECK(r.threads_per_worker == 1);
   CHECK(blas_threads() == host_threads);
@@ -557,7 +567,9 @@ TEST_CASE(
   fill(operands[operands.size() - 2], rng);
   fill(operands.back(), rng);
   pairs.emplace_back(operands[operands.size() - 2].view, operands.back().view);
-  check_results(matmul_many(pairs, o, &r));
+  const std::vector<OwnedArray> last = matmul_many(pairs, o, &r);
+  check_results(last);
+  CHECK(last[0].owner != last.back().owner);  // an array each
   CHECK(r.plan_reason.find("side by side") == std::string::npos);
   CHECK(blas_threads() == host_threads);
 }

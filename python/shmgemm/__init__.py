@@ -647,8 +647,8 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     when no other thread runs and no product is more than a thread's share; otherwise one after
     another on OpenBLAS's threads. With
     ``launch="spawn"``, a Pool's workers take the products (operands copied into its arena).
-    Returns the results in the order of ``pairs`` (computed by workers, they share one block of
-    memory, freed with the last of them).
+    Returns the results in the order of ``pairs`` (computed by workers, or taking at most 1 MiB
+    in all, they lie in one block of memory, freed with the last of them; no two overlap).
 
     Work the pairs share is found first: one ``a`` times column windows of one array
     (``[(a, b[:, i:i+n]) for i in ...]``, windows that overlap or touch), or row windows of one

@@ -1,6 +1,9 @@
-// matmul_many: any set of products at once. Each worker, forked once, computes its share of
-// the products one after another with one OpenBLAS thread, reading the operands where they are
-// (inherited) and writing the results into one memory file, seen here as private arrays.
+// matmul_many: any set of products at once. The work products share is found first
+// (find_shared_work); the set's plan (plan_set) then runs it in this process, its products side
+// by side on one-thread OpenBLAS or one after another, or on forked workers, each started once
+// for the whole set, computing its share (split_products) with one OpenBLAS thread under the
+// workers' slot protocol (run_slot), reading the operands where they are (inherited) and writing
+// the results into one memory file, seen here as private arrays.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -8,8 +11,8 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
-#include <numeric>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -27,7 +30,6 @@
 #include "shmgemm/shmgemm.hpp"
 #include "worker/general_kernel.hpp"
 #include "worker/slice_kernel.hpp"
-#include "worker/test_fault.hpp"
 #include "worker/worker_run.hpp"
 
 namespace shmgemm {
@@ -257,62 +259,30 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     if (report_out) *report_out = report;
     return out;
   }
-  const double all_flops = std::accumulate(items.begin(), items.end(), 0.0,
-                                           [](double s, const Item& it) { return s + it.flops; });
-
-  // The workers: at most one per core, fewer when launching them costs more than they save.
-  const unsigned cores = available_cores();
-  const Calibration c = load_calibration();
-  const double rate = c.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
-  unsigned workers = options.workers ? options.workers : cores;
-  workers = static_cast<unsigned>(std::min<std::size_t>(workers, items.size()));
-  const double launch = detail::launch_seconds(Launch::fork, workers, c, detail::page_tables_kib());
-  // Workers pay when products are large enough that packing does not dominate them: measured
-  // here, sets of products of 20-400 a side (18 MFLOP on average) ran as fast in process as
-  // on one-thread workers, which also fault in fresh shared pages for every result.
-  constexpr double kWorkerProductFlops = 5e7;
-  const bool small_products = all_flops / double(items.size()) < kWorkerProductFlops;
   // Launch::automatic: no fork while another thread may be in OpenBLAS; the set runs here then.
   // (A caller that waits for this call, as Python's does, decides Launch::automatic itself.)
   const bool fork_safe = detail::resolve_launch(options.launch) == Launch::fork;
-  const bool fork_unsafe = !options.in_process && workers > 1 && !fork_safe;
-  const bool in_process =
-      options.in_process || workers <= 1 || fork_unsafe ||
-      (options.workers == 0 && (small_products || all_flops / (rate * cores) < 4 * launch));
-  const auto in_threads = static_cast<unsigned>(
-      options.threads_per_worker ? options.threads_per_worker : detail::within_thread_limit(cores));
+  const unsigned cores = available_cores();
+  const Calibration c = load_calibration();
+  detail::SetShape set{items.size(), 0, 0};
+  for (const Item& it : items) {
+    set.flops += it.flops;
+    set.largest = std::max(set.largest, it.flops);
+  }
+  const auto launchable =
+      std::min<std::size_t>(options.workers ? options.workers : cores, items.size());
+  const detail::Plan plan = detail::plan_set(
+      set, options, cores, c, static_cast<std::size_t>(std::max(blas_threads(), 1)), fork_safe,
+      detail::launch_seconds(Launch::fork, launchable, c, detail::page_tables_kib()));
+  const bool in_process = plan.in_process;
+  const auto workers = static_cast<unsigned>(plan.workers);
   Report report;
   report.launch = Launch::fork;
   report.batch = items.size();
   report.in_process = in_process;
-  report.workers = in_process ? 0 : workers;
-  report.threads_per_worker = in_process ? in_threads : 1;
-  const std::string why = options.in_process ? "as asked"
-                          : workers <= 1     ? "one worker would add only its launch"
-                          : fork_unsafe      ? "other threads of this process may be inside "
-                                               "OpenBLAS, and a fork then is unsafe"
-                          : small_products   ? "the products average under 50 MFLOP, which run "
-                                               "no faster on workers"
-                                             : "launching workers would cost about what the set "
-                                               "takes";
-  // Side by side in process: with threads to share, no product larger than a thread's share,
-  // and no other thread of the host's that may be inside OpenBLAS.
-  const double largest = std::max_element(items.begin(), items.end(), [](auto& x, auto& y) {
-                           return x.flops < y.flops;
-                         })->flops;
-  const auto side_threads =
-      static_cast<unsigned>(std::min<int>(static_cast<int>(in_threads), blas_threads()));
-  const bool side = in_process && side_threads > 1 && items.size() > 1 &&
-                    largest * side_threads <= all_flops && fork_safe;
-  if (side) report.threads_per_worker = 1;
-  report.plan_reason =
-      !in_process ? fmt::format("{} products on {} workers x 1 thread, largest first", items.size(),
-                                workers)
-      : side      ? fmt::format(
-                        "{} products in process, side by side on {} threads x 1 OpenBLAS "
-                             "thread, largest first: {}",
-                        items.size(), side_threads, why)
-             : fmt::format("{} products in process x {}: {}", items.size(), in_threads, why);
+  report.workers = workers;
+  report.threads_per_worker = static_cast<unsigned>(plan.threads_per_worker);
+  report.plan_reason = plan.reason;
   std::vector<OwnedArray> out;
   out.reserve(items.size());
   auto done = [&] {
@@ -322,10 +292,10 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   };
   if (in_process) {
     Options in = one_thread_in_process(options);
-    in.threads_per_worker = in_threads;
+    in.threads_per_worker = plan.threads_per_worker;
     out = new_results(items, total);
-    if (side) {
-      side_by_side(items, out, side_threads, in);
+    if (plan.side_by_side > 1) {
+      side_by_side(items, out, static_cast<unsigned>(plan.side_by_side), in);
     } else {
       for (std::size_t i = 0; i < items.size(); ++i)
         legacy::matmul_all(*items[i].a, *items[i].b, out[i].view, in);
@@ -351,9 +321,6 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     const std::vector<std::vector<detail::ProductPiece>> share =
         detail::split_products(work, rows, workers);
     std::vector<detail::ProductPiece> order;
-    detail::Plan plan;
-    plan.workers = workers;
-    plan.threads_per_worker = 1;
     detail::JobSegment described;
     JobDescriptor& job = *described.job;
     job.m = items.size();
@@ -380,9 +347,8 @@ std::vector<OwnedArray> legacy::matmul_many_all(
     };
     const Options in = one_thread_in_process(options);
     auto body = [&](std::size_t w) {
-      WorkerSlot& slot = job.slots[w];
-      try {
-        inject_test_fault(w, slot.attempt, [&](std::string_view m) { fail_slot(job, w, m); });
+      const WorkerSlot& slot = job.slots[w];
+      return run_slot(job, w, [&](const std::function<void(std::uint64_t)>& progress) {
         // This worker's results, faulted in at once (a page fault each costs more).
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
           const MutableArrayView to = std::get<2>(piece_of(order[r]));
@@ -393,14 +359,9 @@ std::vector<OwnedArray> legacy::matmul_many_all(
         for (std::uint64_t r = slot.row_begin; r < slot.row_end; ++r) {
           const auto [a, b, to] = piece_of(order[r]);
           legacy::matmul_all(a, b, to, in);
-          slot.rows_done.store(r + 1 - slot.row_begin);
+          progress(r + 1 - slot.row_begin);
         }
-        slot.state.store(static_cast<std::uint32_t>(SlotState::done));
-        return 0;
-      } catch (...) {
-        fail_slot_with_current_exception(job, w);
-      }
-      return 1;
+      });
     };
     Options launch_options = options;
     launch_options.progress = false;

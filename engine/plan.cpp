@@ -216,6 +216,47 @@ Plan pool_plan(const ProductShape& p, std::size_t workers, std::size_t threads) 
   return plan;
 }
 
+Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, const Calibration& c,
+              std::size_t host_threads, bool fork_safe, double launch) {
+  const std::size_t workers = std::min(options.workers ? options.workers : cores, s.count);
+  const double rate = c.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
+  const bool small_products = s.flops < kWorkerProductFlops * double(s.count);
+  const bool fork_unsafe = !options.in_process && workers > 1 && !fork_safe;
+  Plan plan;
+  plan.in_process =
+      options.in_process || workers <= 1 || fork_unsafe ||
+      (options.workers == 0 && (small_products || s.flops / (rate * double(cores)) < 4 * launch));
+  if (!plan.in_process) {
+    plan.workers = workers;
+    plan.threads_per_worker = 1;
+    plan.reason = fmt::format("{} products on {} x 1 thread, largest first", s.count,
+                              count(static_cast<unsigned>(workers), "worker"));
+    return plan;
+  }
+  const std::size_t threads =
+      options.threads_per_worker ? options.threads_per_worker : within_thread_limit(cores);
+  const std::size_t side = host_threads ? std::min(threads, host_threads) : threads;
+  const std::string why = options.in_process ? "as asked"
+                          : workers <= 1     ? "one worker would add only its launch"
+                          : fork_unsafe      ? "other threads of this process may be inside "
+                                               "OpenBLAS, and a fork then is unsafe"
+                          : small_products   ? "the products average under 50 MFLOP, which run "
+                                               "no faster on workers"
+                                             : "launching workers would cost about what the set "
+                                               "takes";
+  if (side > 1 && s.count > 1 && fork_safe && s.largest * double(side) <= s.flops) {
+    plan.side_by_side = side;
+    plan.threads_per_worker = 1;
+    plan.reason = fmt::format(
+        "{} products in process, side by side on {} x 1 OpenBLAS thread, largest first: {}",
+        s.count, count(static_cast<unsigned>(side), "thread"), why);
+    return plan;
+  }
+  plan.threads_per_worker = threads;
+  plan.reason = fmt::format("{} products in process x {}: {}", s.count, threads, why);
+  return plan;
+}
+
 double map_seconds(double bytes, const Calibration& c) {
   return bytes / kMiB * c.fault_us_per_mib * 1e-6;
 }

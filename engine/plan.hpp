@@ -81,7 +81,36 @@ struct Plan {
   bool automatic = false;
   std::vector<PlanCandidate> candidates;
   std::string reason;
+  // A set of products in process: this many threads run them side by side, each product on
+  // one OpenBLAS thread; 0: one after another, on threads_per_worker OpenBLAS threads.
+  std::size_t side_by_side = 0;
 };
+
+// A set of products as its plan sees it.
+struct SetShape {
+  std::size_t count = 0;
+  double flops = 0;    // all of the products'
+  double largest = 0;  // the largest one's
+};
+
+// Workers run a set only when its products average at least this many flops: measured on sets
+// of products of 20-400 a side (18 MFLOP on average), one-thread workers ran no faster than the
+// process, and they fault in fresh shared pages for every result.
+inline constexpr double kWorkerProductFlops = 5e7;
+
+// The plan for a set of products (matmul_many). Options fixed by the caller are kept
+// (in_process, workers, threads). Workers are forked, one OpenBLAS thread each, largest first
+// (split_products): at most the products; with workers == 0 one per core, and only when the
+// products average at least kWorkerProductFlops and the set takes at least four launches
+// (`launch`: seconds to launch them) on the cores at 0.6 of the one-thread rate. Never when
+// `fork_safe` is false (another thread may be inside OpenBLAS; only forked workers read the
+// operands where they are). In process, the products run side by side on `threads` threads
+// (options' threads_per_worker, else the cores within blas_thread_limit(), and at most
+// `host_threads`, the host's OpenBLAS count) when there are two or more of them, fork_safe
+// holds (the count is then set to 1 for the call), and no product is more than a thread's
+// share of the set; otherwise one after another on that many OpenBLAS threads.
+Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, const Calibration& c,
+              std::size_t host_threads, bool fork_safe, double launch);
 
 // The Pool's plan: its workers, or one of them for a product too small to split (below 1e7
 // flops, splitting costs more than it saves).

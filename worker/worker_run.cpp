@@ -22,8 +22,7 @@ void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,
   slot.state.store(static_cast<std::uint32_t>(SlotState::failed), std::memory_order_release);
 }
 
-int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
-               bool inject) noexcept {
+int run_slot(JobDescriptor& job, std::size_t id, const SlotWork& work, bool inject) noexcept {
   WorkerSlot& slot = job.slots[id];
   // A SIGBUS on an operand's file (it shrank mid-run) fails this slot with a message.
   report_bus_errors_to(slot.message, sizeof slot.message, &slot.error_code, &slot.state,
@@ -32,9 +31,7 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
     set_blas_threads(static_cast<int>(job.threads_per_worker));
     if (inject)
       inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });
-    run_phase(job, id, ops, [&slot](std::uint64_t done) {
-      slot.rows_done.store(done, std::memory_order_release);
-    });
+    work([&slot](std::uint64_t done) { slot.rows_done.store(done, std::memory_order_release); });
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
     if (inject && job.staged == 0) inject_test_fault_after_work(id, slot.attempt);
     return 0;
@@ -42,6 +39,14 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
     fail_slot_with_current_exception(job, id);
   }
   return 1;
+}
+
+int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
+               bool inject) noexcept {
+  return run_slot(
+      job, id,
+      [&](const std::function<void(std::uint64_t)>& done) { run_phase(job, id, ops, done); },
+      inject);
 }
 
 int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept {

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <string_view>
 
 #include "common/job.hpp"
@@ -10,9 +12,17 @@
 
 namespace shmgemm {
 
-// Sets the BLAS thread count, computes worker `id`'s share of the job's phase and records the
-// outcome in its slot (rows done, state, message). Returns the process exit status: 0 on
-// success. Never throws.
+// A slot's work: computes it, calling done(count) as it goes (the slot's progress).
+using SlotWork = std::function<void(const std::function<void(std::uint64_t)>& done)>;
+
+// Worker `id`'s protocol around `work`: sets the BLAS thread count (job.threads_per_worker),
+// runs `work`, and records the outcome in its slot (progress, state, message and error code;
+// a SIGBUS on an operand's file fails it with a message). Returns the process exit status: 0
+// on success. Never throws.
+// `inject`: whether the test fault hook is asked about slot `id`.
+int run_slot(JobDescriptor& job, std::size_t id, const SlotWork& work, bool inject = true) noexcept;
+
+// run_slot over worker `id`'s share of the job's phase (run_phase).
 // `inject`: whether the test fault hook is asked about slot `id` (a Pool's workers ask about
 // themselves instead).
 int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,

@@ -49,7 +49,7 @@ constexpr std::uint64_t kAlign = 64;
 // no group, as one set), each member's result copied out of its union's, into one block.
 std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
                                          const detail::SharedWork& shared, const Options& options,
-                                         Report& report) {
+                                         bool copy, Report& report) {
   std::vector<std::pair<ArrayView, ArrayView>> work;
   for (const detail::SharedProduct& g : shared.groups)
     work.emplace_back(g.a, g.b);
@@ -59,7 +59,8 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
   std::vector<OwnedArray> out(items.size());
   for (std::size_t j = 0; j < shared.alone.size(); ++j)
     out[shared.alone[j]] = std::move(computed[shared.groups.size() + j]);
-  detail::NewResult memory(items.back().offset + items.back().bytes, false);
+  // The members' copies, in one block (none without copies).
+  detail::NewResult memory(copy ? items.back().offset + items.back().bytes : 0, false);
   const std::shared_ptr<void> owner = memory.release();
   auto* block = static_cast<std::byte*>(owner.get());
   double member_flops = 0, union_flops = 0;
@@ -73,6 +74,17 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
       const Item& it = items[group.members[j]];
       const auto rows = static_cast<std::size_t>(it.shape[0]);
       const auto cols = static_cast<std::size_t>(it.shape[1]);
+      if (!copy) {
+        // A view of the union's result, as sliding_window_view gives a window.
+        const std::uint64_t first = group.by_columns ? group.offsets[j] : group.offsets[j] * width;
+        out[group.members[j]] = {
+            MutableArrayView(
+                static_cast<std::byte*>(computed[g].view.mutable_data()) + first * item, it.result,
+                it.shape,
+                {static_cast<std::int64_t>(width * item), static_cast<std::int64_t>(item)}),
+            computed[g].owner, true};
+        continue;
+      }
       std::byte* to = block + it.offset;
       detail::copy_window(from, width, item, group.by_columns, group.offsets[j], rows, cols, to,
                           static_cast<std::int64_t>(cols * item), static_cast<std::int64_t>(item));
@@ -86,9 +98,9 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
   report.batch = items.size();
   report.plan_reason = fmt::format(
       "{} of the {} products are windows of {} larger ones, computed once ({:.3g} GFLOP instead "
-      "of {:.3g}); {}",
+      "of {:.3g}), {}; {}",
       members, items.size(), shared.groups.size(), union_flops / 1e9, member_flops / 1e9,
-      report.plan_reason);
+      copy ? "each window copied out" : "each window a read-only view", report.plan_reason);
   return out;
 }
 
@@ -205,14 +217,28 @@ Options one_thread_in_process(const Options& o) {
 
 }  // namespace
 
+namespace {
+
+std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
+                             const Options& options, bool copy, Report* report_out);
+
+}  // namespace
+
 std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
                                     const ManyOptions& options, Report* report) {
-  return legacy::matmul_many_all(pairs, detail::all_options(options), report);
+  return many(pairs, detail::all_options(options), options.copy, report);
 }
 
 std::vector<OwnedArray> legacy::matmul_many_all(
     std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options,
-    Report* report_out) {
+    Report* report) {
+  return many(pairs, options, true, report);
+}
+
+namespace {
+
+std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
+                             const Options& options, bool copy, Report* report_out) {
   const auto start = std::chrono::steady_clock::now();
   const detail::StopScope interrupts(options.timeout, options.stop);
   detail::check_options(options, detail::Entry::matmul);
@@ -254,7 +280,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
   if (const detail::SharedWork shared = detail::find_shared_work(pairs, flops);
       !shared.groups.empty()) {
     Report report;
-    std::vector<OwnedArray> out = with_shared_work(items, shared, options, report);
+    std::vector<OwnedArray> out = with_shared_work(items, shared, options, copy, report);
     report.seconds = seconds_since(start);
     if (report_out) *report_out = report;
     return out;
@@ -379,5 +405,7 @@ std::vector<OwnedArray> legacy::matmul_many_all(
          owner});
   return done();
 }
+
+}  // namespace
 
 }  // namespace shmgemm

@@ -229,7 +229,8 @@ Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, cons
   if (!plan.in_process) {
     plan.workers = workers;
     plan.threads_per_worker = 1;
-    plan.reason = fmt::format("{} products on {} x 1 thread, largest first", s.count,
+    plan.reason = fmt::format("{} on {} x 1 thread, largest first",
+                              count(static_cast<unsigned>(s.count), "product"),
                               count(static_cast<unsigned>(workers), "worker"));
     return plan;
   }
@@ -247,13 +248,15 @@ Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, cons
   if (side > 1 && s.count > 1 && fork_safe && s.largest * double(side) <= s.flops) {
     plan.side_by_side = side;
     plan.threads_per_worker = 1;
-    plan.reason = fmt::format(
-        "{} products in process, side by side on {} x 1 OpenBLAS thread, largest first: {}",
-        s.count, count(static_cast<unsigned>(side), "thread"), why);
+    plan.reason =
+        fmt::format("{} in process, side by side on {} x 1 OpenBLAS thread, largest first: {}",
+                    count(static_cast<unsigned>(s.count), "product"),
+                    count(static_cast<unsigned>(side), "thread"), why);
     return plan;
   }
   plan.threads_per_worker = threads;
-  plan.reason = fmt::format("{} products in process x {}: {}", s.count, threads, why);
+  plan.reason = fmt::format("{} in process x {}: {}",
+                            count(static_cast<unsigned>(s.count), "product"), threads, why);
   return plan;
 }
 

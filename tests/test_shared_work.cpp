@@ -213,43 +213,67 @@ TEST_CASE("matmul_many on windows: each result as if computed alone, in arrays o
                        ArrayView(right.data(), DType::float64, {40, 30}));
   pairs.emplace_back(ArrayView(right.data(), DType::float64, {40, 30}),
                      ArrayView(a.data(), DType::float64, {30, 2}));  // alone
-  for (unsigned workers : {0u, 2u}) {
-    CAPTURE(workers);
-    ManyOptions o;
-    o.workers = workers;
-    o.in_process = workers == 0;
-    Report r;
-    const std::vector<OwnedArray> got = matmul_many(pairs, o, &r);
-    REQUIRE(got.size() == pairs.size());
-    CHECK(r.plan_reason.find("windows of 3 larger ones") != std::string::npos);
-    std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;
-    for (std::size_t i = 0; i < pairs.size(); ++i) {
-      CAPTURE(i);
-      const auto& [x, y] = pairs[i];
-      MatmulOptions alone;
-      alone.in_process = true;
-      const OwnedArray want = shmgemm::matmul(x, y, alone);
-      REQUIRE(got[i].view.shape() == want.view.shape());
-      REQUIRE(got[i].view.dtype() == want.view.dtype());
-      const auto bytes = static_cast<std::size_t>(want.view.size()) * item_size(want.view.dtype());
-      if (want.view.dtype() == DType::int64) {
-        CHECK(std::memcmp(got[i].view.data(), want.view.data(), bytes) == 0);
-      } else {
-        const auto* g = got[i].data<double>();
-        const auto* w = want.data<double>();
-        double worst = 0;
-        for (std::int64_t e = 0; e < want.view.size(); ++e)
-          worst = std::max(worst, std::abs(g[e] - w[e]));
-        CHECK(worst < 1e-12);
+  // A 2-D result's elements in C order, wherever its strides put them.
+  auto elements = [](const OwnedArray& x) {
+    const std::size_t item = item_size(x.view.dtype());
+    std::vector<std::byte> out;
+    for (std::int64_t r = 0; r < x.view.shape()[0]; ++r)
+      for (std::int64_t c = 0; c < x.view.shape()[1]; ++c) {
+        const auto* e = static_cast<const std::byte*>(x.view.data()) + r * x.view.strides()[0] +
+                        c * x.view.strides()[1];
+        out.insert(out.end(), e, e + item);
       }
-      const auto at = reinterpret_cast<std::uintptr_t>(got[i].view.data());
-      spans.emplace_back(at, at + bytes);
+    return out;
+  };
+  for (bool copy : {true, false})
+    for (unsigned workers : {0u, 2u}) {
+      CAPTURE(copy);
+      CAPTURE(workers);
+      ManyOptions o;
+      o.workers = workers;
+      o.in_process = workers == 0;
+      o.copy = copy;
+      Report r;
+      const std::vector<OwnedArray> got = matmul_many(pairs, o, &r);
+      REQUIRE(got.size() == pairs.size());
+      CHECK(r.plan_reason.find("windows of 3 larger ones") != std::string::npos);
+      std::vector<std::pair<std::uintptr_t, std::uintptr_t>> spans;
+      for (std::size_t i = 0; i < pairs.size(); ++i) {
+        CAPTURE(i);
+        const auto& [x, y] = pairs[i];
+        MatmulOptions alone;
+        alone.in_process = true;
+        const OwnedArray want = shmgemm::matmul(x, y, alone);
+        REQUIRE(got[i].view.shape() == want.view.shape());
+        REQUIRE(got[i].view.dtype() == want.view.dtype());
+        // Without copies, every window is a read-only view of its union's product.
+        CHECK(got[i].read_only == (!copy && i + 1 < pairs.size()));
+        const std::vector<std::byte> g = elements(got[i]);
+        const auto bytes = g.size();
+        if (want.view.dtype() == DType::int64) {
+          CHECK(std::memcmp(g.data(), want.view.data(), bytes) == 0);
+        } else {
+          const auto* w = want.data<double>();
+          double worst = 0;
+          for (std::int64_t e = 0; e < want.view.size(); ++e) {
+            double v = 0;
+            std::memcpy(&v, g.data() + e * 8, 8);
+            worst = std::max(worst, std::abs(v - w[e]));
+          }
+          CHECK(worst < 1e-12);
+        }
+        const auto at = reinterpret_cast<std::uintptr_t>(got[i].view.data());
+        if (copy) spans.emplace_back(at, at + bytes);
+      }
+      // No copy shares a byte with another.
+      std::sort(spans.begin(), spans.end());
+      for (std::size_t i = 1; i < spans.size(); ++i)
+        CHECK(spans[i - 1].second <= spans[i].first);
+      if (!copy) {
+        CHECK(got[0].owner == got[1].owner);  // windows of one product
+        CHECK(r.copied_bytes == 0);
+      }
     }
-    // No result shares a byte with another.
-    std::sort(spans.begin(), spans.end());
-    for (std::size_t i = 1; i < spans.size(); ++i)
-      CHECK(spans[i - 1].second <= spans[i].first);
-  }
   CHECK(test::segments_of(::getpid()).empty());
 }
 

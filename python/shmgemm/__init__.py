@@ -613,7 +613,7 @@ def _flops(a, b):
     return _core.matmul_flops(np.shape(a), np.shape(b))
 
 
-def _many(pool, pairs):
+def _many(pool, pairs, copy=True):
     pairs = [(_operand(a, "a"), _operand(b, "b")) for a, b in pairs]
     flops = [_flops(a, b) for a, b in pairs]
     # Largest first, so that the workers finish together.
@@ -622,7 +622,7 @@ def _many(pool, pairs):
     results = [None] * len(pairs)
     # Meanwhile, the small ones here, in process, in one engine call.
     small = [i for i in range(len(pairs)) if i not in futures]
-    results_small = _in_process_many([pairs[i] for i in small])
+    results_small = _in_process_many([pairs[i] for i in small], copy)
     for i, r in zip(small, results_small):
         results[i] = r
     for i, f in futures.items():
@@ -630,7 +630,7 @@ def _many(pool, pairs):
     return results
 
 
-def matmul_many(pairs, *, workers="auto", launch="auto"):
+def matmul_many(pairs, *, workers="auto", launch="auto", copy=True):
     """Any set of products at once: ``[np.matmul(a, b) for a, b in pairs]``, in parallel.
 
     Each pair may have its own shapes and dtypes. With ``launch="auto"`` (the default) or
@@ -654,17 +654,20 @@ def matmul_many(pairs, *, workers="auto", launch="auto"):
     (``[(a, b[:, i:i+n]) for i in ...]``, windows that overlap or touch), or row windows of one
     array times one ``b``, are computed as one product over the windows' union, and each
     result is copied out of it: an array of its own, writeable, sharing no memory with another
-    result. ``shmgemm.last_report()["plan"]["reason"]`` says what was found. A set of plain
+    result; with ``copy=False`` each is a read-only view of it instead, as
+    ``sliding_window_view`` gives windows (no copy: the fastest answer for windows that are
+    only read). ``shmgemm.last_report()["plan"]["reason"]`` says what was found. A set of plain
     ndarrays is handed to the engine in one pass, with one allocation for the results.
     """
     pairs = _pairs(pairs)
     count, in_process = _workers(workers)
     _launch(launch, not in_process)
+    copy = _flag(copy, "copy")
     if launch == "spawn":
         with Pool(workers=None if workers in ("auto", None) else max(count, 1),
                   launch=launch) as pool:
-            return _many(pool, pairs)
-    return _engine_many(pairs, workers=count, in_process=in_process, launch=launch)
+            return _many(pool, pairs, copy)
+    return _engine_many(pairs, workers=count, in_process=in_process, launch=launch, copy=copy)
 
 
 def show_config(mode="stdout"):
@@ -705,5 +708,5 @@ def _engine_many(pairs, **options):
     return [_as_numpy_result(r, t[3], t[4]) for r, t in zip(results, typed)]
 
 
-def _in_process_many(pairs):
-    return _engine_many(pairs, in_process=True) if pairs else []
+def _in_process_many(pairs, copy=True):
+    return _engine_many(pairs, in_process=True, copy=copy) if pairs else []

@@ -34,7 +34,8 @@ def matmul(a: ArrayLike, b: ArrayLike, /, out: NDArray[Any] | None = ..., *,
            progress: bool = ..., timeout: float | None = ...,
            report: Literal[True]) -> tuple[NDArray[Any], Report]: ...
 def matmul_many(pairs: Sequence[tuple[ArrayLike, ArrayLike]], *,
-                workers: int | Literal["auto"] = ..., launch: Launch = ...) -> list[NDArray[Any]]: ...
+                workers: int | Literal["auto"] = ..., launch: Launch = ...,
+                copy: bool = ...) -> list[NDArray[Any]]: ...
 def multiply_files(a_path: str | PathLike[str], b_path: str | PathLike[str],
                    out_path: str | PathLike[str], *, workers: int | Literal["auto"] = ...,
                    launch: Launch = ..., threads: int | None = ...,

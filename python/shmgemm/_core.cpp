@@ -132,12 +132,22 @@ shmgemm::FileOptions options_of(unsigned workers, const std::string& launch, uns
 
 // A numpy array over memory the engine allocated; its base owns the memory, so the array (and
 // every view of it) stays valid as long as any of them lives.
+// `made` as an ndarray of dtype `d` whose base is `base` (holding made.owner): at its strides,
+// and read-only when it is a view other results share (OwnedArray::read_only).
+py::array result_array(const shmgemm::OwnedArray& made, const py::dtype& d,
+                       const py::handle& base) {
+  const std::vector<py::ssize_t> dims(made.view.shape().begin(), made.view.shape().end());
+  std::vector<py::ssize_t> strides;
+  if (made.read_only) strides.assign(made.view.strides().begin(), made.view.strides().end());
+  py::array result(d, dims, strides, made.view.data(), base);
+  if (made.read_only) result.attr("setflags")(py::arg("write") = false);
+  return result;
+}
+
 py::array owned_array(const shmgemm::OwnedArray& made) {
   auto* owner = new std::shared_ptr<void>(made.owner);
   py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
-  const std::vector<py::ssize_t> dims(made.view.shape().begin(), made.view.shape().end());
-  return py::array(py::dtype(std::string(shmgemm::dtype_name(made.view.dtype()))), dims, {},
-                   made.view.data(), base);
+  return result_array(made, py::dtype(std::string(shmgemm::dtype_name(made.view.dtype()))), base);
 }
 
 // numpy's type numbers of the engine's dtypes (int64 twice on Linux: long and long long), read
@@ -232,7 +242,7 @@ shmgemm::Report run_stoppable(
 // report as JSON.
 std::pair<std::vector<shmgemm::OwnedArray>, std::string> run_many(
     const std::vector<std::pair<ArrayView, ArrayView>>& views, unsigned workers,
-    const std::string& launch, bool in_process, double timeout) {
+    const std::string& launch, bool in_process, double timeout, bool copy) {
   shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
   // Decided here, as run_stoppable would: under launch="auto", a set runs in process while other
   // threads run (its workers are forked, and a fork is unsafe then).
@@ -246,7 +256,10 @@ std::pair<std::vector<shmgemm::OwnedArray>, std::string> run_many(
   const shmgemm::Report r = run_stoppable(
       [&](const shmgemm::FileOptions& x) {
         shmgemm::Report report;
-        made = shmgemm::matmul_many(views, x, &report);
+        shmgemm::ManyOptions many;
+        static_cast<shmgemm::CallOptions&>(many) = x;
+        many.copy = copy;
+        made = shmgemm::matmul_many(views, many, &report);
         return report;
       },
       o, work);
@@ -501,19 +514,19 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "matmul_many",
       [](const std::vector<std::pair<py::array, py::array>>& pairs, unsigned workers,
-         const std::string& launch, bool in_process, double timeout) {
+         const std::string& launch, bool in_process, double timeout, bool copy) {
         std::vector<std::pair<ArrayView, ArrayView>> views;
         views.reserve(pairs.size());
         for (const auto& [a, b] : pairs)
           views.emplace_back(view_of(a), view_of(b));
-        const auto [made, report] = run_many(views, workers, launch, in_process, timeout);
+        const auto [made, report] = run_many(views, workers, launch, in_process, timeout, copy);
         py::list arrays;
         for (const shmgemm::OwnedArray& x : made)
           arrays.append(owned_array(x));
         return py::make_tuple(arrays, report);
       },
       py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
-      py::arg("in_process") = false, py::arg("timeout") = 0.0);
+      py::arg("in_process") = false, py::arg("timeout") = 0.0, py::arg("copy") = true);
   // The same for a list of (a, b) tuples whose operands are all plain ndarrays (plain_operand),
   // converted and returned in one pass here, with numpy's result types (an operand's own dtype
   // object when it is the result's, a scalar for vector @ vector); None for any other list, and
@@ -521,7 +534,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "matmul_many_plain",
       [](const py::list& pairs, unsigned workers, const std::string& launch, bool in_process,
-         double timeout) -> py::object {
+         double timeout, bool copy) -> py::object {
         // The pairs held here while the GIL is released: another thread may change the list.
         std::vector<py::object> held;
         std::vector<std::pair<ArrayView, ArrayView>> views;
@@ -538,7 +551,7 @@ PYBIND11_MODULE(_core, m) {
         std::vector<shmgemm::OwnedArray> made;
         std::string report;
         try {
-          std::tie(made, report) = run_many(views, workers, launch, in_process, timeout);
+          std::tie(made, report) = run_many(views, workers, launch, in_process, timeout, copy);
         } catch (const shmgemm::Error& e) {
           // Every pair is checked before any work: numpy's words for a refused pair come from
           // the caller's checks.
@@ -547,7 +560,8 @@ PYBIND11_MODULE(_core, m) {
         }
         // One base object per block of results and one dtype object per result dtype; results
         // of one shape that lie one after another become one array, listed (numpy's own views
-        // of it, each its own bytes).
+        // of it, each its own bytes), and so do read-only windows of one product equally far
+        // apart (a stack such as sliding_window_view's, read-only).
         std::map<const void*, py::capsule> bases;
         std::map<DType, py::dtype> dtypes;
         auto base_of = [&](const shmgemm::OwnedArray& x) -> const py::capsule& {
@@ -577,21 +591,34 @@ PYBIND11_MODULE(_core, m) {
         for (std::size_t i = 0; i < made.size();) {
           const shmgemm::OwnedArray& x = made[i];
           const py::dtype d = dtype_of_result(i);
-          const auto bytes = static_cast<std::size_t>(x.view.size()) * item_size(x.view.dtype());
+          const auto* first = static_cast<const std::byte*>(x.view.data());
+          // The distance between two results of the run: each its own bytes, or for read-only
+          // windows whatever it is.
+          const std::ptrdiff_t step =
+              x.read_only && i + 1 < made.size()
+                  ? static_cast<const std::byte*>(made[i + 1].view.data()) - first
+                  : static_cast<std::ptrdiff_t>(x.view.size()) *
+                        static_cast<std::ptrdiff_t>(item_size(x.view.dtype()));
           std::size_t j = i + 1;
-          while (j < made.size() && made[j].owner == x.owner &&
-                 made[j].view.shape() == x.view.shape() &&
-                 made[j].view.data() ==
-                     static_cast<const std::byte*>(x.view.data()) + (j - i) * bytes &&
+          while (j < made.size() && step > 0 && made[j].read_only == x.read_only &&
+                 made[j].owner == x.owner && made[j].view.shape() == x.view.shape() &&
+                 made[j].view.strides() == x.view.strides() &&
+                 made[j].view.data() == first + static_cast<std::ptrdiff_t>(j - i) * step &&
                  dtype_of_result(j).is(d))
             ++j;
           std::vector<py::ssize_t> dims(x.view.shape().begin(), x.view.shape().end());
           if (j - i == 1) {
-            py::array result(d, dims, {}, x.view.data(), base_of(x));
+            const py::array result = result_array(x, d, base_of(x));
             arrays.append(dims.empty() ? result[py::tuple()] : py::object(result));
           } else {
             dims.insert(dims.begin(), static_cast<py::ssize_t>(j - i));
-            const py::array stack(d, dims, {}, x.view.data(), base_of(x));
+            std::vector<py::ssize_t> strides;
+            if (x.read_only) {
+              strides.assign(x.view.strides().begin(), x.view.strides().end());
+              strides.insert(strides.begin(), step);
+            }
+            const py::array stack(d, dims, strides, x.view.data(), base_of(x));
+            if (x.read_only) stack.attr("setflags")(py::arg("write") = false);
             for (py::handle r : stack)
               arrays.append(r);
           }
@@ -600,7 +627,7 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(arrays, report);
       },
       py::arg("pairs"), py::arg("workers") = 0, py::arg("launch") = "auto",
-      py::arg("in_process") = false, py::arg("timeout") = 0.0);
+      py::arg("in_process") = false, py::arg("timeout") = 0.0, py::arg("copy") = true);
 
   m.def(
       "matmul_shape",

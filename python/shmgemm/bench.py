@@ -167,6 +167,7 @@ def cases(quick, pool):
             "np.matmul on the window stack": lambda: np.matmul(a, stack),
             "numpy: one product, gathered": lambda: list((a @ b)[:, index].transpose(1, 0, 2)),
             "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
+            "shmgemm.matmul_many(copy=False)": lambda: shmgemm.matmul_many(pairs, copy=False),
             "shmgemm.matmul on the window stack": lambda: shmgemm.matmul(a, stack),
         }
 
@@ -182,6 +183,7 @@ def cases(quick, pool):
             "np.matmul on the window stack": lambda: np.matmul(a, stack),
             "shmgemm.matmul on the window stack": lambda: shmgemm.matmul(a, stack),
             "shmgemm.matmul_many": lambda: shmgemm.matmul_many(pairs),
+            "shmgemm.matmul_many(copy=False)": lambda: shmgemm.matmul_many(pairs, copy=False),
             "pool.matmul_many": lambda: pool().matmul_many(pairs),
             "one product, then the windows": lambda: [
                 w for p in [shmgemm.matmul(a, b)] for w in (p[:, i:i + 200] for i in range(801))],

@@ -322,6 +322,35 @@ def test_sliding_windows_both_ways():
         assert_product(whole[:, i:i + 200], a, b[:, i:i + 200])
 
 
+def test_windows_copied_or_read_only_views():
+    a = rng.standard_normal((30, 40))
+    b = rng.standard_normal((40, 300))
+    columns = [(a, b[:, i:i + 40]) for i in range(0, 261, 3)]
+    tall = rng.standard_normal((300, 40))
+    rows = [(tall[i:i + 30], b[:, :50]) for i in range(0, 271, 2)]
+    for pairs in (columns, rows):
+        copies = shmgemm.matmul_many(pairs)
+        assert "each window copied out" in shmgemm.last_report()["plan"]["reason"]
+        views = shmgemm.matmul_many(pairs, copy=False)
+        assert "each window a read-only view" in shmgemm.last_report()["plan"]["reason"]
+        for x, y, (p, q) in zip(copies, views, pairs):
+            assert_product(x, p, q)
+            assert_product(y, p, q)
+            assert x.flags.writeable and not y.flags.writeable
+        # Copies share memory with nothing; views are windows of one product, as
+        # sliding_window_view's are, and refuse to be written.
+        assert not any(np.shares_memory(copies[i], copies[i + 1]) for i in range(len(pairs) - 1))
+        assert np.shares_memory(views[0], views[1])
+        with pytest.raises(ValueError, match="read-only"):
+            views[0][0, 0] = 1.0
+        before = views[1].copy()
+        del copies
+        gc.collect()
+        np.testing.assert_array_equal(views[1], before)  # the views keep their product alive
+    with pytest.raises(TypeError, match="copy"):
+        shmgemm.matmul_many(columns, copy="no")
+
+
 def test_multiply_files(tmp_path):
     a = rng.standard_normal((120, 80))
     b = rng.integers(0, 9, (80, 40))

@@ -71,7 +71,12 @@ struct CallOptions : WorkerOptions {
 };
 
 // matmul_many(): a set of products.
-using ManyOptions = CallOptions;
+struct ManyOptions : CallOptions {
+  // Products computed as one product over their windows' union (matmul_many finds them): each
+  // result copied out of it, an array of its own (true), or a view of it, read-only, as numpy's
+  // sliding_window_view gives windows (false: no copy; OwnedArray::read_only says which).
+  bool copy = true;
+};
 
 // matmul() and matmul_into(): one product of arrays in memory.
 struct MatmulOptions : CallOptions {
@@ -245,6 +250,9 @@ SHMGEMM_API Report matmul_into(const ArrayView& a, const ArrayView& b, const Mut
 struct OwnedArray {
   MutableArrayView view;
   std::shared_ptr<void> owner;
+  // A view of memory that other results view too (matmul_many with ManyOptions::copy false):
+  // to be read, not written.
+  bool read_only = false;
   // The elements, as T: throws Error(invalid_argument) unless T is the array's dtype
   // (dtype_of<T>(): double for float64, std::complex<float> for complex64, ...).
   template <class T>
@@ -279,8 +287,9 @@ SHMGEMM_API OwnedArray matmul(const ArrayView& a, const ArrayView& b,
 // is checked before any work (Error(shape_mismatch) names the pair). Pairs that share work are
 // found first: one a times column windows of one array (b's that overlap or touch, a whole number
 // of columns apart, of one dtype, depth and strides), or row windows of one array times one b, are
-// computed as one product over the windows' union, each result copied out of it (Report's
-// plan_reason says so). `report`, when given: the plan.
+// computed as one product over the windows' union, each result copied out of it, or, with
+// options.copy false, a read-only view of it (Report's plan_reason says so). `report`, when
+// given: the plan.
 SHMGEMM_API std::vector<OwnedArray> matmul_many(
     std::span<const std::pair<ArrayView, ArrayView>> pairs, const ManyOptions& options = {},
     Report* report = nullptr);

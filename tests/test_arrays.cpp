@@ -198,6 +198,15 @@ std::vector<std::int64_t> result_shape(const Array& a, const Array& b) {
   return matmul_shape(a.view, b.view);
 }
 
+// A result the engine made (C order) against the naive loop's a @ b.
+void check_against_reference(const Array& a, const Array& b, const OwnedArray& got) {
+  const DType result = result_dtype(a.view, b.view);
+  REQUIRE(got.view.shape() == result_shape(a, b));
+  Array out(result, got.view.shape());
+  std::memcpy(out.view.mutable_data(), got.view.data(), got.view.size() * item_size(result));
+  CHECK(mismatches_with_reference(a, b, out, result) == 0);
+}
+
 struct Case {
   std::string name;
   std::function<Array()> a, b;
@@ -420,14 +429,7 @@ TEST_CASE("matmul_many: every pair's product in order, on forked workers or in p
     CHECK(r.workers == (workers == 0 ? 0u : std::min<unsigned>(workers, pairs.size())));
     for (std::size_t i = 0; i < pairs.size(); ++i) {
       CAPTURE(i);
-      const Array& a = operands[2 * i];
-      const Array& b = operands[2 * i + 1];
-      const DType result = result_dtype(a.view, b.view);
-      REQUIRE(got[i].view.shape() == result_shape(a, b));
-      Array out(result, got[i].view.shape());
-      std::memcpy(out.view.mutable_data(), got[i].view.data(),
-                  got[i].view.size() * item_size(result));
-      CHECK(mismatches_with_reference(a, b, out, result) == 0);
+      check_against_reference(operands[2 * i], operands[2 * i + 1], got[i]);
     }
   }
   // Every pair checked before any work, the one at fault named; spawn is refused.
@@ -466,13 +468,7 @@ TEST_CASE("matmul_many on workers: a product larger than a worker's share is spl
   CHECK(r.plan_reason.find("pieces") != std::string::npos);
   for (std::size_t i = 0; i < pairs.size(); ++i) {
     CAPTURE(i);
-    const Array& a = operands[2 * i];
-    const Array& b = operands[2 * i + 1];
-    const DType result = result_dtype(a.view, b.view);
-    Array out(result, got[i].view.shape());
-    std::memcpy(out.view.mutable_data(), got[i].view.data(),
-                got[i].view.size() * item_size(result));
-    CHECK(mismatches_with_reference(a, b, out, result) == 0);
+    check_against_reference(operands[2 * i], operands[2 * i + 1], got[i]);
   }
   CHECK(test::segments_of(::getpid()).empty());
 }
@@ -520,14 +516,7 @@ TEST_CASE(
       CHECK((x.owner == got[0].owner) == (one_block || &x == &got[0]));
     for (std::size_t i = 0; i < pairs.size(); ++i) {
       CAPTURE(i);
-      const Array& a = operands[2 * i];
-      const Array& b = operands[2 * i + 1];
-      const DType result = result_dtype(a.view, b.view);
-      REQUIRE(got[i].view.shape() == result_shape(a, b));
-      Array out(result, got[i].view.shape());
-      std::memcpy(out.view.mutable_data(), got[i].view.data(),
-                  got[i].view.size() * item_size(result));
-      CHECK(mismatches_with_reference(a, b, out, result) == 0);
+      check_against_reference(operands[2 * i], operands[2 * i + 1], got[i]);
       // Each result memory of its own.
       const auto* lo = static_cast<const std::byte*>(got[i].view.data());
       for (std::size_t j = 0; j < i; ++j) {

@@ -45,6 +45,23 @@ std::vector<std::string> fault_env(const std::string& spec) {
           "ASAN_OPTIONS=handle_segv=0:detect_leaks=0:verify_asan_link_order=0"};
 }
 
+// shmgemm multiply A.npy B.npy -o C.npy in `tmp`, on 2 workers launched as `launch`.
+std::vector<std::string> multiply_argv(const TempDir& tmp, const std::string& launch,
+                                       std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {test::cli_path(),
+                                   "multiply",
+                                   (tmp / "A.npy").string(),
+                                   (tmp / "B.npy").string(),
+                                   "-o",
+                                   (tmp / "C.npy").string(),
+                                   "--workers",
+                                   "2",
+                                   "--launch",
+                                   launch};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
 // A folder with A (300x200) and B (200x100), and a C.npy that a failed run must not touch.
 struct Operands {
   TempDir tmp;
@@ -59,18 +76,7 @@ struct Operands {
   }
   std::vector<std::string> multiply(const std::string& launch,
                                     std::vector<std::string> extra = {}) const {
-    std::vector<std::string> argv = {test::cli_path(),
-                                     "multiply",
-                                     (tmp / "A.npy").string(),
-                                     (tmp / "B.npy").string(),
-                                     "-o",
-                                     (tmp / "C.npy").string(),
-                                     "--workers",
-                                     "2",
-                                     "--launch",
-                                     launch};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    return argv;
+    return multiply_argv(tmp, launch, std::move(extra));
   }
   // What every failed run must leave: C.npy as it was, no new file, no segment.
   void check_untouched(pid_t coordinator) const {
@@ -236,19 +242,8 @@ TEST_CASE("an integer product's three phases run on one launch of each worker, r
     CHECK(wrong == 0);
   };
   auto argv = [&](const char* launch, std::vector<std::string> extra) {
-    std::vector<std::string> v = {test::cli_path(),
-                                  "multiply",
-                                  (tmp / "A.npy").string(),
-                                  (tmp / "B.npy").string(),
-                                  "-o",
-                                  (tmp / "C.npy").string(),
-                                  "--workers",
-                                  "2",
-                                  "--launch",
-                                  launch,
-                                  "--json"};
-    v.insert(v.end(), extra.begin(), extra.end());
-    return v;
+    extra.emplace_back("--json");
+    return multiply_argv(tmp, launch, std::move(extra));
   };
   for (const char* launch : {"fork", "spawn"}) {
     CAPTURE(launch);

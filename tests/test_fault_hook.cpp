@@ -1,6 +1,7 @@
 // The test library's fault hook (see worker/test_fault.hpp): SHMGEMM_TEST_FAULT="W:ACTION[:N]"
 // makes worker W (a number, or "all") fail on its first N attempts (every attempt without N).
-// ACTION: kill, segv, abort, exit, throw, stall, or linger (compute, then never exit). Linked into
+// ACTION: kill, segv, abort, exit, throw, stall, linger (compute, then never exit), or dawdle
+// (0.3 s between a phase's work done and what follows it). Linked into
 // the test programs, and preloaded (LD_PRELOAD) into the shmgemm programs they start; production
 // builds have no such hook.
 #include <charconv>
@@ -36,5 +37,6 @@ extern "C" __attribute__((visibility("default"))) int shmgemm_test_fault_hook(
   if (action == "throw") return shmgemm_fault_throw;
   if (action == "stall") return shmgemm_fault_stall;
   if (action == "linger") return shmgemm_fault_linger;
+  if (action == "dawdle") return shmgemm_fault_dawdle;
   return shmgemm_fault_none;
 }

@@ -267,6 +267,13 @@ TEST_CASE("an integer product's three phases run on one launch of each worker, r
     CHECK(test::segments_of(r.pid).empty());
     std::filesystem::remove(tmp / "C.npy");
 
+    // A worker slow to look for its next phase once its slot says done: it still finds it.
+    r = test::run(argv(launch, {}), fault_env("1:dawdle"));
+    CAPTURE(r.err);
+    CHECK(r.status == 0);
+    check_exact();
+    std::filesystem::remove(tmp / "C.npy");
+
     // Workers that never exit after their last phase: the product is whole, and kept.
     r = test::run(argv(launch, {"--timeout", "1"}), fault_env("all:linger"));
     CHECK(r.status == 0);

@@ -34,9 +34,11 @@ void inject_test_fault(std::size_t id, std::uint32_t attempt,
   }
 }
 
-void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt) {
+void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt, bool last_phase) {
   if (shmgemm_test_fault_hook == nullptr) return;
-  if (shmgemm_test_fault_hook(id, attempt) == shmgemm_fault_linger)
+  const int fault = shmgemm_test_fault_hook(id, attempt);
+  if (fault == shmgemm_fault_dawdle) ::usleep(300'000);
+  if (fault == shmgemm_fault_linger && last_phase)
     for (;;)
       ::pause();
 }

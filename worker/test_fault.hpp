@@ -20,6 +20,7 @@ enum ShmgemmTestFault : int {
   shmgemm_fault_throw = 5,   // Error(internal), for callers that report errors themselves
   shmgemm_fault_stall = 6,   // sleep until killed
   shmgemm_fault_linger = 7,  // compute, say so, then sleep until killed (never exit)
+  shmgemm_fault_dawdle = 8,  // after each phase's work, and its slot says done: sleep 0.3 s
 };
 
 // The hook: the fault for worker (or rank) `id` on attempt `attempt`. Undefined in production.
@@ -31,7 +32,8 @@ namespace shmgemm {
 // Returns at once unless a test's hook asks worker `id` to fail on attempt `attempt`.
 void inject_test_fault(std::size_t id, std::uint32_t attempt,
                        const std::function<void(std::string_view)>& on_exit);
-// After the work: returns at once unless the hook asks worker `id` to linger.
-void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt);
+// After a phase's work, its slot done: returns at once unless the hook asks worker `id` to
+// dawdle (then 0.3 s later), or, after its last phase (`last_phase`), to linger.
+void inject_test_fault_after_work(std::size_t id, std::uint32_t attempt, bool last_phase);
 
 }  // namespace shmgemm

@@ -24,6 +24,8 @@ void fail_slot(JobDescriptor& job, std::size_t id, std::string_view message,
 
 int run_slot(JobDescriptor& job, std::size_t id, const SlotWork& work, bool inject) noexcept {
   WorkerSlot& slot = job.slots[id];
+  // Read before the slot says it is done: the coordinator may set up the next phase at once.
+  const bool last_phase = job.staged == 0;
   // A SIGBUS on an operand's file (it shrank mid-run) fails this slot with a message.
   report_bus_errors_to(slot.message, sizeof slot.message, &slot.error_code, &slot.state,
                        static_cast<std::uint32_t>(SlotState::failed));
@@ -33,7 +35,7 @@ int run_slot(JobDescriptor& job, std::size_t id, const SlotWork& work, bool inje
       inject_test_fault(id, slot.attempt, [&](std::string_view m) { fail_slot(job, id, m); });
     work([&slot](std::uint64_t done) { slot.rows_done.store(done, std::memory_order_release); });
     slot.state.store(static_cast<std::uint32_t>(SlotState::done), std::memory_order_release);
-    if (inject && job.staged == 0) inject_test_fault_after_work(id, slot.attempt);
+    if (inject) inject_test_fault_after_work(id, slot.attempt, last_phase);
     return 0;
   } catch (...) {
     fail_slot_with_current_exception(job, id);
@@ -52,6 +54,9 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
 int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept {
   std::optional<SharedSegment> prepared;  // mapped here when it was made after this launch
   for (;;) {
+    // Read before the slot says it is done (run_worker): the coordinator may then set up the
+    // next phase, and job.staged with it, before this worker looks again.
+    const bool more = job.staged != 0;
     const GeneralJob& g = job.general;
     if (g.b_prepared && g.phase != Phase::scan && ops.prepared == nullptr) {
       try {
@@ -68,7 +73,7 @@ int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept
         return 1;
       }
     }
-    if (const int status = run_worker(job, id, ops); status != 0 || job.staged == 0) return status;
+    if (const int status = run_worker(job, id, ops); status != 0 || !more) return status;
     try {
       job.phase_done.post();
       job.slots[id].go.wait();

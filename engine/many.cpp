@@ -104,12 +104,13 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
   return out;
 }
 
-// A pair OpenBLAS multiplies as it is: two float matrices of the result's dtype, each with
-// unit stride along one axis.
+// A pair OpenBLAS multiplies as it is: two non-empty float matrices of the result's dtype, each
+// with unit stride along one axis.
 std::optional<std::pair<ConstMatrixRef, ConstMatrixRef>> blas_pair(const Item& it) {
   const ArrayView &a = *it.a, &b = *it.b;
   if (a.ndim() != 2 || b.ndim() != 2 || a.dtype() != it.result || b.dtype() != it.result ||
-      (it.result != DType::float64 && it.result != DType::float32))
+      (it.result != DType::float64 && it.result != DType::float32) || a.size() == 0 ||
+      b.size() == 0)
     return std::nullopt;
   const auto item = static_cast<std::int64_t>(item_size(it.result));
   auto view = [item](const ArrayView& v) -> std::optional<ConstMatrixRef> {
@@ -214,28 +215,6 @@ Options one_thread_in_process(const Options& o) {
   in.timeout = o.timeout;
   return in;
 }
-
-}  // namespace
-
-namespace {
-
-std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
-                             const Options& options, bool copy, Report* report_out);
-
-}  // namespace
-
-std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
-                                    const ManyOptions& options, Report* report) {
-  return many(pairs, detail::all_options(options), options.copy, report);
-}
-
-std::vector<OwnedArray> legacy::matmul_many_all(
-    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options,
-    Report* report) {
-  return many(pairs, options, true, report);
-}
-
-namespace {
 
 std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
                              const Options& options, bool copy, Report* report_out) {
@@ -407,5 +386,16 @@ std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pa
 }
 
 }  // namespace
+
+std::vector<OwnedArray> matmul_many(std::span<const std::pair<ArrayView, ArrayView>> pairs,
+                                    const ManyOptions& options, Report* report) {
+  return many(pairs, detail::all_options(options), options.copy, report);
+}
+
+std::vector<OwnedArray> legacy::matmul_many_all(
+    std::span<const std::pair<ArrayView, ArrayView>> pairs, const Options& options,
+    Report* report) {
+  return many(pairs, options, true, report);
+}
 
 }  // namespace shmgemm

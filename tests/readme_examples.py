@@ -7,7 +7,13 @@ A marker is a line just before the fence:
                           program (its #include lines first, the rest as the body of main),
                           linked with the build's libshmgemm, and run;
   <!-- example: mpi -->   run when the build has shmgemm-mpi, skipped (and counted) otherwise;
-  <!-- example: slow -->  a measurement (minutes): run only with --slow (`make docs-examples`).
+  <!-- example: slow -->  a measurement (minutes): run only with --slow (`make docs-examples`);
+  <!-- example: setup --> a sh block of what a reader does once, in the repository's root, before
+                          the file's other blocks (the README's PATH); not run by itself.
+README.md's blocks run in a shell that has only what its setup block says: this process's PATH
+without the build's programs, no PYTHONPATH, then the setup's lines, run in SOURCE_DIR (with
+`$PWD/build` read as BUILD_DIR, for builds elsewhere). docs/*.md's blocks run with the build's
+programs first on PATH and its Python package on PYTHONPATH.
 Slow blocks run in a folder holding `tools` and `python` (links to the source's) and an empty
 `docs`, so that the commands run as the docs show them, from the repository's root, without
 touching the source tree.
@@ -35,12 +41,27 @@ cxxflags = shlex.split(args[3]) if len(args) > 3 else []
 files = [os.path.join(source, "README.md")] + sorted(
     os.path.join(source, "docs", f) for f in os.listdir(os.path.join(source, "docs"))
     if f.endswith(".md"))
-block = re.compile(r"<!-- example(?:: (mpi|slow))? -->\n```(sh|python|cpp)\n(.*?)```", re.S)
+block = re.compile(r"<!-- example(?:: (mpi|slow|setup))? -->\n```(sh|python|cpp)\n(.*?)```", re.S)
 env = dict(os.environ, PATH=os.path.join(build, "bin") + os.pathsep + os.environ["PATH"],
            PYTHONPATH=os.path.join(build, "python"))
 # A build without the Python package (the sanitizer and fuzz builds) runs the other blocks only.
 has_python = os.path.isdir(os.path.join(build, "python", "shmgemm"))
 has_mpi = os.path.exists(os.path.join(build, "bin", "shmgemm-mpi"))
+
+
+def setup_env(text):
+    """The environment a reader of `text` has after its setup block: this process's own, less
+    the build's programs and Python package, then the setup's lines run in the source folder."""
+    bare = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    bare["PATH"] = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                   if os.path.abspath(p) != os.path.join(build, "bin"))
+    setups = [m.group(3) for m in block.finditer(text) if m.group(1) == "setup"]
+    if not setups:
+        return bare
+    script = "\n".join(setups).replace("$PWD/build", build)
+    r = subprocess.run(["sh", "-eu", "-c", script + '\nenv -0'], cwd=source, env=bare,
+                       capture_output=True, text=True, check=True)
+    return dict(item.split("=", 1) for item in r.stdout.split("\0") if "=" in item)
 
 
 def cpp_program(code, folder):
@@ -105,9 +126,12 @@ for path in files:
     if only and os.path.relpath(path, source) not in only:
         continue
     text = open(path).read()
+    file_env = setup_env(text) if os.path.basename(path) == "README.md" else env
     for m in block.finditer(text):
         line = text.count("\n", 0, m.start()) + 2
         tag, kind, code = m.groups()
+        if tag == "setup":
+            continue
         where = f"{os.path.relpath(path, source)}:{line}"
         reason = ("no Python package in this build" if kind == "python" and not has_python else
                   "no shmgemm-mpi in this build" if tag == "mpi" and not has_mpi else
@@ -125,11 +149,11 @@ for path in files:
                 argv = (["sh", "-eu", "-c", code] if kind == "sh" else
                         ["/usr/bin/python3", "-c", code] if kind == "python" else
                         cpp_program(code, d))
-                run_env = env
+                run_env = file_env
                 if tag == "mpi":
                     # Under AddressSanitizer (make sanitize): Open MPI 4.1 leaks some 3,300
                     # allocations at MPI_Finalize, outside shmgemm's code (see test_mpi.cpp).
-                    run_env = dict(env, ASAN_OPTIONS=(env.get("ASAN_OPTIONS", "") +
+                    run_env = dict(run_env, ASAN_OPTIONS=(run_env.get("ASAN_OPTIONS", "") +
                                                       ":detect_leaks=0").lstrip(":"))
                 r = subprocess.run(argv, cwd=d, env=run_env, capture_output=True, text=True,
                                    timeout=3600 if tag == "slow" else 600)

@@ -41,9 +41,11 @@ example: build
 	$(BUILD_DIR)/host-subdir/host_arrays; \
 	/usr/bin/python3 tests/readme_examples.py . $(BUILD_DIR) --cmake-consumer="$$prefix"
 
-# The Python package in the tree: build/python/shmgemm (PYTHONPATH=build/python to import it).
-python: build
-	cmake --build $(BUILD_DIR) -j $(JOBS) --target shmgemm_python
+# The Python package in the tree, with the programs it runs and nothing else (no tests):
+# build/python/shmgemm (PYTHONPATH=build/python to import it).
+python: deps
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS) >/dev/null
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target shmgemm_python shmgemm-worker shmgemm-cli
 	@echo "python: PYTHONPATH=$(BUILD_DIR)/python /usr/bin/python3 -c 'import shmgemm'"
 
 # shmgemm from Python against numpy and the joblib recipe (python -m shmgemm.bench).

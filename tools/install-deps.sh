@@ -13,6 +13,7 @@ packages=(
   python3-numpy python3-joblib           # cross-checks against numpy, peer recipes
   pybind11-dev python3-dev               # the Python package (python/)
   python3-pytest python3-hypothesis python3-venv  # its tests, and pip installs in a venv
+  python3-setuptools python3-wheel       # what pip builds the package with (--no-build-isolation)
   python3-threadpoolctl                  # a host's thread limits, in its tests
   gnuplot-nox                            # footprint --plot, make plot
   libopenmpi-dev openmpi-bin             # shmgemm-mpi, its tests

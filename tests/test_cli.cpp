@@ -266,6 +266,16 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
   CHECK(test::count_lines(test::read_file(csv)) == 1 + 2 * per_shape);
 }
 
+TEST_CASE("footprint's table shows measurements, not acceptance bounds") {
+  const test::RunResult r = test::run({test::cli_path(), "footprint", "--shape", "200x200x200",
+                                       "--workers", "1", "--modes", "file"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  CHECK(contains(r.out, "| file | 1 |"));
+  for (const char* word : {"target", "within", "OVER"})
+    CHECK(!contains(r.out, word));
+}
+
 TEST_CASE("footprint measures every mode; zero-copy stays near the floor, copy grows by B") {
   TempDir tmp;
   const std::string csv = (tmp / "fp.csv").string();

@@ -36,8 +36,6 @@ struct Row {
   std::string mode;
   unsigned workers = 0;
   double floor_mib = 0, peak_pss_mib = 0, peak_worker_uss_mib = 0, seconds = 0;
-  bool zero_copy = false;
-  double target_mib() const { return floor_mib + 16 + 4.0 * workers; }
 };
 
 // The `shmgemm multiply` arguments of a mode.
@@ -133,7 +131,6 @@ int run_footprint(const FootprintArgs& args) {
       r.peak_worker_uss_mib =
           double(mode == "threads" ? run.peak_root_uss : run.peak_child_uss) / kMiB;
       r.seconds = run.wall_seconds;
-      r.zero_copy = mode == "shm" || mode == "file";
       rows.push_back(r);
       if (progress && rows.size() == runs) fmt::print(stderr, "\r\x1b[K");
       fs::remove(c);
@@ -168,9 +165,7 @@ int run_footprint(const FootprintArgs& args) {
                      {"floor_mib", r.floor_mib},
                      {"peak_pss_mib", r.peak_pss_mib},
                      {"peak_worker_uss_mib", r.peak_worker_uss_mib},
-                     {"seconds", r.seconds},
-                     {"zero_copy_target_mib",
-                      r.zero_copy ? nlohmann::json(r.target_mib()) : nlohmann::json()}});
+                     {"seconds", r.seconds}});
     fmt::print("{}\n", out.dump(1));
     return 0;
   }
@@ -179,14 +174,11 @@ int run_footprint(const FootprintArgs& args) {
       "sampled every {} ms\n\n",
       m, k, n, args.dtype, floor, args.interval_ms);
   fmt::print(
-      "| mode | workers | peak PSS MiB | over the floor MiB | peak worker USS MiB | seconds | "
-      "zero-copy target (floor + 16 + 4/worker) |\n|---|---|---|---|---|---|---|\n");
+      "| mode | workers | peak PSS MiB | over the floor MiB | peak worker USS MiB | seconds "
+      "|\n|---|---|---|---|---|---|\n");
   for (const Row& r : rows)
-    fmt::print("| {} | {} | {:.1f} | {:+.1f} | {:.1f} | {:.3f} | {} |\n", r.mode, r.workers,
-               r.peak_pss_mib, r.peak_pss_mib - r.floor_mib, r.peak_worker_uss_mib, r.seconds,
-               r.zero_copy ? fmt::format("{:.0f}: {}", r.target_mib(),
-                                         r.peak_pss_mib <= r.target_mib() ? "within" : "OVER")
-                           : "-");
+    fmt::print("| {} | {} | {:.1f} | {:+.1f} | {:.1f} | {:.3f} |\n", r.mode, r.workers,
+               r.peak_pss_mib, r.peak_pss_mib - r.floor_mib, r.peak_worker_uss_mib, r.seconds);
   return 0;
 }
 

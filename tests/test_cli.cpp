@@ -121,9 +121,10 @@ TEST_CASE("--help answers for the program and every subcommand") {
     CHECK(r.status == 0);
     CHECK(contains(r.out, "Usage"));
   }
+  // Without a command: the short usage (the conventions' case below).
   const test::RunResult none = test::run({test::cli_path()});
-  CHECK(none.status != 0);
-  CHECK(count_lines(none.err) == 1);
+  CHECK(none.status == 2);
+  CHECK(contains(none.err, "usage: shmgemm"));
 }
 
 TEST_CASE("gen writes reproducible random matrices") {
@@ -635,6 +636,80 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
   CHECK(!contains(help.out, "UINT"));
   CHECK(!contains(help.out, "TEXT:"));
   CHECK(contains(help.out, "auto (the default)"));
+}
+
+TEST_CASE(
+    "the conventions git's and rg's users expect: a bare command, --version anywhere, "
+    "suggested values, numpy's dtype spellings, the last of a repeated option") {
+  TempDir tmp;
+  const std::string cli = test::cli_path();
+  // A bare `shmgemm`: a short usage naming every command, exit 2.
+  {
+    const test::RunResult r = test::run({cli});
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK(contains(r.err, "usage: shmgemm COMMAND [OPTIONS]"));
+    for (const char* command : {"multiply", "gen", "demo", "gc", "calibrate", "bench", "footprint"})
+      CHECK(contains(r.err, std::string("  ") + command));
+  }
+  // --help lists --version; a subcommand takes --version as the program does.
+  CHECK(contains(test::run({cli, "--help"}).out, "-V,--version"));
+  {
+    const test::RunResult r = test::run({cli, "multiply", "--version"});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "OpenBLAS kernel: "));
+  }
+  // One line, exit 2, the nearest suggested.
+  auto usage = [&](const std::vector<std::string>& args, const std::string& expect) {
+    std::vector<std::string> argv = {cli};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const test::RunResult r = test::run(argv);
+    CAPTURE(args);
+    CAPTURE(r.err);
+    CHECK(r.status == 2);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(contains(r.err, expect));
+    CHECK(names_in(tmp.path()).empty());
+  };
+  usage({"--verison"}, "unknown option '--verison' (did you mean --version?)");
+  usage({"-v"}, "unknown option '-v' (did you mean --version?)");
+  usage({"help", "multiplyy"}, "unknown command 'multiplyy' (did you mean 'multiply'?)");
+  const std::string out = (tmp / "G.npy").string();
+  usage({"gen", "--shape", "3", "--dtype", "flaot64", "-o", out},
+        "--dtype: 'flaot64' is not one of int8, ");
+  usage({"gen", "--shape", "3", "--dtype", "flaot64", "-o", out}, "(did you mean 'float64'?)");
+  usage({"gen", "--shape", "3", "--dtype", ">f8", "-o", out}, "'>f8' is not one of");
+  usage({"multiply", "A.npy", "B.npy", "-o", out, "--launch", "forkk"},
+        "--launch: 'forkk' is not one of auto, fork, spawn");
+  usage({"multiply", "A.npy", "B.npy", "-o", out, "--backing", "shmm"}, "(did you mean 'shm'?)");
+  // numpy's spellings of a dtype mean what np.dtype() makes of them here.
+  for (const auto& [spelling, name] :
+       std::vector<std::pair<std::string, std::string>>{{"f8", "float64"},
+                                                        {"double", "float64"},
+                                                        {"float", "float64"},
+                                                        {"int", "int64"},
+                                                        {"<i8", "int64"},
+                                                        {"complex", "complex128"},
+                                                        {"f4", "float32"},
+                                                        {"|u1", "uint8"},
+                                                        {"intc", "int32"}}) {
+    CAPTURE(spelling);
+    const test::RunResult r =
+        test::run({cli, "gen", "--shape", "2", "--dtype", spelling, "-o", out});
+    CHECK(r.status == 0);
+    CHECK(contains(r.out, "(2,) " + name + ", "));
+    std::filesystem::remove(out);
+  }
+  // A repeated option: the last one counts.
+  const test::RunResult twice = test::run(
+      {cli, "gen", "--shape", "2x2", "--shape", "3", "--seed", "1", "--seed", "2", "-o", out});
+  CAPTURE(twice.err);
+  CHECK(twice.status == 0);
+  CHECK(contains(twice.out, "(3,) float64"));
+  const std::string seeded = test::read_file(out);
+  std::filesystem::remove(out);
+  CHECK(test::run({cli, "gen", "--shape", "3", "--seed", "2", "-o", out}).status == 0);
+  CHECK(test::read_file(out) == seeded);
 }
 
 TEST_CASE("the summary and --json give the operands' and the result's real shapes") {

@@ -363,7 +363,7 @@ void add_bench(CLI::App& app, Action& action) {
   cmd->add_option("--shapes", args->shapes, "comma-separated N (square) or MxKxN")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float64 or float32")
-      ->check(CLI::IsMember({"float64", "float32"}))
+      ->transform(dtype_choice({"float64", "float32"}))
       ->capture_default_str();
   cmd->add_option("--rounds", args->rounds, "runs of each variant (the median is reported)")
       ->check(CLI::Range(1, 1000))

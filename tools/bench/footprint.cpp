@@ -199,7 +199,7 @@ void add_footprint(CLI::App& app, Action& action) {
   cmd->add_option("--modes", args->modes, "comma-separated: shm, file, copy, threads")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "float64 or float32")
-      ->check(CLI::IsMember({"float64", "float32"}))
+      ->transform(dtype_choice({"float64", "float32"}))
       ->capture_default_str();
   cmd->add_option("--interval-ms", args->interval_ms, "sampling interval")
       ->check(CLI::Range(1.0, 1000.0))

@@ -62,11 +62,19 @@ std::string as_flags(std::string message);
 // Levenshtein distance, and the choice nearest `word` when close enough to be a typo (else "").
 std::size_t edit_distance(std::string_view a, std::string_view b);
 std::string nearest(std::string_view word, const std::vector<std::string>& choices);
+// A check that a value is one of `choices`: "'forkk' is not one of auto, fork, spawn (did you
+// mean 'fork'?)".
+CLI::Validator one_of(std::vector<std::string> choices);
+// The same for a dtype among `choices` (numpy's names), taking numpy's other spellings of it as
+// np.dtype() does here ("f8", "double", "float", "<i8", "int", "complex", ...) and giving the
+// value numpy's name.
+CLI::Validator dtype_choice(std::vector<std::string> choices);
 // `shmgemm --version`: the version, git revision, OpenBLAS's configuration and CPU kernel.
 std::string version_text();
-// What answers before CLI11 parses `args` (argv without the program): --version (0), an
-// unknown subcommand (its message printed, 2), or nothing; rewrites `help [SUBCOMMAND]` to
-// `[SUBCOMMAND] --help`.
+// What answers before CLI11 parses `args` (argv without the program): --version or -V anywhere
+// (0); no arguments (a short usage, 2); an unknown subcommand or top-level option, also after
+// `help` (its message with the nearest name, 2); or nothing, with `help [SUBCOMMAND]` rewritten
+// to `[SUBCOMMAND] --help`.
 std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::string>& args);
 // The message for arguments CLI11 did not expect: each named, the nearest option suggested,
 // and the subcommand's --help.

@@ -48,6 +48,102 @@ std::string nearest(std::string_view word, const std::vector<std::string>& choic
   return best_distance <= std::max<std::size_t>(2, word.size() / 3) ? best : std::string();
 }
 
+namespace {
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const std::string& w : words)
+    out += (out.empty() ? "" : ", ") + w;
+  return out;
+}
+
+// np.dtype(text).name on this platform (Linux, 64-bit, little-endian) for the spellings numpy
+// users write, else `text` as it is.
+std::string numpy_dtype_name(std::string text) {
+  if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '|'))
+    text.erase(0, 1);  // this machine's byte order, or none (one byte)
+  static const std::vector<std::pair<std::string_view, std::string_view>> aliases = {
+      {"i1", "int8"},
+      {"u1", "uint8"},
+      {"i2", "int16"},
+      {"u2", "uint16"},
+      {"i4", "int32"},
+      {"u4", "uint32"},
+      {"i8", "int64"},
+      {"u8", "uint64"},
+      {"f4", "float32"},
+      {"f8", "float64"},
+      {"c8", "complex64"},
+      {"c16", "complex128"},
+      {"b", "int8"},
+      {"B", "uint8"},
+      {"h", "int16"},
+      {"H", "uint16"},
+      {"i", "int32"},
+      {"I", "uint32"},
+      {"l", "int64"},
+      {"L", "uint64"},
+      {"q", "int64"},
+      {"Q", "uint64"},
+      {"f", "float32"},
+      {"d", "float64"},
+      {"F", "complex64"},
+      {"D", "complex128"},
+      {"byte", "int8"},
+      {"ubyte", "uint8"},
+      {"short", "int16"},
+      {"ushort", "uint16"},
+      {"intc", "int32"},
+      {"uintc", "uint32"},
+      {"int", "int64"},
+      {"uint", "uint64"},
+      {"long", "int64"},
+      {"ulong", "uint64"},
+      {"longlong", "int64"},
+      {"ulonglong", "uint64"},
+      {"intp", "int64"},
+      {"uintp", "uint64"},
+      {"single", "float32"},
+      {"double", "float64"},
+      {"float", "float64"},
+      {"csingle", "complex64"},
+      {"cdouble", "complex128"},
+      {"complex", "complex128"},
+      {"cfloat", "complex128"}};
+  for (const auto& [alias, name] : aliases)
+    if (text == alias) return std::string(name);
+  return text;
+}
+
+std::string not_one_of(const std::string& value, const std::vector<std::string>& choices) {
+  const std::string guess = nearest(value, choices);
+  return fmt::format("'{}' is not one of {}{}", value, joined(choices),
+                     guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
+}
+
+}  // namespace
+
+CLI::Validator one_of(std::vector<std::string> choices) {
+  return CLI::Validator(
+      [choices](std::string& value) -> std::string {
+        if (std::find(choices.begin(), choices.end(), value) != choices.end()) return {};
+        return not_one_of(value, choices);
+      },
+      "");
+}
+
+CLI::Validator dtype_choice(std::vector<std::string> choices) {
+  return CLI::Validator(
+      [choices](std::string& value) -> std::string {
+        const std::string name = numpy_dtype_name(value);
+        if (std::find(choices.begin(), choices.end(), name) == choices.end())
+          return not_one_of(value, choices);
+        value = name;
+        return {};
+      },
+      "");
+}
+
 std::string version_text() {
   return fmt::format("shmgemm {} (git {})\nOpenBLAS: {}\nOpenBLAS kernel: {}\n", SHMGEMM_VERSION,
                      SHMGEMM_GIT_REVISION, openblas_get_config(), detail::kernel_text());
@@ -83,27 +179,54 @@ std::string unknown_arguments(const CLI::App& app) {
 }
 
 std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::string>& args) {
-  if (args.empty()) return std::nullopt;
-  if (args[0] == "--version" || args[0] == "-V") {
-    fmt::print("{}", version_text());
-    return 0;
+  std::vector<std::string> names;
+  for (const CLI::App* sub : app.get_subcommands({}))
+    names.push_back(sub->get_name());
+  if (args.empty()) {
+    // As git does: what there is to run, briefly.
+    std::string usage = "usage: shmgemm COMMAND [OPTIONS]\n\ncommands:\n";
+    for (const CLI::App* sub : app.get_subcommands({}))
+      usage += fmt::format("  {:<10}  {}\n", sub->get_name(), sub->get_description());
+    usage +=
+        "\n'shmgemm help COMMAND' or 'shmgemm COMMAND --help': a command's options; "
+        "'shmgemm --version': the version\n";
+    fmt::print(stderr, "{}", usage);
+    return 2;
   }
+  // --version anywhere before "--", as git's subcommands take it.
+  for (const std::string& a : args) {
+    if (a == "--") break;
+    if (a == "--version" || a == "-V") {
+      fmt::print("{}", version_text());
+      return 0;
+    }
+  }
+  auto unknown_command = [&](const std::string& word) {
+    const std::string guess = nearest(word, names);
+    fmt::print(stderr, "shmgemm: unknown command '{}'{}; run 'shmgemm --help'\n", escaped(word),
+               guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
+    return 2;
+  };
   // `shmgemm help [SUBCOMMAND]` is `shmgemm [SUBCOMMAND] --help`.
   if (args[0] == "help") {
+    if (args.size() > 1 && std::find(names.begin(), names.end(), args[1]) == names.end())
+      return unknown_command(args[1]);
     args.erase(args.begin());
     args.resize(std::min<std::size_t>(args.size(), 1));
     args.push_back("--help");
     return std::nullopt;
   }
-  if (args[0].rfind("-", 0) == 0) return std::nullopt;
-  std::vector<std::string> names;
-  for (const CLI::App* sub : app.get_subcommands({}))
-    names.push_back(sub->get_name());
+  if (args[0].rfind("-", 0) == 0) {
+    const std::string word = args[0].substr(0, args[0].find('='));
+    if (word == "-h" || word == "--help" || word == "--help-all") return std::nullopt;
+    // -v is how many programs spell it.
+    const std::string guess = word == "-v" ? "--version" : nearest(word, {"--help", "--version"});
+    fmt::print(stderr, "shmgemm: unknown option '{}'{}; run 'shmgemm --help'\n", escaped(word),
+               guess.empty() ? "" : fmt::format(" (did you mean {}?)", guess));
+    return 2;
+  }
   if (std::find(names.begin(), names.end(), args[0]) != names.end()) return std::nullopt;
-  const std::string guess = nearest(args[0], names);
-  fmt::print(stderr, "shmgemm: unknown command '{}'{}; run 'shmgemm --help'\n", escaped(args[0]),
-             guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
-  return 2;
+  return unknown_command(args[0]);
 }
 
 void tidy_help(CLI::App& app) {

@@ -86,7 +86,7 @@ void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi) {
              (mpi != nullptr ? "; mpi: `mpirun -n W shmgemm-mpi multiply ...` (W from "
                                "--workers, else the cores; see shmgemm-mpi --help)"
                              : ""))
-      ->check(CLI::IsMember(launches))
+      ->check(one_of(launches))
       ->option_text(mpi != nullptr ? "auto|fork|spawn|mpi" : "auto|fork|spawn");
   cmd.add_option_function<std::string>(
          "--backing",
@@ -95,13 +95,13 @@ void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi) {
          },
          "file (the default): workers map the .npy files themselves; shm: A and B are copied "
          "into shared-memory segments and C is computed in one, then copied into the output")
-      ->check(CLI::IsMember({"file", "shm"}))
+      ->check(one_of({"file", "shm"}))
       ->option_text("file|shm");
   cmd.add_option_function<std::string>(
          "--inputs", [&options](const std::string& v) { options.copy_inputs = v == "copy"; },
          "shared (the default): workers map A and B; copy: each worker copies B and its rows "
          "of A privately, as joblib does (for footprint experiments)")
-      ->check(CLI::IsMember({"shared", "copy"}))
+      ->check(one_of({"shared", "copy"}))
       ->option_text("shared|copy");
   cmd.add_option("--rows-per-step", options.rows_per_step,
                  "larger than memory: compute this many rows of C at a time and release the "

@@ -135,7 +135,7 @@ void add_gen(CLI::App& app, Action& action) {
     names.emplace_back(dtype_name(d));
   cmd->add_option("--dtype", args->dtype,
                   fmt::format("one of {} (default: float64)", supported_dtypes()))
-      ->check(CLI::IsMember(names))
+      ->transform(dtype_choice(names))
       ->option_text("DTYPE");
   cmd->add_option("--int-range", args->int_range,
                   "LO,HI: integers LO <= x < HI, as numpy's randint(LO, HI) (for floats: "

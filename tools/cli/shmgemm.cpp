@@ -22,6 +22,11 @@ int main(int argc, char** argv) {
       "shared result; A and B are mapped, never copied. Operands are numpy .npy files.",
       "shmgemm"};
   app.require_subcommand(1);
+  // A repeated option takes its last value, as git's and rg's do (an alias overridden later).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  // Answered before parsing (answer_without_parsing); here for --help to list it.
+  bool version = false;
+  app.add_flag("-V,--version", version, "print the version, OpenBLAS's build and kernel, and exit");
   cli::Action action;
   cli::add_multiply(app, action);
   cli::add_gen(app, action);

@@ -121,6 +121,14 @@ TEST_CASE("--help answers for the program and every subcommand") {
     CHECK(r.status == 0);
     CHECK(contains(r.out, "Usage"));
   }
+  // Every value is named for what it is: no CLI11 "VALUE" or "TEXT" placeholders.
+  for (const char* command : {"multiply", "gen", "demo", "gc", "calibrate", "bench", "footprint"}) {
+    const test::RunResult r = test::run({test::cli_path(), command, "--help"});
+    CAPTURE(command);
+    CHECK(!contains(r.out, "VALUE"));
+    CHECK(!contains(r.out, "TEXT"));
+  }
+  CHECK(contains(test::run({test::cli_path(), "footprint", "--help"}).out, "--csv FILE"));
   // Without a command: the short usage (the conventions' case below).
   const test::RunResult none = test::run({test::cli_path()});
   CHECK(none.status == 2);

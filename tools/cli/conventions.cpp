@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -235,7 +236,20 @@ void tidy_help(CLI::App& app) {
     // CLI11's "INT:INT in [1 - 1000]=5" becomes "N", with "(default: 5)" in the description.
     const std::string type = o->get_type_name();
     const std::size_t colon = type.find(':');
-    std::string text = "VALUE";
+    // A positional's name says what it is; an option's value is named after the option, or FILE.
+    const bool positional = o->get_lnames().empty() && o->get_snames().empty();
+    std::string text = "...";  // a positional that takes several
+    if (!positional) {
+      text.clear();
+      const std::string name = o->get_lnames().empty() ? o->get_snames()[0] : o->get_lnames()[0];
+      static const std::vector<std::string> files = {"csv", "plot", "output", "hostfile"};
+      if (std::find(files.begin(), files.end(), name) != files.end()) {
+        text = "FILE";
+      } else {
+        for (char ch : name)
+          text += ch == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      }
+    }
     if (colon != std::string::npos && type.compare(colon + 1, 1, "{") == 0) {
       text = type.substr(colon + 2, type.find('}', colon) - colon - 2);
       std::replace(text.begin(), text.end(), ',', '|');
@@ -243,7 +257,7 @@ void tidy_help(CLI::App& app) {
                type.rfind("FLOAT", 0) == 0) {
       text = "N";
     }
-    if (o->get_required()) text += " REQUIRED";
+    if (o->get_required()) text += text.empty() ? "REQUIRED" : " REQUIRED";
     o->option_text(text);
     const std::string fallback = o->get_default_str();
     if (!fallback.empty() && o->get_description().find("default") == std::string::npos)

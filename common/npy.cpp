@@ -211,11 +211,19 @@ std::uint32_t read_le(std::string_view bytes, std::size_t at, std::size_t width)
 }  // namespace
 
 NpyHeader parse_npy_header(std::string_view bytes, std::string_view what) {
-  if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4))
-    fail(
-        what,
-        "a .npz archive (np.savez: a zip of arrays), not a .npy file; extract one array with "
-        "python3 -c \"import numpy as np; z = np.load('F.npz'); np.save('A.npy', z[z.files[0]])\"");
+  if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4)) {
+    // The command with the file's own name, where it quotes as it is in both shell and Python.
+    const bool plain = !what.empty() && what.find_first_of("'\"$`\\\n") == std::string_view::npos;
+    const std::string archive = plain ? std::string(what) : std::string("F.npz");
+    std::string array = archive;
+    if (const std::size_t dot = array.rfind('.');
+        dot != std::string::npos && array.find('/', dot) == std::string::npos)
+      array.erase(dot);
+    fail(what, fmt::format("a .npz archive (np.savez: a zip of arrays), not a .npy file; extract "
+                           "one array with python3 -c \"import numpy as np; z = np.load('{}'); "
+                           "np.save('{}.npy', z[z.files[0]])\"",
+                           archive, array));
+  }
   if (bytes.size() < kMagic.size() || bytes.substr(0, kMagic.size()) != kMagic)
     fail(what, "not a .npy file (no \\x93NUMPY magic)");
   if (bytes.size() < 10) fail(what, "truncated .npy header");

@@ -232,7 +232,14 @@ SharedSegment SharedSegment::create(std::string_view role, std::size_t bytes) {
                 fmt::format("cannot reserve {} bytes of shared memory for the {} segment: {} ({} "
                             "bytes free in /dev/shm)",
                             bytes, role, std::strerror(err), shm_free_bytes()));
-  seg.region_ = map_whole_file(seg.fd_.path_here(), true);
+  try {
+    seg.region_ = map_whole_file(seg.fd_.path_here(), true);
+  } catch (const MapError& e) {
+    // Mapped through /proc/self/fd/N, which names nothing the user knows.
+    throw Error(ErrorCode::resource,
+                fmt::format("cannot map {} bytes of shared memory for the {} segment: {}", bytes,
+                            role, e.reason()));
+  }
   return seg;
 }
 

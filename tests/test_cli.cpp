@@ -629,6 +629,8 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
   // An .npz says what it is and how to get an array out of it.
   test::write_file(f.tmp / "Z.npz", std::string("PK\x03\x04", 4) + "zip bytes");
   f.expect_failure({f.p("Z.npz"), b, "-o", c}, "a .npz archive (np.savez");
+  f.expect_failure({f.p("Z.npz"), b, "-o", c},
+                   "np.load('" + f.p("Z.npz") + "'); np.save('" + f.p("Z") + ".npy'");
   // gen says what it wrote, and refuses what the disk cannot hold before writing anything.
   const test::RunResult g = test::run({cli, "gen", "--shape", "3x4", "-o", f.p("G.npy")});
   CHECK(g.status == 0);
@@ -707,6 +709,24 @@ TEST_CASE(
     CHECK(r.status == 0);
     CHECK(contains(r.out, "(2,) " + name + ", "));
     std::filesystem::remove(out);
+  }
+  // A file name that begins with '-': said so, not "B is required".
+  usage({"multiply", "-x.npy", "s43.npy", "-o", out},
+        "'-x.npy' begins with '-' and reads as an option; for a file of that name write ./-x.npy");
+  // Messages name the user's files, never a descriptor's /proc path, even out of descriptors.
+  {
+    const std::string a = (tmp / "A.npy").string();
+    CHECK(test::run({cli, "gen", "--shape", "300x300", "-o", a}).status == 0);
+    const test::RunResult r = test::run(
+        {"/bin/sh", "-c",
+         "ulimit -n 8; exec \"$0\" multiply \"$1\" \"$1\" -o \"$2\" --workers 2 --launch fork", cli,
+         a, out});
+    CAPTURE(r.err);
+    CHECK(r.status == 1);
+    CHECK(count_lines(r.err) == 1);
+    CHECK(!contains(r.err, "/proc/"));
+    CHECK(contains(r.err, "Too many open files"));
+    std::filesystem::remove(a);
   }
   // A repeated option: the last one counts.
   const test::RunResult twice = test::run(

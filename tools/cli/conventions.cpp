@@ -226,8 +226,36 @@ std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::
                guess.empty() ? "" : fmt::format(" (did you mean {}?)", guess));
     return 2;
   }
-  if (std::find(names.begin(), names.end(), args[0]) != names.end()) return std::nullopt;
-  return unknown_command(args[0]);
+  if (std::find(names.begin(), names.end(), args[0]) == names.end())
+    return unknown_command(args[0]);
+  // A file whose name begins with '-' reads as an option: say so, rather than that A or B is
+  // missing.
+  const CLI::App* sub = nullptr;
+  for (const CLI::App* candidate : app.get_subcommands({}))
+    if (candidate->get_name() == args[0]) sub = candidate;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-' || a.find_first_of("./") == std::string::npos) continue;
+    const std::string word = a.substr(0, a.find('='));
+    bool known = false;
+    for (const CLI::Option* o : sub->get_options()) {
+      for (const std::string& l : o->get_lnames())
+        known = known || word == "--" + l;
+      for (const std::string& n : o->get_snames())
+        known = known || a.rfind("-" + n, 0) == 0;
+    }
+    // The value of an option just before it (-o -x.npy) is that option's business.
+    const bool value = args[i - 1].size() > 1 && args[i - 1][0] == '-' &&
+                       args[i - 1].find('=') == std::string::npos;
+    if (known || value) continue;
+    fmt::print(stderr,
+               "shmgemm: '{}' begins with '-' and reads as an option; for a file of that name "
+               "write ./{} (or put it after --); run 'shmgemm {} --help'\n",
+               escaped(a), escaped(a), args[0]);
+    return 2;
+  }
+  return std::nullopt;
 }
 
 void tidy_help(CLI::App& app) {

@@ -28,6 +28,23 @@ using test::TempDir;
 
 namespace {
 
+// `shmgemm ARGS` is a usage error: exit 2, one line on stderr containing `expect`, nothing on
+// stdout, nothing added to or removed from `folder`.
+void expect_usage_error(const std::vector<std::string>& args, const std::string& expect,
+                        const std::filesystem::path& folder) {
+  std::vector<std::string> argv = {test::cli_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const auto before = names_in(folder);
+  const test::RunResult r = test::run(argv);
+  CAPTURE(args);
+  CAPTURE(r.err);
+  CHECK(r.status == 2);
+  CHECK(count_lines(r.err) == 1);
+  CHECK(contains(r.err, expect));
+  CHECK(r.out.empty());
+  CHECK(names_in(folder) == before);
+}
+
 // A folder with good operands A (4x3) and B (3x5), and an existing C.npy that must survive.
 struct Fixture {
   TempDir tmp;
@@ -575,17 +592,8 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
   }
   // A mistyped subcommand or option: the nearest suggested, the subcommand's --help named.
   auto usage = [&](const std::vector<std::string>& args, const std::string& expect) {
-    std::vector<std::string> argv = {cli};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const auto before = names_in(f.tmp.path());
-    const test::RunResult r = test::run(argv);
-    CAPTURE(args);
-    CAPTURE(r.err);
-    CHECK(r.status == 2);
-    CHECK(count_lines(r.err) == 1);
-    CHECK(contains(r.err, expect));
+    expect_usage_error(args, expect, f.tmp.path());
     CHECK(test::read_file(f.tmp / "C.npy") == "the previous result");
-    CHECK(names_in(f.tmp.path()) == before);
   };
   usage({"multiplyy", a, b}, "unknown command 'multiplyy' (did you mean 'multiply'?)");
   usage({"multiply", a, b, "-o", c, "--workerz", "2"},
@@ -671,15 +679,7 @@ TEST_CASE(
   }
   // One line, exit 2, the nearest suggested.
   auto usage = [&](const std::vector<std::string>& args, const std::string& expect) {
-    std::vector<std::string> argv = {cli};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const test::RunResult r = test::run(argv);
-    CAPTURE(args);
-    CAPTURE(r.err);
-    CHECK(r.status == 2);
-    CHECK(count_lines(r.err) == 1);
-    CHECK(contains(r.err, expect));
-    CHECK(names_in(tmp.path()).empty());
+    expect_usage_error(args, expect, tmp.path());
   };
   usage({"--verison"}, "unknown option '--verison' (did you mean --version?)");
   usage({"-v"}, "unknown option '-v' (did you mean --version?)");

@@ -81,6 +81,15 @@ def cpp_program(code, folder):
 
 consumer = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--cmake-consumer=")]
 if consumer:
+    # The imported target names each include folder once.
+    import glob
+    for targets in glob.glob(os.path.join(consumer[0], "lib*", "**", "shmgemmTargets.cmake"),
+                             recursive=True):
+        for m in re.finditer(r'INTERFACE_INCLUDE_DIRECTORIES "([^"]*)"', open(targets).read()):
+            folders = m.group(1).split(";")
+            if len(folders) != len(set(folders)):
+                print(f"{targets}: the include folders {folders} repeat", file=sys.stderr)
+                sys.exit(1)
     programs = []
     with tempfile.TemporaryDirectory(prefix="shmgemm-consumer-") as d:
         for path in (os.path.join(source, "README.md"), os.path.join(source, "docs", "library.md")):

@@ -714,6 +714,8 @@ TEST_CASE(
   usage({"multiply", "-x.npy", "s43.npy", "-o", out},
         "'-x.npy' begins with '-' and reads as an option; for a file of that name write ./-x.npy");
   // Messages name the user's files, never a descriptor's /proc path, even out of descriptors.
+  // (Not in the sanitizer build: its runtime needs descriptors of its own to report anything.)
+#ifndef __SANITIZE_ADDRESS__
   {
     const std::string a = (tmp / "A.npy").string();
     CHECK(test::run({cli, "gen", "--shape", "300x300", "-o", a}).status == 0);
@@ -728,6 +730,7 @@ TEST_CASE(
     CHECK(contains(r.err, "Too many open files"));
     std::filesystem::remove(a);
   }
+#endif
   // A repeated option: the last one counts.
   const test::RunResult twice = test::run(
       {cli, "gen", "--shape", "2x2", "--shape", "3", "--seed", "1", "--seed", "2", "-o", out});

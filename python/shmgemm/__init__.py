@@ -42,6 +42,8 @@ from ._core import (CancelledError, Error, FileError, InterruptedError, Internal
                     InvalidArgumentError, PoolClosedError, PoolError, ResourceError, ShapeError,
                     TimeoutError, UnsupportedError, WorkerError)
 
+__version__ = _core.__version__
+
 __all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "result_type",
            "show_config", "Error", "FileError", "InterruptedError", "InternalError",
            "InvalidArgumentError", "PoolClosedError", "PoolError", "ResourceError",
@@ -176,13 +178,24 @@ def _without_bools(a, b):
     return a, b, False
 
 
+def _dtype_of(x, name):
+    """The dtype of an operand, or the dtype a type, dtype or name stands for."""
+    if isinstance(x, (np.dtype, type, str)):
+        try:
+            return np.dtype(x)
+        except TypeError as e:
+            raise TypeError(f"{name}: {e}") from None
+    return _operand(x, name).dtype
+
+
 def result_type(a, b):
-    """np.result_type of two operands over the supported dtypes (``int32, float32 -> float64``)."""
-    a, b = _operand(a, "a"), _operand(b, "b")
-    if a.dtype == np.bool_ and b.dtype == np.bool_:
-        return np.dtype(np.bool_)
-    a, b, _ = _without_bools(a, b)
-    return np.dtype(_core.result_dtype(a.dtype, b.dtype))
+    """np.result_type of two operands, dtypes or types over the supported dtypes
+    (``shmgemm.result_type(np.int32, np.float32)`` is float64)."""
+    da, db = _dtype_of(a, "a"), _dtype_of(b, "b")
+    if da == np.bool_ or db == np.bool_:
+        # bool takes the other's dtype (bool with bool stays bool), as in numpy.
+        return db if da == np.bool_ else da
+    return np.dtype(_core.result_dtype(da, db))
 
 
 def _typed(a, b):

@@ -428,6 +428,7 @@ class PyPool {
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  m.attr("__version__") = SHMGEMM_VERSION;
   m.doc() = "shmgemm's engine for Python (use the shmgemm package, not this module)";
   // Python keeps its signal handlers: a KeyboardInterrupt stops the call of the thread that gets
   // it, through that call's stop token (run_stoppable).

@@ -322,6 +322,22 @@ def test_sliding_windows_both_ways():
         assert_product(whole[:, i:i + 200], a, b[:, i:i + 200])
 
 
+def test_version_and_result_type_as_numpy_spells_them():
+    cli = os.environ.get("SHMGEMM_CLI")
+    assert isinstance(shmgemm.__version__, str) and shmgemm.__version__[0].isdigit()
+    if cli is not None:
+        first = subprocess.run([cli, "--version"], capture_output=True, text=True,
+                               check=True).stdout.split()
+        assert first[:2] == ["shmgemm", shmgemm.__version__]
+    # np.result_type's arguments: types, dtypes, their names, arrays and scalars alike.
+    for x, y in [(np.int32, np.float32), (np.dtype("int8"), "uint64"), ("f4", np.complex64),
+                 (np.bool_, np.int16), (np.zeros(2, np.int64), np.float32)]:
+        assert shmgemm.result_type(x, y) == np.result_type(x, y), (x, y)
+    assert shmgemm.result_type(np.bool_, np.bool_) == np.bool_
+    with pytest.raises(TypeError, match="a: "):
+        shmgemm.result_type("no such dtype", np.int32)
+
+
 def test_windows_copied_or_read_only_views():
     a = rng.standard_normal((30, 40))
     b = rng.standard_normal((40, 300))

@@ -60,8 +60,8 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
   for (std::size_t j = 0; j < shared.alone.size(); ++j)
     out[shared.alone[j]] = std::move(computed[shared.groups.size() + j]);
   // The members' copies, in one block (none without copies).
-  detail::NewResult memory(copy ? items.back().offset + items.back().bytes : 0, false);
-  const std::shared_ptr<void> owner = memory.release();
+  std::shared_ptr<void> owner;
+  if (copy) owner = detail::NewResult(items.back().offset + items.back().bytes, false).release();
   auto* block = static_cast<std::byte*>(owner.get());
   double member_flops = 0, union_flops = 0;
   std::size_t members = 0;
@@ -76,11 +76,11 @@ std::vector<OwnedArray> with_shared_work(const std::vector<Item>& items,
       const auto cols = static_cast<std::size_t>(it.shape[1]);
       if (!copy) {
         // A view of the union's result, as sliding_window_view gives a window.
-        const std::uint64_t first = group.by_columns ? group.offsets[j] : group.offsets[j] * width;
         out[group.members[j]] = {
             MutableArrayView(
-                static_cast<std::byte*>(computed[g].view.mutable_data()) + first * item, it.result,
-                it.shape,
+                static_cast<std::byte*>(computed[g].view.mutable_data()) +
+                    detail::window_start(width, item, group.by_columns, group.offsets[j]),
+                it.result, it.shape,
                 {static_cast<std::int64_t>(width * item), static_cast<std::int64_t>(item)}),
             computed[g].owner, true};
         continue;
@@ -268,17 +268,19 @@ std::vector<OwnedArray> many(std::span<const std::pair<ArrayView, ArrayView>> pa
   // (A caller that waits for this call, as Python's does, decides Launch::automatic itself.)
   const bool fork_safe = detail::resolve_launch(options.launch) == Launch::fork;
   const unsigned cores = available_cores();
-  const Calibration c = load_calibration();
   detail::SetShape set{items.size(), 0, 0};
   for (const Item& it : items) {
     set.flops += it.flops;
     set.largest = std::max(set.largest, it.flops);
   }
-  const auto launchable =
-      std::min<std::size_t>(options.workers ? options.workers : cores, items.size());
+  // The calibration and the page tables are read only when the plan weighs workers.
   const detail::Plan plan = detail::plan_set(
-      set, options, cores, c, static_cast<std::size_t>(std::max(blas_threads(), 1)), fork_safe,
-      detail::launch_seconds(Launch::fork, launchable, c, detail::page_tables_kib()));
+      set, options, cores, static_cast<std::size_t>(std::max(blas_threads(), 1)), fork_safe,
+      [](std::size_t workers) {
+        const Calibration c = load_calibration();
+        return detail::SetCosts{c.gflops_f64, detail::launch_seconds(Launch::fork, workers, c,
+                                                                     detail::page_tables_kib())};
+      });
   const bool in_process = plan.in_process;
   const auto workers = static_cast<unsigned>(plan.workers);
   Report report;

@@ -216,16 +216,19 @@ Plan pool_plan(const ProductShape& p, std::size_t workers, std::size_t threads) 
   return plan;
 }
 
-Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, const Calibration& c,
-              std::size_t host_threads, bool fork_safe, double launch) {
+Plan plan_set(const SetShape& s, const Options& options, std::size_t cores,
+              std::size_t host_threads, bool fork_safe, const SetCostsOf& costs) {
   const std::size_t workers = std::min(options.workers ? options.workers : cores, s.count);
-  const double rate = c.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
   const bool small_products = s.flops < kWorkerProductFlops * double(s.count);
   const bool fork_unsafe = !options.in_process && workers > 1 && !fork_safe;
   Plan plan;
   plan.in_process =
-      options.in_process || workers <= 1 || fork_unsafe ||
-      (options.workers == 0 && (small_products || s.flops / (rate * double(cores)) < 4 * launch));
+      options.in_process || workers <= 1 || fork_unsafe || (options.workers == 0 && small_products);
+  if (!plan.in_process && options.workers == 0) {
+    const SetCosts k = costs(workers);
+    const double rate = k.gflops_f64 * 1e9 * 0.6;  // one thread, on products of moderate size
+    plan.in_process = s.flops / (rate * double(cores)) < 4 * k.launch_seconds;
+  }
   if (!plan.in_process) {
     plan.workers = workers;
     plan.threads_per_worker = 1;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -98,19 +99,27 @@ struct SetShape {
 // process, and they fault in fresh shared pages for every result.
 inline constexpr double kWorkerProductFlops = 5e7;
 
+// What weighing workers against the process costs to know (the calibration, the page tables):
+// the one-thread float64 rate in GFLOP/s, and the seconds to launch `workers` workers.
+struct SetCosts {
+  double gflops_f64 = 0;
+  double launch_seconds = 0;
+};
+using SetCostsOf = std::function<SetCosts(std::size_t workers)>;
+
 // The plan for a set of products (matmul_many). Options fixed by the caller are kept
 // (in_process, workers, threads). Workers are forked, one OpenBLAS thread each, largest first
 // (split_products): at most the products; with workers == 0 one per core, and only when the
-// products average at least kWorkerProductFlops and the set takes at least four launches
-// (`launch`: seconds to launch them) on the cores at 0.6 of the one-thread rate. Never when
+// products average at least kWorkerProductFlops and the set takes at least four launches on
+// the cores at 0.6 of the one-thread rate (`costs`, asked only then). Never when
 // `fork_safe` is false (another thread may be inside OpenBLAS; only forked workers read the
 // operands where they are). In process, the products run side by side on `threads` threads
 // (options' threads_per_worker, else the cores within blas_thread_limit(), and at most
 // `host_threads`, the host's OpenBLAS count) when there are two or more of them, fork_safe
 // holds (the count is then set to 1 for the call), and no product is more than a thread's
 // share of the set; otherwise one after another on that many OpenBLAS threads.
-Plan plan_set(const SetShape& s, const Options& options, std::size_t cores, const Calibration& c,
-              std::size_t host_threads, bool fork_safe, double launch);
+Plan plan_set(const SetShape& s, const Options& options, std::size_t cores,
+              std::size_t host_threads, bool fork_safe, const SetCostsOf& costs);
 
 // The Pool's plan: its workers, or one of them for a product too small to split (below 1e7
 // flops, splitting costs more than it saves).

@@ -152,7 +152,7 @@ std::optional<StackWindows> stack_windows(const ArrayView& a, const ArrayView& b
 void copy_window(const std::byte* joined, std::size_t width, std::size_t item, bool by_columns,
                  std::uint64_t offset, std::size_t rows, std::size_t cols, std::byte* to,
                  std::int64_t row_stride, std::int64_t col_stride) {
-  const std::byte* from = joined + (by_columns ? offset : offset * width) * item;
+  const std::byte* from = joined + window_start(width, item, by_columns, offset);
   for (std::size_t r = 0; r < rows; ++r, from += width * item, to += row_stride) {
     if (col_stride == static_cast<std::int64_t>(item)) {
       std::memcpy(to, from, cols * item);

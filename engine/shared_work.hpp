@@ -54,6 +54,14 @@ struct StackWindows {
   std::uint64_t count = 0, step = 0;
 };
 
+// The byte where window `offset`'s product begins in the union's result (C order, `width`
+// columns, `item` bytes an element): column `offset` of its first row by columns, else the
+// start of row `offset`.
+inline std::uint64_t window_start(std::size_t width, std::size_t item, bool by_columns,
+                                  std::uint64_t offset) {
+  return (by_columns ? offset : offset * width) * item;
+}
+
 // Copies window `offset`'s product (rows x cols) out of the union's result `joined` (C order,
 // `width` columns, `item` bytes an element) to `to`, whose rows lie `row_stride` bytes apart and
 // elements `col_stride`: columns [offset, offset + cols) of it by columns, else rows

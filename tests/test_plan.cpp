@@ -161,58 +161,62 @@ TEST_CASE("plan_set: a set's products in process, side by side or not, or on one
   const std::size_t cores = 4;
   const std::size_t threads = within_thread_limit(cores);
   const double launch = 1e-3;
+  // The calibration's rate, and `seconds` for any launch.
+  auto costs = [&c](double seconds) -> SetCostsOf {
+    return [&c, seconds](std::size_t) { return SetCosts{c.gflops_f64, seconds}; };
+  };
   Options automatic;
   // 1000 products of 18 MFLOP: in process, side by side on every thread the host allows.
   SetShape small{1000, 1.8e10, 2e8};
-  Plan p = plan_set(small, automatic, cores, c, 4, true, launch);
+  Plan p = plan_set(small, automatic, cores, 4, true, costs(launch));
   CHECK(p.in_process);
   CHECK(p.workers == 0);
   CHECK(p.side_by_side == std::min<std::size_t>(threads, 4));
   CHECK(p.threads_per_worker == 1);
   CHECK(p.reason.find("under 50 MFLOP") != std::string::npos);
   // The host's OpenBLAS count is 1 (threadpoolctl's limit): one after another, on one thread.
-  p = plan_set(small, automatic, cores, c, 1, true, launch);
+  p = plan_set(small, automatic, cores, 1, true, costs(launch));
   CHECK(p.side_by_side == 0);
   CHECK(p.threads_per_worker == threads);  // InProcessBlas keeps it within the host's count
   // Another thread may be inside OpenBLAS: OpenBLAS's count is not touched, no side by side.
-  p = plan_set(small, automatic, cores, c, 4, false, launch);
+  p = plan_set(small, automatic, cores, 4, false, costs(launch));
   CHECK(p.in_process);
   CHECK(p.side_by_side == 0);
   // One product more than a thread's share: OpenBLAS's threads serve it better.
-  p = plan_set({10, 1e9, 0.5e9}, automatic, cores, c, 4, true, launch);
+  p = plan_set({10, 1e9, 0.5e9}, automatic, cores, 4, true, costs(launch));
   CHECK(p.side_by_side == 0);
   // One product: nothing to run beside it.
-  CHECK(plan_set({1, 1e6, 1e6}, automatic, cores, c, 4, true, launch).side_by_side == 0);
+  CHECK(plan_set({1, 1e6, 1e6}, automatic, cores, 4, true, costs(launch)).side_by_side == 0);
   // Products of 100 MFLOP, 40 GFLOP in all: one-thread workers, one per core.
   const SetShape large{400, 4e10, 1e8};
-  p = plan_set(large, automatic, cores, c, 4, true, launch);
+  p = plan_set(large, automatic, cores, 4, true, costs(launch));
   CHECK(!p.in_process);
   CHECK(p.workers == cores);
   CHECK(p.threads_per_worker == 1);
   CHECK(p.reason.find("largest first") != std::string::npos);
   // ... but never forked while another thread may be inside OpenBLAS.
-  p = plan_set(large, automatic, cores, c, 4, false, launch);
+  p = plan_set(large, automatic, cores, 4, false, costs(launch));
   CHECK(p.in_process);
   CHECK(p.reason.find("a fork then is unsafe") != std::string::npos);
   // Launching them would cost about what the set takes.
-  CHECK(plan_set(large, automatic, cores, c, 4, true, 10.0).in_process);
+  CHECK(plan_set(large, automatic, cores, 4, true, costs(10.0)).in_process);
   // What the caller fixed is kept: workers (at most the products), threads, in process.
   Options o;
   o.workers = 3;
-  p = plan_set(large, o, cores, c, 4, true, 10.0);
+  p = plan_set(large, o, cores, 4, true, costs(10.0));
   CHECK(p.workers == 3);
-  CHECK(plan_set({2, 2e8, 1e8}, o, cores, c, 4, true, launch).workers == 2);
+  CHECK(plan_set({2, 2e8, 1e8}, o, cores, 4, true, costs(launch)).workers == 2);
   o.workers = 1;
-  p = plan_set(large, o, cores, c, 4, true, launch);
+  p = plan_set(large, o, cores, 4, true, costs(launch));
   CHECK(p.in_process);
   CHECK(p.reason.find("one worker would add only its launch") != std::string::npos);
   Options in;
   in.in_process = true;
   in.threads_per_worker = 3;
-  p = plan_set(large, in, cores, c, 4, true, launch);
+  p = plan_set(large, in, cores, 4, true, costs(launch));
   CHECK(p.in_process);
   CHECK(p.side_by_side == 3);
   CHECK(p.reason.find("as asked") != std::string::npos);
-  p = plan_set(large, in, cores, c, 2, true, launch);
+  p = plan_set(large, in, cores, 2, true, costs(launch));
   CHECK(p.side_by_side == 2);  // at most the host's count
 }

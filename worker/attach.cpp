@@ -41,8 +41,11 @@ AttachedOperands::AttachedOperands(const JobDescriptor& job) {
   bound_.b = map(job.b, 'B', g.b.dtype, false, job.label_b);
   bound_.c = map(job.c, 'C', g.result, true);
   // The prepare phase writes the prepared B, the multiply phase reads it.
-  if (g.b_prepared && g.phase != Phase::scan)
-    bound_.prepared = map(job.prepared, 'P', g.compute, true);
+  if (g.b_prepared && g.phase != Phase::scan) bound_.prepared = map_prepared(job);
+}
+
+std::byte* AttachedOperands::map_prepared(const JobDescriptor& job) {
+  return map(job.prepared, 'P', job.general.compute, true);
 }
 
 }  // namespace shmgemm

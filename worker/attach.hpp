@@ -18,7 +18,12 @@ class AttachedOperands {
  public:
   // Throws Error naming the operand whose segment or file cannot be mapped or is too small.
   explicit AttachedOperands(const JobDescriptor& job);
+  // None yet (a forked worker, which inherits the operands there were when it started).
+  AttachedOperands() = default;
   const GeneralOperands& bound() const { return bound_; }
+  // Maps the job's prepared B, checked as the others are: for a phase that reads or writes it
+  // when it was made after the worker started (a staged job's scan came first).
+  std::byte* map_prepared(const JobDescriptor& job);
 
  private:
   std::byte* map(const OperandRef& ref, char which, DType dtype, bool writable,

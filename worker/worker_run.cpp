@@ -1,14 +1,11 @@
 #include "worker/worker_run.hpp"
 
-#include <fmt/format.h>
-
 #include <exception>
 #include <new>
-#include <optional>
 
 #include "common/bus_guard.hpp"
-#include "common/segment.hpp"
 #include "shmgemm/error.hpp"
+#include "worker/attach.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 
@@ -52,7 +49,7 @@ int run_worker(JobDescriptor& job, std::size_t id, const GeneralOperands& ops,
 }
 
 int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept {
-  std::optional<SharedSegment> prepared;  // mapped here when it was made after this launch
+  AttachedOperands late;  // the prepared B, when it was made after this launch
   for (;;) {
     // Read before the slot says it is done (run_worker): the coordinator may then set up the
     // next phase, and job.staged with it, before this worker looks again.
@@ -60,14 +57,7 @@ int run_phases(JobDescriptor& job, std::size_t id, GeneralOperands ops) noexcept
     const GeneralJob& g = job.general;
     if (g.b_prepared && g.phase != Phase::scan && ops.prepared == nullptr) {
       try {
-        prepared = SharedSegment::attach(job.prepared.name, true);
-        const std::uint64_t bytes =
-            prepared_elements(g, job.k, job.n) * item_size(g.compute) + job.prepared.offset;
-        if (prepared->size() < bytes)
-          throw Error(ErrorCode::internal,
-                      fmt::format("the prepared B's mapping has {} bytes, the job needs {}",
-                                  prepared->size(), bytes));
-        ops.prepared = prepared->data() + job.prepared.offset;
+        ops.prepared = late.map_prepared(job);
       } catch (...) {
         fail_slot_with_current_exception(job, id);
         return 1;

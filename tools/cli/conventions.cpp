@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/dtype.hpp"
 #include "common/npy.hpp"
 #include "tools/cli/commands.hpp"
 #include "worker/blas_core.hpp"
@@ -59,23 +60,14 @@ std::string joined(const std::vector<std::string>& words) {
 }
 
 // np.dtype(text).name on this platform (Linux, 64-bit, little-endian) for the spellings numpy
-// users write, else `text` as it is.
+// users write, else `text` as it is: the type codes of .npy descrs ("f8", "<i8", "|u1"), the
+// one-character codes and the C names.
 std::string numpy_dtype_name(std::string text) {
   if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '|'))
     text.erase(0, 1);  // this machine's byte order, or none (one byte)
+  for (DType d : all_dtypes())
+    if (text == npy_descr(d).substr(1)) return std::string(dtype_name(d));
   static const std::vector<std::pair<std::string_view, std::string_view>> aliases = {
-      {"i1", "int8"},
-      {"u1", "uint8"},
-      {"i2", "int16"},
-      {"u2", "uint16"},
-      {"i4", "int32"},
-      {"u4", "uint32"},
-      {"i8", "int64"},
-      {"u8", "uint64"},
-      {"f4", "float32"},
-      {"f8", "float64"},
-      {"c8", "complex64"},
-      {"c16", "complex128"},
       {"b", "int8"},
       {"B", "uint8"},
       {"h", "int16"},

@@ -1,6 +1,7 @@
 // The machine figures behind the automatic plan: measured, cached as JSON, loaded.
 #include <pwd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -9,7 +10,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "common/clock.hpp"
@@ -298,10 +301,13 @@ void save_calibration(const Calibration& c) {
                 fmt::format("{}: cannot write the calibration: {}", path.string(), ec.message()));
 }
 
-Calibration load_calibration() {
+namespace {
+
+// The calibration in `path` for a process that may use `cores`: the built-in defaults where it
+// is missing, for another machine, or unreadable (saying so in `source`).
+Calibration read_calibration(const fs::path& path, unsigned cores) {
   Calibration c;
-  c.cores = available_cores();
-  const fs::path path = calibration_path();
+  c.cores = cores;
   std::ifstream f(path);
   if (!f) return c;
   try {
@@ -349,6 +355,38 @@ Calibration load_calibration() {
     c.source = fmt::format("built-in defaults ({} is unreadable: {})", path.string(), e.what());
     return c;
   }
+}
+
+}  // namespace
+
+Calibration load_calibration() {
+  // The file is read again only when it changed (or the cores or the path did): reading and
+  // parsing it costs more than a small product.
+  struct Read {
+    fs::path path;
+    unsigned cores = 0;
+    struct ::stat file {};
+    bool exists = false;
+    Calibration calibration;
+  };
+  static auto* const mutex = new std::mutex;  // never destroyed: products may outlive statics
+  static auto* const last = new std::optional<Read>;
+  Read now;
+  now.path = calibration_path();
+  now.cores = available_cores();
+  now.exists = ::stat(now.path.c_str(), &now.file) == 0;
+  const std::lock_guard lock(*mutex);
+  if (*last && (*last)->path == now.path && (*last)->cores == now.cores &&
+      (*last)->exists == now.exists &&
+      (!now.exists ||
+       ((*last)->file.st_dev == now.file.st_dev && (*last)->file.st_ino == now.file.st_ino &&
+        (*last)->file.st_size == now.file.st_size &&
+        (*last)->file.st_mtim.tv_sec == now.file.st_mtim.tv_sec &&
+        (*last)->file.st_mtim.tv_nsec == now.file.st_mtim.tv_nsec)))
+    return (*last)->calibration;
+  now.calibration = read_calibration(now.path, now.cores);
+  *last = std::move(now);
+  return (*last)->calibration;
 }
 
 }  // namespace shmgemm

@@ -83,3 +83,17 @@ Launch resolve_launch(Launch launch) {
 }
 
 }  // namespace shmgemm::detail
+
+namespace shmgemm {
+
+HostBlasGuard::HostBlasGuard() : held_(true) {
+  detail::blas_lock().lock_shared();
+}
+
+HostBlasGuard::HostBlasGuard(std::try_to_lock_t) : held_(detail::blas_lock().try_lock_shared()) {}
+
+HostBlasGuard::~HostBlasGuard() {
+  if (held_) detail::blas_lock().unlock_shared();
+}
+
+}  // namespace shmgemm

@@ -101,15 +101,29 @@ Plan plan_product(const ProductShape& shape, Options& options, Report& report) {
   const bool automatic = !options.in_process && options.workers == 0;
   // Reading the cache costs ~0.2 ms in a fresh process: not for products too small to split.
   const bool tiny = automatic && too_small_for_workers(shape, cores);
-  if (!options.in_process && !tiny) options.launch = resolve_launch(options.launch);
-  report.launch = options.launch;
   Calibration calibration;
   if (automatic && !tiny) calibration = load_calibration();
   if (tiny) calibration.source = "built-in defaults (the product is too small for workers to pay)";
   // This process may run slower kernels than its workers (OpenBLAS's fallback).
   if (kernel_here() != worker_kernel()) calibration.in_process_rate = calibration.fallback_rate;
-  Plan plan =
-      make_plan(shape, options, cores, calibration, static_cast<std::size_t>(blas_threads()));
+  const auto host_threads = static_cast<std::size_t>(blas_threads());
+  if (!options.in_process && !tiny) {
+    // Fork or spawn is decided by a look at /proc (tens of us): not where workers lose even
+    // when they start as cheaply as either launch can.
+    bool decide = true;
+    if (automatic && options.launch == Launch::automatic) {
+      Calibration cheapest = calibration;
+      cheapest.spawn_base_us = std::min(calibration.fork_base_us, calibration.spawn_base_us);
+      cheapest.spawn_per_worker_us =
+          std::min(calibration.fork_per_worker_us, calibration.spawn_per_worker_us);
+      Options bound = options;
+      bound.launch = Launch::spawn;
+      decide = !make_plan(shape, bound, cores, cheapest, host_threads).in_process;
+    }
+    if (decide) options.launch = resolve_launch(options.launch);
+  }
+  report.launch = options.launch;
+  Plan plan = make_plan(shape, options, cores, calibration, host_threads);
   report.automatic = plan.automatic;
   report.candidates = plan.candidates;
   report.plan_reason = plan.reason;

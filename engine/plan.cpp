@@ -11,6 +11,8 @@
 #include <fstream>
 #include <initializer_list>
 #include <string>
+#include <tuple>
+#include <utility>
 
 namespace shmgemm::detail {
 
@@ -372,21 +374,29 @@ Plan make_plan(const ProductShape& p, const Options& o, std::size_t cores, const
   const PlanCandidate in{0, static_cast<unsigned>(in_threads),
                          predict_in_process(p, in_threads, c)};
   plan.candidates.push_back(in);
-  PlanCandidate best_workers{0, 0, 0};
-  // Fork's copy of the page tables (VmPTE, read from /proc: ~10 us) matters only where a worker
-  // could win; where in process beats launching one worker with none, it is left out.
-  const bool workers_may_pay = in.predicted_seconds >= launch_seconds(o.launch, 1, c, 0);
-  const double ptes = o.launch == Launch::fork && workers_may_pay ? page_tables_kib() : 0;
-  for (std::size_t w = 1; w <= std::min<std::uint64_t>(cores, p.m); ++w) {
-    const std::size_t t = threads_for(w);
-    const PlanCandidate x{static_cast<unsigned>(w), static_cast<unsigned>(t),
-                          predict_workers(p, w, t, o.launch, o.backing, c, ptes)};
-    plan.candidates.push_back(x);
-    if (best_workers.workers == 0 || x.predicted_seconds < best_workers.predicted_seconds)
-      best_workers = x;
-  }
-  if (best_workers.workers > 0 &&
-      best_workers.predicted_seconds < kWorkersMargin * in.predicted_seconds) {
+  // Each worker count, with `ptes` KiB of page tables for each fork to copy; the fastest.
+  auto weigh = [&](double ptes) {
+    std::vector<PlanCandidate> workers;
+    PlanCandidate best{0, 0, 0};
+    for (std::size_t w = 1; w <= std::min<std::uint64_t>(cores, p.m); ++w) {
+      const std::size_t t = threads_for(w);
+      const PlanCandidate x{static_cast<unsigned>(w), static_cast<unsigned>(t),
+                            predict_workers(p, w, t, o.launch, o.backing, c, ptes)};
+      workers.push_back(x);
+      if (best.workers == 0 || x.predicted_seconds < best.predicted_seconds) best = x;
+    }
+    return std::pair{workers, best};
+  };
+  auto wins = [&](const PlanCandidate& x) {
+    return x.workers > 0 && x.predicted_seconds < kWorkersMargin * in.predicted_seconds;
+  };
+  // Fork's copy of the page tables (VmPTE, read from /proc: tens of us) only adds to the
+  // workers' time: it is read only where workers win without it.
+  auto [workers, best_workers] = weigh(0);
+  if (o.launch == Launch::fork && wins(best_workers))
+    std::tie(workers, best_workers) = weigh(page_tables_kib());
+  plan.candidates.insert(plan.candidates.end(), workers.begin(), workers.end());
+  if (wins(best_workers)) {
     assign_rows(plan, p, best_workers.workers);
     plan.threads_per_worker = best_workers.threads;
     plan.reason = fmt::format("{} predicted {} against {} for {}", describe(best_workers),
@@ -413,6 +423,21 @@ namespace shmgemm {
 
 std::string to_string(const PlanCandidate& c) {
   return detail::describe(c);
+}
+
+double in_process_flops(DType dtype) {
+  const std::size_t cores = available_cores();
+  auto tiny = [&](std::uint64_t side) {
+    return detail::too_small_for_workers({.m = side, .k = side, .n = side, .dtype = dtype}, cores);
+  };
+  // The largest side that is too small (the prediction grows with the side).
+  std::uint64_t small = 0, large = std::uint64_t{1} << 16;
+  while (large - small > 1) {
+    const std::uint64_t side = small + (large - small) / 2;
+    (tiny(side) ? small : large) = side;
+  }
+  const double side = double(small);
+  return 2 * side * side * side;
 }
 
 std::string explain(const Report& r) {

@@ -50,20 +50,27 @@ __all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "re
            "ShapeError", "TimeoutError", "UnsupportedError", "WorkerError", "SUPPORTED_DTYPES"]
 
 SUPPORTED_DTYPES = tuple(np.dtype(name) for name in _core.supported_dtypes().split(", "))
+_TAKEN = frozenset(SUPPORTED_DTYPES + (np.dtype(np.bool_),))  # the engine's dtypes, and bool
 _local = threading.local()
 
 
 def last_report():
     """The report of this thread's last product, or None: a dict with the keys of
     ``shmgemm multiply --json`` (the C++ ``shmgemm::to_json``), ``plan`` among them."""
-    text = getattr(_local, "report", None)
-    return None if text is None else json.loads(text)
+    report = getattr(_local, "report", None)
+    if type(report) is tuple:
+        return _in_caller_report(*report)
+    return None if report is None else _report_dict(report)
 
 
-def _remember(text):
-    """Keeps a product's report (JSON text, parsed only when asked for)."""
-    _local.report = text
-    return text
+def _report_dict(report):
+    return json.loads(report.json())
+
+
+def _remember(report):
+    """Keeps a product's report (the engine's, made a dict only when asked for)."""
+    _local.report = report
+    return report
 
 
 # Arguments, checked here in Python's words: a TypeError for the wrong kind of value, a
@@ -118,13 +125,14 @@ def _workers(workers):
 
 
 _fork_warned = False
+_LAUNCHES = ("auto", "fork", "spawn")
 
 
 def _launch(launch, workers=True):
     """`launch` checked; "fork" with other threads alive warns once (workers: whether workers
     may start)."""
     global _fork_warned
-    _choice(launch, "launch", ("auto", "fork", "spawn"))
+    _choice(launch, "launch", _LAUNCHES)
     if launch == "fork" and workers and not _fork_warned and \
             _core.automatic_launch() != "fork":
         _fork_warned = True
@@ -149,6 +157,8 @@ def _pairs(pairs):
 
 
 def _operand(x, name):
+    if type(x) is np.ndarray and x.dtype in _TAKEN:
+        return x
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{name}: a numpy.ma.MaskedArray, whose mask shmgemm would ignore; "
                         f"pass np.ma.filled({name}, 0) or {name}.data")
@@ -169,11 +179,12 @@ def _operand(x, name):
 def _without_bools(a, b):
     """bool operands as numpy treats them: 0 and 1 of the other operand's dtype; bool @ bool
     as int64 sums (exact), true where non-zero. Returns (a, b, whether the result is bool)."""
-    if a.dtype == np.bool_ and b.dtype == np.bool_:
+    a_bool, b_bool = a.dtype.char == "?", b.dtype.char == "?"
+    if a_bool and b_bool:
         return a.astype(np.int64), b.astype(np.int64), True
-    if a.dtype == np.bool_:
+    if a_bool:
         a = a.astype(b.dtype)
-    elif b.dtype == np.bool_:
+    elif b_bool:
         b = b.astype(a.dtype)
     return a, b, False
 
@@ -267,7 +278,34 @@ def _finish(target, staged, returned_new):
     return target[()] if returned_new and target.ndim == 0 else target
 
 
-def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, progress=False,
+# The largest m * k * n of a product of float32, float64, complex64 or complex128 matrices or
+# vectors of one dtype that matmul hands to numpy's matmul in the calling thread: the engine
+# would run it in process too (launching one worker takes longer than the whole product), and
+# numpy calls the same OpenBLAS without the engine's costs.
+_caller_limits = {np.dtype(c): _core.in_process_flops(np.dtype(c).name) / 2 for c in "fdFD"}
+_AUTO = "auto"
+_ndarray, _np_matmul, _clock = np.ndarray, np.matmul, time.perf_counter
+
+
+def _in_caller_report(a_shape, b_shape, dtype, seconds):
+    """The report of a product computed by numpy's matmul in the calling thread, with the keys
+    of the engine's reports."""
+    m = a_shape[0] if len(a_shape) == 2 else 1
+    k = a_shape[-1]
+    n = b_shape[-1] if len(b_shape) == 2 else 1
+    return {
+        "a_shape": list(a_shape), "b_shape": list(b_shape), "backing": "none", "batch": 1,
+        "compute_seconds": seconds, "copied_bytes": 0, "dtype": dtype.name,
+        "gflops": 2.0 * m * k * n / seconds / 1e9 if seconds > 0 else 0.0, "in_process": True,
+        "k": k, "launch": "none", "launches": 0, "limb_products": 0, "m": m, "n": n,
+        "prepared_bytes": 0, "retries": 0, "rows_per_step": 0, "seconds": seconds,
+        "shape": list(a_shape[:-1] + b_shape[1:]), "threads_per_worker": 0, "workers": 0,
+        "plan": {"automatic": True, "calibration": "built-in defaults", "candidates": [],
+                 "reason": "numpy's matmul in the calling thread: launching one worker takes "
+                           "longer than the whole product"}}
+
+
+def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, progress=False,
            timeout=None, report=False):
     """Matrix product of two arrays, as ``np.matmul``, on worker processes.
 
@@ -332,6 +370,20 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, pr
     array([[ 5, 14],
            [14, 50]])
     """
+    if type(a) is _ndarray and type(b) is _ndarray and workers is _AUTO and \
+            launch is _AUTO and threads is None and progress is False and timeout is None and \
+            report is False and (out is None or type(out) is _ndarray):
+        limit = _caller_limits.get(a.dtype)
+        sa, sb = a.shape, b.shape
+        if limit is not None and b.dtype is a.dtype and 0 < len(sa) <= 2 and \
+                0 < len(sb) <= 2 and sa[-1] == sb[0] and \
+                sa[-1] * (sa[0] if len(sa) == 2 else 1) * (sb[1] if len(sb) == 2 else 1) <= limit:
+            # What the engine would do, without its costs: numpy's matmul here (no worker of
+            # shmgemm's is forked meanwhile).
+            start = _clock()
+            result = _core.in_caller(_np_matmul, a, b, out)
+            _local.report = (sa, sb, a.dtype, _clock() - start)
+            return result
     count, in_process = _workers(workers)
     options = dict(workers=count, launch=_launch(launch, not in_process), in_process=in_process,
                    threads=_threads(threads), progress=_flag(progress, "progress"),
@@ -346,7 +398,7 @@ def matmul(a, b, /, out=None, *, workers="auto", launch="auto", threads=None, pr
         rep = _core.matmul(a, b, target if staged is None else staged, **options)
         result = _finish(target, staged, False)
     _remember(rep)
-    return (result, json.loads(rep)) if report else result
+    return (result, _report_dict(rep)) if report else result
 
 
 def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", threads=None,
@@ -371,7 +423,7 @@ def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", t
                                rows_per_step=_whole(rows_per_step, "rows_per_step", 0),
                                retries=_whole(retries, "retries", 0, 100),
                                fsync=_flag(fsync, "fsync"), timeout=_timeout(timeout))
-    return json.loads(_remember(rep))
+    return _report_dict(_remember(rep))
 
 
 class _PoolFuture(concurrent.futures.Future):
@@ -538,7 +590,7 @@ class Pool:
                 if isinstance(outcome, BaseException):
                     future.set_exception(outcome)
                     continue
-                future.report = json.loads(outcome)
+                future.report = _report_dict(outcome)
                 try:
                     result = _finish(target, staged, new)
                 except Exception as e:  # noqa: BLE001  (e.g. out made read-only meanwhile)

@@ -79,12 +79,48 @@ py::object exception_of(const shmgemm::Error& e) {
   return x;
 }
 
+// numpy's type numbers of the engine's dtypes (int64 twice on Linux: long and long long), read
+// from numpy itself once.
+const std::unordered_map<int, DType>& engine_type_numbers() {
+  static const std::unordered_map<int, DType> numbers = [] {
+    std::unordered_map<int, DType> m;
+    for (const char* code :
+         {"b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d", "F", "D"}) {
+      const py::dtype d(code);
+      if (const auto t = shmgemm::dtype_from_name(std::string(py::str(d.attr("name")))))
+        m.emplace(d.num(), *t);
+    }
+    return m;
+  }();
+  return numbers;
+}
+
+// The engine's dtype for numpy's dtype descriptor `descr`, in native byte order; nothing for any
+// other (read from the descriptor's fields, as numpy's C API does: no Python calls).
+std::optional<DType> engine_dtype(PyObject* descr) {
+  const auto* d = py::detail::array_descriptor_proxy(descr);
+  if (d->byteorder == '>') return std::nullopt;
+  const auto& numbers = engine_type_numbers();
+  const auto t = numbers.find(d->type_num);
+  if (t == numbers.end()) return std::nullopt;
+  return t->second;
+}
+
 DType dtype_of(const py::array& a) {
-  const std::string name = py::str(a.dtype().attr("name"));
-  if (const auto d = shmgemm::dtype_from_name(name); d && a.dtype().attr("isnative").cast<bool>())
-    return *d;
-  throw py::type_error("shmgemm: dtype " + name + " is not supported (" +
-                       std::string(shmgemm::supported_dtypes()) + ", native byte order)");
+  if (const auto d = engine_dtype(py::detail::array_proxy(a.ptr())->descr)) return *d;
+  throw py::type_error("shmgemm: dtype " + std::string(py::str(a.dtype().attr("name"))) +
+                       " is not supported (" + std::string(shmgemm::supported_dtypes()) +
+                       ", native byte order)");
+}
+
+// numpy's dtype object for an engine dtype, made once.
+const py::dtype& numpy_dtype(DType t) {
+  // Never destroyed: the interpreter may be gone when static destructors run.
+  static auto* const made = new std::map<DType, py::dtype>;
+  auto it = made->find(t);
+  if (it == made->end())
+    it = made->emplace(t, py::dtype(std::string(shmgemm::dtype_name(t)))).first;
+  return it->second;
 }
 
 std::pair<std::vector<std::int64_t>, std::vector<std::int64_t>> layout_of(const py::array& a) {
@@ -147,23 +183,7 @@ py::array result_array(const shmgemm::OwnedArray& made, const py::dtype& d,
 py::array owned_array(const shmgemm::OwnedArray& made) {
   auto* owner = new std::shared_ptr<void>(made.owner);
   py::capsule base(owner, [](void* p) { delete static_cast<std::shared_ptr<void>*>(p); });
-  return result_array(made, py::dtype(std::string(shmgemm::dtype_name(made.view.dtype()))), base);
-}
-
-// numpy's type numbers of the engine's dtypes (int64 twice on Linux: long and long long), read
-// from numpy itself once.
-const std::unordered_map<int, DType>& engine_type_numbers() {
-  static const std::unordered_map<int, DType> numbers = [] {
-    std::unordered_map<int, DType> m;
-    for (const char* code :
-         {"b", "B", "h", "H", "i", "I", "l", "L", "q", "Q", "f", "d", "F", "D"}) {
-      const py::dtype d(code);
-      if (const auto t = shmgemm::dtype_from_name(std::string(py::str(d.attr("name")))))
-        m.emplace(d.num(), *t);
-    }
-    return m;
-  }();
-  return numbers;
+  return result_array(made, numpy_dtype(made.view.dtype()), base);
 }
 
 // An operand the engine takes as it is: an ndarray itself (no subclass: np.matrix and masked
@@ -189,10 +209,11 @@ double multiply_adds(const ArrayView& a, const ArrayView& b) {
   return shmgemm::matmul_flops(a, b) / 2;
 }
 
-// Products up to this many multiply-adds (about a millisecond of float64 on one core) run on
-// the calling thread: a thread of their own would cost more than they do (it is started, and
-// builds its job descriptor, each call). A KeyboardInterrupt then lands when the call returns.
-constexpr double kDirectMultiplyAdds = double(1 << 24);
+// Products up to this many multiply-adds (a few milliseconds of float64 on two cores) run on
+// the calling thread: a thread of their own would cost more than a tenth of their time (it is
+// started each call, and OpenBLAS allocates and faults in its buffers again for each new thread
+// that calls it: ~0.4 ms at 300^2). A KeyboardInterrupt then lands when the call returns.
+constexpr double kDirectMultiplyAdds = double(1 << 27);
 
 // Runs `call` with the GIL released on a thread of its own, while this thread looks for a
 // KeyboardInterrupt every 20 ms (Python's signal handler only sets a flag, and only the main
@@ -238,9 +259,9 @@ shmgemm::Report run_stoppable(
   return run_watched([&] { return call(o); }, stop);
 }
 
-// matmul_many on `views` with these options, stoppable (run_stoppable): the results, and the
-// report as JSON.
-std::pair<std::vector<shmgemm::OwnedArray>, std::string> run_many(
+// matmul_many on `views` with these options, stoppable (run_stoppable): the results and the
+// report.
+std::pair<std::vector<shmgemm::OwnedArray>, shmgemm::Report> run_many(
     const std::vector<std::pair<ArrayView, ArrayView>>& views, unsigned workers,
     const std::string& launch, bool in_process, double timeout, bool copy) {
   shmgemm::FileOptions o = options_of(workers, launch, 0, in_process, false, timeout);
@@ -263,7 +284,7 @@ std::pair<std::vector<shmgemm::OwnedArray>, std::string> run_many(
         return report;
       },
       o, work);
-  return {std::move(made), shmgemm::to_json(r)};
+  return {std::move(made), r};
 }
 
 // A Pool and its jobs in flight: each keeps its arrays alive until done, and its completion is
@@ -291,20 +312,19 @@ class PyPool {
   // replaced: the pool goes on), and is raised once they are gone, so that the arrays it wrote
   // may be freed. Jobs of at most kDirectMultiplyAdds are waited for on this thread, as one-shot
   // calls are: a thread of their own would cost more than they take.
-  std::string matmul(const py::array& a, const py::array& b, const py::array& out) {
+  shmgemm::Report matmul(const py::array& a, const py::array& b, const py::array& out) {
     const ArrayView av = view_of(a), bv = view_of(b);
     const MutableArrayView ov = out_view_of(out);
-    if (multiply_adds(av, bv) <= kDirectMultiplyAdds)
-      return shmgemm::to_json(([&] {
-        py::gil_scoped_release release;
-        return pool_->matmul(av, bv, ov);
-      })());
+    if (multiply_adds(av, bv) <= kDirectMultiplyAdds) {
+      py::gil_scoped_release release;
+      return pool_->matmul(av, bv, ov);
+    }
     std::stop_source stop;
-    return shmgemm::to_json(run_watched(
+    return run_watched(
         [&] {
           return pool_->submit(av, bv, ov, {}, {{}, stop.get_token()}).get();
         },
-        stop));
+        stop);
   }
 
   // Queues a job; returns its id. `keep` holds the arrays until the job is collected.
@@ -371,7 +391,7 @@ class PyPool {
     py::list out;
     for (auto& [id, job] : finished) {
       try {
-        out.append(py::make_tuple(id, shmgemm::to_json(job.future.get())));
+        out.append(py::make_tuple(id, job.future.get()));
       } catch (const shmgemm::Error& e) {
         out.append(py::make_tuple(id, exception_of(e)));
       }
@@ -425,6 +445,23 @@ class PyPool {
   std::uint64_t next_id_ = 0;
 };
 
+// f(a, b, out), as Python's in_caller(f, a, b, out) gets it, with OpenBLAS's calls in it
+// marked as this thread's (HostBlasGuard): shmgemm forks no worker meanwhile. Waiting for a fork
+// in progress, the GIL is released.
+PyObject* in_caller(PyObject*, PyObject* const* args, Py_ssize_t count) {
+  if (count != 4) {
+    PyErr_SetString(PyExc_TypeError, "in_caller(f, a, b, out) takes 4 arguments");
+    return nullptr;
+  }
+  const shmgemm::HostBlasGuard now(std::try_to_lock);
+  std::optional<shmgemm::HostBlasGuard> waited;
+  if (!now.owns()) {
+    py::gil_scoped_release release;
+    waited.emplace();
+  }
+  return PyObject_Vectorcall(args[0], args + 1, args[3] == Py_None ? 2 : 3, nullptr);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -473,6 +510,11 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
+  // A call's report, made JSON only when asked for (a dict from Python's last_report()).
+  py::class_<shmgemm::Report>(m, "Report").def("json", [](const shmgemm::Report& r) {
+    return shmgemm::to_json(r);
+  });
+
   m.def(
       "matmul",
       [](const py::array& a, const py::array& b, const py::array& out, unsigned workers,
@@ -485,7 +527,7 @@ PYBIND11_MODULE(_core, m) {
         auto run = [av, bv, ov](const shmgemm::FileOptions& x) {
           return shmgemm::matmul_into(av, bv, ov, x);
         };
-        return shmgemm::to_json(run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0));
+        return run_stoppable(run, o, stoppable ? multiply_adds(av, bv) : 0);
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
@@ -506,7 +548,7 @@ PYBIND11_MODULE(_core, m) {
               return report;
             },
             o, multiply_adds(av, bv));
-        return py::make_tuple(owned_array(made), shmgemm::to_json(r));
+        return py::make_tuple(owned_array(made), r);
       },
       py::arg("a"), py::arg("b"), py::arg("workers") = 0, py::arg("launch") = "auto",
       py::arg("threads") = 0, py::arg("in_process") = false, py::arg("progress") = false,
@@ -550,7 +592,7 @@ PYBIND11_MODULE(_core, m) {
           views.emplace_back(std::move(*a), std::move(*b));
         }
         std::vector<shmgemm::OwnedArray> made;
-        std::string report;
+        shmgemm::Report report;
         try {
           std::tie(made, report) = run_many(views, workers, launch, in_process, timeout, copy);
         } catch (const shmgemm::Error& e) {
@@ -564,7 +606,6 @@ PYBIND11_MODULE(_core, m) {
         // of it, each its own bytes), and so do read-only windows of one product equally far
         // apart (a stack such as sliding_window_view's, read-only).
         std::map<const void*, py::capsule> bases;
-        std::map<DType, py::dtype> dtypes;
         auto base_of = [&](const shmgemm::OwnedArray& x) -> const py::capsule& {
           auto base = bases.find(x.owner.get());
           if (base == bases.end())
@@ -583,10 +624,7 @@ PYBIND11_MODULE(_core, m) {
             return py::reinterpret_borrow<py::array>(PyTuple_GET_ITEM(held[i].ptr(), which))
                 .dtype();
           }
-          auto known = dtypes.find(t);
-          if (known == dtypes.end())
-            known = dtypes.emplace(t, py::dtype(std::string(shmgemm::dtype_name(t)))).first;
-          return known->second;
+          return numpy_dtype(t);
         };
         py::list arrays;
         for (std::size_t i = 0; i < made.size();) {
@@ -639,10 +677,9 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "result_dtype",
       [](const py::dtype& a, const py::dtype& b) {
-        const auto da = shmgemm::dtype_from_name(std::string(py::str(a.attr("name"))));
-        const auto db = shmgemm::dtype_from_name(std::string(py::str(b.attr("name"))));
+        const auto da = engine_dtype(a.ptr()), db = engine_dtype(b.ptr());
         if (!da || !db) throw py::type_error("unsupported dtype");
-        return std::string(shmgemm::dtype_name(shmgemm::result_dtype(*da, *db)));
+        return numpy_dtype(shmgemm::result_dtype(*da, *db));
       },
       py::arg("a"), py::arg("b"));
 
@@ -662,17 +699,30 @@ PYBIND11_MODULE(_core, m) {
         o.retries = retries;
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
-        return shmgemm::to_json(run_stoppable(
+        return run_stoppable(
             [&](const shmgemm::FileOptions& x) { return shmgemm::multiply_files(a, b, out, x); }, o,
-            std::numeric_limits<double>::infinity()));
+            std::numeric_limits<double>::infinity());
       },
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("backing") = "file", py::arg("copy_inputs") = false, py::arg("rows_per_step") = 0,
       py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
 
+  // in_caller(f, a, b, out): f(a, b, out) (f(a, b) when out is None), OpenBLAS's calls in it
+  // marked as this thread's (in_caller above); a plain C function: pybind11's dispatch would
+  // cost more than a small product.
+  static PyMethodDef in_caller_def[] = {
+      {"in_caller", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&in_caller)),
+       METH_FASTCALL, "f(a, b, out) with no fork of shmgemm's meanwhile"},
+      {nullptr, nullptr, 0, nullptr}};
+  PyModule_AddFunctions(m.ptr(), in_caller_def);
   m.def("available_cores", &shmgemm::available_cores);
   m.def("max_threads", &shmgemm::max_threads_per_worker);
+  m.def("in_process_flops", [](const std::string& dtype) {
+    const auto d = shmgemm::dtype_from_name(dtype);
+    if (!d) throw py::type_error("unsupported dtype " + dtype);
+    return shmgemm::in_process_flops(*d);
+  });
   m.def("automatic_launch",
         [] { return std::string(shmgemm::to_string(shmgemm::automatic_launch())); });
   m.def("matmul_flops", [](const std::vector<std::int64_t>& a, const std::vector<std::int64_t>& b) {

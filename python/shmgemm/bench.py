@@ -192,8 +192,16 @@ def cases(quick, pool):
 
     def round_trip():
         tiny = rng().standard_normal((8, 8))
+        shared = pool().asarray(tiny)
         return {"numpy a @ b": lambda: tiny @ tiny, "pool.matmul": lambda: pool().matmul(tiny, tiny),
+                "pool.matmul, arena operands": lambda: pool().matmul(shared, shared),
                 "shmgemm.matmul": lambda: shmgemm.matmul(tiny, tiny)}
+
+    def one_call(side):
+        def make():
+            x = rng().standard_normal((side, side))
+            return {"numpy a @ b": lambda: x @ x, "shmgemm.matmul": lambda: shmgemm.matmul(x, x)}
+        return make
 
     return [
         (f"{s}^2 float64", "numpy", square),
@@ -206,6 +214,8 @@ def cases(quick, pool):
         ("981 windows of 20 columns, 10x20 @ 20x1000, tiny", "numpy loop", small_windows),
         ("801 windows of 200 columns, 100x200 @ 200x1000", "as_strided + repeated A", windows),
         ("8x8, one product per call", "numpy a @ b", round_trip),
+        ("100x100, one product per call", "numpy a @ b", one_call(100)),
+        ("300x300, one product per call", "numpy a @ b", one_call(300)),
     ]
 
 
@@ -367,6 +377,8 @@ def _plan(report):
     """A shmgemm call's plan in a few words ("in process x 2", "2 workers x 1"), or None."""
     if not report:
         return None
+    if report["plan"]["reason"].startswith("numpy's matmul"):
+        return "numpy's matmul, in the caller"
     if report["in_process"]:
         return f"in process x {report['threads_per_worker']}"
     return f"{report['workers']} {report['launch']} x {report['threads_per_worker']}"
@@ -416,7 +428,8 @@ def main(argv=None):
             times = {v: [] for v in variants}
             answers, plans = {}, {}
             # Calls this short are timed as the mean of several, each round.
-            repeats = 200 if "per call" in name else 20 if "tiny" in name else 1
+            repeats = 2000 if "8x8" in name else 200 if "per call" in name else \
+                20 if "tiny" in name else 1
             for r in range(args.rounds):
                 order = list(variants) if r % 2 == 0 else list(reversed(variants))
                 for v in order:
@@ -443,7 +456,7 @@ def main(argv=None):
         return 0
     print(f"{'case':<48} {'variant':<30} {'median s':>10} {'vs baseline':>11}  answer  plan")
     for r in results:
-        print(f"{r['case']:<48} {r['variant']:<30} {r['seconds']:10.6f} "
+        print(f"{r['case']:<48} {r['variant']:<30} {r['seconds']:10.3g} "
               f"{r['speedup_vs_baseline']:10.2f}x  {'same' if r['answer_matches'] else 'DIFFERS'}"
               f"    {', '.join(r['plans'])}")
     return 0 if all(r["answer_matches"] for r in results) else 1

@@ -388,6 +388,48 @@ def test_reports():
     assert (rep["m"], rep["k"], rep["n"]) == (50, 60, 50)
 
 
+def test_small_products_are_numpys_own_call_in_the_calling_thread():
+    """Products too small for workers to pay are numpy's matmul, called here: numpy's bits,
+    numpy's scalars and out=, a report that says so with the engine's keys, nothing started."""
+    engine_keys = shmgemm.matmul(rng.standard_normal((3, 4)), rng.standard_normal((4, 2)),
+                                 workers=0, report=True)[1].keys()
+    for dtype in (np.float32, np.float64, np.complex64, np.complex128):
+        for a_shape, b_shape in (((8, 8), (8, 8)), ((100, 100), (100, 100)), ((7,), (7, 3)),
+                                 ((5, 7), (7,)), ((6,), (6,)), ((0, 4), (4, 3))):
+            a = rng.standard_normal(a_shape).astype(dtype)
+            b = rng.standard_normal(b_shape).astype(dtype)
+            got, want = shmgemm.matmul(a, b), np.matmul(a, b)
+            assert type(got) is type(want) and got.dtype == want.dtype
+            assert np.array_equal(got, want), (dtype, a_shape, b_shape)
+            rep = shmgemm.last_report()
+            assert rep["plan"]["reason"].startswith("numpy's matmul in the calling thread")
+            assert rep.keys() == engine_keys and rep["plan"].keys() == {
+                "automatic", "calibration", "candidates", "reason"}
+            assert (rep["workers"], rep["launches"], rep["in_process"]) == (0, 0, True)
+            assert rep["shape"] == list(want.shape) and rep["dtype"] == want.dtype.name
+    a, b = rng.standard_normal((8, 8)), rng.standard_normal((8, 8))
+    out = np.zeros((8, 8))
+    assert shmgemm.matmul(a, b, out=out) is out and np.array_equal(out, a @ b)
+    # numpy's refusals stay shmgemm's classes (ShapeError is a ValueError with numpy's words)
+    with pytest.raises(shmgemm.ShapeError, match="mismatch in its core dimension 0"):
+        shmgemm.matmul(a, rng.standard_normal((7, 8)))
+    with pytest.raises(ValueError, match="read-only"):
+        read_only = np.zeros((8, 8))
+        read_only.flags.writeable = False
+        shmgemm.matmul(a, b, out=read_only)
+    with pytest.raises(TypeError, match="np.matrix"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        shmgemm.matmul(np.matrix(a), b)
+    # Products the engine takes: integers (exact, faster than numpy's loops), mixed dtypes,
+    # stacks, asked-for workers, and products beyond the engine's in-process bound.
+    big = rng.standard_normal((700, 700))
+    for x, y, options in ((rng.integers(-9, 9, (8, 8)),) * 2 + ({},),
+                          (a.astype(np.float32), b, {}), (a[None], b, {}), (a, b, {"workers": 0}),
+                          (a, b, {"threads": 1}), (big, big, {})):
+        assert_product(shmgemm.matmul(x, y, **options), x, y)
+        assert not shmgemm.last_report()["plan"]["reason"].startswith("numpy's matmul")
+
+
 def test_one_report_on_every_face(tmp_path):
     """Python's report is the CLI's --json object (less the output's name): one serializer."""
     cli = os.environ.get("SHMGEMM_CLI")

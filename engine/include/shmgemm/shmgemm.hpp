@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <stop_token>
 #include <string>
@@ -399,9 +400,31 @@ SHMGEMM_API void request_interrupt(int sig);
 
 // CPUs this process may run on (its affinity mask).
 SHMGEMM_API unsigned available_cores();
+// The flops (2 m k n) of the largest square product of `dtype` that the automatic plan keeps in
+// the calling process on these cores because launching one worker would take longer than the
+// whole product: a caller loses nothing by computing a product that small itself.
+SHMGEMM_API double in_process_flops(DType dtype);
 // The most CallOptions::threads and PoolOptions::threads take: OpenBLAS's MAX_THREADS (the most it
 // runs in one process).
 SHMGEMM_API unsigned max_threads_per_worker();
+
+// Held while the calling thread computes in OpenBLAS itself (a cblas call of the host's, numpy's
+// matmul): shmgemm forks no worker meanwhile, since a fork while another thread is inside
+// OpenBLAS deadlocks in OpenBLAS's own fork handler; shmgemm's in-process products run
+// meanwhile. The plain constructor waits for a fork in progress; the try_to_lock one does not
+// (owns() says whether it holds). Never held across a call of shmgemm's in the same thread.
+class SHMGEMM_API HostBlasGuard {
+ public:
+  HostBlasGuard();
+  explicit HostBlasGuard(std::try_to_lock_t);
+  ~HostBlasGuard();
+  HostBlasGuard(const HostBlasGuard&) = delete;
+  HostBlasGuard& operator=(const HostBlasGuard&) = delete;
+  bool owns() const { return held_; }
+
+ private:
+  bool held_;
+};
 
 // What Launch::automatic stands for in a call made from this thread now: fork where no other
 // thread of this process may be inside OpenBLAS (none but this one, OpenBLAS's own and

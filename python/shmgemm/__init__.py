@@ -228,7 +228,7 @@ def _typed(a, b):
     return a, b, shape, engine_dtype, np.dtype(np.bool_) if boolean else engine_dtype
 
 
-def _prepare(a, b, out):
+def _prepare(a, b, out, casting="same_kind"):
     """The operands as the engine takes them, the array to return, and (when that array cannot
     take the engine's result directly) the array the engine writes, copied into it after."""
     a, b, shape, engine_dtype, dtype = _typed(a, b)
@@ -249,9 +249,9 @@ def _prepare(a, b, out):
                 f"matmul: Output operand 0 has a mismatch in its core dimension {axis}, with "
                 f"gufunc signature (n?,k),(k,m?)->(n?,m?) (size {out.shape[axis - 2]} is "
                 f"different from {shape[axis - 2]})")
-        if not np.can_cast(dtype, out.dtype, "same_kind"):
+        if not np.can_cast(dtype, out.dtype, casting):
             raise TypeError(f"Cannot cast ufunc 'matmul' output from {dtype!r} to "
-                            f"{out.dtype!r} with casting rule 'same_kind'")
+                            f"{out.dtype!r} with casting rule {casting!r}")
     if out.dtype != engine_dtype or dtype != engine_dtype:
         return a, b, out, np.empty(shape, engine_dtype)
     return a, b, out, None
@@ -306,7 +306,7 @@ def _in_caller_report(a_shape, b_shape, dtype, seconds):
 
 
 def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, progress=False,
-           timeout=None, report=False):
+           timeout=None, report=False, **numpy_keywords):
     """Matrix product of two arrays, as ``np.matmul``, on worker processes.
 
     Parameters
@@ -340,11 +340,19 @@ def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, prog
     report : bool
         Return ``(result, report)``: the plan, workers, seconds and bytes copied (the CLI's
         ``--json``). ``shmgemm.last_report()`` gives the same afterwards.
+    casting, order, dtype, subok, axes
+        ``np.matmul``'s keywords, as numpy takes them: ``dtype`` computes in that dtype (the
+        operands cast under ``casting``, "same_kind" by default, which also rules ``out``),
+        ``order`` lays out a new result, ``axes`` names the core axes of the operands and the
+        result, ``subok`` (True) gives an ndarray subclass's result its type. ``out`` may also
+        be numpy's one-array tuple. ``axis`` is refused, as numpy refuses it for matmul.
 
     Returns
     -------
     ndarray
-        ``np.matmul(a, b)``.
+        ``np.matmul(a, b)``. Products too small for workers to pay (float and complex matrices
+        or vectors of one dtype that would run in this process anyway) are numpy's own
+        ``np.matmul`` called here, without the engine's costs; ``last_report()`` says so.
 
     Raises
     ------
@@ -372,7 +380,7 @@ def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, prog
     """
     if type(a) is _ndarray and type(b) is _ndarray and workers is _AUTO and \
             launch is _AUTO and threads is None and progress is False and timeout is None and \
-            report is False and (out is None or type(out) is _ndarray):
+            report is False and not numpy_keywords and (out is None or type(out) is _ndarray):
         limit = _caller_limits.get(a.dtype)
         sa, sb = a.shape, b.shape
         if limit is not None and b.dtype is a.dtype and 0 < len(sa) <= 2 and \
@@ -388,17 +396,118 @@ def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, prog
     options = dict(workers=count, launch=_launch(launch, not in_process), in_process=in_process,
                    threads=_threads(threads), progress=_flag(progress, "progress"),
                    timeout=_timeout(timeout))
-    if out is None:
-        # Into memory the engine allocates where its workers write it: nothing copied back.
-        a, b, _, engine_dtype, dtype = _typed(a, b)
-        result, rep = _core.matmul_new(a, b, **options)
-        result = _as_numpy_result(result, engine_dtype, dtype)
+
+    def run(a, b, out, casting="same_kind", new=False):
+        if out is None:
+            # Into memory the engine allocates where its workers write it: nothing copied back.
+            a, b, _, engine_dtype, dtype = _typed(a, b)
+            result, rep = _core.matmul_new(a, b, **options)
+            result = _as_numpy_result(result, engine_dtype, dtype)
+        else:
+            a, b, target, staged = _prepare(a, b, out, casting)
+            rep = _core.matmul(a, b, target if staged is None else staged, **options)
+            result = _finish(target, staged, new)
+        _remember(rep)
+        return result
+
+    if numpy_keywords or type(out) is tuple or _subclass(a) or _subclass(b):
+        result = _with_numpy_keywords(a, b, out, numpy_keywords, run)
     else:
-        a, b, target, staged = _prepare(a, b, out)
-        rep = _core.matmul(a, b, target if staged is None else staged, **options)
-        result = _finish(target, staged, False)
-    _remember(rep)
-    return (result, _report_dict(rep)) if report else result
+        result = run(a, b, out)
+    return (result, last_report()) if report else result
+
+
+_CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+_AxisError = getattr(np, "exceptions", np).AxisError
+
+
+def _subclass(x):
+    return isinstance(x, np.ndarray) and type(x) is not np.ndarray
+
+
+def _core_axes(entry, count, item):
+    """Entry `item` of np.matmul's `axes`, for an operand or result with `count` core axes."""
+    if count == 1 and isinstance(entry, numbers.Integral):
+        return (int(entry),)
+    if not isinstance(entry, tuple):
+        raise TypeError(f"axes item {item} should be a tuple")
+    if len(entry) != count:
+        raise ValueError(f"axes item {item} should be a tuple with {count} "
+                         f"element{'' if count == 1 else 's'}")
+    return entry
+
+
+def _with_numpy_keywords(a, b, out, keywords, run):
+    """np.matmul(a, b, out, **keywords) with np.matmul's keywords, as numpy takes them: casting,
+    order, dtype, subok, axes, and `out` as a one-array tuple (axis refused, with numpy's words).
+    run(a, b, out, casting, new) computes into `out` (None: a new array)."""
+    unknown = sorted(keywords.keys() - {"casting", "order", "dtype", "subok", "axes", "axis"})
+    if unknown:
+        raise TypeError(f"matmul() got an unexpected keyword argument '{unknown[0]}'")
+    if keywords.get("axis") is not None:
+        raise TypeError("matmul: axis can only be used with a single shared core dimension, not "
+                        "with the 3 distinct ones implied by signature (n?,k),(k,m?)->(n?,m?).")
+    casting = keywords.get("casting", "same_kind")
+    if casting not in _CASTINGS:
+        raise ValueError(f"casting must be one of 'no', 'equiv', 'safe', 'same_kind', or "
+                         f"'unsafe' (got {casting!r})")
+    order = keywords.get("order", "K")
+    if not isinstance(order, str):
+        raise TypeError(f"order must be str, not {type(order).__name__}")
+    if order.upper() not in ("C", "F", "A", "K"):
+        raise ValueError(f"order must be one of 'C', 'F', 'A', or 'K' (got {order!r})")
+    if type(out) is tuple:
+        if len(out) != 1:
+            raise ValueError("The 'out' tuple must have exactly one entry per ufunc output")
+        out = out[0]
+    # numpy's result type for subclasses: the __array_wrap__ of the input of highest priority.
+    subclassed = [x for x in (a, b) if _subclass(x)]
+    wrap = max(subclassed, key=lambda x: getattr(x, "__array_priority__", 0.0), default=None) \
+        if keywords.get("subok", True) and out is None else None
+    x, y = _operand(a, "a"), _operand(b, "b")
+    dtype = keywords.get("dtype")
+    if dtype is not None or casting != "same_kind":
+        compute = result_type(x, y) if dtype is None else np.dtype(dtype)
+        for i, v in enumerate((x, y)):
+            if not np.can_cast(v.dtype, compute, casting):
+                raise TypeError(f"Cannot cast ufunc 'matmul' input {i} from {v.dtype!r} to "
+                                f"{compute!r} with casting rule {casting!r}")
+        if dtype is not None:
+            x = _operand(x.astype(compute, copy=False), "dtype")
+            y = y.astype(compute, copy=False)
+    axes = keywords.get("axes")
+    if axes is not None:
+        if not isinstance(axes, list):
+            raise TypeError("axes should be a list.")
+        cores = (min(x.ndim, 2), min(y.ndim, 2), (x.ndim > 1) + (y.ndim > 1))
+        if len(axes) != 3:
+            raise ValueError("axes should be a list with an entry for all 3 inputs and outputs; "
+                             "entries for outputs can only be omitted if none of them has core "
+                             "axes.")
+        moved = [_core_axes(e, c, i) for i, (e, c) in enumerate(zip(axes, cores))]
+        result_ndim = max(x.ndim - cores[0], y.ndim - cores[1]) + cores[2]
+        for entry, ndim in zip(moved, (x.ndim, y.ndim, result_ndim)):
+            for axis in entry:
+                if not -ndim <= axis < ndim:
+                    raise _AxisError(axis, ndim)
+        ends = [(), (-1,), (-2, -1)]
+        x = np.moveaxis(x, moved[0], ends[cores[0]])
+        y = np.moveaxis(y, moved[1], ends[cores[1]])
+        result_axes = moved[2]
+        if out is not None:
+            run(x, y, np.moveaxis(out, result_axes, ends[cores[2]]), casting)
+            return out
+        result = np.moveaxis(run(x, y, None, casting), ends[cores[2]], result_axes)
+    elif out is None and (order.upper() == "F" or (
+            order.upper() == "A" and all(v.flags.f_contiguous and not v.flags.c_contiguous
+                                         for v in (x, y)))):
+        _, _, shape, _, result_dtype = _typed(x, y)
+        result = run(x, y, np.empty(shape, result_dtype, order="F"), casting, True)
+    else:
+        result = run(x, y, out, casting, out is None)
+    if wrap is not None and isinstance(result, np.ndarray):
+        result = wrap.__array_wrap__(result)
+    return result
 
 
 def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", threads=None,

@@ -7,6 +7,7 @@ import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 Launch = Literal["auto", "fork", "spawn"]
+Casting = Literal["no", "equiv", "safe", "same_kind", "unsafe"]
 Report = dict[str, Any]
 SUPPORTED_DTYPES: tuple[np.dtype, ...]
 
@@ -24,15 +25,19 @@ class TimeoutError(Error, TimeoutError): ...  # noqa: A001
 class InternalError(Error): ...
 
 @overload
-def matmul(a: ArrayLike, b: ArrayLike, /, out: NDArray[Any] | None = ..., *,
+def matmul(a: ArrayLike, b: ArrayLike, /, out: NDArray[Any] | tuple[NDArray[Any] | None] | None = ..., *,
            workers: int | Literal["auto"] = ..., launch: Launch = ..., threads: int | None = ...,
            progress: bool = ..., timeout: float | None = ...,
-           report: Literal[False] = ...) -> NDArray[Any]: ...
+           report: Literal[False] = ..., casting: Casting = ...,
+           order: Literal["K", "A", "C", "F"] = ..., dtype: DTypeLike = ..., subok: bool = ...,
+           axes: list[Any] | None = ...) -> NDArray[Any]: ...
 @overload
-def matmul(a: ArrayLike, b: ArrayLike, /, out: NDArray[Any] | None = ..., *,
+def matmul(a: ArrayLike, b: ArrayLike, /, out: NDArray[Any] | tuple[NDArray[Any] | None] | None = ..., *,
            workers: int | Literal["auto"] = ..., launch: Launch = ..., threads: int | None = ...,
            progress: bool = ..., timeout: float | None = ...,
-           report: Literal[True]) -> tuple[NDArray[Any], Report]: ...
+           report: Literal[True], casting: Casting = ...,
+           order: Literal["K", "A", "C", "F"] = ..., dtype: DTypeLike = ..., subok: bool = ...,
+           axes: list[Any] | None = ...) -> tuple[NDArray[Any], Report]: ...
 def matmul_many(pairs: Sequence[tuple[ArrayLike, ArrayLike]], *,
                 workers: int | Literal["auto"] = ..., launch: Launch = ...,
                 copy: bool = ...) -> list[NDArray[Any]]: ...

@@ -26,6 +26,7 @@ back when it returns. A KeyboardInterrupt stops the call of the thread that rece
 """
 
 import concurrent.futures
+import contextlib
 import json
 import math
 import numbers
@@ -44,8 +45,8 @@ from ._core import (CancelledError, Error, FileError, InterruptedError, Internal
 
 __version__ = _core.__version__
 
-__all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "last_report", "result_type",
-           "show_config", "Error", "FileError", "InterruptedError", "InternalError",
+__all__ = ["matmul", "matmul_many", "multiply_files", "Pool", "limits", "last_report",
+           "result_type", "show_config", "Error", "FileError", "InterruptedError", "InternalError",
            "InvalidArgumentError", "PoolClosedError", "PoolError", "ResourceError",
            "ShapeError", "TimeoutError", "UnsupportedError", "WorkerError", "SUPPORTED_DTYPES"]
 
@@ -110,18 +111,75 @@ def _timeout(value):
 
 
 def _threads(threads):
+    if threads is None and _limited:
+        threads = _limit("threads")
     return 0 if threads is None else _whole(threads, "threads", 1, _core.max_threads())
 
 
 def _workers(workers):
-    """(worker count for the engine, whether in process): "auto" or None -> the plan's; 0 ->
-    none, in this process."""
+    """(worker count for the engine, whether in process): "auto" or None -> the plan's (or
+    this thread's limits'); 0 -> none, in this process."""
     if workers is None or isinstance(workers, str) and workers == "auto":
+        if _limited and _limit("workers") is not None:
+            return _workers(_limit("workers"))
         return 0, False
     if isinstance(workers, str):
         raise TypeError(f"workers: {workers!r} is neither 'auto' nor a whole number")
     count = _whole(workers, "workers", 0, 256)
     return count, count == 0
+
+
+_limited = 0  # limits() blocks open in any thread: only then do calls look for this thread's
+_limited_lock = threading.Lock()
+
+
+def _limit(name):
+    """This thread's innermost limits() value of `name` (workers or threads), or None."""
+    stack = getattr(_local, "limits", None)
+    return stack[-1].get(name) if stack else None
+
+
+class limits(contextlib.ContextDecorator):
+    """Defaults for shmgemm's calls made in this thread inside the block (or the decorated
+    function), in threadpoolctl's shape::
+
+        with shmgemm.limits(workers=2, threads=1):
+            c = shmgemm.matmul(a, b)        # 2 workers of 1 OpenBLAS thread each
+
+    ``workers`` (0 to 256, or "auto") and ``threads`` (OpenBLAS threads per worker) stand for
+    the arguments that ``matmul``, ``matmul_many``, ``multiply_files`` and ``Pool()`` are given
+    at their defaults; arguments given explicitly win, and None leaves a setting as it was.
+    Blocks nest (the inner one's values win); other threads are not affected. ``workers=0``
+    keeps every product in this process; inside a block with limits, ``matmul`` hands no
+    product to numpy's own matmul.
+    """
+
+    def __init__(self, workers=None, threads=None):
+        if workers is not None:
+            _workers(workers)  # checked now: a mistake fails at the with statement
+        if threads is not None:
+            _whole(threads, "threads", 1, _core.max_threads())
+        self._settings = {k: v for k, v in (("workers", workers), ("threads", threads))
+                          if v is not None}
+
+    def __enter__(self):
+        global _limited
+        stack = _local.__dict__.setdefault("limits", [])
+        stack.append({**(stack[-1] if stack else {}), **self._settings})
+        with _limited_lock:
+            _limited += 1
+        return self
+
+    def __exit__(self, *exc):
+        global _limited
+        _local.limits.pop()
+        with _limited_lock:
+            _limited -= 1
+        return False
+
+    def __repr__(self):
+        settings = ", ".join(f"{k}={v!r}" for k, v in self._settings.items())
+        return f"shmgemm.limits({settings})"
 
 
 _fork_warned = False
@@ -380,7 +438,8 @@ def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, prog
     """
     if type(a) is _ndarray and type(b) is _ndarray and workers is _AUTO and \
             launch is _AUTO and threads is None and progress is False and timeout is None and \
-            report is False and not numpy_keywords and (out is None or type(out) is _ndarray):
+            report is False and not numpy_keywords and not _limited and \
+            (out is None or type(out) is _ndarray):
         limit = _caller_limits.get(a.dtype)
         sa, sb = a.shape, b.shape
         if limit is not None and b.dtype is a.dtype and 0 < len(sa) <= 2 and \
@@ -610,6 +669,8 @@ class Pool:
 
     def __init__(self, workers=None, launch="auto", *, threads=None, arena_bytes=0,
                  timeout=None):
+        if workers is None and _limited and _limit("workers") not in (None, "auto", 0):
+            workers = _limit("workers")
         count = 0 if workers is None else _whole(workers, "workers", 1, 64)
         self._core = _core.Pool(workers=count, launch=_launch(launch), threads=_threads(threads),
                                 arena_bytes=_whole(arena_bytes, "arena_bytes", 0),

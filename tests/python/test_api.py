@@ -430,6 +430,58 @@ def test_small_products_are_numpys_own_call_in_the_calling_thread():
         assert not shmgemm.last_report()["plan"]["reason"].startswith("numpy's matmul")
 
 
+def test_limits_set_this_threads_defaults_inside_the_block(tmp_path):
+    a, b = rng.standard_normal((64, 48)), rng.standard_normal((48, 32))
+
+    def plan():
+        rep = shmgemm.last_report()
+        return rep["workers"], rep["threads_per_worker"], rep["in_process"]
+
+    shmgemm.matmul(a, b)
+    assert plan()[2]  # small: in this process, numpy's own call
+    seen_in_thread = []
+    with shmgemm.limits(workers=2, threads=1) as limited:
+        assert repr(limited) == "shmgemm.limits(workers=2, threads=1)"
+        assert_product(shmgemm.matmul(a, b), a, b)
+        assert plan() == (2, 1, False)
+        assert shmgemm.last_report()["launches"] == 2
+        with shmgemm.limits(workers=0):  # nested: the inner block's values win
+            shmgemm.matmul(a, b)
+            assert plan() == (0, 1, True)
+        shmgemm.matmul(a, b, workers=1)  # an explicit argument wins
+        assert plan()[:2] == (1, 1)
+        results = shmgemm.matmul_many([(a, b), (b.T, a.T)])
+        assert_product(results[1], b.T, a.T)
+        assert shmgemm.last_report()["workers"] == 2
+        np.save(tmp_path / "a.npy", a)
+        np.save(tmp_path / "b.npy", b)
+        rep = shmgemm.multiply_files(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "c.npy")
+        assert (rep["workers"], rep["threads_per_worker"]) == (2, 1)
+        with shmgemm.Pool() as pool:
+            assert pool.workers == 2
+        # another thread keeps its own defaults
+        t = threading.Thread(target=lambda: (shmgemm.matmul(a, b),
+                                             seen_in_thread.append(plan())))
+        t.start()
+        t.join()
+        shmgemm.matmul(a, b)
+        assert plan() == (2, 1, False)  # the nested block gave the outer one's values back
+    assert [(w, in_process) for w, _, in_process in seen_in_thread] == [(0, True)]
+    shmgemm.matmul(a, b)
+    assert plan()[2]
+
+    @shmgemm.limits(workers=2)
+    def decorated():
+        return shmgemm.matmul(a, b)
+
+    assert_product(decorated(), a, b)
+    assert plan()[0] == 2
+    for bad, error in ((dict(workers=-1), ValueError), (dict(threads=0), ValueError),
+                       (dict(workers="many"), TypeError), (dict(threads=1.5), TypeError)):
+        with pytest.raises(error, match=next(iter(bad))):
+            shmgemm.limits(**bad)
+
+
 def test_one_report_on_every_face(tmp_path):
     """Python's report is the CLI's --json object (less the output's name): one serializer."""
     cli = os.environ.get("SHMGEMM_CLI")

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cblas.h>
 #include <fmt/format.h>
 #include <algorithm>
 #include <chrono>
@@ -18,6 +19,7 @@
 #include "common/clock.hpp"
 #include "common/mapping.hpp"
 #include "common/segment.hpp"
+#include "engine/job_runner.hpp"
 #include "engine/launcher.hpp"
 #include "engine/plan.hpp"
 #include "engine/tooling.hpp"
@@ -280,6 +282,38 @@ std::string calibration_json(const Calibration& c, int indent) {
                             {"copy_gbs", c.copy_gbs},
                             {"fallback_rate", c.fallback_rate}};
   return j.dump(indent);
+}
+
+std::string configuration_json() {
+  const Calibration c = load_calibration();
+  detail::ProductShape square;
+  square.m = square.k = square.n = 4000;
+  Options options;
+  Report plan;
+  static_cast<void>(detail::plan_product(square, options, plan));
+  const BlasKernel kernels = blas_kernel();
+  nlohmann::json candidates = nlohmann::json::array();
+  for (const PlanCandidate& x : plan.candidates)
+    candidates.push_back({{"workers", x.workers},
+                          {"threads", x.threads},
+                          {"predicted_seconds", x.predicted_seconds}});
+  nlohmann::json figures = nlohmann::json::parse(calibration_json(c));
+  for (const char* key : {"version", "source", "cpu"})
+    figures.erase(key);
+  const nlohmann::json j = {
+      {"version", SHMGEMM_VERSION},
+      {"openblas", ::openblas_get_config()},
+      {"kernels", {{"host", kernels.name}, {"workers", kernels.workers}}},
+      {"cores", available_cores()},
+      {"calibration",
+       {{"file", calibration_path().string()}, {"source", c.source}, {"figures", figures}}},
+      {"plan_4000",
+       {{"reason", plan.plan_reason},
+        {"candidates", candidates},
+        {"workers", plan.workers},
+        {"threads_per_worker", plan.threads_per_worker},
+        {"in_process", plan.in_process}}}};
+  return j.dump();
 }
 
 void save_calibration(const Calibration& c) {

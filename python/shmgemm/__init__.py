@@ -906,28 +906,51 @@ def matmul_many(pairs, *, workers="auto", launch="auto", copy=True):
 
 
 def show_config(mode="stdout"):
-    """What shmgemm runs on here: OpenBLAS's kernels in this process and in shmgemm's workers,
-    and the cores it may use. ``mode="stdout"`` prints it; ``mode="dicts"`` returns it as a
-    dict (``host``, ``workers``, ``cores``, ``advice``).
+    """What shmgemm runs on here, as ``np.show_config()`` tells numpy's: shmgemm's version,
+    OpenBLAS's build and the kernels this process and shmgemm's workers run, the cores it may
+    use, the calibration file and the figures the automatic plan uses, and the plan it makes for
+    a 4000 x 4000 float64 product from this thread now (planned, not run).
+
+    ``mode="stdout"`` prints it; ``mode="dicts"`` returns it as a dict: ``version``,
+    ``openblas``, ``kernels`` (``host``, ``workers``), ``cores``, ``calibration`` (``file``,
+    ``source``, ``figures``), ``plan_4000`` (``reason``, ``candidates``, ``workers``,
+    ``threads_per_worker``, ``in_process``), ``host`` and ``workers`` (the kernels again) and
+    ``advice``.
 
     The two kernels differ only where OpenBLAS does not know the CPU and falls back to far
     slower ones: the workers then run the CPU's, and ``advice`` says how this process gets them
     too (shmgemm never switches a host's OpenBLAS: another thread may be computing in it).
     """
     _choice(mode, "mode", ("stdout", "dicts"))
-    host, workers = _core.blas_kernel()
-    advice = "" if host == workers else (
+    config = json.loads(_core.configuration())
+    host, workers = config["kernels"]["host"], config["kernels"]["workers"]
+    config["host"], config["workers"] = host, workers
+    config["advice"] = "" if host == workers else (
         f"this process runs OpenBLAS's {host} kernels (its fallback on this CPU) and shmgemm's "
         f"workers {workers}: start Python with OPENBLAS_CORETYPE={workers} for numpy and "
         f"shmgemm's in-process products to run them too")
-    config = {"host": host, "workers": workers, "cores": _core.available_cores(),
-              "advice": advice}
     if mode == "dicts":
         return config
-    print(f"OpenBLAS kernels: {host} in this process, {workers} in shmgemm's workers")
+    calibration, plan = config["calibration"], config["plan_4000"]
+    print(f"shmgemm {config['version']}")
+    print(f"OpenBLAS: {config['openblas']}")
+    print(f"  kernels: {host} in this process, {workers} in shmgemm's workers")
     print(f"cores: {config['cores']}")
-    if advice:
-        print(advice)
+    exists = os.path.exists(calibration["file"])
+    print(f"calibration file: {calibration['file']}"
+          f"{'' if exists else ' (none yet: `shmgemm calibrate` measures this machine)'}")
+    print(f"  the plan's figures: {calibration['source']}")
+    for name, value in calibration["figures"].items():
+        print(f"    {name}: {value}")
+    print("plan for a 4000 x 4000 float64 product:")
+    print(f"  {plan['reason']}")
+    for c in plan["candidates"]:
+        where = "in process" if c["workers"] == 0 else \
+            f"{c['workers']} worker{'s' if c['workers'] > 1 else ''}"
+        print(f"    {where} x {c['threads']} thread{'s' if c['threads'] != 1 else ''}: "
+              f"{c['predicted_seconds']:.3g} s predicted")
+    if config["advice"]:
+        print(config["advice"])
     return None
 
 

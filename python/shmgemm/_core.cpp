@@ -728,6 +728,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("matmul_flops", [](const std::vector<std::int64_t>& a, const std::vector<std::int64_t>& b) {
     return shmgemm::matmul_flops(a, b);
   });
+  m.def("configuration", &shmgemm::configuration_json);
   m.def("supported_dtypes", [] { return std::string(shmgemm::supported_dtypes()); });
   m.def("blas_kernel", [] {
     const shmgemm::BlasKernel k = shmgemm::blas_kernel();

@@ -4,6 +4,7 @@ timeout, so that a crash or a hang fails the test instead of ending the run."""
 import concurrent.futures
 import ctypes
 import errno
+import json
 import math
 import os
 import signal
@@ -146,6 +147,42 @@ def _cpu_has_avx2():
     with open("/proc/cpuinfo") as f:
         flags = next((line for line in f if line.startswith("flags")), "")
     return " avx2 " in flags + " " and " fma " in flags + " "
+
+
+def test_show_config_tells_version_openblas_cores_calibration_and_the_default_plan(tmp_path):
+    code = """
+    import json, shmgemm
+    print(json.dumps(shmgemm.show_config(mode="dicts")))
+    shmgemm.show_config()
+    """
+    cache = tmp_path / "shmgemm" / "calibration.json"
+    for file in (None, "not json"):
+        if file is not None:
+            cache.parent.mkdir()
+            cache.write_text(file)
+        r = run_child(code, env={"XDG_CACHE_HOME": str(tmp_path)})
+        assert r.returncode == 0, r.stderr
+        config = json.loads(r.stdout.splitlines()[0])
+        printed = "\n".join(r.stdout.splitlines()[1:])
+        assert config["version"] == shmgemm.__version__
+        assert f"shmgemm {shmgemm.__version__}" in printed
+        assert config["openblas"].startswith("OpenBLAS ") and config["openblas"] in printed
+        assert config["kernels"]["host"] and config["kernels"]["workers"] in printed
+        assert config["cores"] == len(os.sched_getaffinity(0))
+        calibration = config["calibration"]
+        assert calibration["file"] == str(cache) and str(cache) in printed
+        assert ("none yet" in printed) == (file is None)
+        if file is None:
+            assert calibration["source"] == "built-in defaults"
+        else:
+            assert calibration["source"].startswith(f"built-in defaults ({cache} is unreadable")
+        assert calibration["figures"]["gflops_f64"] > 0
+        assert "gflops_f64" in printed
+        plan = config["plan_4000"]
+        assert plan["reason"] and plan["reason"] in printed
+        assert [c["workers"] for c in plan["candidates"]][:2] == [0, 1]
+        assert all(c["predicted_seconds"] > 0 for c in plan["candidates"])
+        assert plan["in_process"] == (plan["workers"] == 0)
 
 
 @pytest.mark.skipif(not _cpu_has_avx2(), reason="needs a CPU with AVX2 (a better kernel than "

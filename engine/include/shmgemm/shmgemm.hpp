@@ -445,6 +445,14 @@ struct BlasKernel {
 };
 SHMGEMM_API BlasKernel blas_kernel();
 
+// What shmgemm runs on here, as one JSON object (Python's show_config()): version; openblas
+// (OpenBLAS's build, openblas_get_config()); kernels {host, workers} (blas_kernel()); cores;
+// calibration {file, source (the file, or built-in defaults and why), figures (the cost
+// model's, as `shmgemm calibrate` caches them)}; plan_4000: the automatic plan for a 4000 x 4000
+// float64 product from this thread now, {reason, candidates, workers, threads_per_worker,
+// in_process}, planned and not run.
+SHMGEMM_API std::string configuration_json();
+
 SHMGEMM_API std::string_view to_string(Launch launch);
 SHMGEMM_API std::string_view to_string(Backing backing);
 }  // namespace shmgemm

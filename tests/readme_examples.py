@@ -126,8 +126,31 @@ if consumer:
                 print(f"{where}: the example, built by a consumer project, failed (exit "
                       f"{r.returncode}):\n{r.stdout}{r.stderr}", file=sys.stderr)
                 sys.exit(1)
+    # docs/library.md's complete project, its files as written there, built and run.
+    with tempfile.TemporaryDirectory(prefix="shmgemm-project-") as d:
+        text = open(os.path.join(source, "docs", "library.md")).read()
+        files = re.findall(r"<!-- project: (\S+) -->\n```\w+\n(.*?)```", text, re.S)
+        if sorted(name for name, _ in files) != ["CMakeLists.txt", "main.cpp"]:
+            print("docs/library.md: the project's CMakeLists.txt and main.cpp are not both "
+                  "there", file=sys.stderr)
+            sys.exit(1)
+        for name, content in files:
+            with open(os.path.join(d, name), "w") as f:
+                f.write(content)
+        for step in (["cmake", "-S", d, "-B", os.path.join(d, "build"),
+                      f"-DCMAKE_PREFIX_PATH={consumer[0]}"],
+                     ["cmake", "--build", os.path.join(d, "build")],
+                     [os.path.join(d, "build", "products")]):
+            r = subprocess.run(step, capture_output=True, text=True, timeout=600)
+            if r.returncode != 0:
+                print(f"docs/library.md's project failed: {' '.join(step)}\n{r.stdout}{r.stderr}",
+                      file=sys.stderr)
+                sys.exit(1)
+        if not r.stdout.startswith("c[0] = 200 on 2 workers"):
+            print(f"docs/library.md's project printed {r.stdout!r}", file=sys.stderr)
+            sys.exit(1)
     print(f"{len(programs)} C++ examples built by a consumer project that sets no C++ "
-          f"standard, and ran")
+          f"standard, and ran; docs/library.md's project built as written, and ran")
     sys.exit(0)
 
 ran, skipped = 0, []

@@ -64,7 +64,7 @@ bench: build
 	@mkdir -p $(BUILD_DIR)/bench
 	$(BUILD_DIR)/bin/shmgemm bench --csv $(BENCH_CSV) | tee $(BUILD_DIR)/bench/sweep.md
 
-# libxsmm against OpenBLAS on small products: why shmgemm does not use libxsmm (docs/performance.md).
+# libxsmm against OpenBLAS on small products: why shmgemm does not use libxsmm (docs/benchmarks/log.md).
 # OpenBLAS runs the kernels shmgemm runs (`shmgemm --version`).
 small-gemm-bench: build
 	@bash tools/install-deps.sh libxsmm-dev

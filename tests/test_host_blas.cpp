@@ -150,6 +150,45 @@ TEST_CASE("threads mixing fork workers and in-process products: no deadlock, eve
   CHECK(status == 0);
 }
 
+TEST_CASE(
+    "a host's own OpenBLAS call under HostBlasGuard holds shmgemm's forks back until it ends") {
+  const int status = in_child(
+      [] {
+        Square x(200);
+        const std::vector<double> ref = reference(x);
+        std::vector<double> c(200 * 200), host(200 * 200);
+        std::atomic<bool> holding{false};
+        std::atomic<std::int64_t> released{0};
+        auto now = [] { return std::chrono::steady_clock::now().time_since_epoch().count(); };
+        std::thread host_thread([&] {
+          const HostBlasGuard guard;
+          if (!guard.owns()) return;
+          holding = true;
+          // The host's own products while the guard is held (as numpy's matmul would run).
+          for (int i = 0; i < 40; ++i)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 200, 200, 200, 1.0,
+                        x.data.data(), 200, x.data.data(), 200, 0.0, host.data(), 200);
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          released = now();
+        });
+        while (!holding)
+          std::this_thread::yield();
+        Options o;
+        o.launch = Launch::fork;
+        o.workers = 2;
+        matmul(x.cview(), x.cview(), MutableArrayView(c.data(), DType::float64, {200, 200}), o);
+        const std::int64_t finished = now();
+        host_thread.join();
+        // The fork waited for the guard; both results are right.
+        const bool ordered = released.load() > 0 && finished >= released.load();
+        return ordered && error_of(ref, c) <= 1e-10 && error_of(ref, host) <= 1e-10 ? 0 : 1;
+      },
+      120);
+  CHECK(status == 0);
+  const HostBlasGuard free_now(std::try_to_lock);
+  CHECK(free_now.owns());
+}
+
 TEST_CASE("Launch::automatic forks where no other thread may be inside OpenBLAS, else spawns") {
   const int status = in_child(
       [] {

@@ -120,8 +120,9 @@ def _workers(workers):
     """(worker count for the engine, whether in process): "auto" or None -> the plan's (or
     this thread's limits'); 0 -> none, in this process."""
     if workers is None or isinstance(workers, str) and workers == "auto":
-        if _limited and _limit("workers") is not None:
-            return _workers(_limit("workers"))
+        limited = _limit("workers") if _limited else None
+        if limited is not None and limited != "auto":
+            return _workers(limited)
         return 0, False
     if isinstance(workers, str):
         raise TypeError(f"workers: {workers!r} is neither 'auto' nor a whole number")

@@ -448,6 +448,9 @@ def test_limits_set_this_threads_defaults_inside_the_block(tmp_path):
         with shmgemm.limits(workers=0):  # nested: the inner block's values win
             shmgemm.matmul(a, b)
             assert plan() == (0, 1, True)
+            with shmgemm.limits(workers="auto"):  # the plan's choice again, one thread each
+                shmgemm.matmul(a, b)
+                assert plan() == (0, 1, True)
         shmgemm.matmul(a, b, workers=1)  # an explicit argument wins
         assert plan()[:2] == (1, 1)
         results = shmgemm.matmul_many([(a, b), (b.T, a.T)])

@@ -59,8 +59,8 @@ def last_report():
     """The report of this thread's last product, or None: a dict with the keys of
     ``shmgemm multiply --json`` (the C++ ``shmgemm::to_json``), ``plan`` among them."""
     report = getattr(_local, "report", None)
-    if type(report) is tuple:
-        return _in_caller_report(*report)
+    if type(report) is tuple:  # numpy's matmul in the calling thread: (a, b shapes, dtype, s)
+        report = _core.caller_report(*report)
     return None if report is None else _report_dict(report)
 
 
@@ -344,24 +344,6 @@ def _finish(target, staged, returned_new):
 _caller_limits = {np.dtype(c): _core.in_process_flops(np.dtype(c).name) / 2 for c in "fdFD"}
 _AUTO = "auto"
 _ndarray, _np_matmul, _clock = np.ndarray, np.matmul, time.perf_counter
-
-
-def _in_caller_report(a_shape, b_shape, dtype, seconds):
-    """The report of a product computed by numpy's matmul in the calling thread, with the keys
-    of the engine's reports."""
-    m = a_shape[0] if len(a_shape) == 2 else 1
-    k = a_shape[-1]
-    n = b_shape[-1] if len(b_shape) == 2 else 1
-    return {
-        "a_shape": list(a_shape), "b_shape": list(b_shape), "backing": "none", "batch": 1,
-        "compute_seconds": seconds, "copied_bytes": 0, "dtype": dtype.name,
-        "gflops": 2.0 * m * k * n / seconds / 1e9 if seconds > 0 else 0.0, "in_process": True,
-        "k": k, "launch": "none", "launches": 0, "limb_products": 0, "m": m, "n": n,
-        "prepared_bytes": 0, "retries": 0, "rows_per_step": 0, "seconds": seconds,
-        "shape": list(a_shape[:-1] + b_shape[1:]), "threads_per_worker": 0, "workers": 0,
-        "plan": {"automatic": True, "calibration": "built-in defaults", "candidates": [],
-                 "reason": "numpy's matmul in the calling thread: launching one worker takes "
-                           "longer than the whole product"}}
 
 
 def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, progress=False,

@@ -514,6 +514,34 @@ PYBIND11_MODULE(_core, m) {
   py::class_<shmgemm::Report>(m, "Report").def("json", [](const shmgemm::Report& r) {
     return shmgemm::to_json(r);
   });
+  // The report of a product that numpy's matmul computed in the calling thread (matmul's path
+  // for small products: 1-D or 2-D operands), with the engine's keys.
+  m.def(
+      "caller_report",
+      [](const std::vector<std::int64_t>& a_shape, const std::vector<std::int64_t>& b_shape,
+         const py::dtype& dtype, double seconds) {
+        const auto d = engine_dtype(dtype.ptr());
+        if (!d) throw py::type_error("unsupported dtype");
+        shmgemm::Report r;
+        r.m = static_cast<std::uint64_t>(a_shape.size() == 2 ? a_shape[0] : 1);
+        r.k = static_cast<std::uint64_t>(a_shape.back());
+        r.n = static_cast<std::uint64_t>(b_shape.size() == 2 ? b_shape[1] : 1);
+        r.a_shape.assign(a_shape.begin(), a_shape.end());
+        r.b_shape.assign(b_shape.begin(), b_shape.end());
+        // 1-D or 2-D operands: a's rows (if any), then b's columns (if any).
+        r.shape.assign(a_shape.begin(), a_shape.end() - 1);
+        r.shape.insert(r.shape.end(), b_shape.begin() + 1, b_shape.end());
+        r.dtype = shmgemm::dtype_name(*d);
+        r.in_process = r.automatic = true;
+        r.backing = shmgemm::Backing::shm;
+        r.seconds = r.compute_seconds = seconds;
+        r.calibration = "built-in defaults";
+        r.plan_reason =
+            "numpy's matmul in the calling thread: launching one worker takes longer than the "
+            "whole product";
+        return r;
+      },
+      py::arg("a_shape"), py::arg("b_shape"), py::arg("dtype"), py::arg("seconds"));
 
   m.def(
       "matmul",

@@ -52,13 +52,6 @@ std::string nearest(std::string_view word, const std::vector<std::string>& choic
 
 namespace {
 
-std::string joined(const std::vector<std::string>& words) {
-  std::string out;
-  for (const std::string& w : words)
-    out += (out.empty() ? "" : ", ") + w;
-  return out;
-}
-
 // np.dtype(text).name on this platform (Linux, 64-bit, little-endian) for the spellings numpy
 // users write, else `text` as it is: the type codes of .npy descrs ("f8", "<i8", "|u1"), the
 // one-character codes and the C names.
@@ -110,7 +103,7 @@ std::string numpy_dtype_name(std::string text) {
 
 std::string not_one_of(const std::string& value, const std::vector<std::string>& choices) {
   const std::string guess = nearest(value, choices);
-  return fmt::format("'{}' is not one of {}{}", value, joined(choices),
+  return fmt::format("'{}' is not one of {}{}", value, fmt::join(choices, ", "),
                      guess.empty() ? "" : fmt::format(" (did you mean '{}'?)", guess));
 }
 
@@ -222,9 +215,7 @@ std::optional<int> answer_without_parsing(const CLI::App& app, std::vector<std::
     return unknown_command(args[0]);
   // A file whose name begins with '-' reads as an option: say so, rather than that A or B is
   // missing.
-  const CLI::App* sub = nullptr;
-  for (const CLI::App* candidate : app.get_subcommands({}))
-    if (candidate->get_name() == args[0]) sub = candidate;
+  const CLI::App* sub = app.get_subcommand(args[0]);
   for (std::size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--") break;

@@ -259,11 +259,11 @@ TEST_CASE("bench runs every variant side by side and reports the checks") {
   TempDir tmp;
   const std::string csv = (tmp / "bench.csv").string();
   const test::RunResult r = test::run({test::cli_path(), "bench", "--shapes", "48,20x300x10",
-                                       "--rounds", "5", "--json", "--csv", csv});
+                                       "--rounds", "3", "--json", "--csv", csv});
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   const auto j = nlohmann::json::parse(r.out);
-  CHECK(j["rounds"] == 5);
+  CHECK(j["rounds"] == 3);
   CHECK(j["launch_fork_2_workers_us"].get<double>() > 0);
   CHECK(j["launch_spawn_2_workers_us"].get<double>() > 0);
   const unsigned cores = j["cores"];

@@ -343,7 +343,7 @@ def _finish(target, staged, returned_new):
 # numpy calls the same OpenBLAS without the engine's costs.
 _caller_limits = {np.dtype(c): _core.in_process_flops(np.dtype(c).name) / 2 for c in "fdFD"}
 _AUTO = "auto"
-_ndarray, _np_matmul, _clock = np.ndarray, np.matmul, time.perf_counter
+_ndarray, _np_matmul, _np_empty, _clock = np.ndarray, np.matmul, np.empty, time.perf_counter
 
 
 def matmul(a, b, /, out=None, *, workers=_AUTO, launch=_AUTO, threads=None, progress=False,
@@ -695,6 +695,14 @@ class Pool:
     def matmul(self, a, b, out=None):
         """``np.matmul(a, b)`` on the pool's workers; returns when done (GIL released). A
         KeyboardInterrupt meanwhile stops the job (its workers are replaced) and is raised."""
+        if (out is None and type(a) is _ndarray and type(b) is _ndarray and a.dtype is b.dtype
+                and a.dtype in _caller_limits and a.ndim == 2 == b.ndim
+                and a.shape[1] == b.shape[0]):
+            # Two matrices of one float or complex dtype: the engine's own checks (a closed
+            # pool, another process) are all this call needs.
+            target = _np_empty((a.shape[0], b.shape[1]), a.dtype)
+            _local.report = self._core.matmul(a, b, target)
+            return target
         self._check()
         a, b, target, staged = _prepare(a, b, out)
         rep = self._core.matmul(a, b, target if staged is None else staged)

@@ -16,10 +16,12 @@
 #include "common/mapped_file.hpp"
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
+#include "common/promote.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
 #include "engine/tooling.hpp"
 #include "mpi/agree.hpp"
+#include "mpi/heartbeat.hpp"
 #include "mpi/temp_output.hpp"
 #include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
@@ -86,15 +88,10 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
                             "shmgemm-mpi; `shmgemm multiply` computes them on one machine",
                             a.path(), b.path(), shape_string(a.header().shape),
                             shape_string(b.header().shape)));
-  if (da != db || !is_blas_type(da))
-    throw Error(ErrorCode::unsupported,
-                fmt::format("{} @ {}: {} @ {}: shmgemm-mpi multiplies operands of one dtype, "
-                            "float32, float64, complex64 or complex128; `shmgemm multiply` "
-                            "computes the others on one machine",
-                            a.path(), b.path(), dtype_name(da), dtype_name(db)));
+  // numpy's result dtype (the engine refuses what it cannot compute, float16, with its words).
+  c.dtype = result_type(da, db);
   // After the operands, as `shmgemm multiply` does.
   check_output_path(out_path);
-  c.dtype = da;
   c.a = {a.path(), a.header(), a.header().fortran_order && a.header().shape.size() == 2};
   c.b = {b.path(), b.header(), b.header().fortran_order && b.header().shape.size() == 2};
   c.out_header_bytes = format_npy_header(c.dtype, c.shape.out_shape);
@@ -125,6 +122,28 @@ void reserve(const std::string& path, std::uint64_t bytes, const std::string& ta
 
 constexpr std::uint64_t kPage = 4096;
 
+// Rows [begin, begin + rows) of A, at `data` (rows * k items: mapped in place, C order, or read
+// into this rank's memory, in the file's order), as the engine takes an operand.
+ArrayView rows_view(const Operand& a, const std::byte* data, std::uint64_t rows, std::uint64_t k) {
+  const auto item = std::int64_t(item_size(a.header.dtype));
+  if (a.header.shape.size() == 1) return ArrayView(data, a.header.dtype, {std::int64_t(k)});
+  const auto r = std::int64_t(rows), kk = std::int64_t(k);
+  return ArrayView(data, a.header.dtype, {r, kk},
+                   a.fortran ? std::vector<std::int64_t>{item, r * item}
+                             : std::vector<std::int64_t>{kk * item, item});
+}
+
+// The whole of B, at `data`, in the file's order.
+ArrayView whole_view(const Operand& b, const std::byte* data) {
+  const auto item = std::int64_t(item_size(b.header.dtype));
+  std::vector<std::int64_t> shape(b.header.shape.begin(), b.header.shape.end());
+  if (shape.size() == 1) return ArrayView(data, b.header.dtype, std::move(shape));
+  const std::vector<std::int64_t> strides = b.fortran
+                                                ? std::vector<std::int64_t>{item, shape[0] * item}
+                                                : std::vector<std::int64_t>{shape[1] * item, item};
+  return ArrayView(data, b.header.dtype, std::move(shape), strides);
+}
+
 std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
   return std::make_unique_for_overwrite<std::byte[]>(std::max<std::uint64_t>(bytes, 1));
 }
@@ -135,6 +154,12 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
                        const std::filesystem::path& b_path, const std::filesystem::path& out_path,
                        const MpiOptions& options) {
   const auto start = Clock::now();
+  // A lost rank or node, or --timeout, ends the job in bounded time, the output as it was.
+  Heartbeat heartbeat(topo, options.lost_after, options.timeout, [] {
+    const char* temp = temp_output_in_progress();
+    if (temp[0] != '\0') ::unlink(temp);
+  });
+  heartbeat.step("checking the operands");
   MpiReport r;
   r.ranks = topo.size;
   r.nodes = topo.nodes;
@@ -177,7 +202,8 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.base.shape = {r.base.m, r.base.n};
   r.base.workers = static_cast<unsigned>(topo.size);
   r.base.backing = Backing::file;
-  const std::size_t item = item_size(c.dtype);
+  // Each operand's item, and the result's: they may differ (np.matmul's promotion).
+  const std::size_t a_item = item_size(c.a.header.dtype), c_item = item_size(c.dtype);
   r.b_bytes = c.b.header.data_bytes;
   r.phases.validate = slowest(seconds_since(start));
 
@@ -187,7 +213,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   for (int i = 0; i < topo.size; ++i)
     weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
   const detail::WorkSplit split = detail::split_work(
-      {r.base.m, r.base.k, r.base.n, c.dtype, 1, item}, std::span<const unsigned>(weights));
+      {r.base.m, r.base.k, r.base.n, c.dtype, 1, c_item}, std::span<const unsigned>(weights));
   const Calibration calibration =
       r.base.m * r.base.n * r.base.k > 0 ? load_calibration() : Calibration{};
   r.base.calibration = calibration.source;
@@ -217,6 +243,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
       topo.one_rank_per_node ? "; every rank is its own node (--one-rank-per-node)" : "");
 
   // The output: a temporary file beside the target, named by rank 0, sized and reserved.
+  heartbeat.step("opening the output");
   auto t = Clock::now();
   TempOutput temp(MPI_COMM_WORLD, out_path);
   const std::uint64_t out_bytes = c.out.data_offset + c.out.data_bytes;
@@ -234,6 +261,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.phases.open_output = slowest(seconds_since(t));
 
   // B: once per node, mapped from the file, or in a window every rank of the node maps.
+  heartbeat.step("reading B");
   t = Clock::now();
   const std::byte* b_data = nullptr;
   std::optional<SharedWindow> b_window;
@@ -272,15 +300,16 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // This rank's rows of A: a mapping of the file, of which only these rows are ever touched
   // (C order: the rows are one contiguous range), or read through an MPI-IO view of them
   // (Fortran order, whose rows are strided, or --a-from read).
+  heartbeat.step("reading A");
   t = Clock::now();
   const std::uint64_t rows = mine.rows.size();
-  const std::uint64_t a_bytes = rows * r.base.k * item;
+  const std::uint64_t a_bytes = rows * r.base.k * a_item;
   r.a_mapped = options.a_from == AFrom::map && !c.a.fortran;
   std::unique_ptr<std::byte[]> a_block;
   const std::byte* a_rows = nullptr;
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (r.a_mapped) {
-      a_rows = c.a_map->data() + mine.rows.begin * r.base.k * item;
+      a_rows = c.a_map->data() + mine.rows.begin * r.base.k * a_item;
       return;
     }
     a_block = buffer(a_bytes);
@@ -291,7 +320,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     std::optional<Datatype> view;
     if (!empty)
       view.emplace(
-          row_block_type(r.base.m, r.base.k, item, c.a.fortran, mine.rows.begin, mine.rows.end));
+          row_block_type(r.base.m, r.base.k, a_item, c.a.fortran, mine.rows.begin, mine.rows.end));
     a_file.set_view(c.a.header.data_offset, empty ? MPI_BYTE : view->get());
     a_file.read_all(MPI_COMM_WORLD, a_block.get(), empty ? 0 : a_bytes);
     a_file.close();
@@ -300,8 +329,9 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
 
   // The product of this rank's rows: into the mapped output on one node, else into this rank's
   // memory, written below.
+  heartbeat.step("computing");
   t = Clock::now();
-  const std::uint64_t c_bytes = rows * r.base.n * item;
+  const std::uint64_t c_bytes = rows * r.base.n * c_item;
   std::unique_ptr<std::byte[]> c_block;
   std::optional<boost::interprocess::mapped_region> c_map;
   std::byte* c_rows = nullptr;
@@ -309,7 +339,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     if (r.c_mapped && out_bytes > 0) {
       c_map.emplace(map_whole_file(temp.path(), true));
       c_rows = static_cast<std::byte*>(c_map->get_address()) + c.out.data_offset +
-               mine.rows.begin * r.base.n * item;
+               mine.rows.begin * r.base.n * c_item;
     } else {
       c_block = buffer(c_bytes);
       c_rows = c_block.get();
@@ -318,15 +348,18 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   on_all_ranks(MPI_COMM_WORLD, [&] {
     inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
     if (rows == 0 || r.base.n == 0) return;
-    ConstMatrixRef a{a_rows, rows, r.base.k, c.a.fortran ? rows : r.base.k,
-                     c.a.fortran ? Layout::col_major : Layout::row_major};
-    ConstMatrixRef b{b_data, r.base.k, r.base.n, c.b.fortran ? r.base.k : r.base.n,
-                     c.b.fortran ? Layout::col_major : Layout::row_major};
-    a.ld = std::max<std::uint64_t>(a.ld, 1);
-    b.ld = std::max<std::uint64_t>(b.ld, 1);
-    MatrixRef c_ref{c_rows, rows, r.base.n, r.base.n, Layout::row_major};
-    set_blas_threads(static_cast<int>(mine.threads));
-    compute_rows(c.dtype, a, b, c_ref, RowRange{0, rows});
+    // The engine's product of these rows, in this rank, as `shmgemm multiply` computes it:
+    // every dtype and mix of dtypes, exact integers, 1-D operands.
+    const ArrayView a = rows_view(c.a, a_rows, rows, r.base.k);
+    const ArrayView b = whole_view(c.b, b_data);
+    std::vector<std::int64_t> c_shape;
+    if (c.a.header.shape.size() == 2) c_shape.push_back(std::int64_t(rows));
+    if (c.b.header.shape.size() == 2) c_shape.push_back(std::int64_t(r.base.n));
+    const MutableArrayView c_view(c_rows, c.dtype, std::move(c_shape));
+    MatmulOptions options_here;
+    options_here.in_process = true;
+    options_here.threads = mine.threads;
+    static_cast<void>(matmul_into(a, b, c_view, options_here));
   });
   a_block.reset();
   c.a_map.reset();
@@ -337,6 +370,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
 
   // C: the header by rank 0, and every rank's rows at their offset, collectively (unless they
   // are in place already).
+  heartbeat.step("writing C");
   t = Clock::now();
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (topo.rank == 0) {
@@ -349,7 +383,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   on_all_ranks(MPI_COMM_WORLD, [&] {
     c_map.reset();
     if (!r.c_mapped)
-      out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.base.n * item,
+      out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.base.n * c_item,
                         c_block.get(), c_bytes);
     out->close();
   });

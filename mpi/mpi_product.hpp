@@ -37,6 +37,9 @@ struct MpiOptions {
   BFrom b_from = BFrom::automatic;
   AFrom a_from = AFrom::map;
   bool mpi_io = false;  // on one node too: B in a window, C by collective MPI-IO
+  // A rank silent this long is lost: rank 0 names it and ends the job (mpi/heartbeat.hpp).
+  double lost_after = 10;
+  double timeout = 0;  // the job's seconds at most; 0: no limit
 };
 
 // One rank's part of a run.

@@ -35,9 +35,14 @@ void check(int rc, std::string_view what, ErrorCode code) {
 
 Session::Session(int& argc, char**& argv) {
   int provided = 0;
-  // Only the main thread calls MPI; OpenBLAS's threads never do.
-  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+  // The main thread and the heartbeat's (mpi/heartbeat.hpp) call MPI; OpenBLAS's threads never
+  // do.
+  if (MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)
     throw Error(ErrorCode::resource, "MPI_Init_thread failed");
+  if (provided < MPI_THREAD_MULTIPLE)
+    throw Error(ErrorCode::unsupported,
+                "this MPI library does not support MPI_THREAD_MULTIPLE, which the heartbeats "
+                "between ranks need");
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   // Files opened later take this default.
   MPI_File_set_errhandler(MPI_FILE_NULL, MPI_ERRORS_RETURN);

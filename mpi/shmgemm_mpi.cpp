@@ -190,6 +190,16 @@ int main(int argc, char** argv) {
          "systems where mapping is slow")
       ->check(CLI::IsMember({"map", "read"}))
       ->default_str("map");
+  cmd->add_option("--timeout", args.options.timeout,
+                  "end the job after this many seconds, naming the step it was in, the output "
+                  "left as it was (default: no limit)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--lost-after", args.options.lost_after,
+                  "a rank that sends no heartbeat for this many seconds is lost (its node down "
+                  "or unreachable): the job ends naming it and its node, and a rank cut off "
+                  "from rank 0 ends itself")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
   cmd->add_flag("--json", args.json, "print one JSON object with the run's figures on stdout");
   cmd->add_flag("--explain", args.explain, "say how rows, threads and B were placed");
 

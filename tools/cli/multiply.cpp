@@ -1,14 +1,20 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.hpp"
 #include "common/fd.hpp"
 #include "common/mapping.hpp"
 #include "common/npy.hpp"
@@ -32,17 +38,82 @@ struct MultiplyArgs {
   const CLI::App* cmd = nullptr;
 };
 
+// mpirun's report of a rank that died: "... process rank 2 with PID 0 on node n2 exited on
+// signal 9 (Killed)." as "rank 2 on node n2 was killed by signal 9 (Killed)"; else nothing.
+std::optional<std::string> rank_that_died(const std::string& mpirun_text) {
+  // mpirun wraps its text: the words, one space apart.
+  std::istringstream words(mpirun_text);
+  std::string text;
+  for (std::string w; words >> w;)
+    text += (text.empty() ? "" : " ") + w;
+  const std::size_t at = text.find("process rank ");
+  if (at == std::string::npos) return std::nullopt;
+  int rank = 0, pid = 0, signal = 0;
+  char node[256] = {}, name[64] = {};
+  if (std::sscanf(text.c_str() + at,
+                  "process rank %d with PID %d on node %255s exited on signal %d (%63[^)])", &rank,
+                  &pid, node, &signal, name) == 5)
+    return fmt::format("rank {} on node {} was killed by signal {} ({})", rank, node, signal, name);
+  if (std::sscanf(text.c_str() + at, "process rank %d with PID %d on node %255s exited", &rank,
+                  &pid, node) == 3)
+    return fmt::format("rank {} on node {} exited before the job ended", rank, node);
+  return std::nullopt;
+}
+
+// mpirun's "ORTE has lost communication with a remote daemon. ... Remote daemon: [[47854,0],2]
+// on node n2 ...": the node ("n2"); else nothing.
+std::optional<std::string> daemon_lost(const std::string& mpirun_text) {
+  if (mpirun_text.find("lost communication with a remote daemon") == std::string::npos)
+    return std::nullopt;
+  const std::size_t at = mpirun_text.find("Remote daemon:");
+  const std::size_t on = at == std::string::npos ? at : mpirun_text.find(" on node ", at);
+  if (on == std::string::npos) return std::nullopt;
+  std::istringstream rest(mpirun_text.substr(on + 9));
+  std::string node;
+  rest >> node;
+  return node;
+}
+
+// shmgemm-mpi's --lost-after, as this program runs it: a rank silent this long is lost.
+constexpr double kLostAfter = 10.0;
+
+// How long mpirun may take to end once the job has said why it ends (a lost node, --timeout):
+// mpirun waits for the daemons of every node, and one it cannot reach never answers.
+constexpr double kMpirunGrace = 3.0;
+
 // Runs mpirun as a child and answers for it: its output passes through; a failure is one
-// line (shmgemm-mpi's own, or mpirun's first words when it failed before any rank could say
-// anything); an interrupt of this process kills mpirun, whose ranks then get SIGTERM (their
-// parent-death signal) and remove the temporary output, and exits 128 + signal.
+// line (shmgemm-mpi's own; or the rank that died and its node; or mpirun's first words when it
+// failed before any rank could say anything); an interrupt of this process kills mpirun, whose
+// ranks then get SIGTERM (their parent-death signal) and remove the temporary output, and exits
+// 128 + signal. A job that ended itself but whose mpirun waits on for a node it cannot reach is
+// ended after kMpirunGrace seconds.
 int supervise_mpirun(const std::vector<std::string>& argv) {
   const Fd err_file = memory_file("shmgemm-mpirun-stderr", 0, "a file for mpirun's errors");
   detail::Command command{argv[0], {argv.begin() + 1, argv.end()}, {}};
   command.stderr_fd = err_file.get();
+  // mpirun and its daemons notice a node gone silent by TCP keepalives on their connections:
+  // after 5 minutes by default, here soon after the ranks' heartbeats have named it (unless the
+  // user chose otherwise).
+  for (const auto& [key, value] :
+       {std::pair<const char*, std::string>{"OMPI_MCA_oob_tcp_keepalive_time",
+                                            fmt::format("{:.0f}", kLostAfter + 2)},
+        {"OMPI_MCA_oob_tcp_keepalive_intvl", "1"},
+        {"OMPI_MCA_oob_tcp_keepalive_probes", "3"}})
+    if (std::getenv(key) == nullptr) command.env.emplace_back(key, value);
   std::fflush(nullptr);
   const detail::StopScope interrupts;
-  const int code = detail::Process::spawn(command, argv[0]).join();
+  detail::Process mpirun = detail::Process::spawn(command, argv[0]);
+  std::optional<std::chrono::steady_clock::time_point> said;
+  bool ended_here = false;
+  int code = mpirun.join(100, [&] {
+    if (!said && file_contents(err_file).find("shmgemm-mpi: ") != std::string::npos)
+      said = std::chrono::steady_clock::now();
+    if (said && !ended_here && seconds_since(*said) > kMpirunGrace) {
+      mpirun.signal(SIGKILL);
+      ended_here = true;
+    }
+  });
+  if (ended_here) code = 1;  // the job failed, as it said; mpirun was only slow to end
   const std::string err = file_contents(err_file);
   // shmgemm-mpi's own lines pass through as they are; mpirun's chatter only when it is all
   // there is, as one line.
@@ -65,14 +136,22 @@ int supervise_mpirun(const std::vector<std::string>& argv) {
     fmt::print(stderr, "{}", code == 0 ? err : ours);
     return code;
   }
+  if (const std::optional<std::string> lost = daemon_lost(err))
+    throw Error(ErrorCode::worker_failed,
+                fmt::format("--launch mpi: lost node {} (no answer from it: its network or the "
+                            "node failed); the output is as it was",
+                            *lost));
+  if (const std::optional<std::string> died = rank_that_died(err))
+    throw Error(ErrorCode::worker_failed,
+                fmt::format("--launch mpi: {}; the output is as it was", *died));
   throw Error(ErrorCode::resource, fmt::format("--launch mpi: mpirun exited with status {}{}{}",
                                                code, first_other.empty() ? "" : ": ", first_other));
 }
 
 // --launch mpi: runs `mpirun -n W shmgemm-mpi multiply ...` and answers for it.
 int run_multiply_mpi(const MultiplyArgs& args) {
-  for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--retries",
-                             "--in-process", "--fsync", "--timeout"})
+  for (const char* option :
+       {"--backing", "--inputs", "--rows-per-step", "--retries", "--in-process", "--fsync"})
     if (args.cmd->count(option) > 0)
       throw Error::bad_option(
           "--launch mpi",
@@ -91,6 +170,9 @@ int run_multiply_mpi(const MultiplyArgs& args) {
   argv.insert(argv.end(), {program, "multiply", args.a, args.b, "-o", args.out});
   if (args.options.threads > 0)
     argv.insert(argv.end(), {"--threads", std::to_string(args.options.threads)});
+  argv.insert(argv.end(), {"--lost-after", fmt::format("{:g}", kLostAfter)});
+  if (args.options.timeout > 0 && std::isfinite(args.options.timeout))
+    argv.insert(argv.end(), {"--timeout", fmt::format("{}", args.options.timeout)});
   if (args.json) argv.push_back("--json");
   if (args.explain) argv.push_back("--explain");
   return supervise_mpirun(argv);

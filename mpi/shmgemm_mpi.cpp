@@ -152,9 +152,10 @@ int main(int argc, char** argv) {
   Args args;
   CLI::App* cmd = app.add_subcommand(
       "multiply",
-      "Compute C = A @ B for two .npy files (2-D, or 1-D as np.matmul takes them; float32, "
-      "float64, complex64 or complex128, one dtype; C or Fortran order) and write C as a C-order "
-      ".npy under a temporary name, renamed when every rank has succeeded.");
+      "Compute C = A @ B for two .npy files (2-D, or 1-D as np.matmul takes them; any dtypes "
+      "`shmgemm multiply` takes, mixed by numpy's promotion, integers exact; C or Fortran order) "
+      "and write C as a C-order .npy under a temporary name, renamed when every rank has "
+      "succeeded.");
   cmd->add_option("A", args.a, "left operand: (m, k), or (k,)")->required();
   cmd->add_option("B", args.b, "right operand: (k, n), or (k,)")->required();
   cmd->add_option("-o,--output", args.out, "where to write C ((m, n) .npy)")->required();

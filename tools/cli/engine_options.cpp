@@ -119,7 +119,7 @@ void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi) {
   cmd.add_option("--timeout", options.timeout,
                  "give up after this many seconds: workers killed, output left unchanged, exit 1 "
                  "naming the workers that had not finished (default: no limit; a worker stopped "
-                 "by a signal is reported, and waited for)")
+                 "by a signal is reported, and waited for; with --launch mpi, the job's ranks)")
       ->check(positive_seconds())
       ->option_text("SECONDS");
   options.on_retry = [](const std::string& what) { fmt::print(stderr, "shmgemm: {}\n", what); };

@@ -1,12 +1,15 @@
 #include "mpi/heartbeat.hpp"
 
 #include <fmt/format.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <fstream>
 #include <map>
 #include <vector>
 
@@ -45,6 +48,13 @@ void receive_beats(MPI_Comm comm, int from, Heard&& heard) {
       return;
     heard(status.MPI_SOURCE);
   }
+}
+
+// Whether this process's parent is Open MPI's daemon (orted), which started it.
+bool parent_is_open_mpi_daemon() {
+  std::ifstream comm(fmt::format("/proc/{}/comm", ::getppid()));
+  std::string name;
+  return std::getline(comm, name) && name == "orted";
 }
 
 // "rank 2 and rank 3 on n2": the ranks grouped by their host.
@@ -93,8 +103,12 @@ void Heartbeat::end(const std::string& message, int status) {
   }
   on_end_();
   // Rank 0 ends the job: mpirun stops every rank it can reach. A rank cut off from rank 0 ends
-  // itself: MPI_Finalize would wait for peers it cannot reach.
+  // itself (MPI_Finalize would wait for peers it cannot reach), and asks its node's Open MPI
+  // daemon to end too: mpirun is out of its reach as well, and its TCP connection to mpirun
+  // may otherwise wait on retransmissions for a quarter of an hour. On SIGTERM the daemon ends
+  // the job's processes on this node and removes its session folder.
   if (topo_.rank == 0) MPI_Abort(MPI_COMM_WORLD, status);
+  if (parent_is_open_mpi_daemon()) ::kill(::getppid(), SIGTERM);
   std::_Exit(status);
 }
 

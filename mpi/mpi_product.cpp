@@ -17,13 +17,13 @@
 #include "common/npy.hpp"
 #include "common/npy_file.hpp"
 #include "common/promote.hpp"
+#include "common/segment.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
 #include "engine/tooling.hpp"
 #include "mpi/agree.hpp"
 #include "mpi/heartbeat.hpp"
 #include "mpi/temp_output.hpp"
-#include "worker/slice_kernel.hpp"
 #include "worker/test_fault.hpp"
 
 namespace shmgemm::mpi {
@@ -81,13 +81,6 @@ Checked check_operands(const std::filesystem::path& a_path, const std::filesyste
                        describe_file(b), sampled_hash(a), sampled_hash(b));
   c.shape = detail::npy_matmul_shape(a, b);
   const DType da = a.header().dtype, db = b.header().dtype;
-  // An operand of more than 2 dimensions makes a batch.
-  if (!c.shape.batch_shape.empty())
-    throw Error(ErrorCode::unsupported,
-                fmt::format("{} @ {}: stacks of matrices ({} @ {}) are not distributed by "
-                            "shmgemm-mpi; `shmgemm multiply` computes them on one machine",
-                            a.path(), b.path(), shape_string(a.header().shape),
-                            shape_string(b.header().shape)));
   // numpy's result dtype (the engine refuses what it cannot compute, float16, with its words).
   c.dtype = result_type(da, db);
   // After the operands, as `shmgemm multiply` does.
@@ -122,26 +115,16 @@ void reserve(const std::string& path, std::uint64_t bytes, const std::string& ta
 
 constexpr std::uint64_t kPage = 4096;
 
-// Rows [begin, begin + rows) of A, at `data` (rows * k items: mapped in place, C order, or read
-// into this rank's memory, in the file's order), as the engine takes an operand.
-ArrayView rows_view(const Operand& a, const std::byte* data, std::uint64_t rows, std::uint64_t k) {
-  const auto item = std::int64_t(item_size(a.header.dtype));
-  if (a.header.shape.size() == 1) return ArrayView(data, a.header.dtype, {std::int64_t(k)});
-  const auto r = std::int64_t(rows), kk = std::int64_t(k);
-  return ArrayView(data, a.header.dtype, {r, kk},
-                   a.fortran ? std::vector<std::int64_t>{item, r * item}
-                             : std::vector<std::int64_t>{kk * item, item});
-}
-
-// The whole of B, at `data`, in the file's order.
-ArrayView whole_view(const Operand& b, const std::byte* data) {
-  const auto item = std::int64_t(item_size(b.header.dtype));
-  std::vector<std::int64_t> shape(b.header.shape.begin(), b.header.shape.end());
-  if (shape.size() == 1) return ArrayView(data, b.header.dtype, std::move(shape));
-  const std::vector<std::int64_t> strides = b.fortran
-                                                ? std::vector<std::int64_t>{item, shape[0] * item}
-                                                : std::vector<std::int64_t>{shape[1] * item, item};
-  return ArrayView(data, b.header.dtype, std::move(shape), strides);
+// The offset in elements of matrix `index` of a stack (C order over `batch_shape`) in an
+// operand whose strides along those axes are `strides` (0 where it is broadcast).
+std::uint64_t batch_offset(std::uint64_t index, const std::vector<std::uint64_t>& batch_shape,
+                           const std::vector<std::uint64_t>& strides) {
+  std::uint64_t offset = 0;
+  for (std::size_t d = batch_shape.size(); d-- > 0;) {
+    offset += (index % batch_shape[d]) * strides[d];
+    index /= batch_shape[d];
+  }
+  return offset;
 }
 
 std::unique_ptr<std::byte[]> buffer(std::uint64_t bytes) {
@@ -197,14 +180,57 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   r.base.k = c.shape.k;
   r.base.n = c.shape.n;
   r.base.dtype = std::string(dtype_name(c.dtype));
-  r.base.a_shape = {r.base.m, r.base.k};
-  r.base.b_shape = {r.base.k, r.base.n};
-  r.base.shape = {r.base.m, r.base.n};
+  r.base.batch = c.shape.batch;
+  r.base.a_shape = c.a.header.shape;
+  r.base.b_shape = c.b.header.shape;
+  r.base.shape = c.shape.out_shape;
+  // The rows of C as the ranks share them: every matrix's of a stack, one after another.
+  const std::uint64_t total_rows = c.shape.batch * c.shape.m;
+  const bool stacked = !c.shape.batch_shape.empty();
   r.base.workers = static_cast<unsigned>(topo.size);
   r.base.backing = Backing::file;
   // Each operand's item, and the result's: they may differ (np.matmul's promotion).
   const std::size_t a_item = item_size(c.a.header.dtype), c_item = item_size(c.dtype);
   r.b_bytes = c.b.header.data_bytes;
+  // The grid: rows only where B (one copy per node) fits the memory a rank may hold; else the
+  // grid of row and column panels that fits with the fewest bytes read (2-D operands).
+  const bool two_d = !stacked && c.a.header.shape.size() == 2 && c.b.header.shape.size() == 2;
+  const GridInput grid_in{
+      c.shape.m, c.shape.k,           c.shape.n,           a_item, item_size(c.b.header.dtype),
+      c_item,    unsigned(topo.size), unsigned(topo.nodes)};
+  on_all_ranks(MPI_COMM_WORLD, [&] {
+    r.memory_per_rank = options.memory_per_rank;
+    if (options.grid_rows > 0) {
+      if (std::uint64_t(options.grid_rows) * options.grid_cols != std::uint64_t(topo.size))
+        throw Error::bad_option("--grid",
+                                fmt::format("--grid {}x{}: the job has {} ranks", options.grid_rows,
+                                            options.grid_cols, topo.size));
+      if (options.grid_cols > 1 && !two_d)
+        throw Error::bad_option("--grid", fmt::format("--grid {}x{}: a grid of more than one "
+                                                      "column takes two 2-D operands",
+                                                      options.grid_rows, options.grid_cols));
+      r.grid = grid_of(grid_in, options.grid_rows, options.grid_cols);
+      return;
+    }
+    if (r.memory_per_rank == 0) {
+      // What this node's memory (or its cgroup) allows, shared among its ranks; the least
+      // of any node.
+      const std::uint64_t here = memory_available() / std::uint64_t(topo.node_size);
+      check(MPI_Allreduce(&here, &r.memory_per_rank, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD),
+            "MPI_Allreduce");
+    }
+    r.grid =
+        two_d ? choose_grid(grid_in, r.memory_per_rank) : grid_of(grid_in, unsigned(topo.size), 1);
+  });
+  const bool panels = r.grid.cols > 1;
+  if (panels) {
+    if (options.b_from != BFrom::automatic)
+      throw Error::bad_option("--b-from",
+                              "--b-from: with a grid of more than one column, every "
+                              "rank reads its column panel of B");
+    r.b_from = BFrom::panel;
+    r.c_mapped = false;
+  }
   r.phases.validate = slowest(seconds_since(start));
 
   // The plan: every rank computes with the cores it owns, and gets rows in proportion to them.
@@ -212,35 +238,54 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   std::vector<unsigned> weights(static_cast<std::size_t>(topo.size));
   for (int i = 0; i < topo.size; ++i)
     weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
-  const detail::WorkSplit split = detail::split_work(
-      {r.base.m, r.base.k, r.base.n, c.dtype, 1, c_item}, std::span<const unsigned>(weights));
+  const detail::WorkSplit split =
+      detail::split_work({total_rows, r.base.k, r.base.n, c.dtype, c.shape.batch, c_item},
+                         std::span<const unsigned>(weights));
   const Calibration calibration =
-      r.base.m * r.base.n * r.base.k > 0 ? load_calibration() : Calibration{};
+      total_rows * r.base.n * r.base.k > 0 ? load_calibration() : Calibration{};
   r.base.calibration = calibration.source;
   for (int i = 0; i < topo.size; ++i) {
     RankPart p;
     p.node = topo.node_of_rank[std::size_t(i)];
     p.host = topo.hosts[std::size_t(i)];
-    p.rows = split.rows[std::size_t(i)];
+    // Rows only: rows in proportion to the cores; a grid: rank i is row panel i / cols and
+    // column panel i % cols.
+    p.rows = panels ? partition_rows(c.shape.m, r.grid.rows, std::size_t(i) / r.grid.cols, 1)
+                    : split.rows[std::size_t(i)];
+    p.cols = panels ? partition_rows(c.shape.n, r.grid.cols, std::size_t(i) % r.grid.cols, 1)
+                    : RowRange{0, c.shape.n};
     p.threads = weights[std::size_t(i)];
-    p.predicted_seconds = p.rows.size() == 0 ? 0
-                                             : detail::predict_in_process(
-                                                   {p.rows.size(), r.base.k, r.base.n, c.dtype},
-                                                   p.threads, calibration);
+    p.predicted_seconds =
+        p.rows.size() == 0 || p.cols.size() == 0
+            ? 0
+            : detail::predict_in_process({p.rows.size(), r.base.k, p.cols.size(), c.dtype},
+                                         p.threads, calibration);
     r.parts.push_back(std::move(p));
   }
   r.base.threads_per_worker = r.parts.empty() ? 0 : r.parts[0].threads;
   const RankPart& mine = r.parts[std::size_t(topo.rank)];
-  r.base.plan_reason = fmt::format(
-      "{} ranks on {} node{}; each computes a block of rows of C in proportion to its {} "
-      "({} rows each at most){}",
-      topo.size, topo.nodes, topo.nodes == 1 ? "" : "s",
-      r.base.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
-      std::max_element(
-          r.parts.begin(), r.parts.end(),
-          [](const RankPart& x, const RankPart& y) { return x.rows.size() < y.rows.size(); })
-          ->rows.size(),
-      topo.one_rank_per_node ? "; every rank is its own node (--one-rank-per-node)" : "");
+  const std::string on_nodes =
+      fmt::format("{} ranks on {} node{}", topo.size, topo.nodes, topo.nodes == 1 ? "" : "s");
+  if (panels)
+    r.base.plan_reason = fmt::format(
+        "{} as a {} x {} grid: each computes a block of C from a row panel of A and a column "
+        "panel of B ({} a rank, {} read in all; rows only: {} a rank{})",
+        on_nodes, r.grid.rows, r.grid.cols, bytes_string(r.grid.memory_per_rank),
+        bytes_string(r.grid.bytes_read),
+        bytes_string(grid_of(grid_in, unsigned(topo.size), 1).memory_per_rank),
+        options.grid_rows > 0
+            ? std::string(", the grid asked for by --grid")
+            : fmt::format(", more than the {} a rank may hold", bytes_string(r.memory_per_rank)));
+  else
+    r.base.plan_reason = fmt::format(
+        "{}; each computes a block of rows of C in proportion to its {} "
+        "({} rows each at most){}",
+        on_nodes, r.base.automatic ? "cores (OpenBLAS threads = the cores it owns)" : "--threads",
+        std::max_element(
+            r.parts.begin(), r.parts.end(),
+            [](const RankPart& x, const RankPart& y) { return x.rows.size() < y.rows.size(); })
+            ->rows.size(),
+        topo.one_rank_per_node ? "; every rank is its own node (--one-rank-per-node)" : "");
 
   // The output: a temporary file beside the target, named by rank 0, sized and reserved.
   heartbeat.step("opening the output");
@@ -265,7 +310,27 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   t = Clock::now();
   const std::byte* b_data = nullptr;
   std::optional<SharedWindow> b_window;
-  if (r.b_from == BFrom::map) {
+  std::unique_ptr<std::byte[]> b_panel;
+  const std::uint64_t width = mine.cols.size();
+  if (r.b_from == BFrom::panel) {
+    // This rank's columns of B, every row of them, read through an MPI-IO view: column-major
+    // (ld = k) for a Fortran-order B, else row-major (ld = its width).
+    const std::uint64_t bytes = r.base.k * width * item_size(c.b.header.dtype);
+    on_all_ranks(MPI_COMM_WORLD, [&] {
+      b_panel = buffer(bytes);
+      File b_file(MPI_COMM_WORLD, c.b.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
+      std::optional<Datatype> view;
+      if (bytes > 0)
+        view.emplace(block_type(r.base.k, r.base.n, item_size(c.b.header.dtype), c.b.fortran, 0,
+                                r.base.k, mine.cols.begin, mine.cols.end));
+      b_file.set_view(c.b.header.data_offset, bytes > 0 ? view->get() : MPI_BYTE);
+      b_file.read_all(MPI_COMM_WORLD, b_panel.get(), bytes);
+      b_file.close();
+    });
+    r.b_bytes_read = bytes;
+    b_data = b_panel.get();
+    c.b_map.reset();
+  } else if (r.b_from == BFrom::map) {
     b_data = c.b_map->data();
     r.b_bytes_read = topo.rank == 0 ? r.b_bytes : 0;  // one node's page cache reads it once
   } else {
@@ -299,19 +364,27 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
 
   // This rank's rows of A: a mapping of the file, of which only these rows are ever touched
   // (C order: the rows are one contiguous range), or read through an MPI-IO view of them
-  // (Fortran order, whose rows are strided, or --a-from read).
+  // (Fortran order, whose rows are strided, or --a-from read). A stack is always mapped: a
+  // rank's rows may span several of its matrices, at their strides.
   heartbeat.step("reading A");
   t = Clock::now();
   const std::uint64_t rows = mine.rows.size();
   const std::uint64_t a_bytes = rows * r.base.k * a_item;
-  r.a_mapped = options.a_from == AFrom::map && !c.a.fortran;
+  r.a_mapped = (options.a_from == AFrom::map && !c.a.fortran) || stacked;
   std::unique_ptr<std::byte[]> a_block;
+  // Where A's rows are: the mapped file (every matrix, at the file's strides), or this rank's
+  // block (its rows from the first, in the file's order).
+  StackOperand a_here = c.shape.a;
   const std::byte* a_rows = nullptr;
+  std::uint64_t a_first_row = 0;
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (r.a_mapped) {
-      a_rows = c.a_map->data() + mine.rows.begin * r.base.k * a_item;
+      a_rows = c.a_map->data();
       return;
     }
+    a_first_row = mine.rows.begin;
+    a_here.row_stride = c.a.fortran ? 1 : r.base.k;
+    a_here.col_stride = c.a.fortran ? rows : 1;
     a_block = buffer(a_bytes);
     a_rows = a_block.get();
     File a_file(MPI_COMM_WORLD, c.a.path, MPI_MODE_RDONLY, ErrorCode::bad_file);
@@ -331,7 +404,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // memory, written below.
   heartbeat.step("computing");
   t = Clock::now();
-  const std::uint64_t c_bytes = rows * r.base.n * c_item;
+  const std::uint64_t c_bytes = rows * width * c_item;
   std::unique_ptr<std::byte[]> c_block;
   std::optional<boost::interprocess::mapped_region> c_map;
   std::byte* c_rows = nullptr;
@@ -347,19 +420,38 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
     inject_test_fault(static_cast<std::size_t>(topo.rank), 0, [](std::string_view) {});
-    if (rows == 0 || r.base.n == 0) return;
+    if (rows == 0 || width == 0) return;
     // The engine's product of these rows, in this rank, as `shmgemm multiply` computes it:
-    // every dtype and mix of dtypes, exact integers, 1-D operands.
-    const ArrayView a = rows_view(c.a, a_rows, rows, r.base.k);
-    const ArrayView b = whole_view(c.b, b_data);
-    std::vector<std::int64_t> c_shape;
-    if (c.a.header.shape.size() == 2) c_shape.push_back(std::int64_t(rows));
-    if (c.b.header.shape.size() == 2) c_shape.push_back(std::int64_t(r.base.n));
-    const MutableArrayView c_view(c_rows, c.dtype, std::move(c_shape));
+    // every dtype and mix of dtypes, exact integers, 1-D operands; one call for each matrix of
+    // a stack that the rows span.
     MatmulOptions options_here;
     options_here.in_process = true;
     options_here.threads = mine.threads;
-    static_cast<void>(matmul_into(a, b, c_view, options_here));
+    const std::uint64_t m = c.shape.m, k = r.base.k, n = width;
+    const auto ia = std::int64_t(a_item), ib = std::int64_t(item_size(c.b.header.dtype));
+    // B where this rank has it: the file's (mapped, or in the node's window), or its panel.
+    StackOperand sb = c.shape.b;
+    if (panels) {
+      sb.row_stride = c.b.fortran ? 1 : width;
+      sb.col_stride = c.b.fortran ? k : 1;
+    }
+    for (std::uint64_t matrix = mine.rows.begin / m; matrix * m < mine.rows.end; ++matrix) {
+      const std::uint64_t lo = std::max(mine.rows.begin, matrix * m);
+      const std::uint64_t hi = std::min(mine.rows.end, (matrix + 1) * m);
+      const std::uint64_t a_at =
+          batch_offset(matrix, c.shape.batch_shape, a_here.broadcast_strides) +
+          (lo - matrix * m - (r.a_mapped ? 0 : a_first_row)) * a_here.row_stride;
+      const ArrayView a(
+          a_rows + a_at * a_item, c.a.header.dtype, {std::int64_t(hi - lo), std::int64_t(k)},
+          {std::int64_t(a_here.row_stride) * ia, std::int64_t(a_here.col_stride) * ia});
+      const ArrayView b(b_data + batch_offset(matrix, c.shape.batch_shape, sb.broadcast_strides) *
+                                     std::uint64_t(ib),
+                        c.b.header.dtype, {std::int64_t(k), std::int64_t(n)},
+                        {std::int64_t(sb.row_stride) * ib, std::int64_t(sb.col_stride) * ib});
+      const MutableArrayView c_view(c_rows + (lo - mine.rows.begin) * n * c_item, c.dtype,
+                                    {std::int64_t(hi - lo), std::int64_t(n)});
+      static_cast<void>(matmul_into(a, b, c_view, options_here));
+    }
   });
   a_block.reset();
   c.a_map.reset();
@@ -382,9 +474,18 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
     c_map.reset();
-    if (!r.c_mapped)
+    if (panels) {
+      // Its block of C through a view of it in the output.
+      std::optional<Datatype> view;
+      if (c_bytes > 0)
+        view.emplace(block_type(r.base.m, r.base.n, c_item, false, mine.rows.begin, mine.rows.end,
+                                mine.cols.begin, mine.cols.end));
+      out->set_view(c.out.data_offset, c_bytes > 0 ? view->get() : MPI_BYTE);
+      out->write_all(MPI_COMM_WORLD, c_block.get(), c_bytes);
+    } else if (!r.c_mapped) {
       out->write_at_all(MPI_COMM_WORLD, c.out.data_offset + mine.rows.begin * r.base.n * c_item,
                         c_block.get(), c_bytes);
+    }
     out->close();
   });
   c_block.reset();

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/partition.hpp"
+#include "mpi/grid.hpp"
 #include "mpi/topology.hpp"
 #include "shmgemm/shmgemm.hpp"
 
@@ -23,6 +24,7 @@ enum class BFrom {
   broadcast,  // the first node's leader reads it, then MPI_Bcast between node leaders
   path,       // every node's leader reads it from the (shared) path
   map,        // every rank maps the file (one node: one copy, in the page cache)
+  panel,      // every rank reads its column panel of B (a grid of more than one column)
 };
 
 // How a rank gets its rows of A.
@@ -40,6 +42,11 @@ struct MpiOptions {
   // A rank silent this long is lost: rank 0 names it and ends the job (mpi/heartbeat.hpp).
   double lost_after = 10;
   double timeout = 0;  // the job's seconds at most; 0: no limit
+  // The grid of ranks (rows x cols = ranks); 0: chosen from the shapes and memory_per_rank.
+  unsigned grid_rows = 0, grid_cols = 0;
+  // Bytes a rank may hold; 0: its node's available memory (or its memory cgroup's) shared
+  // among the node's ranks.
+  std::uint64_t memory_per_rank = 0;
 };
 
 // One rank's part of a run.
@@ -47,6 +54,7 @@ struct RankPart {
   int node = 0;
   std::string host;
   RowRange rows;
+  RowRange cols;  // its columns of C: all of them in the row decomposition
   unsigned threads = 0;
   double predicted_seconds = 0;  // the cost model's time for its block
 };
@@ -66,6 +74,8 @@ struct MpiReport {
   bool a_mapped = false;            // the ranks mapped their rows of A (else read them with MPI-IO)
   bool c_mapped = false;        // the ranks wrote their rows of C in place (else collective MPI-IO)
   std::vector<RankPart> parts;  // one per rank
+  Grid grid;                    // the ranks' grid (one column: rows only)
+  std::uint64_t memory_per_rank = 0;  // the budget the grid was chosen within
   Phases phases;
   std::uint64_t b_bytes = 0;
   // Bytes of B sent between nodes by MPI (broadcast), and read from the file system by leaders.

@@ -72,12 +72,19 @@ Datatype::Datatype(MPI_Datatype t) : Handle(t) {
 
 Datatype row_block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,
                         std::uint64_t row_begin, std::uint64_t row_end) {
+  return block_type(rows, cols, item, fortran, row_begin, row_end, 0, cols);
+}
+
+Datatype block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,
+                    std::uint64_t row_begin, std::uint64_t row_end, std::uint64_t col_begin,
+                    std::uint64_t col_end) {
   MPI_Datatype element = MPI_DATATYPE_NULL;
   check(MPI_Type_contiguous(static_cast<int>(item), MPI_BYTE, &element), "MPI_Type_contiguous");
   Datatype element_type(element);
   const int sizes[2] = {static_cast<int>(rows), static_cast<int>(cols)};
-  const int subsizes[2] = {static_cast<int>(row_end - row_begin), static_cast<int>(cols)};
-  const int starts[2] = {static_cast<int>(row_begin), 0};
+  const int subsizes[2] = {static_cast<int>(row_end - row_begin),
+                           static_cast<int>(col_end - col_begin)};
+  const int starts[2] = {static_cast<int>(row_begin), static_cast<int>(col_begin)};
   MPI_Datatype block = MPI_DATATYPE_NULL;
   check(MPI_Type_create_subarray(2, sizes, subsizes, starts,
                                  fortran ? MPI_ORDER_FORTRAN : MPI_ORDER_C, element_type.get(),
@@ -113,6 +120,18 @@ void File::read_all(MPI_Comm comm, std::byte* to, std::uint64_t bytes) {
     MPI_Status status;
     check(MPI_File_read_all(f_, to + done, count, MPI_BYTE, &status),
           fmt::format("{}: read", path_), ErrorCode::bad_file);
+    done += static_cast<std::uint64_t>(count);
+  }
+}
+
+void File::write_all(MPI_Comm comm, const std::byte* from, std::uint64_t bytes) {
+  const std::uint64_t pieces = pieces_on_all(comm, bytes);
+  std::uint64_t done = 0;
+  for (std::uint64_t p = 0; p < pieces; ++p) {
+    const int count = piece_count(bytes, done);
+    MPI_Status status;
+    check(MPI_File_write_all(f_, from + done, count, MPI_BYTE, &status),
+          fmt::format("{}: write", path_));
     done += static_cast<std::uint64_t>(count);
   }
 }

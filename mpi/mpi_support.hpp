@@ -89,6 +89,12 @@ class Datatype : public Handle<MPI_Datatype, DatatypeTraits> {
 // for Fortran order.
 Datatype row_block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,
                         std::uint64_t row_begin, std::uint64_t row_end);
+// The block of rows [row_begin, row_end) and columns [col_begin, col_end) of such an array,
+// likewise: it arrives row-major (ld = its columns) for C order, column-major (ld = its rows)
+// for Fortran order.
+Datatype block_type(std::uint64_t rows, std::uint64_t cols, std::size_t item, bool fortran,
+                    std::uint64_t row_begin, std::uint64_t row_end, std::uint64_t col_begin,
+                    std::uint64_t col_end);
 
 // An MPI file opened collectively on `comm`; closed collectively on destruction (every rank of
 // `comm` must destroy it at the same step, as they do when they unwind together).
@@ -110,6 +116,8 @@ class File {
   // MPI's int counts can hold. Collective on `comm`: ranks may ask for different byte counts
   // (0 included); they make the same number of calls.
   void read_all(MPI_Comm comm, std::byte* to, std::uint64_t bytes);
+  // Writes `bytes` from `from` through the file's view with MPI_File_write_all, likewise.
+  void write_all(MPI_Comm comm, const std::byte* from, std::uint64_t bytes);
   // Writes `bytes` from `from` at byte `offset` with MPI_File_write_at_all, likewise in pieces.
   void write_at_all(MPI_Comm comm, std::uint64_t offset, const std::byte* from,
                     std::uint64_t bytes);

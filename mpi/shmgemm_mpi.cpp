@@ -43,7 +43,10 @@ extern "C" void on_signal(int sig) {
 }
 
 std::string_view to_string(BFrom f) {
-  return f == BFrom::broadcast ? "broadcast" : f == BFrom::map ? "map" : "path";
+  return f == BFrom::broadcast ? "broadcast"
+         : f == BFrom::map     ? "map"
+         : f == BFrom::panel   ? "panel"
+                               : "path";
 }
 
 nlohmann::json mpi_report_json(const Args& args, const MpiReport& r) {
@@ -54,6 +57,7 @@ nlohmann::json mpi_report_json(const Args& args, const MpiReport& r) {
                      {"node", p.node},
                      {"host", p.host},
                      {"rows", {p.rows.begin, p.rows.end}},
+                     {"cols", {p.cols.begin, p.cols.end}},
                      {"threads", p.threads},
                      {"predicted_seconds", p.predicted_seconds}});
   }
@@ -71,6 +75,10 @@ nlohmann::json mpi_report_json(const Args& args, const MpiReport& r) {
               {"b_bytes", r.b_bytes},
               {"b_bytes_between_nodes", r.b_bytes_between_nodes},
               {"b_bytes_read", r.b_bytes_read},
+              {"grid", {r.grid.rows, r.grid.cols}},
+              {"memory_per_rank", r.grid.memory_per_rank},
+              {"memory_per_rank_allowed", r.memory_per_rank},
+              {"bytes_read_planned", r.grid.bytes_read},
               {"phases",
                {{"validate", ph.validate},
                 {"open_output", ph.open_output},
@@ -86,9 +94,20 @@ std::string explain(const MpiReport& r) {
   std::string s = fmt::format("plan: {}\n", r.base.plan_reason);
   for (std::size_t i = 0; i < r.parts.size(); ++i) {
     const RankPart& p = r.parts[i];
-    s += fmt::format("  rank {} (node {}, {}): rows {}-{} with {}, predicted {}\n", i, p.node,
-                     p.host, p.rows.begin, p.rows.end, detail::count(p.threads, "thread"),
-                     detail::duration_string(p.predicted_seconds));
+    s += fmt::format(
+        "  rank {} (node {}, {}): rows {}-{}{} with {}, predicted {}\n", i, p.node, p.host,
+        p.rows.begin, p.rows.end,
+        r.grid.cols > 1 ? fmt::format(", columns {}-{}", p.cols.begin, p.cols.end) : std::string(),
+        detail::count(p.threads, "thread"), detail::duration_string(p.predicted_seconds));
+  }
+  if (r.grid.cols > 1) {
+    s += fmt::format(
+        "B: every rank reads its column panel ({} of B's {}); a rank holds {}, and the ranks "
+        "read {} of A and B in all\n",
+        bytes_string(r.b_bytes / r.grid.cols), bytes_string(r.b_bytes),
+        bytes_string(r.grid.memory_per_rank), bytes_string(r.grid.bytes_read));
+    s += "C: every rank writes its block with collective MPI-IO\n";
+    return s;
   }
   s += fmt::format(
       "B ({} bytes) reaches {} by {}\n", r.b_bytes, detail::count(unsigned(r.nodes), "node"),
@@ -191,6 +210,28 @@ int main(int argc, char** argv) {
          "systems where mapping is slow")
       ->check(CLI::IsMember({"map", "read"}))
       ->default_str("map");
+  cmd->add_option_function<std::string>(
+         "--grid",
+         [&args](const std::string& v) {
+           unsigned rows = 0, cols = 0;
+           char x = 0, extra = 0;
+           if (std::sscanf(v.c_str(), "%u%c%u%c", &rows, &x, &cols, &extra) != 3 || x != 'x' ||
+               rows == 0 || cols == 0)
+             throw CLI::ValidationError("--grid", "expected ROWSxCOLS, such as 3x2, got " + v);
+           args.options.grid_rows = rows;
+           args.options.grid_cols = cols;
+         },
+         "the ranks as a ROWS x COLS grid: each computes a block of C from a row panel of A and "
+         "a column panel of B, read from the files (ROWS x COLS = the ranks; COLS 1: rows only, "
+         "B once per node)")
+      ->option_text("ROWSxCOLS")
+      ->default_str(
+          "rows only where B fits --memory-per-rank, else the grid that fits with the "
+          "fewest bytes read");
+  cmd->add_option("--memory-per-rank", args.options.memory_per_rank,
+                  "bytes a rank may hold (512M, 2G...), which chooses the grid")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("its node's available memory (or memory cgroup's) over its ranks");
   cmd->add_option("--timeout", args.options.timeout,
                   "end the job after this many seconds, naming the step it was in, the output "
                   "left as it was (default: no limit)")

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,20 @@ Grid grid_of(const GridInput& in, unsigned rows, unsigned cols);
 // Every grid of in.ranks ranks, rows only first, then by the columns.
 std::vector<Grid> all_grids(const GridInput& in);
 
-// The grid for `in` within `memory_per_rank` bytes: rows only when that fits; else, of the grids
-// that fit, the one that reads the fewest bytes. Throws Error(resource) naming
-// --memory-per-rank, with the least any grid needs, when none fits.
+// The grid for `in` within `memory_per_rank` bytes: rows only where it fits, unless a grid
+// that fits moves less than half as many bytes to the ranks; else, of the grids that fit, the
+// one that moves the fewest. Throws Error(resource) naming --memory-per-rank, with the least
+// any grid needs, when none fits.
 Grid choose_grid(const GridInput& in, std::uint64_t memory_per_rank);
+
+// The model at scale, as `shmgemm-mpi --plan-only` prints it: for each node count, the bytes a
+// rank holds and the bytes that reach the ranks in all, for the row decomposition, the grid
+// choose_grid() picks within `memory_per_rank`, SUMMA on a sqrt(P) x sqrt(P) grid, 2.5-D with
+// as many copies as the memory allows (at most P^(1/3)), and the lower bound on the bytes moved
+// for a rank holding `memory_per_rank` (Kwasniewski et al., "Red-blue pebbling revisited", SC'19:
+// 2mnk / sqrt(S) elements in all, S the elements a rank holds). A Markdown table.
+std::string scaling_table(const GridInput& product, std::span<const unsigned> nodes,
+                          unsigned ranks_per_node, std::uint64_t memory_per_rank);
 
 // "12.5 GiB": bytes for messages.
 std::string bytes_string(std::uint64_t bytes);

@@ -114,7 +114,8 @@ void Heartbeat::end(const std::string& message, int status) {
 
 void Heartbeat::run() {
   const auto start = Clock::now();
-  const auto interval = std::chrono::duration<double>(std::clamp(lost_after_ / 20, 0.01, 0.25));
+  const double shortest = timeout_ > 0 ? std::min(lost_after_, timeout_) : lost_after_;
+  const auto interval = std::chrono::duration<double>(std::clamp(shortest / 20, 0.01, 0.25));
   std::vector<Clock::time_point> heard(std::size_t(topo_.size), start);
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, interval, [this] { return stop_; })) {

@@ -138,10 +138,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
                        const MpiOptions& options) {
   const auto start = Clock::now();
   // A lost rank or node, or --timeout, ends the job in bounded time, the output as it was.
-  Heartbeat heartbeat(topo, options.lost_after, options.timeout, [] {
-    const char* temp = temp_output_in_progress();
-    if (temp[0] != '\0') ::unlink(temp);
-  });
+  Heartbeat heartbeat(topo, options.lost_after, options.timeout, [] { remove_temp_output(); });
   heartbeat.step("checking the operands");
   MpiReport r;
   r.ranks = topo.size;
@@ -192,8 +189,8 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // Each operand's item, and the result's: they may differ (np.matmul's promotion).
   const std::size_t a_item = item_size(c.a.header.dtype), c_item = item_size(c.dtype);
   r.b_bytes = c.b.header.data_bytes;
-  // The grid: rows only where B (one copy per node) fits the memory a rank may hold; else the
-  // grid of row and column panels that fits with the fewest bytes read (2-D operands).
+  // The grid: of those that fit the memory a rank may hold, the one that moves the fewest
+  // bytes to the ranks (rows only, with B once per node, on a tie; 2-D operands only).
   const bool two_d = !stacked && c.a.header.shape.size() == 2 && c.b.header.shape.size() == 2;
   const GridInput grid_in{
       c.shape.m, c.shape.k,           c.shape.n,           a_item, item_size(c.b.header.dtype),
@@ -275,7 +272,9 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
         bytes_string(grid_of(grid_in, unsigned(topo.size), 1).memory_per_rank),
         options.grid_rows > 0
             ? std::string(", the grid asked for by --grid")
-            : fmt::format(", more than the {} a rank may hold", bytes_string(r.memory_per_rank)));
+            : fmt::format(", {} read; a rank may hold {}",
+                          bytes_string(grid_of(grid_in, unsigned(topo.size), 1).bytes_read),
+                          bytes_string(r.memory_per_rank)));
   else
     r.base.plan_reason = fmt::format(
         "{}; each computes a block of rows of C in proportion to its {} "
@@ -299,6 +298,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   });
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (topo.rank == 0) {
+      temp.note_lock_file();
       temp.keep_mode();
       reserve(temp.path(), out_bytes, out_path.string());
     }

@@ -36,8 +36,7 @@ struct Args {
 // mpirun passes SIGTERM (and SIGINT) on to the ranks when it aborts the job: remove the
 // temporary output, then die of the signal as before.
 extern "C" void on_signal(int sig) {
-  const char* temp = temp_output_in_progress();
-  if (temp[0] != '\0') ::unlink(temp);
+  remove_temp_output();
   std::signal(sig, SIG_DFL);
   ::raise(sig);
 }
@@ -140,9 +139,65 @@ int run(const Args& args, int rank) {
   return 0;
 }
 
+// shmgemm-mpi --plan-only: the model at scale, printed without MPI (no mpirun needed).
+int plan_only(int argc, char** argv) {
+  CLI::App app{
+      "shmgemm-mpi --plan-only: the decomposition's model at scale, computed without running "
+      "anything: for each node count, the bytes a rank holds and the bytes that reach the ranks "
+      "in all, for the row decomposition, the grid shmgemm-mpi would choose within "
+      "--memory-per-rank, SUMMA, 2.5-D, and the lower bound on the bytes moved. A Markdown "
+      "table.",
+      "shmgemm-mpi"};
+  bool plan = false;
+  app.add_flag("--plan-only", plan, "print the model; run nothing")->required();
+  std::string shape;
+  app.add_option("--shape", shape, "the product: MxKxN (A is m x k, B k x n)")->required();
+  std::vector<unsigned> nodes = {2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+  app.add_option("--nodes", nodes, "node counts, comma-separated")
+      ->delimiter(',')
+      ->check(CLI::Range(1u, 1u << 20))
+      ->capture_default_str();
+  unsigned ranks_per_node = 1;
+  app.add_option("--ranks-per-node", ranks_per_node, "ranks on each node")
+      ->check(CLI::Range(1u, 4096u))
+      ->capture_default_str();
+  std::uint64_t memory_per_rank = std::uint64_t{4} << 30;
+  app.add_option("--memory-per-rank", memory_per_rank, "bytes a rank may hold (512M, 16G...)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("4G");
+  std::string dtype = "float64";
+  app.add_option("--dtype", dtype, "the operands' and the result's dtype")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  std::uint64_t m = 0, k = 0, n = 0;
+  char x1 = 0, x2 = 0, extra = 0;
+  if (std::sscanf(shape.c_str(), "%lu%c%lu%c%lu%c", &m, &x1, &k, &x2, &n, &extra) != 5 ||
+      x1 != 'x' || x2 != 'x') {
+    fmt::print(stderr, "shmgemm-mpi: --shape {}: expected MxKxN, such as 100000x100000x100000\n",
+               shape);
+    return 2;
+  }
+  const std::optional<DType> d = dtype_from_name(dtype);
+  if (!d) {
+    fmt::print(stderr, "shmgemm-mpi: --dtype {}: not a dtype shmgemm takes\n", dtype);
+    return 2;
+  }
+  const std::size_t item = item_size(*d);
+  fmt::print(
+      "{} x {} @ {} x {} {}, {} rank{} a node, {} a rank at most:\n\n{}", m, k, k, n, dtype,
+      ranks_per_node, ranks_per_node == 1 ? "" : "s", bytes_string(memory_per_rank),
+      scaling_table({m, k, n, item, item, item, 1, 1}, nodes, ranks_per_node, memory_per_rank));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--plan-only") return plan_only(argc, argv);
   // Before MPI starts its threads: the kernels this CPU calls for, where OpenBLAS fell back.
   detail::use_worker_kernels();
   // A rank whose launcher dies (mpirun killed, even by SIGKILL) gets SIGTERM, whose handler
@@ -165,7 +220,9 @@ int main(int argc, char** argv) {
       "Each rank computes a contiguous block of rows of C with OpenBLAS; the ranks of a node\n"
       "share one copy of B (an MPI-3 shared-memory window); each rank reads only its rows of A\n"
       "and writes its rows of C with collective MPI-IO. A, B and C's paths must be the same on\n"
-      "every node (a shared file system).",
+      "every node (a shared file system). Where B does not fit, the ranks form a grid of row\n"
+      "and column panels. `shmgemm-mpi --plan-only --shape MxKxN ...` prints the model at scale\n"
+      "without running anything (see --plan-only --help).",
       "shmgemm-mpi"};
   app.require_subcommand(1);
   Args args;
@@ -225,9 +282,7 @@ int main(int argc, char** argv) {
          "a column panel of B, read from the files (ROWS x COLS = the ranks; COLS 1: rows only, "
          "B once per node)")
       ->option_text("ROWSxCOLS")
-      ->default_str(
-          "rows only where B fits --memory-per-rank, else the grid that fits with the "
-          "fewest bytes read");
+      ->default_str("of the grids that fit --memory-per-rank, the one that moves the fewest bytes");
   cmd->add_option("--memory-per-rank", args.options.memory_per_rank,
                   "bytes a rank may hold (512M, 2G...), which chooses the grid")
       ->transform(CLI::AsSizeValue(false))

@@ -17,6 +17,7 @@ namespace {
 // Where signal handlers find the temporary output: a fixed buffer, written before the file
 // exists and cleared once it is renamed or removed.
 char g_temp_output[4096] = {};
+char g_temp_lock[4096] = {};
 
 }  // namespace
 
@@ -30,8 +31,23 @@ TempOutput::TempOutput(MPI_Comm comm, const std::filesystem::path& target) : tar
 }
 
 TempOutput::~TempOutput() {
-  if (!committed_ && owner_) ::unlink(path_.c_str());
+  if (!committed_ && owner_) remove_temp_output();
   g_temp_output[0] = '\0';
+  g_temp_lock[0] = '\0';
+}
+
+void TempOutput::note_lock_file() {
+  if (!owner_) return;
+  const std::filesystem::path temp(path_);
+  const std::string prefix = temp.filename().string() + "-";
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(temp.parent_path(), ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(prefix) && name.ends_with(".lock")) {
+      std::snprintf(g_temp_lock, sizeof g_temp_lock, "%s", entry.path().c_str());
+      return;
+    }
+  }
 }
 
 void TempOutput::keep_mode() {
@@ -51,6 +67,11 @@ void TempOutput::commit() {
 
 const char* temp_output_in_progress() {
   return g_temp_output;
+}
+
+void remove_temp_output() {
+  if (g_temp_output[0] != '\0') ::unlink(g_temp_output);
+  if (g_temp_lock[0] != '\0') ::unlink(g_temp_lock);
 }
 
 }  // namespace shmgemm::mpi

@@ -23,6 +23,10 @@ class TempOutput {
   // Rank 0 gives the temporary file the replaced file's mode and owner (call it once the file
   // exists, so that a private result is never readable by others). Idempotent.
   void keep_mode();
+  // Rank 0 notes the lock file Open MPI's I/O made beside the temporary file when it was opened
+  // (its shared file pointer across nodes: "<temporary>-<job>-<pid>.lock"), which a job killed
+  // or aborted leaves behind: remove_temp_output() removes it too. Call it once the file is open.
+  void note_lock_file();
   // Rank 0 gives the file the replaced file's mode and owner, and renames it over the target.
   // Throws Error naming the target.
   void commit();
@@ -35,8 +39,11 @@ class TempOutput {
   bool committed_ = false;
 };
 
-// The path of the temporary output in progress (empty when none), for a signal handler to
-// remove: async-signal-safe to read.
+// The path of the temporary output in progress (empty when none): async-signal-safe to read.
 const char* temp_output_in_progress();
+
+// Removes the temporary output in progress and the lock file noted beside it, if any: for a
+// signal handler, or a rank ending the job. Async-signal-safe.
+void remove_temp_output();
 
 }  // namespace shmgemm::mpi

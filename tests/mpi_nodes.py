@@ -383,10 +383,15 @@ def cases(cluster, cli, work, fail):
         p = cluster.multiply(even, [ap, bp, "-o", out, "--timeout", "30"], background=True,
                              env={"OMPI_MCA_oob_tcp_keepalive_time": "0"}
                              if fault == "link down" else None)
-        deadline = time.monotonic() + 20
-        while len(victim.ranks()) < 2 and time.monotonic() < deadline:
+        # Once the temporary output exists, the ranks are past MPI's start-up and exchange
+        # heartbeats. (A node lost during MPI_Init is Open MPI's to find: its keepalives.)
+        def temporary():
+            return [f for f in os.listdir(work) if f.startswith(".fault-C.npy")
+                    and f.endswith(".tmp")]
+        deadline = time.monotonic() + 60
+        while not temporary() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.0)
+        time.sleep(0.5)
         if fault == "ranks killed":
             for pid in victim.ranks():
                 with contextlib.suppress(ProcessLookupError):
@@ -407,6 +412,8 @@ def cases(cluster, cli, work, fail):
                    f"{fault}: not one line naming node n2 and its rank: {err!r}")
         with open(out) as f:
             fail.check(f.read() == "the output as it was\n", f"{fault}: the output changed")
+        left = [f for f in os.listdir(work) if f.startswith(".fault-C.npy")]
+        fail.check(not left, f"{fault}: left beside the output: {left}")
         if fault == "link down":
             deadline = time.monotonic() + 50
             while victim.processes() and time.monotonic() < deadline:

@@ -92,6 +92,8 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
         std::vector<std::string> args = {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o",
                                          (tmp / "C.npy").string(), "--json"};
         args.insert(args.end(), mode.begin(), mode.end());
+        // The row decomposition across "nodes" (a grid of panels may move fewer bytes there).
+        if (mode.size() == 3) args.insert(args.end(), {"--grid", fmt::format("{}x1", ranks)});
         const test::RunResult r = mpi_run(ranks, args);
         REQUIRE_MESSAGE(r.status == 0, r.err);
         // Rank 0 alone prints the report.
@@ -244,6 +246,49 @@ TEST_CASE("a failing rank: the job stops with that rank's message and leaves no 
     CHECK(test::eventually([&] { return test::names_in(tmp.path()) == before; }, 5));
     CHECK(test::read_file(tmp / "C.npy") == "the previous result");
   }
+}
+
+TEST_CASE("--timeout ends the job in one line naming the step, the output as it was") {
+  std::mt19937_64 rng(11);
+  test::TempDir tmp;
+  // 27 GFLOP a rank: about a second on one thread, against a tenth of a second.
+  test::write_file(tmp / "A.npy",
+                   test::npy_bytes(test::random_dense(3000, 3000, rng), DType::float64));
+  test::write_file(tmp / "B.npy",
+                   test::npy_bytes(test::random_dense(3000, 3000, rng), DType::float64));
+  test::write_file(tmp / "C.npy", "the previous result");
+  const std::vector<std::string> before = test::names_in(tmp.path());
+  const test::RunResult r =
+      mpi_run(2,
+              {(tmp / "A.npy").string(), (tmp / "B.npy").string(), "-o", (tmp / "C.npy").string(),
+               "--threads", "1", "--timeout", "0.1"},
+              {"ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0"});
+  CHECK(r.status != 0);
+  const auto said = lines_starting(r.err, "shmgemm-mpi: ");
+  REQUIRE_MESSAGE(said.size() == 1, r.err);
+  CHECK(test::contains(said[0], "shmgemm-mpi: --timeout 0.1 s passed while "));
+  CHECK(test::eventually([&] { return test::names_in(tmp.path()) == before; }, 5));
+  CHECK(test::read_file(tmp / "C.npy") == "the previous result");
+}
+
+TEST_CASE("--plan-only prints the model at scale, without mpirun") {
+  const test::RunResult r =
+      test::run({SHMGEMM_MPI_EXE, "--plan-only", "--shape", "100000x100000x100000",
+                 "--memory-per-rank", "16G", "--ranks-per-node", "32", "--nodes", "2,1024"});
+  CAPTURE(r.err);
+  REQUIRE(r.status == 0);
+  // Two nodes: rows only fits (4.66 GiB a rank: B's share of a node and 1/64 of A and C) and
+  // moves least; 1024 nodes: B 1024 times (74.6 TiB) against a 256 x 128 grid's 27.9 TiB.
+  CHECK(test::contains(r.out, "| 2 | 64 | 4.66 GiB / 224 GiB | 64 x 1 | 4.66 GiB / 224 GiB |"));
+  CHECK(test::contains(r.out,
+                       "| 1024 | 32768 | 2.33 GiB / 74.6 TiB | 256 x 128 | 896 MiB / "
+                       "27.9 TiB |"));
+  const test::RunResult bad =
+      test::run({SHMGEMM_MPI_EXE, "--plan-only", "--shape", "100000x100000"});
+  CHECK(bad.status == 2);
+  CHECK(bad.err ==
+        "shmgemm-mpi: --shape 100000x100000: expected MxKxN, such as "
+        "100000x100000x100000\n");
 }
 
 TEST_CASE("shmgemm multiply --launch mpi starts mpirun and gives the same answer") {

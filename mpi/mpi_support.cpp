@@ -27,6 +27,19 @@ int piece_count(std::uint64_t bytes, std::uint64_t done) {
   return static_cast<int>(std::min(kMaxPieceBytes, bytes - std::min(bytes, done)));
 }
 
+// Calls `piece(done, count)` for each piece of `bytes`, as many times on every rank of `comm`
+// (a rank with fewer bytes makes calls of 0 bytes): collective calls in pieces.
+template <class Piece>
+void in_pieces(MPI_Comm comm, std::uint64_t bytes, Piece&& piece) {
+  const std::uint64_t pieces = pieces_on_all(comm, bytes);
+  std::uint64_t done = 0;
+  for (std::uint64_t p = 0; p < pieces; ++p) {
+    const int count = piece_count(bytes, done);
+    piece(done, count);
+    done += static_cast<std::uint64_t>(count);
+  }
+}
+
 }  // namespace
 
 void check(int rc, std::string_view what, ErrorCode code) {
@@ -113,41 +126,29 @@ void File::set_view(std::uint64_t offset, MPI_Datatype filetype, MPI_Datatype et
 }
 
 void File::read_all(MPI_Comm comm, std::byte* to, std::uint64_t bytes) {
-  const std::uint64_t pieces = pieces_on_all(comm, bytes);
-  std::uint64_t done = 0;
-  for (std::uint64_t p = 0; p < pieces; ++p) {
-    const int count = piece_count(bytes, done);
+  in_pieces(comm, bytes, [&](std::uint64_t done, int count) {
     MPI_Status status;
     check(MPI_File_read_all(f_, to + done, count, MPI_BYTE, &status),
           fmt::format("{}: read", path_), ErrorCode::bad_file);
-    done += static_cast<std::uint64_t>(count);
-  }
+  });
 }
 
 void File::write_all(MPI_Comm comm, const std::byte* from, std::uint64_t bytes) {
-  const std::uint64_t pieces = pieces_on_all(comm, bytes);
-  std::uint64_t done = 0;
-  for (std::uint64_t p = 0; p < pieces; ++p) {
-    const int count = piece_count(bytes, done);
+  in_pieces(comm, bytes, [&](std::uint64_t done, int count) {
     MPI_Status status;
     check(MPI_File_write_all(f_, from + done, count, MPI_BYTE, &status),
           fmt::format("{}: write", path_));
-    done += static_cast<std::uint64_t>(count);
-  }
+  });
 }
 
 void File::write_at_all(MPI_Comm comm, std::uint64_t offset, const std::byte* from,
                         std::uint64_t bytes) {
-  const std::uint64_t pieces = pieces_on_all(comm, bytes);
-  std::uint64_t done = 0;
-  for (std::uint64_t p = 0; p < pieces; ++p) {
-    const int count = piece_count(bytes, done);
+  in_pieces(comm, bytes, [&](std::uint64_t done, int count) {
     MPI_Status status;
     check(MPI_File_write_at_all(f_, static_cast<MPI_Offset>(offset + done), from + done, count,
                                 MPI_BYTE, &status),
           fmt::format("{}: write", path_));
-    done += static_cast<std::uint64_t>(count);
-  }
+  });
 }
 
 SharedWindow::SharedWindow(MPI_Comm node, std::uint64_t bytes) {

@@ -79,6 +79,8 @@ TEST_CASE("odd shapes against the naive reference: 2 and 4 ranks, both node grou
                                                  {"--mpi-io"},
                                                  {"--one-rank-per-node", "--a-from", "read"},
                                                  {"--one-rank-per-node", "--b-from", "path"}}) {
+        // Ranks as nodes of their own: on 4 ranks (the nodes test runs 3 real ones).
+        if (ranks == 2 && mode.size() == 3) continue;
         CAPTURE(ranks);
         CAPTURE(c.m);
         CAPTURE(c.k);

@@ -106,7 +106,7 @@ void Heartbeat::end(const std::string& message, int status) {
   // itself (MPI_Finalize would wait for peers it cannot reach), and asks its node's Open MPI
   // daemon to end too: mpirun is out of its reach as well, and its TCP connection to mpirun
   // may otherwise wait on retransmissions for a quarter of an hour. On SIGTERM the daemon ends
-  // the job's processes on this node and removes its session folder.
+  // the job's processes on this node and removes its folder in TMPDIR.
   if (topo_.rank == 0) MPI_Abort(MPI_COMM_WORLD, status);
   if (parent_is_open_mpi_daemon()) ::kill(::getppid(), SIGTERM);
   std::_Exit(status);

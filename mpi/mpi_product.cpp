@@ -263,17 +263,16 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   const RankPart& mine = r.parts[std::size_t(topo.rank)];
   const std::string on_nodes =
       fmt::format("{} ranks on {} node{}", topo.size, topo.nodes, topo.nodes == 1 ? "" : "s");
+  const Grid rows_only = grid_of(grid_in, unsigned(topo.size), 1);
   if (panels)
     r.base.plan_reason = fmt::format(
         "{} as a {} x {} grid: each computes a block of C from a row panel of A and a column "
         "panel of B ({} a rank, {} read in all; rows only: {} a rank{})",
         on_nodes, r.grid.rows, r.grid.cols, bytes_string(r.grid.memory_per_rank),
-        bytes_string(r.grid.bytes_read),
-        bytes_string(grid_of(grid_in, unsigned(topo.size), 1).memory_per_rank),
+        bytes_string(r.grid.bytes_read), bytes_string(rows_only.memory_per_rank),
         options.grid_rows > 0
             ? std::string(", the grid asked for by --grid")
-            : fmt::format(", {} read; a rank may hold {}",
-                          bytes_string(grid_of(grid_in, unsigned(topo.size), 1).bytes_read),
+            : fmt::format(", {} read; a rank may hold {}", bytes_string(rows_only.bytes_read),
                           bytes_string(r.memory_per_rank)));
   else
     r.base.plan_reason = fmt::format(

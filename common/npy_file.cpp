@@ -158,8 +158,50 @@ void NpyMapping::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
   advise_pages(data() + offset, bytes, MADV_DONTNEED);
 }
 
+void NpyMapping::prefetch(std::uint64_t offset, std::uint64_t bytes) const {
+  if (bytes > 0)
+    ::posix_fadvise(fd_.get(), off_t(header_.data_offset + offset), off_t(bytes),
+                    POSIX_FADV_WILLNEED);
+}
+
+void NpyMapping::read(std::uint64_t offset, std::uint64_t bytes, std::byte* to) const {
+  std::uint64_t at = header_.data_offset + offset;
+  while (bytes > 0) {
+    const ssize_t got = retry_eintr([&] {
+      return ::pread(fd_.get(), to, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
+                     off_t(at));
+    });
+    if (got < 0) throw_errno(ErrorCode::resource, path_, "cannot read", errno);
+    if (got == 0)
+      throw Error(ErrorCode::bad_file, fmt::format("{}: cannot read: the file shrank", path_));
+    to += got;
+    at += std::uint64_t(got);
+    bytes -= std::uint64_t(got);
+  }
+}
+
+void NpyMapping::evict(std::uint64_t offset, std::uint64_t bytes) const {
+  advise_pages(data() + offset, bytes, MADV_DONTNEED);
+  // The page cache: every page that holds a byte of the range.
+  const std::uint64_t page = 4096, from = header_.data_offset + offset;
+  const std::uint64_t first = from & ~(page - 1), end = (from + bytes + page - 1) & ~(page - 1);
+  ::posix_fadvise(fd_.get(), off_t(first), off_t(end - first), POSIX_FADV_DONTNEED);
+}
+
 void NpyOutput::drop_pages(std::uint64_t offset, std::uint64_t bytes) const {
   advise_pages(data() + offset, bytes, MADV_DONTNEED);
+}
+
+void NpyOutput::write_back(std::uint64_t offset, std::uint64_t bytes) const {
+  // msync takes whole pages: the pages that hold any byte of the range.
+  const std::uintptr_t page = 4096;
+  const auto from = reinterpret_cast<std::uintptr_t>(data() + offset);
+  const auto first = from & ~(page - 1), end = (from + bytes + page - 1) & ~(page - 1);
+  if (::msync(reinterpret_cast<void*>(first), end - first, MS_SYNC) != 0)
+    throw_errno(ErrorCode::resource, target_, "cannot write the output", errno);
+  advise_pages(data() + offset, bytes, MADV_DONTNEED);
+  ::posix_fadvise(fd_.get(), off_t(header_.data_offset + offset), off_t(bytes),
+                  POSIX_FADV_DONTNEED);
 }
 
 OutputTarget resolve_output(const fs::path& target) {

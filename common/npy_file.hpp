@@ -39,6 +39,14 @@ class NpyMapping {
   // (the file and its page cache are untouched; they map again if read): for memory that no
   // longer needs to count as this process's.
   void drop_pages(std::uint64_t offset, std::uint64_t bytes) const;
+  // Out of core: starts reading [offset, offset + bytes) of the data section from the disk
+  // without waiting (readahead); copies it into `to` (throws Error naming the file when the
+  // read fails); drops its pages, and those it shares with its neighbours, from this process
+  // and from the page cache once read (memory that must not count as anyone's, a memory
+  // cgroup's included).
+  void prefetch(std::uint64_t offset, std::uint64_t bytes) const;
+  void read(std::uint64_t offset, std::uint64_t bytes, std::byte* to) const;
+  void evict(std::uint64_t offset, std::uint64_t bytes) const;
 
  private:
   std::string path_;
@@ -106,6 +114,10 @@ class NpyOutput {
   // Unmaps the written pages in [offset, offset + bytes) of the data section: they stay in the
   // page cache, dirty, and reach the file as usual.
   void drop_pages(std::uint64_t offset, std::uint64_t bytes) const;
+  // Out of core: writes [offset, offset + bytes) of the data section to the file now, and drops
+  // its pages from this process and from the page cache. Throws Error naming the target when
+  // the write fails (a full disk).
+  void write_back(std::uint64_t offset, std::uint64_t bytes) const;
 
   // Renames the temporary file over the target. With `durable`, the data reach the disk first
   // (fdatasync) and the folder's new entry after (fsync), so that a power loss leaves either

@@ -13,6 +13,7 @@
 #include "engine/host_blas.hpp"
 #include "engine/interrupt.hpp"
 #include "engine/job_runner.hpp"
+#include "engine/out_of_core.hpp"
 #include "engine/placement.hpp"
 #include "engine/plan.hpp"
 #include "engine/product.hpp"
@@ -102,11 +103,47 @@ Report legacy::multiply_files_all(const std::filesystem::path& a_path,
   // Nothing to compute: an empty C, or (k = 0) zeros, which the new file already holds.
   if (p.empty()) return finish();
 
-  // Larger than memory: stream through A and C a step of rows at a time.
+  // Larger than memory: stream through A and C a step of rows at a time, and when B does not
+  // fit beside a step, take it in column panels.
+  const std::uint64_t budget = detail::memory_budget(options);
+  const std::uint64_t bytes =
+      a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
+  if (options.backing == Backing::file && bytes > budget && detail::panels_apply(p)) {
+    const unsigned threads =
+        options.threads_per_worker != 0
+            ? std::min(options.threads_per_worker * std::max(1u, options.workers),
+                       max_threads_per_worker())
+            : std::min(available_cores(), max_threads_per_worker());
+    const detail::PanelPlan panels = detail::plan_panels(
+        p, budget, threads, options.rows_per_step,
+        options.memory != 0 ? "Options::memory" : "the memory available");
+    if (panels.panels > 1 || panels.slab_depth != 0) {
+      report.in_process = true;
+      report.threads_per_worker = threads;
+      report.rows_per_step = panels.rows_per_step;
+      report.memory_budget = budget;
+      report.panel_columns = panels.panel_columns;
+      report.panels = panels.panels;
+      report.slab_depth = panels.slab_depth;
+      report.plan_reason =
+          panels.slab_depth != 0
+              ? fmt::format("out of core: A and B read once, in slabs of {} along k, C summed in "
+                            "memory, within {} bytes",
+                            panels.slab_depth, budget)
+              : fmt::format("out of core: B in {} panels of {} columns, A streamed {} rows at a "
+                            "time, within {} bytes",
+                            panels.panels, panels.panel_columns, panels.rows_per_step, budget);
+      const auto compute_start = std::chrono::steady_clock::now();
+      detail::multiply_panels(p, a, b, out, panels, threads, options.stop);
+      report.compute_seconds = seconds_since(compute_start);
+      return finish();
+    }
+  }
   Options run_options = options;
-  run_options.rows_per_step = detail::streaming_rows(
-      options, a.header().data_bytes + b.header().data_bytes + out.header().data_bytes);
+  run_options.rows_per_step =
+      detail::streaming_rows(options, options.backing == Backing::file && bytes > budget);
   report.rows_per_step = run_options.rows_per_step;
+  if (run_options.rows_per_step != 0) report.memory_budget = budget;
   const detail::Plan plan = detail::plan_call(p, run_options, report);
   if (!plan.in_process) {
     // Fail before computing when /dev/shm cannot hold what this run puts there.

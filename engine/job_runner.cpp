@@ -134,9 +134,9 @@ Plan plan_product(const ProductShape& shape, Options& options, Report& report) {
   return plan;
 }
 
-std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes) {
+std::uint64_t streaming_rows(const Options& options, bool over_budget) {
   if (options.rows_per_step > 0) return options.rows_per_step;
-  return options.backing == Backing::file && bytes > memory_available() ? kChunkRows : 0;
+  return over_budget ? kChunkRows : 0;
 }
 
 Crew::Crew(JobDescriptor& job, std::string job_name, const Plan& plan, const Options& options)

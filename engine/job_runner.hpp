@@ -46,10 +46,9 @@ ErrorCode reported_code(std::int32_t code);
 // workers will have; in-process products run on at most the caller's OpenBLAS thread count.
 Plan plan_product(const ProductShape& shape, Options& options, Report& report);
 
-// Rows of C per step when streaming a product whose A, B and C take `bytes` (file backing):
-// options.rows_per_step, or kChunkRows when they do not fit in memory_available(); 0: no
-// streaming.
-std::uint64_t streaming_rows(const Options& options, std::uint64_t bytes);
+// Rows of C per step when streaming: options.rows_per_step, or kChunkRows when A, B and C do
+// not fit in the call's memory budget (`over_budget`, file backing); 0: no streaming.
+std::uint64_t streaming_rows(const Options& options, bool over_budget);
 
 struct RunStats {
   double compute_seconds = 0;  // first launch to last join

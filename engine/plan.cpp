@@ -46,6 +46,7 @@ Options all_options(const FileOptions& o) {
   Options all = all_options(static_cast<const MatmulOptions&>(o));
   all.backing = o.backing;
   all.rows_per_step = o.rows_per_step;
+  all.memory = o.memory;
   all.fsync = o.fsync;
   return all;
 }
@@ -82,6 +83,11 @@ void check_options(const Options& o, Entry entry) {
   if (entry == Entry::files && o.rows_per_step != 0 && o.backing == Backing::shm)
     refuse("rows_per_step",
            "streaming needs Options::backing file (shared memory segments live in memory)");
+  if (entry != Entry::files && o.memory != 0)
+    refuse("memory", "applies to mapped files only (multiply_npy)");
+  if (entry == Entry::files && o.memory != 0 && o.backing == Backing::shm)
+    refuse("memory",
+           "out of core needs Options::backing file (shared memory segments live in memory)");
   if (entry == Entry::pool) {
     if (o.rows_per_step != 0) refuse("rows_per_step", "applies to mapped files only");
     if (o.copy_inputs)

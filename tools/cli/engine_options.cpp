@@ -34,6 +34,7 @@ std::string as_flags(std::string message) {
       {"Options::in_process", "--in-process"},
       {"Options::copy_inputs", "--inputs copy"},
       {"Options::rows_per_step", "--rows-per-step"},
+      {"Options::memory", "--memory"},
       {"Options::retries", "--retries"},
       {"Options::fsync", "--fsync"},
       {"Options::timeout", "--timeout"},
@@ -110,6 +111,13 @@ void add_engine_options(CLI::App& cmd, FileOptions& options, bool* mpi) {
       ->check(number<std::uint64_t>([](std::uint64_t v) { return v >= 1; },
                                     "a whole number of at least 1", "1.."))
       ->option_text("N");
+  cmd.add_option("--memory", options.memory,
+                 "larger than memory: the bytes the product may keep resident (512M, 4G...); when "
+                 "B does not fit beside a step of rows, it is taken in column panels that do, A "
+                 "read once for each (file backing)")
+      ->transform(CLI::AsSizeValue(false))
+      ->option_text("BYTES")
+      ->default_str("the memory available (or the memory cgroup's) less an eighth");
   cmd.add_option("--retries", options.retries,
                  "recompute a failed worker's block in a fresh worker up to this many times "
                  "(default: 0)")

@@ -101,6 +101,12 @@ struct FileOptions : MatmulOptions {
   // that are done (file backing only). 0: only when A, B and C do not fit in the memory
   // available (MemAvailable, or the memory cgroup's limit), then 512 rows.
   std::uint64_t rows_per_step = 0;
+  // Larger than memory: the bytes this call may keep resident (its buffers, and the pages of
+  // A, B and C it holds). When B does not fit with a step of rows, B is taken in column panels
+  // that do, A streamed by rows against each panel, C written block by block (file backing, two
+  // matrices). 0: the memory available (MemAvailable, or the memory cgroup's limit less its
+  // usage) less an eighth.
+  std::uint64_t memory = 0;
   // Write the output to disk (fdatasync) before renaming it into place, and the folder after
   // (fsync), so that after a power loss the output is the old file or the whole new one, never
   // a valid-looking file of zeros. Costs the time the disk takes to write C.
@@ -132,6 +138,9 @@ struct Options {
   // that are done (file backing). 0: only when A, B and C do not fit in the memory available
   // (MemAvailable, or the memory cgroup's limit), then 512 rows.
   std::uint64_t rows_per_step = 0;
+  // Larger than memory: the bytes the call may keep resident; 0: the memory available less an
+  // eighth (see FileOptions::memory).
+  std::uint64_t memory = 0;
   // Draw a progress bar on stderr for runs longer than a second, when stderr is a terminal.
   bool progress = false;
   // A failed block is recomputed in a fresh worker up to this many times.
@@ -188,6 +197,10 @@ struct SHMGEMM_API Report {
   unsigned launches = 0;                  // worker processes started (0 in process or a Pool)
   std::uint64_t copied_bytes = 0;         // copied to place operands and to bring C back
   std::uint64_t rows_per_step = 0;        // when streaming: rows of C per step; 0: not
+  std::uint64_t memory_budget = 0;        // when streaming: the bytes it kept within
+  std::uint64_t panel_columns = 0;        // out of core: B's columns per panel; 0: B whole
+  std::uint64_t panels = 0;               // out of core: B's panels (A read once for each)
+  std::uint64_t slab_depth = 0;  // out of core, C in memory: A and B read once in slabs this deep
   std::uint64_t prepared_bytes = 0;       // B converted once (dtype or integer limbs), shared
   unsigned limb_products = 0;             // integers: dgemm calls per product; 0: not integers
   bool automatic = false;                 // the plan was chosen by the cost model
@@ -200,7 +213,8 @@ struct SHMGEMM_API Report {
 // The report as one line of JSON, the object `shmgemm multiply --json` prints and Python's
 // last_report() gives: m, k, n, batch, a_shape, b_shape, shape, dtype, workers,
 // threads_per_worker, launch ("fork", "spawn", or "none" in process), backing, in_process,
-// seconds, compute_seconds, gflops, retries, launches, copied_bytes, rows_per_step, prepared_bytes,
+// seconds, compute_seconds, gflops, retries, launches, copied_bytes, rows_per_step,
+// memory_budget, panel_columns, panels, slab_depth, prepared_bytes,
 // limb_products, and plan: {automatic, reason, calibration, candidates: [{workers, threads,
 // predicted_seconds}]}.
 SHMGEMM_API std::string to_json(const Report& report);

@@ -1,0 +1,392 @@
+#include "engine/out_of_core.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <type_traits>
+
+#include "common/fd.hpp"
+#include "common/segment.hpp"
+#include "engine/interrupt.hpp"
+#include "shmgemm/error.hpp"
+
+namespace shmgemm::detail {
+namespace {
+
+constexpr std::uint64_t kPanelMiB = std::uint64_t{1} << 20;
+// What the process itself and OpenBLAS's buffers take besides the operands' panels and steps.
+constexpr std::uint64_t kProcessBytes = 64 * kPanelMiB, kThreadBytes = 16 * kPanelMiB;
+// The disk is read a chunk of this many bytes at a time, the next one prefetched.
+constexpr std::uint64_t kReadChunkBytes = 32 * kPanelMiB;
+// A step of A's rows aims at this many bytes (fewer rows when the budget is small).
+constexpr std::uint64_t kStepBytes = 64 * kPanelMiB;
+// A panel's piece of each row of B narrower than this is read through a packed scratch file.
+constexpr std::uint64_t kWidePiece = 64 * 1024;
+
+std::string mib_string(std::uint64_t bytes) {
+  return fmt::format("{:.0f} MiB", double(bytes) / double(kPanelMiB));
+}
+
+// Bytes a product converts per element of A and of B besides the operands themselves: nothing
+// for one BLAS dtype throughout, else room for conversions and integer limbs.
+std::uint64_t conversion_bytes(const Product& p) {
+  const bool direct = p.a.dtype == p.b.dtype && p.b.dtype == p.result && is_blas_type(p.result);
+  return direct ? 0 : 40;
+}
+
+bool c_order(const StackOperand& s) {
+  return s.cols <= 1 || s.col_stride == 1;
+}
+
+// Reads [offset, offset + bytes) of `fd` into `to`, in pieces; throws Error naming `what`.
+void read_all(int fd, std::byte* to, std::uint64_t offset, std::uint64_t bytes,
+              const std::string& what) {
+  while (bytes > 0) {
+    const ssize_t got = retry_eintr([&] {
+      return ::pread(fd, to, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30), off_t(offset));
+    });
+    if (got <= 0)
+      throw Error(ErrorCode::resource,
+                  fmt::format("{}: cannot read: {}", what, got < 0 ? std::strerror(errno) : "EOF"));
+    to += got;
+    offset += std::uint64_t(got);
+    bytes -= std::uint64_t(got);
+  }
+}
+
+void write_all(int fd, const std::byte* from, std::uint64_t offset, std::uint64_t bytes,
+               const std::string& what) {
+  while (bytes > 0) {
+    const ssize_t put = retry_eintr([&] {
+      return ::pwrite(fd, from, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
+                      off_t(offset));
+    });
+    if (put <= 0)
+      throw Error(ErrorCode::resource, fmt::format("{}: cannot write: {}", what,
+                                                   put < 0 ? std::strerror(errno) : "no room"));
+    from += put;
+    offset += std::uint64_t(put);
+    bytes -= std::uint64_t(put);
+  }
+}
+
+// An unnamed file in `dir` (on the output's disk, not in memory): nothing to remove if the
+// process dies.
+Fd scratch_file(const std::filesystem::path& dir) {
+  Fd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+    std::string name = (dir / ".shmgemm-panels-XXXXXX").string();
+    fd.reset(::mkostemp(name.data(), O_CLOEXEC));
+    if (fd) ::unlink(name.c_str());
+  }
+  if (!fd)
+    throw Error(ErrorCode::resource, fmt::format("{}: cannot create a scratch file for B's panels: "
+                                                 "{}",
+                                                 dir.string(), std::strerror(errno)));
+  return fd;
+}
+
+// The panels' columns: [begin, end) of panel `i`.
+struct Columns {
+  std::uint64_t begin = 0, end = 0;
+  std::uint64_t width() const { return end - begin; }
+};
+Columns panel_columns(const PanelPlan& plan, std::uint64_t n, std::uint64_t i) {
+  return {i * plan.panel_columns, std::min(n, (i + 1) * plan.panel_columns)};
+}
+
+}  // namespace
+
+std::uint64_t memory_budget(const Options& options) {
+  if (options.memory != 0) return options.memory;
+  const std::uint64_t available = memory_available();
+  return available - available / 8;
+}
+
+bool panels_apply(const Product& p) {
+  return p.shape.batch == 1 && p.shape.batch_shape.empty() && p.a.label.size() > 0 &&
+         p.b.label.size() > 0;
+}
+
+PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, std::uint64_t rows,
+                      std::string_view what) {
+  const std::uint64_t m = p.shape.m, k = p.shape.k, n = p.shape.n;
+  const std::uint64_t convert = conversion_bytes(p);
+  const std::uint64_t a_row = k * (item_size(p.a.dtype) + convert);
+  const std::uint64_t b_column = k * (item_size(p.b.dtype) + convert);
+  const std::uint64_t c_row = n * (item_size(p.result) + convert);
+  const std::uint64_t c_bytes = m * n * item_size(p.result);
+  const std::uint64_t fixed = kProcessBytes + kThreadBytes * threads;
+  PanelPlan plan;
+  plan.budget = budget;
+  // A's steps: two in memory at once (the one computed, the next one read ahead).
+  plan.rows_per_step =
+      rows != 0 ? rows
+                : std::clamp<std::uint64_t>(std::min(kStepBytes, budget / 16) / a_row, 1, m);
+  plan.rows_per_step = std::min(plan.rows_per_step, std::max<std::uint64_t>(m, 1));
+  const std::uint64_t steps = plan.rows_per_step * (2 * a_row + c_row);
+  plan.c_resident = c_bytes <= budget / 8;
+  const std::uint64_t taken = fixed + steps + (plan.c_resident ? c_bytes : 0) + 2 * kReadChunkBytes;
+  const std::uint64_t columns = budget > taken ? (budget - taken) / b_column : 0;
+  if (columns == 0) {
+    const std::uint64_t least = fixed + (2 * a_row + c_row) + b_column + 2 * kReadChunkBytes;
+    throw Error(ErrorCode::resource,
+                fmt::format("{}: {} is too little for this product out of core: one row of A and "
+                            "of C, one column of B and the process's own buffers need {}",
+                            what, mib_string(budget), mib_string(least)));
+  }
+  plan.panels = (n + columns - 1) / columns;
+  plan.panel_columns = (n + plan.panels - 1) / plan.panels;
+  if (plan.panels > 1) {
+    // C and a sum of slabs in memory, a slab of A and of B read and the next read ahead: when
+    // slabs deep enough for OpenBLAS fit, A and B are read once instead of A once per panel.
+    const std::uint64_t per_k =
+        2 * (m * (item_size(p.a.dtype) + convert) + n * (item_size(p.b.dtype) + convert));
+    const std::uint64_t held = fixed + 2 * c_bytes;
+    const std::uint64_t depth = budget > held ? std::min(k, (budget - held) / per_k) : 0;
+    if (depth >= std::min<std::uint64_t>(k, 256)) {
+      const std::uint64_t slabs = (k + depth - 1) / depth;
+      plan.slab_depth = (k + slabs - 1) / slabs;
+      plan.panels = 1;
+      plan.panel_columns = n;
+      plan.rows_per_step = m;
+      plan.c_resident = true;
+      return plan;
+    }
+  }
+  plan.packed = plan.panels > 1 && c_order(p.shape.b) &&
+                plan.panel_columns * item_size(p.b.dtype) < kWidePiece;
+  return plan;
+}
+
+namespace {
+
+// A slab [k0, k0 + depth) of an operand along k, as pieces of its file: one piece for each of
+// A's rows (B's columns) when k runs along them, else one piece. `k_is_cols`: the operand is A.
+struct Slab {
+  std::uint64_t along = 0, across = 0, count = 0;  // strides along and across k; extent across
+  bool piecewise = false;
+  Slab(const StackOperand& s, bool k_is_cols)
+      : along(k_is_cols ? s.col_stride : s.row_stride),
+        across(k_is_cols ? s.row_stride : s.col_stride),
+        count(k_is_cols ? s.rows : s.cols),
+        piecewise(along == 1 && count > 1) {}
+  template <class F>
+  void pieces(std::uint64_t k0, std::uint64_t depth, std::uint64_t item, F&& f) const {
+    if (piecewise)
+      for (std::uint64_t x = 0; x < count; ++x)
+        f((x * across + k0) * item, depth * item);
+    else
+      f(k0 * along * item, ((depth - 1) * along + (count - 1) * across + 1) * item);
+  }
+  // Its strides (elements) along and across k once its pieces are read one after the other.
+  std::pair<std::int64_t, std::int64_t> read_strides(std::uint64_t depth) const {
+    return piecewise ? std::pair{std::int64_t(1), std::int64_t(depth)}
+                     : std::pair{std::int64_t(along), std::int64_t(across)};
+  }
+};
+
+// c += t, elementwise, `elements` of `dtype` (integers wrap around, as numpy's do).
+void accumulate(std::byte* c, const std::byte* t, std::uint64_t elements, DType dtype) {
+  visit_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    auto* x = reinterpret_cast<T*>(c);
+    const auto* y = reinterpret_cast<const T*>(t);
+    if constexpr (std::is_integral_v<T>) {
+      using U = std::make_unsigned_t<T>;
+      for (std::uint64_t i = 0; i < elements; ++i)
+        x[i] = T(U(U(x[i]) + U(y[i])));
+    } else {
+      for (std::uint64_t i = 0; i < elements; ++i)
+        x[i] += y[i];
+    }
+  });
+}
+
+// C = the sum over slabs of A[:, slab] B[slab, :]: each slab read into memory and dropped from
+// the page cache, the next one read ahead by the kernel while this one is computed.
+void multiply_slabs(const Product& p, const NpyMapping& a, const NpyMapping& b,
+                    const NpyOutput& out, const PanelPlan& plan, const MatmulOptions& here) {
+  const std::uint64_t m = p.shape.m, k = p.shape.k, n = p.shape.n;
+  const std::uint64_t ia = item_size(p.a.dtype), ib = item_size(p.b.dtype),
+                      ic = item_size(p.result);
+  const Slab sa(p.shape.a, true), sb(p.shape.b, false);
+  const std::uint64_t depth = plan.slab_depth;
+  const std::unique_ptr<std::byte[]> a_slab(new std::byte[m * depth * ia]),
+      b_slab(new std::byte[depth * n * ib]),
+      sum(k > depth ? new std::byte[m * n * ic] : nullptr);
+  auto prefetch = [&](std::uint64_t k0) {
+    if (k0 >= k) return;
+    const std::uint64_t d = std::min(depth, k - k0);
+    sa.pieces(k0, d, ia, [&](std::uint64_t at, std::uint64_t bytes) { a.prefetch(at, bytes); });
+    sb.pieces(k0, d, ib, [&](std::uint64_t at, std::uint64_t bytes) { b.prefetch(at, bytes); });
+  };
+  auto load = [](const Slab& s, const NpyMapping& f, std::byte* to, std::uint64_t k0,
+                 std::uint64_t d, std::uint64_t item) {
+    s.pieces(k0, d, item, [&](std::uint64_t at, std::uint64_t bytes) {
+      f.read(at, bytes, to);
+      f.evict(at, bytes);
+      to += bytes;
+    });
+  };
+  const MutableArrayView c_view(out.data(), p.result, {std::int64_t(m), std::int64_t(n)});
+  prefetch(0);
+  for (std::uint64_t k0 = 0; k0 < k; k0 += depth) {
+    throw_if_interrupted();
+    const std::uint64_t d = std::min(depth, k - k0);
+    load(sa, a, a_slab.get(), k0, d, ia);
+    load(sb, b, b_slab.get(), k0, d, ib);
+    prefetch(k0 + depth);
+    const auto [a_along, a_across] = sa.read_strides(d);
+    const auto [b_along, b_across] = sb.read_strides(d);
+    const auto sia = std::int64_t(ia), sib = std::int64_t(ib);
+    const ArrayView a_view(a_slab.get(), p.a.dtype, {std::int64_t(m), std::int64_t(d)},
+                           {a_across * sia, a_along * sia});
+    const ArrayView b_view(b_slab.get(), p.b.dtype, {std::int64_t(d), std::int64_t(n)},
+                           {b_along * sib, b_across * sib});
+    if (k0 == 0) {
+      static_cast<void>(matmul_into(a_view, b_view, c_view, here));
+    } else {
+      const MutableArrayView t_view(sum.get(), p.result, {std::int64_t(m), std::int64_t(n)});
+      static_cast<void>(matmul_into(a_view, b_view, t_view, here));
+      accumulate(out.data(), sum.get(), m * n, p.result);
+    }
+  }
+}
+
+}  // namespace
+
+void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
+                     const NpyOutput& out, const PanelPlan& plan, unsigned threads,
+                     std::stop_token stop) {
+  MatmulOptions here;
+  here.in_process = true;
+  here.threads = threads;
+  here.stop = stop;
+  if (plan.slab_depth != 0) return multiply_slabs(p, a, b, out, plan, here);
+  const std::uint64_t m = p.shape.m, k = p.shape.k, n = p.shape.n;
+  const std::uint64_t ia = item_size(p.a.dtype), ib = item_size(p.b.dtype),
+                      ic = item_size(p.result);
+  const StackOperand &sa = p.shape.a, &sb = p.shape.b;
+  const bool b_rows = c_order(sb), a_rows = c_order(sa);
+
+  // One panel of B, in B's own order: C order k x width (row stride width), or Fortran order
+  // (column stride k). Held whole while A streams past it.
+  const std::unique_ptr<std::byte[]> panel(new std::byte[k * plan.panel_columns * ib]);
+  auto panel_view = [&](Columns cols) {
+    const auto w = std::int64_t(cols.width()), kk = std::int64_t(k), item = std::int64_t(ib);
+    return ArrayView(panel.get(), p.b.dtype, {kk, w},
+                     b_rows ? std::vector<std::int64_t>{w * item, item}
+                            : std::vector<std::int64_t>{item, kk * item});
+  };
+
+  // B's file, a chunk of whole rows (C order) or columns (Fortran order) at a time, the next
+  // read ahead and each dropped once read: `take(first, count, at)` copies what it needs of the
+  // `count` rows or columns from `first`, found at `at`.
+  std::vector<std::byte> chunk;
+  auto pass_over_b = [&](std::uint64_t lines, std::uint64_t line_bytes, std::uint64_t first_line,
+                         std::uint64_t end_line, auto&& take) {
+    const std::uint64_t per_chunk = std::max<std::uint64_t>(1, kReadChunkBytes / line_bytes);
+    chunk.resize(std::min(per_chunk, end_line - first_line) * line_bytes);
+    b.prefetch(first_line * line_bytes, std::min(per_chunk, end_line - first_line) * line_bytes);
+    for (std::uint64_t l = first_line; l < end_line; l += per_chunk) {
+      throw_if_interrupted();
+      const std::uint64_t count = std::min(per_chunk, end_line - l);
+      b.read(l * line_bytes, count * line_bytes, chunk.data());
+      b.evict(l * line_bytes, count * line_bytes);
+      b.prefetch((l + count) * line_bytes,
+                 std::min(per_chunk, lines - std::min(lines, l + count)) * line_bytes);
+      take(l, count, chunk.data());
+    }
+  };
+  auto copy_rows = [&](Columns cols, std::byte* to) {
+    return [&, cols, to](std::uint64_t first, std::uint64_t count, const std::byte* at) {
+      for (std::uint64_t r = 0; r < count; ++r)
+        std::memcpy(to + (first + r) * cols.width() * ib, at + (r * n + cols.begin) * ib,
+                    cols.width() * ib);
+    };
+  };
+  auto load_direct = [&](Columns cols) {
+    if (b_rows) {
+      pass_over_b(k, n * ib, 0, k, copy_rows(cols, panel.get()));
+    } else {  // Fortran order: the panel's columns are one piece of the file
+      b.read(cols.begin * k * ib, cols.width() * k * ib, panel.get());
+      b.evict(cols.begin * k * ib, cols.width() * k * ib);
+    }
+  };
+
+  // Packed: one pass over B writes every panel but the first, whole, into the scratch file,
+  // each chunk written to the disk and dropped from the page cache as it goes.
+  Fd scratch;
+  const std::string scratch_name = fmt::format("{} (B's panels, beside the output)", out.target());
+  auto scratch_offset = [&](std::uint64_t i) {
+    return (panel_columns(plan, n, i).begin - panel_columns(plan, n, 1).begin) * k * ib;
+  };
+  if (plan.packed) {
+    const std::filesystem::path target(out.target());
+    scratch = scratch_file(target.parent_path().empty() ? "." : target.parent_path());
+    std::vector<std::byte> staging;
+    pass_over_b(k, n * ib, 0, k,
+                [&](std::uint64_t first, std::uint64_t count, const std::byte* at) {
+                  copy_rows(panel_columns(plan, n, 0), panel.get())(first, count, at);
+                  for (std::uint64_t i = 1; i < plan.panels; ++i) {
+                    const Columns cols = panel_columns(plan, n, i);
+                    staging.resize(count * cols.width() * ib);
+                    for (std::uint64_t r = 0; r < count; ++r)
+                      std::memcpy(staging.data() + r * cols.width() * ib,
+                                  at + (r * n + cols.begin) * ib, cols.width() * ib);
+                    write_all(scratch.get(), staging.data(),
+                              scratch_offset(i) + first * cols.width() * ib, staging.size(),
+                              scratch_name);
+                  }
+                  if (::fdatasync(scratch.get()) != 0)
+                    throw Error(ErrorCode::resource, fmt::format("{}: cannot write: {}",
+                                                                 scratch_name,
+                                                                 std::strerror(errno)));
+                  ::posix_fadvise(scratch.get(), 0, 0, POSIX_FADV_DONTNEED);
+                });
+  }
+
+  // A's steps: read into memory and dropped from the page cache (C order; a Fortran-order A is
+  // read where it is mapped), the next one read ahead.
+  const std::uint64_t r = plan.rows_per_step;
+  const std::unique_ptr<std::byte[]> step(a_rows ? new std::byte[r * k * ia] : nullptr);
+  for (std::uint64_t i = 0; i < plan.panels; ++i) {
+    const Columns cols = panel_columns(plan, n, i);
+    if (!plan.packed) {
+      load_direct(cols);
+    } else if (i > 0) {
+      const std::uint64_t at = scratch_offset(i), bytes = k * cols.width() * ib;
+      read_all(scratch.get(), panel.get(), at, bytes, scratch_name);
+      ::posix_fadvise(scratch.get(), off_t(at), off_t(bytes), POSIX_FADV_DONTNEED);
+    }
+    const ArrayView b_view = panel_view(cols);
+    if (a_rows) a.prefetch(0, std::min(r, m) * k * ia);
+    for (std::uint64_t i0 = 0; i0 < m; i0 += r) {
+      throw_if_interrupted();
+      const std::uint64_t rows = std::min(r, m - i0);
+      const std::byte* a_at = a.data() + i0 * sa.row_stride * ia;
+      if (a_rows) {
+        a.read(i0 * k * ia, rows * k * ia, step.get());
+        a.evict(i0 * k * ia, rows * k * ia);
+        a.prefetch((i0 + rows) * k * ia, std::min(r, m - i0 - rows) * k * ia);
+        a_at = step.get();
+      }
+      const ArrayView a_view(a_at, p.a.dtype, {std::int64_t(rows), std::int64_t(k)},
+                             {std::int64_t(sa.row_stride * ia), std::int64_t(sa.col_stride * ia)});
+      const MutableArrayView c_view(out.data() + (i0 * n + cols.begin) * ic, p.result,
+                                    {std::int64_t(rows), std::int64_t(cols.width())},
+                                    {std::int64_t(n * ic), std::int64_t(ic)});
+      static_cast<void>(matmul_into(a_view, b_view, c_view, here));
+      if (!plan.c_resident) out.write_back(i0 * n * ic, rows * n * ic);
+    }
+  }
+}
+
+}  // namespace shmgemm::detail

@@ -92,7 +92,7 @@ sanitize: deps
 	@cmake -S . -B build-asan -DSHMGEMM_PYTHON=OFF -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="$(SAN_FLAGS) -O0 -g1" >/dev/null
 	@cmake --build build-asan -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:verify_asan_link_order=0 UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "output|nodes"
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE "output|nodes|large"
 
 # libFuzzer (clang) on the .npy header parser, the job-descriptor validator and the pool's
 # control block, starting from the committed seed corpus in tests/fuzz/corpus: the targets run

@@ -122,44 +122,45 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
   const std::uint64_t b_column = k * (item_size(p.b.dtype) + convert);
   const std::uint64_t c_row = n * (item_size(p.result) + convert);
   const std::uint64_t c_bytes = m * n * item_size(p.result);
-  const std::uint64_t fixed = kProcessBytes + kThreadBytes * threads;
   PanelPlan plan;
   plan.budget = budget;
+  // OpenBLAS's buffers grow with its threads: no more than an eighth of the budget for them.
+  plan.threads = unsigned(std::clamp<std::uint64_t>(budget / 8 / kThreadBytes, 1, threads));
+  const std::uint64_t fixed = kProcessBytes + kThreadBytes * plan.threads;
   // A's steps: two in memory at once (the one computed, the next one read ahead).
   plan.rows_per_step =
-      rows != 0 ? rows
-                : std::clamp<std::uint64_t>(std::min(kStepBytes, budget / 16) / a_row, 1, m);
+      rows != 0 ? rows : std::clamp<std::uint64_t>(std::min(kStepBytes, budget / 16) / a_row, 1, m);
   plan.rows_per_step = std::min(plan.rows_per_step, std::max<std::uint64_t>(m, 1));
   const std::uint64_t steps = plan.rows_per_step * (2 * a_row + c_row);
   plan.c_resident = c_bytes <= budget / 8;
   const std::uint64_t taken = fixed + steps + (plan.c_resident ? c_bytes : 0) + 2 * kReadChunkBytes;
   const std::uint64_t columns = budget > taken ? (budget - taken) / b_column : 0;
+  if (columns >= n) return plan;  // B fits whole: rows streamed past it
+  // C and a sum of slabs in memory, a slab of A and of B read and the next read ahead: when
+  // slabs deep enough for OpenBLAS fit, A and B are read once instead of A once per panel.
+  const std::uint64_t per_k =
+      2 * (m * (item_size(p.a.dtype) + convert) + n * (item_size(p.b.dtype) + convert));
+  const std::uint64_t held = fixed + 2 * c_bytes, least_depth = std::min<std::uint64_t>(k, 256);
+  const std::uint64_t depth = budget > held ? std::min(k, (budget - held) / per_k) : 0;
+  if (depth >= least_depth) {
+    const std::uint64_t slabs = (k + depth - 1) / depth;
+    plan.slab_depth = (k + slabs - 1) / slabs;
+    plan.panel_columns = n;
+    plan.rows_per_step = m;
+    plan.c_resident = true;
+    return plan;
+  }
   if (columns == 0) {
-    const std::uint64_t least = fixed + (2 * a_row + c_row) + b_column + 2 * kReadChunkBytes;
+    const std::uint64_t least = std::min(
+        fixed + (2 * a_row + c_row) + b_column + 2 * kReadChunkBytes, held + per_k * least_depth);
     throw Error(ErrorCode::resource,
-                fmt::format("{}: {} is too little for this product out of core: one row of A and "
-                            "of C, one column of B and the process's own buffers need {}",
-                            what, mib_string(budget), mib_string(least)));
+                fmt::format("{}: {} is too little for this product out of core: it needs at "
+                            "least {} (one row of A and of C and one column of B, or C twice and "
+                            "slabs {} deep of A and B, besides the process's own buffers)",
+                            what, mib_string(budget), mib_string(least), least_depth));
   }
   plan.panels = (n + columns - 1) / columns;
   plan.panel_columns = (n + plan.panels - 1) / plan.panels;
-  if (plan.panels > 1) {
-    // C and a sum of slabs in memory, a slab of A and of B read and the next read ahead: when
-    // slabs deep enough for OpenBLAS fit, A and B are read once instead of A once per panel.
-    const std::uint64_t per_k =
-        2 * (m * (item_size(p.a.dtype) + convert) + n * (item_size(p.b.dtype) + convert));
-    const std::uint64_t held = fixed + 2 * c_bytes;
-    const std::uint64_t depth = budget > held ? std::min(k, (budget - held) / per_k) : 0;
-    if (depth >= std::min<std::uint64_t>(k, 256)) {
-      const std::uint64_t slabs = (k + depth - 1) / depth;
-      plan.slab_depth = (k + slabs - 1) / slabs;
-      plan.panels = 1;
-      plan.panel_columns = n;
-      plan.rows_per_step = m;
-      plan.c_resident = true;
-      return plan;
-    }
-  }
   plan.packed = plan.panels > 1 && c_order(p.shape.b) &&
                 plan.panel_columns * item_size(p.b.dtype) < kWidePiece;
   return plan;
@@ -219,8 +220,7 @@ void multiply_slabs(const Product& p, const NpyMapping& a, const NpyMapping& b,
   const Slab sa(p.shape.a, true), sb(p.shape.b, false);
   const std::uint64_t depth = plan.slab_depth;
   const std::unique_ptr<std::byte[]> a_slab(new std::byte[m * depth * ia]),
-      b_slab(new std::byte[depth * n * ib]),
-      sum(k > depth ? new std::byte[m * n * ic] : nullptr);
+      b_slab(new std::byte[depth * n * ib]), sum(k > depth ? new std::byte[m * n * ic] : nullptr);
   auto prefetch = [&](std::uint64_t k0) {
     if (k0 >= k) return;
     const std::uint64_t d = std::min(depth, k - k0);
@@ -263,11 +263,10 @@ void multiply_slabs(const Product& p, const NpyMapping& a, const NpyMapping& b,
 }  // namespace
 
 void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
-                     const NpyOutput& out, const PanelPlan& plan, unsigned threads,
-                     std::stop_token stop) {
+                     const NpyOutput& out, const PanelPlan& plan, std::stop_token stop) {
   MatmulOptions here;
   here.in_process = true;
-  here.threads = threads;
+  here.threads = plan.threads;
   here.stop = stop;
   if (plan.slab_depth != 0) return multiply_slabs(p, a, b, out, plan, here);
   const std::uint64_t m = p.shape.m, k = p.shape.k, n = p.shape.n;
@@ -332,25 +331,23 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
     const std::filesystem::path target(out.target());
     scratch = scratch_file(target.parent_path().empty() ? "." : target.parent_path());
     std::vector<std::byte> staging;
-    pass_over_b(k, n * ib, 0, k,
-                [&](std::uint64_t first, std::uint64_t count, const std::byte* at) {
-                  copy_rows(panel_columns(plan, n, 0), panel.get())(first, count, at);
-                  for (std::uint64_t i = 1; i < plan.panels; ++i) {
-                    const Columns cols = panel_columns(plan, n, i);
-                    staging.resize(count * cols.width() * ib);
-                    for (std::uint64_t r = 0; r < count; ++r)
-                      std::memcpy(staging.data() + r * cols.width() * ib,
-                                  at + (r * n + cols.begin) * ib, cols.width() * ib);
-                    write_all(scratch.get(), staging.data(),
-                              scratch_offset(i) + first * cols.width() * ib, staging.size(),
-                              scratch_name);
-                  }
-                  if (::fdatasync(scratch.get()) != 0)
-                    throw Error(ErrorCode::resource, fmt::format("{}: cannot write: {}",
-                                                                 scratch_name,
-                                                                 std::strerror(errno)));
-                  ::posix_fadvise(scratch.get(), 0, 0, POSIX_FADV_DONTNEED);
-                });
+    pass_over_b(
+        k, n * ib, 0, k, [&](std::uint64_t first, std::uint64_t count, const std::byte* at) {
+          copy_rows(panel_columns(plan, n, 0), panel.get())(first, count, at);
+          for (std::uint64_t i = 1; i < plan.panels; ++i) {
+            const Columns cols = panel_columns(plan, n, i);
+            staging.resize(count * cols.width() * ib);
+            for (std::uint64_t r = 0; r < count; ++r)
+              std::memcpy(staging.data() + r * cols.width() * ib, at + (r * n + cols.begin) * ib,
+                          cols.width() * ib);
+            write_all(scratch.get(), staging.data(), scratch_offset(i) + first * cols.width() * ib,
+                      staging.size(), scratch_name);
+          }
+          if (::fdatasync(scratch.get()) != 0)
+            throw Error(ErrorCode::resource,
+                        fmt::format("{}: cannot write: {}", scratch_name, std::strerror(errno)));
+          ::posix_fadvise(scratch.get(), 0, 0, POSIX_FADV_DONTNEED);
+        });
   }
 
   // A's steps: read into memory and dropped from the page cache (C order; a Fortran-order A is

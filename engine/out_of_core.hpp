@@ -1,11 +1,12 @@
 // Out of core: a product of two .npy matrices whose B does not fit in the memory the call may
 // use. When C fits, A and B are read once each, in slabs along k (A's columns, B's rows), and C
-// summed slab by slab. Otherwise B is taken in column panels that fit; each panel is held whole while A streams past it a
-// step of rows at a time, each step's block of C written into the output (and written back to
-// the disk and dropped, when C does not fit either). A panel of a C-order B is a strided cut of
-// its file: when the panel's piece of each row is narrower than a few pages, reading each panel
-// from B would read every page of B every time, so B is first packed, in one pass, into an
-// unnamed scratch file beside the output, panel after panel, and each panel is read back whole.
+// summed slab by slab. Otherwise B is taken in column panels that fit; each panel is held whole
+// while A streams past it a step of rows at a time, each step's block of C written into the output
+// (and written back to the disk and dropped, when C does not fit either). A panel of a C-order B is
+// a strided cut of its file: when the panel's piece of each row is narrower than a few pages,
+// reading each panel from B would read every page of B every time, so B is first packed, in one
+// pass, into an unnamed scratch file beside the output, panel after panel, and each panel is read
+// back whole.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ namespace shmgemm::detail {
 
 struct PanelPlan {
   std::uint64_t budget = 0;         // the bytes the call keeps within
+  unsigned threads = 1;             // OpenBLAS threads in this process
   std::uint64_t rows_per_step = 0;  // rows of A and C per step
   std::uint64_t panel_columns = 0;  // B's columns per panel (the last may have fewer)
   std::uint64_t panels = 1;         // 1: B fits whole beside a step of rows
@@ -36,17 +38,16 @@ std::uint64_t memory_budget(const Options& options);
 // Whether `p` can be taken in panels: two matrices (or a 1-D A) from files, B mapped.
 bool panels_apply(const Product& p);
 
-// The panels of `p` within `budget` bytes, for `threads` OpenBLAS threads; `rows` the rows per
-// step when the caller chose them (0: from the budget). Throws Error(resource) naming `what`
+// The panels of `p` within `budget` bytes, for at most `threads` OpenBLAS threads; `rows` the rows
+// per step when the caller chose them (0: from the budget). Throws Error(resource) naming `what`
 // (the option, or "the memory available") when not even one column of B fits, with the least
 // that would do.
 PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, std::uint64_t rows,
                       std::string_view what);
 
-// C = A B into `out`, panel by panel, in this process with `threads` OpenBLAS threads. Checks
-// for interrupts, the deadline and `stop` between steps.
+// C = A B into `out`, panel by panel (or slab by slab), in this process with the plan's
+// OpenBLAS threads. Checks for interrupts, the deadline and `stop` between steps.
 void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
-                     const NpyOutput& out, const PanelPlan& plan, unsigned threads,
-                     std::stop_token stop);
+                     const NpyOutput& out, const PanelPlan& plan, std::stop_token stop);
 
 }  // namespace shmgemm::detail

@@ -12,7 +12,9 @@ the nodes' network) and through shared memory within one. The operands and the o
 folder every node sees at the same path (the build folder's file system: the shared file
 system).
 
-Usage: mpi_nodes.py SHMGEMM_CLI WORK_DIR (shmgemm-mpi beside SHMGEMM_CLI). Needs root
+Usage: mpi_nodes.py SHMGEMM_CLI WORK_DIR (shmgemm-mpi beside SHMGEMM_CLI), or
+mpi_nodes.py SHMGEMM_CLI WORK_DIR --run COMMAND... to run COMMAND on the nodes instead of the
+cases, "{hostfile}" in it replaced by a hostfile of two slots a node (bench --mpi --hostfile). Needs root
 (namespaces), ip, nsenter, unshare and mpirun; elsewhere it skips (exit 77) and says why.
 Everything it makes lives in namespaces that end with it: a killed test leaves no interface,
 mount or process behind.
@@ -386,10 +388,21 @@ def cases(cluster, cli, work, fail):
         say(f"{fault}: exit {p.returncode} after {took:.1f} s: {err.strip()[:300]}")
 
 
+def run_on_nodes(cluster, work, command):
+    """COMMAND with {hostfile} (two slots on each node) and Open MPI's settings for the nodes in
+    its environment: `shmgemm bench --mpi --hostfile {hostfile} --ranks 6` on the three nodes."""
+    hostfile = os.path.join(work, "bench-hostfile")
+    with open(hostfile, "w") as f:
+        f.writelines(f"{n.name} slots=2\n" for n in cluster.nodes)
+    argv = [arg.replace("{hostfile}", hostfile) for arg in command]
+    return subprocess.run(argv, env={**os.environ, **cluster.settings}).returncode
+
+
 def main():
-    if len(sys.argv) != 3:
+    command = sys.argv[4:] if len(sys.argv) > 4 and sys.argv[3] == "--run" else None
+    if len(sys.argv) != 3 and command is None:
         sys.exit(__doc__)
-    cli, work_root = sys.argv[1:]
+    cli, work_root = sys.argv[1:3]
     if os.environ.get(INSIDE) is None:
         if os.geteuid() != 0:
             skip("needs root to make the nodes' namespaces")
@@ -409,6 +422,11 @@ def main():
     fail = Failures()
     try:
         cluster = Cluster(work, cli)
+        if command is not None:
+            code = run_on_nodes(cluster, work, command)
+            cluster.stop()
+            cluster = None
+            sys.exit(code)
         cases(cluster, cli, work, fail)
     finally:
         if cluster is not None:

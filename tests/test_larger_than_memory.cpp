@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "common/memory_cgroup.hpp"
 #include "common/npy_file.hpp"
 #include "tests/test_support.hpp"
 
@@ -25,36 +26,6 @@ namespace {
 constexpr std::uint64_t kM = 24576, kK = 8192, kN = 1024;  // A: 1.5 GiB, B: 64 MiB, C: 192 MiB
 constexpr std::uint64_t kLimit = std::uint64_t{512} << 20;
 
-// A memory cgroup limited to `limit` bytes, removed when done: v1 where mounted, else v2.
-struct MemoryCgroup {
-  fs::path dir;
-  std::string limit_file;
-  explicit MemoryCgroup(std::uint64_t limit = kLimit) {
-    const std::string name = fmt::format("shmgemm-test-{}", ::getpid());
-    for (const auto& [root, file] :
-         {std::pair<std::string, std::string>{"/sys/fs/cgroup/memory", "memory.limit_in_bytes"},
-          {"/sys/fs/cgroup", "memory.max"},
-          {"/sys/fs/cgroup/unified", "memory.max"}}) {
-      std::error_code ec;
-      if (!fs::exists(fs::path(root) / "cgroup.procs") ||
-          !fs::create_directory(root + "/" + name, ec))
-        continue;
-      std::ofstream(fs::path(root) / name / file) << limit;
-      std::uint64_t read = 0;
-      if ((std::ifstream(fs::path(root) / name / file) >> read) && read == limit) {
-        dir = fs::path(root) / name;
-        limit_file = file;
-        return;
-      }
-      fs::remove(fs::path(root) / name, ec);
-    }
-  }
-  ~MemoryCgroup() {
-    std::error_code ec;
-    if (!dir.empty()) fs::remove(dir, ec);
-  }
-};
-
 }  // namespace
 
 // Its time is OpenBLAS's and the disk's: the sanitizers' build streams in the next case.
@@ -63,8 +34,8 @@ TEST_CASE("a product larger than the memory it may use completes, streaming, and
   if (::geteuid() != 0) {
     SKIP_CASE("needs root to create a memory cgroup");
   }
-  MemoryCgroup cgroup;
-  if (cgroup.dir.empty()) {
+  MemoryCgroup cgroup(fmt::format("shmgemm-test-{}", ::getpid()), kLimit);
+  if (!cgroup.valid()) {
     SKIP_CASE("no memory cgroup controller can be limited here");
   }
   // On disk, beside the build: a file in /tmp could be tmpfs, which is memory itself.
@@ -90,16 +61,15 @@ TEST_CASE("a product larger than the memory it may use completes, streaming, and
   // the cgroup's 512 MiB and streams by itself.
   const std::string script =
       fmt::format("echo $$ > {}/cgroup.procs && exec {} multiply {} {} -o {} --workers 2 --json",
-                  cgroup.dir.string(), test::cli_path(), a, b, c);
+                  cgroup.dir().string(), test::cli_path(), a, b, c);
   const test::RunResult r = test::run({"/bin/sh", "-c", script});
   CAPTURE(r.err);
   REQUIRE(r.status == 0);
   const auto report = nlohmann::json::parse(r.out);
   CHECK(report["rows_per_step"].get<std::uint64_t>() > 0);
-  std::uint64_t peak = 0;
-  if (std::ifstream f(cgroup.dir / "memory.max_usage_in_bytes"); f >> peak)
-    MESSAGE(fmt::format("cgroup peak usage {:.0f} MiB of {:.0f} MiB; {:.1f} s", peak / 1048576.0,
-                        kLimit / 1048576.0, report["seconds"].get<double>()));
+  MESSAGE(fmt::format("cgroup peak usage {:.0f} MiB of {:.0f} MiB; {:.1f} s",
+                      cgroup.peak() / 1048576.0, kLimit / 1048576.0,
+                      report["seconds"].get<double>()));
 
   // The reference, a block at a time: sum(C) = colsum(A) . rowsum(B), and 8 whole rows of C.
   const NpyMapping am = NpyMapping::open(a), bm = NpyMapping::open(b), cm = NpyMapping::open(c);
@@ -180,8 +150,8 @@ TEST_CASE("--backing shm under a memory cgroup too small for it: refused before 
   if (::geteuid() != 0) {
     SKIP_CASE("needs root to create a memory cgroup");
   }
-  MemoryCgroup cgroup(150 << 20);
-  if (cgroup.dir.empty()) {
+  MemoryCgroup cgroup(fmt::format("shmgemm-test-{}", ::getpid()), 150 << 20);
+  if (!cgroup.valid()) {
     SKIP_CASE("no memory cgroup controller can be limited here");
   }
   test::TempDir tmp;
@@ -193,7 +163,7 @@ TEST_CASE("--backing shm under a memory cgroup too small for it: refused before 
   const std::string script = fmt::format(
       "echo $$ > {}/cgroup.procs && exec {} multiply {} {} -o {} --workers 2 "
       "--backing shm",
-      cgroup.dir.string(), test::cli_path(), a, b, c);
+      cgroup.dir().string(), test::cli_path(), a, b, c);
   const test::RunResult r = test::run({"/bin/sh", "-c", script});
   CAPTURE(r.err);
   CHECK(r.status == 1);

@@ -15,6 +15,7 @@ packages=(
   python3-pytest python3-hypothesis python3-venv  # its tests, and pip installs in a venv
   python3-setuptools python3-wheel       # what pip builds the package with (--no-build-isolation)
   python3-threadpoolctl                  # a host's thread limits, in its tests
+  python3-dask                           # the out-of-core peer of bench --out-of-core
   gnuplot-nox                            # footprint --plot, make plot
   libopenmpi-dev openmpi-bin             # shmgemm-mpi, its tests
   libscalapack-openmpi-dev               # the pdgemm baseline of bench --mpi

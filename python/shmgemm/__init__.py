@@ -553,13 +553,15 @@ def _with_numpy_keywords(a, b, out, keywords, run):
 
 
 def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", threads=None,
-                   backing="file", inputs="shared", rows_per_step=0, retries=0, fsync=False,
-                   timeout=None):
+                   backing="file", inputs="shared", rows_per_step=0, memory=0, retries=0,
+                   fsync=False, timeout=None):
     """``shmgemm multiply`` as a function: C = np.matmul(A, B) from .npy files to a .npy file.
 
     The files are mapped, not read: workers compute straight from A's and B's pages into the
     output's, which replaces ``out_path`` only when complete. Options as the command line's
-    (``rows_per_step=0``: only when A, B and C do not fit in memory). Returns the report (a
+    (``rows_per_step=0``: only when A, B and C do not fit in memory; ``memory``: the bytes the
+    product may keep resident, 0 for the memory available less an eighth: B in column panels or
+    A and B in slabs along k when they do not fit, docs/memory.md). Returns the report (a
     dict, the CLI's ``--json`` keys). A missing or unreadable file raises the builtin class
     (``FileNotFoundError``, ``PermissionError``, with ``errno`` and ``filename``), as ``np.load``
     and ``np.save`` do; each is also a ``shmgemm.FileError``.
@@ -572,6 +574,7 @@ def multiply_files(a_path, b_path, out_path, *, workers="auto", launch="auto", t
                                backing=_choice(backing, "backing", ("file", "shm")),
                                copy_inputs=(inputs == "copy"),
                                rows_per_step=_whole(rows_per_step, "rows_per_step", 0),
+                               memory=_whole(memory, "memory", 0),
                                retries=_whole(retries, "retries", 0, 100),
                                fsync=_flag(fsync, "fsync"), timeout=_timeout(timeout))
     return _report_dict(_remember(rep))

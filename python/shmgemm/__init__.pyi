@@ -45,7 +45,8 @@ def multiply_files(a_path: str | PathLike[str], b_path: str | PathLike[str],
                    out_path: str | PathLike[str], *, workers: int | Literal["auto"] = ...,
                    launch: Launch = ..., threads: int | None = ...,
                    backing: Literal["file", "shm"] = ..., inputs: Literal["shared", "copy"] = ...,
-                   rows_per_step: int = ..., retries: int = ..., fsync: bool = ...,
+                   rows_per_step: int = ..., memory: int = ...,
+                   retries: int = ..., fsync: bool = ...,
                    timeout: float | None = ...) -> Report: ...
 def last_report() -> Report | None: ...
 @overload

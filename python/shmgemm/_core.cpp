@@ -715,8 +715,8 @@ PYBIND11_MODULE(_core, m) {
       "multiply_files",
       [](const std::string& a, const std::string& b, const std::string& out, unsigned workers,
          const std::string& launch, unsigned threads, bool in_process, const std::string& backing,
-         bool copy_inputs, std::uint64_t rows_per_step, unsigned retries, bool fsync,
-         double timeout) {
+         bool copy_inputs, std::uint64_t rows_per_step, std::uint64_t memory, unsigned retries,
+         bool fsync, double timeout) {
         shmgemm::FileOptions o = options_of(workers, launch, threads, in_process, false, timeout);
         if (backing == "shm")
           o.backing = shmgemm::Backing::shm;
@@ -724,6 +724,7 @@ PYBIND11_MODULE(_core, m) {
           throw py::value_error("backing: '" + backing + "' is neither 'file' nor 'shm'");
         o.copy_inputs = copy_inputs;
         o.rows_per_step = rows_per_step;
+        o.memory = memory;
         o.retries = retries;
         o.fsync = fsync;
         // (the files' sizes are not known here: on a thread of its own)
@@ -734,7 +735,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("backing") = "file", py::arg("copy_inputs") = false, py::arg("rows_per_step") = 0,
-      py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
+      py::arg("memory") = 0, py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
 
   // in_caller(f, a, b, out): f(a, b, out) (f(a, b) when out is None), OpenBLAS's calls in it
   // marked as this thread's (in_caller above); a plain C function: pybind11's dispatch would

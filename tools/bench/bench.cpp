@@ -78,6 +78,9 @@ struct BenchArgs {
   bool mpi = false;
   std::uint64_t mpi_size = 4000;
   int ranks = 2;
+  std::string hostfile;
+  bool out_of_core = false;
+  OutOfCoreBenchArgs ooc;
 };
 
 // A variant's plan, from its --json ("2 fork x 1", "in process x 2"), to tell noise from a
@@ -130,7 +133,15 @@ int run_limit(const BenchArgs& args) {
 
 int run_bench(const BenchArgs& args) {
   if (!args.limit.empty()) return run_limit(args);
-  if (args.mpi) return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json);
+  if (args.mpi)
+    return run_mpi_bench(args.mpi_size, args.ranks, args.rounds, args.json, args.hostfile);
+  if (args.out_of_core) {
+    OutOfCoreBenchArgs ooc = args.ooc;
+    ooc.rounds = args.rounds;
+    ooc.json = args.json;
+    ooc.peers_dir = args.peers_dir;
+    return run_out_of_core_bench(ooc);
+  }
   if (args.matmul)
     return run_matmul_bench(args.cases, args.rounds, peers_folder(args.peers_dir), args.json);
   std::vector<Shape> shapes;
@@ -393,6 +404,31 @@ void add_bench(CLI::App& app, Action& action) {
       ->capture_default_str();
   cmd->add_option("--ranks", args->ranks, "with --mpi: MPI ranks")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--hostfile", args->hostfile,
+                  "with --mpi: mpirun's hostfile, the ranks placed on its nodes (Open MPI's "
+                  "settings for them from the environment, as a user sets them)")
+      ->check(CLI::ExistingFile)
+      ->option_text("FILE");
+  cmd->add_flag("--out-of-core", args->out_of_core,
+                "instead: one float64 product larger than a memory cgroup (root), shmgemm "
+                "against dask.array over the memory-mapped files and a numpy loop over slabs of "
+                "k, each run in the cgroup with A and B dropped from the page cache first: "
+                "seconds, the cgroup's peak, the disk's time for what shmgemm reads");
+  cmd->add_option("--out-of-core-shape", args->ooc.shape,
+                  "with --out-of-core: MxKxN of the product")
+      ->capture_default_str();
+  cmd->add_option("--cgroup-memory", args->ooc.limit,
+                  "with --out-of-core: the memory cgroup's limit (512M, 2G...)")
+      ->transform(CLI::AsSizeValue(false))
+      ->default_str("512M");
+  cmd->add_option("--dir", args->ooc.dir,
+                  "with --out-of-core: where the operands are written (a disk, not memory)")
+      ->capture_default_str();
+  cmd->add_option("--peer-timeout", args->ooc.peer_timeout,
+                  "with --out-of-core: seconds after which a run is stopped and reported as not "
+                  "finished")
+      ->check(CLI::Range(1.0, 86400.0))
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print the results as one JSON object");
   // How bench measures its limit row, in a process of its own: not for users.

@@ -65,10 +65,11 @@ std::pair<double, double> monitored_bytes(const fs::path& dir, const std::vector
 
 }  // namespace
 
-int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
+int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json,
+                  const std::string& hostfile) {
   const std::string self = self_executable();
   const fs::path bin = fs::path(self).parent_path();
-  const std::vector<std::string> launch = mpirun_command(unsigned(ranks), "", "bench --mpi");
+  const std::vector<std::string> launch = mpirun_command(unsigned(ranks), hostfile, "bench --mpi");
   for (const fs::path& p : {fs::path(launch[0]), bin / "shmgemm-mpi", bin / "shmgemm-pdgemm"})
     if (::access(p.c_str(), X_OK) != 0)
       throw Error(ErrorCode::unsupported,
@@ -204,6 +205,7 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
   if (json) {
     fmt::print("{}\n", nlohmann::json{{"size", size},
                                       {"ranks", ranks},
+                                      {"hostfile", hostfile},
                                       {"rounds", rounds},
                                       {"abc_mib", floor_mib},
                                       {"results", rows}}
@@ -211,14 +213,17 @@ int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json) {
     return 0;
   }
   fmt::print(
-      "{0}x{0} float64, {1} ranks, one machine ({2} cores); median of {3} rounds in a shuffled "
-      "order. Job seconds as each program reports them (after MPI_Init: read A and B, multiply, "
+      "{0}x{0} float64, {1} ranks, {5}; median of {3} rounds in a shuffled order. Job seconds as "
+      "each program reports them (after MPI_Init: read A and B, multiply, "
       "write C); wall includes mpirun. Peak PSS: summed over every process of the run, mpirun "
       "included, sampled every 2 ms in one more run of each (A+B+C = {4:.1f} MiB). Bytes between "
       "nodes: computed from the decomposition, and "
       "measured by Open MPI's pml monitoring (ranks of different nodes; pdgemm's ranks counted "
       "as nodes of their own).\n\n",
-      size, ranks, available_cores(), rounds, floor_mib);
+      size, ranks, available_cores(), rounds, floor_mib,
+      hostfile.empty()
+          ? fmt::format("one machine ({} cores)", available_cores())
+          : fmt::format("the nodes of {} (this machine: {} cores)", hostfile, available_cores()));
   fmt::print(
       "| variant | job s | GFLOP/s | vs engine | product s | wall s | peak PSS MiB | between "
       "nodes, computed MiB | measured MiB | all rank-to-rank MiB | max abs diff |\n"

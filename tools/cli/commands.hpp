@@ -124,8 +124,24 @@ int run_matmul_bench(const std::string& names, int rounds, const std::filesystem
                      bool json);
 
 // `shmgemm bench --mpi`: shmgemm-mpi against ScaLAPACK's pdgemm and the single-machine engine
-// on size x size float64 matrices with `ranks` ranks.
-int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json);
+// on size x size float64 matrices with `ranks` ranks, on the nodes of `hostfile` (empty: this
+// machine).
+int run_mpi_bench(std::uint64_t size, int ranks, int rounds, bool json,
+                  const std::string& hostfile);
+
+// `shmgemm bench --out-of-core`: one float64 product larger than a memory cgroup, shmgemm
+// against dask.array and a numpy loop over slabs (peer scripts in `peers_dir`), each in a cgroup
+// of `limit` bytes (root), the operands in a folder under `dir` (on its disk).
+struct OutOfCoreBenchArgs {
+  std::string shape = "1024x196608x1024";
+  std::uint64_t limit = std::uint64_t{512} << 20;
+  int rounds = 3;
+  std::string dir = ".";
+  std::string peers_dir;
+  double peer_timeout = 300;
+  bool json = false;
+};
+int run_out_of_core_bench(const OutOfCoreBenchArgs& args);
 
 // Largest |x - y| over the elements of two float or complex arrays of one dtype and shape (real
 // and imaginary parts alike); the largest |y| in *largest_y when given.

@@ -613,6 +613,9 @@ TEST_CASE("the command line's conventions: --version, help, suggestions, exit st
         "--hostfile: only with --launch mpi");
   usage({"multiply", a, b, "-o", c, "--backing", "shm", "--rows-per-step", "10"},
         "--rows-per-step");
+  usage({"multiply", a, b, "-o", c, "--backing", "shm", "--memory", "1G"},
+        "--memory: out of core needs --backing file");
+  usage({"multiply", a, b, "-o", c, "--memory", "lots"}, "--memory");
   usage({"multiply", a, b, "-o", c, "--workers", "0"}, "--workers");
   usage({"multiply", a, b, "-o", c, "--workers", "AUTO"}, "neither auto nor a whole number");
   usage({"multiply", a, b, "-o", c, "--retries", "200"}, "'200' is not a whole number from 0");

@@ -735,7 +735,8 @@ PYBIND11_MODULE(_core, m) {
       py::arg("a"), py::arg("b"), py::arg("out"), py::arg("workers") = 0,
       py::arg("launch") = "auto", py::arg("threads") = 0, py::arg("in_process") = false,
       py::arg("backing") = "file", py::arg("copy_inputs") = false, py::arg("rows_per_step") = 0,
-      py::arg("memory") = 0, py::arg("retries") = 0, py::arg("fsync") = false, py::arg("timeout") = 0.0);
+      py::arg("memory") = 0, py::arg("retries") = 0, py::arg("fsync") = false,
+      py::arg("timeout") = 0.0);
 
   // in_caller(f, a, b, out): f(a, b, out) (f(a, b) when out is None), OpenBLAS's calls in it
   // marked as this thread's (in_caller above); a plain C function: pybind11's dispatch would

@@ -378,6 +378,11 @@ def test_multiply_files(tmp_path):
     assert rep["workers"] == 2 and rep["backing"] == "shm"
     with pytest.raises(shmgemm.FileError, match="missing.npy"):
         shmgemm.multiply_files(tmp_path / "missing.npy", tmp_path / "b.npy", tmp_path / "c.npy")
+    # A memory budget no plan fits: refused before anything is written.
+    with pytest.raises(shmgemm.ResourceError, match="memory: 0 MiB is too little"):
+        shmgemm.multiply_files(tmp_path / "a.npy", tmp_path / "b.npy", tmp_path / "d.npy",
+                               memory=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy", "c.npy"]
 
 
 def test_reports():

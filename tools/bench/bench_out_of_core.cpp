@@ -20,6 +20,7 @@
 #include "shmgemm/error.hpp"
 #include "tools/bench/measure.hpp"
 #include "tools/cli/commands.hpp"
+#include "tools/cli/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 
@@ -79,15 +80,8 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
   const auto [m, k, n] = parse_product_shape(args.shape, "--shape");
   const fs::path peers = peers_folder(args.peers_dir) / "out_of_core.py";
   // On the disk of --dir: a folder in /tmp could be memory itself.
-  const fs::path dir = fs::absolute(args.dir) / fmt::format(".shmgemm-bench-ooc-{}", ::getpid());
-  fs::create_directories(dir);
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      std::error_code ec;
-      fs::remove_all(dir, ec);
-    }
-  } cleanup{dir};
+  const TempDir tmp("shmgemm-bench-ooc", fs::absolute(args.dir));
+  const fs::path& dir = tmp.path();
   const fs::path a = dir / "A.npy", b = dir / "B.npy";
   write_random_npy(a, DType::float64, {m, k}, 1);
   write_random_npy(b, DType::float64, {k, n}, 2);

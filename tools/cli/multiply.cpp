@@ -150,9 +150,8 @@ int supervise_mpirun(const std::vector<std::string>& argv) {
 
 // --launch mpi: runs `mpirun -n W shmgemm-mpi multiply ...` and answers for it.
 int run_multiply_mpi(const MultiplyArgs& args) {
-  for (const char* option :
-       {"--backing", "--inputs", "--rows-per-step", "--memory", "--retries", "--in-process",
-        "--fsync"})
+  for (const char* option : {"--backing", "--inputs", "--rows-per-step", "--memory", "--retries",
+                             "--in-process", "--fsync"})
     if (args.cmd->count(option) > 0)
       throw Error::bad_option(
           "--launch mpi",

@@ -13,12 +13,15 @@
 
 namespace shmgemm::cli {
 
-TempDir::TempDir(std::string_view prefix) {
+TempDir::TempDir(std::string_view prefix, const std::filesystem::path& parent) {
   const char* base = std::getenv("TMPDIR");
   // The pid and PID namespace in the name: `shmgemm gc` removes the folder of a process that
   // was killed before it could (SIGKILL).
-  std::string templ =
-      fmt::format("{}/{}-{}-XXXXXX", base && *base ? base : "/tmp", prefix, maker_tag(::getpid()));
+  std::string templ = fmt::format("{}/{}-{}-XXXXXX",
+                                  !parent.empty() ? parent.string()
+                                  : base && *base ? std::string(base)
+                                                  : std::string("/tmp"),
+                                  prefix, maker_tag(::getpid()));
   if (::mkdtemp(templ.data()) == nullptr)
     throw Error(ErrorCode::resource, fmt::format("cannot create a temporary folder {}: {}", templ,
                                                  std::strerror(errno)));

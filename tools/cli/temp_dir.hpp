@@ -8,8 +8,9 @@ namespace shmgemm::cli {
 
 class TempDir {
  public:
-  // Creates $TMPDIR (or /tmp)/<prefix>-XXXXXX. Throws Error(resource).
-  explicit TempDir(std::string_view prefix);
+  // Creates $TMPDIR (or /tmp)/<prefix>-XXXXXX, or in `parent` when given. Throws
+  // Error(resource).
+  explicit TempDir(std::string_view prefix, const std::filesystem::path& parent = {});
   ~TempDir();
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;

@@ -200,7 +200,7 @@ struct SHMGEMM_API Report {
   std::uint64_t memory_budget = 0;        // when streaming: the bytes it kept within
   std::uint64_t panel_columns = 0;        // out of core: B's columns per panel; 0: B whole
   std::uint64_t panels = 0;               // out of core: B's panels (A read once for each)
-  std::uint64_t slab_depth = 0;  // out of core, C in memory: A and B read once in slabs this deep
+  std::uint64_t slab_depth = 0;           // out of core: A and B read once, slabs this deep
   std::uint64_t prepared_bytes = 0;       // B converted once (dtype or integer limbs), shared
   unsigned limb_products = 0;             // integers: dgemm calls per product; 0: not integers
   bool automatic = false;                 // the plan was chosen by the cost model

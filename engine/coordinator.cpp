@@ -108,39 +108,9 @@ Report legacy::multiply_files_all(const std::filesystem::path& a_path,
   const std::uint64_t budget = detail::memory_budget(options);
   const std::uint64_t bytes =
       a.header().data_bytes + b.header().data_bytes + out.header().data_bytes;
-  if (options.backing == Backing::file && bytes > budget && detail::panels_apply(p)) {
-    const unsigned threads =
-        options.threads_per_worker != 0
-            ? std::min(options.threads_per_worker * std::max(1u, options.workers),
-                       max_threads_per_worker())
-            : std::min(available_cores(), max_threads_per_worker());
-    const detail::PanelPlan panels =
-        detail::plan_panels(p, budget, threads, options.rows_per_step,
-                            options.memory != 0 ? "Options::memory" : "the memory available");
-    if (panels.panels > 1 || panels.slab_depth != 0) {
-      report.in_process = true;
-      report.threads_per_worker = panels.threads;
-      report.rows_per_step = panels.rows_per_step;
-      report.memory_budget = budget;
-      report.panel_columns = panels.panel_columns;
-      report.panels = panels.panels;
-      report.slab_depth = panels.slab_depth;
-      report.plan_reason =
-          panels.slab_depth != 0
-              ? fmt::format(
-                    "out of core: A and B read once, in slabs of {} along k, C summed in "
-                    "memory, within {} bytes",
-                    panels.slab_depth, budget)
-              : fmt::format(
-                    "out of core: B in {} panels of {} columns, A streamed {} rows at a "
-                    "time, within {} bytes",
-                    panels.panels, panels.panel_columns, panels.rows_per_step, budget);
-      const auto compute_start = std::chrono::steady_clock::now();
-      detail::multiply_panels(p, a, b, out, panels, options.stop);
-      report.compute_seconds = seconds_since(compute_start);
-      return finish();
-    }
-  }
+  if (options.backing == Backing::file && bytes > budget &&
+      detail::multiply_out_of_core(p, a, b, out, options, budget, report))
+    return finish();
   Options run_options = options;
   run_options.rows_per_step =
       detail::streaming_rows(options, options.backing == Backing::file && bytes > budget);

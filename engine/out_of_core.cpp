@@ -6,11 +6,13 @@
 #include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 #include <type_traits>
 
+#include "common/clock.hpp"
 #include "common/fd.hpp"
 #include "common/segment.hpp"
 #include "engine/interrupt.hpp"
@@ -143,6 +145,7 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
   const std::uint64_t held = fixed + 2 * c_bytes, least_depth = std::min<std::uint64_t>(k, 256);
   const std::uint64_t depth = budget > held ? std::min(k, (budget - held) / per_k) : 0;
   if (depth >= least_depth) {
+    plan.panels_instead = columns > 0 ? (n + columns - 1) / columns : 0;
     const std::uint64_t slabs = (k + depth - 1) / depth;
     plan.slab_depth = (k + slabs - 1) / slabs;
     plan.panel_columns = n;
@@ -312,8 +315,22 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
     };
   };
   auto load_direct = [&](Columns cols) {
-    if (b_rows) {
-      pass_over_b(k, n * ib, 0, k, copy_rows(cols, panel.get()));
+    if (b_rows) {  // the panel's piece of each row (wide: packing would not read less)
+      const std::uint64_t piece = cols.width() * ib;
+      const std::uint64_t per_chunk = std::max<std::uint64_t>(1, kReadChunkBytes / piece);
+      auto prefetch = [&](std::uint64_t first) {
+        for (std::uint64_t r = first; r < std::min(k, first + per_chunk); ++r)
+          b.prefetch((r * n + cols.begin) * ib, piece);
+      };
+      prefetch(0);
+      for (std::uint64_t r0 = 0; r0 < k; r0 += per_chunk) {
+        throw_if_interrupted();
+        prefetch(r0 + per_chunk);
+        for (std::uint64_t r = r0; r < std::min(k, r0 + per_chunk); ++r) {
+          b.read((r * n + cols.begin) * ib, piece, panel.get() + r * piece);
+          b.evict((r * n + cols.begin) * ib, piece);
+        }
+      }
     } else {  // Fortran order: the panel's columns are one piece of the file
       b.read(cols.begin * k * ib, cols.width() * k * ib, panel.get());
       b.evict(cols.begin * k * ib, cols.width() * k * ib);
@@ -384,6 +401,45 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
       if (!plan.c_resident) out.write_back(i0 * n * ic, rows * n * ic);
     }
   }
+}
+
+bool multiply_out_of_core(const Product& p, const NpyMapping& a, const NpyMapping& b,
+                          const NpyOutput& out, const Options& options, std::uint64_t budget,
+                          Report& report) {
+  if (!panels_apply(p)) return false;
+  const unsigned threads =
+      options.threads_per_worker != 0
+          ? std::min(options.threads_per_worker * std::max(1u, options.workers),
+                     max_threads_per_worker())
+          : std::min(available_cores(), max_threads_per_worker());
+  const PanelPlan plan =
+      plan_panels(p, budget, threads, options.rows_per_step,
+                  options.memory != 0 ? "Options::memory" : "the memory available");
+  if (plan.panels == 1 && plan.slab_depth == 0) return false;
+  report.in_process = true;
+  report.threads_per_worker = plan.threads;
+  report.rows_per_step = plan.rows_per_step;
+  report.memory_budget = budget;
+  report.panel_columns = plan.panel_columns;
+  report.panels = plan.panels;
+  report.slab_depth = plan.slab_depth;
+  report.plan_reason =
+      plan.slab_depth != 0
+          ? fmt::format(
+                "out of core: A and B read once, in slabs of {} along k, C summed in "
+                "memory, within {} bytes{}",
+                plan.slab_depth, budget,
+                plan.panels_instead > 1
+                    ? fmt::format(" (B in column panels: A read {} times)", plan.panels_instead)
+                    : std::string())
+          : fmt::format(
+                "out of core: B in {} panels of {} columns, A streamed {} rows at a "
+                "time, within {} bytes",
+                plan.panels, plan.panel_columns, plan.rows_per_step, budget);
+  const auto start = std::chrono::steady_clock::now();
+  multiply_panels(p, a, b, out, plan, options.stop);
+  report.compute_seconds = seconds_since(start);
+  return true;
 }
 
 }  // namespace shmgemm::detail

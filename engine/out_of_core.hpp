@@ -29,6 +29,7 @@ struct PanelPlan {
   // When C fits and B does not: A and B read once, in slabs of this many of A's columns and B's
   // rows, C = the sum of the slabs' products, held in memory (panels 1). 0: no slabs.
   std::uint64_t slab_depth = 0;
+  std::uint64_t panels_instead = 0;  // with slabs: the panels B would have needed (A read as often)
 };
 
 // The bytes a call may keep resident: options.memory, or the memory available (MemAvailable,
@@ -49,5 +50,12 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
 // OpenBLAS threads. Checks for interrupts, the deadline and `stop` between steps.
 void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
                      const NpyOutput& out, const PanelPlan& plan, std::stop_token stop);
+
+// The out-of-core plan of `p` when B does not fit beside a step of rows within `budget`:
+// computes C into `out` (slabs or panels), fills the report's figures and returns true; false
+// (nothing done) when the row streaming serves or the product is not two matrices.
+bool multiply_out_of_core(const Product& p, const NpyMapping& a, const NpyMapping& b,
+                          const NpyOutput& out, const Options& options, std::uint64_t budget,
+                          Report& report);
 
 }  // namespace shmgemm::detail

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <initializer_list>
+#include <numeric>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -144,7 +145,8 @@ std::string duration_string(double seconds) {
   return fmt::format("{:.3g} s", seconds);
 }
 
-WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights) {
+WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights,
+                     std::size_t kernel_rows) {
   WorkSplit split;
   const std::size_t parts = weights.size();
   const std::uint64_t batch = std::max<std::uint64_t>(p.batch, 1);
@@ -153,7 +155,9 @@ WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights) {
     split.block_factor = product_rows;
   else
     split.block_factor =
-        plan_row_split(p.m, parts, cache_line_rows(p.n, p.c_item ? p.c_item : item_size(p.dtype)))
+        plan_row_split(
+            p.m, parts,
+            std::lcm(cache_line_rows(p.n, p.c_item ? p.c_item : item_size(p.dtype)), kernel_rows))
             .block_factor;
   const bool equal =
       std::all_of(weights.begin(), weights.end(), [&](unsigned w) { return w == weights.front(); });

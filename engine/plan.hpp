@@ -54,7 +54,11 @@ struct WorkSplit {
   std::size_t block_factor = 1;
   std::vector<RowRange> rows;  // one per part
 };
-WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights);
+// `kernel_rows`: boundaries also at multiples of it (where every part can get a unit): 32
+// puts them where OpenBLAS's kernels start a tile of rows in one call over all of A's rows
+// (their tiles are 2 to 32 rows), so that each row comes out with the same bits as there.
+WorkSplit split_work(const ProductShape& p, std::span<const unsigned> weights,
+                     std::size_t kernel_rows = 1);
 // Equal parts: min(parts, p.m) of them.
 WorkSplit split_work(const ProductShape& p, std::size_t parts);
 

@@ -237,7 +237,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
     weights[std::size_t(i)] = options.threads > 0 ? options.threads : topo.cores[std::size_t(i)];
   const detail::WorkSplit split =
       detail::split_work({total_rows, r.base.k, r.base.n, c.dtype, c.shape.batch, c_item},
-                         std::span<const unsigned>(weights));
+                         std::span<const unsigned>(weights), /*kernel_rows=*/96);
   const Calibration calibration =
       total_rows * r.base.n * r.base.k > 0 ? load_calibration() : Calibration{};
   r.base.calibration = calibration.source;
@@ -366,6 +366,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // (Fortran order, whose rows are strided, or --a-from read). A stack is always mapped: a
   // rank's rows may span several of its matrices, at their strides.
   heartbeat.step("reading A");
+  temp.note_lock_file();  // (Open MPI may create it after the open)
   t = Clock::now();
   const std::uint64_t rows = mine.rows.size();
   const std::uint64_t a_bytes = rows * r.base.k * a_item;
@@ -402,6 +403,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // The product of this rank's rows: into the mapped output on one node, else into this rank's
   // memory, written below.
   heartbeat.step("computing");
+  temp.note_lock_file();
   t = Clock::now();
   const std::uint64_t c_bytes = rows * width * c_item;
   std::unique_ptr<std::byte[]> c_block;
@@ -462,6 +464,7 @@ MpiReport multiply_mpi(const Topology& topo, const std::filesystem::path& a_path
   // C: the header by rank 0, and every rank's rows at their offset, collectively (unless they
   // are in place already).
   heartbeat.step("writing C");
+  temp.note_lock_file();
   t = Clock::now();
   on_all_ranks(MPI_COMM_WORLD, [&] {
     if (topo.rank == 0) {

@@ -37,7 +37,7 @@ TempOutput::~TempOutput() {
 }
 
 void TempOutput::note_lock_file() {
-  if (!owner_) return;
+  if (!owner_ || g_temp_lock[0] != '\0') return;
   const std::filesystem::path temp(path_);
   const std::string prefix = temp.filename().string() + "-";
   std::error_code ec;

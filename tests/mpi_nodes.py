@@ -287,7 +287,11 @@ def cases(cluster, cli, work, fail):
          rng.standard_normal((1000, 1000)), ["--memory-per-rank", "3M"], [1, 6])
     r = cluster.mpirun(even, [f"{work}/float64-A.npy", f"{work}/float64-B.npy", "-o",
                               f"{work}/never.npy", "--memory-per-rank", "100K"])
-    fail.check(r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and
+    # (mpirun's own warning when a daemon it starts has already changed its process group:
+    # Open MPI's, not the job's.)
+    lines = [line for line in r.stderr.strip().splitlines()
+             if "plm:rsh: Warning: setpgid" not in line]
+    fail.check(r.returncode != 0 and len(lines) == 1 and
                "--memory-per-rank 100 KiB: too little" in r.stderr and
                not os.path.exists(f"{work}/never.npy"),
                f"--memory-per-rank too small: exit {r.returncode}: {r.stderr!r}")

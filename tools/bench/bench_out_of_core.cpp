@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 
+#include "common/fd.hpp"
 #include "common/memory_cgroup.hpp"
 #include "common/npy_file.hpp"
 #include "shmgemm/error.hpp"
@@ -29,27 +30,27 @@ namespace {
 
 // Drops a file's pages from the page cache: the next run reads it from the disk.
 void drop_file_cache(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fdatasync(fd);
-  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
+  const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return;
+  ::fdatasync(fd.get());
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
 }
 
 // The disk's speed: `path` read once from the disk, 16 MiB at a time, in bytes a second; with
 // `cold` false, read from wherever it is (the page cache), and left there.
 double disk_read_speed(const fs::path& path, bool cold = true) {
   if (cold) drop_file_cache(path);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error(ErrorCode::resource, fmt::format("{}: cannot open", path.string()));
-  std::vector<char> buffer(16 << 20);
   std::uint64_t total = 0;
   const auto start = std::chrono::steady_clock::now();
-  for (ssize_t got; (got = ::read(fd, buffer.data(), buffer.size())) > 0;)
-    total += std::uint64_t(got);
+  {
+    const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw Error(ErrorCode::resource, fmt::format("{}: cannot open", path.string()));
+    std::vector<char> buffer(16 << 20);
+    for (ssize_t got; (got = ::read(fd.get(), buffer.data(), buffer.size())) > 0;)
+      total += std::uint64_t(got);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ::close(fd);
   if (cold) drop_file_cache(path);
   return double(total) / seconds;
 }
@@ -137,9 +138,9 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
       argv.insert(argv.end(), v.argv.begin(), v.argv.end());
       argv.push_back(c.string());
       const Measured r = run_measured(argv, 0);
-      std::error_code ec;
-      fs::remove(c, ec);
       if (r.status != 0) {
+        std::error_code ec;
+        fs::remove(c, ec);
         o.failed = r.status == 124 || r.status == 128 + 9
                        ? fmt::format("did not finish in {} s (the limit reached {} times)",
                                      args.peer_timeout, group ? group->failures() : 0)
@@ -175,6 +176,11 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
       row["limit_reached"] = median_or_nan(o.failures);
     }
     if (!o.failed.empty()) row["failed"] = o.failed;
+    // Its last C against shmgemm's (within the cgroup).
+    const fs::path c = dir / fmt::format("C{}.npy", &v - variants.data());
+    if (!o.seconds.empty() && fs::exists(c) && fs::exists(dir / "C0.npy"))
+      row["max_abs_diff_vs_shmgemm"] =
+          max_abs_diff(NpyMapping::open(c), NpyMapping::open(dir / "C0.npy"));
     results.push_back(row);
   }
   const nlohmann::json out = {
@@ -198,11 +204,11 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
   fmt::print("the disk reads {:.2f} GB/s: shmgemm's {:.2f} GiB take {:.2f} s of reading alone\n\n",
              speed / 1e9, read / 1073741824.0, read / speed);
   fmt::print(
-      "| variant | seconds | × shmgemm | peak MiB | limit reached | note "
-      "|\n|---|---|---|---|---|---|\n");
+      "| variant | seconds | × shmgemm | peak MiB | limit reached | max abs diff | note "
+      "|\n|---|---|---|---|---|---|---|\n");
   for (const auto& row : results) {
     const bool ran = row["runs"].get<std::size_t>() > 0;
-    fmt::print("| {} | {} | {} | {} | {} | {} |\n", row["variant"].get<std::string>(),
+    fmt::print("| {} | {} | {} | {} | {} | {} | {} |\n", row["variant"].get<std::string>(),
                ran ? fmt::format("{:.2f}", row["seconds"].get<double>()) : "-",
                ran ? fmt::format("{:.2f}", row["ratio_to_shmgemm"].get<double>()) : "-",
                row.contains("peak_mib") && ran
@@ -210,6 +216,9 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
                    : "-",
                row.contains("limit_reached") && ran
                    ? fmt::format("{:.0f}", row["limit_reached"].get<double>())
+                   : "-",
+               row.contains("max_abs_diff_vs_shmgemm")
+                   ? fmt::format("{:.1e}", row["max_abs_diff_vs_shmgemm"].get<double>())
                    : "-",
                row.value("failed", row["limited"].get<bool>() ? "" : "no memory limit"));
   }

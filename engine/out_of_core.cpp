@@ -133,10 +133,19 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
   plan.rows_per_step =
       rows != 0 ? rows : std::clamp<std::uint64_t>(std::min(kStepBytes, budget / 16) / a_row, 1, m);
   plan.rows_per_step = std::min(plan.rows_per_step, std::max<std::uint64_t>(m, 1));
-  const std::uint64_t steps = plan.rows_per_step * (2 * a_row + c_row);
   plan.c_resident = c_bytes <= budget / 8;
-  const std::uint64_t taken = fixed + steps + (plan.c_resident ? c_bytes : 0) + 2 * kReadChunkBytes;
-  const std::uint64_t columns = budget > taken ? (budget - taken) / b_column : 0;
+  // Besides B's panel: the steps of `r` rows, C when it stays, the chunks read from the disk.
+  const std::uint64_t held_besides = fixed + (plan.c_resident ? c_bytes : 0) + 2 * kReadChunkBytes;
+  auto columns_for = [&](std::uint64_t r) {
+    const std::uint64_t taken = held_besides + r * (2 * a_row + c_row);
+    return budget > taken ? (budget - taken) / b_column : 0;
+  };
+  // Steps of A take at most a quarter of what is left for B's panel and A's steps: the panel's
+  // width decides how often A is read, the steps only how long each OpenBLAS call is.
+  if (rows == 0 && budget > held_besides)
+    plan.rows_per_step = std::clamp<std::uint64_t>(
+        (budget - held_besides) / 4 / (2 * a_row + c_row), 1, plan.rows_per_step);
+  std::uint64_t columns = columns_for(plan.rows_per_step);
   if (columns >= n) return plan;  // B fits whole: rows streamed past it
   // C and a sum of slabs in memory, a slab of A and of B read and the next read ahead: when
   // slabs deep enough for OpenBLAS fit, A and B are read once instead of A once per panel.
@@ -153,14 +162,24 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
     plan.c_resident = true;
     return plan;
   }
+  if (columns == 0 && rows == 0 && budget > held_besides + b_column) {
+    // Fewer rows a step, as many as leave room for one column of B.
+    plan.rows_per_step =
+        std::min(plan.rows_per_step, (budget - held_besides - b_column) / (2 * a_row + c_row));
+    if (plan.rows_per_step > 0) columns = columns_for(plan.rows_per_step);
+  }
   if (columns == 0) {
-    const std::uint64_t least = std::min(
-        fixed + (2 * a_row + c_row) + b_column + 2 * kReadChunkBytes, held + per_k * least_depth);
+    const std::uint64_t step_rows = rows != 0 ? rows : 1;
+    const std::uint64_t least = std::min(held_besides + step_rows * (2 * a_row + c_row) + b_column,
+                                         held + per_k * least_depth);
     throw Error(ErrorCode::resource,
                 fmt::format("{}: {} is too little for this product out of core: it needs at "
-                            "least {} (one row of A and of C and one column of B, or C twice and "
+                            "least {} ({} of A and of C and one column of B, or C twice and "
                             "slabs {} deep of A and B, besides the process's own buffers)",
-                            what, mib_string(budget), mib_string(least), least_depth));
+                            what, mib_string(budget), mib_string(least),
+                            rows != 0 ? fmt::format("--rows-per-step {} rows", rows)
+                                      : std::string("one row"),
+                            least_depth));
   }
   plan.panels = (n + columns - 1) / columns;
   plan.panel_columns = (n + plan.panels - 1) / plan.panels;

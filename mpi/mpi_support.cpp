@@ -1,5 +1,7 @@
 #include "mpi/mpi_support.hpp"
 
+#include <stdlib.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -48,6 +50,12 @@ void check(int rc, std::string_view what, ErrorCode code) {
 
 Session::Session(int& argc, char**& argv) {
   int provided = 0;
+  // Open MPI's collective writer (ompio's fcoll vulcan) may write asynchronously, and ompio's
+  // progress function walks its list of such requests without a lock: called at once from the
+  // heartbeat's MPI calls and from a write's wait, a rank crashed (SIGSEGV in
+  // mca_common_ompio_progress). Synchronous writes leave that list empty. A user's own setting
+  // stands.
+  ::setenv("OMPI_MCA_fcoll_vulcan_async_io", "2", /*overwrite=*/0);
   // The main thread and the heartbeat's (mpi/heartbeat.hpp) call MPI; OpenBLAS's threads never
   // do.
   if (MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided) != MPI_SUCCESS)

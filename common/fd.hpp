@@ -3,7 +3,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <utility>
 
@@ -54,5 +57,30 @@ class Fd {
  private:
   int fd_ = -1;
 };
+
+// pread/pwrite of all `bytes` at `offset`, in calls of at most 1 GiB, retried on EINTR: 0 when
+// done, else the failing call's errno, or -1 when the file ended (pread) or took nothing
+// (pwrite) first.
+template <class Byte, class Call>
+int transfer_all(Call call, int fd, Byte* buffer, std::uint64_t offset, std::uint64_t bytes) {
+  while (bytes > 0) {
+    const ssize_t done = retry_eintr([&] {
+      return call(fd, buffer, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
+                  off_t(offset));
+    });
+    if (done < 0) return errno;
+    if (done == 0) return -1;
+    buffer += done;
+    offset += std::uint64_t(done);
+    bytes -= std::uint64_t(done);
+  }
+  return 0;
+}
+inline int pread_all(int fd, std::byte* to, std::uint64_t offset, std::uint64_t bytes) {
+  return transfer_all(::pread, fd, to, offset, bytes);
+}
+inline int pwrite_all(int fd, const std::byte* from, std::uint64_t offset, std::uint64_t bytes) {
+  return transfer_all(::pwrite, fd, from, offset, bytes);
+}
 
 }  // namespace shmgemm

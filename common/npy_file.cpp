@@ -165,19 +165,10 @@ void NpyMapping::prefetch(std::uint64_t offset, std::uint64_t bytes) const {
 }
 
 void NpyMapping::read(std::uint64_t offset, std::uint64_t bytes, std::byte* to) const {
-  std::uint64_t at = header_.data_offset + offset;
-  while (bytes > 0) {
-    const ssize_t got = retry_eintr([&] {
-      return ::pread(fd_.get(), to, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
-                     off_t(at));
-    });
-    if (got < 0) throw_errno(ErrorCode::resource, path_, "cannot read", errno);
-    if (got == 0)
-      throw Error(ErrorCode::bad_file, fmt::format("{}: cannot read: the file shrank", path_));
-    to += got;
-    at += std::uint64_t(got);
-    bytes -= std::uint64_t(got);
-  }
+  const int err = pread_all(fd_.get(), to, header_.data_offset + offset, bytes);
+  if (err > 0) throw_errno(ErrorCode::resource, path_, "cannot read", err);
+  if (err < 0)
+    throw Error(ErrorCode::bad_file, fmt::format("{}: cannot read: the file shrank", path_));
 }
 
 void NpyMapping::evict(std::uint64_t offset, std::uint64_t bytes) const {

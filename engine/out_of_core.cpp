@@ -46,36 +46,11 @@ bool c_order(const StackOperand& s) {
   return s.cols <= 1 || s.col_stride == 1;
 }
 
-// Reads [offset, offset + bytes) of `fd` into `to`, in pieces; throws Error naming `what`.
-void read_all(int fd, std::byte* to, std::uint64_t offset, std::uint64_t bytes,
-              const std::string& what) {
-  while (bytes > 0) {
-    const ssize_t got = retry_eintr([&] {
-      return ::pread(fd, to, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30), off_t(offset));
-    });
-    if (got <= 0)
-      throw Error(ErrorCode::resource,
-                  fmt::format("{}: cannot read: {}", what, got < 0 ? std::strerror(errno) : "EOF"));
-    to += got;
-    offset += std::uint64_t(got);
-    bytes -= std::uint64_t(got);
-  }
-}
-
-void write_all(int fd, const std::byte* from, std::uint64_t offset, std::uint64_t bytes,
-               const std::string& what) {
-  while (bytes > 0) {
-    const ssize_t put = retry_eintr([&] {
-      return ::pwrite(fd, from, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
-                      off_t(offset));
-    });
-    if (put <= 0)
-      throw Error(ErrorCode::resource, fmt::format("{}: cannot write: {}", what,
-                                                   put < 0 ? std::strerror(errno) : "no room"));
-    from += put;
-    offset += std::uint64_t(put);
-    bytes -= std::uint64_t(put);
-  }
+// The scratch file's reads and writes: `err` as pread_all / pwrite_all return it.
+void check_scratch(int err, const std::string& what, std::string_view action) {
+  if (err != 0)
+    throw Error(ErrorCode::resource, fmt::format("{}: cannot {}: {}", what, action,
+                                                 err > 0 ? std::strerror(err) : "end of file"));
 }
 
 // An unnamed file in `dir` (on the output's disk, not in memory): nothing to remove if the
@@ -94,6 +69,20 @@ Fd scratch_file(const std::filesystem::path& dir) {
   return fd;
 }
 
+// What multiply_panels does, within the budget.
+struct PanelPlan {
+  unsigned threads = 1;             // OpenBLAS threads in this process
+  std::uint64_t rows_per_step = 0;  // rows of A and C per step
+  std::uint64_t panel_columns = 0;  // B's columns per panel (the last may have fewer)
+  std::uint64_t panels = 1;         // 1: B fits whole beside a step of rows
+  bool packed = false;              // the panels are read from a scratch file B is packed into
+  bool c_resident = true;           // C stays in memory; else each step is written back
+  // When C fits and B does not: A and B read once, in slabs of this many of A's columns and B's
+  // rows, C = the sum of the slabs' products, held in memory (panels 1). 0: no slabs.
+  std::uint64_t slab_depth = 0;
+  std::uint64_t panels_instead = 0;  // with slabs: the panels B would have needed (A read as often)
+};
+
 // The panels' columns: [begin, end) of panel `i`.
 struct Columns {
   std::uint64_t begin = 0, end = 0;
@@ -103,19 +92,16 @@ Columns panel_columns(const PanelPlan& plan, std::uint64_t n, std::uint64_t i) {
   return {i * plan.panel_columns, std::min(n, (i + 1) * plan.panel_columns)};
 }
 
-}  // namespace
-
-std::uint64_t memory_budget(const Options& options) {
-  if (options.memory != 0) return options.memory;
-  const std::uint64_t available = memory_available();
-  return available - available / 8;
-}
-
+// Whether `p` can be taken in panels: two matrices (or a vector and a matrix) from files.
 bool panels_apply(const Product& p) {
   return p.shape.batch == 1 && p.shape.batch_shape.empty() && p.a.label.size() > 0 &&
          p.b.label.size() > 0;
 }
 
+// The plan of `p` within `budget` bytes, for at most `threads` OpenBLAS threads; `rows` the rows
+// per step when the caller chose them (0: from the budget). panels 1 without slabs: B fits whole
+// beside a step of rows. Throws Error(resource) naming `what` (the option, or "the memory
+// available") when nothing fits, with the least that would do.
 PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, std::uint64_t rows,
                       std::string_view what) {
   const std::uint64_t m = p.shape.m, k = p.shape.k, n = p.shape.n;
@@ -125,7 +111,6 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
   const std::uint64_t c_row = n * (item_size(p.result) + convert);
   const std::uint64_t c_bytes = m * n * item_size(p.result);
   PanelPlan plan;
-  plan.budget = budget;
   // OpenBLAS's buffers grow with its threads: no more than an eighth of the budget for them.
   plan.threads = unsigned(std::clamp<std::uint64_t>(budget / 8 / kThreadBytes, 1, threads));
   const std::uint64_t fixed = kProcessBytes + kThreadBytes * plan.threads;
@@ -187,8 +172,6 @@ PanelPlan plan_panels(const Product& p, std::uint64_t budget, unsigned threads, 
                 plan.panel_columns * item_size(p.b.dtype) < kWidePiece;
   return plan;
 }
-
-namespace {
 
 // A slab [k0, k0 + depth) of an operand along k, as pieces of its file: one piece for each of
 // A's rows (B's columns) when k runs along them, else one piece. `k_is_cols`: the operand is A.
@@ -282,8 +265,8 @@ void multiply_slabs(const Product& p, const NpyMapping& a, const NpyMapping& b,
   }
 }
 
-}  // namespace
-
+// C = A B into `out`, slab by slab or panel by panel, in this process with the plan's OpenBLAS
+// threads; interrupts, the deadline and `stop` are checked between steps.
 void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
                      const NpyOutput& out, const PanelPlan& plan, std::stop_token stop) {
   MatmulOptions here;
@@ -307,31 +290,10 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
                             : std::vector<std::int64_t>{item, kk * item});
   };
 
-  // B's file, a chunk of whole rows (C order) or columns (Fortran order) at a time, the next
-  // read ahead and each dropped once read: `take(first, count, at)` copies what it needs of the
-  // `count` rows or columns from `first`, found at `at`.
-  std::vector<std::byte> chunk;
-  auto pass_over_b = [&](std::uint64_t lines, std::uint64_t line_bytes, std::uint64_t first_line,
-                         std::uint64_t end_line, auto&& take) {
-    const std::uint64_t per_chunk = std::max<std::uint64_t>(1, kReadChunkBytes / line_bytes);
-    chunk.resize(std::min(per_chunk, end_line - first_line) * line_bytes);
-    b.prefetch(first_line * line_bytes, std::min(per_chunk, end_line - first_line) * line_bytes);
-    for (std::uint64_t l = first_line; l < end_line; l += per_chunk) {
-      throw_if_interrupted();
-      const std::uint64_t count = std::min(per_chunk, end_line - l);
-      b.read(l * line_bytes, count * line_bytes, chunk.data());
-      b.evict(l * line_bytes, count * line_bytes);
-      b.prefetch((l + count) * line_bytes,
-                 std::min(per_chunk, lines - std::min(lines, l + count)) * line_bytes);
-      take(l, count, chunk.data());
-    }
-  };
-  auto copy_rows = [&](Columns cols, std::byte* to) {
-    return [&, cols, to](std::uint64_t first, std::uint64_t count, const std::byte* at) {
-      for (std::uint64_t r = 0; r < count; ++r)
-        std::memcpy(to + (first + r) * cols.width() * ib, at + (r * n + cols.begin) * ib,
-                    cols.width() * ib);
-    };
+  // The panel's piece of `count` whole rows of B found at `at`, one after the other at `to`.
+  auto gather = [&](Columns cols, std::uint64_t count, const std::byte* at, std::byte* to) {
+    for (std::uint64_t r = 0; r < count; ++r)
+      std::memcpy(to + r * cols.width() * ib, at + (r * n + cols.begin) * ib, cols.width() * ib);
   };
   auto load_direct = [&](Columns cols) {
     if (b_rows) {  // the panel's piece of each row (wide: packing would not read less)
@@ -366,24 +328,29 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
   if (plan.packed) {
     const std::filesystem::path target(out.target());
     scratch = scratch_file(target.parent_path().empty() ? "." : target.parent_path());
-    std::vector<std::byte> staging;
-    pass_over_b(
-        k, n * ib, 0, k, [&](std::uint64_t first, std::uint64_t count, const std::byte* at) {
-          copy_rows(panel_columns(plan, n, 0), panel.get())(first, count, at);
-          for (std::uint64_t i = 1; i < plan.panels; ++i) {
-            const Columns cols = panel_columns(plan, n, i);
-            staging.resize(count * cols.width() * ib);
-            for (std::uint64_t r = 0; r < count; ++r)
-              std::memcpy(staging.data() + r * cols.width() * ib, at + (r * n + cols.begin) * ib,
-                          cols.width() * ib);
-            write_all(scratch.get(), staging.data(), scratch_offset(i) + first * cols.width() * ib,
-                      staging.size(), scratch_name);
-          }
-          if (::fdatasync(scratch.get()) != 0)
-            throw Error(ErrorCode::resource,
-                        fmt::format("{}: cannot write: {}", scratch_name, std::strerror(errno)));
-          ::posix_fadvise(scratch.get(), 0, 0, POSIX_FADV_DONTNEED);
-        });
+    // B a chunk of whole rows at a time, the next one read ahead, each dropped once read.
+    const std::uint64_t row = n * ib, per_chunk = std::max<std::uint64_t>(1, kReadChunkBytes / row);
+    std::vector<std::byte> chunk(std::min(per_chunk, k) * row), staging;
+    b.prefetch(0, chunk.size());
+    for (std::uint64_t first = 0; first < k; first += per_chunk) {
+      throw_if_interrupted();
+      const std::uint64_t count = std::min(per_chunk, k - first);
+      b.read(first * row, count * row, chunk.data());
+      b.evict(first * row, count * row);
+      b.prefetch((first + count) * row, std::min(per_chunk, k - first - count) * row);
+      gather(panel_columns(plan, n, 0), count, chunk.data(),
+             panel.get() + first * plan.panel_columns * ib);
+      for (std::uint64_t i = 1; i < plan.panels; ++i) {
+        const Columns cols = panel_columns(plan, n, i);
+        staging.resize(count * cols.width() * ib);
+        gather(cols, count, chunk.data(), staging.data());
+        check_scratch(pwrite_all(scratch.get(), staging.data(),
+                                 scratch_offset(i) + first * cols.width() * ib, staging.size()),
+                      scratch_name, "write");
+      }
+      check_scratch(::fdatasync(scratch.get()) == 0 ? 0 : errno, scratch_name, "write");
+      ::posix_fadvise(scratch.get(), 0, 0, POSIX_FADV_DONTNEED);
+    }
   }
 
   // A's steps: read into memory and dropped from the page cache (C order; a Fortran-order A is
@@ -396,7 +363,7 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
       load_direct(cols);
     } else if (i > 0) {
       const std::uint64_t at = scratch_offset(i), bytes = k * cols.width() * ib;
-      read_all(scratch.get(), panel.get(), at, bytes, scratch_name);
+      check_scratch(pread_all(scratch.get(), panel.get(), at, bytes), scratch_name, "read");
       ::posix_fadvise(scratch.get(), off_t(at), off_t(bytes), POSIX_FADV_DONTNEED);
     }
     const ArrayView b_view = panel_view(cols);
@@ -420,6 +387,14 @@ void multiply_panels(const Product& p, const NpyMapping& a, const NpyMapping& b,
       if (!plan.c_resident) out.write_back(i0 * n * ic, rows * n * ic);
     }
   }
+}
+
+}  // namespace
+
+std::uint64_t memory_budget(const Options& options) {
+  if (options.memory != 0) return options.memory;
+  const std::uint64_t available = memory_available();
+  return available - available / 8;
 }
 
 bool multiply_out_of_core(const Product& p, const NpyMapping& a, const NpyMapping& b,

@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 
+#include "common/clock.hpp"
 #include "common/fd.hpp"
 #include "common/memory_cgroup.hpp"
 #include "common/npy_file.hpp"
@@ -36,10 +37,8 @@ void drop_file_cache(const fs::path& path) {
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
 }
 
-// The disk's speed: `path` read once from the disk, 16 MiB at a time, in bytes a second; with
-// `cold` false, read from wherever it is (the page cache), and left there.
-double disk_read_speed(const fs::path& path, bool cold = true) {
-  if (cold) drop_file_cache(path);
+// Reads all of `path`, 16 MiB at a time (into the page cache, where it stays): bytes a second.
+double read_through(const fs::path& path) {
   std::uint64_t total = 0;
   const auto start = std::chrono::steady_clock::now();
   {
@@ -49,10 +48,15 @@ double disk_read_speed(const fs::path& path, bool cold = true) {
     for (ssize_t got; (got = ::read(fd.get(), buffer.data(), buffer.size())) > 0;)
       total += std::uint64_t(got);
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (cold) drop_file_cache(path);
-  return double(total) / seconds;
+  return double(total) / seconds_since(start);
+}
+
+// The disk's speed: `path` read once from the disk, then dropped again.
+double disk_read_speed(const fs::path& path) {
+  drop_file_cache(path);
+  const double speed = read_through(path);
+  drop_file_cache(path);
+  return speed;
 }
 
 // The median, or NaN for a variant that never finished.
@@ -120,7 +124,7 @@ int run_out_of_core_bench(const OutOfCoreBenchArgs& args) {
         if (v.cold)
           drop_file_cache(operand);
         else
-          static_cast<void>(disk_read_speed(operand, /*cold=*/false));
+          static_cast<void>(read_through(operand));
       std::optional<MemoryCgroup> group;
       if (v.limited)
         group.emplace(fmt::format("shmgemm-bench-ooc-{}-{}", ::getpid(), i), args.limit);
